@@ -1,0 +1,28 @@
+/* optim.h — one-pass parameter updates with PyTorch's exact formulas.
+ *
+ * Each step function updates one parameter tensor in place from its gradient and its
+ * state tensors, in a single loop over the elements (the Lua optimizer classes in
+ * lua/optim.lua own the per-parameter state and call these). All tensors of one call
+ * must be contiguous float tensors of the same shape, dtype and device; DDP_ERR_ARG
+ * otherwise. Cannot fail for valid arguments. */
+#ifndef DDP_NN_OPTIM_H
+#define DDP_NN_OPTIM_H
+
+#include "tensor/tensor.h"
+
+/* torch.optim.SGD: g = grad + wd * p; with momentum: buf = first_step ? g
+ * : momentum * buf + (1 - dampening) * g; g = nesterov ? g + momentum * buf : buf;
+ * p -= lr * g. momentum_buf may be NULL when momentum == 0. */
+ddp_status sgd_step(tensor *param, const tensor *grad, tensor *momentum_buf, double lr,
+                    double momentum, double dampening, double weight_decay, bool nesterov,
+                    bool first_step);
+
+/* torch.optim.Adam (decoupled = false: L2, g = grad + wd * p) and AdamW (decoupled =
+ * true: p *= 1 - lr * wd first). step counts from 1 (already incremented).
+ * m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+ * p -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps). */
+ddp_status adam_step(tensor *param, const tensor *grad, tensor *exp_avg, tensor *exp_avg_sq,
+                     int64_t step, double lr, double beta1, double beta2, double eps,
+                     double weight_decay, bool decoupled);
+
+#endif
