@@ -1,0 +1,96 @@
+/* driver.h — the driver's handle on its rank processes: start them, run a chunk of Lua
+ * on some of them, stream and collect what they print, interrupt, restart.
+ *
+ * The driver never runs learner code (docs/architecture.md): a rank is a child process
+ * with its own Lua state, reached over the control channel (a Unix socket in a private
+ * 0700 directory). This interface is what the terminal side (repl.c, main.c) uses; how
+ * the bytes travel is private to driver.c / rank.c / protocol.c. */
+#ifndef DDP_RUNTIME_DRIVER_H
+#define DDP_RUNTIME_DRIVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/status.h"
+
+typedef struct driver driver;
+
+typedef struct {
+    int nproc;                 /* ranks on this node */
+    const char *backend;       /* "gloo" / "nccl" / NULL for the default */
+    int nnodes, node_rank;     /* 1, 0 for a single machine */
+    const char *master_addr;   /* NULL: 127.0.0.1 */
+    int master_port;           /* 0: pick a free port */
+    double collective_timeout; /* seconds; the watchdog of the mismatch check */
+    bool collective_check;     /* fingerprint every collective (default true) */
+    bool label_script_output;  /* script mode: prefix each line with "[rank] " */
+} launch_options;
+
+/* Starts the ranks and waits until every one has connected and loaded its Lua state.
+ * On failure nothing is left running and the message says which rank failed and why. */
+ddp_status driver_start(const launch_options *opts, driver **out);
+/* Stops every rank (politely, then SIGKILL after a grace period) and frees d. NULL-safe. */
+void driver_stop(driver *d);
+int driver_world_size(const driver *d);
+
+typedef enum {
+    RANK_DONE,        /* the chunk ran to the end */
+    RANK_ERROR,       /* the chunk raised a Lua error (message + short traceback) */
+    RANK_INTERRUPTED, /* Ctrl-C stopped it */
+    RANK_DIED,        /* the process exited or was killed */
+    RANK_SKIPPED,     /* not a target of this chunk */
+} rank_outcome;
+
+typedef struct {
+    int rank;
+    rank_outcome outcome;
+    char *output;      /* everything the rank printed for this chunk, values of `=expr` and
+                        * bare expressions included, in order (owned; NULL if none) */
+    size_t output_len;
+    char *error;       /* RANK_ERROR / RANK_DIED: the message in words (owned) */
+    int exit_status;   /* RANK_DIED: exit code, or -signal */
+} rank_result;
+
+/* Called as output arrives, before driver_run returns (for live streaming, e.g. script
+ * mode's "[2] ..." lines); may be NULL. */
+typedef void (*rank_output_fn)(int rank, const char *bytes, size_t len, void *ctx);
+
+/* Runs `chunk` (already known to compile: the terminal side checks syntax first) on the
+ * ranks whose entries in `targets` (length world size) are true. Fills results[world
+ * size]; free them with rank_results_free. Returns DDP_OK even when ranks raised errors
+ * or died (that is in the results); fails only when the driver itself cannot go on. */
+ddp_status driver_run(driver *d, const char *chunk, size_t len, const char *chunkname,
+                      const bool *targets, rank_output_fn on_output, void *ctx,
+                      rank_result *results);
+/* Script mode: every rank runs the file at `path` with `arg` set from argv, as lua.c
+ * does. */
+ddp_status driver_run_file(driver *d, const char *path, int argc, char **argv,
+                           rank_output_fn on_output, void *ctx, rank_result *results);
+void rank_results_free(rank_result *results, int n);
+
+/* Asks the running chunk on every rank to stop (Ctrl-C). Async-signal-safe: it only
+ * writes a byte to a pipe that driver_run watches. */
+void driver_interrupt(driver *d);
+
+/* Completion candidates for `word` (a global, or fields after "." / ":") from the Lua
+ * state of rank `rank`. *matches is a malloc'd array of malloc'd strings. */
+ddp_status driver_complete(driver *d, int rank, const char *word, char ***matches,
+                           int *count);
+
+typedef struct {
+    int rank;
+    int pid;
+    char host[64];
+    char device[16];   /* "cpu", "cuda:0" */
+    char state[96];    /* "idle", "running", "in all_reduce #3 float32[4]", "dead (...)" */
+    int64_t rss_bytes; /* resident memory */
+} rank_info;
+
+/* Fills info[world size] for the :ranks table. */
+ddp_status driver_ranks(driver *d, rank_info *info);
+
+/* Kills and restarts every rank with the same options (used by :restart). */
+ddp_status driver_restart(driver *d);
+
+#endif
