@@ -1,28 +1,631 @@
-/* l_dist.c — torch.distributed for Lua: process groups and collectives over src/dist.
- * (Grows with the runtime issue; today only what needs no process group.) */
+/* l_dist.c — torch.distributed for Lua: init_process_group and friends, process-group
+ * and work objects, and every collective with PyTorch's signatures, over
+ * src/dist/process_group.h.
+ *
+ * Lua has no keyword arguments, so each collective takes its PyTorch positional
+ * arguments and, in any trailing position, an options table {op=, group=, async_op=,
+ * src=, dst=}. Extra positional arguments are told apart by type: a number is a rank, a
+ * string (dist.ReduceOp.SUM is "SUM") a reduce op, a ProcessGroup a group, a boolean
+ * async_op. Every argument is checked before anything is sent, so a wrong call fails on
+ * the rank that made it and never leaves the others waiting in the backend. Collectives
+ * run synchronously; with async_op=true they return an already completed work object
+ * (isend/irecv return real pending ones). */
 #include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
+#include "build_config.h"
+#include "dist/process_group.h"
 #include "lua/bindings.h"
 
-/* dist.is_available(): whether this build has distributed support (always: Gloo). */
-static int l_dist_is_available(lua_State *L) {
+#define GROUP_MT "dist.ProcessGroup"
+#define WORK_MT "dist.Work"
+
+typedef struct {
+    process_group *g; /* owned reference; NULL for the NON_GROUP_MEMBER constant */
+    int non_member;   /* this box stands for GroupMember.NON_GROUP_MEMBER */
+} group_box;
+
+typedef struct {
+    pg_work *w; /* owned; NULL when completed at creation (synchronous collectives) */
+    int failed; /* wait raised an error already */
+} work_box;
+
+/* ---- argument parsing ------------------------------------------------------------- */
+
+typedef struct {
+    int has_op;
+    comm_reduce_op op;
+    process_group *group; /* borrowed from a box on the stack; NULL: default */
+    int async_op;
+    int ranks[2]; /* numbers seen, in order */
+    int nranks;
+    int has_src, src, has_dst, dst;
+} call_args;
+
+/* The one tensor a collective takes, with a message for the classic mistake of passing
+ * a whole state_dict or parameter list. */
+static tensor *check_one_tensor(lua_State *L, int idx, const char *op) {
+    tensor *t = ddp_lua_to_tensor(L, idx);
+    if (t) return t;
+    if (lua_istable(L, idx))
+        luaL_error(L,
+                   "%s: a collective takes one tensor, got a table (a state_dict or a list of "
+                   "tensors?). For a whole model, call it once per tensor:\n"
+                   "  for _, p in ipairs(model:parameters()) do dist.%s(p%s) end\n"
+                   "(or loop over pairs(model:state_dict())), or wrap the model in "
+                   "nn.DistributedDataParallel, which does this for you",
+                   op, op, strcmp(op, "broadcast") == 0 ? ", 0" : "");
+    return ddp_lua_check_tensor(L, idx); /* raises "tensor expected, got ..." */
+}
+
+static comm_reduce_op parse_op(lua_State *L, int idx, const char *op) {
+    static const char *const names[] = {"SUM", "AVG", "PRODUCT", "MIN", "MAX"};
+    const char *s = lua_tostring(L, idx);
+    for (int i = 0; s && i < 5; i++)
+        if (strcasecmp(s, names[i]) == 0) return (comm_reduce_op)i;
+    luaL_error(L, "%s: unknown reduce op '%s' (use dist.ReduceOp.SUM, AVG, PRODUCT, MIN or MAX)",
+               op, s ? s : luaL_typename(L, idx));
+    return COMM_SUM;
+}
+
+static process_group *check_group(lua_State *L, int idx, const char *op) {
+    group_box *b = luaL_testudata(L, idx, GROUP_MT);
+    if (!b) luaL_error(L, "%s: group must be a process group from dist.new_group", op);
+    if (b->non_member)
+        luaL_error(L,
+                   "%s: this rank is not a member of the group (new_group returned "
+                   "GroupMember.NON_GROUP_MEMBER here); only members may use it",
+                   op);
+    return b->g;
+}
+
+static int check_rank(lua_State *L, int idx, const char *op) {
+    if (!lua_isinteger(L, idx))
+        luaL_error(L, "%s: a rank must be an integer, got %s", op, luaL_typename(L, idx));
+    lua_Integer r = lua_tointeger(L, idx);
+    if (r < 0 || r > 1 << 20) luaL_error(L, "%s: rank %d is out of range", op, (int)r);
+    return (int)r;
+}
+
+/* Whether the value at idx is an options table: a plain table without [1]. */
+static int is_options(lua_State *L, int idx) {
+    if (lua_type(L, idx) != LUA_TTABLE || ddp_lua_to_tensor(L, idx)) return 0;
+    int list = lua_rawgeti(L, idx, 1) != LUA_TNIL;
+    lua_pop(L, 1);
+    return !list;
+}
+
+/* Reads the positional extras from `first` to `top` (the caller's last argument, taken
+ * before any scratch value was pushed) and a trailing options table. */
+static void parse_args(lua_State *L, int first, int top, const char *op, call_args *a) {
+    memset(a, 0, sizeof *a);
+    for (int i = first; i <= top; i++) {
+        int t = lua_type(L, i);
+        if (t == LUA_TNIL) continue;
+        if (t == LUA_TNUMBER) {
+            if (a->nranks == 2) luaL_error(L, "%s: too many rank arguments", op);
+            a->ranks[a->nranks++] = check_rank(L, i, op);
+        } else if (t == LUA_TSTRING) {
+            a->op = parse_op(L, i, op);
+            a->has_op = 1;
+        } else if (t == LUA_TBOOLEAN) {
+            a->async_op = lua_toboolean(L, i);
+        } else if (t == LUA_TUSERDATA && luaL_testudata(L, i, GROUP_MT)) {
+            a->group = check_group(L, i, op);
+        } else if (i == top && is_options(L, i)) {
+            if (lua_getfield(L, i, "op") != LUA_TNIL) {
+                a->op = parse_op(L, -1, op);
+                a->has_op = 1;
+            }
+            if (lua_getfield(L, i, "group") != LUA_TNIL) a->group = check_group(L, -1, op);
+            if (lua_getfield(L, i, "async_op") != LUA_TNIL) a->async_op = lua_toboolean(L, -1);
+            if (lua_getfield(L, i, "src") != LUA_TNIL) {
+                a->has_src = 1;
+                a->src = check_rank(L, -1, op);
+            }
+            if (lua_getfield(L, i, "dst") != LUA_TNIL) {
+                a->has_dst = 1;
+                a->dst = check_rank(L, -1, op);
+            }
+            lua_pop(L, 5);
+        } else {
+            luaL_error(L, "%s: unexpected argument #%d (%s)", op, i, luaL_typename(L, i));
+        }
+    }
+}
+
+/* The root rank: the first positional number, else {src=}/{dst=}, else def. */
+static int root_arg(const call_args *a, int def) {
+    if (a->nranks > 0) return a->ranks[0];
+    if (a->has_src) return a->src;
+    if (a->has_dst) return a->dst;
+    return def;
+}
+
+static void to_buffer(lua_State *L, const char *op, tensor *t, pg_buffer *b) {
+    ddp_status s = pg_buffer_from_tensor(op, t, b);
+    if (s != DDP_OK) ddp_lua_raise(L, s);
+}
+
+/* Reads a Lua list of tensors into malloc'd buffers (*n entries); raises on errors. The
+ * array is left on the Lua stack as a userdata so an error cannot leak it. */
+static pg_buffer *list_arg(lua_State *L, int idx, const char *op, const char *what, int *n) {
+    if (!lua_istable(L, idx) || ddp_lua_to_tensor(L, idx))
+        luaL_error(L, "%s: %s must be a list of tensors, got %s", op, what, luaL_typename(L, idx));
+    lua_Integer len = luaL_len(L, idx);
+    if (len < 1 || len > 1 << 16)
+        luaL_error(L, "%s: %s is empty (it needs one tensor per rank)", op, what);
+    pg_buffer *bufs = lua_newuserdatauv(L, sizeof(pg_buffer) * (size_t)len, 0);
+    for (lua_Integer i = 1; i <= len; i++) {
+        lua_rawgeti(L, idx, i);
+        tensor *t = ddp_lua_to_tensor(L, -1);
+        if (!t)
+            luaL_error(L, "%s: %s[%d] is %s, not a tensor", op, what, (int)i, luaL_typename(L, -1));
+        to_buffer(L, op, t, &bufs[i - 1]);
+        lua_pop(L, 1);
+    }
+    *n = (int)len;
+    return bufs;
+}
+
+/* Pushes the result of a collective: nothing, or a completed work with async_op. */
+static int finish(lua_State *L, ddp_status s, const call_args *a) {
+    if (s != DDP_OK) return ddp_lua_raise(L, s);
+    if (!a->async_op) return 0;
+    work_box *w = lua_newuserdatauv(L, sizeof *w, 1);
+    w->w = NULL;
+    w->failed = 0;
+    luaL_setmetatable(L, WORK_MT);
+    return 1;
+}
+
+/* ---- init and groups ---------------------------------------------------------------- */
+
+/* init_process_group{backend=, init_method=, rank=, world_size=, timeout=} or
+ * init_process_group("gloo"[, {...}]). */
+static int l_init_process_group(lua_State *L) {
+    pg_init_options o = {
+        .backend = "gloo", .init_method = NULL, .rank = -1, .world_size = -1, .timeout_s = 0};
+    int opts = 0;
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        o.backend = lua_tostring(L, 1);
+        if (lua_istable(L, 2)) opts = 2;
+    } else if (lua_istable(L, 1)) {
+        opts = 1;
+    } else if (!lua_isnoneornil(L, 1)) {
+        return luaL_error(L,
+                          "init_process_group: expected {backend=\"gloo\", init_method="
+                          "\"env://\"}, got %s",
+                          luaL_typename(L, 1));
+    }
+    if (opts) {
+        if (lua_getfield(L, opts, "backend") != LUA_TNIL) o.backend = luaL_checkstring(L, -1);
+        if (lua_getfield(L, opts, "init_method") != LUA_TNIL)
+            o.init_method = luaL_checkstring(L, -1);
+        if (lua_getfield(L, opts, "rank") != LUA_TNIL) o.rank = (int)luaL_checkinteger(L, -1);
+        if (lua_getfield(L, opts, "world_size") != LUA_TNIL)
+            o.world_size = (int)luaL_checkinteger(L, -1);
+        if (lua_getfield(L, opts, "timeout") != LUA_TNIL) o.timeout_s = luaL_checknumber(L, -1);
+        lua_pop(L, 5);
+        /* strings stay alive: they are fields of the options table */
+    }
+    ddp_status s = pg_init(&o);
+    if (s != DDP_OK) return ddp_lua_raise(L, s);
+    return 0;
+}
+
+static int l_is_available(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
 }
 
-/* dist.is_initialized(): no process group yet. */
-static int l_dist_is_initialized(lua_State *L) {
-    lua_pushboolean(L, 0);
+static int l_is_initialized(lua_State *L) {
+    lua_pushboolean(L, pg_is_initialized());
     return 1;
 }
 
+static int l_is_nccl_available(lua_State *L) {
+    lua_pushboolean(L, DDP_HAVE_NCCL);
+    return 1;
+}
+
+/* The group at idx (absent: the default); raises before init. */
+static process_group *group_or_default(lua_State *L, int idx, const char *op) {
+    if (!lua_isnoneornil(L, idx)) {
+        group_box *b = luaL_checkudata(L, idx, GROUP_MT);
+        if (b->non_member) return NULL;
+        return b->g;
+    }
+    process_group *g;
+    ddp_status s = pg_default(&g);
+    if (s != DDP_OK) return ddp_lua_raise(L, s), NULL;
+    (void)op;
+    return g;
+}
+
+static int l_get_rank(lua_State *L) {
+    process_group *g = group_or_default(L, 1, "get_rank");
+    lua_pushinteger(L, g ? pg_rank(g) : -1);
+    return 1;
+}
+
+static int l_get_world_size(lua_State *L) {
+    process_group *g = group_or_default(L, 1, "get_world_size");
+    lua_pushinteger(L, g ? pg_size(g) : -1);
+    return 1;
+}
+
+static int l_get_backend(lua_State *L) {
+    process_group *g = group_or_default(L, 1, "get_backend");
+    lua_pushstring(L, g ? pg_backend(g) : "undefined");
+    return 1;
+}
+
+static int l_destroy_process_group(lua_State *L) {
+    ddp_status s = pg_destroy();
+    if (s != DDP_OK) return ddp_lua_raise(L, s);
+    return 0;
+}
+
+/* new_group(ranks) or new_group{ranks=...}: every rank must call it, as in PyTorch. */
+static int l_new_group(lua_State *L) {
+    int idx = 1;
+    if (lua_istable(L, 1) && lua_getfield(L, 1, "ranks") != LUA_TNIL) {
+        idx = lua_gettop(L);
+    } else if (lua_istable(L, 1)) {
+        lua_pop(L, 1);
+    }
+    int ranks[4096], n = 0;
+    if (!lua_isnoneornil(L, idx)) {
+        luaL_checktype(L, idx, LUA_TTABLE);
+        lua_Integer len = luaL_len(L, idx);
+        if (len > 4096) return luaL_error(L, "new_group: too many ranks");
+        for (lua_Integer i = 1; i <= len; i++) {
+            lua_rawgeti(L, idx, i);
+            ranks[n++] = check_rank(L, -1, "new_group");
+            lua_pop(L, 1);
+        }
+        if (n == 0) return luaL_error(L, "new_group: the list of ranks is empty");
+    }
+    group_box *b = lua_newuserdatauv(L, sizeof *b, 0); /* closed box first */
+    b->g = NULL;
+    b->non_member = 0;
+    luaL_setmetatable(L, GROUP_MT);
+    process_group *g;
+    ddp_status s = pg_new_group(ranks, n, &g);
+    if (s != DDP_OK) return ddp_lua_raise(L, s);
+    b->g = g;
+    if (!pg_is_member(g)) b->non_member = 1; /* equal to GroupMember.NON_GROUP_MEMBER */
+    return 1;
+}
+
+static int l_group_gc(lua_State *L) {
+    group_box *b = luaL_checkudata(L, 1, GROUP_MT);
+    process_group *g = b->g;
+    b->g = NULL;
+    pg_release(g);
+    return 0;
+}
+
+static int l_group_eq(lua_State *L) {
+    group_box *a = luaL_checkudata(L, 1, GROUP_MT), *b = luaL_checkudata(L, 2, GROUP_MT);
+    lua_pushboolean(L, a == b || (a->non_member && b->non_member));
+    return 1;
+}
+
+static int l_group_tostring(lua_State *L) {
+    group_box *b = luaL_checkudata(L, 1, GROUP_MT);
+    if (b->non_member || !b->g) {
+        lua_pushliteral(L, "GroupMember.NON_GROUP_MEMBER");
+        return 1;
+    }
+    luaL_Buffer buf;
+    luaL_buffinit(L, &buf);
+    luaL_addstring(&buf, "ProcessGroup(ranks={");
+    for (int i = 0; i < pg_size(b->g); i++) {
+        lua_pushfstring(L, i ? ", %d" : "%d", pg_global_rank(b->g, i));
+        luaL_addvalue(&buf);
+    }
+    lua_pushfstring(L, "}, rank=%d, backend=%s%s)", pg_rank(b->g), pg_backend(b->g),
+                    pg_is_alive(b->g) ? "" : ", destroyed");
+    luaL_addvalue(&buf);
+    luaL_pushresult(&buf);
+    return 1;
+}
+
+static int l_group_rank(lua_State *L) {
+    group_box *b = luaL_checkudata(L, 1, GROUP_MT);
+    lua_pushinteger(L, b->g ? pg_rank(b->g) : -1);
+    return 1;
+}
+
+static int l_group_size(lua_State *L) {
+    group_box *b = luaL_checkudata(L, 1, GROUP_MT);
+    lua_pushinteger(L, b->g ? pg_size(b->g) : -1);
+    return 1;
+}
+
+/* ---- work objects --------------------------------------------------------------------- */
+
+/* Pushes a work box holding w and keeping tensor box `tidx` alive until it is freed. */
+static void push_work(lua_State *L, pg_work *w, int tidx) {
+    work_box *b = lua_newuserdatauv(L, sizeof *b, 1);
+    b->w = w;
+    b->failed = 0;
+    luaL_setmetatable(L, WORK_MT);
+    lua_pushvalue(L, tidx);
+    lua_setiuservalue(L, -2, 1);
+}
+
+static int l_work_wait(lua_State *L) {
+    work_box *b = luaL_checkudata(L, 1, WORK_MT);
+    if (b->w) {
+        ddp_status s = pg_work_wait(b->w);
+        if (s != DDP_OK) return ddp_lua_raise(L, s);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_work_is_completed(lua_State *L) {
+    work_box *b = luaL_checkudata(L, 1, WORK_MT);
+    lua_pushboolean(L, !b->w || pg_work_is_completed(b->w));
+    return 1;
+}
+
+static int l_work_gc(lua_State *L) {
+    work_box *b = luaL_checkudata(L, 1, WORK_MT);
+    pg_work *w = b->w;
+    b->w = NULL;
+    pg_work_free(w);
+    return 0;
+}
+
+/* ---- collectives ---------------------------------------------------------------------- */
+
+static int l_broadcast(lua_State *L) {
+    int top = lua_gettop(L);
+    tensor *t = check_one_tensor(L, 1, "broadcast");
+    call_args a;
+    parse_args(L, 2, top, "broadcast", &a);
+    if (a.nranks == 0 && !a.has_src)
+        return luaL_error(L, "broadcast: which rank sends? pass src, e.g. dist.broadcast(t, 0)");
+    pg_buffer b;
+    to_buffer(L, "broadcast", t, &b);
+    return finish(L, pg_broadcast(a.group, &b, root_arg(&a, 0)), &a);
+}
+
+static int l_all_reduce(lua_State *L) {
+    int top = lua_gettop(L);
+    tensor *t = check_one_tensor(L, 1, "all_reduce");
+    call_args a;
+    parse_args(L, 2, top, "all_reduce", &a);
+    if (a.nranks) return luaL_error(L, "all_reduce: takes no rank (every rank gets the result)");
+    pg_buffer b;
+    to_buffer(L, "all_reduce", t, &b);
+    return finish(L, pg_all_reduce(a.group, &b, a.has_op ? a.op : COMM_SUM), &a);
+}
+
+static int l_reduce(lua_State *L) {
+    int top = lua_gettop(L);
+    tensor *t = check_one_tensor(L, 1, "reduce");
+    call_args a;
+    parse_args(L, 2, top, "reduce", &a);
+    if (a.nranks == 0 && !a.has_dst)
+        return luaL_error(L, "reduce: which rank receives? pass dst, e.g. dist.reduce(t, 0)");
+    pg_buffer b;
+    to_buffer(L, "reduce", t, &b);
+    return finish(L, pg_reduce(a.group, &b, root_arg(&a, 0), a.has_op ? a.op : COMM_SUM), &a);
+}
+
+static int l_all_gather(lua_State *L) {
+    int top = lua_gettop(L);
+    int n;
+    pg_buffer *outs = list_arg(L, 1, "all_gather", "tensor_list", &n);
+    tensor *t = check_one_tensor(L, 2, "all_gather");
+    call_args a;
+    parse_args(L, 3, top, "all_gather", &a);
+    pg_buffer in;
+    to_buffer(L, "all_gather", t, &in);
+    return finish(L, pg_all_gather(a.group, outs, n, &in), &a);
+}
+
+static int l_all_gather_into_tensor(lua_State *L) {
+    int top = lua_gettop(L);
+    tensor *out = check_one_tensor(L, 1, "all_gather_into_tensor");
+    tensor *t = check_one_tensor(L, 2, "all_gather_into_tensor");
+    call_args a;
+    parse_args(L, 3, top, "all_gather_into_tensor", &a);
+    pg_buffer ob, ib;
+    to_buffer(L, "all_gather_into_tensor", out, &ob);
+    to_buffer(L, "all_gather_into_tensor", t, &ib);
+    return finish(L, pg_all_gather_into(a.group, &ob, &ib), &a);
+}
+
+static int l_reduce_scatter(lua_State *L) {
+    int top = lua_gettop(L);
+    tensor *out = check_one_tensor(L, 1, "reduce_scatter");
+    int n;
+    pg_buffer *ins = list_arg(L, 2, "reduce_scatter", "input_list", &n);
+    call_args a;
+    parse_args(L, 3, top, "reduce_scatter", &a);
+    pg_buffer ob;
+    to_buffer(L, "reduce_scatter", out, &ob);
+    return finish(L, pg_reduce_scatter(a.group, &ob, ins, n, a.has_op ? a.op : COMM_SUM), &a);
+}
+
+/* gather(t, gather_list, dst): gather_list is nil on ranks other than dst. */
+static int l_gather(lua_State *L) {
+    int top = lua_gettop(L);
+    tensor *t = check_one_tensor(L, 1, "gather");
+    int n = 0;
+    pg_buffer *outs = NULL;
+    int list = lua_istable(L, 2) && !ddp_lua_to_tensor(L, 2) && !is_options(L, 2);
+    if (list) outs = list_arg(L, 2, "gather", "gather_list", &n);
+    call_args a;
+    parse_args(L, list || lua_isnil(L, 2) ? 3 : 2, top, "gather", &a);
+    pg_buffer in;
+    to_buffer(L, "gather", t, &in);
+    return finish(L, pg_gather(a.group, &in, outs, n, root_arg(&a, 0)), &a);
+}
+
+/* scatter(t, scatter_list, src): scatter_list is nil on ranks other than src. */
+static int l_scatter(lua_State *L) {
+    int top = lua_gettop(L);
+    tensor *t = check_one_tensor(L, 1, "scatter");
+    int n = 0;
+    pg_buffer *ins = NULL;
+    int list = lua_istable(L, 2) && !ddp_lua_to_tensor(L, 2) && !is_options(L, 2);
+    if (list) ins = list_arg(L, 2, "scatter", "scatter_list", &n);
+    call_args a;
+    parse_args(L, list || lua_isnil(L, 2) ? 3 : 2, top, "scatter", &a);
+    pg_buffer out;
+    to_buffer(L, "scatter", t, &out);
+    return finish(L, pg_scatter(a.group, &out, ins, n, root_arg(&a, 0)), &a);
+}
+
+static int l_barrier(lua_State *L) {
+    int top = lua_gettop(L);
+    call_args a;
+    parse_args(L, 1, top, "barrier", &a);
+    return finish(L, pg_barrier(a.group), &a);
+}
+
+/* send/recv/isend/irecv share this: is_send picks the direction, is_async the result. */
+static int p2p(lua_State *L, int is_send, int is_async) {
+    int top = lua_gettop(L);
+    const char *op = is_send ? (is_async ? "isend" : "send") : (is_async ? "irecv" : "recv");
+    tensor *t = check_one_tensor(L, 1, op);
+    call_args a;
+    parse_args(L, 2, top, op, &a);
+    int has = a.nranks > 0 || (is_send ? a.has_dst : a.has_src);
+    if (!has)
+        return luaL_error(L, "%s: which rank? pass %s, e.g. dist.%s(t, 1)", op,
+                          is_send ? "dst" : "src", op);
+    int peer = a.nranks > 0 ? a.ranks[0] : is_send ? a.dst : a.src;
+    pg_buffer b;
+    to_buffer(L, op, t, &b);
+    pg_work *w = NULL;
+    work_box *box = NULL;
+    if (is_async) { /* the box exists before the work, so an error cannot leak it */
+        push_work(L, NULL, 1);
+        box = lua_touserdata(L, -1);
+    }
+    ddp_status s = is_send ? pg_isend(a.group, &b, peer, &w) : pg_irecv(a.group, &b, peer, &w);
+    if (s != DDP_OK) return ddp_lua_raise(L, s);
+    if (is_async) {
+        box->w = w;
+        return 1;
+    }
+    s = pg_work_wait(w);
+    pg_work_free(w);
+    if (s != DDP_OK) return ddp_lua_raise(L, s);
+    if (is_send) return 0;
+    lua_pushinteger(L, peer); /* recv returns the sender's rank, as PyTorch */
+    return 1;
+}
+
+static int l_send(lua_State *L) {
+    return p2p(L, 1, 0);
+}
+
+static int l_recv(lua_State *L) {
+    return p2p(L, 0, 0);
+}
+
+static int l_isend(lua_State *L) {
+    return p2p(L, 1, 1);
+}
+
+static int l_irecv(lua_State *L) {
+    return p2p(L, 0, 1);
+}
+
+/* ---- module --------------------------------------------------------------------------- */
+
 static const luaL_Reg dist_functions[] = {
-    {"is_available", l_dist_is_available},
-    {"is_initialized", l_dist_is_initialized},
+    {"is_available", l_is_available},
+    {"is_initialized", l_is_initialized},
+    {"is_nccl_available", l_is_nccl_available},
+    {"is_gloo_available", l_is_available},
+    {"init_process_group", l_init_process_group},
+    {"destroy_process_group", l_destroy_process_group},
+    {"get_rank", l_get_rank},
+    {"get_world_size", l_get_world_size},
+    {"get_backend", l_get_backend},
+    {"new_group", l_new_group},
+    {"broadcast", l_broadcast},
+    {"all_reduce", l_all_reduce},
+    {"reduce", l_reduce},
+    {"all_gather", l_all_gather},
+    {"all_gather_into_tensor", l_all_gather_into_tensor},
+    {"reduce_scatter", l_reduce_scatter},
+    {"gather", l_gather},
+    {"scatter", l_scatter},
+    {"barrier", l_barrier},
+    {"send", l_send},
+    {"recv", l_recv},
+    {"isend", l_isend},
+    {"irecv", l_irecv},
     {NULL, NULL},
 };
 
+static const luaL_Reg group_methods[] = {
+    {"rank", l_group_rank},
+    {"size", l_group_size},
+    {NULL, NULL},
+};
+
+static const luaL_Reg group_meta[] = {
+    {"__gc", l_group_gc}, {"__eq", l_group_eq}, {"__tostring", l_group_tostring},
+    {"__index", NULL},    {NULL, NULL},
+};
+
+static const luaL_Reg work_methods[] = {
+    {"wait", l_work_wait},
+    {"is_completed", l_work_is_completed},
+    {NULL, NULL},
+};
+
+static const luaL_Reg work_meta[] = {
+    {"__gc", l_work_gc},
+    {"__close", l_work_gc},
+    {"__index", NULL},
+    {NULL, NULL},
+};
+
+/* Makes metatable `name` with metamethods `meta` and methods as __index. */
+static void create_meta(lua_State *L, const char *name, const luaL_Reg *meta,
+                        const luaL_Reg *methods) {
+    luaL_newmetatable(L, name);
+    luaL_setfuncs(L, meta, 0);
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}
+
 int luaopen_ddp_dist(lua_State *L) {
+    create_meta(L, GROUP_MT, group_meta, group_methods);
+    create_meta(L, WORK_MT, work_meta, work_methods);
     luaL_newlib(L, dist_functions);
+    /* dist.ReduceOp.SUM == "SUM", ... (strings print well and compare simply) */
+    lua_createtable(L, 0, 5);
+    static const char *const ops[] = {"SUM", "AVG", "PRODUCT", "MIN", "MAX"};
+    for (int i = 0; i < 5; i++) {
+        lua_pushstring(L, ops[i]);
+        lua_setfield(L, -2, ops[i]);
+    }
+    lua_setfield(L, -2, "ReduceOp");
+    /* dist.GroupMember.NON_GROUP_MEMBER: what new_group returns on non-members */
+    lua_createtable(L, 0, 2);
+    group_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->g = NULL;
+    b->non_member = 1;
+    luaL_setmetatable(L, GROUP_MT);
+    lua_setfield(L, -2, "NON_GROUP_MEMBER");
+    lua_setfield(L, -2, "GroupMember");
     return 1;
 }

@@ -33,12 +33,10 @@ ddp_status ag_binary(binary_op op, const tensor *a, const tensor *b, tensor **ou
 ddp_status ag_binary_scalar(binary_op op, const tensor *a, double s, tensor **out);
 ddp_status ag_scalar_binary(binary_op op, double s, const tensor *a, tensor **out);
 ddp_status ag_unary(unary_op op, const tensor *a, tensor **out);
-ddp_status ag_clamp(const tensor *a, bool has_lo, double lo, bool has_hi, double hi,
-                    tensor **out);
+ddp_status ag_clamp(const tensor *a, bool has_lo, double lo, bool has_hi, double hi, tensor **out);
 /* sum, mean, norm (and max/min over all elements) are differentiable. */
 ddp_status ag_reduce_all(reduce_op op, const tensor *t, tensor **out);
-ddp_status ag_reduce_dim(reduce_op op, const tensor *t, int64_t dim, bool keepdim,
-                         tensor **out);
+ddp_status ag_reduce_dim(reduce_op op, const tensor *t, int64_t dim, bool keepdim, tensor **out);
 ddp_status ag_mm(const tensor *a, const tensor *b, tensor **out);
 ddp_status ag_matmul(const tensor *a, const tensor *b, tensor **out);
 ddp_status ag_linear(const tensor *x, const tensor *w, const tensor *b, tensor **out);
@@ -50,8 +48,7 @@ ddp_status ag_unsqueeze(const tensor *t, int64_t dim, tensor **out);
 ddp_status ag_squeeze(const tensor *t, const int64_t *dim, tensor **out);
 ddp_status ag_expand(const tensor *t, const int64_t *sizes, int ndim, tensor **out);
 ddp_status ag_flatten(const tensor *t, int64_t start_dim, int64_t end_dim, tensor **out);
-ddp_status ag_narrow(const tensor *t, int64_t dim, int64_t start, int64_t length,
-                     tensor **out);
+ddp_status ag_narrow(const tensor *t, int64_t dim, int64_t start, int64_t length, tensor **out);
 ddp_status ag_select(const tensor *t, int64_t dim, int64_t index, tensor **out);
 ddp_status ag_contiguous(const tensor *t, tensor **out);
 ddp_status ag_clone(const tensor *t, tensor **out);
@@ -67,8 +64,7 @@ typedef enum { REDUCTION_MEAN, REDUCTION_SUM, REDUCTION_NONE } loss_reduction;
 bool loss_reduction_parse(const char *name, loss_reduction *out);
 /* mean((input - target)^2); shapes must match exactly (PyTorch warns and broadcasts;
  * we refuse, naming both shapes, because a silent broadcast is a classic bug). */
-ddp_status ag_mse_loss(const tensor *input, const tensor *target, loss_reduction r,
-                       tensor **out);
+ddp_status ag_mse_loss(const tensor *input, const tensor *target, loss_reduction r, tensor **out);
 /* input (N x C) logits (or (C) for one sample); target int64 class indices (N) or float
  * class probabilities (N x C). Mean over N. Out-of-range class indices are an error
  * naming the index and C. */

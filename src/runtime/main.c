@@ -1,9 +1,291 @@
-/* main.c — ddplab's entry point (placeholder until the CLI lands). */
+/* main.c — ddplab's entry point. A process started by a driver is a rank worker; one
+ * started by torchrun or SLURM runs its script as that rank; otherwise this is the driver:
+ * parse the command line, start the ranks, run the script or -e chunks on every rank with
+ * each output line labelled by its rank, and/or open the REPL. With --node-rank K > 0 it
+ * is the agent of machine K, which starts that machine's ranks for the driver on node 0. Only here
+ * does ddplab exit; the exit status is the first failing rank's. */
+#include <cblas.h>
+#include <errno.h>
+#include <lua.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "build_config.h"
+#include "runtime/cli.h"
+#include "runtime/driver.h"
+#include "runtime/launcher.h"
+#include "runtime/rank.h"
+#include "runtime/render.h"
+#include "runtime/repl.h"
 
-int main(void) {
-    printf("ddplab %s\n", DDPLAB_VERSION);
+/* Script mode's Ctrl-C: ask every rank to stop; the driver reports them interrupted. */
+static driver *script_driver;
+
+static void on_script_sigint(int sig) {
+    (void)sig;
+    if (script_driver) driver_interrupt(script_driver);
+}
+
+static void print_version(void) {
+    const char *blas = openblas_get_config();
+    if (blas && strncmp(blas, "OpenBLAS ", 9) == 0) blas += 9; /* said once is enough */
+    printf("ddplab %s (%s, BLAS OpenBLAS %s, CUDA %s, NCCL %s, Gloo %s)\n", DDPLAB_VERSION,
+           LUA_RELEASE, blas ? blas : "?", DDP_HAVE_CUDA ? "yes" : "no",
+           DDP_HAVE_NCCL ? "yes" : "no", DDP_HAVE_GLOO ? "yes" : "no");
+}
+
+/* The exit status a rank's outcome stands for (0 when it ended normally). */
+static int outcome_status(const rank_result *r) {
+    switch (r->outcome) {
+    case RANK_ERROR:
+        return 1;
+    case RANK_DIED:
+        return r->exit_status >= 0 ? r->exit_status : 128 - r->exit_status;
+    case RANK_INTERRUPTED:
+        return 130;
+    default:
+        return 0;
+    }
+}
+
+/* Shows on stderr what failed (once per distinct failure, with its ranks) and returns the
+ * first non-zero rank status: the first rank that raised an error or died, else 130 when
+ * ranks were only interrupted (a death interrupts the others: they are not the cause).
+ * The output was already streamed, so it is left out here. */
+static int report_failures(rank_result *results, int n, const render_style *style) {
+    int status = 0, first = -1;
+    for (int pass = 0; pass < 2 && status == 0; pass++) /* causes first, then interrupts */
+        for (int i = 0; i < n && status == 0; i++)
+            if (outcome_status(&results[i]) != 0 &&
+                (pass == 1 || results[i].outcome != RANK_INTERRUPTED)) {
+                status = outcome_status(&results[i]);
+                first = i;
+            }
+    if (status == 0) return 0;
+    for (int i = 0; i < n; i++) results[i].output_len = 0; /* streamed already */
+    render_style err_style = *style;
+    err_style.color = render_color_wanted(STDERR_FILENO);
+    for (int i = 0; i < n; i++) /* a clean os.exit(0) is not worth a line */
+        if (results[i].outcome == RANK_DIED && results[i].exit_status == 0)
+            results[i].outcome = RANK_DONE;
+    render_results(stderr, results, n, &err_style);
+    bool *failed = calloc((size_t)n, sizeof *failed);
+    int nfailed = 0;
+    for (int i = 0; i < n; i++)
+        if (outcome_status(&results[i]) != 0 && (results[first].outcome == RANK_INTERRUPTED ||
+                                                 results[i].outcome != RANK_INTERRUPTED)) {
+            nfailed++;
+            if (failed) failed[i] = true;
+        }
+    char ranks[96] = "";
+    if (failed) render_ranges(failed, n, ranks, sizeof ranks);
+    free(failed);
+    if (results[first].outcome == RANK_INTERRUPTED)
+        fprintf(stderr, "ddplab: interrupted (exit status %d)\n", status);
+    else if (nfailed == 1 && n > 1)
+        fprintf(stderr, "ddplab: rank %d failed (exit status %d)\n", first, status);
+    else if (n > 1)
+        fprintf(stderr, "ddplab: ranks %s failed; exit status %d is rank %d's\n", ranks, status,
+                first);
+    return status;
+}
+
+/* Feeds streamed output to the line labeller. */
+static void on_output(int rank, const char *bytes, size_t len, void *ctx) {
+    labeller_feed(ctx, rank, bytes, len);
+}
+
+/* Reads all of standard input (malloc'd, NUL-terminated) or returns NULL. */
+static char *read_stdin(size_t *len) {
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&buf, &size);
+    if (!f) return NULL;
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0) fwrite(chunk, 1, n, f);
+    fclose(f);
+    *len = size;
+    return buf;
+}
+
+/* A Lua chunk that sets `arg` as lua.c would: arg[0] = the script, arg[1..] its arguments
+ * (every byte escaped, so any argument is safe). malloc'd. */
+static char *arg_table_chunk(int argc, char **argv) {
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&buf, &size);
+    if (!f) return NULL;
+    fputs("arg = {", f);
+    for (int i = 0; i < argc; i++) {
+        fprintf(f, "[%d]=\"", i);
+        for (const unsigned char *p = (const unsigned char *)argv[i]; *p; p++)
+            fprintf(f, "\\%03u", *p);
+        fputs("\",", f);
+    }
+    fputs("}", f);
+    fclose(f);
+    return buf;
+}
+
+/* Runs one chunk (or, with path, a script file) on every rank with labelled streaming
+ * output. Returns the exit status: 0, a failing rank's, or 1 when the driver failed. */
+static int run_everywhere(driver *d, const char *chunk, size_t len, const char *name,
+                          const char *path, int argc, char **argv) {
+    int n = driver_world_size(d);
+    render_style style = {.labels = n > 1, .color = render_color_wanted(STDOUT_FILENO)};
+    rank_result *results = calloc((size_t)n, sizeof *results);
+    bool *targets = malloc((size_t)n * sizeof *targets);
+    line_labeller *lab = labeller_new(n, &style, stdout);
+    if (!results || !targets || !lab) {
+        fprintf(stderr, "ddplab: out of memory\n");
+        free(results);
+        free(targets);
+        labeller_free(lab);
+        return 1;
+    }
+    for (int i = 0; i < n; i++) targets[i] = true;
+    ddp_status st = path ? driver_run_file(d, path, argc, argv, on_output, lab, results)
+                         : driver_run(d, chunk, len, name, targets, on_output, lab, results);
+    labeller_flush(lab);
+    int status;
+    if (st != DDP_OK) {
+        fprintf(stderr, "ddplab: %s\n", ddp_last_error());
+        status = 1;
+    } else {
+        status = report_failures(results, n, &style);
+    }
+    rank_results_free(results, n);
+    free(results);
+    free(targets);
+    labeller_free(lab);
+    return status;
+}
+
+/* Script mode: the -e chunks in order, then the script; stops at the first failure. */
+static int run_script_mode(driver *d, const cli_options *o, char *stdin_text, size_t stdin_len) {
+    int status = 0;
+    for (int i = 0; i < o->nchunks && status == 0; i++)
+        status =
+            run_everywhere(d, o->chunks[i], strlen(o->chunks[i]), "=(command line)", NULL, 0, NULL);
+    if (status != 0 || !o->script) return status;
+    if (strcmp(o->script, "-") == 0) {
+        char *args = arg_table_chunk(o->script_argc, o->script_argv);
+        if (args) status = run_everywhere(d, args, strlen(args), "=(arg)", NULL, 0, NULL);
+        free(args);
+        if (status == 0) status = run_everywhere(d, stdin_text, stdin_len, "=stdin", NULL, 0, NULL);
+        return status;
+    }
+    /* driver_run_file sets arg[0] = path and arg[1..] = the arguments after it */
+    return run_everywhere(d, NULL, 0, NULL, o->script, o->script_argc - 1, o->script_argv + 1);
+}
+
+/* Checks what can be checked before any rank starts: -e syntax, the script readable. */
+static int check_inputs(const cli_options *o, const char *stdin_text, size_t stdin_len) {
+    for (int i = 0; i < o->nchunks; i++)
+        if (repl_check_syntax(o->chunks[i], strlen(o->chunks[i]), "=(command line)") != DDP_OK) {
+            fprintf(stderr, "ddplab: %s\n", ddp_last_error());
+            return 1;
+        }
+    if (o->script && strcmp(o->script, "-") == 0) {
+        if (repl_check_syntax(stdin_text, stdin_len, "=stdin") != DDP_OK) {
+            fprintf(stderr, "ddplab: %s\n", ddp_last_error());
+            return 1;
+        }
+    } else if (o->script && access(o->script, R_OK) != 0) {
+        fprintf(stderr, "ddplab: cannot open %s: %s\n", o->script, strerror(errno));
+        return 1;
+    }
     return 0;
+}
+
+int main(int argc, char **argv) {
+    if (getenv("DDPLAB_RANK_WORKER")) return rank_worker_main();
+    cli_options o;
+    if (cli_parse(argc, argv, &o) != DDP_OK) {
+        fprintf(stderr, "ddplab: %s\ntry 'ddplab --help'\n", ddp_last_error());
+        return 2;
+    }
+    if (o.action == CLI_HELP) {
+        fputs(cli_usage(), stdout);
+        return 0;
+    }
+    if (o.action == CLI_VERSION) {
+        print_version();
+        return 0;
+    }
+    if (rank_launched_externally()) {
+        if (!o.script && o.nchunks == 0) {
+            fprintf(stderr, "ddplab: started by torchrun or SLURM, ddplab runs a script: give "
+                            "one, or -e CHUNK\n");
+            return 2;
+        }
+        if (o.nchunks > 1) {
+            fprintf(stderr, "ddplab: under an outside launcher give one -e CHUNK\n");
+            return 2;
+        }
+        return rank_run_standalone(o.script, o.nchunks ? o.chunks[0] : NULL,
+                                   o.script ? o.script_argc - 1 : 0,
+                                   o.script ? o.script_argv + 1 : NULL);
+    }
+    launch_options lo = {
+        .nproc = o.nproc ? o.nproc : cli_default_nproc(),
+        .backend = o.backend,
+        .nnodes = o.nnodes,
+        .node_rank = o.node_rank,
+        .master_addr = o.master_addr,
+        .master_port = o.master_port,
+        .collective_timeout = o.collective_timeout,
+        .collective_check = o.collective_check,
+        .label_script_output = false, /* main.c labels the streamed lines itself */
+    };
+    if (o.node_rank > 0) /* another machine's agent: it starts and tends its own ranks */
+        return launcher_agent_main(&lo);
+    /* lua.c: no script, no -e and stdin not a terminal means "run stdin as the script" */
+    bool want_repl = o.interactive || (!o.script && o.nchunks == 0);
+    if (!o.script && o.nchunks == 0 && !o.interactive && !isatty(STDIN_FILENO)) {
+        static char *dash[] = {"-", NULL};
+        o.script = "-";
+        o.script_argc = 1;
+        o.script_argv = dash;
+        want_repl = false;
+    }
+    char *stdin_text = NULL;
+    size_t stdin_len = 0;
+    if (o.script && strcmp(o.script, "-") == 0) {
+        stdin_text = read_stdin(&stdin_len);
+        if (!stdin_text) {
+            fprintf(stderr, "ddplab: cannot read standard input\n");
+            return 1;
+        }
+    }
+    if (check_inputs(&o, stdin_text, stdin_len) != 0) {
+        free(stdin_text);
+        return 1;
+    }
+    driver *d = NULL;
+    if (driver_start(&lo, &d) != DDP_OK) {
+        fprintf(stderr, "ddplab: %s\n", ddp_last_error());
+        free(stdin_text);
+        return 1;
+    }
+    int status = 0;
+    if (o.script || o.nchunks > 0) {
+        script_driver = d;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_script_sigint;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        status = run_script_mode(d, &o, stdin_text, stdin_len);
+        signal(SIGINT, SIG_DFL);
+        script_driver = NULL;
+    }
+    free(stdin_text);
+    if (want_repl) status = repl_run(d);
+    driver_stop(d);
+    return status;
 }

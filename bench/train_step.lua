@@ -1,0 +1,60 @@
+-- train_step.lua — ddplab's side of bench/run.sh: times one training step (forward, MSE
+-- loss, backward, Adam step, zero_grad) on the CPU for the two models of the foundation
+-- issue, and prints one "RESULT <case> <seconds per step>" line per case: the median over
+-- several timed windows after a warm-up. Run on one rank with one BLAS thread:
+--   OPENBLAS_NUM_THREADS=1 build/ddplab -n 1 bench/train_step.lua
+-- (DDP_BENCH_QUICK=1 shrinks the windows, to check the script itself.) The clock is
+-- torch.time() when the build has a monotonic wall clock, else os.clock(): process CPU
+-- time, which equals wall time for this single-threaded loop on an idle machine and does
+-- not count time the process waited for a core. The RESULT lines name the clock so that
+-- bench/run.sh times PyTorch with the same kind (time.process_time for os.clock).
+
+local quick = os.getenv("DDP_BENCH_QUICK") == "1"
+local ok_time, time_fn = pcall(function() return torch.time end)
+local clock = (ok_time and type(time_fn) == "function") and time_fn or os.clock
+local clock_name = clock == os.clock and "os.clock" or "torch.time"
+
+local cases = {
+    { name = "a", sizes = { 5, 10, 5 }, batch = 64, warmup = 300, windows = 9, steps = 400 },
+    { name = "b", sizes = { 256, 1024, 1024, 256 }, batch = 256, warmup = 3, windows = 7,
+      steps = 4 },
+}
+
+local function build(sizes)
+    local layers = {}
+    for i = 1, #sizes - 1 do
+        layers[#layers + 1] = nn.Linear(sizes[i], sizes[i + 1])
+        if i < #sizes - 1 then layers[#layers + 1] = nn.ReLU() end
+    end
+    return nn.Sequential(table.unpack(layers))
+end
+
+local function median(xs)
+    table.sort(xs)
+    local n = #xs
+    return n % 2 == 1 and xs[(n + 1) // 2] or (xs[n // 2] + xs[n // 2 + 1]) / 2
+end
+
+torch.manual_seed(0)
+for _, c in ipairs(cases) do
+    if quick then c.warmup, c.windows, c.steps = 2, 3, 2 end
+    local model = build(c.sizes)
+    local x = torch.randn(c.batch, c.sizes[1])
+    local y = torch.randn(c.batch, c.sizes[#c.sizes])
+    local criterion = nn.MSELoss()
+    local opt = optim.Adam(model:parameters(), { lr = 1e-3 })
+    local function step()
+        opt:zero_grad()
+        local loss = criterion(model(x), y)
+        loss:backward()
+        opt:step()
+    end
+    for _ = 1, c.warmup do step() end
+    local per_step = {}
+    for w = 1, c.windows do
+        local t0 = clock()
+        for _ = 1, c.steps do step() end
+        per_step[w] = (clock() - t0) / c.steps
+    end
+    print(string.format("RESULT %s %.9g %s", c.name, median(per_step), clock_name))
+end

@@ -1,0 +1,499 @@
+-- nn.lua — torch.nn for Lua: the Module class that users subclass, the layers (Linear,
+-- ReLU, Sequential, ...) and the losses, over the C half in src/lua/l_nn.c.
+--
+-- A class is made with nn.Module:extend("Name"); calling the class makes an instance and
+-- runs its __init. As in PyTorch's __setattr__, assigning a Module or an nn.Parameter to
+-- a field of self registers it, in order, so parameters() and state_dict() list them in
+-- the order PyTorch would. Registered things live in self._parameters / self._modules
+-- (not as raw fields), which is what lets every assignment to them be seen.
+local torch = require "torch"
+local raise = require("torch.util").raise
+local core = require "ddp.nn_core"
+local ordered = require "torch.ordered"
+
+local F = core.functional
+local nn = {functional = F}
+
+-- ---- parameters ----------------------------------------------------------------------
+
+-- Tensors made parameters by nn.Parameter (weak keys: a parameter no one holds goes away).
+local is_param = setmetatable({}, {__mode = "k"})
+
+-- nn.Parameter(t, requires_grad=true): marks t (a leaf; a non-leaf is detached first) as
+-- a parameter, so that assigning it to a module registers it.
+function nn.Parameter(t, requires_grad)
+  if not torch.is_tensor(t) then raise("Parameter: expected a tensor, got " .. type(t)) end
+  local p = t.is_leaf and t or t:detach()
+  if requires_grad == nil then requires_grad = true end
+  if requires_grad and p.dtype.is_floating_point then p.requires_grad = true end
+  is_param[p] = true
+  return p
+end
+
+function nn.is_parameter(t) return is_param[t] == true end
+
+-- ---- Module ---------------------------------------------------------------------------
+
+local Module = {__name = "Module"}
+nn.Module = Module
+
+local function is_module(v)
+  if type(v) ~= "table" then return false end
+  local mt = getmetatable(v)
+  return mt ~= nil and rawget(mt, "__ddp_module") == true
+end
+nn.is_module = is_module
+
+-- Appends name to an order list if it is new.
+local function remember(names, map, name)
+  if map[name] == nil then
+    for _, n in ipairs(names) do if n == name then return end end
+    names[#names + 1] = name
+  end
+end
+
+-- The metatable every instance of class `cls` gets.
+local function instance_metatable(cls)
+  -- `methods`: the class, for tools (REPL completion) that cannot call __index
+  local imt = {__ddp_module = true, __name = cls.__name, methods = cls}
+  imt.__index = function(self, k)
+    local p = rawget(self, "_parameters")[k]
+    if p ~= nil then return p end
+    local m = rawget(self, "_modules")[k]
+    if m ~= nil then return m end
+    local b = rawget(self, "_buffers")[k]
+    if b ~= nil then return b end
+    if math.type(k) == "integer" then -- seq[0], seq[-1]: children by position, from 0
+      local names = rawget(self, "_module_names")
+      if k < 0 then k = #names + k end
+      local name = names[k + 1]
+      return name and rawget(self, "_modules")[name]
+    end
+    return cls[k]
+  end
+  imt.__newindex = function(self, k, v)
+    local params, mods, bufs = rawget(self, "_parameters"), rawget(self, "_modules"),
+                               rawget(self, "_buffers")
+    if is_module(v) then
+      params[k], bufs[k] = nil, nil
+      remember(rawget(self, "_module_names"), mods, k)
+      mods[k] = v
+    elseif torch.is_tensor(v) and is_param[v] then
+      mods[k], bufs[k] = nil, nil
+      remember(rawget(self, "_param_names"), params, k)
+      params[k] = v
+    elseif v == nil and (params[k] ~= nil or mods[k] ~= nil or bufs[k] ~= nil) then
+      params[k], mods[k], bufs[k] = nil, nil, nil
+    elseif params[k] ~= nil then
+      raise(string.format("cannot assign a %s as parameter '%s' (nn.Parameter or nil expected)",
+                          torch.is_tensor(v) and "plain tensor" or type(v), k))
+    elseif bufs[k] ~= nil then
+      bufs[k] = v
+    else
+      rawset(self, k, v)
+    end
+  end
+  imt.__call = function(self, ...) return self:forward(...) end
+  imt.__tostring = function(self) return self:__repr() end
+  return imt
+end
+
+-- Module:extend("Name"): a new class whose methods fall back to this class's.
+function Module:extend(name)
+  if type(name) ~= "string" then raise("extend: give the class a name, e.g. nn.Module:extend(\"Net\")") end
+  local cls = {__name = name}
+  cls._instance_mt = instance_metatable(cls)
+  return setmetatable(cls, {
+    __index = self,
+    __call = function(c, ...) return c:new(...) end,
+    __tostring = function() return "<class '" .. name .. "'>" end,
+  })
+end
+
+-- Class:new(...): an instance with empty registries, then Class.__init(self, ...).
+function Module:new(...)
+  local inst = setmetatable({
+    _parameters = {}, _param_names = {},
+    _buffers = {}, _buffer_names = {},
+    _modules = {}, _module_names = {},
+    training = true,
+  }, self._instance_mt)
+  local init = self.__init
+  if init then init(inst, ...) end
+  return inst
+end
+
+-- PyTorch's super().__init__(): nothing to do here, kept so that subclasses may call it.
+function Module.__init() end
+
+-- nn.Module() itself makes an empty container module, as in PyTorch.
+Module._instance_mt = instance_metatable(Module)
+setmetatable(Module, {__call = function(c, ...) return c:new(...) end})
+
+function Module:forward()
+  raise(self.__name .. ": forward() is not defined; give the class a forward(self, x) method")
+end
+
+function Module:register_parameter(name, p)
+  if p ~= nil and not is_param[p] then p = nn.Parameter(p) end
+  remember(self._param_names, self._parameters, name)
+  self._parameters[name] = p
+end
+
+function Module:register_buffer(name, t)
+  remember(self._buffer_names, self._buffers, name)
+  self._buffers[name] = t
+end
+
+function Module:add_module(name, m)
+  if not is_module(m) then raise("add_module: '" .. tostring(name) .. "' is not a Module") end
+  remember(self._module_names, self._modules, name)
+  self._modules[name] = m
+end
+Module.register_module = Module.add_module
+
+-- named_children(): list of {name, module}, in registration order.
+function Module:named_children()
+  local list = {}
+  for _, name in ipairs(self._module_names) do
+    local m = self._modules[name]
+    if m ~= nil then list[#list + 1] = {name, m} end
+  end
+  return list
+end
+
+function Module:children()
+  local list = {}
+  for _, nm in ipairs(self:named_children()) do list[#list + 1] = nm[2] end
+  return list
+end
+
+-- named_modules(): self first (name ""), then every descendant depth-first.
+local function walk_modules(m, prefix, seen, out)
+  if seen[m] then return end
+  seen[m] = true
+  out[#out + 1] = {prefix, m}
+  for _, nm in ipairs(m:named_children()) do
+    walk_modules(nm[2], prefix == "" and nm[1] or (prefix .. "." .. nm[1]), seen, out)
+  end
+end
+
+function Module:named_modules()
+  local out = {}
+  walk_modules(self, "", {}, out)
+  return out
+end
+
+function Module:modules()
+  local list = {}
+  for _, nm in ipairs(self:named_modules()) do list[#list + 1] = nm[2] end
+  return list
+end
+
+-- A list of {name, value} pairs that is also a `for name, value in list do` iterator.
+local pair_list_mt = {}
+pair_list_mt.__call = function(list, _, prev)
+  local i = 1
+  if prev ~= nil then
+    for j, nv in ipairs(list) do
+      if nv[1] == prev then i = j + 1; break end
+    end
+  end
+  local nv = list[i]
+  if nv then return nv[1], nv[2] end
+end
+
+local function named_members(self, field, names_field, recurse)
+  local out, seen = setmetatable({}, pair_list_mt), {}
+  local mods = recurse == false and {{"", self}} or self:named_modules()
+  for _, pm in ipairs(mods) do
+    local prefix, m = pm[1], pm[2]
+    local map = rawget(m, field)
+    for _, name in ipairs(rawget(m, names_field)) do
+      local v = map[name]
+      if v ~= nil and not seen[v] then
+        seen[v] = true
+        out[#out + 1] = {prefix == "" and name or (prefix .. "." .. name), v}
+      end
+    end
+  end
+  return out
+end
+
+-- named_parameters(): {{"fc1.weight", p}, ...}; also `for name, p in m:named_parameters() do`.
+function Module:named_parameters(recurse)
+  return named_members(self, "_parameters", "_param_names", recurse)
+end
+
+-- parameters(): a Lua list of the parameter tensors, in PyTorch's order.
+function Module:parameters(recurse)
+  local list = {}
+  for _, np in ipairs(self:named_parameters(recurse)) do list[#list + 1] = np[2] end
+  return list
+end
+
+function Module:named_buffers(recurse)
+  return named_members(self, "_buffers", "_buffer_names", recurse)
+end
+
+function Module:buffers(recurse)
+  local list = {}
+  for _, nb in ipairs(self:named_buffers(recurse)) do list[#list + 1] = nb[2] end
+  return list
+end
+
+-- state_dict(): an ordered table (pairs() follows PyTorch's key order, see
+-- torch/ordered.lua) of name -> detached tensor sharing the parameter's storage.
+function Module:state_dict()
+  local sd = ordered.new()
+  for _, pm in ipairs(self:named_modules()) do
+    local prefix, m = pm[1], pm[2]
+    prefix = prefix == "" and "" or (prefix .. ".")
+    for _, name in ipairs(m._param_names) do
+      local p = m._parameters[name]
+      if p ~= nil then sd[prefix .. name] = p:detach() end
+    end
+    for _, name in ipairs(m._buffer_names) do
+      local b = m._buffers[name]
+      if b ~= nil then sd[prefix .. name] = b:detach() end
+    end
+  end
+  return sd
+end
+
+local function quoted(list)
+  local q = {}
+  for i, k in ipairs(list) do q[i] = '"' .. k .. '"' end
+  return table.concat(q, ", ")
+end
+
+-- load_state_dict(sd, strict=true): copies every value in; missing keys, unexpected keys
+-- and shape mismatches are reported together, in one error, before anything is copied.
+function Module:load_state_dict(sd, strict)
+  if type(sd) ~= "table" then raise("load_state_dict: expected a table of tensors, got " .. type(sd)) end
+  if strict == nil then strict = true end
+  local own = self:state_dict()
+  local missing, unexpected, errors = {}, {}, {}
+  for _, k in ipairs(ordered.keys(own)) do
+    if sd[k] == nil then missing[#missing + 1] = k end
+  end
+  for _, k in ipairs(ordered.keys(sd)) do
+    local mine, theirs = own[k], sd[k]
+    if mine == nil then
+      unexpected[#unexpected + 1] = tostring(k)
+    elseif not torch.is_tensor(theirs) then
+      errors[#errors + 1] = string.format('While copying the parameter named "%s", expected a tensor, got %s.', k, type(theirs))
+    elseif not (mine.shape == theirs.shape) then
+      errors[#errors + 1] = string.format(
+        "size mismatch for %s: copying a param with shape %s from checkpoint, the shape in current model is %s.",
+        k, tostring(theirs.shape), tostring(mine.shape))
+    end
+  end
+  if strict then
+    if #unexpected > 0 then table.insert(errors, 1, "Unexpected key(s) in state_dict: " .. quoted(unexpected) .. ". ") end
+    if #missing > 0 then table.insert(errors, 1, "Missing key(s) in state_dict: " .. quoted(missing) .. ". ") end
+  end
+  if #errors > 0 then
+    raise("Error(s) in loading state_dict for " .. self.__name .. ":\n\t" .. table.concat(errors, "\n\t"))
+  end
+  torch.no_grad(function()
+    for k, mine in pairs(own) do
+      local theirs = sd[k]
+      if theirs ~= nil then mine:copy_(theirs) end
+    end
+  end)
+  return {missing_keys = missing, unexpected_keys = unexpected}
+end
+
+-- zero_grad(set_to_none=true): grads to nil (PyTorch's default), or to zeros.
+function Module:zero_grad(set_to_none)
+  for _, p in ipairs(self:parameters()) do
+    if set_to_none == false then
+      local g = p.grad
+      if g then g:zero_() end
+    else
+      p.grad = nil
+    end
+  end
+end
+
+function Module:train(mode)
+  if mode == nil then mode = true end
+  for _, m in ipairs(self:modules()) do rawset(m, "training", mode) end
+  return self
+end
+
+function Module:eval() return self:train(false) end
+
+function Module:requires_grad_(on)
+  if on == nil then on = true end
+  for _, p in ipairs(self:parameters()) do p.requires_grad = on end
+  return self
+end
+
+-- apply(fn): fn(m) on every descendant, then on self (as PyTorch).
+function Module:apply(fn)
+  for _, c in ipairs(self:children()) do c:apply(fn) end
+  fn(self)
+  return self
+end
+
+-- to(dtype | "cpu"): converts floating parameters and buffers; parameters are replaced
+-- by converted ones (make the optimizer after calling this, as in PyTorch).
+function Module:to(target)
+  for _, m in ipairs(self:modules()) do
+    for _, name in ipairs(m._param_names) do
+      local p = m._parameters[name]
+      if p ~= nil and p.dtype.is_floating_point then
+        local q = p:detach():to(target)
+        if q.dtype ~= p.dtype then
+          local np = nn.Parameter(q:clone(), p.requires_grad)
+          m._parameters[name] = np
+        end
+      end
+    end
+    for _, name in ipairs(m._buffer_names) do
+      local b = m._buffers[name]
+      if b ~= nil and b.dtype.is_floating_point then m._buffers[name] = b:to(target) end
+    end
+  end
+  return self
+end
+function Module:double() return self:to(torch.float64) end
+function Module:float() return self:to(torch.float32) end
+
+function Module:extra_repr() return "" end
+
+-- PyTorch's module repr: "Name(extra)" or "Name(\n  (child): ...\n)".
+function Module:__repr()
+  local lines = {}
+  local extra = self:extra_repr()
+  local extra_lines = {}
+  if extra ~= "" then
+    for line in (extra .. "\n"):gmatch("(.-)\n") do extra_lines[#extra_lines + 1] = line end
+  end
+  for _, l in ipairs(extra_lines) do lines[#lines + 1] = l end
+  local children = self:named_children()
+  for _, nm in ipairs(children) do
+    local s = tostring(nm[2]):gsub("\n", "\n  ")
+    lines[#lines + 1] = "(" .. nm[1] .. "): " .. s
+  end
+  local s = self.__name .. "("
+  if #lines > 0 then
+    if #extra_lines == 1 and #children == 0 then
+      s = s .. extra_lines[1]
+    else
+      s = s .. "\n  " .. table.concat(lines, "\n  ") .. "\n"
+    end
+  end
+  return s .. ")"
+end
+
+-- ---- layers --------------------------------------------------------------------------
+
+local Linear = Module:extend("Linear")
+nn.Linear = Linear
+
+-- nn.Linear(in, out, {bias=true, dtype=}): weight (out x in) then bias (out), each
+-- uniform in +-1/sqrt(in) from the default generator, as PyTorch initialises them.
+function Linear:__init(in_features, out_features, opts)
+  if math.type(in_features) ~= "integer" or math.type(out_features) ~= "integer" then
+    raise("Linear: expected integer sizes, e.g. nn.Linear(5, 10)")
+  end
+  opts = opts or {}
+  self.in_features, self.out_features = in_features, out_features
+  local dt = opts.dtype or torch.float32
+  local bound = in_features > 0 and 1 / math.sqrt(in_features) or 0
+  self.weight = nn.Parameter(torch.empty(out_features, in_features, {dtype = dt}):uniform_(-bound, bound))
+  if opts.bias == false then
+    self:register_parameter("bias", nil)
+  else
+    self.bias = nn.Parameter(torch.empty(out_features, {dtype = dt}):uniform_(-bound, bound))
+  end
+end
+
+function Linear:forward(x) return F.linear(x, self.weight, self.bias) end
+
+function Linear:extra_repr()
+  return string.format("in_features=%d, out_features=%d, bias=%s", self.in_features,
+                       self.out_features, self.bias ~= nil and "True" or "False")
+end
+
+-- Layers without parameters, each a forward and (where PyTorch has one) an extra_repr.
+local function simple(name, forward, init, extra)
+  local cls = Module:extend(name)
+  cls.forward = forward
+  if init then cls.__init = init end
+  if extra then cls.extra_repr = extra end
+  nn[name] = cls
+  return cls
+end
+
+simple("ReLU", function(_, x) return torch.relu(x) end)
+simple("Tanh", function(_, x) return torch.tanh(x) end)
+simple("Sigmoid", function(_, x) return torch.sigmoid(x) end)
+simple("Identity", function(_, x) return x end)
+simple("Flatten", function(self, x) return x:flatten(self.start_dim, self.end_dim) end,
+       function(self, start_dim, end_dim)
+         self.start_dim, self.end_dim = start_dim or 1, end_dim or -1
+       end,
+       function(self) return string.format("start_dim=%d, end_dim=%d", self.start_dim, self.end_dim) end)
+simple("Softmax", function(self, x) return torch.softmax(x, self.dim) end,
+       function(self, dim) self.dim = dim end,
+       function(self) return "dim=" .. tostring(self.dim) end)
+simple("LogSoftmax", function(self, x) return torch.log_softmax(x, self.dim) end,
+       function(self, dim) self.dim = dim end,
+       function(self) return "dim=" .. tostring(self.dim) end)
+
+-- Losses take {reduction="mean"|"sum"|"none"}.
+local function loss_init(self, opts)
+  opts = opts or {}
+  self.reduction = opts.reduction or "mean"
+end
+simple("MSELoss", function(self, input, target) return F.mse_loss(input, target, self.reduction) end, loss_init)
+simple("CrossEntropyLoss", function(self, input, target)
+  return F.cross_entropy(input, target, self.reduction)
+end, loss_init)
+
+-- nn.Sequential(m1, m2, ...): children named "0", "1", ...; seq[0] is the first.
+local Sequential = Module:extend("Sequential")
+nn.Sequential = Sequential
+
+function Sequential:__init(...)
+  local mods = {...}
+  if #mods == 1 and not is_module(mods[1]) and type(mods[1]) == "table" then
+    mods = mods[1] -- nn.Sequential({m1, m2}) as well as nn.Sequential(m1, m2)
+  end
+  for i, m in ipairs(mods) do
+    if not is_module(m) then raise("Sequential: argument " .. i .. " is not a Module") end
+    self:add_module(tostring(i - 1), m)
+  end
+end
+
+function Sequential:forward(x)
+  for _, name in ipairs(self._module_names) do
+    local m = self._modules[name]
+    if m ~= nil then x = m(x) end
+  end
+  return x
+end
+
+function Sequential:append(m)
+  self:add_module(tostring(#self._module_names), m)
+  return self
+end
+
+-- nn.ModuleList({m1, m2}): children "0", "1", ... without a forward.
+local ModuleList = Module:extend("ModuleList")
+nn.ModuleList = ModuleList
+function ModuleList:__init(list)
+  for _, m in ipairs(list or {}) do self:append(m) end
+end
+ModuleList.append = Sequential.append
+
+-- Sequential and ModuleList answer # with their number of children.
+for _, cls in ipairs({Sequential, ModuleList}) do
+  cls._instance_mt.__len = function(self) return #rawget(self, "_module_names") end
+end
+
+return nn

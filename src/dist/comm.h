@@ -1,0 +1,86 @@
+/* comm.h — the small interface every collective backend implements (Gloo today in
+ * comm_gloo.cc; NCCL later in comm_nccl.c), in the style of Redis's ae_* backends.
+ *
+ * A communicator is one group of `size` processes that rendezvoused through the store
+ * under a key prefix. Everything works on raw contiguous buffers: a pointer, a dtype and
+ * an element count. Ranks here are ranks WITHIN the communicator. Every call is bounded
+ * by the communicator's timeout and returns ddp_status; the backend never lets a C++
+ * exception or an abort escape. A communicator whose call failed may be in an unknown
+ * state: callers destroy it and create a new one. */
+#ifndef DDP_DIST_COMM_H
+#define DDP_DIST_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/status.h"
+#include "dist/store.h"
+#include "tensor/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    COMM_SUM,
+    COMM_AVG, /* SUM then divide by the group size; float dtypes only (as PyTorch) */
+    COMM_PRODUCT,
+    COMM_MIN,
+    COMM_MAX,
+} comm_reduce_op;
+
+/* "SUM", "AVG", ... */
+const char *comm_reduce_op_name(comm_reduce_op op);
+
+typedef struct comm comm;
+
+typedef struct {
+    store_client *store;    /* borrowed; must outlive the init call only */
+    const char *prefix;     /* store key prefix of this group and generation, e.g. "pg/0/g1/" */
+    const char *iface_host; /* address whose interface the transport binds (MASTER_ADDR's
+                             * route); NULL: 127.0.0.1 */
+    int rank;
+    int size;
+    double timeout_s;            /* bound on every operation */
+    double rendezvous_timeout_s; /* bound on connecting (0: timeout_s) */
+} comm_init_options;
+
+/* Creates a communicator (rendezvous through the store). Fails with DDP_ERR_COMM (the
+ * backend's message in words), DDP_ERR_TIMEOUT or DDP_ERR_INTERRUPTED. */
+ddp_status comm_gloo_init(const comm_init_options *opts, comm **out);
+/* Frees the communicator and closes its connections. NULL-safe. */
+void comm_destroy(comm *c);
+
+/* In place on buf (count elements of dt). */
+ddp_status comm_all_reduce(comm *c, void *buf, dtype dt, size_t count, comm_reduce_op op);
+/* Reduces into buf on root; other ranks' buf may be used as scratch and is left as is
+ * by the Gloo backend (PyTorch leaves it unspecified). */
+ddp_status comm_reduce(comm *c, void *buf, dtype dt, size_t count, comm_reduce_op op, int root);
+ddp_status comm_broadcast(comm *c, void *buf, dtype dt, size_t count, int root);
+/* out holds size * count elements, rank i's in at [i * count]. in may alias its slot. */
+ddp_status comm_all_gather(comm *c, const void *in, void *out, dtype dt, size_t count);
+/* out (size * count elements) is used on root only (NULL elsewhere). */
+ddp_status comm_gather(comm *c, const void *in, void *out, dtype dt, size_t count, int root);
+/* in (size * count elements) is read on root only (NULL elsewhere). */
+ddp_status comm_scatter(comm *c, const void *in, void *out, dtype dt, size_t count, int root);
+ddp_status comm_barrier(comm *c);
+
+/* Point to point. A posted send/recv is completed by comm_p2p_wait; the buffer must stay
+ * alive until then. tag separates concurrent messages between the same two ranks. */
+typedef struct comm_p2p comm_p2p;
+ddp_status comm_send_post(comm *c, const void *buf, size_t nbytes, int peer, uint64_t tag,
+                          comm_p2p **out);
+ddp_status comm_recv_post(comm *c, void *buf, size_t nbytes, int peer, uint64_t tag,
+                          comm_p2p **out);
+/* Waits up to timeout_ms. On DDP_ERR_TIMEOUT Gloo has closed the pair (checked: "Application
+ * timeout caused pair closure"), so the communicator must be replaced; that is why the
+ * process group only enters a wait once the peer is known to have posted its side. */
+ddp_status comm_p2p_wait(comm_p2p *p, int timeout_ms);
+/* Aborts a pending wait and frees p. NULL-safe. */
+void comm_p2p_free(comm_p2p *p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

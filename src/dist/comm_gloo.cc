@@ -1,0 +1,455 @@
+/* comm_gloo.cc — the Gloo backend of comm.h: an extern "C" shim over Debian's libgloo
+ * (TCP transport), the one C++ file of src/dist.
+ *
+ * Rendezvous goes through OUR store (store.h) via a gloo::rendezvous::Store adapter that
+ * prefixes every key with the group and generation, so no FileStore or Redis is needed.
+ * Every entry point catches every C++ exception and turns it into a ddp_status with the
+ * message in words; nothing can throw past this file. Gloo calls are bounded by the
+ * communicator's timeout (opts.setTimeout). See DESIGN.md, "Facts checked about Debian's
+ * Gloo", for why a failed communicator is replaced rather than reused. */
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <gloo/allgather.h>
+#include <gloo/allreduce.h>
+#include <gloo/barrier.h>
+#include <gloo/broadcast.h>
+#include <gloo/gather.h>
+#include <gloo/math.h>
+#include <gloo/reduce.h>
+#include <gloo/rendezvous/context.h>
+#include <gloo/rendezvous/store.h>
+#include <gloo/scatter.h>
+#include <gloo/transport/tcp/device.h>
+
+extern "C" {
+#include "dist/comm.h"
+}
+
+namespace {
+
+/* Thrown by the store adapter so that the shim can return the store's own status. */
+struct store_failure : std::runtime_error {
+    ddp_status status;
+    store_failure(ddp_status s, const std::string &msg) : std::runtime_error(msg), status(s) {}
+};
+
+/* gloo's Store interface over a store_client, with a key prefix. */
+class prefixed_store : public gloo::rendezvous::Store {
+  public:
+    prefixed_store(store_client *c, std::string prefix, double timeout_s)
+        : client_(c), prefix_(std::move(prefix)), timeout_s_(timeout_s) {}
+
+    void set(const std::string &key, const std::vector<char> &data) override {
+        ddp_status s = store_set(client_, (prefix_ + key).c_str(), data.data(), data.size());
+        if (s != DDP_OK) throw store_failure(s, ddp_last_error());
+    }
+
+    std::vector<char> get(const std::string &key) override {
+        char *v = nullptr;
+        size_t len = 0;
+        ddp_status s = store_get(client_, (prefix_ + key).c_str(), timeout_s_, &v, &len);
+        if (s != DDP_OK) throw store_failure(s, ddp_last_error());
+        std::vector<char> out(v, v + len);
+        free(v);
+        return out;
+    }
+
+    void wait(const std::vector<std::string> &keys) override {
+        for (const auto &k : keys) get(k);
+    }
+
+    void wait(const std::vector<std::string> &keys, const std::chrono::milliseconds &) override {
+        wait(keys);
+    }
+
+  private:
+    store_client *client_;
+    std::string prefix_;
+    double timeout_s_;
+};
+
+/* The local address from which host is reached: the interface Gloo should listen on. */
+std::string local_address_towards(const char *host) {
+    if (!host || !*host) return "127.0.0.1";
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_DGRAM;
+    struct addrinfo *res = nullptr;
+    if (getaddrinfo(host, "9", &hints, &res) != 0 || !res) return "127.0.0.1";
+    std::string out = "127.0.0.1";
+    int fd = socket(res->ai_family, SOCK_DGRAM, 0);
+    if (fd >= 0 && connect(fd, res->ai_addr, res->ai_addrlen) == 0) {
+        struct sockaddr_in me;
+        socklen_t len = sizeof me;
+        char buf[INET_ADDRSTRLEN];
+        if (getsockname(fd, reinterpret_cast<sockaddr *>(&me), &len) == 0 &&
+            inet_ntop(AF_INET, &me.sin_addr, buf, sizeof buf))
+            out = buf;
+    }
+    if (fd >= 0) close(fd);
+    freeaddrinfo(res);
+    return out;
+}
+
+/* Turns the exception being handled into a status; `op` names the collective. */
+ddp_status fail_from_exception(const char *op) {
+    try {
+        throw;
+    } catch (const store_failure &e) {
+        return ddp_fail_at(__FILE__, __LINE__, e.status, "%s", e.what());
+    } catch (const std::exception &e) {
+        std::string what = e.what();
+        /* Gloo prefixes messages with its source location: keep the part in words */
+        size_t bracket = what.rfind("] ");
+        std::string words = bracket == std::string::npos ? what : what.substr(bracket + 2);
+        if (what.find("Timed out") != std::string::npos)
+            return DDP_FAIL(DDP_ERR_TIMEOUT, "%s: timed out inside Gloo (%s)", op, words.c_str());
+        return DDP_FAIL(DDP_ERR_COMM, "%s: Gloo failed: %s", op, words.c_str());
+    } catch (...) {
+        return DDP_FAIL(DDP_ERR_COMM, "%s: Gloo failed with an unknown error", op);
+    }
+}
+
+using reduce_fn = void (*)(void *, const void *, const void *, size_t);
+
+template <typename T> reduce_fn pick(comm_reduce_op op) {
+    switch (op) {
+    case COMM_SUM:
+    case COMM_AVG:
+        return &gloo::sum<T>;
+    case COMM_PRODUCT:
+        return &gloo::product<T>;
+    case COMM_MIN:
+        return &gloo::min<T>;
+    case COMM_MAX:
+        return &gloo::max<T>;
+    }
+    return nullptr;
+}
+
+reduce_fn reduction(dtype dt, comm_reduce_op op) {
+    switch (dt) {
+    case DTYPE_FLOAT32:
+        return pick<float>(op);
+    case DTYPE_FLOAT64:
+        return pick<double>(op);
+    case DTYPE_INT64:
+        return pick<int64_t>(op);
+    case DTYPE_BOOL:
+        return nullptr;
+    }
+    return nullptr;
+}
+
+size_t element_size(dtype dt) {
+    switch (dt) {
+    case DTYPE_FLOAT32:
+        return 4;
+    case DTYPE_FLOAT64:
+    case DTYPE_INT64:
+        return 8;
+    case DTYPE_BOOL:
+        return 1;
+    }
+    return 1;
+}
+
+const char *dtype_label(dtype dt) {
+    switch (dt) {
+    case DTYPE_FLOAT32:
+        return "float32";
+    case DTYPE_FLOAT64:
+        return "float64";
+    case DTYPE_INT64:
+        return "int64";
+    case DTYPE_BOOL:
+        return "bool";
+    }
+    return "?";
+}
+
+/* AVG = SUM then divide, as PyTorch's Gloo backend does for floats. */
+void divide(void *buf, dtype dt, size_t count, int size) {
+    if (dt == DTYPE_FLOAT32) {
+        float *p = static_cast<float *>(buf);
+        for (size_t i = 0; i < count; i++) p[i] /= static_cast<float>(size);
+    } else if (dt == DTYPE_FLOAT64) {
+        double *p = static_cast<double *>(buf);
+        for (size_t i = 0; i < count; i++) p[i] /= size;
+    }
+}
+
+} // namespace
+
+struct comm {
+    std::shared_ptr<gloo::transport::Device> device;
+    std::shared_ptr<gloo::rendezvous::Context> ctx;
+    std::chrono::milliseconds timeout;
+};
+
+struct comm_p2p {
+    std::unique_ptr<gloo::transport::UnboundBuffer> buf;
+    bool is_send;
+    bool done;
+};
+
+extern "C" {
+
+const char *comm_reduce_op_name(comm_reduce_op op) {
+    switch (op) {
+    case COMM_SUM:
+        return "SUM";
+    case COMM_AVG:
+        return "AVG";
+    case COMM_PRODUCT:
+        return "PRODUCT";
+    case COMM_MIN:
+        return "MIN";
+    case COMM_MAX:
+        return "MAX";
+    }
+    return "?";
+}
+
+ddp_status comm_gloo_init(const comm_init_options *o, comm **out) {
+    *out = nullptr;
+    if (o->size < 1 || o->rank < 0 || o->rank >= o->size)
+        return DDP_FAIL(DDP_ERR_ARG, "gloo: rank %d is not in a group of %d", o->rank, o->size);
+    comm *c = nullptr;
+    try {
+        c = new comm;
+        c->timeout = std::chrono::milliseconds(static_cast<int64_t>(o->timeout_s * 1000));
+        gloo::transport::tcp::attr attr;
+        attr.hostname = local_address_towards(o->iface_host);
+        c->device = gloo::transport::tcp::CreateDevice(attr);
+        c->ctx = std::make_shared<gloo::rendezvous::Context>(o->rank, o->size);
+        c->ctx->setTimeout(c->timeout);
+        double rdv = o->rendezvous_timeout_s > 0 ? o->rendezvous_timeout_s : o->timeout_s;
+        prefixed_store store(o->store, o->prefix ? o->prefix : "", rdv);
+        c->ctx->connectFullMesh(store, c->device);
+        *out = c;
+        return DDP_OK;
+    } catch (...) {
+        delete c;
+        return fail_from_exception("init_process_group (Gloo rendezvous)");
+    }
+}
+
+void comm_destroy(comm *c) {
+    try {
+        delete c;
+    } catch (...) {
+    }
+}
+
+ddp_status comm_all_reduce(comm *c, void *buf, dtype dt, size_t count, comm_reduce_op op) {
+    reduce_fn fn = reduction(dt, op);
+    if (!fn) return DDP_FAIL(DDP_ERR_ARG, "all_reduce: dtype %s is not supported", dtype_label(dt));
+    if (count == 0) return DDP_OK;
+    try {
+        gloo::AllreduceOptions opts(c->ctx);
+        switch (dt) {
+        case DTYPE_FLOAT32:
+            opts.setOutput(static_cast<float *>(buf), count);
+            break;
+        case DTYPE_FLOAT64:
+            opts.setOutput(static_cast<double *>(buf), count);
+            break;
+        default:
+            opts.setOutput(static_cast<int64_t *>(buf), count);
+            break;
+        }
+        opts.setReduceFunction(fn);
+        opts.setTimeout(c->timeout);
+        gloo::allreduce(opts);
+    } catch (...) {
+        return fail_from_exception("all_reduce");
+    }
+    if (op == COMM_AVG) divide(buf, dt, count, c->ctx->size);
+    return DDP_OK;
+}
+
+ddp_status comm_reduce(comm *c, void *buf, dtype dt, size_t count, comm_reduce_op op, int root) {
+    reduce_fn fn = reduction(dt, op);
+    if (!fn) return DDP_FAIL(DDP_ERR_ARG, "reduce: dtype %s is not supported", dtype_label(dt));
+    if (count == 0) return DDP_OK;
+    try {
+        gloo::ReduceOptions opts(c->ctx);
+        switch (dt) {
+        case DTYPE_FLOAT32:
+            opts.setOutput(static_cast<float *>(buf), count);
+            break;
+        case DTYPE_FLOAT64:
+            opts.setOutput(static_cast<double *>(buf), count);
+            break;
+        default:
+            opts.setOutput(static_cast<int64_t *>(buf), count);
+            break;
+        }
+        opts.setRoot(root);
+        opts.setReduceFunction(fn);
+        opts.setTimeout(c->timeout);
+        gloo::reduce(opts);
+    } catch (...) {
+        return fail_from_exception("reduce");
+    }
+    if (op == COMM_AVG && c->ctx->rank == root) divide(buf, dt, count, c->ctx->size);
+    return DDP_OK;
+}
+
+ddp_status comm_broadcast(comm *c, void *buf, dtype dt, size_t count, int root) {
+    size_t n = count * element_size(dt);
+    if (n == 0) return DDP_OK;
+    try {
+        gloo::BroadcastOptions opts(c->ctx);
+        opts.setOutput(static_cast<uint8_t *>(buf), n);
+        opts.setRoot(root);
+        opts.setTimeout(c->timeout);
+        gloo::broadcast(opts);
+    } catch (...) {
+        return fail_from_exception("broadcast");
+    }
+    return DDP_OK;
+}
+
+ddp_status comm_all_gather(comm *c, const void *in, void *out, dtype dt, size_t count) {
+    size_t n = count * element_size(dt);
+    if (n == 0) return DDP_OK;
+    try {
+        gloo::AllgatherOptions opts(c->ctx);
+        opts.setInput(const_cast<uint8_t *>(static_cast<const uint8_t *>(in)), n);
+        opts.setOutput(static_cast<uint8_t *>(out), n * c->ctx->size);
+        opts.setTimeout(c->timeout);
+        gloo::allgather(opts);
+    } catch (...) {
+        return fail_from_exception("all_gather");
+    }
+    return DDP_OK;
+}
+
+ddp_status comm_gather(comm *c, const void *in, void *out, dtype dt, size_t count, int root) {
+    size_t n = count * element_size(dt);
+    if (n == 0) return DDP_OK;
+    try {
+        gloo::GatherOptions opts(c->ctx);
+        opts.setInput(const_cast<uint8_t *>(static_cast<const uint8_t *>(in)), n);
+        if (c->ctx->rank == root) opts.setOutput(static_cast<uint8_t *>(out), n * c->ctx->size);
+        opts.setRoot(root);
+        opts.setTimeout(c->timeout);
+        gloo::gather(opts);
+    } catch (...) {
+        return fail_from_exception("gather");
+    }
+    return DDP_OK;
+}
+
+ddp_status comm_scatter(comm *c, const void *in, void *out, dtype dt, size_t count, int root) {
+    size_t n = count * element_size(dt);
+    if (n == 0) return DDP_OK;
+    try {
+        gloo::ScatterOptions opts(c->ctx);
+        if (c->ctx->rank == root) {
+            std::vector<uint8_t *> ptrs;
+            for (int i = 0; i < c->ctx->size; i++)
+                ptrs.push_back(const_cast<uint8_t *>(static_cast<const uint8_t *>(in)) + i * n);
+            opts.setInputs(ptrs, n);
+        }
+        opts.setOutput(static_cast<uint8_t *>(out), n);
+        opts.setRoot(root);
+        opts.setTimeout(c->timeout);
+        gloo::scatter(opts);
+    } catch (...) {
+        return fail_from_exception("scatter");
+    }
+    return DDP_OK;
+}
+
+ddp_status comm_barrier(comm *c) {
+    try {
+        gloo::BarrierOptions opts(c->ctx);
+        opts.setTimeout(c->timeout);
+        gloo::barrier(opts);
+    } catch (...) {
+        return fail_from_exception("barrier");
+    }
+    return DDP_OK;
+}
+
+/* Posts one direction of a point-to-point message. */
+static ddp_status p2p_post(comm *c, void *buf, size_t nbytes, int peer, uint64_t tag, bool is_send,
+                           comm_p2p **out) {
+    *out = nullptr;
+    const char *op = is_send ? "send" : "recv";
+    if (peer < 0 || peer >= c->ctx->size || peer == c->ctx->rank)
+        return DDP_FAIL(DDP_ERR_ARG, "%s: peer %d is not another rank of the group", op, peer);
+    comm_p2p *p = nullptr;
+    try {
+        p = new comm_p2p;
+        p->is_send = is_send;
+        p->done = false;
+        /* Gloo refuses zero-byte buffers; a 1-byte scratch keeps the message pairing */
+        static thread_local char scratch;
+        bool empty = nbytes == 0;
+        p->buf = c->ctx->createUnboundBuffer(empty ? &scratch : buf, empty ? 1 : nbytes);
+        if (is_send)
+            p->buf->send(peer, tag);
+        else
+            p->buf->recv(peer, tag);
+        *out = p;
+        return DDP_OK;
+    } catch (...) {
+        delete p;
+        return fail_from_exception(op);
+    }
+}
+
+ddp_status comm_send_post(comm *c, const void *buf, size_t nbytes, int peer, uint64_t tag,
+                          comm_p2p **out) {
+    return p2p_post(c, const_cast<void *>(buf), nbytes, peer, tag, true, out);
+}
+
+ddp_status comm_recv_post(comm *c, void *buf, size_t nbytes, int peer, uint64_t tag,
+                          comm_p2p **out) {
+    return p2p_post(c, buf, nbytes, peer, tag, false, out);
+}
+
+ddp_status comm_p2p_wait(comm_p2p *p, int timeout_ms) {
+    if (p->done) return DDP_OK;
+    try {
+        auto t = std::chrono::milliseconds(timeout_ms);
+        bool ok = p->is_send ? p->buf->waitSend(nullptr, t) : p->buf->waitRecv(nullptr, t);
+        if (!ok) return DDP_FAIL(DDP_ERR_COMM, "%s: aborted", p->is_send ? "send" : "recv");
+        p->done = true;
+        return DDP_OK;
+    } catch (...) {
+        return fail_from_exception(p->is_send ? "send" : "recv");
+    }
+}
+
+void comm_p2p_free(comm_p2p *p) {
+    if (!p) return;
+    try {
+        if (!p->done) {
+            if (p->is_send)
+                p->buf->abortWaitSend();
+            else
+                p->buf->abortWaitRecv();
+        }
+        delete p;
+    } catch (...) {
+    }
+}
+
+} /* extern "C" */

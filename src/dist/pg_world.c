@@ -1,0 +1,418 @@
+/* pg_world.c — init_process_group and destroy_process_group: reading torchrun's
+ * environment or the init_method URL, reaching (or hosting) the rendezvous store, the
+ * default group, new_group, and the rank runtime's chunk hooks.
+ *
+ * Who hosts the store: the driver does, at MASTER_ADDR:MASTER_PORT. Under an outside
+ * launcher nobody does, so rank 0 tries to start a server on that address first (as
+ * PyTorch's TCPStore does for its master) and simply connects when the port is taken.
+ * A server this process started lives until the process exits, so that init after
+ * destroy finds it again. Each init takes a new generation number from the store, and
+ * every key of that generation carries it, so nothing of an earlier world is mistaken
+ * for this one's. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/interrupt.h"
+#include "build_config.h"
+#include "dist/pg_internal.h"
+
+pg_world pg_W;
+static store_server *hosted_server; /* started by this process; lives until exit */
+
+static pthread_mutex_t activity_lock = PTHREAD_MUTEX_INITIALIZER;
+static char activity[160];
+static char activity_copy[160];
+
+void pg_set_activity(const char *text) {
+    pthread_mutex_lock(&activity_lock);
+    snprintf(activity, sizeof activity, "%s", text ? text : "");
+    pthread_mutex_unlock(&activity_lock);
+}
+
+const char *pg_current_activity(void) {
+    pthread_mutex_lock(&activity_lock);
+    memcpy(activity_copy, activity, sizeof activity);
+    pthread_mutex_unlock(&activity_lock);
+    return activity_copy[0] ? activity_copy : NULL;
+}
+
+double pg_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---- environment ---------------------------------------------------------------- */
+
+static bool parse_int(const char *s, int *out) {
+    if (!s || !*s) return false;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*end || v < 0 || v > 1 << 20) return false;
+    *out = (int)v;
+    return true;
+}
+
+static ddp_status env_int(const char *name, int *out) {
+    const char *v = getenv(name);
+    if (!v)
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "init_process_group: environment variable %s is not set (env:// reads "
+                        "RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT, as torchrun sets them; "
+                        "or pass rank= and world_size=)",
+                        name);
+    if (!parse_int(v, out))
+        return DDP_FAIL(DDP_ERR_ARG, "init_process_group: %s='%s' is not a number", name, v);
+    return DDP_OK;
+}
+
+static void read_watchdog_settings(void) {
+    const char *t = getenv("DDPLAB_COLLECTIVE_TIMEOUT");
+    double v = t ? strtod(t, NULL) : 0;
+    pg_W.timeout = v > 0 ? v : 5.0;
+    const char *c = getenv("DDPLAB_COLLECTIVE_CHECK");
+    pg_W.check = !(c && strcmp(c, "0") == 0);
+}
+
+/* ---- reaching the store ----------------------------------------------------------- */
+
+/* Rank 0 hosts the store when nobody else does yet, then everyone connects. */
+static ddp_status connect_tcp(const char *host, int port, int rank, double timeout) {
+    if (rank == 0 && !hosted_server) {
+        store_server *s;
+        if (store_server_start(host, port, &s) == DDP_OK) hosted_server = s;
+        /* DDP_ERR_IO: the port is taken, i.e. the driver (or an earlier world) hosts it */
+    }
+    return store_connect(host, port, timeout, &pg_W.store);
+}
+
+/* file:///path: rank 0 hosts a store on loopback and writes "port" into the file;
+ * the others read it and connect (retrying while the file is missing or stale). */
+static ddp_status connect_file(const char *path, int rank, double timeout) {
+    if (rank == 0) {
+        if (!hosted_server) {
+            DDP_CHECK(store_server_start("127.0.0.1", 0, &hosted_server));
+        }
+        char tmp[4200];
+        snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
+        FILE *f = fopen(tmp, "w");
+        if (!f || fprintf(f, "%d\n", store_server_port(hosted_server)) < 0 || fclose(f) != 0 ||
+            rename(tmp, path) != 0)
+            return DDP_FAIL(DDP_ERR_IO, "init_process_group: cannot write '%s': %s", path,
+                            strerror(errno));
+        return store_connect("127.0.0.1", store_server_port(hosted_server), timeout, &pg_W.store);
+    }
+    double until = pg_now() + timeout;
+    for (;;) {
+        FILE *f = fopen(path, "r");
+        int port = 0;
+        if (f) {
+            if (fscanf(f, "%d", &port) != 1) port = 0;
+            fclose(f);
+        }
+        if (port > 0 && store_connect("127.0.0.1", port, 0.3, &pg_W.store) == DDP_OK) return DDP_OK;
+        if (pg_now() >= until)
+            return DDP_FAIL(DDP_ERR_TIMEOUT,
+                            "init_process_group: rank 0 did not publish the rendezvous in '%s' "
+                            "within %.1f s",
+                            path, timeout);
+        struct timespec ts = {0, 50000000L};
+        nanosleep(&ts, NULL);
+        if (ddp_interrupt_pending())
+            return DDP_FAIL(DDP_ERR_INTERRUPTED, "init_process_group: interrupted");
+    }
+}
+
+/* Parses init_method and connects to the store. */
+static ddp_status reach_store(const char *init_method, int rank, double timeout) {
+    const char *m = init_method ? init_method : "env://";
+    if (strcmp(m, "env://") == 0) {
+        const char *addr = getenv("MASTER_ADDR");
+        int port;
+        if (!addr)
+            return DDP_FAIL(DDP_ERR_ARG, "init_process_group: environment variable MASTER_ADDR "
+                                         "is not set (env:// reads it, as torchrun sets it)");
+        DDP_CHECK(env_int("MASTER_PORT", &port));
+        snprintf(pg_W.host, sizeof pg_W.host, "%s", addr);
+        pg_W.port = port;
+        return connect_tcp(addr, port, rank, timeout);
+    }
+    if (strncmp(m, "tcp://", 6) == 0) {
+        const char *hp = m + 6;
+        const char *colon = strrchr(hp, ':');
+        int port;
+        if (!colon || colon == hp || !parse_int(colon + 1, &port) || port > 65535)
+            return DDP_FAIL(DDP_ERR_ARG,
+                            "init_process_group: init_method '%s' should read tcp://host:port", m);
+        snprintf(pg_W.host, sizeof pg_W.host, "%.*s", (int)(colon - hp), hp);
+        pg_W.port = port;
+        return connect_tcp(pg_W.host, port, rank, timeout);
+    }
+    if (strncmp(m, "file://", 7) == 0) {
+        if (m[7] == '\0')
+            return DDP_FAIL(DDP_ERR_ARG, "init_process_group: init_method '%s' names no file", m);
+        snprintf(pg_W.host, sizeof pg_W.host, "127.0.0.1");
+        return connect_file(m + 7, rank, timeout);
+    }
+    return DDP_FAIL(DDP_ERR_ARG,
+                    "init_process_group: init_method '%s' is not one of env://, tcp://host:port "
+                    "or file:///path",
+                    m);
+}
+
+/* ---- groups ----------------------------------------------------------------------- */
+
+static process_group *group_new(int id, const int *ranks, int n) {
+    process_group *g = calloc(1, sizeof *g);
+    if (!g) return NULL;
+    g->refcount = 1;
+    g->world_gen = pg_W.gen;
+    g->id = id;
+    g->size = n;
+    g->my = -1;
+    g->ranks = malloc(sizeof(int) * (size_t)n);
+    g->p2p_sent = calloc((size_t)n, sizeof(uint64_t));
+    g->p2p_recv = calloc((size_t)n, sizeof(uint64_t));
+    if (!g->ranks || !g->p2p_sent || !g->p2p_recv) {
+        pg_group_clear(g);
+        free(g);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        g->ranks[i] = ranks ? ranks[i] : i;
+        if (g->ranks[i] == pg_W.rank) g->my = i;
+    }
+    return g;
+}
+
+void pg_group_clear(process_group *g) {
+    comm_destroy(g->comm);
+    g->comm = NULL;
+    free(g->ranks);
+    free(g->p2p_sent);
+    free(g->p2p_recv);
+    g->ranks = NULL;
+    g->p2p_sent = g->p2p_recv = NULL;
+}
+
+ddp_status pg_connect(process_group *g, double rendezvous_timeout) {
+    comm_destroy(g->comm);
+    g->comm = NULL;
+    if (g->my < 0 || g->size == 1) return DDP_OK;
+    char prefix[96];
+    snprintf(prefix, sizeof prefix, "pg/%llu/%d/comm%d/", (unsigned long long)g->world_gen, g->id,
+             g->comm_gen);
+    comm_init_options o = {.store = pg_W.store,
+                           .prefix = prefix,
+                           .iface_host = pg_W.host,
+                           .rank = g->my,
+                           .size = g->size,
+                           .timeout_s = pg_W.timeout,
+                           .rendezvous_timeout_s = rendezvous_timeout};
+    ddp_status s = comm_gloo_init(&o, &g->comm);
+    g->broken = s != DDP_OK;
+    return s;
+}
+
+process_group *pg_retain(process_group *g) {
+    if (g) g->refcount++;
+    return g;
+}
+
+void pg_release(process_group *g) {
+    if (!g || --g->refcount > 0) return;
+    for (process_group **p = &pg_W.live; *p; p = &(*p)->next_live) {
+        if (*p == g) {
+            *p = g->next_live;
+            break;
+        }
+    }
+    pg_group_clear(g);
+    free(g);
+}
+
+bool pg_is_member(const process_group *g) {
+    return g->my >= 0;
+}
+
+int pg_rank(const process_group *g) {
+    return g->my;
+}
+
+int pg_size(const process_group *g) {
+    return g->size;
+}
+
+int pg_global_rank(const process_group *g, int r) {
+    return r >= 0 && r < g->size && g->ranks ? g->ranks[r] : -1;
+}
+
+int pg_group_rank_of(const process_group *g, int global) {
+    for (int i = 0; g->ranks && i < g->size; i++)
+        if (g->ranks[i] == global) return i;
+    return -1;
+}
+
+const char *pg_backend(const process_group *g) {
+    (void)g;
+    return "gloo";
+}
+
+bool pg_is_alive(const process_group *g) {
+    return pg_W.initialized && g->world_gen == pg_W.gen && g->ranks;
+}
+
+void pg_sync_chunk(process_group *g) {
+    if (g->chunk_seen == pg_W.chunk_id) return;
+    g->chunk_seen = pg_W.chunk_id;
+    g->chunk_seq = 0;
+    for (int i = 0; i < g->size; i++) g->p2p_sent[i] = g->p2p_recv[i] = 0;
+}
+
+/* ---- init / destroy --------------------------------------------------------------- */
+
+static ddp_status check_backend(const char *backend) {
+    const char *b = backend ? backend : "gloo";
+    if (strcmp(b, "gloo") == 0) return DDP_OK;
+    if (strcmp(b, "nccl") == 0) {
+        if (!DDP_HAVE_NCCL)
+            return DDP_FAIL(DDP_ERR_UNSUPPORTED, "ddplab was built without NCCL; use "
+                                                 "backend=\"gloo\" (CPU tensors)");
+        return DDP_FAIL(DDP_ERR_UNSUPPORTED, "the NCCL backend is not written yet; use "
+                                             "backend=\"gloo\" (CPU tensors)");
+    }
+    return DDP_FAIL(DDP_ERR_ARG, "init_process_group: unknown backend '%s' (use \"gloo\")", b);
+}
+
+ddp_status pg_init(const pg_init_options *o) {
+    if (pg_W.initialized)
+        return DDP_FAIL(DDP_ERR_STATE, "trying to initialize the default process group twice!");
+    DDP_CHECK(check_backend(o->backend));
+    int rank = o->rank, size = o->world_size;
+    if (rank < 0) DDP_CHECK(env_int("RANK", &rank));
+    if (size < 0) DDP_CHECK(env_int("WORLD_SIZE", &size));
+    if (size < 1 || rank >= size)
+        return DDP_FAIL(DDP_ERR_ARG, "init_process_group: rank %d is not in a world of %d", rank,
+                        size);
+    read_watchdog_settings();
+    pg_W.rendezvous_timeout = o->timeout_s > 0 ? o->timeout_s : 60.0;
+    pg_W.rank = rank;
+    pg_W.size = size;
+    DDP_CHECK(reach_store(o->init_method, rank, pg_W.rendezvous_timeout));
+    int64_t count;
+    ddp_status s = store_add(pg_W.store, "ddp/init", 1, &count);
+    if (s != DDP_OK) goto fail;
+    pg_W.gen = (uint64_t)((count - 1) / size + 1);
+    pg_W.next_group_id = 1;
+    process_group *g = group_new(0, NULL, size);
+    if (!g) {
+        s = DDP_FAIL(DDP_ERR_NOMEM, "init_process_group: out of memory");
+        goto fail;
+    }
+    s = pg_connect(g, pg_W.rendezvous_timeout);
+    if (s != DDP_OK) {
+        pg_group_clear(g);
+        free(g);
+        goto fail;
+    }
+    g->next_live = pg_W.live;
+    pg_W.live = g;
+    pg_W.default_group = g;
+    snprintf(pg_W.backend, sizeof pg_W.backend, "gloo");
+    pg_W.initialized = true;
+    return DDP_OK;
+fail:
+    store_close(pg_W.store);
+    pg_W.store = NULL;
+    return s;
+}
+
+bool pg_is_initialized(void) {
+    return pg_W.initialized;
+}
+
+ddp_status pg_default(process_group **out) {
+    *out = NULL;
+    if (!pg_W.initialized)
+        return DDP_FAIL(DDP_ERR_STATE, "Default process group has not been initialized, please "
+                                       "make sure to call init_process_group.");
+    *out = pg_W.default_group;
+    return DDP_OK;
+}
+
+ddp_status pg_destroy(void) {
+    if (!pg_W.initialized)
+        return DDP_FAIL(DDP_ERR_STATE, "Default process group has not been initialized, please "
+                                       "make sure to call init_process_group.");
+    /* groups that Lua still holds stay allocated but lose their communicators */
+    for (process_group *g = pg_W.live; g; g = g->next_live) {
+        comm_destroy(g->comm);
+        g->comm = NULL;
+    }
+    process_group *d = pg_W.default_group;
+    pg_W.default_group = NULL;
+    pg_W.initialized = false;
+    pg_release(d);
+    /* groups still referenced from Lua are no longer live: chunk_end skips them */
+    pg_W.live = NULL;
+    store_close(pg_W.store);
+    pg_W.store = NULL;
+    pg_set_activity(NULL);
+    return DDP_OK;
+}
+
+ddp_status pg_new_group(const int *ranks, int n, process_group **out) {
+    *out = NULL;
+    process_group *d;
+    DDP_CHECK(pg_default(&d));
+    if (n == 0) {
+        ranks = NULL;
+        n = pg_W.size;
+    }
+    for (int i = 0; ranks && i < n; i++) {
+        if (ranks[i] < 0 || ranks[i] >= pg_W.size)
+            return DDP_FAIL(DDP_ERR_ARG, "new_group: rank %d is not in the world (0..%d)", ranks[i],
+                            pg_W.size - 1);
+        for (int j = 0; j < i; j++)
+            if (ranks[j] == ranks[i])
+                return DDP_FAIL(DDP_ERR_ARG, "new_group: rank %d is listed twice", ranks[i]);
+    }
+    process_group *g = group_new(pg_W.next_group_id++, ranks, n);
+    if (!g) return DDP_FAIL(DDP_ERR_NOMEM, "new_group: out of memory");
+    ddp_status s = pg_connect(g, pg_W.rendezvous_timeout);
+    if (s != DDP_OK) {
+        pg_group_clear(g);
+        free(g);
+        return s;
+    }
+    g->next_live = pg_W.live;
+    pg_W.live = g;
+    *out = g;
+    return DDP_OK;
+}
+
+/* ---- hooks ------------------------------------------------------------------------ */
+
+void pg_chunk_begin(uint64_t chunk_id) {
+    pg_W.chunk_id = chunk_id;
+    pg_set_activity(NULL);
+}
+
+void pg_chunk_end(void) {
+    pg_set_activity(NULL);
+    if (!pg_W.initialized || !pg_W.check) return;
+    for (process_group *g = pg_W.live; g; g = g->next_live) {
+        if (g->my < 0 || g->size == 1) continue;
+        pg_sync_chunk(g);
+        char key[128], value[32];
+        snprintf(key, sizeof key, "pg/%llu/%d/done/c%llu/r%d", (unsigned long long)g->world_gen,
+                 g->id, (unsigned long long)pg_W.chunk_id, g->my);
+        snprintf(value, sizeof value, "%llu", (unsigned long long)g->chunk_seq);
+        store_set(pg_W.store, key, value, strlen(value)); /* best effort: cannot fail here */
+    }
+}

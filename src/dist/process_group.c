@@ -1,0 +1,536 @@
+/* process_group.c — the collectives of a process group: argument checks, the
+ * fingerprint exchange that catches mismatched calls before they can hang, and the call
+ * into the backend (comm.h).
+ *
+ * The exchange: each member sets "pg/<gen>/<group>/fp/c<chunk>/s<seq>/r<rank>" to its
+ * fingerprint, then waits (50 ms slices, so Ctrl-C and the watchdog are checked) until
+ * every member's key is there, or a missing member has published that it finished the
+ * chunk. Every rank then holds the same data and so raises the same message. Only once
+ * all agree does anyone enter Gloo. Keys are per chunk, so a chunk interrupted half-way
+ * leaves no offset in the numbering of the next. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/interrupt.h"
+#include "dist/fingerprint.h"
+#include "dist/pg_internal.h"
+
+#define SLICE_MS 50
+
+int64_t pg_buffer_numel(const pg_buffer *b) {
+    int64_t n = 1;
+    for (int i = 0; i < b->ndim; i++) n *= b->sizes[i];
+    return n;
+}
+
+static size_t elem_size(dtype dt) {
+    return dt == DTYPE_FLOAT32 ? 4 : dt == DTYPE_BOOL ? 1 : 8;
+}
+
+static size_t buffer_bytes(const pg_buffer *b) {
+    return (size_t)pg_buffer_numel(b) * elem_size(b->dt);
+}
+
+/* ---- readiness ---------------------------------------------------------------------- */
+
+/* The error for a communicator that could not be rebuilt (keeps the backend's reason). */
+static ddp_status rebuild_failed(const char *op) {
+    char why[512];
+    snprintf(why, sizeof why, "%s", ddp_last_error());
+    return DDP_FAIL(DDP_ERR_COMM,
+                    "%s: the group's connections broke in an earlier call and could not be "
+                    "rebuilt (%s); call destroy_process_group() and init_process_group() again",
+                    op, why);
+}
+
+ddp_status pg_ready(process_group **gp, const char *op) {
+    if (!*gp) DDP_CHECK(pg_default(gp));
+    process_group *g = *gp;
+    if (!pg_is_alive(g))
+        return DDP_FAIL(DDP_ERR_STATE,
+                        "%s: this process group was destroyed by destroy_process_group(); "
+                        "call init_process_group (and new_group) again",
+                        op);
+    if (g->my < 0) {
+        char who[256];
+        fp_rank_list(who, sizeof who, g->ranks, g->size);
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "%s: rank %d is not a member of this group (%s); new_group gave it "
+                        "GroupMember.NON_GROUP_MEMBER, so only the members may call collectives "
+                        "on it (test with `if group ~= dist.GroupMember.NON_GROUP_MEMBER`)",
+                        op, pg_W.rank, who);
+    }
+    pg_sync_chunk(g);
+    /* With the check on, a broken communicator is rebuilt by every member together
+     * inside the next collective's exchange (enter); without it, each rank rebuilds on
+     * its own and hopes the others do too. */
+    if (g->broken && !pg_W.check) {
+        g->comm_gen++;
+        if (pg_connect(g, pg_W.rendezvous_timeout) != DDP_OK) return rebuild_failed(op);
+    }
+    return DDP_OK;
+}
+
+/* ---- the fingerprint exchange --------------------------------------------------------- */
+
+static void key_of(char *out, size_t len, const process_group *g, const char *kind, uint64_t seq,
+                   int r) {
+    snprintf(out, len, "pg/%llu/%d/%s/c%llu/s%llu/r%d", (unsigned long long)g->world_gen, g->id,
+             kind, (unsigned long long)pg_W.chunk_id, (unsigned long long)seq, r);
+}
+
+static void done_key_of(char *out, size_t len, const process_group *g, int r) {
+    snprintf(out, len, "pg/%llu/%d/done/c%llu/r%d", (unsigned long long)g->world_gen, g->id,
+             (unsigned long long)pg_W.chunk_id, r);
+}
+
+/* Allocated key arrays for the n members. */
+typedef struct {
+    int n;
+    char (*fp)[128];
+    char (*done)[128];
+    const char **fp_ptr;
+    const char **done_ptr;
+    char **vals; /* what each member called (NULL: not yet / finished) */
+    size_t *lens;
+    bool *finished;
+    int *ranks;
+} exchange;
+
+static void exchange_free(exchange *x) {
+    for (int i = 0; x->vals && i < x->n; i++) free(x->vals[i]);
+    free(x->fp);
+    free(x->done);
+    free(x->fp_ptr);
+    free(x->done_ptr);
+    free(x->vals);
+    free(x->lens);
+    free(x->finished);
+    free(x->ranks);
+}
+
+static ddp_status exchange_alloc(exchange *x, int n) {
+    memset(x, 0, sizeof *x);
+    x->n = n;
+    x->fp = calloc((size_t)n, sizeof *x->fp);
+    x->done = calloc((size_t)n, sizeof *x->done);
+    x->fp_ptr = calloc((size_t)n, sizeof *x->fp_ptr);
+    x->done_ptr = calloc((size_t)n, sizeof *x->done_ptr);
+    x->vals = calloc((size_t)n, sizeof *x->vals);
+    x->lens = calloc((size_t)n, sizeof *x->lens);
+    x->finished = calloc((size_t)n, sizeof *x->finished);
+    x->ranks = calloc((size_t)n, sizeof *x->ranks);
+    if (!x->fp || !x->done || !x->fp_ptr || !x->done_ptr || !x->vals || !x->lens || !x->finished ||
+        !x->ranks) {
+        exchange_free(x);
+        return DDP_FAIL(DDP_ERR_NOMEM, "collective check: out of memory");
+    }
+    return DDP_OK;
+}
+
+/* Looks at the done markers of the members still missing; marks those that finished
+ * the chunk having called at most seq collectives (so they will never call #seq). */
+static ddp_status check_finished(exchange *x, uint64_t seq) {
+    const char **keys = calloc((size_t)x->n, sizeof *keys);
+    int *idx = calloc((size_t)x->n, sizeof *idx);
+    char **vals = calloc((size_t)x->n, sizeof *vals);
+    size_t *lens = calloc((size_t)x->n, sizeof *lens);
+    ddp_status s = DDP_OK;
+    if (!keys || !idx || !vals || !lens) {
+        s = DDP_FAIL(DDP_ERR_NOMEM, "collective check: out of memory");
+        goto out;
+    }
+    int m = 0;
+    for (int i = 0; i < x->n; i++) {
+        if (x->vals[i] || x->finished[i]) continue;
+        keys[m] = x->done_ptr[i];
+        idx[m++] = i;
+    }
+    if (m == 0) goto out;
+    s = store_multi_wait(pg_W.store, keys, m, 0, vals, lens);
+    for (int j = 0; s == DDP_OK && j < m; j++) {
+        if (vals[j] && strtoull(vals[j], NULL, 10) <= seq) x->finished[idx[j]] = true;
+        free(vals[j]);
+    }
+out:
+    free(keys);
+    free(idx);
+    free(vals);
+    free(lens);
+    return s;
+}
+
+/* Splits a published value "fingerprint\ncomm_gen broken" in place; notes whether the
+ * group's communicator must be rebuilt and the highest generation seen. */
+static void split_state(char *value, const process_group *g, bool *rebuild, int *max_gen) {
+    char *nl = strchr(value, '\n');
+    int gen = 0, broken = 0;
+    if (nl) {
+        *nl = '\0';
+        if (sscanf(nl + 1, "%d %d", &gen, &broken) != 2) gen = broken = 0;
+    }
+    if (broken || gen != g->comm_gen) *rebuild = true;
+    if (gen > *max_gen) *max_gen = gen;
+}
+
+/* Publishes `mine` as this rank's call #seq and waits for every member's. On success,
+ * *rebuild_gen is -1, or the communicator generation every member now moves to because
+ * some member's communicator broke. */
+static ddp_status exchange_run(process_group *g, const char *op, uint64_t seq, const char *mine,
+                               int *rebuild_gen) {
+    *rebuild_gen = -1;
+    exchange x;
+    DDP_CHECK(exchange_alloc(&x, g->size));
+    for (int i = 0; i < g->size; i++) {
+        key_of(x.fp[i], sizeof x.fp[i], g, "fp", seq, i);
+        done_key_of(x.done[i], sizeof x.done[i], g, i);
+        x.fp_ptr[i] = x.fp[i];
+        x.done_ptr[i] = x.done[i];
+        x.ranks[i] = g->ranks[i];
+    }
+    char published[FP_MAX + 32];
+    snprintf(published, sizeof published, "%s\n%d %d", mine, g->comm_gen, g->broken ? 1 : 0);
+    /* #seq-2 can go: publishing #seq-1 took everyone past reading #seq-2 */
+    char old[128];
+    if (seq >= 2) key_of(old, sizeof old, g, "fp", seq - 2, g->my);
+    bool first = true;
+    ddp_status s = DDP_OK;
+    bool rebuild = false;
+    int max_gen = g->comm_gen;
+    double until = pg_now() + pg_W.timeout;
+    uint64_t shown = g->total;
+    while (s == DDP_OK) {
+        int missing = 0;
+        for (int i = 0; i < g->size; i++) missing += !x.vals[i] && !x.finished[i];
+        if (missing == 0) break;
+        char **vals = calloc((size_t)g->size, sizeof *vals);
+        size_t *lens = calloc((size_t)g->size, sizeof *lens);
+        if (!vals || !lens) {
+            free(vals);
+            free(lens);
+            s = DDP_FAIL(DDP_ERR_NOMEM, "collective check: out of memory");
+            break;
+        }
+        if (first) /* publish ours, drop the old one and wait: one round trip */
+            s = store_exchange(pg_W.store, x.fp[g->my], published, strlen(published),
+                               seq >= 2 ? old : NULL, x.fp_ptr, g->size, SLICE_MS, vals, lens);
+        else
+            s = store_multi_wait(pg_W.store, x.fp_ptr, g->size, SLICE_MS, vals, lens);
+        first = false;
+        for (int i = 0; i < g->size; i++) {
+            if (s == DDP_OK && vals[i] && !x.vals[i]) {
+                split_state(vals[i], g, &rebuild, &max_gen);
+                x.vals[i] = vals[i];
+                x.finished[i] = false;
+            } else {
+                free(vals[i]);
+            }
+        }
+        free(vals);
+        free(lens);
+        if (s != DDP_OK) break;
+        missing = 0;
+        for (int i = 0; i < g->size; i++) missing += !x.vals[i] && !x.finished[i];
+        if (missing == 0) break;
+        s = check_finished(&x, seq);
+        if (s != DDP_OK) break;
+        if (ddp_interrupt_pending()) {
+            s = DDP_FAIL(DDP_ERR_INTERRUPTED,
+                         "%s #%llu: interrupted (Ctrl-C) while waiting for "
+                         "the other ranks",
+                         op, (unsigned long long)shown);
+            break;
+        }
+        if (pg_now() >= until) {
+            char msg[1024];
+            fp_timeout_message(msg, sizeof msg, op, shown, mine, (const char *const *)x.vals,
+                               x.finished, x.ranks, g->size, pg_W.timeout);
+            s = DDP_FAIL(DDP_ERR_TIMEOUT, "%s", msg);
+            break;
+        }
+    }
+    if (s == DDP_OK) {
+        bool agree = true;
+        for (int i = 0; i < g->size; i++)
+            if (!x.vals[i] || strcmp(x.vals[i], mine) != 0) agree = false;
+        if (!agree) {
+            char msg[1024];
+            fp_mismatch_message(msg, sizeof msg, op, shown, (const char *const *)x.vals, x.ranks,
+                                g->size);
+            s = DDP_FAIL(DDP_ERR_MISMATCH, "%s", msg);
+        } else if (rebuild) {
+            *rebuild_gen = max_gen + 1;
+        }
+    }
+    exchange_free(&x);
+    return s;
+}
+
+/* Everything before the backend call: readiness, numbering, activity, exchange. */
+static ddp_status enter(process_group **gp, const char *op, const char *fp, const pg_buffer *b) {
+    DDP_CHECK(pg_ready(gp, op));
+    process_group *g = *gp;
+    uint64_t seq = g->chunk_seq++;
+    g->total++;
+    char act[160], shape[96] = "";
+    if (b) fp_shape(shape, sizeof shape, b->dt, b->ndim, b->sizes);
+    snprintf(act, sizeof act, "in %s #%llu %s", op, (unsigned long long)g->total, shape);
+    pg_set_activity(act);
+    if (!pg_W.check || g->size == 1) return DDP_OK;
+    int rebuild_gen;
+    ddp_status s = exchange_run(g, op, seq, fp, &rebuild_gen);
+    if (s == DDP_OK && rebuild_gen >= 0) {
+        /* every member saw the same states, so all rebuild to the same generation now */
+        g->comm_gen = rebuild_gen;
+        if (pg_connect(g, pg_W.rendezvous_timeout) != DDP_OK) s = rebuild_failed(op);
+    }
+    if (s != DDP_OK) pg_set_activity(NULL);
+    return s;
+}
+
+/* After the backend call: a failure marks the communicator for replacement. */
+static ddp_status leave(process_group *g, ddp_status s) {
+    pg_set_activity(NULL);
+    if (s != DDP_OK && s != DDP_ERR_ARG) g->broken = true;
+    return s;
+}
+
+/* ---- argument checks ------------------------------------------------------------------ */
+
+static ddp_status check_dtype(const char *op, const pg_buffer *b) {
+    if (b->dt == DTYPE_BOOL)
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "%s: collectives take float32, float64 or int64 tensors, "
+                        "not bool",
+                        op);
+    return DDP_OK;
+}
+
+static ddp_status check_reduce(const char *op, const pg_buffer *b, comm_reduce_op rop) {
+    DDP_CHECK(check_dtype(op, b));
+    if (rop == COMM_AVG && b->dt == DTYPE_INT64)
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "%s: ReduceOp.AVG needs a float tensor (got int64): the "
+                        "average of integers is not an integer; convert with "
+                        ":to(torch.float32) or use SUM and divide",
+                        op);
+    if ((int)rop < COMM_SUM || (int)rop > COMM_MAX)
+        return DDP_FAIL(DDP_ERR_ARG, "%s: unknown reduce op %d", op, (int)rop);
+    return DDP_OK;
+}
+
+/* Translates a global root rank into g's numbering, with a clear error. */
+static ddp_status root_of(process_group *g, const char *op, const char *name, int global,
+                          int *out) {
+    if (!g) DDP_CHECK(pg_default(&g));
+    *out = pg_group_rank_of(g, global);
+    if (*out < 0) {
+        char who[256];
+        fp_rank_list(who, sizeof who, g->ranks, g->size);
+        return DDP_FAIL(DDP_ERR_ARG, "%s: %s=%d is not a rank of the group (%s)", op, name, global,
+                        who);
+    }
+    return DDP_OK;
+}
+
+static bool same_layout(const pg_buffer *a, const pg_buffer *b) {
+    return a->dt == b->dt && pg_buffer_numel(a) == pg_buffer_numel(b);
+}
+
+/* Checks a list of `n` buffers that must each be like `like` and number `size`. */
+static ddp_status check_list(const char *op, const char *what, const pg_buffer *list, int n,
+                             int size, const pg_buffer *like) {
+    if (n != size)
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "%s: %s must hold one tensor per rank of the group (%d), "
+                        "got %d",
+                        op, what, size, n);
+    char a[96], b[96];
+    for (int i = 0; i < n; i++) {
+        if (!same_layout(&list[i], like))
+            return DDP_FAIL(DDP_ERR_ARG, "%s: %s[%d] is %s but the tensor is %s", op, what, i + 1,
+                            fp_shape(a, sizeof a, list[i].dt, list[i].ndim, list[i].sizes),
+                            fp_shape(b, sizeof b, like->dt, like->ndim, like->sizes));
+    }
+    return DDP_OK;
+}
+
+/* ---- collectives -------------------------------------------------------------------- */
+
+ddp_status pg_all_reduce(process_group *g, pg_buffer *b, comm_reduce_op op) {
+    DDP_CHECK(check_reduce("all_reduce", b, op));
+    char fp[FP_MAX], extra[32];
+    snprintf(extra, sizeof extra, ", op=%s", comm_reduce_op_name(op));
+    fp_format(fp, sizeof fp, "all_reduce", b->dt, b->ndim, b->sizes, extra);
+    DDP_CHECK(enter(&g, "all_reduce", fp, b));
+    if (g->size == 1) return leave(g, DDP_OK);
+    return leave(g, comm_all_reduce(g->comm, b->data, b->dt, (size_t)pg_buffer_numel(b), op));
+}
+
+ddp_status pg_broadcast(process_group *g, pg_buffer *b, int src) {
+    DDP_CHECK(check_dtype("broadcast", b));
+    int root;
+    DDP_CHECK(root_of(g, "broadcast", "src", src, &root));
+    char fp[FP_MAX], extra[32];
+    snprintf(extra, sizeof extra, ", src=%d", src);
+    fp_format(fp, sizeof fp, "broadcast", b->dt, b->ndim, b->sizes, extra);
+    DDP_CHECK(enter(&g, "broadcast", fp, b));
+    if (g->size == 1) return leave(g, DDP_OK);
+    return leave(g, comm_broadcast(g->comm, b->data, b->dt, (size_t)pg_buffer_numel(b), root));
+}
+
+ddp_status pg_reduce(process_group *g, pg_buffer *b, int dst, comm_reduce_op op) {
+    DDP_CHECK(check_reduce("reduce", b, op));
+    int root;
+    DDP_CHECK(root_of(g, "reduce", "dst", dst, &root));
+    char fp[FP_MAX], extra[48];
+    snprintf(extra, sizeof extra, ", dst=%d, op=%s", dst, comm_reduce_op_name(op));
+    fp_format(fp, sizeof fp, "reduce", b->dt, b->ndim, b->sizes, extra);
+    DDP_CHECK(enter(&g, "reduce", fp, b));
+    if (g->size == 1) return leave(g, DDP_OK);
+    return leave(g, comm_reduce(g->comm, b->data, b->dt, (size_t)pg_buffer_numel(b), op, root));
+}
+
+/* A scratch area of size * numel(in) elements, or NULL with a status. */
+static void *scratch(size_t bytes, ddp_status *s) {
+    void *p = malloc(bytes ? bytes : 1);
+    *s = p ? DDP_OK : DDP_FAIL(DDP_ERR_NOMEM, "collective: cannot allocate %zu bytes", bytes);
+    return p;
+}
+
+ddp_status pg_all_gather(process_group *g, pg_buffer *outs, int nout, const pg_buffer *in) {
+    DDP_CHECK(check_dtype("all_gather", in));
+    DDP_CHECK(pg_ready(&g, "all_gather"));
+    DDP_CHECK(check_list("all_gather", "the output list", outs, nout, g->size, in));
+    char fp[FP_MAX];
+    fp_format(fp, sizeof fp, "all_gather", in->dt, in->ndim, in->sizes, "");
+    DDP_CHECK(enter(&g, "all_gather", fp, in));
+    size_t n = buffer_bytes(in);
+    ddp_status s = DDP_OK;
+    if (g->size == 1) {
+        memmove(outs[0].data, in->data, n);
+        return leave(g, DDP_OK);
+    }
+    char *tmp = scratch(n * (size_t)g->size, &s);
+    if (!tmp) return leave(g, s);
+    s = comm_all_gather(g->comm, in->data, tmp, in->dt, (size_t)pg_buffer_numel(in));
+    for (int i = 0; s == DDP_OK && i < g->size; i++) memcpy(outs[i].data, tmp + i * n, n);
+    free(tmp);
+    return leave(g, s);
+}
+
+ddp_status pg_all_gather_into(process_group *g, pg_buffer *out, const pg_buffer *in) {
+    DDP_CHECK(check_dtype("all_gather_into_tensor", in));
+    DDP_CHECK(pg_ready(&g, "all_gather_into_tensor"));
+    char a[96], b[96];
+    if (out->dt != in->dt || pg_buffer_numel(out) != pg_buffer_numel(in) * g->size)
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "all_gather_into_tensor: the output is %s but must hold "
+                        "%d x %s (world size times the input)",
+                        fp_shape(a, sizeof a, out->dt, out->ndim, out->sizes), g->size,
+                        fp_shape(b, sizeof b, in->dt, in->ndim, in->sizes));
+    char fp[FP_MAX];
+    fp_format(fp, sizeof fp, "all_gather_into_tensor", in->dt, in->ndim, in->sizes, "");
+    DDP_CHECK(enter(&g, "all_gather_into_tensor", fp, in));
+    if (g->size == 1) {
+        memmove(out->data, in->data, buffer_bytes(in));
+        return leave(g, DDP_OK);
+    }
+    return leave(
+        g, comm_all_gather(g->comm, in->data, out->data, in->dt, (size_t)pg_buffer_numel(in)));
+}
+
+ddp_status pg_reduce_scatter(process_group *g, pg_buffer *out, const pg_buffer *ins, int nin,
+                             comm_reduce_op op) {
+    DDP_CHECK(check_reduce("reduce_scatter", out, op));
+    DDP_CHECK(pg_ready(&g, "reduce_scatter"));
+    DDP_CHECK(check_list("reduce_scatter", "the input list", ins, nin, g->size, out));
+    char fp[FP_MAX], extra[32];
+    snprintf(extra, sizeof extra, ", op=%s", comm_reduce_op_name(op));
+    fp_format(fp, sizeof fp, "reduce_scatter", out->dt, out->ndim, out->sizes, extra);
+    DDP_CHECK(enter(&g, "reduce_scatter", fp, out));
+    size_t n = buffer_bytes(out);
+    if (g->size == 1) {
+        memmove(out->data, ins[0].data, n);
+        return leave(g, DDP_OK);
+    }
+    /* all-reduce the concatenation and keep our slice: simple, and Gloo's own
+     * reduce-scatter is not in its option-based API */
+    ddp_status s;
+    char *tmp = scratch(n * (size_t)g->size, &s);
+    if (!tmp) return leave(g, s);
+    for (int i = 0; i < g->size; i++) memcpy(tmp + i * n, ins[i].data, n);
+    s = comm_all_reduce(g->comm, tmp, out->dt, (size_t)pg_buffer_numel(out) * (size_t)g->size, op);
+    if (s == DDP_OK) memcpy(out->data, tmp + (size_t)g->my * n, n);
+    free(tmp);
+    return leave(g, s);
+}
+
+ddp_status pg_gather(process_group *g, const pg_buffer *in, pg_buffer *outs, int nout, int dst) {
+    DDP_CHECK(check_dtype("gather", in));
+    DDP_CHECK(pg_ready(&g, "gather"));
+    int root;
+    DDP_CHECK(root_of(g, "gather", "dst", dst, &root));
+    if (g->my == root) {
+        DDP_CHECK(check_list("gather", "gather_list", outs, nout, g->size, in));
+    } else if (outs && nout > 0) {
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "gather: gather_list must be nil on ranks other than dst=%d "
+                        "(only the destination receives)",
+                        dst);
+    }
+    char fp[FP_MAX], extra[32];
+    snprintf(extra, sizeof extra, ", dst=%d", dst);
+    fp_format(fp, sizeof fp, "gather", in->dt, in->ndim, in->sizes, extra);
+    DDP_CHECK(enter(&g, "gather", fp, in));
+    size_t n = buffer_bytes(in);
+    if (g->size == 1) {
+        memmove(outs[0].data, in->data, n);
+        return leave(g, DDP_OK);
+    }
+    ddp_status s = DDP_OK;
+    char *tmp = g->my == root ? scratch(n * (size_t)g->size, &s) : NULL;
+    if (s != DDP_OK) return leave(g, s);
+    s = comm_gather(g->comm, in->data, tmp, in->dt, (size_t)pg_buffer_numel(in), root);
+    for (int i = 0; s == DDP_OK && tmp && i < g->size; i++) memcpy(outs[i].data, tmp + i * n, n);
+    free(tmp);
+    return leave(g, s);
+}
+
+ddp_status pg_scatter(process_group *g, pg_buffer *out, const pg_buffer *ins, int nin, int src) {
+    DDP_CHECK(check_dtype("scatter", out));
+    DDP_CHECK(pg_ready(&g, "scatter"));
+    int root;
+    DDP_CHECK(root_of(g, "scatter", "src", src, &root));
+    if (g->my == root) {
+        DDP_CHECK(check_list("scatter", "scatter_list", ins, nin, g->size, out));
+    } else if (ins && nin > 0) {
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "scatter: scatter_list must be nil on ranks other than "
+                        "src=%d (only the source sends)",
+                        src);
+    }
+    char fp[FP_MAX], extra[32];
+    snprintf(extra, sizeof extra, ", src=%d", src);
+    fp_format(fp, sizeof fp, "scatter", out->dt, out->ndim, out->sizes, extra);
+    DDP_CHECK(enter(&g, "scatter", fp, out));
+    size_t n = buffer_bytes(out);
+    if (g->size == 1) {
+        memmove(out->data, ins[0].data, n);
+        return leave(g, DDP_OK);
+    }
+    ddp_status s = DDP_OK;
+    char *tmp = g->my == root ? scratch(n * (size_t)g->size, &s) : NULL;
+    if (s != DDP_OK) return leave(g, s);
+    for (int i = 0; tmp && i < g->size; i++) memcpy(tmp + i * n, ins[i].data, n);
+    s = comm_scatter(g->comm, tmp, out->data, out->dt, (size_t)pg_buffer_numel(out), root);
+    free(tmp);
+    return leave(g, s);
+}
+
+ddp_status pg_barrier(process_group *g) {
+    DDP_CHECK(enter(&g, "barrier", "barrier()", NULL));
+    if (g->size == 1) return leave(g, DDP_OK);
+    return leave(g, comm_barrier(g->comm));
+}

@@ -1,0 +1,125 @@
+/* process_group.h — torch.distributed's process groups in C: the default group of this
+ * process, subgroups, and the collectives with their mismatch checks.
+ *
+ * A process group wraps a communicator (comm.h) and a store client. Before entering the
+ * backend, every collective publishes a fingerprint (sequence number, op, dtype, shape,
+ * root, reduce op) in the store and compares it with every other member's; on a mismatch
+ * every rank fails with the same message naming the ranks and what each called. A rank
+ * that ends its chunk without calling publishes that fact (pg_chunk_end), so the others
+ * can say "called nothing and finished the chunk" instead of hanging. Every wait is
+ * bounded by the collective timeout (DDPLAB_COLLECTIVE_TIMEOUT seconds, default 5) and
+ * checks ddp_interrupt_pending(). After any failure inside the backend the group's
+ * communicator is replaced, so the group stays usable.
+ *
+ * Ranks in the API are GLOBAL ranks (as in PyTorch: `src`, `dst`, `peer`), translated to
+ * group ranks inside. One process has at most one default group at a time; groups are
+ * refcounted because Lua values hold them. Single-threaded: call from the Lua thread. */
+#ifndef DDP_DIST_PROCESS_GROUP_H
+#define DDP_DIST_PROCESS_GROUP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/status.h"
+#include "dist/comm.h"
+#include "tensor/tensor.h"
+
+typedef struct process_group process_group;
+
+typedef struct {
+    const char *backend;     /* "gloo" (NULL = "gloo"); "nccl" fails without NCCL */
+    const char *init_method; /* "env://" (NULL), "tcp://host:port", "file:///path" */
+    int rank;                /* -1: from RANK */
+    int world_size;          /* -1: from WORLD_SIZE */
+    double timeout_s;        /* rendezvous timeout; <= 0: 60 s (PyTorch: 30 min) */
+} pg_init_options;
+
+/* A contiguous CPU buffer and the shape it stands for (for fingerprints and messages). */
+typedef struct {
+    void *data;
+    dtype dt;
+    int ndim;
+    int64_t sizes[TENSOR_MAX_DIMS];
+} pg_buffer;
+
+/* Fills b from a tensor; DDP_ERR_ARG naming `op` when t is not a contiguous CPU tensor
+ * of a dtype collectives support (float32, float64, int64). */
+ddp_status pg_buffer_from_tensor(const char *op, const tensor *t, pg_buffer *b);
+int64_t pg_buffer_numel(const pg_buffer *b);
+
+/* ---- the default group ---------------------------------------------------------- */
+
+/* init_process_group. Fails with DDP_ERR_STATE when already initialised (PyTorch's
+ * words), DDP_ERR_UNSUPPORTED for nccl without NCCL, DDP_ERR_ARG for bad options or
+ * environment, DDP_ERR_TIMEOUT / DDP_ERR_INTERRUPTED / DDP_ERR_COMM from rendezvous. */
+ddp_status pg_init(const pg_init_options *opts);
+bool pg_is_initialized(void);
+/* The default group (borrowed), or NULL with DDP_ERR_STATE and PyTorch's message. */
+ddp_status pg_default(process_group **out);
+/* Destroys the default group and every subgroup's communicator; a later pg_init works.
+ * Lua handles to old groups stay valid objects that refuse collectives. */
+ddp_status pg_destroy(void);
+
+/* ---- groups --------------------------------------------------------------------- */
+
+/* new_group(ranks): collective over the default group (every rank must call it, as in
+ * PyTorch). n == 0 means all ranks. Non-members get a group that refuses collectives
+ * (PyTorch's GroupMember.NON_GROUP_MEMBER). *out is a new reference. */
+ddp_status pg_new_group(const int *ranks, int n, process_group **out);
+process_group *pg_retain(process_group *g);
+void pg_release(process_group *g); /* NULL-safe */
+bool pg_is_member(const process_group *g);
+/* This process's rank in g (-1 for a non-member) and g's size. */
+int pg_rank(const process_group *g);
+int pg_size(const process_group *g);
+/* The global rank of group rank r. */
+int pg_global_rank(const process_group *g, int r);
+const char *pg_backend(const process_group *g);
+/* False once destroy_process_group ran after g was made. */
+bool pg_is_alive(const process_group *g);
+
+/* ---- collectives (g NULL = the default group) ----------------------------------- */
+
+ddp_status pg_broadcast(process_group *g, pg_buffer *buf, int src);
+ddp_status pg_all_reduce(process_group *g, pg_buffer *buf, comm_reduce_op op);
+ddp_status pg_reduce(process_group *g, pg_buffer *buf, int dst, comm_reduce_op op);
+/* outs[size]: each like in. */
+ddp_status pg_all_gather(process_group *g, pg_buffer *outs, int nout, const pg_buffer *in);
+/* out: size x in along dim 0 (numel = size * numel(in)). */
+ddp_status pg_all_gather_into(process_group *g, pg_buffer *out, const pg_buffer *in);
+/* ins[size], each like out. */
+ddp_status pg_reduce_scatter(process_group *g, pg_buffer *out, const pg_buffer *ins, int nin,
+                             comm_reduce_op op);
+/* outs[size] on dst (outs NULL, nout 0 elsewhere). */
+ddp_status pg_gather(process_group *g, const pg_buffer *in, pg_buffer *outs, int nout, int dst);
+/* ins[size] on src (NULL elsewhere). */
+ddp_status pg_scatter(process_group *g, pg_buffer *out, const pg_buffer *ins, int nin, int src);
+ddp_status pg_barrier(process_group *g);
+
+/* Point to point, blocking. */
+ddp_status pg_send(process_group *g, const pg_buffer *buf, int dst);
+ddp_status pg_recv(process_group *g, pg_buffer *buf, int src);
+
+/* Asynchronous point to point: the buffer must stay alive until pg_work_wait returned
+ * (the Lua work object holds the tensor). Posting publishes the fingerprint only; data
+ * moves when some pg_work_wait runs (it first posts every pending op of this process in
+ * order, so a ring of isend/irecv cannot deadlock). */
+typedef struct pg_work pg_work;
+ddp_status pg_isend(process_group *g, const pg_buffer *buf, int dst, pg_work **out);
+ddp_status pg_irecv(process_group *g, pg_buffer *buf, int src, pg_work **out);
+ddp_status pg_work_wait(pg_work *w);
+bool pg_work_is_completed(const pg_work *w);
+void pg_work_free(pg_work *w); /* NULL-safe; a pending op is cancelled */
+
+/* ---- hooks for the rank runtime ------------------------------------------------- */
+
+/* Called around every chunk the rank runs (chunk ids increase). pg_chunk_end publishes
+ * "rank r finished chunk c after k collectives" for every live group. Cannot fail. */
+void pg_chunk_begin(uint64_t chunk_id);
+void pg_chunk_end(void);
+/* "in all_reduce #3 float32[4]" while inside a collective, else NULL. Safe to call from
+ * another thread (the text is copied under a lock into a static buffer). */
+const char *pg_current_activity(void);
+
+#endif

@@ -1,0 +1,84 @@
+/* l_internal.h — what the torch/nn binding files (l_tensor.c, l_tensor_ops.c,
+ * l_types.c, l_torch.c, l_io.c, l_nn.c, l_setup.c) share beyond bindings.h: the tensor
+ * box, dtype and torch.Size objects, and the small argument parsers every binding uses
+ * (sizes given as varargs or a table, trailing option tables). Nothing here is for other
+ * layers; l_dist.c may use it too, but needs only bindings.h. */
+#ifndef DDP_LUA_L_INTERNAL_H
+#define DDP_LUA_L_INTERNAL_H
+
+#include <lua.h>
+
+#include "lua/bindings.h"
+
+/* Registry name of the Tensor metatable (also its __name, so argument errors read
+ * "tensor expected, got ..."). */
+#define L_TENSOR_MT "torch.Tensor"
+
+/* Pushes an empty ("closed") tensor box and returns its slot. A core call writes its
+ * `out` straight into the slot, so the box owns the result the moment it exists and an
+ * error never leaks it. Raises only a Lua memory error (nothing is owned yet). */
+tensor **l_new_box(lua_State *L);
+
+/* Pushes a box for t, reusing the live box that already holds t when there is one
+ * (so `p.grad` is the same Lua value every time). Takes a NEW reference from the
+ * caller, like ddp_lua_push_tensor. */
+void l_push_shared_tensor(lua_State *L, tensor *t);
+
+/* l_types.c: creates the dtype objects and the torch.Size metatable (once per state). */
+void l_types_open(lua_State *L);
+/* Pushes a torch.Size (a Lua list, counted from 1) of the given sizes. */
+void l_push_size(lua_State *L, const int64_t *sizes, int ndim);
+
+/* Pushes the interned dtype object (torch.float32, ...). */
+void l_push_dtype(lua_State *L, dtype dt);
+/* The dtype at idx: a dtype object or a name ("float32"); raises an argument error. */
+dtype l_check_dtype(lua_State *L, int idx);
+/* True when the value at idx is a dtype object (not a string). */
+int l_is_dtype(lua_State *L, int idx);
+
+/* Reads tensor sizes given either as the integers at [first, last] or as one table at
+ * `first` (`torch.zeros(2, 3)` or `torch.zeros({2, 3})`). Returns the count; raises a
+ * Lua argument error naming `op` for anything else. */
+int l_check_sizes(lua_State *L, int first, int last, const char *op,
+                  int64_t sizes[TENSOR_MAX_DIMS]);
+
+/* True when the value at idx is a table of options (has string keys and no [1]); used
+ * to recognise a trailing `{dtype=..., requires_grad=...}`. */
+int l_is_options(lua_State *L, int idx);
+
+/* Options every creation function takes. */
+typedef struct {
+    dtype dt;
+    int has_dtype;
+    device dev;
+    int requires_grad;
+} l_create_options;
+/* Reads {dtype=, device=, requires_grad=} at idx (absent or nil: defaults). */
+void l_check_create_options(lua_State *L, int idx, dtype default_dt, l_create_options *o);
+
+/* Reads field `name` of the options table at idx (which may be absent: 0 = none). */
+int l_opt_boolean(lua_State *L, int idx, const char *name, int def);
+double l_opt_number(lua_State *L, int idx, const char *name, double def);
+/* Returns 1 and sets *out when the field is present and not nil. */
+int l_opt_has_number(lua_State *L, int idx, const char *name, double *out);
+
+/* Applies options: requires_grad. On failure raises (the box at the stack top is GC'd). */
+void l_finish_created(lua_State *L, tensor *t, const l_create_options *o);
+
+/* Creates the Tensor metatable (registry L_TENSOR_MT, with its methods table in the
+ * field "methods") and the value types, once per state; later calls do nothing. */
+void l_tensor_open(lua_State *L);
+/* l_tensor_ops.c: sets the arithmetic metamethods into the metatable at the top, and
+ * the arithmetic methods into the methods table at the top. */
+void l_tensor_ops_register(lua_State *L);
+void l_tensor_ops_methods(lua_State *L);
+/* Pushes the Tensor methods table (the functions `t:add` etc. resolve to). */
+void l_push_tensor_methods(lua_State *L);
+
+/* Pushes Lua nested lists of the tensor's values (tolist). */
+void l_push_tolist(lua_State *L, const tensor *t);
+
+/* l_io.c: sets torch.save / torch.load into the torch table at the top. */
+int luaopen_ddp_torch_io(lua_State *L);
+
+#endif

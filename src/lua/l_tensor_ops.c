@@ -1,0 +1,508 @@
+/* l_tensor_ops.c — the arithmetic face of Tensor: element-wise ops with tensors or
+ * numbers on either side (methods, `_` in-place forms and the + - * / ^ unary-
+ * metamethods), unary math, clamp, reductions, comparisons, matmul, softmax and
+ * chunk/split.
+ *
+ * Differentiable ops go through the autograd layer (ag_*), so a graph is recorded
+ * whenever an input requires grad; comparisons, argmax and in-place ops call the tensor
+ * core directly (in-place ops after ag_check_inplace). The same C functions serve as
+ * methods (`t:add(u)`) and as torch.* functions (`torch.add(t, u)`): l_torch.c copies
+ * them from the methods table. */
+#include <lauxlib.h>
+#include <stdio.h>
+
+#include "lua/l_internal.h"
+#include "nn/autograd.h"
+
+/* Raises unless s is DDP_OK (the result box on the stack is then garbage). */
+static void l_check(lua_State *L, ddp_status s) {
+    if (s != DDP_OK) ddp_lua_raise(L, s);
+}
+
+/* A real number (not a numeric string, which Lua would otherwise accept). */
+static int l_is_number(lua_State *L, int idx) {
+    return lua_type(L, idx) == LUA_TNUMBER;
+}
+
+/* The `alpha` of add/sub: a number at idx or {alpha=} there; 1 by default. */
+static double l_alpha(lua_State *L, int idx) {
+    if (l_is_number(L, idx)) return lua_tonumber(L, idx);
+    if (lua_istable(L, idx)) return l_opt_number(L, idx, "alpha", 1.0);
+    if (!lua_isnoneornil(L, idx)) luaL_typeerror(L, idx, "number or {alpha=...}");
+    return 1.0;
+}
+
+/* a op b with a tensor on at least one side; `grad` picks ag_* over tensor_*. */
+static int l_binary_common(lua_State *L, binary_op op, int grad, double alpha) {
+    tensor *a = ddp_lua_to_tensor(L, 1), *b = ddp_lua_to_tensor(L, 2);
+    if (a) {
+        ddp_lua_check_tensor(L, 1); /* a released box raises here */
+        if (!b && !l_is_number(L, 2) && !lua_isboolean(L, 2))
+            return luaL_typeerror(L, 2, "tensor or number");
+        if (b) ddp_lua_check_tensor(L, 2);
+    } else if (b) {
+        if (!l_is_number(L, 1)) return luaL_typeerror(L, 1, "tensor or number");
+    } else {
+        return luaL_typeerror(L, 1, "tensor");
+    }
+    tensor **slot = l_new_box(L);
+    if (a && b) {
+        if (alpha != 1.0) {
+            tensor **scaled = l_new_box(L);
+            l_check(L,
+                    (grad ? ag_binary_scalar : tensor_binary_scalar)(BINARY_MUL, b, alpha, scaled));
+            l_check(L, (grad ? ag_binary : tensor_binary)(op, a, *scaled, slot));
+            lua_pop(L, 1);
+        } else {
+            l_check(L, (grad ? ag_binary : tensor_binary)(op, a, b, slot));
+        }
+    } else if (a) {
+        double s = lua_isboolean(L, 2) ? lua_toboolean(L, 2) : lua_tonumber(L, 2);
+        l_check(L, (grad ? ag_binary_scalar : tensor_binary_scalar)(op, a, s * alpha, slot));
+    } else {
+        l_check(L,
+                (grad ? ag_scalar_binary : tensor_scalar_binary)(op, lua_tonumber(L, 1), b, slot));
+    }
+    return 1;
+}
+
+/* add/sub (with alpha), mul, div, pow, maximum, minimum: differentiable. */
+static int l_add(lua_State *L) {
+    return l_binary_common(L, BINARY_ADD, 1, l_alpha(L, 3));
+}
+static int l_sub(lua_State *L) {
+    return l_binary_common(L, BINARY_SUB, 1, l_alpha(L, 3));
+}
+static int l_mul(lua_State *L) {
+    return l_binary_common(L, BINARY_MUL, 1, 1.0);
+}
+static int l_div(lua_State *L) {
+    return l_binary_common(L, BINARY_DIV, 1, 1.0);
+}
+static int l_pow(lua_State *L) {
+    return l_binary_common(L, BINARY_POW, 1, 1.0);
+}
+static int l_maximum(lua_State *L) {
+    return l_binary_common(L, BINARY_MAXIMUM, 1, 1.0);
+}
+static int l_minimum(lua_State *L) {
+    return l_binary_common(L, BINARY_MINIMUM, 1, 1.0);
+}
+/* Comparisons give bool tensors and record no graph. */
+static int l_eq(lua_State *L) {
+    return l_binary_common(L, BINARY_EQ, 0, 1.0);
+}
+static int l_ne(lua_State *L) {
+    return l_binary_common(L, BINARY_NE, 0, 1.0);
+}
+static int l_lt(lua_State *L) {
+    return l_binary_common(L, BINARY_LT, 0, 1.0);
+}
+static int l_le(lua_State *L) {
+    return l_binary_common(L, BINARY_LE, 0, 1.0);
+}
+static int l_gt(lua_State *L) {
+    return l_binary_common(L, BINARY_GT, 0, 1.0);
+}
+static int l_ge(lua_State *L) {
+    return l_binary_common(L, BINARY_GE, 0, 1.0);
+}
+
+/* t:square() = t ^ 2 */
+static int l_square(lua_State *L) {
+    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor **slot = l_new_box(L);
+    l_check(L, ag_binary_scalar(BINARY_POW, t, 2.0, slot));
+    return 1;
+}
+
+/* In place: t = t op other (tensor or number). Returns t. */
+static int l_binary_inplace(lua_State *L, binary_op op, double alpha) {
+    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *b = ddp_lua_to_tensor(L, 2);
+    if (!b && !l_is_number(L, 2)) return luaL_typeerror(L, 2, "tensor or number");
+    if (b) ddp_lua_check_tensor(L, 2);
+    char name[32];
+    snprintf(name, sizeof name, "%s_", binary_op_name(op));
+    l_check(L, ag_check_inplace(t, name));
+    if (b && (op == BINARY_ADD || op == BINARY_SUB) && alpha != 1.0)
+        l_check(L, tensor_add_scaled_(t, b, op == BINARY_SUB ? -alpha : alpha));
+    else if (b)
+        l_check(L, tensor_binary_(op, t, b));
+    else
+        l_check(L, tensor_binary_scalar_(op, t, lua_tonumber(L, 2) * alpha));
+    lua_settop(L, 1);
+    return 1;
+}
+/* In-place forms: add_/sub_ (with alpha), mul_, div_, pow_. Return self. */
+static int l_add_(lua_State *L) {
+    return l_binary_inplace(L, BINARY_ADD, l_alpha(L, 3));
+}
+static int l_sub_(lua_State *L) {
+    return l_binary_inplace(L, BINARY_SUB, l_alpha(L, 3));
+}
+static int l_mul_(lua_State *L) {
+    return l_binary_inplace(L, BINARY_MUL, 1.0);
+}
+static int l_div_(lua_State *L) {
+    return l_binary_inplace(L, BINARY_DIV, 1.0);
+}
+static int l_pow_(lua_State *L) {
+    return l_binary_inplace(L, BINARY_POW, 1.0);
+}
+
+/* ---- unary ------------------------------------------------------------------------- */
+
+static int l_unary(lua_State *L, unary_op op) {
+    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor **slot = l_new_box(L);
+    l_check(L, ag_unary(op, t, slot));
+    return 1;
+}
+/* In place, after checking the graph allows it. Returns self. */
+static int l_unary_inplace(lua_State *L, unary_op op) {
+    tensor *t = ddp_lua_check_tensor(L, 1);
+    char name[32];
+    snprintf(name, sizeof name, "%s_", unary_op_name(op));
+    l_check(L, ag_check_inplace(t, name));
+    l_check(L, tensor_unary_(op, t));
+    lua_settop(L, 1);
+    return 1;
+}
+#define L_UNARY(fname, op)                                                                         \
+    static int l_##fname(lua_State *L) {                                                           \
+        return l_unary(L, op);                                                                     \
+    }                                                                                              \
+    static int l_##fname##_(lua_State *L) {                                                        \
+        return l_unary_inplace(L, op);                                                             \
+    }
+/* Plain functions, one pair per op; the macro only spares repeating the two lines. */
+L_UNARY(neg, UNARY_NEG)
+L_UNARY(sqrt, UNARY_SQRT)
+L_UNARY(exp, UNARY_EXP)
+L_UNARY(log, UNARY_LOG)
+L_UNARY(abs, UNARY_ABS)
+L_UNARY(relu, UNARY_RELU)
+L_UNARY(tanh, UNARY_TANH)
+L_UNARY(sigmoid, UNARY_SIGMOID)
+L_UNARY(sign, UNARY_SIGN)
+#undef L_UNARY
+
+/* clamp(min, max) or clamp{min=, max=}; either bound may be nil. */
+static void l_clamp_args(lua_State *L, int *has_lo, double *lo, int *has_hi, double *hi) {
+    *has_lo = *has_hi = 0;
+    *lo = *hi = 0;
+    if (lua_istable(L, 2)) {
+        *has_lo = l_opt_has_number(L, 2, "min", lo);
+        *has_hi = l_opt_has_number(L, 2, "max", hi);
+    } else {
+        if (!lua_isnoneornil(L, 2)) *lo = luaL_checknumber(L, 2), *has_lo = 1;
+        if (!lua_isnoneornil(L, 3)) *hi = luaL_checknumber(L, 3), *has_hi = 1;
+    }
+    if (!*has_lo && !*has_hi) luaL_error(L, "clamp: at least one of 'min' or 'max' must be given");
+}
+
+/* t:clamp(min, max) / t:clamp{min=, max=}: differentiable. */
+static int l_clamp(lua_State *L) {
+    tensor *t = ddp_lua_check_tensor(L, 1);
+    int has_lo, has_hi;
+    double lo, hi;
+    l_clamp_args(L, &has_lo, &lo, &has_hi, &hi);
+    tensor **slot = l_new_box(L);
+    l_check(L, ag_clamp(t, has_lo, lo, has_hi, hi, slot));
+    return 1;
+}
+
+/* t:clamp_(min, max) in place. Returns self. */
+static int l_clamp_(lua_State *L) {
+    tensor *t = ddp_lua_check_tensor(L, 1);
+    int has_lo, has_hi;
+    double lo, hi;
+    l_clamp_args(L, &has_lo, &lo, &has_hi, &hi);
+    l_check(L, ag_check_inplace(t, "clamp_"));
+    l_check(L, tensor_clamp_(t, has_lo, lo, has_hi, hi));
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* ---- reductions -------------------------------------------------------------------- */
+
+/* Reads (dim?, keepdim?) or {dim=, keepdim=} starting at idx; returns whether a dim was
+ * given. */
+static int l_dim_args(lua_State *L, int idx, int64_t *dim, int *keepdim) {
+    *keepdim = 0;
+    if (lua_istable(L, idx)) {
+        double d;
+        int has = l_opt_has_number(L, idx, "dim", &d);
+        *dim = (int64_t)d;
+        *keepdim = l_opt_boolean(L, idx, "keepdim", 0);
+        return has;
+    }
+    if (lua_isnoneornil(L, idx)) return 0;
+    *dim = luaL_checkinteger(L, idx);
+    if (!lua_isnoneornil(L, idx + 1)) {
+        luaL_checktype(L, idx + 1, LUA_TBOOLEAN);
+        *keepdim = lua_toboolean(L, idx + 1);
+    }
+    return 1;
+}
+
+/* A reduction over all elements or one dim (see l_dim_args). */
+static int l_reduce(lua_State *L, reduce_op op, int grad) {
+    tensor *t = ddp_lua_check_tensor(L, 1);
+    int64_t dim = 0;
+    int keepdim;
+    int has_dim = l_dim_args(L, 2, &dim, &keepdim);
+    tensor **slot = l_new_box(L);
+    if (has_dim)
+        l_check(L, (grad ? ag_reduce_dim : tensor_reduce_dim)(op, t, dim, keepdim, slot));
+    else
+        l_check(L, (grad ? ag_reduce_all : tensor_reduce_all)(op, t, slot));
+    return 1;
+}
+/* sum, mean, prod (differentiable); argmax, argmin (indices, int64). */
+static int l_sum(lua_State *L) {
+    return l_reduce(L, REDUCE_SUM, 1);
+}
+static int l_mean(lua_State *L) {
+    return l_reduce(L, REDUCE_MEAN, 1);
+}
+static int l_prod(lua_State *L) {
+    return l_reduce(L, REDUCE_PROD, 1);
+}
+static int l_argmax(lua_State *L) {
+    return l_reduce(L, REDUCE_ARGMAX, 0);
+}
+static int l_argmin(lua_State *L) {
+    return l_reduce(L, REDUCE_ARGMIN, 0);
+}
+
+/* t:norm(p=2, dim?, keepdim?): only the 2-norm. */
+static int l_norm(lua_State *L) {
+    ddp_lua_check_tensor(L, 1);
+    if (!lua_isnoneornil(L, 2) && !lua_istable(L, 2)) {
+        if (luaL_checknumber(L, 2) != 2.0)
+            luaL_argerror(L, 2, "only the 2-norm (p=2) is supported");
+        lua_remove(L, 2);
+    }
+    return l_reduce(L, REDUCE_NORM, 1);
+}
+
+/* max/min: (t) -> 0-dim; (t, other tensor) -> element-wise; (t, dim[, keepdim]) ->
+ * values, indices. */
+static int l_max_min(lua_State *L, int is_min) {
+    tensor *t = ddp_lua_check_tensor(L, 1);
+    if (ddp_lua_to_tensor(L, 2)) return is_min ? l_minimum(L) : l_maximum(L);
+    int64_t dim = 0;
+    int keepdim;
+    if (!l_dim_args(L, 2, &dim, &keepdim)) return l_reduce(L, is_min ? REDUCE_MIN : REDUCE_MAX, 1);
+    tensor **values = l_new_box(L);
+    tensor **indices = l_new_box(L);
+    if (grad_mode_enabled() && t->requires_grad) {
+        l_check(L, ag_reduce_dim(is_min ? REDUCE_MIN : REDUCE_MAX, t, dim, keepdim, values));
+        l_check(
+            L, tensor_reduce_dim(is_min ? REDUCE_ARGMIN : REDUCE_ARGMAX, t, dim, keepdim, indices));
+    } else {
+        l_check(L, tensor_max_dim(t, dim, keepdim, is_min, values, indices));
+    }
+    return 2;
+}
+/* t:max(...) / t:min(...): see l_max_min. */
+static int l_max(lua_State *L) {
+    return l_max_min(L, 0);
+}
+static int l_min(lua_State *L) {
+    return l_max_min(L, 1);
+}
+
+/* ---- comparison, linear algebra, softmax -------------------------------------------- */
+
+static int l_equal(lua_State *L) {
+    tensor *a = ddp_lua_check_tensor(L, 1), *b = ddp_lua_check_tensor(L, 2);
+    lua_pushboolean(L, tensor_equal(a, b));
+    return 1;
+}
+
+/* allclose(other, rtol=1e-5, atol=1e-8, equal_nan=false) or (other, {rtol=, atol=}) */
+static int l_allclose(lua_State *L) {
+    tensor *a = ddp_lua_check_tensor(L, 1), *b = ddp_lua_check_tensor(L, 2);
+    double rtol = 1e-5, atol = 1e-8;
+    int equal_nan = 0;
+    if (lua_istable(L, 3)) {
+        rtol = l_opt_number(L, 3, "rtol", rtol);
+        atol = l_opt_number(L, 3, "atol", atol);
+        equal_nan = l_opt_boolean(L, 3, "equal_nan", 0);
+    } else {
+        rtol = luaL_optnumber(L, 3, rtol);
+        atol = luaL_optnumber(L, 4, atol);
+        equal_nan = lua_toboolean(L, 5);
+    }
+    bool result;
+    l_check(L, tensor_allclose(a, b, rtol, atol, equal_nan, &result));
+    lua_pushboolean(L, result);
+    return 1;
+}
+
+/* torch.matmul: 1-D dot, 2-D mm, batched. */
+static int l_matmul(lua_State *L) {
+    tensor *a = ddp_lua_check_tensor(L, 1), *b = ddp_lua_check_tensor(L, 2);
+    tensor **slot = l_new_box(L);
+    l_check(L, ag_matmul(a, b, slot));
+    return 1;
+}
+
+/* mm of two 2-D tensors. */
+static int l_mm(lua_State *L) {
+    tensor *a = ddp_lua_check_tensor(L, 1), *b = ddp_lua_check_tensor(L, 2);
+    tensor **slot = l_new_box(L);
+    l_check(L, ag_mm(a, b, slot));
+    return 1;
+}
+
+/* softmax(dim) / log_softmax(dim); dim may also come as {dim=}. */
+static int l_softmax_common(lua_State *L, int is_log) {
+    tensor *t = ddp_lua_check_tensor(L, 1);
+    int64_t dim = 0;
+    int keepdim;
+    if (!l_dim_args(L, 2, &dim, &keepdim))
+        luaL_error(L, "%s: give the dimension to normalise over, e.g. %s(1)",
+                   is_log ? "log_softmax" : "softmax", is_log ? "log_softmax" : "softmax");
+    tensor **slot = l_new_box(L);
+    l_check(L, (is_log ? ag_log_softmax : ag_softmax)(t, dim, slot));
+    return 1;
+}
+/* softmax(dim) / log_softmax(dim) */
+static int l_softmax(lua_State *L) {
+    return l_softmax_common(L, 0);
+}
+static int l_log_softmax(lua_State *L) {
+    return l_softmax_common(L, 1);
+}
+
+/* t:index_select(dim, index) */
+static int l_index_select(lua_State *L) {
+    tensor *t = ddp_lua_check_tensor(L, 1);
+    lua_Integer dim = luaL_checkinteger(L, 2);
+    tensor *index = ddp_lua_check_tensor(L, 3);
+    tensor **slot = l_new_box(L);
+    l_check(L, tensor_index_select(t, dim, index, slot));
+    return 1;
+}
+
+/* ---- splitting ------------------------------------------------------------------- */
+
+/* t:chunk(n, dim=0) / t:split(size, dim=0): a Lua list of narrow views. */
+static int l_split_common(lua_State *L, int by_count) {
+    tensor *t = ddp_lua_check_tensor(L, 1);
+    lua_Integer k = luaL_checkinteger(L, 2);
+    int d;
+    l_check(L,
+            tensor_wrap_dim(by_count ? "chunk" : "split", luaL_optinteger(L, 3, 0), t->ndim, &d));
+    luaL_argcheck(L, k > 0, 2, "must be positive");
+    int64_t n = t->sizes[d];
+    int64_t step = by_count ? (n + k - 1) / k : k;
+    if (step == 0) step = 1;
+    lua_newtable(L);
+    lua_Integer i = 1;
+    for (int64_t start = 0; start < n; start += step, i++) {
+        int64_t len = start + step > n ? n - start : step;
+        tensor **slot = l_new_box(L);
+        l_check(L, ag_narrow(t, d, start, len, slot));
+        lua_rawseti(L, -2, i);
+    }
+    return 1;
+}
+/* t:chunk(n, dim=0): n nearly equal parts; t:split(size, dim=0): parts of `size`. */
+static int l_tensor_chunk(lua_State *L) {
+    return l_split_common(L, 1);
+}
+static int l_tensor_split(lua_State *L) {
+    return l_split_common(L, 0);
+}
+
+/* ---- metamethods ------------------------------------------------------------------- */
+
+static int l_mm_add(lua_State *L) {
+    return l_binary_common(L, BINARY_ADD, 1, 1.0);
+}
+/* __sub and __unm (the __add above); alpha never applies to operators. */
+static int l_mm_sub(lua_State *L) {
+    return l_binary_common(L, BINARY_SUB, 1, 1.0);
+}
+static int l_mm_unm(lua_State *L) {
+    return l_unary(L, UNARY_NEG);
+}
+
+static const luaL_Reg ops_methods[] = {
+    {"add", l_add},
+    {"sub", l_sub},
+    {"mul", l_mul},
+    {"div", l_div},
+    {"pow", l_pow},
+    {"maximum", l_maximum},
+    {"minimum", l_minimum},
+    {"square", l_square},
+    {"add_", l_add_},
+    {"sub_", l_sub_},
+    {"mul_", l_mul_},
+    {"div_", l_div_},
+    {"pow_", l_pow_},
+    {"neg", l_neg},
+    {"neg_", l_neg_},
+    {"sqrt", l_sqrt},
+    {"sqrt_", l_sqrt_},
+    {"exp", l_exp},
+    {"exp_", l_exp_},
+    {"log", l_log},
+    {"log_", l_log_},
+    {"abs", l_abs},
+    {"abs_", l_abs_},
+    {"relu", l_relu},
+    {"relu_", l_relu_},
+    {"tanh", l_tanh},
+    {"tanh_", l_tanh_},
+    {"sigmoid", l_sigmoid},
+    {"sigmoid_", l_sigmoid_},
+    {"sign", l_sign},
+    {"sign_", l_sign_},
+    {"clamp", l_clamp},
+    {"clamp_", l_clamp_},
+    {"sum", l_sum},
+    {"mean", l_mean},
+    {"prod", l_prod},
+    {"norm", l_norm},
+    {"max", l_max},
+    {"min", l_min},
+    {"argmax", l_argmax},
+    {"argmin", l_argmin},
+    {"eq", l_eq},
+    {"ne", l_ne},
+    {"lt", l_lt},
+    {"le", l_le},
+    {"gt", l_gt},
+    {"ge", l_ge},
+    {"equal", l_equal},
+    {"allclose", l_allclose},
+    {"matmul", l_matmul},
+    {"mm", l_mm},
+    {"softmax", l_softmax},
+    {"log_softmax", l_log_softmax},
+    {"index_select", l_index_select},
+    {"chunk", l_tensor_chunk},
+    {"split", l_tensor_split},
+    {NULL, NULL},
+};
+
+static const luaL_Reg ops_metamethods[] = {
+    {"__add", l_mm_add}, {"__sub", l_mm_sub}, {"__mul", l_mul}, {"__div", l_div},
+    {"__pow", l_pow},    {"__unm", l_mm_unm}, {NULL, NULL},
+};
+
+/* See l_internal.h. */
+void l_tensor_ops_register(lua_State *L) {
+    luaL_setfuncs(L, ops_metamethods, 0);
+}
+
+void l_tensor_ops_methods(lua_State *L) {
+    luaL_setfuncs(L, ops_methods, 0);
+}

@@ -1,0 +1,401 @@
+/* autograd.c — the autograd engine: grad mode, graph nodes (creation and iterative
+ * destruction), requires_grad / detach / in-place checks, and ag_backward, which walks
+ * the graph from a root in dependency order and accumulates into the leaves' .grad.
+ *
+ * The graph is a DAG of ag_node (autograd_internal.h). A tensor owns a reference to
+ * the node that produced it; a node owns references to its inputs' nodes (edges), to
+ * the leaves it feeds, and to the tensors its backward needs. Nothing points back up,
+ * so there are no cycles and reference counting frees everything. Both destruction
+ * and backward use explicit work lists, never recursion, so a chain of 100k ops does
+ * not overflow the C stack. The recorded ops themselves live in ag_ops.c, ag_linalg.c
+ * and losses.c. */
+#include "nn/autograd_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static _Thread_local bool grad_disabled;
+
+bool grad_mode_enabled(void) {
+    return !grad_disabled;
+}
+
+void grad_mode_set(bool enabled) {
+    grad_disabled = !enabled;
+}
+
+/* ---- nodes: creation and destruction ---------------------------------------------- */
+
+/* Destruction work list: releasing a node can release the next node up the chain
+ * (through an edge or a saved tensor), which would recurse once per op. Instead, a node
+ * whose last reference goes is pushed here and the outermost call frees the list. */
+static _Thread_local ag_node *dying_nodes;
+static _Thread_local bool draining;
+
+/* Frees what one node owns; may push more nodes onto dying_nodes. */
+static void node_free_contents(ag_node *n) {
+    for (int i = 0; i < n->n_edges; i++) {
+        ag_node_unref(n->edges[i].node);
+        tensor_release(n->edges[i].leaf);
+    }
+    free(n->edges);
+    for (int i = 0; i < AG_MAX_SAVED; i++) tensor_release(n->saved[i]);
+    tensor_release(n->grad_acc);
+    free(n);
+}
+
+/* The destroy hook of grad_node_header: called when the node's refcount reached zero
+ * (by ag_node_unref or by tensor_release dropping a tensor's grad_fn). Cannot fail. */
+static void node_destroy(grad_node_header *header) {
+    ag_node *n = (ag_node *)header;
+    n->next = dying_nodes;
+    dying_nodes = n;
+    if (draining) return;
+    draining = true;
+    while (dying_nodes) {
+        ag_node *m = dying_nodes;
+        dying_nodes = m->next;
+        node_free_contents(m);
+    }
+    draining = false;
+}
+
+void ag_node_unref(ag_node *node) {
+    if (node && --node->header.refcount == 0) node->header.destroy(&node->header);
+}
+
+bool ag_any_requires_grad(const tensor *const *inputs, int n) {
+    if (grad_disabled) return false;
+    for (int i = 0; i < n; i++)
+        if (inputs[i] && inputs[i]->requires_grad) return true;
+    return false;
+}
+
+ddp_status ag_record(const char *name, ag_backward_fn backward, const tensor *const *inputs, int n,
+                     tensor *out, ag_node **node_out) {
+    *node_out = NULL;
+    if (!ag_any_requires_grad(inputs, n) || !dtype_is_float(out->dtype)) return DDP_OK;
+    for (int i = 0; i < n; i++)
+        if (inputs[i] == out) return DDP_OK; /* the op returned its input (a no-op) */
+    ag_node *node = calloc(1, sizeof *node);
+    ag_edge *edges = calloc((size_t)(n > 0 ? n : 1), sizeof *edges);
+    if (!node || !edges) {
+        free(node);
+        free(edges);
+        tensor_release(out);
+        return DDP_FAIL(DDP_ERR_NOMEM, "%s: out of memory while recording the autograd graph",
+                        name);
+    }
+    node->header.refcount = 1; /* owned by `out` */
+    node->header.destroy = node_destroy;
+    node->name = name;
+    node->backward = backward;
+    node->n_edges = n;
+    node->edges = edges;
+    for (int i = 0; i < n; i++) {
+        const tensor *in = inputs[i];
+        if (!in) continue;
+        ag_edge *e = &edges[i];
+        e->dtype = in->dtype;
+        e->ndim = in->ndim;
+        memcpy(e->sizes, in->sizes, sizeof e->sizes);
+        if (!in->requires_grad) continue;
+        e->needed = true;
+        if (in->grad_fn) {
+            e->node = (ag_node *)in->grad_fn;
+            e->node->header.refcount++;
+        } else {
+            e->leaf = tensor_retain((tensor *)in);
+        }
+    }
+    out->requires_grad = true;
+    out->grad_fn = &node->header;
+    out->grad_fn_slot = 0;
+    *node_out = node;
+    return DDP_OK;
+}
+
+void ag_save(ag_node *node, int slot, const tensor *t) {
+    tensor_release(node->saved[slot]);
+    node->saved[slot] = tensor_retain((tensor *)t);
+    node->has_saved = true;
+}
+
+ddp_status ag_save_output(ag_node *node, int slot, const tensor *out) {
+    tensor *alias;
+    DDP_CHECK(ag_detach(out, &alias));
+    tensor_release(node->saved[slot]);
+    node->saved[slot] = alias;
+    node->has_saved = true;
+    return DDP_OK;
+}
+
+ddp_status ag_zeros(const tensor *like, const int64_t *sizes, int ndim, dtype dt, tensor **out) {
+    return tensor_zeros(sizes, ndim, dt, like->storage->device, out);
+}
+
+bool ag_grad_is_exclusive(const tensor *g) {
+    return g->refcount == 1 && g->storage->refcount == 1 && !g->requires_grad && !g->grad_fn &&
+           tensor_is_contiguous(g);
+}
+
+/* ---- leaves, detach, in-place checks ---------------------------------------------- */
+
+ddp_status ag_set_requires_grad(tensor *t, bool requires_grad) {
+    if (requires_grad && !dtype_is_float(t->dtype))
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "requires_grad: only floating point tensors can require gradients "
+                        "(this one is %s; convert it with :float() first)",
+                        dtype_name(t->dtype));
+    if (t->grad_fn) {
+        if (requires_grad) return DDP_OK;
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "requires_grad: you can only change requires_grad of leaf tensors; "
+                        "this one was computed by %s. Use t:detach() to get a tensor that "
+                        "does not require grad",
+                        ((ag_node *)t->grad_fn)->name);
+    }
+    t->requires_grad = requires_grad;
+    return DDP_OK;
+}
+
+ddp_status ag_detach(const tensor *t, tensor **out) {
+    /* expand to its own sizes: a fresh view with the same sizes, strides and offset, and
+     * no autograd state (the tensor layer never copies requires_grad or grad_fn) */
+    return tensor_expand(t, t->sizes, t->ndim, out);
+}
+
+ddp_status ag_check_inplace(const tensor *t, const char *op) {
+    if (t->grad_fn)
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "%s: in-place operation on a tensor that autograd needs for backward "
+                        "(it was computed by %s); use the out-of-place form, or :detach() "
+                        "it first",
+                        op, ((ag_node *)t->grad_fn)->name);
+    if (t->requires_grad && !grad_disabled)
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "%s: a leaf tensor that requires grad is being used in an in-place "
+                        "operation; do the update inside torch.no_grad(function() ... end), "
+                        "as optimizers do",
+                        op);
+    return DDP_OK;
+}
+
+const char *ag_grad_fn_name(const tensor *t) {
+    return t->grad_fn ? ((ag_node *)t->grad_fn)->name : NULL;
+}
+
+/* ---- the backward pass ------------------------------------------------------------ */
+
+/* A growable array of node pointers (the engine's lists). */
+typedef struct {
+    ag_node **items;
+    size_t len, cap;
+} node_list;
+
+/* Appends n, growing the array; DDP_ERR_NOMEM when it cannot. */
+static ddp_status node_list_push(node_list *l, ag_node *n) {
+    if (l->len == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        ag_node **items = realloc(l->items, cap * sizeof *items);
+        if (!items) return DDP_FAIL(DDP_ERR_NOMEM, "backward: out of memory walking the graph");
+        l->items = items;
+        l->cap = cap;
+    }
+    l->items[l->len++] = n;
+    return DDP_OK;
+}
+
+/* Brings a gradient to the shape and dtype of the input it flows into: sums over the
+ * dims that were broadcast, converts float32 <-> float64. Takes ownership of g. */
+static ddp_status conform_grad(tensor *g, const ag_edge *e, tensor **out) {
+    *out = NULL;
+    bool same_shape = g->ndim == e->ndim;
+    for (int d = 0; same_shape && d < e->ndim; d++) same_shape = g->sizes[d] == e->sizes[d];
+    if (!same_shape) {
+        tensor *s;
+        ddp_status st = tensor_sum_to(g, e->sizes, e->ndim, &s);
+        tensor_release(g);
+        DDP_CHECK(st);
+        g = s;
+    }
+    if (g->dtype != e->dtype) {
+        tensor *c;
+        ddp_status st = tensor_to_dtype(g, e->dtype, &c);
+        tensor_release(g);
+        DDP_CHECK(st);
+        g = c;
+    }
+    *out = g;
+    return DDP_OK;
+}
+
+/* leaf.grad += g; on first use .grad is g itself when nothing else holds g, else zeros
+ * like the leaf plus g. Borrows g (retains it when adopted). */
+static ddp_status accumulate_leaf(tensor *leaf, tensor *g) {
+    if (!leaf->grad && ag_grad_is_exclusive(g) && g->dtype == leaf->dtype &&
+        tensor_same_shape(g, leaf) && device_equal(g->storage->device, leaf->storage->device)) {
+        leaf->grad = tensor_retain(g); /* adopt it, as PyTorch's AccumulateGrad does */
+        return DDP_OK;
+    }
+    if (!leaf->grad) DDP_CHECK(ag_zeros(leaf, leaf->sizes, leaf->ndim, leaf->dtype, &leaf->grad));
+    return tensor_add_scaled_(leaf->grad, g, 1.0);
+}
+
+/* node.grad_acc += g (the sum of every gradient flowing into the node's output). Takes
+ * ownership of g. */
+static ddp_status accumulate_node(ag_node *n, tensor *g) {
+    if (!n->grad_acc) {
+        n->grad_acc = g;
+        return DDP_OK;
+    }
+    if (ag_grad_is_exclusive(n->grad_acc) && tensor_same_shape(n->grad_acc, g) &&
+        n->grad_acc->dtype == g->dtype) { /* ours alone: add in place */
+        ddp_status s = tensor_add_scaled_(n->grad_acc, g, 1.0);
+        tensor_release(g);
+        return s;
+    }
+    tensor *sum;
+    ddp_status s = tensor_binary(BINARY_ADD, n->grad_acc, g, &sum);
+    tensor_release(g);
+    DDP_CHECK(s);
+    tensor_release(n->grad_acc);
+    n->grad_acc = sum;
+    return DDP_OK;
+}
+
+/* Runs one node's backward and hands each input gradient on: to a leaf's .grad, or
+ * into the next node's accumulator (pushing it onto `ready` once all of its consumers
+ * have run). */
+static ddp_status run_node(ag_node *n, bool retain_graph, node_list *ready) {
+    tensor *g = n->grad_acc;
+    n->grad_acc = NULL;
+    tensor *small[4] = {NULL, NULL, NULL, NULL};
+    tensor **grads = small;
+    if (n->n_edges > 4) {
+        grads = calloc((size_t)n->n_edges, sizeof *grads);
+        if (!grads) {
+            tensor_release(g);
+            return DDP_FAIL(DDP_ERR_NOMEM, "backward: out of memory in %s", n->name);
+        }
+    }
+    ddp_status s = DDP_OK;
+    if (g) s = n->backward(n, g, grads);
+    tensor_release(g);
+    for (int i = 0; i < n->n_edges; i++) {
+        ag_edge *e = &n->edges[i];
+        tensor *gi = grads[i];
+        grads[i] = NULL;
+        if (s == DDP_OK && gi && e->needed) {
+            s = conform_grad(gi, e, &gi);
+            if (s == DDP_OK && e->leaf) s = accumulate_leaf(e->leaf, gi);
+            if (s == DDP_OK && e->node) {
+                s = accumulate_node(e->node, gi);
+                gi = NULL;
+            }
+        }
+        tensor_release(gi);
+        if (e->node && --e->node->deps == 0 && s == DDP_OK) s = node_list_push(ready, e->node);
+    }
+    if (grads != small) free(grads);
+    if (!retain_graph && s == DDP_OK) {
+        for (int i = 0; i < AG_MAX_SAVED; i++) {
+            tensor_release(n->saved[i]);
+            n->saved[i] = NULL;
+        }
+        n->freed = true;
+    }
+    return s;
+}
+
+/* Finds every node reachable from start (breadth first, no recursion) and counts, for
+ * each, how many edges point at it. */
+static ddp_status collect_graph(ag_node *start, node_list *all) {
+    start->visited = true;
+    DDP_CHECK(node_list_push(all, start));
+    for (size_t i = 0; i < all->len; i++) {
+        ag_node *n = all->items[i];
+        if (n->freed && n->has_saved)
+            return DDP_FAIL(DDP_ERR_STATE,
+                            "backward: Trying to backward through the graph a second time (or "
+                            "directly access saved tensors after they have already been "
+                            "freed). Saved intermediate values of the graph are freed when "
+                            "you call backward(). Specify retain_graph=true if you need to "
+                            "backward through the graph a second time (%s)",
+                            n->name);
+        for (int k = 0; k < n->n_edges; k++) {
+            ag_node *m = n->edges[k].node;
+            if (!m) continue;
+            m->deps++;
+            if (!m->visited) {
+                m->visited = true;
+                DDP_CHECK(node_list_push(all, m));
+            }
+        }
+    }
+    return DDP_OK;
+}
+
+/* The gradient of the root: the given one (checked, converted to the root's dtype) or
+ * ones for a one-element root. */
+static ddp_status root_grad(const tensor *root, const tensor *grad, tensor **out) {
+    char a[64], b[64];
+    if (grad) {
+        if (!tensor_same_shape(root, grad))
+            return DDP_FAIL(DDP_ERR_ARG,
+                            "backward: the gradient has shape %s but the tensor has shape %s; "
+                            "they must match",
+                            tensor_shape_str(grad, a, sizeof a),
+                            tensor_shape_str(root, b, sizeof b));
+        if (grad->dtype == root->dtype) {
+            *out = tensor_retain((tensor *)grad);
+            return DDP_OK;
+        }
+        return tensor_to_dtype(grad, root->dtype, out);
+    }
+    if (tensor_numel(root) != 1)
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "backward: grad can be implicitly created only for scalar outputs "
+                        "(this tensor has shape %s; reduce it first, e.g. with :sum() or "
+                        ":mean(), or pass a gradient of the same shape)",
+                        tensor_shape_str(root, a, sizeof a));
+    return tensor_full(root->sizes, root->ndim, root->dtype, root->storage->device, 1.0, out);
+}
+
+ddp_status ag_backward(tensor *root, const tensor *grad, bool retain_graph) {
+    if (!root->requires_grad)
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "backward: element 0 of tensors does not require grad and does not "
+                        "have a grad_fn (was it computed under torch.no_grad, from tensors "
+                        "without requires_grad=true, or detached?)");
+    tensor *g;
+    DDP_CHECK(root_grad(root, grad, &g));
+    if (!root->grad_fn) { /* backward on a leaf: its grad is just g */
+        ddp_status s = accumulate_leaf(root, g);
+        tensor_release(g);
+        return s;
+    }
+    ag_node *start = (ag_node *)root->grad_fn;
+    node_list all = {0}, ready = {0};
+    ddp_status s = collect_graph(start, &all);
+    if (s == DDP_OK) {
+        start->grad_acc = g;
+        g = NULL;
+        s = node_list_push(&ready, start);
+    }
+    while (s == DDP_OK && ready.len > 0) {
+        ag_node *n = ready.items[--ready.len];
+        s = run_node(n, retain_graph, &ready);
+    }
+    tensor_release(g);
+    for (size_t i = 0; i < all.len; i++) { /* leave every node clean for the next pass */
+        ag_node *n = all.items[i];
+        n->visited = false;
+        n->deps = 0;
+        tensor_release(n->grad_acc);
+        n->grad_acc = NULL;
+    }
+    free(all.items);
+    free(ready.items);
+    return s;
+}

@@ -1,0 +1,102 @@
+/* autograd_internal.h — what the recorded ops (ag_ops.c, ag_linalg.c, losses.c) share
+ * with the engine (autograd.c): the graph node, its edges, and the helpers that build a
+ * node around an op's output.
+ *
+ * A node is created by ag_record() after the forward tensor op succeeded; the output
+ * tensor then owns the node's first reference. Each edge points at what an input's
+ * gradient flows into: the input's own grad_fn (a retained node) or, for a leaf that
+ * requires grad, the leaf tensor itself (retained). The node also remembers each
+ * input's shape and dtype, so the engine sums a broadcast gradient back down to the
+ * input's shape and converts its dtype: backward functions may return gradients in the
+ * output's (broadcast) shape. Saved tensors are references the backward needs; an
+ * op's own output is only ever saved as a detached alias (no grad_fn) so that no node
+ * holds a tensor that holds the node (no cycle). Not part of the public API. */
+#ifndef DDP_NN_AUTOGRAD_INTERNAL_H
+#define DDP_NN_AUTOGRAD_INTERNAL_H
+
+#include "nn/autograd.h"
+
+#define AG_MAX_SAVED 4
+
+typedef struct ag_node ag_node;
+
+/* Computes the gradient of each input from `grad` (the gradient of the node's output,
+ * same shape as the output). grads_in[i] starts NULL; the function stores a new
+ * reference for each edge that is needed (edges[i].needed) and may leave others NULL.
+ * Gradients may be in the broadcast output shape (the engine sums them down). On
+ * failure the engine releases whatever was stored. */
+typedef ddp_status (*ag_backward_fn)(ag_node *node, const tensor *grad, tensor **grads_in);
+
+typedef struct {
+    ag_node *node; /* retained grad_fn of the input, or NULL */
+    tensor *leaf;  /* retained leaf tensor that requires grad, or NULL */
+    bool needed;   /* node or leaf is set: a gradient must flow here */
+    dtype dtype;   /* the input's dtype and shape, for summing / converting its grad */
+    int ndim;
+    int64_t sizes[TENSOR_MAX_DIMS];
+} ag_edge;
+
+struct ag_node {
+    grad_node_header header; /* must stay first: tensors hold a node by its header */
+    const char *name;        /* "MulBackward0" */
+    ag_backward_fn backward;
+    int n_edges;
+    ag_edge *edges;
+    tensor *saved[AG_MAX_SAVED]; /* owned references, released after backward */
+    bool has_saved;              /* some tensor was saved (so a freed graph is an error) */
+    bool freed;                  /* saved tensors were released by a backward pass */
+    /* op parameters, meaning per op */
+    int op;
+    double scalar;
+    double scalar2;
+    int64_t dim;
+    int64_t start;
+    int64_t length;
+    bool flag;
+    bool flag2;
+    int nints;
+    int64_t ints[TENSOR_MAX_DIMS];
+    /* engine scratch, only meaningful during one ag_backward */
+    int deps;
+    bool visited;
+    tensor *grad_acc;
+    ag_node *next; /* work lists (destruction, ready queue) */
+};
+
+/* True when grad mode is on and one of the n inputs (NULLs skipped) requires grad. */
+bool ag_any_requires_grad(const tensor *const *inputs, int n);
+
+/* Records a node for the op that produced `out` from inputs[0..n) (NULL inputs are
+ * allowed and get an edge that is not needed) and attaches it to `out` (which then
+ * requires grad and owns the node). *node receives the node (borrowed) for saving
+ * tensors and parameters; it is NULL when nothing was recorded (grad mode off, no
+ * input requires grad, `out` is not a float tensor, or `out` is one of the inputs).
+ * On failure `out` is released and the caller must return the status. */
+ddp_status ag_record(const char *name, ag_backward_fn backward, const tensor *const *inputs, int n,
+                     tensor *out, ag_node **node);
+
+/* Saves a new reference to t in slot i (t may be an input; never the op's output). */
+void ag_save(ag_node *node, int slot, const tensor *t);
+/* Saves a detached alias of the op's output in slot i. Can fail (allocation). */
+ddp_status ag_save_output(ag_node *node, int slot, const tensor *out);
+
+/* Releases one reference to a node (NULL-safe). */
+void ag_node_unref(ag_node *node);
+
+/* True when the incoming gradient g is held only by the engine and shares its storage
+ * with no other tensor (contiguous, no autograd state): a backward may then overwrite
+ * it and pass it on, and a leaf may adopt it as its .grad, saving an allocation. */
+bool ag_grad_is_exclusive(const tensor *g);
+
+/* A new tensor of the given shape and dtype filled with zeros, on like's device. */
+ddp_status ag_zeros(const tensor *like, const int64_t *sizes, int ndim, dtype dt, tensor **out);
+
+/* out[i] = f(x_0[i], ..., x_{k-1}[i], params) over the given shape: each input is
+ * broadcast to that shape, read as double, and the result stored as dt (a float dtype).
+ * The slow-but-general path for backward formulas no single tensor op expresses (at
+ * most 4 inputs). New reference in *out. */
+typedef double (*ag_pointwise_fn)(const double *x, const double *params);
+ddp_status ag_pointwise(const tensor *const *xs, int k, const int64_t *sizes, int ndim, dtype dt,
+                        ag_pointwise_fn f, const double *params, tensor **out);
+
+#endif

@@ -1,0 +1,973 @@
+/* driver.c — the driver's side of the rank processes (see driver.h): it hosts the
+ * rendezvous store, starts the ranks through the launcher, accepts their connections on
+ * a Unix socket in a private directory (checking with SO_PEERCRED that each peer is one
+ * of the children it started), routes chunks to them and collects their output and
+ * outcomes in one poll loop. The driver never runs learner code, so the loop stays
+ * responsive: Ctrl-C (a byte on a self-pipe) becomes SIGINT to every running rank, and a
+ * rank that dies is reported at once while the others are interrupted so that nobody
+ * waits for it forever. */
+#include "runtime/driver.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "dist/store.h"
+#include "runtime/launcher.h"
+#include "runtime/protocol.h"
+
+#define START_TIMEOUT_MS 10000
+#define START_TIMEOUT_MULTINODE_MS 60000 /* the other nodes are started by hand */
+#define TAIL_BYTES 2048
+#define TAIL_LINES 5
+
+typedef enum { SLOT_STARTING, SLOT_IDLE, SLOT_RUNNING, SLOT_DEAD } slot_state;
+
+typedef struct {
+    pid_t pid;   /* on its own node: never signal or wait for a remote rank's pid */
+    bool remote; /* started by the agent of another node, reached over TCP */
+    int fd;      /* control connection (non-blocking), -1 before it connects */
+    int out_fd;  /* local ranks: read end of the pipe that is their stdout and stderr */
+    proto_reader in;
+    slot_state state;
+    bool reaped;
+    int wait_status; /* waitpid's, once reaped */
+    char death[128]; /* "exited with status 3" */
+    char host[64], device[16];
+    char activity[96]; /* last STATE frame */
+    char tail[TAIL_BYTES];
+    size_t tail_len;   /* the last bytes it printed, for death reports */
+    char *completions; /* reply to a COMPLETE request (owned) */
+    uint32_t completions_len;
+    bool completions_ready;
+    char *start_error; /* an ERROR frame before HELLO (owned) */
+} rank_slot;
+
+struct driver {
+    launch_options opts;
+    char *backend, *master_addr; /* owned copies of the option strings */
+    int world;
+    char dir[200];
+    char socket_path[240];
+    int listen_fd;
+    int interrupt_pipe[2];
+    store_server *store;
+    int master_port;
+    rank_slot *ranks;
+    int chunk_id; /* the last chunk sent; ids keep growing across restarts */
+    /* multi-node: ranks [0, nproc) are ours, the others belong to the agents */
+    int nproc;
+    int tcp_fd;
+    unsigned char key[PROTO_KEY_BYTES];
+    struct {
+        int fd;
+        proto_reader in;
+    } * agents; /* [nnodes]; entry 0 unused */
+};
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the rendezvous store ------------------------------------------------------------ */
+
+/* Hosts the store at master_addr (port from the options, or a free one). The one place
+ * the driver touches src/dist/store.h. */
+static ddp_status host_store(driver *d) {
+    const char *addr = d->master_addr;
+    bool loopback = strncmp(addr, "127.", 4) == 0 || strcmp(addr, "localhost") == 0;
+    if (!loopback && !getenv("DDPLAB_SECRET")) {
+        /* A store reachable from the network wants a per-session secret; the ranks
+         * inherit it through the environment (readable only by this user). */
+        unsigned char key[32];
+        char hex[65];
+        if (sodium_init() < 0) return DDP_FAIL(DDP_ERR_IO, "driver: libsodium failed to start");
+        randombytes_buf(key, sizeof key);
+        sodium_bin2hex(hex, sizeof hex, key, sizeof key);
+        setenv("DDPLAB_SECRET", hex, 1);
+        sodium_memzero(key, sizeof key);
+    }
+    struct in_addr a4;
+    struct in6_addr a6;
+    bool numeric = inet_pton(AF_INET, addr, &a4) == 1 || inet_pton(AF_INET6, addr, &a6) == 1;
+    DDP_CHECK(
+        store_server_start(numeric || loopback ? addr : "0.0.0.0", d->opts.master_port, &d->store));
+    d->master_port = store_server_port(d->store);
+    return DDP_OK;
+}
+
+/* ---- output bookkeeping -------------------------------------------------------------- */
+
+static void remember_tail(rank_slot *s, const char *bytes, size_t len) {
+    if (len >= TAIL_BYTES) {
+        memcpy(s->tail, bytes + len - TAIL_BYTES, TAIL_BYTES);
+        s->tail_len = TAIL_BYTES;
+        return;
+    }
+    if (s->tail_len + len > TAIL_BYTES) {
+        size_t drop = s->tail_len + len - TAIL_BYTES;
+        memmove(s->tail, s->tail + drop, s->tail_len - drop);
+        s->tail_len -= drop;
+    }
+    memcpy(s->tail + s->tail_len, bytes, len);
+    s->tail_len += len;
+}
+
+/* Appends the last few lines a rank printed to `msg` (for death reports). */
+static void append_tail(const rank_slot *s, char *msg, size_t cap) {
+    size_t n = s->tail_len;
+    while (n > 0 && s->tail[n - 1] == '\n') n--;
+    if (n == 0) return;
+    size_t start = n;
+    int lines = 0;
+    while (start > 0) {
+        if (s->tail[start - 1] == '\n' && ++lines == TAIL_LINES) break;
+        start--;
+    }
+    size_t used = strlen(msg);
+    snprintf(msg + used, cap - used, "; its last output:\n%.*s", (int)(n - start), s->tail + start);
+}
+
+static void append_output(rank_result *r, const char *bytes, size_t len) {
+    char *nb = realloc(r->output, r->output_len + len + 1);
+    if (!nb) return; /* keep what we have; the bytes were already streamed */
+    memcpy(nb + r->output_len, bytes, len);
+    r->output_len += len;
+    nb[r->output_len] = '\0';
+    r->output = nb;
+}
+
+/* What a run collects, passed through the frame and output handlers. */
+typedef struct {
+    rank_result *results;
+    rank_output_fn on_output;
+    void *ctx;
+    int first_dead;      /* the first rank that died during this run, or -1 */
+    bool user_interrupt; /* Ctrl-C was pressed during this run */
+} run_ctx;
+
+/* Takes in what rank r printed (local ranks write straight into a pipe we read, so their
+ * last words survive a crash): into its tail, and into the run's results and stream when
+ * it is running a chunk (rc may be NULL). Reads until the pipe is empty. */
+static void drain_output(rank_slot *s, int r, run_ctx *rc) {
+    char buf[65536];
+    while (s->out_fd >= 0) {
+        ssize_t n = read(s->out_fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) { /* all writers gone */
+                close(s->out_fd);
+                s->out_fd = -1;
+            }
+            return;
+        }
+        remember_tail(s, buf, (size_t)n);
+        if (rc && s->state == SLOT_RUNNING) {
+            append_output(&rc->results[r], buf, (size_t)n);
+            if (rc->on_output) rc->on_output(r, buf, (size_t)n, rc->ctx);
+        }
+    }
+}
+
+/* ---- rank lifetime ------------------------------------------------------------------- */
+
+static void close_slot_fd(rank_slot *s) {
+    if (s->fd >= 0) close(s->fd);
+    if (s->out_fd >= 0) close(s->out_fd);
+    s->fd = s->out_fd = -1;
+    proto_reader_free(&s->in);
+}
+
+/* Marks rank r dead: closes its channel, reaps it (killing it if it lingers) and words
+ * the reason. */
+static void mark_dead(rank_slot *s) {
+    if (s->state == SLOT_DEAD) return;
+    drain_output(s, -1, NULL);
+    close_slot_fd(s);
+    s->state = SLOT_DEAD;
+    if (s->remote && !s->reaped) {
+        snprintf(s->death, sizeof s->death, "lost its connection (exit status unknown)");
+        return;
+    }
+    if (!s->reaped) {
+        int st;
+        if (!launcher_reap(s->pid, 2000, &st)) st = launcher_kill(s->pid, 200);
+        s->wait_status = st;
+        s->reaped = true;
+    }
+    launcher_describe_exit(s->wait_status, s->death, sizeof s->death);
+}
+
+/* Notices ranks that exited without closing their channel yet (cheap: WNOHANG). */
+static void check_exits(driver *d) {
+    for (int r = 0; r < d->world; r++) {
+        rank_slot *s = &d->ranks[r];
+        if (s->state == SLOT_DEAD || s->reaped || s->remote) continue;
+        int st;
+        if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
+            s->wait_status = st;
+            s->reaped = true;
+        }
+    }
+}
+
+static ddp_status spawn_rank(driver *d, int r) {
+    int out[2];
+    if (pipe2(out, O_CLOEXEC) != 0)
+        return DDP_FAIL(DDP_ERR_IO, "rank %d: cannot create its output pipe (%s)", r,
+                        strerror(errno));
+    launcher_rank_spec sp = {d->socket_path, r,        r,     d->world, d->nproc, 0, d->master_addr,
+                             d->master_port, &d->opts, out[1]};
+    ddp_status st = launcher_spawn_rank(&sp, &d->ranks[r].pid);
+    close(out[1]);
+    fcntl(out[0], F_SETFL, O_NONBLOCK);
+    d->ranks[r].out_fd = out[0];
+    DDP_CHECK(st);
+    d->ranks[r].state = SLOT_STARTING;
+    return DDP_OK;
+}
+
+/* Accepts one connection and hands it to the rank whose pid it comes from; strangers
+ * (any process that is not one of our children) are dropped and logged. */
+static void accept_one(driver *d) {
+    int fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) return;
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+        for (int r = 0; r < d->world; r++) {
+            rank_slot *s = &d->ranks[r];
+            if (s->pid == cred.pid && s->state == SLOT_STARTING && s->fd < 0) {
+                s->fd = fd;
+                proto_reader_init(&s->in);
+                return;
+            }
+        }
+        fprintf(stderr, "ddplab: dropped a control connection from pid %d (not a rank)\n",
+                (int)cred.pid);
+    }
+    close(fd);
+}
+
+/* Applies one frame from rank r outside a run (start-up, completion, idle output). */
+static void take_side_frame(rank_slot *s, proto_frame *f) {
+    switch (f->type) {
+    case MSG_HELLO: {
+        char *fields[4] = {0};
+        if (proto_split(f->data, f->len, fields, 4) == 4) {
+            snprintf(s->host, sizeof s->host, "%s", fields[2]);
+            snprintf(s->device, sizeof s->device, "%s", fields[3]);
+        }
+        if (s->state == SLOT_STARTING) s->state = SLOT_IDLE;
+        break;
+    }
+    case MSG_OUTPUT:
+        remember_tail(s, f->data, f->len);
+        break;
+    case MSG_STATE:
+        snprintf(s->activity, sizeof s->activity, "%s", f->data);
+        break;
+    case MSG_COMPLETIONS:
+        free(s->completions);
+        s->completions = f->data;
+        s->completions_len = f->len;
+        s->completions_ready = true;
+        f->data = NULL;
+        break;
+    case MSG_ERROR:
+        if (s->state == SLOT_STARTING) {
+            free(s->start_error);
+            s->start_error = f->data;
+            f->data = NULL;
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+/* Reads what rank r sent; returns false when its channel ended or is corrupt. Frames go
+ * to `on_frame` when given (the run loop), else to take_side_frame. */
+typedef bool (*frame_fn)(driver *d, int r, proto_frame *f, void *ctx);
+
+static bool pump_rank(driver *d, int r, frame_fn on_frame, void *ctx) {
+    rank_slot *s = &d->ranks[r];
+    if (proto_reader_fill(&s->in, s->fd) != DDP_OK) return false;
+    for (;;) {
+        proto_frame f;
+        bool got;
+        if (proto_reader_next(&s->in, &f, &got) != DDP_OK) {
+            fprintf(stderr, "ddplab: rank %d: %s\n", r, ddp_last_error());
+            return false;
+        }
+        if (!got) break;
+        bool keep = on_frame ? on_frame(d, r, &f, ctx) : (take_side_frame(s, &f), true);
+        proto_frame_free(&f);
+        if (!keep) return false;
+    }
+    return !s->in.eof;
+}
+
+/* Sends `sig` to every started rank that is not reaped yet. */
+static void signal_unreaped(driver *d, int sig) {
+    for (int r = 0; r < d->world; r++)
+        if (!d->ranks[r].remote && d->ranks[r].pid > 0 && !d->ranks[r].reaped)
+            kill(d->ranks[r].pid, sig);
+}
+
+/* Reaps what ended before `deadline`; returns how many are still running. */
+static int reap_until(driver *d, int64_t deadline) {
+    for (;;) {
+        int left_running = 0;
+        for (int r = 0; r < d->world; r++) {
+            rank_slot *s = &d->ranks[r];
+            if (s->remote || s->pid <= 0 || s->reaped) continue;
+            int st;
+            if (launcher_reap(s->pid, 0, &st)) {
+                s->wait_status = st;
+                s->reaped = true;
+            } else {
+                left_running++;
+            }
+        }
+        if (left_running == 0 || now_ms() >= deadline) return left_running;
+        struct timespec nap = {0, 10 * 1000000};
+        nanosleep(&nap, NULL);
+    }
+}
+
+/* Ends every rank that was started (goodbye, then SIGTERM, then SIGKILL, each after a
+ * short grace period) and reaps it; closes the socket and the store. */
+static void stop_world(driver *d) {
+    if (!d->ranks) return;
+    for (int r = 0; r < d->world; r++) {
+        rank_slot *s = &d->ranks[r];
+        if (s->state == SLOT_IDLE && s->fd >= 0) (void)proto_send(s->fd, MSG_BYE, NULL, 0);
+    }
+    for (int k = 1; d->agents && k < d->opts.nnodes; k++) { /* agents end their ranks */
+        if (d->agents[k].fd >= 0) {
+            (void)proto_send(d->agents[k].fd, MSG_BYE, NULL, 0);
+            close(d->agents[k].fd);
+        }
+        d->agents[k].fd = -1;
+        proto_reader_free(&d->agents[k].in);
+    }
+    free(d->agents);
+    d->agents = NULL;
+    if (d->tcp_fd >= 0) close(d->tcp_fd);
+    d->tcp_fd = -1;
+    if (reap_until(d, now_ms() + 1000) > 0) {
+        signal_unreaped(d, SIGTERM);
+        if (reap_until(d, now_ms() + 500) > 0) {
+            signal_unreaped(d, SIGKILL);
+            reap_until(d, now_ms() + 5000);
+        }
+    }
+    for (int r = 0; r < d->world; r++) {
+        rank_slot *s = &d->ranks[r];
+        close_slot_fd(s);
+        free(s->completions);
+        free(s->start_error);
+    }
+    free(d->ranks);
+    d->ranks = NULL;
+    if (d->listen_fd >= 0) close(d->listen_fd);
+    d->listen_fd = -1;
+    if (d->socket_path[0]) unlink(d->socket_path);
+    if (d->dir[0]) rmdir(d->dir);
+    d->socket_path[0] = d->dir[0] = '\0';
+    store_server_stop(d->store);
+    d->store = NULL;
+}
+
+/* Opens the private directory and the listening Unix socket. */
+static ddp_status open_control_socket(driver *d) {
+    DDP_CHECK(launcher_private_dir(d->dir, sizeof d->dir));
+    snprintf(d->socket_path, sizeof d->socket_path, "%s/control", d->dir);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(d->socket_path) >= sizeof sa.sun_path)
+        return DDP_FAIL(DDP_ERR_IO, "driver: the socket path %s is too long", d->socket_path);
+    strcpy(sa.sun_path, d->socket_path);
+    d->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (d->listen_fd < 0 || bind(d->listen_fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        listen(d->listen_fd, 128) != 0)
+        return DDP_FAIL(DDP_ERR_IO, "driver: cannot listen on %s (%s)", d->socket_path,
+                        strerror(errno));
+    chmod(d->socket_path, 0600);
+    return DDP_OK;
+}
+
+/* ---- other nodes: agents and remote ranks over authenticated TCP ------------------------ */
+
+/* Reads what agent k sent: RANK_EXIT frames say how its ranks ended. Drops a gone agent. */
+static void pump_agent(driver *d, int k) {
+    proto_reader *in = &d->agents[k].in;
+    if (proto_reader_fill(in, d->agents[k].fd) != DDP_OK) in->eof = true;
+    proto_frame f;
+    bool got;
+    while (proto_reader_next(in, &f, &got) == DDP_OK && got) {
+        char *fields[2] = {0};
+        if (f.type == MSG_RANK_EXIT && proto_split(f.data, f.len, fields, 2) == 2) {
+            int r = atoi(fields[0]);
+            if (r >= 0 && r < d->world && d->ranks[r].remote && r / d->nproc == k) {
+                d->ranks[r].wait_status = atoi(fields[1]);
+                d->ranks[r].reaped = true;
+            }
+        }
+        proto_frame_free(&f);
+    }
+    if (in->eof) {
+        close(d->agents[k].fd);
+        d->agents[k].fd = -1;
+        proto_reader_free(in);
+    }
+}
+
+/* Takes in what the agents sent, waiting up to wait_ms for the first of it. */
+static void poll_agents(driver *d, int wait_ms) {
+    if (!d->agents) return;
+    for (int k = 1; k < d->opts.nnodes; k++) {
+        if (d->agents[k].fd < 0) continue;
+        struct pollfd p = {.fd = d->agents[k].fd, .events = POLLIN};
+        if (poll(&p, 1, wait_ms) > 0) pump_agent(d, k);
+        wait_ms = 0;
+    }
+}
+
+/* Accepts one TCP connection: it must prove it holds the session secret and then say
+ * who it is (an expected agent or remote rank); anyone else is dropped and logged. */
+static void accept_tcp(driver *d) {
+    struct sockaddr_storage sa;
+    socklen_t sl = sizeof sa;
+    int fd = accept4(d->tcp_fd, (struct sockaddr *)&sa, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) return;
+    char who[64] = "?";
+    getnameinfo((struct sockaddr *)&sa, sl, who, sizeof who, NULL, 0, NI_NUMERICHOST);
+    proto_frame f = {0};
+    char *fields[4] = {0};
+    const char *why = "its first message was neither an agent's nor a rank's hello";
+    if (proto_auth_server(fd, d->key, 3000) != DDP_OK || proto_recv(fd, 3000, &f) != DDP_OK) {
+        why = ddp_last_error();
+    } else if (f.type == MSG_AGENT_HELLO) {
+        int k = atoi(f.data);
+        if (k >= 1 && k < d->opts.nnodes && d->agents[k].fd < 0) {
+            d->agents[k].fd = fd;
+            proto_reader_init(&d->agents[k].in);
+            proto_frame_free(&f);
+            return;
+        }
+        why = "an agent for a node that is not expected";
+    } else if (f.type == MSG_HELLO && proto_split(f.data, f.len, fields, 4) == 4) {
+        int r = atoi(fields[0]);
+        rank_slot *s = r >= d->nproc && r < d->world ? &d->ranks[r] : NULL;
+        if (s && s->remote && s->fd < 0 && s->state == SLOT_STARTING) {
+            s->fd = fd;
+            s->pid = atoi(fields[1]);
+            proto_reader_init(&s->in);
+            snprintf(s->host, sizeof s->host, "%s", fields[2]);
+            snprintf(s->device, sizeof s->device, "%s", fields[3]);
+            s->state = SLOT_IDLE;
+            proto_frame_free(&f);
+            return;
+        }
+        why = "a rank that is not expected";
+    }
+    fprintf(stderr, "ddplab: dropped a control connection from %s: %s\n", who, why);
+    proto_frame_free(&f);
+    close(fd);
+}
+
+/* Waits (bounded) until every rank said hello; names the first rank that failed. */
+static ddp_status wait_for_hellos(driver *d) {
+    int timeout_ms = d->opts.nnodes > 1 ? START_TIMEOUT_MULTINODE_MS : START_TIMEOUT_MS;
+    int64_t deadline = now_ms() + timeout_ms;
+    struct pollfd *p = calloc((size_t)d->world + 3, sizeof *p);
+    if (!p) return DDP_FAIL(DDP_ERR_NOMEM, "driver: no memory");
+    ddp_status result = DDP_OK;
+    for (;;) {
+        int ready = 0;
+        for (int r = 0; r < d->world; r++) ready += d->ranks[r].state == SLOT_IDLE;
+        if (ready == d->world) break;
+        int64_t left = deadline - now_ms();
+        if (left <= 0) {
+            for (int r = 0; r < d->world; r++)
+                if (d->ranks[r].state != SLOT_IDLE) {
+                    result = DDP_FAIL(DDP_ERR_TIMEOUT,
+                                      "rank %d did not start within %d s "
+                                      "(it never %s)",
+                                      r, timeout_ms / 1000,
+                                      d->ranks[r].fd < 0 ? "connected" : "said hello");
+                    break;
+                }
+            break;
+        }
+        int n = 0;
+        p[n++] = (struct pollfd){.fd = d->listen_fd, .events = POLLIN};
+        p[n++] = (struct pollfd){.fd = d->interrupt_pipe[0], .events = POLLIN};
+        for (int r = 0; r < d->world; r++)
+            p[n++] = (struct pollfd){.fd = d->ranks[r].fd, .events = POLLIN};
+        p[n++] = (struct pollfd){.fd = d->tcp_fd, .events = POLLIN};
+        if (poll(p, (nfds_t)n, left < 50 ? (int)left : 50) < 0 && errno != EINTR) {
+            result = DDP_FAIL(DDP_ERR_IO, "driver: poll failed (%s)", strerror(errno));
+            break;
+        }
+        if (p[0].revents & POLLIN) accept_one(d);
+        if (p[n - 1].revents & POLLIN) accept_tcp(d);
+        poll_agents(d, 0);
+        if (p[1].revents & POLLIN) {
+            result = DDP_FAIL(DDP_ERR_INTERRUPTED, "interrupted while the ranks were starting");
+            break;
+        }
+        check_exits(d);
+        for (int r = 0; r < d->world && result == DDP_OK; r++) {
+            rank_slot *s = &d->ranks[r];
+            bool open = true;
+            /* A rank that exited may have left its last frames (an ERROR) unread. */
+            if (s->fd >= 0 && (s->reaped || (p[2 + r].revents & (POLLIN | POLLHUP | POLLERR))))
+                open = pump_rank(d, r, NULL, NULL);
+            if (s->start_error) {
+                result = DDP_FAIL(DDP_ERR_STATE, "rank %d could not start: %s", r, s->start_error);
+            } else if (!open || (s->reaped && s->state == SLOT_STARTING)) {
+                mark_dead(s);
+                char msg[TAIL_BYTES + 256];
+                snprintf(msg, sizeof msg, "%s", s->death);
+                append_tail(s, msg, sizeof msg);
+                result = DDP_FAIL(DDP_ERR_STATE, "rank %d %s before it was ready", r, msg);
+            }
+        }
+        if (result != DDP_OK) break;
+    }
+    free(p);
+    return result;
+}
+
+/* Multi-node: the authenticated TCP port the agents and remote ranks dial. */
+static ddp_status open_node_listener(driver *d) {
+    d->agents = calloc((size_t)d->opts.nnodes, sizeof *d->agents);
+    if (!d->agents) return DDP_FAIL(DDP_ERR_NOMEM, "driver: no memory");
+    for (int k = 0; k < d->opts.nnodes; k++) d->agents[k].fd = -1;
+    return proto_listen_tcp(d->master_addr, launcher_control_port(d->master_port), &d->tcp_fd);
+}
+
+/* Hosts the store, opens the socket, starts every rank and waits for them. On failure
+ * nothing is left running and the message says why. */
+static ddp_status start_world(driver *d) {
+    d->ranks = calloc((size_t)d->world, sizeof *d->ranks);
+    if (!d->ranks) return DDP_FAIL(DDP_ERR_NOMEM, "driver: no memory for %d ranks", d->world);
+    for (int r = 0; r < d->world; r++) {
+        d->ranks[r].fd = d->ranks[r].out_fd = -1;
+        d->ranks[r].remote = r >= d->nproc;
+        d->ranks[r].state = SLOT_STARTING;
+    }
+    char drain[64];
+    while (read(d->interrupt_pipe[0], drain, sizeof drain) > 0) {
+    }
+    ddp_status s = open_control_socket(d);
+    if (s == DDP_OK) s = host_store(d);
+    if (s == DDP_OK && d->opts.nnodes > 1) s = open_node_listener(d);
+    for (int r = 0; r < d->nproc && s == DDP_OK; r++) s = spawn_rank(d, r);
+    if (s == DDP_OK) s = wait_for_hellos(d);
+    if (s == DDP_OK && d->tcp_fd >= 0) { /* everyone is in: stop listening */
+        close(d->tcp_fd);
+        d->tcp_fd = -1;
+    }
+    if (s != DDP_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", ddp_last_error());
+        stop_world(d);
+        return DDP_FAIL(s, "%s", msg);
+    }
+    return DDP_OK;
+}
+
+ddp_status driver_start(const launch_options *opts, driver **out) {
+    *out = NULL;
+    int nnodes = opts->nnodes > 1 ? opts->nnodes : 1;
+    if (opts->nproc < 1 || opts->nproc > 1024 || nnodes > 4096)
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "driver: %d ranks on %d nodes asked for; use 1 to 1024 "
+                        "ranks per node",
+                        opts->nproc, nnodes);
+    if (nnodes > 1 && opts->node_rank != 0)
+        return DDP_FAIL(DDP_ERR_UNSUPPORTED,
+                        "node %d of a multi-node session runs the agent "
+                        "(launcher_agent_main), not a driver",
+                        opts->node_rank);
+    if (opts->backend && strcmp(opts->backend, "gloo") != 0 && strcmp(opts->backend, "nccl") != 0)
+        return DDP_FAIL(DDP_ERR_ARG, "driver: unknown backend '%s' (use gloo or nccl)",
+                        opts->backend);
+    driver *d = calloc(1, sizeof *d);
+    if (!d) return DDP_FAIL(DDP_ERR_NOMEM, "driver: no memory");
+    d->opts = *opts;
+    d->opts.nnodes = nnodes;
+    d->nproc = opts->nproc;
+    d->world = opts->nproc * nnodes;
+    d->listen_fd = d->tcp_fd = -1;
+    d->backend = opts->backend ? strdup(opts->backend) : NULL;
+    d->master_addr = strdup(opts->master_addr ? opts->master_addr : "127.0.0.1");
+    d->opts.backend = d->backend;
+    d->opts.master_addr = d->master_addr;
+    /* The other nodes must know where to dial: torchrun's default port when none given. */
+    if (nnodes > 1 && d->opts.master_port == 0) d->opts.master_port = 29500;
+    ddp_status s = DDP_OK;
+    if (!d->master_addr || pipe2(d->interrupt_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+        free(d->backend);
+        free(d->master_addr);
+        free(d);
+        return DDP_FAIL(DDP_ERR_IO, "driver: cannot set up (%s)", strerror(errno));
+    }
+    if (nnodes > 1) s = proto_load_secret(d->key);
+    if (s == DDP_OK) s = start_world(d);
+    if (s != DDP_OK) {
+        close(d->interrupt_pipe[0]);
+        close(d->interrupt_pipe[1]);
+        free(d->backend);
+        free(d->master_addr);
+        free(d);
+        return s;
+    }
+    *out = d;
+    return DDP_OK;
+}
+
+void driver_stop(driver *d) {
+    if (!d) return;
+    stop_world(d);
+    close(d->interrupt_pipe[0]);
+    close(d->interrupt_pipe[1]);
+    free(d->backend);
+    free(d->master_addr);
+    free(d);
+}
+
+int driver_world_size(const driver *d) {
+    return d ? d->world : 0;
+}
+
+ddp_status driver_restart(driver *d) {
+    if (d->opts.nnodes > 1)
+        return DDP_FAIL(DDP_ERR_UNSUPPORTED, "restart: a multi-node session cannot restart its "
+                                             "ranks yet; start the driver and agents again");
+    stop_world(d);
+    return start_world(d);
+}
+
+void driver_interrupt(driver *d) {
+    if (!d) return;
+    int saved = errno;
+    ssize_t n = write(d->interrupt_pipe[1], "i", 1);
+    (void)n;
+    errno = saved;
+}
+
+/* ---- running chunks --------------------------------------------------------------------- */
+
+/* One frame from a rank during a run. Returns false if the channel must be dropped. */
+static bool take_run_frame(driver *d, int r, proto_frame *f, void *arg) {
+    run_ctx *rc = arg;
+    rank_slot *s = &d->ranks[r];
+    rank_result *res = &rc->results[r];
+    switch (f->type) {
+    case MSG_OUTPUT:
+        remember_tail(s, f->data, f->len);
+        if (s->state != SLOT_RUNNING) break; /* late output of a rank that is not running */
+        append_output(res, f->data, f->len);
+        if (rc->on_output) rc->on_output(r, f->data, f->len, rc->ctx);
+        break;
+    case MSG_DONE:
+    case MSG_ERROR:
+    case MSG_INTERRUPTED:
+        if (s->state != SLOT_RUNNING) break;
+        drain_output(s, r, rc); /* every byte printed before the outcome, first */
+        res->outcome = f->type == MSG_DONE    ? RANK_DONE
+                       : f->type == MSG_ERROR ? RANK_ERROR
+                                              : RANK_INTERRUPTED;
+        if (f->type != MSG_DONE) {
+            res->error = f->data;
+            f->data = NULL;
+        }
+        s->state = SLOT_IDLE;
+        s->activity[0] = '\0';
+        break;
+    default:
+        take_side_frame(s, f);
+        break;
+    }
+    return true;
+}
+
+/* SIGINT carrying the chunk id, so that the rank knows which chunk it is meant for. */
+static void interrupt_rank(driver *d, int r) {
+    if (d->ranks[r].remote) { /* its agent signals it */
+        int k = r / d->nproc;
+        char msg[32];
+        int len = snprintf(msg, sizeof msg, "%d%c%d", r, 0, d->chunk_id);
+        if (d->agents[k].fd >= 0)
+            (void)proto_send(d->agents[k].fd, MSG_SIGNAL_RANK, msg, (size_t)len);
+        return;
+    }
+    union sigval v = {.sival_int = d->chunk_id};
+    sigqueue(d->ranks[r].pid, SIGINT, v);
+}
+
+/* Records rank r's death in its result (if it was part of this run) and asks the other
+ * running ranks to stop, so that a collective waiting for the dead rank ends. */
+static void report_death(driver *d, int r, rank_result *results, run_ctx *rc) {
+    rank_slot *s = &d->ranks[r];
+    bool was_running = s->state == SLOT_RUNNING;
+    for (int64_t until = now_ms() + 1000; s->remote && !s->reaped && now_ms() < until;)
+        poll_agents(d, 50); /* its agent says how it ended */
+    mark_dead(s);
+    if (!was_running) return;
+    if (rc->first_dead < 0) rc->first_dead = r;
+    drain_output(s, r, rc);
+    char msg[TAIL_BYTES + 256];
+    snprintf(msg, sizeof msg, "rank %d %s", r, s->death);
+    append_tail(s, msg, sizeof msg);
+    results[r].outcome = RANK_DIED;
+    results[r].error = strdup(msg);
+    results[r].exit_status = launcher_describe_exit(s->wait_status, msg, sizeof msg);
+    for (int o = 0; o < d->world; o++)
+        if (d->ranks[o].state == SLOT_RUNNING) interrupt_rank(d, o);
+}
+
+/* Sends one RUN / RUN_FILE frame to the targets and collects every outcome. */
+static ddp_status run_frame(driver *d, msg_type type, const char *payload, size_t len,
+                            const bool *targets, rank_output_fn on_output, void *ctx,
+                            rank_result *results) {
+    if (!d->ranks)
+        return DDP_FAIL(DDP_ERR_STATE, "driver: the ranks are not running "
+                                       "(:restart starts them)");
+    for (int r = 0; r < d->world; r++)
+        results[r] = (rank_result){.rank = r, .outcome = RANK_SKIPPED};
+    d->chunk_id++; /* the payload carries this id (chunk_id + 1 when it was built) */
+    char drain[64];
+    while (read(d->interrupt_pipe[0], drain, sizeof drain) > 0) {
+    } /* a Ctrl-C from before this chunk is not for it */
+    check_exits(d);
+    run_ctx rc = {results, on_output, ctx, -1, false};
+    for (int r = 0; r < d->world; r++) {
+        rank_slot *s = &d->ranks[r];
+        if (targets && !targets[r]) continue;
+        if (s->state == SLOT_IDLE && s->reaped) mark_dead(s);
+        if (s->state == SLOT_DEAD) {
+            char msg[256];
+            results[r].outcome = RANK_DIED;
+            results[r].exit_status = launcher_describe_exit(s->wait_status, msg, sizeof msg);
+            snprintf(msg, sizeof msg,
+                     "rank %d is not running (it %s); :restart starts the "
+                     "ranks again",
+                     r, s->death);
+            results[r].error = strdup(msg);
+            continue;
+        }
+        drain_output(s, r, NULL); /* what it printed while idle is not this chunk's */
+        s->state = SLOT_RUNNING;
+        s->activity[0] = '\0';
+        if (proto_send(s->fd, type, payload, len) != DDP_OK) report_death(d, r, results, &rc);
+    }
+    struct pollfd *p = calloc(2 * (size_t)d->world + 1, sizeof *p);
+    int *who = calloc(2 * (size_t)d->world + 1, sizeof *who); /* r, or -1 - r for output */
+    if (!p || !who) {
+        free(p);
+        free(who);
+        return DDP_FAIL(DDP_ERR_NOMEM, "driver: no memory");
+    }
+    for (;;) {
+        int n = 0, running = 0;
+        p[n++] = (struct pollfd){.fd = d->interrupt_pipe[0], .events = POLLIN};
+        for (int r = 0; r < d->world; r++) {
+            if (d->ranks[r].state == SLOT_RUNNING) running++;
+            if (d->ranks[r].state == SLOT_DEAD) continue;
+            if (d->ranks[r].out_fd >= 0) {
+                who[n] = -1 - r;
+                p[n++] = (struct pollfd){.fd = d->ranks[r].out_fd, .events = POLLIN};
+            }
+            if (d->ranks[r].fd < 0) continue;
+            who[n] = r;
+            p[n++] = (struct pollfd){.fd = d->ranks[r].fd, .events = POLLIN};
+        }
+        if (running == 0) break;
+        if (poll(p, (nfds_t)n, 100) < 0 && errno != EINTR) {
+            free(p);
+            free(who);
+            return DDP_FAIL(DDP_ERR_IO, "driver: poll failed (%s)", strerror(errno));
+        }
+        if (p[0].revents & POLLIN) {
+            while (read(d->interrupt_pipe[0], drain, sizeof drain) > 0) {
+            }
+            rc.user_interrupt = true;
+            for (int r = 0; r < d->world; r++)
+                if (d->ranks[r].state == SLOT_RUNNING) interrupt_rank(d, r);
+        }
+        for (int i = 1; i < n; i++) {
+            int r = who[i];
+            if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            if (r < 0)
+                drain_output(&d->ranks[-1 - r], -1 - r, &rc);
+            else if (d->ranks[r].state != SLOT_DEAD && !pump_rank(d, r, take_run_frame, &rc))
+                report_death(d, r, results, &rc);
+        }
+        /* A rank can die while something else still holds its socket: check pids too. */
+        check_exits(d);
+        poll_agents(d, 0);
+        for (int r = 0; r < d->world; r++)
+            if (d->ranks[r].state == SLOT_RUNNING && d->ranks[r].reaped) {
+                if (d->ranks[r].fd >= 0) (void)pump_rank(d, r, take_run_frame, &rc);
+                if (d->ranks[r].state == SLOT_RUNNING) report_death(d, r, results, &rc);
+            }
+    }
+    free(p);
+    free(who);
+    /* Ranks we stopped because another died: say so, not "interrupted!". */
+    if (rc.first_dead >= 0 && !rc.user_interrupt)
+        for (int r = 0; r < d->world; r++) {
+            if (results[r].outcome != RANK_INTERRUPTED) continue;
+            char msg[256];
+            snprintf(msg, sizeof msg, "stopped because rank %d %s", rc.first_dead,
+                     d->ranks[rc.first_dead].death);
+            free(results[r].error);
+            results[r].error = strdup(msg);
+        }
+    return DDP_OK;
+}
+
+ddp_status driver_run(driver *d, const char *chunk, size_t len, const char *chunkname,
+                      const bool *targets, rank_output_fn on_output, void *ctx,
+                      rank_result *results) {
+    const char *name = chunkname ? chunkname : "=input";
+    char id[16];
+    int idlen = snprintf(id, sizeof id, "%d", d->chunk_id + 1) + 1;
+    size_t nlen = strlen(name) + 1;
+    char *payload = malloc((size_t)idlen + nlen + len);
+    if (!payload) return DDP_FAIL(DDP_ERR_NOMEM, "driver: no memory for a chunk of %zu bytes", len);
+    memcpy(payload, id, (size_t)idlen);
+    memcpy(payload + idlen, name, nlen);
+    memcpy(payload + idlen + nlen, chunk, len);
+    ddp_status s = run_frame(d, MSG_RUN, payload, (size_t)idlen + nlen + len, targets, on_output,
+                             ctx, results);
+    free(payload);
+    return s;
+}
+
+ddp_status driver_run_file(driver *d, const char *path, int argc, char **argv,
+                           rank_output_fn on_output, void *ctx, rank_result *results) {
+    char id[16];
+    int idlen = snprintf(id, sizeof id, "%d", d->chunk_id + 1) + 1;
+    size_t len = (size_t)idlen + strlen(path) + 1;
+    for (int i = 0; i < argc; i++) len += strlen(argv[i]) + 1;
+    char *payload = malloc(len);
+    if (!payload) return DDP_FAIL(DDP_ERR_NOMEM, "driver: no memory");
+    memcpy(payload, id, (size_t)idlen);
+    size_t at = (size_t)idlen;
+    memcpy(payload + at, path, strlen(path) + 1);
+    at += strlen(path) + 1;
+    for (int i = 0; i < argc; i++) {
+        memcpy(payload + at, argv[i], strlen(argv[i]) + 1);
+        at += strlen(argv[i]) + 1;
+    }
+    /* The last NUL is implied by the frame (received payloads are NUL-terminated). */
+    ddp_status s = run_frame(d, MSG_RUN_FILE, payload, len - 1, NULL, on_output, ctx, results);
+    free(payload);
+    return s;
+}
+
+void rank_results_free(rank_result *results, int n) {
+    if (!results) return;
+    for (int i = 0; i < n; i++) {
+        free(results[i].output);
+        free(results[i].error);
+        results[i].output = results[i].error = NULL;
+        results[i].output_len = 0;
+    }
+}
+
+/* ---- completion and the :ranks table --------------------------------------------------- */
+
+ddp_status driver_complete(driver *d, int rank, const char *word, char ***matches, int *count) {
+    *matches = NULL;
+    *count = 0;
+    if (!d->ranks || rank < 0 || rank >= d->world)
+        return DDP_FAIL(DDP_ERR_ARG, "complete: there is no rank %d", rank);
+    rank_slot *s = &d->ranks[rank];
+    if (s->state != SLOT_IDLE)
+        return DDP_FAIL(DDP_ERR_STATE, "complete: rank %d is %s", rank,
+                        s->state == SLOT_DEAD ? "dead" : "busy");
+    s->completions_ready = false;
+    if (proto_send(s->fd, MSG_COMPLETE, word, strlen(word)) != DDP_OK) {
+        mark_dead(s);
+        return DDP_FAIL(DDP_ERR_COMM, "complete: rank %d %s", rank, s->death);
+    }
+    int64_t deadline = now_ms() + 2000;
+    while (!s->completions_ready) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0) return DDP_FAIL(DDP_ERR_TIMEOUT, "complete: rank %d did not answer", rank);
+        struct pollfd p = {.fd = s->fd, .events = POLLIN};
+        if (poll(&p, 1, (int)left) > 0 && !pump_rank(d, rank, NULL, NULL)) {
+            mark_dead(s);
+            return DDP_FAIL(DDP_ERR_COMM, "complete: rank %d %s", rank, s->death);
+        }
+    }
+    int n = 0;
+    for (uint32_t i = 0; i < s->completions_len; i++) n += s->completions[i] == '\0';
+    if (s->completions_len > 0) n++;
+    char **list = calloc((size_t)n + 1, sizeof *list);
+    if (!list) return DDP_FAIL(DDP_ERR_NOMEM, "complete: no memory");
+    const char *at = s->completions;
+    for (int i = 0; i < n; i++) {
+        list[i] = strdup(at);
+        at += strlen(at) + 1;
+    }
+    free(s->completions);
+    s->completions = NULL;
+    s->completions_ready = false;
+    *matches = list;
+    *count = n;
+    return DDP_OK;
+}
+
+ddp_status driver_ranks(driver *d, rank_info *info) {
+    if (!d->ranks) return DDP_FAIL(DDP_ERR_STATE, "driver: the ranks are not running");
+    check_exits(d);
+    for (int r = 0; r < d->world; r++) {
+        rank_slot *s = &d->ranks[r];
+        /* Pick up state reports and notice closed channels of idle ranks. */
+        if (s->fd >= 0 && s->state != SLOT_DEAD) {
+            struct pollfd p = {.fd = s->fd, .events = POLLIN};
+            if (s->state == SLOT_IDLE && poll(&p, 1, 0) > 0 && !pump_rank(d, r, NULL, NULL))
+                mark_dead(s);
+        }
+        if (s->state == SLOT_IDLE && s->reaped) mark_dead(s);
+        rank_info *in = &info[r];
+        memset(in, 0, sizeof *in);
+        in->rank = r;
+        in->pid = (int)s->pid;
+        snprintf(in->host, sizeof in->host, "%s", s->host);
+        snprintf(in->device, sizeof in->device, "%s", s->device);
+        if (s->state == SLOT_DEAD)
+            snprintf(in->state, sizeof in->state, "dead (%.80s)", s->death);
+        else if (s->state == SLOT_RUNNING)
+            snprintf(in->state, sizeof in->state, "%s", s->activity[0] ? s->activity : "running");
+        else
+            snprintf(in->state, sizeof in->state, "%s",
+                     s->state == SLOT_STARTING ? "starting" : "idle");
+        in->rss_bytes = s->state == SLOT_DEAD || s->remote ? -1 : launcher_rss_bytes(s->pid);
+    }
+    return DDP_OK;
+}

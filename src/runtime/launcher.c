@@ -1,0 +1,333 @@
+/* launcher.c — spawning and reaping rank processes (see launcher.h). Everything the
+ * child does between fork and exec is async-signal-safe: the environment is built
+ * before the fork. */
+#include "runtime/launcher.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include "runtime/protocol.h"
+
+extern char **environ;
+
+ddp_status launcher_private_dir(char *out, size_t cap) {
+    const char *base = getenv("XDG_RUNTIME_DIR");
+    struct stat st;
+    if (!base || !*base || stat(base, &st) != 0 || !S_ISDIR(st.st_mode) ||
+        access(base, W_OK | X_OK) != 0)
+        base = "/tmp";
+    int n = snprintf(out, cap, "%s/ddplab-XXXXXX", base);
+    if (n < 0 || (size_t)n >= cap)
+        return DDP_FAIL(DDP_ERR_IO, "launcher: the runtime directory path is too long");
+    if (!mkdtemp(out)) /* mkdtemp creates it with mode 0700 */
+        return DDP_FAIL(DDP_ERR_IO, "launcher: cannot create a private directory under %s (%s)",
+                        base, strerror(errno));
+    return DDP_OK;
+}
+
+ddp_status launcher_free_port(const char *addr, int *port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return DDP_FAIL(DDP_ERR_IO, "launcher: socket failed (%s)", strerror(errno));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    if (inet_pton(AF_INET, addr ? addr : "127.0.0.1", &sa.sin_addr) != 1) {
+        close(fd);
+        return DDP_FAIL(DDP_ERR_ARG, "launcher: '%s' is not an IPv4 address", addr);
+    }
+    socklen_t sl = sizeof sa;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
+        int e = errno;
+        close(fd);
+        return DDP_FAIL(DDP_ERR_IO, "launcher: no free port on %s (%s)", addr ? addr : "127.0.0.1",
+                        strerror(e));
+    }
+    *port = ntohs(sa.sin_port);
+    close(fd);
+    return DDP_OK;
+}
+
+/* Builds the child's environment: the parent's, with `env` applied. The strings of the
+ * overrides are malloc'd and listed in *owned so that the caller can free them. */
+static char **build_environment(const launcher_env *env, int n, char ***owned, int *nowned) {
+    int count = 0;
+    while (environ[count]) count++;
+    char **out = calloc((size_t)(count + n + 1), sizeof *out);
+    char **mine = calloc((size_t)(n + 1), sizeof *mine);
+    if (!out || !mine) {
+        free(out);
+        free(mine);
+        return NULL;
+    }
+    int k = 0, m = 0;
+    for (int i = 0; i < count; i++) {
+        bool replaced = false;
+        for (int j = 0; j < n; j++) {
+            size_t nl = strlen(env[j].name);
+            if (!env[j].only_if_unset && strncmp(environ[i], env[j].name, nl) == 0 &&
+                environ[i][nl] == '=')
+                replaced = true;
+        }
+        if (!replaced) out[k++] = environ[i];
+    }
+    for (int j = 0; j < n; j++) {
+        if (env[j].only_if_unset && getenv(env[j].name)) continue;
+        size_t len = strlen(env[j].name) + strlen(env[j].value) + 2;
+        char *s = malloc(len);
+        if (!s) break;
+        snprintf(s, len, "%s=%s", env[j].name, env[j].value);
+        out[k++] = mine[m++] = s;
+    }
+    out[k] = NULL;
+    *owned = mine;
+    *nowned = m;
+    return out;
+}
+
+ddp_status launcher_spawn(const char *exe, const char *argv0, const launcher_env *env, int n,
+                          int out_fd, pid_t *pid_out) {
+    char **owned = NULL;
+    int nowned = 0;
+    char **envp = build_environment(env, n, &owned, &nowned);
+    if (!envp) return DDP_FAIL(DDP_ERR_NOMEM, "launcher: no memory for the environment");
+    char *argv[] = {(char *)argv0, NULL};
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Child: only async-signal-safe calls until exec. */
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(127); /* the driver died before we got here */
+        int null = open("/dev/null", O_RDONLY);
+        if (null >= 0) {
+            dup2(null, 0);
+            if (null != 0) close(null);
+        }
+        if (out_fd >= 0) { /* dup2 clears O_CLOEXEC on 1 and 2 */
+            dup2(out_fd, 1);
+            dup2(out_fd, 2);
+        }
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGPIPE, SIG_DFL);
+        execve(exe, argv, envp);
+        _exit(127);
+    }
+    int e = errno;
+    for (int i = 0; i < nowned; i++) free(owned[i]);
+    free(owned);
+    free(envp);
+    if (pid < 0)
+        return DDP_FAIL(DDP_ERR_IO, "launcher: cannot start a rank (fork: %s)", strerror(e));
+    *pid_out = pid;
+    return DDP_OK;
+}
+
+bool launcher_reap(pid_t pid, int timeout_ms, int *status) {
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        pid_t r = waitpid(pid, status, WNOHANG);
+        if (r == pid) return true;
+        if (r < 0 && errno != EINTR) {
+            *status = -1;
+            return true; /* not our child any more (already reaped) */
+        }
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (elapsed >= timeout_ms) return false;
+        struct timespec nap = {0, 5 * 1000000};
+        nanosleep(&nap, NULL);
+    }
+}
+
+int launcher_kill(pid_t pid, int grace_ms) {
+    int status = -1;
+    if (pid <= 0) return -1;
+    if (launcher_reap(pid, 0, &status)) return status;
+    kill(pid, SIGTERM);
+    if (launcher_reap(pid, grace_ms, &status)) return status;
+    kill(pid, SIGKILL);
+    if (launcher_reap(pid, 5000, &status)) return status;
+    return -1;
+}
+
+int launcher_describe_exit(int status, char *buf, size_t cap) {
+    if (status == -1) {
+        snprintf(buf, cap, "ended (status unknown)");
+        return -1;
+    }
+    if (WIFEXITED(status)) {
+        int code = WEXITSTATUS(status);
+        if (code == 127)
+            snprintf(buf, cap, "exited with status 127 (could the program be started?)");
+        else
+            snprintf(buf, cap, "exited with status %d", code);
+        return code;
+    }
+    if (WIFSIGNALED(status)) {
+        int sig = WTERMSIG(status);
+        const char *abbrev = sigabbrev_np(sig);
+        snprintf(buf, cap, "was killed by signal %d (SIG%s%s)", sig, abbrev ? abbrev : "?",
+                 WCOREDUMP(status) ? ", core dumped" : "");
+        return -sig;
+    }
+    snprintf(buf, cap, "stopped");
+    return -1;
+}
+
+long long launcher_rss_bytes(pid_t pid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f) return -1;
+    long long size = 0, resident = 0;
+    int got = fscanf(f, "%lld %lld", &size, &resident);
+    fclose(f);
+    if (got != 2) return -1;
+    return resident * (long long)sysconf(_SC_PAGESIZE);
+}
+
+/* ---- ranks and the agent ----------------------------------------------------------- */
+
+int launcher_control_port(int master_port) {
+    return (master_port > 0 ? master_port : 29500) + 1;
+}
+
+ddp_status launcher_spawn_rank(const launcher_rank_spec *sp, pid_t *pid_out) {
+    char rank[16], local[16], world[16], lworld[16], group[16], port[16], timeout[32];
+    snprintf(rank, sizeof rank, "%d", sp->rank);
+    snprintf(local, sizeof local, "%d", sp->local_rank);
+    snprintf(world, sizeof world, "%d", sp->world_size);
+    snprintf(lworld, sizeof lworld, "%d", sp->local_world_size);
+    snprintf(group, sizeof group, "%d", sp->group_rank);
+    snprintf(port, sizeof port, "%d", sp->master_port);
+    const launch_options *o = sp->opts;
+    snprintf(timeout, sizeof timeout, "%g",
+             o->collective_timeout > 0 ? o->collective_timeout : 5.0);
+    launcher_env env[] = {
+        {"DDPLAB_RANK_WORKER", "1", false},
+        {"DDPLAB_CONTROL", sp->control, false},
+        {"RANK", rank, false},
+        {"LOCAL_RANK", local, false},
+        {"WORLD_SIZE", world, false},
+        {"LOCAL_WORLD_SIZE", lworld, false},
+        {"GROUP_RANK", group, false},
+        {"MASTER_ADDR", sp->master_addr, false},
+        {"MASTER_PORT", port, false},
+        {"DDPLAB_COLLECTIVE_TIMEOUT", timeout, false},
+        {"DDPLAB_COLLECTIVE_CHECK", o->collective_check ? "1" : "0", false},
+        {"OMP_NUM_THREADS", "1", true},
+        {"OPENBLAS_NUM_THREADS", "1", true},
+        {"DDPLAB_BACKEND", o->backend ? o->backend : "gloo", false},
+        {"DDPLAB_OUTPUT", sp->out_fd >= 0 ? "direct" : "forward", false},
+    };
+    ddp_status st = launcher_spawn("/proc/self/exe", "ddplab-rank", env,
+                                   (int)(sizeof env / sizeof env[0]), sp->out_fd, pid_out);
+    if (st != DDP_OK) return DDP_FAIL(st, "rank %d: %s", sp->rank, ddp_last_error());
+    return DDP_OK;
+}
+
+/* Ends the agent's children: SIGTERM, then SIGKILL after a grace period; reaps them. */
+static void agent_end_ranks(pid_t *pids, int n) {
+    for (int i = 0; i < n; i++)
+        if (pids[i] > 0) kill(pids[i], SIGTERM);
+    for (int i = 0; i < n; i++)
+        if (pids[i] > 0) (void)launcher_kill(pids[i], 500);
+}
+
+int launcher_agent_main(const launch_options *o) {
+    unsigned char key[PROTO_KEY_BYTES];
+    const char *master = o->master_addr;
+    int port = o->master_port > 0 ? o->master_port : 29500;
+    int fd = -1;
+    if (!master) {
+        fprintf(stderr, "ddplab agent: --master-addr is needed on node %d\n", o->node_rank);
+        return 2;
+    }
+    char control[300];
+    snprintf(control, sizeof control, "tcp:%s:%d", master, launcher_control_port(port));
+    if (proto_load_secret(key) != DDP_OK ||
+        proto_connect_tcp(master, launcher_control_port(port), 60000, &fd) != DDP_OK ||
+        proto_auth_client(fd, key, 10000) != DDP_OK) {
+        fprintf(stderr, "ddplab agent (node %d): %s\n", o->node_rank, ddp_last_error());
+        if (fd >= 0) close(fd);
+        return 2;
+    }
+    memset(key, 0, sizeof key); /* the ranks derive their own copy */
+    char node[16];
+    int nlen = snprintf(node, sizeof node, "%d", o->node_rank);
+    pid_t *pids = calloc((size_t)o->nproc, sizeof *pids);
+    if (!pids || proto_send(fd, MSG_AGENT_HELLO, node, (size_t)nlen) != DDP_OK) {
+        fprintf(stderr, "ddplab agent (node %d): lost the driver\n", o->node_rank);
+        free(pids);
+        close(fd);
+        return 2;
+    }
+    int first = o->node_rank * o->nproc, status = 0;
+    for (int i = 0; i < o->nproc; i++) {
+        launcher_rank_spec sp = {
+            control, first + i, i, o->nnodes * o->nproc, o->nproc, o->node_rank, master,
+            port,    o,         -1};
+        if (launcher_spawn_rank(&sp, &pids[i]) != DDP_OK) {
+            fprintf(stderr, "ddplab agent (node %d): %s\n", o->node_rank, ddp_last_error());
+            status = 2;
+            break;
+        }
+    }
+    proto_reader in;
+    proto_reader_init(&in);
+    bool done = status != 0;
+    while (!done) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 100) > 0) {
+            if (proto_reader_fill(&in, fd) != DDP_OK) in.eof = true;
+            proto_frame f;
+            bool got;
+            while (proto_reader_next(&in, &f, &got) == DDP_OK && got) {
+                char *fields[2] = {0};
+                if (f.type == MSG_BYE) done = true;
+                if (f.type == MSG_SIGNAL_RANK && proto_split(f.data, f.len, fields, 2) == 2) {
+                    int local_rank = atoi(fields[0]) - first;
+                    union sigval v = {.sival_int = atoi(fields[1])};
+                    if (local_rank >= 0 && local_rank < o->nproc && pids[local_rank] > 0)
+                        sigqueue(pids[local_rank], SIGINT, v);
+                }
+                proto_frame_free(&f);
+            }
+            if (in.eof && !done) {
+                fprintf(stderr, "ddplab agent (node %d): the driver went away\n", o->node_rank);
+                status = 1;
+                done = true;
+            }
+        }
+        for (int i = 0; i < o->nproc; i++) { /* report exits as they happen */
+            int st;
+            if (pids[i] <= 0 || waitpid(pids[i], &st, WNOHANG) != pids[i]) continue;
+            pids[i] = 0;
+            char msg[48];
+            int len = snprintf(msg, sizeof msg, "%d%c%d", first + i, 0, st);
+            (void)proto_send(fd, MSG_RANK_EXIT, msg, (size_t)len);
+        }
+    }
+    agent_end_ranks(pids, o->nproc);
+    proto_reader_free(&in);
+    free(pids);
+    close(fd);
+    return status;
+}

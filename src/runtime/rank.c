@@ -1,0 +1,742 @@
+/* rank.c — a rank process: one Lua state running what the driver sends (worker mode) or
+ * one script on its own under an outside launcher (standalone mode).
+ *
+ * In worker mode fd 1 and 2 are a pipe; a reader thread forwards what arrives to the
+ * driver as OUTPUT frames and, while a chunk runs, reports what the rank is doing
+ * (STATE frames from pg_current_activity). Before a chunk's DONE/ERROR frame the main
+ * thread flushes stdio and waits until the reader has forwarded every byte written so
+ * far, so output always precedes the outcome. Ctrl-C arrives as SIGINT: the handler only
+ * sets a Lua hook (as lua.c's laction) and raises the core's interrupt flag, so the Lua
+ * state stays intact and the next chunk runs normally. */
+#include "runtime/rank.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "base/interrupt.h"
+#include "dist/process_group.h"
+#include "dist/store.h"
+#include "lua/bindings.h"
+#include "runtime/protocol.h"
+
+/* ---- the Lua side: running chunks and files, Ctrl-C, completion ------------------ */
+
+typedef enum { RUN_OK, RUN_ERROR, RUN_INTERRUPTED } run_outcome;
+
+typedef struct {
+    run_outcome outcome;
+    char *message; /* malloc'd for RUN_ERROR / RUN_INTERRUPTED, else NULL */
+} run_result;
+
+static lua_State *volatile interrupt_target; /* the state whose hook SIGINT sets */
+/* Chunk ids come from the driver. SIGINT from the driver carries the id of the chunk it
+ * means (sigqueue), so an interrupt that arrives just before its chunk starts is kept and
+ * one that arrives just after a chunk ended does not leak into the next. */
+static volatile sig_atomic_t current_chunk;     /* 0 while idle */
+static volatile sig_atomic_t interrupted_chunk; /* the last chunk someone interrupted */
+static volatile sig_atomic_t standalone;        /* no driver: a second Ctrl-C kills */
+
+/* The hook SIGINT installs: raises the error at the next Lua instruction (lua.c's lstop). */
+static void interrupt_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    luaL_error(L, "interrupted!");
+}
+
+/* Stops the running chunk: the core's flag for C waits, a hook for Lua code. */
+static void stop_running_chunk(void) {
+    ddp_interrupt_raise();
+    lua_State *L = interrupt_target;
+    if (L)
+        lua_sethook(L, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT,
+                    1);
+}
+
+/* SIGINT: only records the request and sets the hook (lua.c's laction): async-signal-safe.
+ * A plain SIGINT (from a terminal or kill) means whatever chunk is running. */
+static void on_sigint(int sig, siginfo_t *info, void *uctx) {
+    (void)sig;
+    (void)uctx;
+    int id = info && info->si_code == SI_QUEUE ? info->si_value.sival_int : current_chunk;
+    if (standalone && (id == 0 || interrupted_chunk == id)) {
+        /* Under torchrun nobody else can stop a rank stuck in C: the second Ctrl-C ends it. */
+        signal(SIGINT, SIG_DFL);
+        raise(SIGINT);
+        return;
+    }
+    if (id == 0) return;
+    interrupted_chunk = id;
+    if (id == current_chunk) stop_running_chunk();
+}
+
+static void install_sigint(lua_State *L) {
+    interrupt_target = L;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sigint;
+    sa.sa_flags = SA_RESTART | SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+static void uninstall_sigint(void) {
+    signal(SIGINT, SIG_DFL);
+    interrupt_target = NULL;
+}
+
+/* Opens a Lua state with ddplab's modules. Fails with the bindings' status. */
+static ddp_status open_lua(lua_State **out) {
+    lua_State *L = luaL_newstate();
+    if (!L) return DDP_FAIL(DDP_ERR_NOMEM, "rank: cannot create a Lua state");
+    ddp_status s = ddp_lua_setup(L);
+    if (s != DDP_OK) {
+        lua_close(L);
+        return s;
+    }
+    *out = L;
+    return DDP_OK;
+}
+
+/* Keeps a traceback short: drops the C frames that only show how ddplab called the chunk. */
+static void push_trimmed_traceback(lua_State *L, const char *msg) {
+    luaL_traceback(L, L, msg, 1);
+    const char *tb = lua_tostring(L, -1);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    int kept = 0;
+    for (const char *line = tb; *line;) {
+        const char *end = strchr(line, '\n');
+        size_t n = end ? (size_t)(end - line) : strlen(line);
+        bool internal = memmem(line, n, "[C]: in ?", 9) != NULL;
+        if (!internal && kept < 12) {
+            if (kept) luaL_addchar(&b, '\n');
+            luaL_addlstring(&b, line, n);
+            kept++;
+        }
+        line += n + (end ? 1 : 0);
+    }
+    luaL_pushresult(&b);
+    lua_remove(L, -2);
+}
+
+/* The message handler of every chunk: the message plus a short traceback (lua.c's). */
+static int message_handler(lua_State *L) {
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    push_trimmed_traceback(L, msg);
+    return 1;
+}
+
+/* Calls the function below `narg` arguments with the handler; fills res on failure. */
+static int protected_call(lua_State *L, int narg, int nres, run_result *res) {
+    int base = lua_gettop(L) - narg;
+    lua_pushcfunction(L, message_handler);
+    lua_insert(L, base);
+    int status = lua_pcall(L, narg, nres, base);
+    lua_remove(L, base);
+    lua_sethook(L, NULL, 0, 0);
+    if (status != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        res->outcome = interrupted_chunk == current_chunk ? RUN_INTERRUPTED : RUN_ERROR;
+        res->message = strdup(msg ? msg : "(error object is not a string)");
+        lua_pop(L, 1);
+    }
+    return status;
+}
+
+/* Prints the values on the stack above `base`, tab-separated (lua.c's l_print). */
+static void print_results(lua_State *L, int base) {
+    int n = lua_gettop(L) - base;
+    if (n <= 0) return;
+    for (int i = 1; i <= n; i++) {
+        size_t len;
+        const char *s = luaL_tolstring(L, base + i, &len);
+        if (i > 1) fputc('\t', stdout);
+        fwrite(s, 1, len, stdout);
+        lua_pop(L, 1);
+    }
+    fputc('\n', stdout);
+    fflush(stdout);
+}
+
+/* Before chunk `id`: forget an old Ctrl-C, and honour one that came for this chunk
+ * before it started. */
+static void begin_run(lua_State *L, int id, run_result *res) {
+    res->outcome = RUN_OK;
+    res->message = NULL;
+    lua_sethook(L, NULL, 0, 0);
+    ddp_interrupt_clear();
+    current_chunk = id;
+    if (interrupted_chunk == id) stop_running_chunk();
+}
+
+/* After a chunk: nothing may interrupt the idle state. */
+static void end_run(lua_State *L) {
+    current_chunk = 0;
+    lua_sethook(L, NULL, 0, 0);
+    ddp_interrupt_clear();
+}
+
+/* Compiles a chunk as lua.c does: `=expr` and bare expressions are tried as
+ * "return ..." first so their values print. Leaves the function on the stack. */
+static int load_chunk(lua_State *L, const char *chunk, size_t len, const char *name) {
+    if (len > 0 && chunk[0] == '=') {
+        chunk++;
+        len--;
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "return ");
+    luaL_addlstring(&b, chunk, len);
+    luaL_pushresult(&b);
+    size_t rlen;
+    const char *ret = lua_tolstring(L, -1, &rlen);
+    int status = luaL_loadbuffer(L, ret, rlen, name);
+    lua_remove(L, -2);
+    if (status == LUA_OK) return LUA_OK;
+    lua_pop(L, 1);
+    return luaL_loadbuffer(L, chunk, len, name);
+}
+
+/* Runs one chunk; its values (if any) are printed. Never raises. */
+static void run_chunk(lua_State *L, int id, const char *chunk, size_t len, const char *name,
+                      run_result *res) {
+    begin_run(L, id, res);
+    int base = lua_gettop(L);
+    if (load_chunk(L, chunk, len, name) != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        res->outcome = RUN_ERROR;
+        res->message = strdup(msg ? msg : "cannot compile the chunk");
+        lua_settop(L, base);
+        return;
+    }
+    if (protected_call(L, 0, LUA_MULTRET, res) == LUA_OK) print_results(L, base);
+    lua_settop(L, base);
+}
+
+/* Runs a script file with the global `arg` as lua.c sets it (arg[0] = path, arg[1..] =
+ * argv) and the arguments also passed as `...`. Never raises. */
+static void run_file(lua_State *L, int id, const char *path, int argc, char **argv,
+                     run_result *res) {
+    begin_run(L, id, res);
+    int base = lua_gettop(L);
+    lua_createtable(L, argc, 1);
+    lua_pushstring(L, path);
+    lua_rawseti(L, -2, 0);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setglobal(L, "arg");
+    if (luaL_loadfile(L, path) != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        res->outcome = RUN_ERROR;
+        res->message = strdup(msg ? msg : "cannot load the script");
+        lua_settop(L, base);
+        return;
+    }
+    for (int i = 0; i < argc; i++) lua_pushstring(L, argv[i]);
+    (void)protected_call(L, argc, 0, res);
+    lua_settop(L, base);
+}
+
+/* Pushes the value named by the dotted path `prefix[0..len)` (from _G), or nil. Reads
+ * only tables and __index tables, so completing never runs learner code. */
+static void push_path(lua_State *L, const char *prefix, size_t len) {
+    lua_pushglobaltable(L);
+    size_t start = 0;
+    while (start < len) {
+        const char *dot = memchr(prefix + start, '.', len - start);
+        size_t end = dot ? (size_t)(dot - prefix) : len;
+        lua_pushlstring(L, prefix + start, end - start);
+        int depth = 0;
+        for (;;) { /* [.., obj, key] */
+            if (lua_type(L, -2) == LUA_TTABLE) {
+                lua_pushvalue(L, -1);
+                if (lua_rawget(L, -3) != LUA_TNIL) break;
+                lua_pop(L, 1);
+            }
+            if (depth++ > 8 || !lua_getmetatable(L, -2)) {
+                lua_pushnil(L);
+                break;
+            }
+            lua_getfield(L, -1, "__index"); /* metatables are tables: rawget-free is fine */
+            lua_remove(L, -2);
+            if (lua_type(L, -1) != LUA_TTABLE) {
+                lua_pop(L, 1);
+                lua_pushnil(L);
+                break;
+            }
+            lua_replace(L, -3); /* continue the search in the __index table */
+        }
+        /* [.., obj, key, value] */
+        lua_replace(L, -3);
+        lua_pop(L, 1);
+        start = end + 1;
+    }
+}
+
+static bool is_identifier(const char *s) {
+    if (!(*s == '_' || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z'))) return false;
+    for (s++; *s; s++)
+        if (!(*s == '_' || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+              (*s >= '0' && *s <= '9')))
+            return false;
+    return true;
+}
+
+static int compare_strings(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Completion candidates for `word`: globals, or the fields (after ".") or methods (after
+ * ":") of what comes before, through __index tables. *out is a malloc'd NUL-separated
+ * list of whole words (sorted, without duplicates), *len its size. */
+static void complete_word(lua_State *L, const char *word, char **out, size_t *len) {
+    *out = NULL;
+    *len = 0;
+    int top = lua_gettop(L);
+    const char *dot = strrchr(word, '.');
+    const char *colon = strrchr(word, ':');
+    const char *sep = dot > colon ? dot : colon;
+    size_t plen = sep ? (size_t)(sep - word) : 0;
+    const char *stem = sep ? sep + 1 : word;
+    bool methods_only = sep && *sep == ':';
+    if (sep && memchr(word, ':', plen)) return; /* "a:b.c" cannot be completed */
+    if (sep)
+        push_path(L, word, plen);
+    else
+        lua_pushglobaltable(L);
+    size_t cap = 64, n = 0;
+    char **names = malloc(cap * sizeof *names);
+    for (int depth = 0; names && depth < 8 && !lua_isnil(L, -1); depth++) {
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            lua_pushnil(L);
+            while (lua_next(L, -2)) {
+                if (lua_type(L, -2) == LUA_TSTRING && n < 4096 &&
+                    (!methods_only || lua_type(L, -1) == LUA_TFUNCTION)) {
+                    const char *k = lua_tostring(L, -2);
+                    if (is_identifier(k) && strncmp(k, stem, strlen(stem)) == 0) {
+                        if (n == cap) {
+                            char **nn = realloc(names, (cap *= 2) * sizeof *names);
+                            if (!nn) break;
+                            names = nn;
+                        }
+                        size_t sz = plen + (sep ? 1 : 0) + strlen(k) + 1;
+                        names[n] = malloc(sz);
+                        if (names[n])
+                            snprintf(names[n++], sz, "%.*s%s", (int)(plen + (sep ? 1 : 0)), word,
+                                     k);
+                    }
+                }
+                lua_pop(L, 1);
+            }
+        }
+        if (!sep || !lua_getmetatable(L, -1)) break; /* globals: no __index walk */
+        lua_getfield(L, -1, "__index");
+        lua_remove(L, -2);
+        lua_remove(L, -2);
+        if (lua_type(L, -1) != LUA_TTABLE) break;
+    }
+    lua_settop(L, top);
+    if (!names) return;
+    qsort(names, n, sizeof *names, compare_strings);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) total += strlen(names[i]) + 1;
+    char *buf = malloc(total + 1);
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (buf && (i == 0 || strcmp(names[i], names[i - 1]) != 0)) {
+            size_t l = strlen(names[i]) + 1;
+            memcpy(buf + at, names[i], l);
+            at += l;
+        }
+    }
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+    if (buf && at > 0) {
+        *out = buf;
+        *len = at - 1; /* no NUL after the last name */
+    } else {
+        free(buf);
+    }
+}
+
+/* ---- the control channel and output forwarding (worker mode) ------------------- */
+
+static int control_fd = -1;
+static pthread_mutex_t control_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int output_read_fd = -1; /* the pipe behind fd 1 and 2 */
+static int sync_write_fd = -1, sync_read_fd = -1;
+static pthread_t reader_thread;
+static bool reader_running;
+static pthread_mutex_t sync_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sync_cond = PTHREAD_COND_INITIALIZER;
+static unsigned long syncs_requested, syncs_done;
+
+/* Sends one frame under the lock (the reader thread and the main thread share the fd).
+ * Errors are returned; a lost driver shows up as DDP_ERR_COMM. */
+static ddp_status control_send(msg_type type, const void *data, size_t len) {
+    if (control_fd < 0) return DDP_FAIL(DDP_ERR_COMM, "rank: no control channel");
+    pthread_mutex_lock(&control_lock);
+    ddp_status s = proto_send(control_fd, type, data, len);
+    pthread_mutex_unlock(&control_lock);
+    return s;
+}
+
+/* Forwards everything readable on the output pipe; returns false at end of stream. */
+static bool forward_output(void) {
+    char buf[65536];
+    if (output_read_fd < 0) return true; /* the driver reads our output itself */
+    for (;;) {
+        ssize_t n = read(output_read_fd, buf, sizeof buf);
+        if (n > 0) {
+            (void)control_send(MSG_OUTPUT, buf, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        return n < 0; /* EAGAIN: drained; 0: every writer closed */
+    }
+}
+
+/* Reports a change of activity ("in all_reduce #3 float32[4]" / "running"). */
+static void report_activity(char *last, size_t cap) {
+    const char *now = current_chunk ? pg_current_activity() : NULL;
+    if (!now) now = current_chunk ? "running" : "idle";
+    if (strncmp(now, last, cap) == 0) return;
+    snprintf(last, cap, "%s", now);
+    (void)control_send(MSG_STATE, last, strlen(last));
+}
+
+/* The reader thread: output pipe -> OUTPUT frames; sync requests -> drain, then signal. */
+static void *reader_main(void *arg) {
+    (void)arg;
+    char last_state[96] = "idle";
+    for (;;) {
+        struct pollfd p[2] = {{.fd = output_read_fd, .events = POLLIN},
+                              {.fd = sync_read_fd, .events = POLLIN}};
+        int r = poll(p, 2, 200);
+        if (r < 0 && errno != EINTR) break;
+        bool open = true;
+        if (r > 0 && (p[0].revents & (POLLIN | POLLHUP))) open = forward_output();
+        if (r > 0 && (p[1].revents & POLLIN)) {
+            char tokens[64];
+            ssize_t n = read(sync_read_fd, tokens, sizeof tokens);
+            /* Everything written before the token is in the pipe already: drain it. */
+            open = forward_output() && open;
+            if (n > 0) {
+                pthread_mutex_lock(&sync_lock);
+                syncs_done += (unsigned long)n;
+                pthread_cond_broadcast(&sync_cond);
+                pthread_mutex_unlock(&sync_lock);
+            }
+        }
+        report_activity(last_state, sizeof last_state);
+        if (!open) break;
+    }
+    pthread_mutex_lock(&sync_lock);
+    syncs_done = (unsigned long)-1 / 2; /* nobody waits on a dead reader */
+    pthread_cond_broadcast(&sync_cond);
+    pthread_mutex_unlock(&sync_lock);
+    return NULL;
+}
+
+/* Makes sure every byte printed so far reached the driver (bounded: 5 s). */
+static void output_sync(void) {
+    fflush(stdout);
+    fflush(stderr);
+    if (!reader_running) return;
+    pthread_mutex_lock(&sync_lock);
+    unsigned long target = ++syncs_requested;
+    pthread_mutex_unlock(&sync_lock);
+    if (write(sync_write_fd, "s", 1) != 1) return;
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 5;
+    pthread_mutex_lock(&sync_lock);
+    while (syncs_done < target) {
+        if (pthread_cond_timedwait(&sync_cond, &sync_lock, &deadline) == ETIMEDOUT) break;
+    }
+    pthread_mutex_unlock(&sync_lock);
+}
+
+/* os.exit and a normal exit both run this: output printed before exit still arrives. */
+static void flush_at_exit(void) {
+    output_sync();
+}
+
+/* Starts the reader thread. With `forward`, fd 1 and 2 become a pipe that the thread
+ * forwards as OUTPUT frames (ranks on other nodes); without, they already are a pipe the
+ * local driver reads itself (nothing is lost if this process dies) and the thread only
+ * reports activity. */
+static ddp_status start_output_forwarding(bool forward) {
+    int out[2] = {-1, -1}, sync[2];
+    if (forward && pipe2(out, O_CLOEXEC) != 0)
+        return DDP_FAIL(DDP_ERR_IO, "rank: cannot create the output pipe (%s)", strerror(errno));
+    if (pipe2(sync, O_CLOEXEC) != 0) {
+        if (forward) {
+            close(out[0]);
+            close(out[1]);
+        }
+        return DDP_FAIL(DDP_ERR_IO, "rank: cannot create a pipe (%s)", strerror(errno));
+    }
+    fflush(stdout);
+    fflush(stderr);
+    if (forward) {
+        /* dup2 clears O_CLOEXEC on 1 and 2, so os.execute's children print through us. */
+        dup2(out[1], 1);
+        dup2(out[1], 2);
+        close(out[1]);
+        fcntl(out[0], F_SETFL, fcntl(out[0], F_GETFL) | O_NONBLOCK);
+    }
+    output_read_fd = out[0];
+    sync_read_fd = sync[0];
+    sync_write_fd = sync[1];
+    setvbuf(stdout, NULL, _IOLBF, 0); /* a script's lines stream live */
+    setvbuf(stderr, NULL, _IONBF, 0);
+    if (pthread_create(&reader_thread, NULL, reader_main, NULL) != 0)
+        return DDP_FAIL(DDP_ERR_IO, "rank: cannot start the output thread");
+    reader_running = true;
+    atexit(flush_at_exit);
+    return DDP_OK;
+}
+
+/* ---- worker mode ------------------------------------------------------------------ */
+
+/* Connects to the driver named by DDPLAB_CONTROL: a Unix socket path on the driver's
+ * node, or "tcp:host:port" from another node (then both sides prove they hold the
+ * session secret before anything else is said). */
+static ddp_status connect_control(const char *path) {
+    if (strncmp(path, "tcp:", 4) == 0) {
+        char host[256];
+        const char *colon = strrchr(path + 4, ':');
+        if (!colon || (size_t)(colon - path - 4) >= sizeof host)
+            return DDP_FAIL(DDP_ERR_ARG, "rank: bad control address %s", path);
+        snprintf(host, sizeof host, "%.*s", (int)(colon - path - 4), path + 4);
+        unsigned char key[PROTO_KEY_BYTES];
+        int fd = -1;
+        DDP_CHECK(proto_load_secret(key));
+        ddp_status s = proto_connect_tcp(host, atoi(colon + 1), 30000, &fd);
+        if (s == DDP_OK) s = proto_auth_client(fd, key, 10000);
+        memset(key, 0, sizeof key);
+        if (s != DDP_OK) {
+            if (fd >= 0) close(fd);
+            return s;
+        }
+        control_fd = fd;
+        return DDP_OK;
+    }
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sa.sun_path)
+        return DDP_FAIL(DDP_ERR_ARG, "rank: control socket path too long: %s", path);
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return DDP_FAIL(DDP_ERR_IO, "rank: socket failed (%s)", strerror(errno));
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        int e = errno;
+        close(fd);
+        return DDP_FAIL(DDP_ERR_COMM, "rank: cannot reach the driver at %s (%s)", path,
+                        strerror(e));
+    }
+    control_fd = fd;
+    return DDP_OK;
+}
+
+/* Sends HELLO: "rank\0pid\0host\0device". */
+static ddp_status send_hello(int rank) {
+    char host[64] = "?";
+    gethostname(host, sizeof host - 1);
+    char dev[16] = "cpu";
+    const char *backend = getenv("DDPLAB_BACKEND");
+    const char *local = getenv("LOCAL_RANK");
+    if (backend && strcmp(backend, "nccl") == 0)
+        snprintf(dev, sizeof dev, "cuda:%d", local ? atoi(local) : 0);
+    char buf[160];
+    int n = snprintf(buf, sizeof buf, "%d%c%d%c%s%c%s", rank, 0, (int)getpid(), 0, host, 0, dev);
+    return control_send(MSG_HELLO, buf, (size_t)n);
+}
+
+/* Runs one chunk ("id\0chunkname\0chunk") or file ("id\0path\0arg1...") and reports its
+ * outcome to the driver. */
+static void serve_run(lua_State *L, const proto_frame *f) {
+    run_result res;
+    const char *nul = memchr(f->data, '\0', f->len);
+    int id = atoi(f->data);
+    if (!nul || id <= 0) {
+        const char *m = "rank: a corrupt RUN message (no chunk id)";
+        (void)control_send(MSG_ERROR, m, strlen(m));
+        return;
+    }
+    char *rest = (char *)nul + 1;
+    uint32_t rest_len = f->len - (uint32_t)(rest - f->data);
+    pg_chunk_begin((uint64_t)id);
+    if (f->type == MSG_RUN) {
+        const char *name_end = memchr(rest, '\0', rest_len);
+        const char *chunk = name_end ? name_end + 1 : rest;
+        size_t len = name_end ? rest_len - (size_t)(name_end + 1 - rest) : rest_len;
+        run_chunk(L, id, chunk, len, name_end ? rest : "=input", &res);
+    } else {
+        char *fields[256];
+        int n = proto_split(rest, rest_len, fields, 256);
+        run_file(L, id, fields[0], n - 1, fields + 1, &res);
+    }
+    pg_chunk_end();
+    end_run(L);
+    output_sync();
+    if (res.outcome == RUN_OK)
+        (void)control_send(MSG_DONE, NULL, 0);
+    else
+        (void)control_send(res.outcome == RUN_INTERRUPTED ? MSG_INTERRUPTED : MSG_ERROR,
+                           res.message, strlen(res.message));
+    free(res.message);
+}
+
+/* Answers a COMPLETE request with the candidates, NUL-separated. */
+static void serve_complete(lua_State *L, const char *word) {
+    char *list = NULL;
+    size_t len = 0;
+    complete_word(L, word, &list, &len);
+    (void)control_send(MSG_COMPLETIONS, list ? list : "", list ? len : 0);
+    free(list);
+}
+
+int rank_worker_main(void) {
+    const char *path = getenv("DDPLAB_CONTROL");
+    const char *rank_env = getenv("RANK");
+    if (!path || !rank_env) {
+        fprintf(stderr, "ddplab: a rank worker needs DDPLAB_CONTROL and RANK (it is started "
+                        "by the ddplab driver, not by hand)\n");
+        return 2;
+    }
+    int rank = atoi(rank_env);
+    if (connect_control(path) != DDP_OK) {
+        fprintf(stderr, "ddplab rank %d: %s\n", rank, ddp_last_error());
+        return 2;
+    }
+    const char *output = getenv("DDPLAB_OUTPUT");
+    if (start_output_forwarding(!output || strcmp(output, "direct") != 0) != DDP_OK) {
+        const char *m = ddp_last_error();
+        (void)proto_send(control_fd, MSG_ERROR, m, strlen(m));
+        return 2;
+    }
+    lua_State *L = NULL;
+    if (open_lua(&L) != DDP_OK) {
+        const char *m = ddp_last_error();
+        output_sync();
+        (void)control_send(MSG_ERROR, m, strlen(m));
+        return 2;
+    }
+    install_sigint(L);
+    if (send_hello(rank) != DDP_OK) return 2;
+    for (;;) {
+        proto_frame f;
+        ddp_status s = proto_recv(control_fd, -1, &f);
+        if (s == DDP_ERR_COMM) break; /* the driver went away: end quietly */
+        if (s != DDP_OK) {
+            fprintf(stderr, "ddplab rank %d: %s\n", rank, ddp_last_error());
+            break;
+        }
+        if (f.type == MSG_BYE) {
+            proto_frame_free(&f);
+            break;
+        }
+        if (f.type == MSG_RUN || f.type == MSG_RUN_FILE)
+            serve_run(L, &f);
+        else if (f.type == MSG_COMPLETE)
+            serve_complete(L, f.data);
+        proto_frame_free(&f);
+    }
+    uninstall_sigint();
+    output_sync();
+    lua_close(L);
+    output_sync();
+    return 0;
+}
+
+/* ---- standalone mode (torchrun / SLURM) --------------------------------------------- */
+
+bool rank_launched_externally(void) {
+    if (getenv("DDPLAB_RANK_WORKER")) return false;
+    return (getenv("RANK") && getenv("WORLD_SIZE")) ||
+           (getenv("SLURM_PROCID") && getenv("SLURM_NTASKS"));
+}
+
+/* Fills torchrun's variables from SLURM's when only those are set, and the rendezvous
+ * address defaults, so that init_method="env://" works the same under both. */
+static void normalise_environment(void) {
+    if (!getenv("RANK") && getenv("SLURM_PROCID")) setenv("RANK", getenv("SLURM_PROCID"), 1);
+    if (!getenv("WORLD_SIZE") && getenv("SLURM_NTASKS"))
+        setenv("WORLD_SIZE", getenv("SLURM_NTASKS"), 1);
+    if (!getenv("LOCAL_RANK")) {
+        const char *l = getenv("SLURM_LOCALID");
+        setenv("LOCAL_RANK", l ? l : getenv("RANK"), 1);
+    }
+    if (!getenv("MASTER_ADDR")) setenv("MASTER_ADDR", "127.0.0.1", 1);
+    if (!getenv("MASTER_PORT")) setenv("MASTER_PORT", "29500", 1);
+    setenv("OMP_NUM_THREADS", "1", 0);
+    setenv("OPENBLAS_NUM_THREADS", "1", 0);
+}
+
+int rank_run_standalone(const char *script, const char *chunk, int argc, char **argv) {
+    normalise_environment();
+    standalone = 1;
+    int rank = atoi(getenv("RANK"));
+    store_server *store = NULL;
+    if (rank == 0) {
+        /* Rank 0 hosts the rendezvous store, as torchrun's c10d store does; bind to all
+         * addresses only when the master address is not loopback. */
+        const char *addr = getenv("MASTER_ADDR");
+        bool loopback = strncmp(addr, "127.", 4) == 0 || strcmp(addr, "localhost") == 0;
+        if (store_server_start(loopback ? addr : "0.0.0.0", atoi(getenv("MASTER_PORT")), &store) !=
+            DDP_OK) {
+            fprintf(stderr, "ddplab rank 0: cannot host the rendezvous store on %s:%s: %s\n", addr,
+                    getenv("MASTER_PORT"), ddp_last_error());
+            return 1;
+        }
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    lua_State *L = NULL;
+    if (open_lua(&L) != DDP_OK) {
+        fprintf(stderr, "ddplab rank %d: %s\n", rank, ddp_last_error());
+        store_server_stop(store);
+        return 1;
+    }
+    install_sigint(L);
+    run_result res;
+    pg_chunk_begin(1);
+    if (script)
+        run_file(L, 1, script, argc, argv, &res);
+    else
+        run_chunk(L, 1, chunk ? chunk : "", chunk ? strlen(chunk) : 0, "=(command line)", &res);
+    pg_chunk_end();
+    end_run(L);
+    int status = 0;
+    if (res.outcome != RUN_OK) {
+        fflush(stdout);
+        fprintf(stderr, "ddplab rank %d: %s\n", rank, res.message);
+        status = res.outcome == RUN_INTERRUPTED ? 130 : 1;
+    }
+    free(res.message);
+    uninstall_sigint();
+    lua_close(L);
+    fflush(stdout);
+    store_server_stop(store);
+    return status;
+}

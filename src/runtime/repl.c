@@ -1,0 +1,550 @@
+/* repl.c — the driver's interactive loop, after lua.c: every chunk is compiled first in a
+ * plain Lua state of the driver (never run there: the driver runs no learner code); a
+ * bare expression or `=expr` becomes "return expr"; a syntax error ending in <eof> means
+ * incomplete input and reading continues on "...>"; other syntax errors are printed once
+ * and never reach the ranks. What compiled is appended to the transcript, sent to the
+ * target ranks with driver_run, and the results are shown grouped (render.c), or line by
+ * line as they arrive when a chunk runs for more than two seconds. Ctrl-C
+ * while a chunk runs asks the ranks to stop (driver_interrupt); at the prompt it clears
+ * the line. The `:` commands live in commands.c. */
+#include "runtime/repl.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <histedit.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "build_config.h"
+#include "runtime/render.h"
+#include "runtime/xdg.h"
+
+/* ---- Ctrl-C ----------------------------------------------------------------------------- */
+
+/* The handler only sets flags and, while a chunk runs, calls the async-signal-safe
+ * driver_interrupt (lua.c's laction does no more). */
+static volatile sig_atomic_t sigint_seen;
+static volatile sig_atomic_t chunk_running;
+static driver *sigint_driver;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    sigint_seen = 1;
+    if (chunk_running && sigint_driver) driver_interrupt(sigint_driver);
+}
+
+/* Installs on_sigint without SA_RESTART, so that a read at the prompt returns EINTR. */
+static void install_sigint(driver *d) {
+    sigint_driver = d;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+/* ---- syntax ------------------------------------------------------------------------------ */
+
+/* Compiles buf in L and pops the function. LUA_OK, or the status with the message left
+ * in *msg (a copy, malloc'd) when msg is not NULL. */
+static int compile(lua_State *L, const char *buf, size_t len, const char *name, char **msg) {
+    int st = luaL_loadbuffer(L, buf, len, name);
+    if (st != LUA_OK && msg) {
+        const char *m = lua_tostring(L, -1);
+        *msg = strdup(m ? m : "syntax error");
+    }
+    lua_pop(L, 1);
+    return st;
+}
+
+/* lua.c's incomplete(): a syntax error at the end of the input. */
+static bool is_incomplete(int st, const char *msg) {
+    static const char eof[] = "<eof>";
+    size_t n = msg ? strlen(msg) : 0;
+    return st == LUA_ERRSYNTAX && n >= sizeof eof - 1 &&
+           strcmp(msg + n - (sizeof eof - 1), eof) == 0;
+}
+
+ddp_status repl_check_syntax(const char *chunk, size_t len, const char *chunkname) {
+    lua_State *L = luaL_newstate();
+    if (!L) return DDP_FAIL(DDP_ERR_NOMEM, "cannot create a Lua state to check syntax");
+    char *msg = NULL;
+    int st = compile(L, chunk, len, chunkname, &msg);
+    lua_close(L);
+    if (st == LUA_OK) return DDP_OK;
+    ddp_status s = DDP_FAIL(DDP_ERR_ARG, "%s", msg ? msg : "syntax error");
+    free(msg);
+    return s;
+}
+
+/* ---- reading lines ------------------------------------------------------------------------- */
+
+/* The prompt function libedit calls. */
+static char *prompt_of(EditLine *el) {
+    repl *r = NULL;
+    el_get(el, EL_CLIENTDATA, &r);
+    return r->prompt;
+}
+
+/* Sets r->prompt for the targets ("[all]> ", "[0,2]> ") or the continuation ("...> ",
+ * right-aligned under it). A world of 1 gets lua's "> " and ">> ". */
+static void set_prompt(repl *r, bool continuation) {
+    char ranks[48], main_prompt[64];
+    if (r->world == 1) {
+        snprintf(r->prompt, sizeof r->prompt, "%s", continuation ? ">> " : "> ");
+        return;
+    }
+    bool all = true;
+    for (int i = 0; i < r->world; i++) all = all && r->targets[i];
+    snprintf(main_prompt, sizeof main_prompt, "[%s]> ",
+             all ? "all" : render_ranges(r->targets, r->world, ranks, sizeof ranks));
+    if (!continuation) {
+        snprintf(r->prompt, sizeof r->prompt, "%s", main_prompt);
+        return;
+    }
+    int pad = (int)strlen(main_prompt) - 5;
+    snprintf(r->prompt, sizeof r->prompt, "%*s...> ", pad > 0 ? pad : 0, "");
+}
+
+/* Reads one line (malloc'd, without its newline). NULL at end of input, or when Ctrl-C
+ * was pressed (then *interrupted is set). */
+static char *read_line(repl *r, bool *interrupted) {
+    *interrupted = false;
+    sigint_seen = 0;
+    if (r->el) {
+        int count = 0;
+        el_resize(r->el); /* the terminal may have changed size while a chunk ran */
+        const char *line = el_gets(r->el, &count);
+        if (!line || count <= 0) {
+            if (sigint_seen || (count < 0 && errno == EINTR)) {
+                *interrupted = true;
+                fputc('\n', stdout);
+                el_reset(r->el);
+            }
+            return NULL;
+        }
+        size_t n = strlen(line);
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) n--;
+        return strndup(line, n);
+    }
+    fputs(r->prompt, stdout); /* not a terminal: plain lines, prompt shown as lua.c does */
+    fflush(stdout);
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, stdin);
+    if (n < 0) {
+        free(line);
+        if (sigint_seen) {
+            *interrupted = true;
+            clearerr(stdin);
+            fputc('\n', stdout);
+        }
+        return NULL;
+    }
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
+    return line;
+}
+
+/* Adds a whole chunk (its lines joined) to the history and saves the history file. */
+static void remember(repl *r, const char *text) {
+    if (!r->hist || !text[0]) return;
+    HistEvent ev;
+    history(r->hist, &ev, H_ENTER, text);
+    if (r->history_path[0]) history(r->hist, &ev, H_SAVE, r->history_path);
+}
+
+/* ---- running chunks ---------------------------------------------------------------------- */
+
+/* Width of the terminal for :show columns. */
+int repl_terminal_width(void) {
+    struct winsize ws;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+    const char *cols = getenv("COLUMNS");
+    int c = cols ? atoi(cols) : 0;
+    return c > 0 ? c : 80;
+}
+
+/* A chunk's output is shown grouped once every rank has finished; a chunk that runs
+ * longer than LIVE_AFTER_MS (a training loop printing its loss) switches to showing each
+ * line as it arrives, labelled, so that the learner is not left staring at nothing. */
+#define LIVE_AFTER_MS 2000
+
+typedef struct {
+    int world;
+    render_style style;
+    struct timespec start;
+    char **held; /* per rank: output held back for grouping (malloc'd) */
+    size_t *held_len;
+    line_labeller *live; /* non-NULL once streaming */
+} live_output;
+
+static long elapsed_ms(const struct timespec *since) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long)(now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
+}
+
+/* driver_run's on_output: hold the bytes, or stream them once the chunk runs long. */
+static void on_chunk_output(int rank, const char *bytes, size_t len, void *ctx) {
+    live_output *lo = ctx;
+    if (!lo->live && elapsed_ms(&lo->start) >= LIVE_AFTER_MS) {
+        lo->live = labeller_new(lo->world, &lo->style, stdout);
+        for (int i = 0; lo->live && i < lo->world; i++)
+            if (lo->held_len[i] > 0) labeller_feed(lo->live, i, lo->held[i], lo->held_len[i]);
+    }
+    if (lo->live) {
+        labeller_feed(lo->live, rank, bytes, len);
+        return;
+    }
+    if (rank < 0 || rank >= lo->world) return;
+    char *grown = realloc(lo->held[rank], lo->held_len[rank] + len);
+    if (!grown) return; /* the results still carry the output */
+    memcpy(grown + lo->held_len[rank], bytes, len);
+    lo->held[rank] = grown;
+    lo->held_len[rank] += len;
+}
+
+ddp_status repl_run_chunk(repl *r, const char *chunk, const bool *targets, bool show_mode,
+                          bool *all_done) {
+    rank_result *results = calloc((size_t)r->world, sizeof *results);
+    live_output lo = {.world = r->world, .style = r->style};
+    lo.held = calloc((size_t)r->world, sizeof *lo.held);
+    lo.held_len = calloc((size_t)r->world, sizeof *lo.held_len);
+    clock_gettime(CLOCK_MONOTONIC, &lo.start);
+    ddp_status st = DDP_OK;
+    if (!results || !lo.held || !lo.held_len) {
+        st = DDP_FAIL(DDP_ERR_NOMEM, "out of memory for the results of a chunk");
+        goto out;
+    }
+    sigint_seen = 0;
+    chunk_running = 1;
+    st = driver_run(r->d, chunk, strlen(chunk), "=stdin", targets,
+                    show_mode ? NULL : on_chunk_output, &lo, results);
+    chunk_running = 0;
+    if (sigint_seen && r->el) fputc('\n', stdout); /* after the terminal's "^C" */
+    if (st != DDP_OK) goto out;
+    if (lo.live) { /* the output is on the screen already: only the outcomes are left */
+        labeller_flush(lo.live);
+        for (int i = 0; i < r->world; i++) results[i].output_len = 0;
+    }
+    if (show_mode)
+        render_show(stdout, results, r->world, repl_terminal_width(), &r->style);
+    else
+        render_results(stdout, results, r->world, &r->style);
+    bool ok = true, died = false;
+    for (int i = 0; i < r->world; i++) {
+        if (targets[i] && results[i].outcome != RANK_DONE) ok = false;
+        if (targets[i] && results[i].outcome == RANK_DIED) died = true;
+    }
+    if (died)
+        printf(":restart starts every rank afresh; :restart replay also re-runs "
+               "what succeeded so far\n");
+    if (all_done) *all_done = ok;
+out:
+    if (results) rank_results_free(results, r->world);
+    free(results);
+    labeller_free(lo.live);
+    for (int i = 0; lo.held && i < r->world; i++) free(lo.held[i]);
+    free(lo.held);
+    free(lo.held_len);
+    fflush(stdout);
+    return st;
+}
+
+/* Records a chunk that ran without error everywhere, for :restart replay. */
+static void keep_for_replay(repl *r, const char *chunk) {
+    if (r->nkept == r->capkept) {
+        int cap = r->capkept ? 2 * r->capkept : 16;
+        kept_chunk *grown = realloc(r->kept, (size_t)cap * sizeof *grown);
+        if (!grown) return;
+        r->kept = grown;
+        r->capkept = cap;
+    }
+    kept_chunk *k = &r->kept[r->nkept];
+    k->chunk = strdup(chunk);
+    k->targets = malloc((size_t)r->world * sizeof *k->targets);
+    if (!k->chunk || !k->targets) {
+        free(k->chunk);
+        free(k->targets);
+        return;
+    }
+    memcpy(k->targets, r->targets, (size_t)r->world * sizeof *k->targets);
+    r->nkept++;
+}
+
+/* Sends one compiled chunk to the current targets: transcript first, then the ranks. */
+static void send_chunk(repl *r, const char *chunk) {
+    char ranks[64];
+    bool all = true;
+    for (int i = 0; i < r->world; i++) all = all && r->targets[i];
+    if (r->transcript_path[0] &&
+        xdg_transcript_append(r->transcript_path,
+                              all ? "all"
+                                  : render_ranges(r->targets, r->world, ranks, sizeof ranks),
+                              chunk) != DDP_OK) {
+        fprintf(stderr, "ddplab: %s (the session goes on without a transcript)\n",
+                ddp_last_error());
+        r->transcript_path[0] = '\0';
+    }
+    bool ok = false;
+    if (repl_run_chunk(r, chunk, r->targets, false, &ok) != DDP_OK) {
+        fprintf(stderr, "ddplab: %s\n", ddp_last_error());
+        return;
+    }
+    if (ok) keep_for_replay(r, chunk);
+}
+
+/* Prints a syntax error once, in red on a terminal. */
+static void print_syntax_error(repl *r, const char *msg) {
+    if (r->style.color)
+        fprintf(stdout, "\033[31m%s\033[0m\n", msg);
+    else
+        fprintf(stdout, "%s\n", msg);
+    fflush(stdout);
+}
+
+/* Reads and handles one chunk (or : command). Returns false at end of input or :quit. */
+static bool read_and_run(repl *r) {
+    bool interrupted;
+    set_prompt(r, false);
+    char *line = read_line(r, &interrupted);
+    if (!line) return interrupted;
+    const char *p = line;
+    while (isspace((unsigned char)*p)) p++;
+    if (*p == '\0') {
+        free(line);
+        return true;
+    }
+    if (*p == ':') {
+        remember(r, line);
+        bool go_on = repl_command(r, p + 1);
+        free(line);
+        return go_on;
+    }
+    /* lua.c: "=expr" is "return expr"; a bare expression is tried with "return " first */
+    char *buf = NULL;
+    if (asprintf(&buf, "return %s", line[0] == '=' ? line + 1 : line) < 0) {
+        free(line);
+        return true;
+    }
+    if (compile(r->L, buf, strlen(buf), "=stdin", NULL) == LUA_OK) {
+        remember(r, line);
+        free(line);
+        send_chunk(r, buf);
+        free(buf);
+        return true;
+    }
+    free(buf);
+    buf = line;           /* a statement, perhaps continued on more lines */
+    if (line[0] == '=') { /* "=f(1," continues as an expression */
+        if (asprintf(&buf, "return %s", line + 1) < 0) buf = NULL;
+        free(line);
+        if (!buf) return true;
+    }
+    for (;;) {
+        char *msg = NULL;
+        int st = compile(r->L, buf, strlen(buf), "=stdin", &msg);
+        if (st == LUA_OK) {
+            remember(r, buf);
+            send_chunk(r, buf);
+            break;
+        }
+        if (!is_incomplete(st, msg)) {
+            remember(r, buf);
+            print_syntax_error(r, msg);
+            free(msg);
+            break;
+        }
+        free(msg);
+        set_prompt(r, true);
+        char *more = read_line(r, &interrupted);
+        if (!more) { /* Ctrl-C drops the unfinished chunk; end of input ends the session */
+            free(buf);
+            return interrupted;
+        }
+        char *joined = NULL;
+        if (asprintf(&joined, "%s\n%s", buf, more) < 0) joined = NULL;
+        free(more);
+        free(buf);
+        if (!joined) return true;
+        buf = joined;
+    }
+    free(buf);
+    return true;
+}
+
+/* ---- completion ----------------------------------------------------------------------------- */
+
+static bool is_word_char(char c) {
+    return isalnum((unsigned char)c) || c == '_' || c == '.' || c == ':';
+}
+
+/* Lists completion candidates under the line, shortened to what follows the last "."
+ * or ":" (as shells list file names), wrapped to the terminal width. */
+static void list_candidates(char **cands, int n) {
+    int width = repl_terminal_width(), col = 0;
+    fputc('\n', stdout);
+    for (int i = 0; i < n; i++) {
+        const char *tail = cands[i] + strlen(cands[i]);
+        while (tail > cands[i] && tail[-1] != '.' && tail[-1] != ':') tail--;
+        if (tail == cands[i] + 1 && cands[i][0] == ':') tail = cands[i]; /* ":show" */
+        int w = (int)strlen(tail);
+        if (col > 0 && col + 2 + w > width) {
+            fputc('\n', stdout);
+            col = 0;
+        }
+        fprintf(stdout, "%s%s", col > 0 ? "  " : "", tail);
+        col += (col > 0 ? 2 : 0) + w;
+    }
+    fputc('\n', stdout);
+    fflush(stdout);
+}
+
+/* libedit's Tab: completes `:` commands at the start of the line, else Lua names from
+ * the first target rank (driver_complete). Inserts the common prefix; lists the
+ * candidates when there is more than one. */
+static unsigned char complete(EditLine *el, int ch) {
+    (void)ch;
+    repl *r = NULL;
+    el_get(el, EL_CLIENTDATA, &r);
+    const LineInfo *li = el_line(el);
+    const char *start = li->cursor;
+    while (start > li->buffer && is_word_char(start[-1])) start--;
+    size_t wlen = (size_t)(li->cursor - start);
+    char word[256];
+    if (wlen >= sizeof word) return CC_REFRESH_BEEP;
+    memcpy(word, start, wlen);
+    word[wlen] = '\0';
+    char **cands = NULL;
+    int n = 0;
+    const char *lead = li->buffer;
+    while (lead < start && isspace((unsigned char)*lead)) lead++;
+    if (lead == start && word[0] == ':') {
+        n = repl_command_candidates(word, &cands);
+    } else {
+        int first = 0;
+        while (first < r->world && !r->targets[first]) first++;
+        char **matches = NULL;
+        int count = 0;
+        if (first == r->world || driver_complete(r->d, first, word, &matches, &count) != DDP_OK)
+            return CC_REFRESH_BEEP;
+        /* the driver may answer with whole words ("torch.zeros") or with the field after
+         * the last "." / ":" ("zeros"): accept both */
+        const char *sep = word + wlen;
+        while (sep > word && sep[-1] != '.' && sep[-1] != ':') sep--;
+        size_t stem = (size_t)(sep - word);
+        cands = calloc((size_t)count + 1, sizeof *cands);
+        for (int i = 0; cands && i < count; i++) {
+            char *full = NULL;
+            if (strncmp(matches[i], word, wlen) == 0)
+                full = strdup(matches[i]);
+            else if (asprintf(&full, "%.*s%s", (int)stem, word, matches[i]) < 0)
+                full = NULL;
+            if (full && strncmp(full, word, wlen) == 0)
+                cands[n++] = full;
+            else
+                free(full);
+        }
+        for (int i = 0; i < count; i++) free(matches[i]);
+        free(matches);
+    }
+    unsigned char result = CC_REFRESH_BEEP;
+    if (n > 0) {
+        size_t common = strlen(cands[0]);
+        for (int i = 1; i < n; i++) {
+            size_t k = 0;
+            while (k < common && cands[i][k] == cands[0][k]) k++;
+            common = k;
+        }
+        if (common > wlen) {
+            char *ins = strndup(cands[0] + wlen, common - wlen);
+            if (ins) el_insertstr(el, ins);
+            free(ins);
+            result = CC_REFRESH;
+        } else if (n > 1) {
+            list_candidates(cands, n);
+            result = CC_REDISPLAY;
+        }
+    }
+    for (int i = 0; i < n; i++) free(cands[i]);
+    free(cands);
+    return result;
+}
+
+/* ---- the loop ------------------------------------------------------------------------------- */
+
+/* Sets up libedit and the history file when stdin and stdout are terminals. */
+static void setup_editline(repl *r) {
+    if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) return;
+    r->el = el_init("ddplab", stdin, stdout, stderr);
+    if (!r->el) return;
+    el_set(r->el, EL_CLIENTDATA, r);
+    el_set(r->el, EL_PROMPT, prompt_of);
+    el_set(r->el, EL_EDITOR, "emacs");
+    el_set(r->el, EL_ADDFN, "ddplab-complete", "complete a Lua name or : command", complete);
+    el_set(r->el, EL_BIND, "^I", "ddplab-complete", NULL);
+    r->hist = history_init();
+    if (r->hist) {
+        HistEvent ev;
+        history(r->hist, &ev, H_SETSIZE, 1000);
+        history(r->hist, &ev, H_SETUNIQUE, 1);
+        if (xdg_history_path(r->history_path, sizeof r->history_path) == DDP_OK)
+            history(r->hist, &ev, H_LOAD, r->history_path);
+        else
+            r->history_path[0] = '\0';
+        el_set(r->el, EL_HIST, history, r->hist);
+    }
+    el_source(r->el, NULL); /* the learner's ~/.editrc, if any */
+}
+
+int repl_run(driver *d) {
+    repl r;
+    memset(&r, 0, sizeof r);
+    r.d = d;
+    r.world = driver_world_size(d);
+    r.targets = malloc((size_t)r.world * sizeof *r.targets);
+    r.L = luaL_newstate();
+    if (!r.targets || !r.L) {
+        fprintf(stderr, "ddplab: out of memory starting the REPL\n");
+        free(r.targets);
+        if (r.L) lua_close(r.L);
+        return 1;
+    }
+    for (int i = 0; i < r.world; i++) r.targets[i] = true;
+    r.style.labels = r.world > 1;
+    r.style.color = render_color_wanted(STDOUT_FILENO);
+    if (xdg_transcript_path(r.transcript_path, sizeof r.transcript_path) != DDP_OK) {
+        fprintf(stderr, "ddplab: %s (the session goes on without a transcript)\n",
+                ddp_last_error());
+        r.transcript_path[0] = '\0';
+    }
+    setup_editline(&r);
+    install_sigint(d);
+    if (r.el)
+        printf("ddplab %s on %d rank%s. :help for help, Ctrl-D to quit.\n", DDPLAB_VERSION, r.world,
+               r.world == 1 ? "" : "s");
+    while (read_and_run(&r)) {
+    }
+    if (r.el) fputc('\n', stdout);
+    fflush(stdout);
+    signal(SIGINT, SIG_DFL);
+    sigint_driver = NULL;
+    if (r.el) el_end(r.el);
+    if (r.hist) history_end(r.hist);
+    for (int i = 0; i < r.nkept; i++) {
+        free(r.kept[i].chunk);
+        free(r.kept[i].targets);
+    }
+    free(r.kept);
+    free(r.targets);
+    lua_close(r.L);
+    return r.exit_status;
+}

@@ -1,0 +1,177 @@
+/* tensor_create.c — tensors made from ranges and random numbers: arange, linspace, eye,
+ * and the in-place random fills (uniform_, normal_, randint_) and randperm, all driven by
+ * the counter-based generator of src/base/rng.h (g == NULL is the default generator), so
+ * that the same seed gives the same tensors on every machine. A non-contiguous target is
+ * filled through a contiguous buffer in logical order, so a view and a fresh tensor of
+ * the same shape draw the same numbers. */
+#include "tensor/tensor.h"
+#include "tensor/tensor_internal.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+
+static bool integral(double v) {
+    return v == floor(v) && fabs(v) < 9.2e18;
+}
+
+ddp_status tensor_arange(double start, double end, double step, const dtype *dt, tensor **out) {
+    *out = NULL;
+    if (step == 0 || isnan(step) || isnan(start) || isnan(end))
+        return DDP_FAIL(DDP_ERR_ARG, "arange: step must be a non-zero number");
+    if (!isfinite(start) || !isfinite(end))
+        return DDP_FAIL(DDP_ERR_ARG, "arange: start and end must be finite");
+    if ((step > 0 && end < start) || (step < 0 && end > start))
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "arange: going from %g to %g with step %g never gets there (the step's "
+                        "sign is wrong)",
+                        start, end, step);
+    double count = ceil((end - start) / step);
+    if (count > 9.0e15) return DDP_FAIL(DDP_ERR_NOMEM, "arange: %g elements is too many", count);
+    dtype type =
+        dt ? *dt
+           : (integral(start) && integral(end) && integral(step) ? DTYPE_INT64 : DTYPE_FLOAT32);
+    int64_t n = (int64_t)count;
+    tensor *r;
+    DDP_CHECK(tensor_empty(&n, 1, type, DEVICE_CPU_VALUE, &r));
+    void *data = tensor_data(r);
+    if (type == DTYPE_INT64 && integral(start) && integral(step)) {
+        for (int64_t i = 0; i < n; i++) ((int64_t *)data)[i] = (int64_t)start + i * (int64_t)step;
+    } else {
+        for (int64_t i = 0; i < n; i++) tensor_store(type, data, i, start + (double)i * step);
+    }
+    *out = r;
+    return DDP_OK;
+}
+
+ddp_status tensor_linspace(double start, double end, int64_t steps, dtype dt, tensor **out) {
+    *out = NULL;
+    if (steps < 0)
+        return DDP_FAIL(DDP_ERR_ARG, "linspace: number of steps must be non-negative, got %" PRId64,
+                        steps);
+    tensor *r;
+    DDP_CHECK(tensor_empty(&steps, 1, dt, DEVICE_CPU_VALUE, &r));
+    void *data = tensor_data(r);
+    if (steps == 1) tensor_store(dt, data, 0, start);
+    if (steps > 1) {
+        /* PyTorch's symmetric form: the first half counts up from start, the second half
+         * down from end, so both ends are exact. */
+        double step = (end - start) / (double)(steps - 1);
+        int64_t half = steps / 2;
+        for (int64_t i = 0; i < steps; i++) {
+            double v = i < half ? start + step * (double)i : end - step * (double)(steps - 1 - i);
+            tensor_store(dt, data, i, dt == DTYPE_INT64 ? floor(v) : v);
+        }
+    }
+    *out = r;
+    return DDP_OK;
+}
+
+ddp_status tensor_eye(int64_t n, int64_t m, dtype dt, tensor **out) {
+    *out = NULL;
+    if (n < 0 || m < 0)
+        return DDP_FAIL(DDP_ERR_ARG, "eye: sizes must be non-negative, got %" PRId64 " x %" PRId64,
+                        n, m);
+    int64_t sizes[2] = {n, m};
+    tensor *r;
+    DDP_CHECK(tensor_zeros(sizes, 2, dt, DEVICE_CPU_VALUE, &r));
+    for (int64_t i = 0; i < n && i < m; i++) tensor_store(dt, tensor_data(r), i * m + i, 1.0);
+    *out = r;
+    return DDP_OK;
+}
+
+/* The contiguous buffer a random fill writes into: t's own data when it is contiguous
+ * with the wanted dtype, else a temporary copied into t afterwards by fill_finish. */
+static ddp_status fill_begin(const char *op, tensor *t, dtype want, tensor **buf) {
+    *buf = NULL;
+    DDP_CHECK(tensor_check_cpu(op, t));
+    if (tensor_is_contiguous(t) && t->dtype == want) {
+        *buf = tensor_retain(t);
+        return DDP_OK;
+    }
+    return tensor_empty(t->sizes, t->ndim, want, DEVICE_CPU_VALUE, buf);
+}
+
+static ddp_status fill_finish(tensor *t, tensor *buf) {
+    ddp_status s = buf == t ? DDP_OK : tensor_copy_(t, buf);
+    tensor_release(buf);
+    return s;
+}
+
+static ddp_status need_float(const char *op, const tensor *t) {
+    if (!dtype_is_float(t->dtype))
+        return DDP_FAIL(DDP_ERR_ARG, "%s: needs a floating point tensor, got %s", op,
+                        dtype_name(t->dtype));
+    return DDP_OK;
+}
+
+ddp_status tensor_uniform_(tensor *t, double lo, double hi, ddp_generator *g) {
+    DDP_CHECK(need_float("uniform_", t));
+    if (!(lo <= hi))
+        return DDP_FAIL(DDP_ERR_ARG, "uniform_: expects from <= to, got from=%g and to=%g", lo, hi);
+    if (!g) g = generator_default();
+    tensor *buf;
+    DDP_CHECK(fill_begin("uniform_", t, t->dtype, &buf));
+    int64_t n = tensor_numel(buf);
+    if (buf->dtype == DTYPE_FLOAT32)
+        generator_uniform_f32(g, tensor_data(buf), n, lo, hi);
+    else
+        generator_uniform_f64(g, tensor_data(buf), n, lo, hi);
+    return fill_finish(t, buf);
+}
+
+ddp_status tensor_normal_(tensor *t, double mean, double std, ddp_generator *g) {
+    DDP_CHECK(need_float("normal_", t));
+    if (!(std >= 0)) return DDP_FAIL(DDP_ERR_ARG, "normal_: std must be non-negative, got %g", std);
+    if (!g) g = generator_default();
+    tensor *buf;
+    DDP_CHECK(fill_begin("normal_", t, t->dtype, &buf));
+    int64_t n = tensor_numel(buf);
+    if (buf->dtype == DTYPE_FLOAT32)
+        generator_normal_f32(g, tensor_data(buf), n, mean, std);
+    else
+        generator_normal_f64(g, tensor_data(buf), n, mean, std);
+    return fill_finish(t, buf);
+}
+
+ddp_status tensor_randint_(tensor *t, int64_t lo, int64_t hi, ddp_generator *g) {
+    if (hi <= lo)
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "randint_: the range [%" PRId64 ", %" PRId64 ") is empty (need low < high)",
+                        lo, hi);
+    if (t->dtype == DTYPE_BOOL && (lo < 0 || hi > 2))
+        return DDP_FAIL(DDP_ERR_ARG, "randint_: a bool tensor can only hold values in [0, 2)");
+    if (!g) g = generator_default();
+    tensor *buf;
+    DDP_CHECK(fill_begin("randint_", t, DTYPE_INT64, &buf));
+    generator_randint(g, tensor_data(buf), tensor_numel(buf), lo, hi);
+    return fill_finish(t, buf);
+}
+
+ddp_status tensor_randperm(int64_t n, ddp_generator *g, tensor **out) {
+    *out = NULL;
+    if (n < 0) return DDP_FAIL(DDP_ERR_ARG, "randperm: n must be non-negative, got %" PRId64, n);
+    if (!g) g = generator_default();
+    tensor *r;
+    DDP_CHECK(tensor_empty(&n, 1, DTYPE_INT64, DEVICE_CPU_VALUE, &r));
+    int64_t *p = tensor_data(r);
+    for (int64_t i = 0; i < n; i++) p[i] = i;
+    if (n > 1) {
+        /* One draw per swap, all taken in a single generator call. */
+        int64_t *draws = malloc(sizeof(int64_t) * (size_t)(n - 1));
+        if (!draws) {
+            tensor_release(r);
+            return DDP_FAIL(DDP_ERR_NOMEM, "randperm: out of memory for n = %" PRId64, n);
+        }
+        generator_randint(g, draws, n - 1, 0, INT64_MAX);
+        for (int64_t i = n - 1; i > 0; i--) {
+            int64_t j = draws[n - 1 - i] % (i + 1);
+            int64_t tmp = p[i];
+            p[i] = p[j];
+            p[j] = tmp;
+        }
+        free(draws);
+    }
+    *out = r;
+    return DDP_OK;
+}

@@ -1,0 +1,77 @@
+/* tensor_internal.h — helpers shared by the CPU tensor files (not part of the public API).
+ *
+ * A strided iterator that walks one or more operands of the same logical shape row by
+ * row (the innermost dim is left to the caller's tight loop), element loads/stores
+ * through double for the slow generic paths, broadcasting of shapes, and the small
+ * checks every op repeats (CPU device, same device). Nothing outside src/tensor/ may
+ * include this file. */
+#ifndef DDP_TENSOR_INTERNAL_H
+#define DDP_TENSOR_INTERNAL_H
+
+#include "tensor/tensor.h"
+
+#define ITER_MAX_OPS 4
+
+/* Walks `nops` operands over a common shape. After tensor_iter_init, the caller
+ * processes `inner` elements per row (operand k starting at offsets[k], stepping by
+ * inner_strides[k]) and calls tensor_iter_next_row `rows` times in all. Dims are
+ * coalesced where every operand is contiguous across them, so a contiguous walk is a
+ * single row. */
+typedef struct {
+    int ndim; /* outer dims (excluding the inner one) */
+    int nops;
+    int64_t sizes[TENSOR_MAX_DIMS];
+    int64_t strides[ITER_MAX_OPS][TENSOR_MAX_DIMS];
+    int64_t idx[TENSOR_MAX_DIMS];
+    int64_t offsets[ITER_MAX_OPS];
+    int64_t inner;
+    int64_t inner_strides[ITER_MAX_OPS];
+    int64_t rows;
+} tensor_iter;
+
+/* strides[k] points at ndim strides of operand k; offsets[k] is its starting offset.
+ * Cannot fail. */
+void tensor_iter_init(tensor_iter *it, int ndim, const int64_t *sizes, int nops,
+                      const int64_t *const *strides, const int64_t *offsets);
+/* Moves offsets[] to the start of the next row. Cannot fail. */
+void tensor_iter_next_row(tensor_iter *it);
+
+/* Element `off` (in elements from `base`) of dtype dt, converted to/from double. */
+double tensor_load(dtype dt, const void *base, int64_t off);
+void tensor_store(dtype dt, void *base, int64_t off, double v);
+int64_t tensor_load_int64(dtype dt, const void *base, int64_t off);
+void tensor_store_int64(dtype dt, void *base, int64_t off, int64_t v);
+
+/* A strided row of n elements converted to/from a buffer of double or int64 (the switch
+ * on dtype is outside the loop; these are the generic paths' inner loops). */
+void tensor_load_row(dtype dt, const void *base, int64_t off, int64_t stride, double *dst,
+                     int64_t n);
+void tensor_store_row(dtype dt, void *base, int64_t off, int64_t stride, const double *src,
+                      int64_t n);
+void tensor_load_row_int64(dtype dt, const void *base, int64_t off, int64_t stride, int64_t *dst,
+                           int64_t n);
+void tensor_store_row_int64(dtype dt, void *base, int64_t off, int64_t stride, const int64_t *src,
+                            int64_t n);
+
+/* DDP_ERR_UNSUPPORTED for a CUDA tensor (this build has no CUDA); names `op`. */
+ddp_status tensor_check_cpu(const char *op, const tensor *t);
+/* DDP_ERR_ARG when an op that computes `result` would store it in place into a tensor of
+ * dtype `target` that cannot hold it (a float result into int64), as PyTorch refuses. */
+ddp_status tensor_check_inplace_dtype(const char *op, dtype result, dtype target);
+/* The broadcast shape of a and b; DDP_ERR_ARG naming `op` and both shapes. */
+ddp_status tensor_broadcast_shape(const char *op, const tensor *a, const tensor *b, int64_t *sizes,
+                                  int *ndim);
+/* Strides that read t as if expanded to (sizes, ndim); t must broadcast to it
+ * (DDP_ERR_ARG naming `op` otherwise). */
+ddp_status tensor_broadcast_strides(const char *op, const tensor *t, const int64_t *sizes, int ndim,
+                                    int64_t *strides);
+/* A new tensor header over t's storage with the given geometry (a view). Fails only
+ * with DDP_ERR_NOMEM. */
+ddp_status tensor_make_view(const tensor *t, const int64_t *sizes, const int64_t *strides, int ndim,
+                            int64_t offset, tensor **out);
+/* Row-major strides for sizes (size-0 and size-1 dims count as 1). Cannot fail. */
+void tensor_contiguous_strides(const int64_t *sizes, int ndim, int64_t *strides);
+/* "(4x5)" for raw sizes, as tensor_shape_str. */
+const char *tensor_sizes_str(const int64_t *sizes, int ndim, char *buf, size_t len);
+
+#endif

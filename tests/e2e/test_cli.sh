@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# test_cli.sh — ddplab's command line without a terminal: --version and --help, a bad
+# option (one line, a hint, status 2), -e on every rank with "[rank] " labels (none for a
+# world of 1), a script with its arguments in `arg`, a script from stdin, the exit status
+# and the message of a failing rank, a syntax error caught before any rank runs.
+set -u
+: "${DDPLAB:?set DDPLAB to the ddplab binary}"
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+export HOME="$WORK" XDG_STATE_HOME="$WORK/state" NO_COLOR=1
+FAILS=0
+check() { # check NAME CONDITION... : runs the condition, reports
+    local name=$1
+    shift
+    if "$@"; then echo "ok   $name"; else echo "FAIL $name"; FAILS=$((FAILS + 1)); fi
+}
+has() { grep -qF -- "$2" <<<"$1"; }
+
+out=$("$DDPLAB" --version)
+check "--version is one line" test "$(wc -l <<<"$out")" = 1
+check "--version names the build" bash -c "grep -qE '^ddplab [0-9]+\.[0-9]+\.[0-9]+ \(Lua 5\.4.*BLAS OpenBLAS.*CUDA (yes|no), NCCL (yes|no), Gloo yes\)$' <<<'$out'"
+
+out=$("$DDPLAB" --help)
+check "--help shows usage" has "$out" "usage: ddplab"
+check "--help gives examples" has "$out" "ddplab -n 2"
+
+err=$("$DDPLAB" --frobnicate 2>&1 >/dev/null)
+status=$?
+check "bad option exits 2" test "$status" = 2
+check "bad option names it" has "$err" "unknown option '--frobnicate'"
+check "bad option hints at --help" has "$err" "try 'ddplab --help'"
+"$DDPLAB" -n zero -e 'print(1)' >/dev/null 2>&1
+check "bad -n exits 2" test $? = 2
+
+out=$("$DDPLAB" -n 2 -e 'print("hello from " .. os.getenv("RANK"))')
+check "-e runs on every rank, labelled" test "$(sort <<<"$out")" = "$(printf '[0] hello from 0\n[1] hello from 1')"
+out=$("$DDPLAB" -n 1 -e 'print(6 * 7)')
+check "a world of 1 has no labels" test "$out" = 42
+
+printf 'print(select("#", ...), arg[0] == "%s", arg[1], arg[2])\n' "$WORK/args.lua" >"$WORK/args.lua"
+out=$("$DDPLAB" -n 2 "$WORK/args.lua" -n two)
+check "script arguments reach arg and ..." test "$(sort <<<"$out")" = "$(printf '[0] 2\ttrue\t-n\ttwo\n[1] 2\ttrue\t-n\ttwo')"
+
+out=$(echo 'print(arg[0], arg[1])' | "$DDPLAB" -n 2 - x)
+check "script from stdin" has "$out" "[1] -	x"
+
+cat >"$WORK/fail.lua" <<'LUA'
+print("before")
+if os.getenv("RANK") == "1" then error("rank one gives up") end
+print("after")
+LUA
+out=$("$DDPLAB" -n 3 "$WORK/fail.lua" 2>"$WORK/err")
+status=$?
+err=$(cat "$WORK/err")
+check "a failing rank's status is ddplab's" test "$status" = 1
+check "other ranks finish" has "$out" "[2] after"
+check "the error names the failing rank" has "$err" "[1] error: $WORK/fail.lua:2: rank one gives up"
+check "ddplab says which rank failed" has "$err" "rank 1 failed"
+
+"$DDPLAB" -n 2 -e 'if os.getenv("RANK") == "1" then os.exit(3) end' >/dev/null 2>"$WORK/err"
+status=$?
+check "os.exit(3) on rank 1 gives status 3" test "$status" = 3
+check "the exit is explained" has "$(cat "$WORK/err")" "rank 1 died: exited with status 3"
+
+err=$("$DDPLAB" -n 2 -e 'x = = 1' 2>&1)
+status=$?
+check "syntax error in -e exits 1" test "$status" = 1
+check "syntax error is shown" has "$err" "unexpected symbol near '='"
+err=$("$DDPLAB" -n 2 "$WORK/missing.lua" 2>&1)
+check "a missing script is named" has "$err" "cannot open $WORK/missing.lua"
+
+[ "$FAILS" = 0 ] || { echo "$FAILS checks failed"; exit 1; }
+echo PASS

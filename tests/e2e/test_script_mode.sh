@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# test_script_mode.sh — script mode from the shell: every rank runs the script, each line
+# is labelled with its rank, `arg` is set as lua.c sets it, the exit status is the first
+# failing rank's with a line saying which rank failed, and a process started by an outside
+# launcher (torchrun's RANK/WORLD_SIZE, or SLURM's variables) runs the script unlabelled.
+set -u
+DDPLAB=${DDPLAB:?set DDPLAB to the ddplab binary}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+expect_line() { # file line
+    grep -qxF -- "$2" "$1" || fail "expected the line '$2' in $(basename "$1"):"$'\n'"$(cat "$1")"
+}
+
+cat >"$work/hello.lua" <<'LUA'
+local rank, world = os.getenv("RANK"), os.getenv("WORLD_SIZE")
+print("hello from rank " .. rank .. " of " .. world)
+print("args", #arg, arg[1], arg[2], select("#", ...))
+LUA
+
+# 1. labelled lines from every rank, and the arguments
+timeout 60 "$DDPLAB" -n 4 "$work/hello.lua" one two >"$work/out" 2>"$work/err"
+rc=$?
+[ $rc -eq 0 ] || fail "hello.lua on 4 ranks exited with $rc: $(cat "$work/err")"
+for r in 0 1 2 3; do
+    expect_line "$work/out" "[$r] hello from rank $r of 4"
+    expect_line "$work/out" "[$r] args	2	one	two	2"
+done
+[ "$(wc -l <"$work/out")" -eq 8 ] || fail "expected 8 lines, got:"$'\n'"$(cat "$work/out")"
+
+# 2. -e runs a chunk on every rank
+timeout 60 "$DDPLAB" -n 2 -e 'print("rank", os.getenv("RANK"))' >"$work/out" 2>"$work/err"
+rc=$?
+[ $rc -eq 0 ] || fail "-e exited with $rc: $(cat "$work/err")"
+expect_line "$work/out" "[0] rank	0"
+expect_line "$work/out" "[1] rank	1"
+
+# 3. an error on rank 2: exit status 1, the error shown, "rank 2 failed"
+cat >"$work/fail.lua" <<'LUA'
+if os.getenv("RANK") == "2" then error("boom on purpose") end
+print("ok")
+LUA
+timeout 60 "$DDPLAB" -n 4 "$work/fail.lua" >"$work/out" 2>"$work/err"
+rc=$?
+[ $rc -eq 1 ] || fail "fail.lua exited with $rc, expected 1"
+grep -q "boom on purpose" "$work/err" || fail "the error message is missing: $(cat "$work/err")"
+grep -q "rank 2 failed" "$work/err" || fail "'rank 2 failed' is missing: $(cat "$work/err")"
+expect_line "$work/out" "[0] ok"
+expect_line "$work/out" "[3] ok"
+
+# 4. os.exit(3) on one rank: that is the exit status
+cat >"$work/exit3.lua" <<'LUA'
+if os.getenv("RANK") == "1" then os.exit(3) end
+LUA
+timeout 60 "$DDPLAB" -n 2 "$work/exit3.lua" >"$work/out" 2>"$work/err"
+rc=$?
+[ $rc -eq 3 ] || fail "exit3.lua exited with $rc, expected 3: $(cat "$work/err")"
+grep -q "rank 1" "$work/err" || fail "rank 1 is not named: $(cat "$work/err")"
+
+# 5. under an outside launcher (torchrun's environment): unlabelled, rank 0 hosts the store
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+    timeout 60 "$DDPLAB" "$work/hello.lua" x >"$work/out" 2>"$work/err"
+rc=$?
+[ $rc -eq 0 ] || fail "standalone (torchrun env) exited with $rc: $(cat "$work/err")"
+expect_line "$work/out" "hello from rank 0 of 1"
+expect_line "$work/out" "args	1	x	nil	1"
+
+# 6. SLURM's variables are enough (RANK/WORLD_SIZE are derived from them)
+SLURM_PROCID=0 SLURM_NTASKS=1 SLURM_LOCALID=0 MASTER_PORT=$port \
+    timeout 60 env -u RANK -u WORLD_SIZE "$DDPLAB" "$work/hello.lua" >"$work/out" 2>"$work/err"
+rc=$?
+[ $rc -eq 0 ] || fail "standalone (SLURM env) exited with $rc: $(cat "$work/err")"
+expect_line "$work/out" "hello from rank 0 of 1"
+
+# 7. a failing standalone rank exits non-zero and says why on stderr
+RANK=0 WORLD_SIZE=1 MASTER_PORT=$port timeout 60 "$DDPLAB" "$work/fail.lua" >/dev/null 2>&1
+RANK=0 WORLD_SIZE=1 MASTER_PORT=$port timeout 60 "$DDPLAB" -e 'error("standalone boom")' \
+    >"$work/out" 2>"$work/err"
+rc=$?
+[ $rc -eq 1 ] || fail "standalone error exited with $rc, expected 1"
+grep -q "standalone boom" "$work/err" || fail "standalone error message missing: $(cat "$work/err")"
+
+# 8. two processes started by hand as torchrun would: rank 0 hosts the store, both join
+#    the process group and all-reduce (needs the dist bindings)
+if RANK=0 WORLD_SIZE=1 MASTER_PORT=$port "$DDPLAB" -e 'os.exit(dist.init_process_group and 0 or 1)' \
+    >/dev/null 2>&1; then
+    cat >"$work/allreduce.lua" <<'LUA'
+dist.init_process_group{backend = "gloo", init_method = "env://"}
+local t = torch.ones(3) * (dist.get_rank() + 1)
+dist.all_reduce(t)
+print("sum", t:sum():item())
+dist.destroy_process_group()
+LUA
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    for r in 0 1; do
+        RANK=$r WORLD_SIZE=2 LOCAL_RANK=$r MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+            timeout 60 "$DDPLAB" "$work/allreduce.lua" >"$work/out.$r" 2>"$work/err.$r" &
+    done
+    wait
+    for r in 0 1; do
+        expect_line "$work/out.$r" "sum	9.0"
+    done
+else
+    echo "SKIP: standalone all_reduce (dist.init_process_group is not bound yet)"
+fi
+
+# 9. two nodes: network namespaces joined by a veth pair (two loopback addresses where
+#    namespaces are not permitted). Node 1's agent starts ranks 2 and 3, which dial the
+#    driver on node 0 with the shared secret; a peer without it is turned away.
+export DDPLAB_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+ns0=() ns1=() addr0=127.0.0.1
+nsA=ddpA$$ nsB=ddpB$$
+if ip netns add "$nsA" 2>/dev/null && ip netns add "$nsB" 2>/dev/null &&
+    ip link add "va$$" type veth peer name "vb$$" 2>/dev/null; then
+    trap 'ip netns del "$nsA" 2>/dev/null; ip netns del "$nsB" 2>/dev/null; rm -rf "$work"' EXIT
+    ip link set "va$$" netns "$nsA" && ip link set "vb$$" netns "$nsB"
+    ip -n "$nsA" addr add 10.231.7.1/24 dev "va$$" && ip -n "$nsA" link set "va$$" up
+    ip -n "$nsB" addr add 10.231.7.2/24 dev "vb$$" && ip -n "$nsB" link set "vb$$" up
+    ip -n "$nsA" link set lo up && ip -n "$nsB" link set lo up
+    ns0=(ip netns exec "$nsA") ns1=(ip netns exec "$nsB") addr0=10.231.7.1
+else
+    ip netns del "$nsA" 2>/dev/null
+    echo "note: no network namespaces here; two nodes share the loopback device"
+fi
+cat >"$work/nodes.lua" <<'LUA'
+print("rank", os.getenv("RANK"), "node", os.getenv("GROUP_RANK"), "local", os.getenv("LOCAL_RANK"))
+LUA
+cat >"$work/stranger.py" <<'PY'
+import socket, sys, time
+deadline = time.time() + 30
+while True:
+    try:
+        s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+        break
+    except OSError:
+        if time.time() > deadline: sys.exit(3)
+        time.sleep(0.05)
+got = s.recv(4096)                  # the driver's challenge (magic + nonce)
+s.sendall(b"\0\0\0\x20\x08\0\0\0" + b"os.exit(42)".ljust(56, b" "))  # a RUN frame, no proof
+s.settimeout(5)
+rest = b""
+try:
+    while True:
+        chunk = s.recv(4096)
+        if not chunk: break
+        rest += chunk
+except OSError:
+    pass
+print("challenge", len(got), "then", len(rest))
+PY
+mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+common=(--nnodes 2 --master-addr "$addr0" --master-port "$mport" -n 2)
+# node 0 first; the stranger knocks while it waits for node 1; then node 1's agent starts
+"${ns0[@]}" timeout 90 "$DDPLAB" "${common[@]}" --node-rank 0 "$work/nodes.lua" >"$work/out" \
+    2>"$work/err" &
+driver=$!
+"${ns1[@]}" timeout 60 python3 "$work/stranger.py" "$addr0" $((mport + 1)) >"$work/stranger" 2>&1
+"${ns1[@]}" timeout 90 "$DDPLAB" "${common[@]}" --node-rank 1 >"$work/agent.out" 2>"$work/agent.err"
+arc=$?
+wait $driver
+rc=$?
+if grep -q "launcher_agent_main" "$work/agent.err"; then
+    echo "SKIP: two nodes (main.c does not start the agent for --node-rank > 0 yet)"
+else
+    [ $rc -eq 0 ] || fail "two nodes: node 0 exited with $rc: $(cat "$work/err")"
+    [ $arc -eq 0 ] || fail "two nodes: the agent exited with $arc: $(cat "$work/agent.err")"
+    for r in 0 1 2 3; do
+        expect_line "$work/out" "[$r] rank	$r	node	$((r / 2))	local	$((r % 2))"
+    done
+    expect_line "$work/stranger" "challenge 40 then 0"
+    grep -q "dropped a control connection" "$work/err" ||
+        fail "two nodes: the refused peer was not logged: $(cat "$work/err")"
+fi
+unset DDPLAB_SECRET
+
+if [ $failures -gt 0 ]; then
+    echo "$failures check(s) failed"
+    exit 1
+fi
+echo "script mode: all checks passed"

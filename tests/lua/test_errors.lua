@@ -1,0 +1,105 @@
+-- test_errors.lua — errors are for learners: wrong argument types are Lua argument
+-- errors, core failures carry the core's message (naming the op and the shapes) without
+-- C file:line, ragged tables say where, and an error leaves nothing half-done (this file
+-- also runs under ASan + LeakSanitizer in CI, so every failing path here must not leak).
+local T = require "support"
+
+T.test("wrong argument types are Lua argument errors", function()
+  T.raises(function() torch.mm({}, torch.zeros(2, 2)) end, "bad argument #1 to 'mm' (tensor expected, got table)")
+  T.raises(function() torch.zeros(2, 2):mm(5) end, "tensor expected, got number")
+  T.raises(function() torch.zeros("a") end, "bad argument #1 to 'zeros'")
+  T.raises(function() torch.add(torch.zeros(2), "x") end, "tensor or number expected")
+  T.raises(function() torch.cat({torch.zeros(2), 3}) end, "element 2 of the list is a number")
+  T.raises(function() torch.zeros(2):to(42) end, "dtype, device or tensor expected")
+  T.raises(function() torch.zeros(2, {dtype = "complex"}) end, "dtype expected")
+end)
+
+T.test("core errors name the op and the shapes, without C file:line", function()
+  local err = T.raises(function() torch.mm(torch.zeros(4, 5), torch.zeros(10, 5)) end,
+                       "mm: (4x5) @ (10x5): inner sizes 5 and 10 differ")
+  T.is_true(not err:find("%.c:%d"), "no C position in: " .. err)
+  T.raises(function() return torch.zeros(2, 3) + torch.zeros(3, 2) end, "(2x3) and (3x2)")
+  T.raises(function() torch.zeros(2):view(3) end, "view")
+  T.raises(function() torch.zeros(2, 3):sum(5) end, "out of range")
+  T.raises(function() torch.zeros(2):item() end, "one-element")
+  T.raises(function() torch.tensor({1, 2}):mean() end, "floating point")
+end)
+
+T.test("errors point at the learner's line", function()
+  local err = T.raises(function() torch.mm(torch.zeros(1, 2), torch.zeros(3, 1)) end, "mm")
+  T.is_true(err:find("test_errors.lua:%d+:") ~= nil, err)
+  -- even when the op runs inside a library module (nn.Linear's forward)
+  err = T.raises(function() nn.Linear(5, 10)(torch.zeros(3, 4)) end, "linear")
+  T.is_true(err:find("test_errors.lua:%d+:") ~= nil, err)
+end)
+
+T.test("ragged nested tables say where", function()
+  T.raises(function() torch.tensor({{1, 2}, {3}}) end, "t[2] has 1 elements, expected 2")
+  T.raises(function() torch.tensor({{1, 2}, 3}) end, "t[2] is a number")
+  T.raises(function() torch.tensor({{{1, 2}, {3, 4}}, {{1, 2}, {3}}}) end, "t[2][2] has 1 elements")
+  T.raises(function() torch.tensor({1, "a"}) end, "element t[2] is a string")
+  T.raises(function() torch.tensor({torch.ones(2), torch.ones(2)}) end, "torch.stack")
+  T.eq(torch.tensor({torch.tensor(1.5), 2}):tolist(), {1.5, 2}) -- one-element tensors are fine
+end)
+
+T.test("fields and indexing refuse what they cannot do", function()
+  T.raises(function() torch.zeros(2).foo = 1 end, "cannot set field 'foo'")
+  T.raises(function() return torch.tensor(1.0)[0] end, "0-dim")
+  T.raises(function() return #torch.tensor(1.0) end, "0-d")
+  T.raises(function() torch.zeros(2).grad = torch.zeros(3) end, "shape")
+  T.raises(function() torch.zeros(2, 3):t():t():t():view(-1) end, "reshape")
+end)
+
+T.test("creation errors", function()
+  T.raises(function() torch.zeros(-1) end, "negative")
+  T.raises(function() torch.randn(2, {dtype = torch.int64}) end, "floating point")
+  T.raises(function() torch.randint(5, 5, {2}) end, "empty range")
+  T.raises(function() torch.zeros(2):to("cuda") end, "cuda")
+  T.raises(function() torch.zeros(2):softmax() end, "dimension")
+end)
+
+T.test("nn errors name what went wrong", function()
+  T.raises(function() nn.Linear(5, 10)(torch.zeros(3, 4)) end, "(3x4)")
+  T.raises(function() nn.MSELoss()(torch.zeros(3), torch.zeros(4)) end, "mse_loss")
+  T.raises(function() nn.CrossEntropyLoss()(torch.zeros(2, 3), torch.tensor({0, 5})) end, "5")
+  T.raises(function() nn.Linear(2.5, 3) end, "integer sizes")
+  T.raises(function() nn.Sequential(nn.ReLU(), 3) end, "not a Module")
+  -- errors raised by the Lua library point at the learner's line too
+  local err = T.raises(function() optim.SGD({torch.zeros(1)}, {lr = -1}) end, "invalid learning rate")
+  T.is_true(err:find("test_errors.lua:%d+:") ~= nil, err)
+  err = T.raises(function() nn.Linear(2.5, 3) end, "integer sizes")
+  T.is_true(err:find("test_errors.lua:%d+:") ~= nil, err)
+end)
+
+T.test("save and load: wrong kinds of values and files", function()
+  T.raises(function() torch.save({a = 1}, os.tmpname() .. ".safetensors") end, "'a' is a number")
+  T.raises(function() torch.save(torch.zeros(2), "/tmp/x.pt") end, "cannot tell the format")
+  T.raises(function() torch.save({a = torch.zeros(1)}, "/tmp/x.npy") end, "holds one tensor")
+  T.raises(function() torch.save(torch.zeros(1), "/tmp/x.safetensors") end, "table of name")
+  T.raises(function() torch.load("/nonexistent/dir/x.npy") end, "/nonexistent/dir/x.npy")
+end)
+
+T.test("a failed op leaves the tensors as they were", function()
+  local a = torch.tensor({1.0, 2.0})
+  T.raises(function() a:add_(torch.zeros(3)) end, "add")
+  T.eq(a:tolist(), {1, 2})
+  local x = torch.ones(2, {requires_grad = true})
+  T.raises(function() x:mul_(2) end, "mul_")
+  T.eq(x:tolist(), {1, 1})
+  T.is_true(torch.is_grad_enabled())
+end)
+
+T.test("many failing calls in a row (leak check under ASan)", function()
+  local failures = 0
+  local function count(ok) if not ok then failures = failures + 1 end end
+  for _ = 1, 200 do
+    count(pcall(torch.mm, torch.zeros(4, 5), torch.zeros(10, 5)))
+    count(pcall(torch.tensor, {{1, 2}, {3}}))
+    count(pcall(torch.cat, {torch.zeros(2), torch.zeros(2, 2)}))
+    count(pcall(function() return torch.ones(3) + torch.ones(4) end))
+  end
+  collectgarbage()
+  T.eq(failures, 800)
+end)
+
+T.done()

@@ -1,0 +1,463 @@
+/* test_dist_collectives.c — process groups end to end on forked processes on 127.0.0.1:
+ * init (tcp:// with rank/world_size, the store hosted by the parent as the driver does),
+ * every collective through process_group.h against values computed by hand, subgroups,
+ * destroy and init again, and the mismatch checks: one rank skips, different op, shape,
+ * dtype, root, order, a rank that never comes (watchdog), and p2p mismatches. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "dist/process_group.h"
+#include "dist/store.h"
+
+#define CHILD_CHECK(cond)                                                                          \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "rank %d: %s:%d: check failed: %s (last error: %s)\n", rank, __FILE__, \
+                    __LINE__, #cond, ddp_last_error());                                            \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+/* The error must be `code` and contain `text`. */
+#define CHILD_EXPECT(call, code, text)                                                             \
+    do {                                                                                           \
+        ddp_status st_ = (call);                                                                   \
+        if (st_ != (code) || !strstr(ddp_last_error(), (text))) {                                  \
+            fprintf(stderr, "rank %d: %s:%d: expected %s containing \"%s\", got %s: %s\n", rank,   \
+                    __FILE__, __LINE__, #code, (text), ddp_status_name(st_), ddp_last_error());    \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+typedef int (*rank_fn)(int rank, int size);
+
+static int port;
+
+static pg_buffer buf1(void *data, dtype dt, int64_t n) {
+    pg_buffer b = {.data = data, .dt = dt, .ndim = 1};
+    b.sizes[0] = n;
+    return b;
+}
+
+static int init_child(int rank, int size) {
+    char method[64];
+    snprintf(method, sizeof method, "tcp://127.0.0.1:%d", port);
+    pg_init_options o = {.backend = "gloo",
+                         .init_method = method,
+                         .rank = rank,
+                         .world_size = size,
+                         .timeout_s = 10};
+    CHILD_CHECK(pg_init(&o) == DDP_OK);
+    return 0;
+}
+
+/* Forks `size` ranks running fn after init_process_group; all must exit 0. */
+static void run_ranks(int size, rank_fn fn) {
+    store_server *server;
+    assert_int_equal(store_server_start("127.0.0.1", 0, &server), DDP_OK);
+    port = store_server_port(server);
+    pid_t pids[8];
+    for (int r = 0; r < size; r++) {
+        pids[r] = fork();
+        assert_true(pids[r] >= 0);
+        if (pids[r] == 0) {
+            if (!getenv("DDPLAB_COLLECTIVE_CHECK")) setenv("DDPLAB_COLLECTIVE_TIMEOUT", "2", 1);
+            if (init_child(r, size) != 0) _exit(2);
+            int rc = fn(r, size);
+            if (pg_is_initialized()) pg_destroy();
+            _exit(rc);
+        }
+    }
+    int failures = 0;
+    for (int r = 0; r < size; r++) {
+        int st;
+        waitpid(pids[r], &st, 0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) failures++;
+    }
+    store_server_stop(server);
+    assert_int_equal(failures, 0);
+}
+
+/* ---- every collective ---------------------------------------------------------------- */
+
+static int collectives_ranks(int rank, int size) {
+    pg_chunk_begin(1);
+    /* broadcast from the last rank */
+    int64_t b[3] = {rank, rank, rank};
+    pg_buffer bb = buf1(b, DTYPE_INT64, 3);
+    CHILD_CHECK(pg_broadcast(NULL, &bb, size - 1) == DDP_OK);
+    CHILD_CHECK(b[0] == size - 1 && b[2] == size - 1);
+    /* all_reduce AVG of rank + 1 */
+    float f[2] = {(float)(rank + 1), (float)(2 * (rank + 1))};
+    pg_buffer fb = buf1(f, DTYPE_FLOAT32, 2);
+    CHILD_CHECK(pg_all_reduce(NULL, &fb, COMM_AVG) == DDP_OK);
+    CHILD_CHECK(f[0] == (size + 1) / 2.0f && f[1] == (float)(size + 1));
+    /* reduce MAX to rank 0 */
+    double d[1] = {rank * 1.5};
+    pg_buffer db = buf1(d, DTYPE_FLOAT64, 1);
+    CHILD_CHECK(pg_reduce(NULL, &db, 0, COMM_MAX) == DDP_OK);
+    if (rank == 0) CHILD_CHECK(d[0] == (size - 1) * 1.5);
+    /* all_gather into a list and into one tensor */
+    float mine[2] = {(float)rank, 10.0f + (float)rank}, outs[8][2];
+    pg_buffer in = buf1(mine, DTYPE_FLOAT32, 2), list[8];
+    for (int i = 0; i < size; i++) list[i] = buf1(outs[i], DTYPE_FLOAT32, 2);
+    CHILD_CHECK(pg_all_gather(NULL, list, size, &in) == DDP_OK);
+    for (int i = 0; i < size; i++) CHILD_CHECK(outs[i][0] == i && outs[i][1] == 10 + i);
+    float flat[16];
+    pg_buffer fl = {.data = flat, .dt = DTYPE_FLOAT32, .ndim = 2, .sizes = {size, 2}};
+    CHILD_CHECK(pg_all_gather_into(NULL, &fl, &in) == DDP_OK);
+    for (int i = 0; i < size; i++) CHILD_CHECK(flat[2 * i] == i);
+    /* reduce_scatter SUM: input i on rank r is r * 100 + i; rank r gets sum_q (q*100 + r) */
+    int64_t parts[8], got = -1;
+    pg_buffer pl[8], gb = buf1(&got, DTYPE_INT64, 1);
+    for (int i = 0; i < size; i++) {
+        parts[i] = rank * 100 + i;
+        pl[i] = buf1(&parts[i], DTYPE_INT64, 1);
+    }
+    CHILD_CHECK(pg_reduce_scatter(NULL, &gb, pl, size, COMM_SUM) == DDP_OK);
+    CHILD_CHECK(got == 100 * size * (size - 1) / 2 + (int64_t)rank * size);
+    /* gather to rank 1 (or 0 on one rank) and scatter from rank 0 */
+    int dst = size > 1 ? 1 : 0;
+    float g[8][2];
+    pg_buffer gl[8];
+    for (int i = 0; i < size; i++) gl[i] = buf1(g[i], DTYPE_FLOAT32, 2);
+    CHILD_CHECK(pg_gather(NULL, &in, rank == dst ? gl : NULL, rank == dst ? size : 0, dst) ==
+                DDP_OK);
+    if (rank == dst)
+        for (int i = 0; i < size; i++) CHILD_CHECK(g[i][0] == i && g[i][1] == 10 + i);
+    double sc[8], mine_sc = -1;
+    pg_buffer sl[8], sb = buf1(&mine_sc, DTYPE_FLOAT64, 1);
+    for (int i = 0; i < size; i++) {
+        sc[i] = i * 3.25;
+        sl[i] = buf1(&sc[i], DTYPE_FLOAT64, 1);
+    }
+    CHILD_CHECK(pg_scatter(NULL, &sb, rank == 0 ? sl : NULL, rank == 0 ? size : 0, 0) == DDP_OK);
+    CHILD_CHECK(mine_sc == rank * 3.25);
+    CHILD_CHECK(pg_barrier(NULL) == DDP_OK);
+    /* a ring with isend/irecv */
+    if (size > 1) {
+        float out[3] = {(float)rank, 1, 2}, inb[3] = {0};
+        pg_buffer ob = buf1(out, DTYPE_FLOAT32, 3), ib = buf1(inb, DTYPE_FLOAT32, 3);
+        pg_work *ws, *wr;
+        CHILD_CHECK(pg_isend(NULL, &ob, (rank + 1) % size, &ws) == DDP_OK);
+        CHILD_CHECK(pg_irecv(NULL, &ib, (rank + size - 1) % size, &wr) == DDP_OK);
+        CHILD_CHECK(pg_work_wait(ws) == DDP_OK);
+        CHILD_CHECK(pg_work_wait(wr) == DDP_OK);
+        CHILD_CHECK(pg_work_is_completed(wr));
+        pg_work_free(ws);
+        pg_work_free(wr);
+        CHILD_CHECK(inb[0] == (rank + size - 1) % size);
+        /* blocking send/recv: even ranks send first */
+        int64_t v = rank * 7;
+        pg_buffer vb = buf1(&v, DTYPE_INT64, 1);
+        if (rank == 0) CHILD_CHECK(pg_send(NULL, &vb, 1) == DDP_OK);
+        if (rank == 1) {
+            CHILD_CHECK(pg_recv(NULL, &vb, 0) == DDP_OK);
+            CHILD_CHECK(v == 0);
+        }
+    }
+    pg_chunk_end();
+    return 0;
+}
+
+static void test_collectives_1(void **state) {
+    (void)state;
+    run_ranks(1, collectives_ranks);
+}
+
+static void test_collectives_2(void **state) {
+    (void)state;
+    run_ranks(2, collectives_ranks);
+}
+
+static void test_collectives_4(void **state) {
+    (void)state;
+    run_ranks(4, collectives_ranks);
+}
+
+/* ---- groups, destroy and init again -------------------------------------------------- */
+
+static int groups_ranks(int rank, int size) {
+    int members[2] = {0, 1};
+    process_group *sub;
+    CHILD_CHECK(pg_new_group(members, 2, &sub) == DDP_OK);
+    float f[1] = {(float)(rank + 1)};
+    pg_buffer fb = buf1(f, DTYPE_FLOAT32, 1);
+    if (rank < 2) {
+        CHILD_CHECK(pg_is_member(sub) && pg_rank(sub) == rank && pg_size(sub) == 2);
+        CHILD_CHECK(pg_all_reduce(sub, &fb, COMM_SUM) == DDP_OK);
+        CHILD_CHECK(f[0] == 3);
+    } else {
+        CHILD_CHECK(!pg_is_member(sub) && pg_rank(sub) == -1);
+        CHILD_EXPECT(pg_all_reduce(sub, &fb, COMM_SUM), DDP_ERR_ARG, "not a member");
+    }
+    /* the default group still works beside it */
+    f[0] = 1;
+    CHILD_CHECK(pg_all_reduce(NULL, &fb, COMM_SUM) == DDP_OK);
+    CHILD_CHECK(f[0] == size);
+    CHILD_CHECK(pg_destroy() == DDP_OK);
+    CHILD_CHECK(!pg_is_initialized());
+    CHILD_EXPECT(pg_all_reduce(NULL, &fb, COMM_SUM), DDP_ERR_STATE,
+                 "Default process group has not been initialized");
+    CHILD_EXPECT(pg_all_reduce(sub, &fb, COMM_SUM), DDP_ERR_STATE, "destroyed");
+    pg_release(sub);
+    /* init again and all-reduce */
+    if (init_child(rank, size) != 0) return 1;
+    f[0] = 2;
+    CHILD_CHECK(pg_all_reduce(NULL, &fb, COMM_PRODUCT) == DDP_OK);
+    CHILD_CHECK(f[0] == (float)(1 << size));
+    return 0;
+}
+
+static void test_groups_and_reinit_4(void **state) {
+    (void)state;
+    run_ranks(4, groups_ranks);
+}
+
+/* ---- mismatches ---------------------------------------------------------------------- */
+
+/* A chunk in which ranks 0,1 all-reduce and ranks 2,3 do what `other` says. */
+static int mismatch_case(int rank, const char *other, const char *expect) {
+    pg_chunk_begin(10);
+    float f[3] = {1, 2, 3};
+    double d[3] = {1, 2, 3};
+    pg_buffer fb = buf1(f, DTYPE_FLOAT32, 3), db = buf1(d, DTYPE_FLOAT64, 3);
+    pg_buffer f2 = {.data = f, .dt = DTYPE_FLOAT32, .ndim = 2, .sizes = {1, 3}};
+    ddp_status s = DDP_OK;
+    if (rank < 2) {
+        s = pg_all_reduce(NULL, &fb, COMM_SUM);
+    } else if (strcmp(other, "skip") == 0) {
+        s = DDP_ERR_MISMATCH; /* calls nothing */
+    } else if (strcmp(other, "broadcast") == 0) {
+        s = pg_broadcast(NULL, &fb, 0);
+    } else if (strcmp(other, "max") == 0) {
+        s = pg_all_reduce(NULL, &fb, COMM_MAX);
+    } else if (strcmp(other, "shape") == 0) {
+        s = pg_all_reduce(NULL, &f2, COMM_SUM);
+    } else if (strcmp(other, "dtype") == 0) {
+        s = pg_all_reduce(NULL, &db, COMM_SUM);
+    }
+    if (strcmp(other, "skip") == 0 && rank >= 2) {
+        pg_chunk_end();
+    } else {
+        CHILD_CHECK(s == DDP_ERR_MISMATCH);
+        CHILD_CHECK(strstr(ddp_last_error(), expect) != NULL);
+        pg_chunk_end();
+    }
+    /* the group is still usable: the next chunk agrees */
+    pg_chunk_begin(11);
+    f[0] = 1;
+    CHILD_CHECK(pg_all_reduce(NULL, &fb, COMM_SUM) == DDP_OK);
+    CHILD_CHECK(f[0] == 4);
+    pg_chunk_end();
+    return 0;
+}
+
+static int skip_ranks(int rank, int size) {
+    (void)size;
+    return mismatch_case(rank, "skip",
+                         "all_reduce #1: ranks 0,1 called all_reduce(float32[3], op=SUM); "
+                         "ranks 2,3 called nothing and finished the chunk");
+}
+
+static int other_op_ranks(int rank, int size) {
+    (void)size;
+    return mismatch_case(rank, "broadcast",
+                         "ranks 0,1 called all_reduce(float32[3], op=SUM); ranks 2,3 called "
+                         "broadcast(float32[3], src=0)");
+}
+
+static int reduce_op_ranks(int rank, int size) {
+    (void)size;
+    return mismatch_case(rank, "max", "ranks 2,3 called all_reduce(float32[3], op=MAX)");
+}
+
+static int shape_ranks(int rank, int size) {
+    (void)size;
+    return mismatch_case(rank, "shape", "ranks 2,3 called all_reduce(float32[1,3], op=SUM)");
+}
+
+static int dtype_ranks(int rank, int size) {
+    (void)size;
+    return mismatch_case(rank, "dtype", "ranks 2,3 called all_reduce(float64[3], op=SUM)");
+}
+
+static void test_mismatch_skip(void **state) {
+    (void)state;
+    run_ranks(4, skip_ranks);
+}
+
+static void test_mismatch_op(void **state) {
+    (void)state;
+    run_ranks(4, other_op_ranks);
+}
+
+static void test_mismatch_reduce_op(void **state) {
+    (void)state;
+    run_ranks(4, reduce_op_ranks);
+}
+
+static void test_mismatch_shape(void **state) {
+    (void)state;
+    run_ranks(4, shape_ranks);
+}
+
+static void test_mismatch_dtype(void **state) {
+    (void)state;
+    run_ranks(4, dtype_ranks);
+}
+
+/* Different roots, then different order of two collectives. */
+static int root_and_order_ranks(int rank, int size) {
+    (void)size;
+    pg_chunk_begin(20);
+    float f[2] = {1, 2};
+    pg_buffer fb = buf1(f, DTYPE_FLOAT32, 2);
+    CHILD_EXPECT(pg_broadcast(NULL, &fb, rank == 0 ? 0 : 1), DDP_ERR_MISMATCH,
+                 "broadcast #1: rank 0 called broadcast(float32[2], src=0); rank 1 called "
+                 "broadcast(float32[2], src=1)");
+    pg_chunk_end();
+    pg_chunk_begin(21);
+    ddp_status s = rank == 0 ? pg_all_reduce(NULL, &fb, COMM_SUM) : pg_barrier(NULL);
+    CHILD_CHECK(s == DDP_ERR_MISMATCH);
+    CHILD_CHECK(strstr(ddp_last_error(), "rank 1 called barrier()") != NULL);
+    pg_chunk_end();
+    return 0;
+}
+
+static void test_mismatch_root_and_order(void **state) {
+    (void)state;
+    run_ranks(2, root_and_order_ranks);
+}
+
+/* Rank 1 is busy (neither calls nor finishes); with 3 ranks, rank 2 finishes the chunk
+ * without calling: rank 0's watchdog tells both stories. */
+static int absent_ranks(int rank, int size) {
+    pg_chunk_begin(30);
+    if (rank == 1) {
+        sleep(3);
+        pg_chunk_end();
+        return 0;
+    }
+    if (rank == 2) {
+        pg_chunk_end();
+        return 0;
+    }
+    float f[4] = {0};
+    pg_buffer fb = buf1(f, DTYPE_FLOAT32, 4);
+    CHILD_EXPECT(pg_all_reduce(NULL, &fb, COMM_SUM), DDP_ERR_TIMEOUT,
+                 "all_reduce #1: rank 1 did not arrive within 2 s; rank 0 is waiting in "
+                 "all_reduce(float32[4], op=SUM)");
+    if (size == 3)
+        CHILD_CHECK(strstr(ddp_last_error(), "; rank 2 called nothing and finished the chunk"));
+    pg_chunk_end();
+    return 0;
+}
+
+static void test_watchdog(void **state) {
+    (void)state;
+    run_ranks(2, absent_ranks);
+    run_ranks(3, absent_ranks);
+}
+
+/* Send float32[3] against recv into float32[4]; then a send that nobody receives. */
+static int p2p_mismatch_ranks(int rank, int size) {
+    (void)size;
+    pg_chunk_begin(40);
+    float f[4] = {0};
+    pg_buffer b3 = buf1(f, DTYPE_FLOAT32, 3), b4 = buf1(f, DTYPE_FLOAT32, 4);
+    if (rank == 0)
+        CHILD_EXPECT(pg_send(NULL, &b3, 1), DDP_ERR_MISMATCH,
+                     "rank 0 sends float32[3] but rank 1 receives into float32[4]");
+    else
+        CHILD_EXPECT(pg_recv(NULL, &b4, 0), DDP_ERR_MISMATCH,
+                     "rank 1 receives into float32[4] but rank 0 sends float32[3]");
+    pg_chunk_end();
+    pg_chunk_begin(41);
+    if (rank == 0)
+        CHILD_EXPECT(pg_send(NULL, &b3, 1), DDP_ERR_MISMATCH,
+                     "rank 1 called no matching recv and finished the chunk");
+    pg_chunk_end();
+    return 0;
+}
+
+static void test_p2p_mismatch(void **state) {
+    (void)state;
+    run_ranks(2, p2p_mismatch_ranks);
+}
+
+/* With the check off, rank 1 comes late: rank 0's Gloo call times out, rank 1's fails on
+ * the closed connection; both rebuild the communicator and the next call works. */
+static int rebuild_ranks(int rank, int size) {
+    float f[2] = {1, 1};
+    pg_buffer fb = buf1(f, DTYPE_FLOAT32, 2);
+    if (rank == 1) sleep(2);
+    ddp_status s = pg_all_reduce(NULL, &fb, COMM_SUM);
+    CHILD_CHECK(s == DDP_ERR_TIMEOUT || s == DDP_ERR_COMM);
+    f[0] = f[1] = 1;
+    CHILD_CHECK(pg_all_reduce(NULL, &fb, COMM_SUM) == DDP_OK);
+    CHILD_CHECK(f[0] == size && f[1] == size);
+    return 0;
+}
+
+static void test_rebuild_after_backend_failure(void **state) {
+    (void)state;
+    setenv("DDPLAB_COLLECTIVE_CHECK", "0", 1);
+    setenv("DDPLAB_COLLECTIVE_TIMEOUT", "1", 1);
+    run_ranks(2, rebuild_ranks);
+    unsetenv("DDPLAB_COLLECTIVE_CHECK");
+}
+
+/* ---- argument errors without any process group --------------------------------------- */
+
+static void test_before_init(void **state) {
+    (void)state;
+    float f[1];
+    pg_buffer b = buf1(f, DTYPE_FLOAT32, 1);
+    assert_int_equal(pg_all_reduce(NULL, &b, COMM_SUM), DDP_ERR_STATE);
+    assert_string_equal(ddp_last_error(), "Default process group has not been initialized, "
+                                          "please make sure to call init_process_group.");
+    int64_t l[1];
+    pg_buffer lb = buf1(l, DTYPE_INT64, 1);
+    assert_int_equal(pg_all_reduce(NULL, &lb, COMM_AVG), DDP_ERR_ARG);
+    assert_non_null(strstr(ddp_last_error(), "AVG"));
+    pg_init_options o = {.backend = "nccl", .rank = 0, .world_size = 1};
+    assert_int_equal(pg_init(&o), DDP_ERR_UNSUPPORTED);
+    assert_non_null(strstr(ddp_last_error(), "built without NCCL"));
+    unsetenv("RANK");
+    pg_init_options e = {.rank = -1, .world_size = -1};
+    assert_int_equal(pg_init(&e), DDP_ERR_ARG);
+    assert_non_null(strstr(ddp_last_error(), "RANK"));
+}
+
+int main(void) {
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_before_init),
+        cmocka_unit_test(test_collectives_1),
+        cmocka_unit_test(test_collectives_2),
+        cmocka_unit_test(test_collectives_4),
+        cmocka_unit_test(test_groups_and_reinit_4),
+        cmocka_unit_test(test_mismatch_skip),
+        cmocka_unit_test(test_mismatch_op),
+        cmocka_unit_test(test_mismatch_reduce_op),
+        cmocka_unit_test(test_mismatch_shape),
+        cmocka_unit_test(test_mismatch_dtype),
+        cmocka_unit_test(test_mismatch_root_and_order),
+        cmocka_unit_test(test_watchdog),
+        cmocka_unit_test(test_p2p_mismatch),
+        cmocka_unit_test(test_rebuild_after_backend_failure),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

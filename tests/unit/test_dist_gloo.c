@@ -1,0 +1,263 @@
+/* test_dist_gloo.c — the Gloo shim (comm.h) on 2 and 4 forked processes on 127.0.0.1:
+ * every collective, every dtype and reduce op, against values computed by hand, plus
+ * point-to-point, a dead peer and the per-operation timeout. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "dist/comm.h"
+#include "dist/store.h"
+
+/* Inside a child: print what failed and exit non-zero (cmocka asserts belong to the
+ * parent). */
+#define CHILD_CHECK(cond)                                                                          \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "rank %d: %s:%d: check failed: %s (%s)\n", rank, __FILE__, __LINE__,   \
+                    #cond, ddp_last_error());                                                      \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+typedef int (*rank_fn)(int rank, int size, comm *c);
+
+static int port;
+static int generation;
+
+/* Forks `size` ranks that each set up a communicator and run fn; every rank must exit 0. */
+static void run_ranks(int size, rank_fn fn) {
+    store_server *server;
+    assert_int_equal(store_server_start("127.0.0.1", 0, &server), DDP_OK);
+    port = store_server_port(server);
+    generation++;
+    pid_t pids[8];
+    for (int r = 0; r < size; r++) {
+        pids[r] = fork();
+        assert_true(pids[r] >= 0);
+        if (pids[r] == 0) {
+            int rank = r;
+            store_client *sc;
+            if (store_connect("127.0.0.1", port, 5.0, &sc) != DDP_OK) _exit(2);
+            char prefix[64];
+            snprintf(prefix, sizeof prefix, "test/%d/", generation);
+            comm_init_options o = {.store = sc,
+                                   .prefix = prefix,
+                                   .iface_host = "127.0.0.1",
+                                   .rank = r,
+                                   .size = size,
+                                   .timeout_s = 5.0};
+            comm *c;
+            if (comm_gloo_init(&o, &c) != DDP_OK) {
+                fprintf(stderr, "rank %d: init: %s\n", rank, ddp_last_error());
+                _exit(2);
+            }
+            int rc = fn(r, size, c);
+            comm_destroy(c);
+            store_close(sc);
+            _exit(rc);
+        }
+    }
+    int failures = 0;
+    for (int r = 0; r < size; r++) {
+        int st;
+        waitpid(pids[r], &st, 0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) failures++;
+    }
+    store_server_stop(server);
+    assert_int_equal(failures, 0);
+}
+
+/* ---- all_reduce ----------------------------------------------------------------- */
+
+static int all_reduce_ranks(int rank, int size, comm *c) {
+    enum { N = 5 };
+    /* rank r holds (r + 1) * (i + 1) for element i */
+    for (int op = COMM_SUM; op <= COMM_MAX; op++) {
+        float f[N];
+        double d[N];
+        int64_t l[N];
+        for (int i = 0; i < N; i++) {
+            f[i] = (float)((rank + 1) * (i + 1));
+            d[i] = (double)((rank + 1) * (i + 1)) + 0.5;
+            l[i] = (int64_t)((rank + 1) * (i + 1)) - 3;
+        }
+        CHILD_CHECK(comm_all_reduce(c, f, DTYPE_FLOAT32, N, op) == DDP_OK);
+        CHILD_CHECK(comm_all_reduce(c, d, DTYPE_FLOAT64, N, op) == DDP_OK);
+        if (op != COMM_AVG) CHILD_CHECK(comm_all_reduce(c, l, DTYPE_INT64, N, op) == DDP_OK);
+        for (int i = 0; i < N; i++) {
+            double ef = 0, ed = 0, prod_f = 1, prod_d = 1;
+            int64_t el = 0, prod_l = 1;
+            for (int r = 0; r < size; r++) {
+                ef += (r + 1) * (i + 1);
+                ed += (r + 1) * (i + 1) + 0.5;
+                el += (int64_t)((r + 1) * (i + 1)) - 3;
+                prod_f *= (r + 1) * (i + 1);
+                prod_d *= (r + 1) * (i + 1) + 0.5;
+                prod_l *= (int64_t)((r + 1) * (i + 1)) - 3;
+            }
+            double wf = ef, wd = ed;
+            int64_t wl = el;
+            switch (op) {
+            case COMM_AVG:
+                wf = ef / size;
+                wd = ed / size;
+                break;
+            case COMM_PRODUCT:
+                wf = prod_f;
+                wd = prod_d;
+                wl = prod_l;
+                break;
+            case COMM_MIN:
+                wf = (i + 1);
+                wd = (i + 1) + 0.5;
+                wl = (int64_t)(i + 1) - 3;
+                break;
+            case COMM_MAX:
+                wf = size * (i + 1);
+                wd = size * (i + 1) + 0.5;
+                wl = (int64_t)(size * (i + 1)) - 3;
+                break;
+            default:
+                break;
+            }
+            CHILD_CHECK(fabs(f[i] - wf) <= 1e-5 * fabs(wf));
+            CHILD_CHECK(fabs(d[i] - wd) <= 1e-12 * fabs(wd));
+            if (op != COMM_AVG) CHILD_CHECK(l[i] == wl);
+        }
+    }
+    return 0;
+}
+
+static void test_all_reduce_2(void **state) {
+    (void)state;
+    run_ranks(2, all_reduce_ranks);
+}
+
+static void test_all_reduce_4(void **state) {
+    (void)state;
+    run_ranks(4, all_reduce_ranks);
+}
+
+/* ---- the rooted and gathering collectives --------------------------------------- */
+
+static int rooted_ranks(int rank, int size, comm *c) {
+    int root = size - 1;
+    /* broadcast: every rank gets the root's values */
+    int64_t b[3] = {rank, rank * 10, rank * 100};
+    CHILD_CHECK(comm_broadcast(c, b, DTYPE_INT64, 3, root) == DDP_OK);
+    CHILD_CHECK(b[0] == root && b[1] == root * 10 && b[2] == root * 100);
+    /* reduce SUM to root 0 */
+    double r[2] = {rank, 1};
+    CHILD_CHECK(comm_reduce(c, r, DTYPE_FLOAT64, 2, COMM_SUM, 0) == DDP_OK);
+    if (rank == 0) CHILD_CHECK(r[0] == size * (size - 1) / 2.0 && r[1] == size);
+    /* all_gather: slot i holds rank i's pair */
+    float in[2] = {(float)rank, (float)(-rank)};
+    float out[16];
+    CHILD_CHECK(comm_all_gather(c, in, out, DTYPE_FLOAT32, 2) == DDP_OK);
+    for (int i = 0; i < size; i++) CHILD_CHECK(out[2 * i] == i && out[2 * i + 1] == -i);
+    /* gather to root */
+    float g[16] = {0};
+    CHILD_CHECK(comm_gather(c, in, rank == root ? g : NULL, DTYPE_FLOAT32, 2, root) == DDP_OK);
+    if (rank == root)
+        for (int i = 0; i < size; i++) CHILD_CHECK(g[2 * i] == i && g[2 * i + 1] == -i);
+    /* scatter from root 0: rank i gets {i*7, i*7+1} */
+    int64_t all[16], mine[2] = {-1, -1};
+    for (int i = 0; i < 2 * size; i++) all[i] = (i / 2) * 7 + i % 2;
+    CHILD_CHECK(comm_scatter(c, rank == 0 ? all : NULL, mine, DTYPE_INT64, 2, 0) == DDP_OK);
+    CHILD_CHECK(mine[0] == rank * 7 && mine[1] == rank * 7 + 1);
+    CHILD_CHECK(comm_barrier(c) == DDP_OK);
+    return 0;
+}
+
+static void test_rooted_2(void **state) {
+    (void)state;
+    run_ranks(2, rooted_ranks);
+}
+
+static void test_rooted_4(void **state) {
+    (void)state;
+    run_ranks(4, rooted_ranks);
+}
+
+/* ---- point to point: a ring ------------------------------------------------------ */
+
+static int ring_ranks(int rank, int size, comm *c) {
+    float out[4] = {(float)rank, 1, 2, 3}, in[4] = {0};
+    comm_p2p *s, *r;
+    CHILD_CHECK(comm_send_post(c, out, sizeof out, (rank + 1) % size, 7, &s) == DDP_OK);
+    CHILD_CHECK(comm_recv_post(c, in, sizeof in, (rank + size - 1) % size, 7, &r) == DDP_OK);
+    CHILD_CHECK(comm_p2p_wait(r, 5000) == DDP_OK);
+    CHILD_CHECK(comm_p2p_wait(s, 5000) == DDP_OK);
+    comm_p2p_free(s);
+    comm_p2p_free(r);
+    CHILD_CHECK(in[0] == (rank + size - 1) % size && in[3] == 3);
+    return 0;
+}
+
+static void test_ring_4(void **state) {
+    (void)state;
+    run_ranks(4, ring_ranks);
+}
+
+/* ---- failures -------------------------------------------------------------------- */
+
+/* A receive whose sender is late ends with a timeout error within the bound (Gloo then
+ * closes the pair: the communicator must be replaced, which process_group.c does). */
+static int recv_timeout_ranks(int rank, int size, comm *c) {
+    (void)size;
+    if (rank == 1) {
+        usleep(1500 * 1000);
+        return 0;
+    }
+    float v = 0;
+    comm_p2p *r;
+    CHILD_CHECK(comm_recv_post(c, &v, sizeof v, 1, 3, &r) == DDP_OK);
+    ddp_status s = comm_p2p_wait(r, 300);
+    CHILD_CHECK(s == DDP_ERR_TIMEOUT);
+    CHILD_CHECK(strstr(ddp_last_error(), "recv") != NULL);
+    comm_p2p_free(r);
+    return 0;
+}
+
+static void test_recv_timeout(void **state) {
+    (void)state;
+    run_ranks(2, recv_timeout_ranks);
+}
+
+/* A peer that dies wakes a blocked collective with an error. */
+static int dead_peer_ranks(int rank, int size, comm *c) {
+    (void)size;
+    if (rank == 1) _exit(0); /* leaves without a word */
+    float f[4] = {1, 2, 3, 4};
+    ddp_status s = comm_all_reduce(c, f, DTYPE_FLOAT32, 4, COMM_SUM);
+    CHILD_CHECK(s == DDP_ERR_COMM || s == DDP_ERR_TIMEOUT);
+    CHILD_CHECK(strstr(ddp_last_error(), "all_reduce") != NULL);
+    return 0;
+}
+
+static void test_dead_peer(void **state) {
+    (void)state;
+    run_ranks(2, dead_peer_ranks);
+}
+
+int main(void) {
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_all_reduce_2), cmocka_unit_test(test_all_reduce_4),
+        cmocka_unit_test(test_rooted_2),     cmocka_unit_test(test_rooted_4),
+        cmocka_unit_test(test_ring_4),       cmocka_unit_test(test_recv_timeout),
+        cmocka_unit_test(test_dead_peer),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,485 @@
+/* test_runtime_driver.c — the driver against real rank processes: this test program is
+ * its own rank worker (main() turns into rank_worker_main when the driver starts it with
+ * DDPLAB_RANK_WORKER set, since the driver execs /proc/self/exe). Covers start/stop on 1,
+ * 2 and 4 ranks, values of expressions, globals that persist, errors, output before the
+ * outcome, targets, Ctrl-C, a rank that calls os.exit or is killed, restart, completion,
+ * the :ranks table and script files. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "runtime/driver.h"
+#include "runtime/launcher.h"
+#include "runtime/protocol.h"
+#include "runtime/rank.h"
+
+static launch_options options(int n) {
+    launch_options o = {.nproc = n, .nnodes = 1, .collective_timeout = 5, .collective_check = true};
+    return o;
+}
+
+static driver *start(int n) {
+    launch_options o = options(n);
+    driver *d = NULL;
+    ddp_status s = driver_start(&o, &d);
+    if (s != DDP_OK) fprintf(stderr, "driver_start: %s\n", ddp_last_error());
+    assert_int_equal(s, DDP_OK);
+    assert_non_null(d);
+    assert_int_equal(driver_world_size(d), n);
+    return d;
+}
+
+/* Runs chunk on every rank; results must hold world-size entries. */
+static void run(driver *d, const char *chunk, rank_result *results) {
+    assert_int_equal(driver_run(d, chunk, strlen(chunk), "=test", NULL, NULL, NULL, results),
+                     DDP_OK);
+}
+
+static void expect_all_output(driver *d, const char *chunk, const char *const *expected) {
+    int n = driver_world_size(d);
+    rank_result res[8];
+    run(d, chunk, res);
+    for (int r = 0; r < n; r++) {
+        assert_int_equal(res[r].rank, r);
+        if (res[r].outcome != RANK_DONE)
+            fprintf(stderr, "rank %d: %s\n", r, res[r].error ? res[r].error : "?");
+        assert_int_equal(res[r].outcome, RANK_DONE);
+        assert_non_null(res[r].output);
+        assert_string_equal(res[r].output, expected[r]);
+    }
+    rank_results_free(res, n);
+}
+
+/* Start, `=expr`, bare expressions, globals across chunks, errors: on n ranks. */
+static void check_basics(int n) {
+    driver *d = start(n);
+    const char *two[] = {"2\n", "2\n", "2\n", "2\n"};
+    expect_all_output(d, "=1+1", two);
+    expect_all_output(d, "1+1", two);
+    rank_result res[8];
+    run(d, "x = tonumber(os.getenv('RANK')) * 10 + tonumber(os.getenv('WORLD_SIZE'))", res);
+    for (int r = 0; r < n; r++) {
+        assert_int_equal(res[r].outcome, RANK_DONE);
+        assert_null(res[r].output);
+    }
+    rank_results_free(res, n);
+    char expected[4][16];
+    const char *ptrs[4] = {0};
+    for (int r = 0; r < n; r++) {
+        snprintf(expected[r], sizeof expected[r], "%d\tok\n", r * 10 + n);
+        ptrs[r] = expected[r];
+    }
+    expect_all_output(d, "return x, 'ok'", ptrs);
+    run(d, "local t = nil; return t.field", res);
+    for (int r = 0; r < n; r++) {
+        assert_int_equal(res[r].outcome, RANK_ERROR);
+        assert_non_null(res[r].error);
+        assert_non_null(strstr(res[r].error, "attempt to index"));
+        assert_non_null(strstr(res[r].error, "stack traceback"));
+        assert_null(strstr(res[r].error, "[C]: in ?"));
+    }
+    rank_results_free(res, n);
+    /* the state survived the error */
+    expect_all_output(d, "=x - x + 2", two);
+    driver_stop(d);
+}
+
+static void test_basics_1(void **state) {
+    (void)state;
+    check_basics(1);
+}
+static void test_basics_2(void **state) {
+    (void)state;
+    check_basics(2);
+}
+static void test_basics_4(void **state) {
+    (void)state;
+    check_basics(4);
+}
+
+typedef struct {
+    size_t streamed[4];
+    driver *d;
+    int interrupts;
+    pid_t kill_pid;
+} stream_ctx;
+
+static void count_output(int rank, const char *bytes, size_t len, void *ctx) {
+    (void)bytes;
+    stream_ctx *c = ctx;
+    c->streamed[rank] += len;
+}
+
+/* Every byte printed reaches the driver before DONE, and is streamed as it arrives. */
+static void test_output_before_done(void **state) {
+    (void)state;
+    driver *d = start(2);
+    const char *chunk = "for i = 1, 3000 do print(i) end io.write('tail\\n') io.stderr:write('!')";
+    size_t expected = 0;
+    char line[16];
+    for (int i = 1; i <= 3000; i++) expected += (size_t)snprintf(line, sizeof line, "%d\n", i);
+    expected += 6;
+    stream_ctx c = {0};
+    rank_result res[2];
+    assert_int_equal(driver_run(d, chunk, strlen(chunk), "=test", NULL, count_output, &c, res),
+                     DDP_OK);
+    for (int r = 0; r < 2; r++) {
+        assert_int_equal(res[r].outcome, RANK_DONE);
+        assert_int_equal(res[r].output_len, expected);
+        assert_int_equal(c.streamed[r], expected);
+        assert_memory_equal(res[r].output + expected - 6, "tail\n!", 6);
+    }
+    rank_results_free(res, 2);
+    driver_stop(d);
+}
+
+static void test_targets(void **state) {
+    (void)state;
+    driver *d = start(2);
+    bool targets[2] = {false, true};
+    rank_result res[2];
+    assert_int_equal(driver_run(d, "=os.getenv('RANK')", 18, "=t", targets, NULL, NULL, res),
+                     DDP_OK);
+    assert_int_equal(res[0].outcome, RANK_SKIPPED);
+    assert_null(res[0].output);
+    assert_int_equal(res[1].outcome, RANK_DONE);
+    assert_string_equal(res[1].output, "1\n");
+    rank_results_free(res, 2);
+    driver_stop(d);
+}
+
+static void interrupt_on_output(int rank, const char *bytes, size_t len, void *ctx) {
+    (void)rank;
+    (void)bytes;
+    (void)len;
+    stream_ctx *c = ctx;
+    c->interrupts++;
+    driver_interrupt(c->d);
+}
+
+/* Ctrl-C stops `while true do end` on every rank and leaves the globals in place. */
+static void test_interrupt_keeps_state(void **state) {
+    (void)state;
+    driver *d = start(2);
+    rank_result res[2];
+    run(d, "y = 7", res);
+    rank_results_free(res, 2);
+    stream_ctx c = {.d = d};
+    const char *chunk = "print('looping') while true do end";
+    assert_int_equal(driver_run(d, chunk, strlen(chunk), "=t", NULL, interrupt_on_output, &c, res),
+                     DDP_OK);
+    assert_true(c.interrupts >= 1);
+    for (int r = 0; r < 2; r++) {
+        assert_int_equal(res[r].outcome, RANK_INTERRUPTED);
+        assert_non_null(strstr(res[r].error, "interrupted!"));
+    }
+    rank_results_free(res, 2);
+    const char *seven[] = {"7\n", "7\n"};
+    expect_all_output(d, "=y", seven);
+    driver_stop(d);
+}
+
+/* os.exit(3) on one rank: reported as died with status 3 and its last output; the
+ * other rank is not left waiting; later chunks say the rank is gone; restart revives. */
+static void test_exit_reported_and_restart(void **state) {
+    (void)state;
+    driver *d = start(2);
+    rank_result res[2];
+    const char *chunk = "if os.getenv('RANK') == '1' then print('last words') os.exit(3) end "
+                        "print('fine')";
+    run(d, chunk, res);
+    assert_int_equal(res[0].outcome, RANK_DONE);
+    assert_string_equal(res[0].output, "fine\n");
+    assert_int_equal(res[1].outcome, RANK_DIED);
+    assert_int_equal(res[1].exit_status, 3);
+    assert_non_null(strstr(res[1].error, "status 3"));
+    assert_non_null(strstr(res[1].error, "last words"));
+    assert_string_equal(res[1].output, "last words\n");
+    rank_results_free(res, 2);
+
+    rank_info info[2];
+    assert_int_equal(driver_ranks(d, info), DDP_OK);
+    assert_string_equal(info[0].state, "idle");
+    assert_non_null(strstr(info[1].state, "dead"));
+
+    run(d, "=1", res);
+    assert_int_equal(res[0].outcome, RANK_DONE);
+    assert_int_equal(res[1].outcome, RANK_DIED);
+    assert_non_null(strstr(res[1].error, "restart"));
+    rank_results_free(res, 2);
+
+    assert_int_equal(driver_restart(d), DDP_OK);
+    const char *one[] = {"1\n", "1\n"};
+    expect_all_output(d, "=1", one);
+    driver_stop(d);
+}
+
+static void kill_on_output(int rank, const char *bytes, size_t len, void *ctx) {
+    (void)bytes;
+    (void)len;
+    stream_ctx *c = ctx;
+    if (rank == 1 && c->kill_pid > 0) {
+        kill(c->kill_pid, SIGKILL);
+        c->kill_pid = 0;
+    }
+}
+
+/* kill -9 of a rank in a loop: reported with the signal; the other rank, stuck in its own
+ * loop, is interrupted rather than left running. */
+static void test_kill9_reported(void **state) {
+    (void)state;
+    driver *d = start(2);
+    rank_info info[2];
+    assert_int_equal(driver_ranks(d, info), DDP_OK);
+    stream_ctx c = {.kill_pid = info[1].pid};
+    rank_result res[2];
+    const char *chunk = "if os.getenv('RANK') == '1' then print('ready') end while true do end";
+    assert_int_equal(driver_run(d, chunk, strlen(chunk), "=t", NULL, kill_on_output, &c, res),
+                     DDP_OK);
+    assert_int_equal(res[1].outcome, RANK_DIED);
+    assert_int_equal(res[1].exit_status, -SIGKILL);
+    assert_non_null(strstr(res[1].error, "SIGKILL"));
+    assert_int_equal(res[0].outcome, RANK_INTERRUPTED);
+    assert_non_null(strstr(res[0].error, "stopped because rank 1 was killed by signal 9"));
+    rank_results_free(res, 2);
+    driver_stop(d);
+}
+
+static void test_complete_and_ranks(void **state) {
+    (void)state;
+    driver *d = start(2);
+    rank_result res[2];
+    run(d, "myvar_alpha = 1 myvar_beta = {gamma = 1, delta = 2} s = 'x'", res);
+    rank_results_free(res, 2);
+    char **m;
+    int n;
+    assert_int_equal(driver_complete(d, 1, "myvar_", &m, &n), DDP_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(m[0], "myvar_alpha");
+    assert_string_equal(m[1], "myvar_beta");
+    for (int i = 0; i < n; i++) free(m[i]);
+    free(m);
+    assert_int_equal(driver_complete(d, 0, "myvar_beta.g", &m, &n), DDP_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(m[0], "myvar_beta.gamma");
+    free(m[0]);
+    free(m);
+    assert_int_equal(driver_complete(d, 0, "s:upp", &m, &n), DDP_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(m[0], "s:upper");
+    free(m[0]);
+    free(m);
+    assert_int_equal(driver_complete(d, 0, "nothing_like_this", &m, &n), DDP_OK);
+    assert_int_equal(n, 0);
+    free(m);
+
+    rank_info info[2];
+    assert_int_equal(driver_ranks(d, info), DDP_OK);
+    for (int r = 0; r < 2; r++) {
+        assert_int_equal(info[r].rank, r);
+        assert_true(info[r].pid > 0);
+        assert_true(info[r].host[0] != '\0');
+        assert_string_equal(info[r].device, "cpu");
+        assert_string_equal(info[r].state, "idle");
+        assert_true(info[r].rss_bytes > 0);
+    }
+    assert_int_not_equal(info[0].pid, info[1].pid);
+    driver_stop(d);
+}
+
+static void test_run_file_with_args(void **state) {
+    (void)state;
+    char path[] = "/tmp/ddplab-test-script-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *script = "local a, b = ...\nprint(arg[0] ~= nil, arg[1], arg[2], a, b, #arg)\n"
+                         "error('script failed on ' .. os.getenv('RANK'))\n";
+    assert_int_equal(write(fd, script, strlen(script)), (ssize_t)strlen(script));
+    close(fd);
+    driver *d = start(2);
+    char *args[] = {"one", "two"};
+    rank_result res[2];
+    assert_int_equal(driver_run_file(d, path, 2, args, NULL, NULL, res), DDP_OK);
+    for (int r = 0; r < 2; r++) {
+        assert_string_equal(res[r].output, "true\tone\ttwo\tone\ttwo\t2\n");
+        assert_int_equal(res[r].outcome, RANK_ERROR);
+        assert_non_null(strstr(res[r].error, r == 0 ? "failed on 0" : "failed on 1"));
+    }
+    rank_results_free(res, 2);
+    driver_stop(d);
+    unlink(path);
+}
+
+/* A process that is not one of the driver's ranks can reach the control socket (same
+ * user) but gets nothing run and nothing back; the ranks carry on. */
+static void test_stranger_gets_nothing(void **state) {
+    (void)state;
+    driver *d = start(1);
+    rank_info info[1];
+    assert_int_equal(driver_ranks(d, info), DDP_OK);
+    /* The rank's environment names the socket; read it as a same-user attacker could. */
+    char path[64], env[8192];
+    snprintf(path, sizeof path, "/proc/%d/environ", info[0].pid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(env, 1, sizeof env - 1, f);
+    fclose(f);
+    env[n] = '\0';
+    const char *sock = NULL;
+    for (size_t i = 0; i < n; i += strlen(env + i) + 1)
+        if (strncmp(env + i, "DDPLAB_CONTROL=", 15) == 0) sock = env + i + 15;
+    assert_non_null(sock);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+        const char chunk[] = "1\0=evil\0os.exit(42)";
+        (void)proto_send(fd, MSG_RUN, chunk, sizeof chunk - 1);
+        proto_frame fr;
+        assert_int_not_equal(proto_recv(fd, 300, &fr), DDP_OK); /* nothing comes back */
+    }
+    const char *one[] = {"1\n"};
+    expect_all_output(d, "=1", one);
+    assert_int_equal(driver_ranks(d, info), DDP_OK);
+    assert_string_equal(info[0].state, "idle");
+    close(fd);
+    driver_stop(d);
+}
+
+/* Forks a process that runs the agent of node 1 (as `ddplab --nnodes 2 --node-rank 1`). */
+static pid_t fork_agent(const launch_options *o) {
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        launch_options a = *o;
+        a.node_rank = 1;
+        _exit(launcher_agent_main(&a));
+    }
+    return pid;
+}
+
+/* A stranger without the secret dials the node port: the handshake fails, nothing runs. */
+static pid_t fork_stranger(int port) {
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        setenv("DDPLAB_SECRET", "0badc0de", 1);
+        unsigned char key[PROTO_KEY_BYTES];
+        int fd = -1;
+        if (proto_load_secret(key) != DDP_OK ||
+            proto_connect_tcp("127.0.0.1", port, 20000, &fd) != DDP_OK)
+            _exit(3);
+        _exit(proto_auth_client(fd, key, 5000) == DDP_OK ? 1 : 0);
+    }
+    return pid;
+}
+
+/* Two nodes on loopback: node 1's agent starts rank 1, which dials the driver over TCP
+ * with the session secret; chunks, Ctrl-C (relayed by the agent) and a remote exit work
+ * as on one node, and a peer without the secret is turned away. */
+static void test_two_nodes_on_loopback(void **state) {
+    (void)state;
+    setenv("DDPLAB_SECRET", "00112233445566778899aabbccddeeff", 1);
+    int port = 0;
+    assert_int_equal(launcher_free_port("127.0.0.1", &port), DDP_OK);
+    launch_options o = options(1);
+    o.nnodes = 2;
+    o.master_addr = "127.0.0.1";
+    o.master_port = port;
+    pid_t stranger = fork_stranger(launcher_control_port(port));
+    pid_t agent = fork_agent(&o);
+    driver *d = NULL;
+    ddp_status st = driver_start(&o, &d);
+    if (st != DDP_OK) fprintf(stderr, "driver_start: %s\n", ddp_last_error());
+    assert_int_equal(st, DDP_OK);
+    assert_int_equal(driver_world_size(d), 2);
+    int status;
+    assert_int_equal(waitpid(stranger, &status, 0), stranger);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0); /* the stranger was refused */
+
+    const char *who[] = {"0\t0\t2\n", "1\t1\t2\n"};
+    expect_all_output(d, "=os.getenv('RANK'), os.getenv('GROUP_RANK'), os.getenv('WORLD_SIZE')",
+                      who);
+    stream_ctx c = {.d = d};
+    rank_result res[2];
+    const char *spin = "print('looping') while true do end";
+    assert_int_equal(driver_run(d, spin, strlen(spin), "=t", NULL, interrupt_on_output, &c, res),
+                     DDP_OK);
+    assert_int_equal(res[0].outcome, RANK_INTERRUPTED);
+    assert_int_equal(res[1].outcome, RANK_INTERRUPTED);
+    rank_results_free(res, 2);
+    rank_info info[2];
+    assert_int_equal(driver_ranks(d, info), DDP_OK);
+    assert_string_equal(info[1].state, "idle");
+    assert_true(info[1].pid > 0);
+    run(d, "if os.getenv('RANK') == '1' then os.exit(3) end", res);
+    assert_int_equal(res[0].outcome, RANK_DONE);
+    assert_int_equal(res[1].outcome, RANK_DIED);
+    assert_int_equal(res[1].exit_status, 3);
+    rank_results_free(res, 2);
+    assert_int_equal(driver_restart(d), DDP_ERR_UNSUPPORTED);
+    driver_stop(d);
+    assert_int_equal(waitpid(agent, &status, 0), agent);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    unsetenv("DDPLAB_SECRET");
+}
+
+/* Without the shared secret a multi-node driver refuses to start. */
+static void test_two_nodes_need_a_secret(void **state) {
+    (void)state;
+    unsetenv("DDPLAB_SECRET");
+    launch_options o = options(1);
+    o.nnodes = 2;
+    driver *d = NULL;
+    assert_int_equal(driver_start(&o, &d), DDP_ERR_ARG);
+    assert_non_null(strstr(ddp_last_error(), "DDPLAB_SECRET"));
+}
+
+static void test_bad_options(void **state) {
+    (void)state;
+    driver *d = NULL;
+    launch_options o = options(0);
+    assert_int_equal(driver_start(&o, &d), DDP_ERR_ARG);
+    assert_null(d);
+    o = options(2);
+    o.nnodes = 2;
+    o.node_rank = 1;
+    assert_int_equal(driver_start(&o, &d), DDP_ERR_UNSUPPORTED);
+    assert_non_null(strstr(ddp_last_error(), "agent"));
+    driver_stop(NULL);
+}
+
+int main(void) {
+    if (getenv("DDPLAB_RANK_WORKER")) return rank_worker_main();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_basics_1),
+        cmocka_unit_test(test_basics_2),
+        cmocka_unit_test(test_basics_4),
+        cmocka_unit_test(test_output_before_done),
+        cmocka_unit_test(test_targets),
+        cmocka_unit_test(test_interrupt_keeps_state),
+        cmocka_unit_test(test_exit_reported_and_restart),
+        cmocka_unit_test(test_kill9_reported),
+        cmocka_unit_test(test_complete_and_ranks),
+        cmocka_unit_test(test_run_file_with_args),
+        cmocka_unit_test(test_stranger_gets_nothing),
+        cmocka_unit_test(test_two_nodes_on_loopback),
+        cmocka_unit_test(test_two_nodes_need_a_secret),
+        cmocka_unit_test(test_bad_options),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,284 @@
+/* test_runtime_render.c — how rank results are grouped and printed, without processes:
+ * rank ranges both ways, identical output collapsed, differing output aligned per group,
+ * an error raised on several ranks shown once, deaths and interrupts, a world of 1 without
+ * labels, colors only when asked, :show columns and agreement, :ranks, script labels. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/render.h"
+
+static const render_style PLAIN = {.labels = true, .color = false};
+
+/* A result that borrows its strings (render never frees them). */
+static rank_result done(int rank, const char *output) {
+    return (rank_result){.rank = rank,
+                         .outcome = RANK_DONE,
+                         .output = (char *)output,
+                         .output_len = output ? strlen(output) : 0};
+}
+
+static rank_result failed(int rank, const char *output, const char *error) {
+    rank_result r = done(rank, output);
+    r.outcome = RANK_ERROR;
+    r.error = (char *)error;
+    return r;
+}
+
+/* What render_results prints for r[0..n-1], as a malloc'd string. */
+static char *rendered(const rank_result *r, int n, const render_style *style) {
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    render_results(f, r, n, style);
+    fclose(f);
+    return text;
+}
+
+static void assert_renders(const rank_result *r, int n, const render_style *style,
+                           const char *expected) {
+    char *text = rendered(r, n, style);
+    if (strcmp(text, expected) != 0) fail_msg("got:\n%s\nexpected:\n%s", text, expected);
+    free(text);
+}
+
+static void test_ranges(void **state) {
+    (void)state;
+    char buf[64];
+    bool all[4] = {1, 1, 1, 1}, even[4] = {1, 0, 1, 0}, none[4] = {0};
+    bool mixed[6] = {1, 1, 1, 0, 0, 1}, pair[3] = {0, 1, 1};
+    assert_string_equal(render_ranges(all, 4, buf, sizeof buf), "0-3");
+    assert_string_equal(render_ranges(even, 4, buf, sizeof buf), "0,2");
+    assert_string_equal(render_ranges(mixed, 6, buf, sizeof buf), "0-2,5");
+    assert_string_equal(render_ranges(pair, 3, buf, sizeof buf), "1,2");
+    assert_string_equal(render_ranges(none, 4, buf, sizeof buf), "");
+    assert_string_equal(render_ranges(all, 4, buf, 3), "0-"); /* truncated, terminated */
+}
+
+static void test_parse_ranges(void **state) {
+    (void)state;
+    bool set[6];
+    assert_int_equal(render_parse_ranges("all", 6, set), DDP_OK);
+    for (int i = 0; i < 6; i++) assert_true(set[i]);
+    assert_int_equal(render_parse_ranges("0,2", 6, set), DDP_OK);
+    assert_true(set[0] && !set[1] && set[2] && !set[3] && !set[4] && !set[5]);
+    assert_int_equal(render_parse_ranges(" 1-3 ", 6, set), DDP_OK);
+    assert_true(!set[0] && set[1] && set[2] && set[3] && !set[4]);
+    assert_int_equal(render_parse_ranges("0-2,5", 6, set), DDP_OK);
+    char buf[32];
+    assert_string_equal(render_ranges(set, 6, buf, sizeof buf), "0-2,5");
+    /* errors leave the set alone and say what is wrong */
+    assert_int_equal(render_parse_ranges("7", 6, set), DDP_ERR_ARG);
+    assert_non_null(strstr(ddp_last_error(), "no rank 7"));
+    assert_non_null(strstr(ddp_last_error(), "0-5"));
+    assert_int_equal(render_parse_ranges("3-1", 6, set), DDP_ERR_ARG);
+    assert_int_equal(render_parse_ranges("one", 6, set), DDP_ERR_ARG);
+    assert_non_null(strstr(ddp_last_error(), "'one'"));
+    assert_int_equal(render_parse_ranges("", 6, set), DDP_ERR_ARG);
+    assert_int_equal(render_parse_ranges("1,,2", 6, set), DDP_ERR_ARG);
+    assert_string_equal(render_ranges(set, 6, buf, sizeof buf), "0-2,5");
+}
+
+static void test_identical_output_collapses(void **state) {
+    (void)state;
+    rank_result r[4] = {done(0, "tensor([6., 6., 6.])\n"), done(1, "tensor([6., 6., 6.])\n"),
+                        done(2, "tensor([6., 6., 6.])\n"), done(3, "tensor([6., 6., 6.])\n")};
+    assert_renders(r, 4, &PLAIN, "[0-3] tensor([6., 6., 6.])\n");
+}
+
+static void test_differing_output_per_group_aligned(void **state) {
+    (void)state;
+    rank_result r[12];
+    for (int i = 0; i < 12; i++) r[i] = done(i, i == 10 ? "b\n" : "a\n");
+    r[11] = done(11, "c\nsecond line\n");
+    assert_renders(r, 12, &PLAIN,
+                   "[0-9] a\n"
+                   "[10]  b\n"
+                   "[11]  c\n"
+                   "      second line\n");
+    rank_result s[4] = {done(0, "0"), done(1, "1"), done(2, "0"), done(3, "1")};
+    assert_renders(s, 4, &PLAIN, "[0,2] 0\n[1,3] 1\n");
+}
+
+static void test_skipped_and_silent_ranks(void **state) {
+    (void)state;
+    rank_result r[4] = {done(0, NULL), done(1, "x\n"), done(2, "x\n"), done(3, NULL)};
+    r[0].outcome = RANK_SKIPPED;
+    assert_renders(r, 4, &PLAIN, "[1,2] x\n");
+    r[1].outcome = RANK_SKIPPED;
+    assert_renders(r, 4, &PLAIN, "[2] x\n");
+}
+
+static void test_error_shown_once(void **state) {
+    (void)state;
+    const char *err = "stdin:1: attempt to call a nil value (global 'foo')\n"
+                      "stack traceback:\n\tstdin:1: in main chunk";
+    rank_result r[4] = {done(0, NULL), failed(1, NULL, err), done(2, NULL), failed(3, NULL, err)};
+    assert_renders(r, 4, &PLAIN,
+                   "[1,3] error: stdin:1: attempt to call a nil value (global 'foo')\n"
+                   "      stack traceback:\n"
+                   "      \tstdin:1: in main chunk\n");
+    /* output before the error is grouped on its own; the error still appears once */
+    rank_result s[2] = {failed(0, "hi 0\n", "stdin:1: boom"), failed(1, "hi 1\n", "stdin:1: boom")};
+    assert_renders(s, 2, &PLAIN, "[0]   hi 0\n[1]   hi 1\n[0,1] error: stdin:1: boom\n");
+}
+
+static void test_died_and_interrupted(void **state) {
+    (void)state;
+    rank_result r[4] = {done(0, NULL), done(1, NULL), done(2, "last words\n"), done(3, NULL)};
+    r[2].outcome = RANK_DIED;
+    r[2].exit_status = -9;
+    assert_renders(r, 4, &PLAIN,
+                   "[2] last words\n"
+                   "[2] rank 2 died: killed by signal 9 (SIGKILL)\n");
+    rank_result s[4];
+    for (int i = 0; i < 4; i++) {
+        s[i] = done(i, NULL);
+        s[i].outcome = RANK_INTERRUPTED;
+    }
+    assert_renders(s, 4, &PLAIN, "[0-3] interrupted\n");
+    char buf[64];
+    assert_string_equal(render_describe_exit(3, buf, sizeof buf), "exited with status 3");
+    assert_string_equal(render_describe_exit(-11, buf, sizeof buf),
+                        "killed by signal 11 (SIGSEGV)");
+    rank_result t[2] = {done(0, NULL), done(1, NULL)};
+    t[0].outcome = t[1].outcome = RANK_DIED;
+    t[0].exit_status = t[1].exit_status = 1;
+    t[0].error = "rank 0 exited with status 1"; /* the driver's words name the rank */
+    t[1].error = "rank 1 exited with status 1";
+    assert_renders(t, 2, &PLAIN, "[0,1] ranks 0,1 died: exited with status 1\n");
+}
+
+static void test_world_of_one_has_no_labels(void **state) {
+    (void)state;
+    render_style one = {.labels = false, .color = false};
+    rank_result r[1] = {done(0, "2\nthree\n")};
+    assert_renders(r, 1, &one, "2\nthree\n");
+    rank_result e[1] = {failed(0, "x\n", "stdin:1: boom\nstack traceback:")};
+    assert_renders(e, 1, &one, "x\nstdin:1: boom\nstack traceback:\n");
+}
+
+static void test_color_only_when_asked(void **state) {
+    (void)state;
+    render_style color = {.labels = true, .color = true};
+    rank_result r[2] = {failed(0, NULL, "stdin:1: boom"), failed(1, NULL, "stdin:1: boom")};
+    char *text = rendered(r, 2, &color);
+    assert_non_null(strstr(text, "\033[36m[0,1]\033[0m"));
+    assert_non_null(strstr(text, "\033[31merror: stdin:1: boom\033[0m"));
+    free(text);
+    text = rendered(r, 2, &PLAIN);
+    assert_null(strchr(text, '\033'));
+    free(text);
+    /* NO_COLOR, with any value, and a non-terminal both turn color off */
+    setenv("NO_COLOR", "", 1);
+    assert_false(render_color_wanted(0));
+    unsetenv("NO_COLOR");
+    int fd = fileno(tmpfile());
+    assert_false(render_color_wanted(fd));
+}
+
+/* What render_show prints, as a malloc'd string. */
+static char *shown(const rank_result *r, int n, int width) {
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    render_show(f, r, n, width, &PLAIN);
+    fclose(f);
+    return text;
+}
+
+static void test_show_columns_and_agreement(void **state) {
+    (void)state;
+    rank_result same[3] = {done(0, "1.5\n"), done(1, "1.5\n"), done(2, "1.5\n")};
+    char *text = shown(same, 3, 80);
+    assert_string_equal(text, "[0]   [1]   [2]\n1.5   1.5   1.5\n✓ all equal\n");
+    free(text);
+    rank_result differ[4] = {done(0, "0\n"), done(1, "10\nx\n"), done(2, "0\n"), done(3, "3\n")};
+    text = shown(differ, 4, 80);
+    assert_string_equal(text, "[0]   [1]   [2]   [3]\n"
+                              "0     10    0     3\n"
+                              "      x\n"
+                              "≠ 3 different values; equal within [0,2] [1] [3]\n");
+    free(text);
+    rank_result all_differ[2] = {done(0, "a\n"), done(1, "b\n")};
+    text = shown(all_differ, 2, 80);
+    assert_string_equal(text, "[0]   [1]\na     b\n≠ every rank differs\n");
+    free(text);
+    /* too wide for the terminal: grouped blocks instead of columns */
+    text = shown(differ, 4, 10);
+    assert_non_null(strstr(text, "[0,2] 0\n"));
+    assert_non_null(strstr(text, "≠ 3 different values"));
+    free(text);
+}
+
+static void test_ranks_table(void **state) {
+    (void)state;
+    rank_info info[2] = {
+        {.rank = 0,
+         .pid = 4242,
+         .host = "lab",
+         .device = "cpu",
+         .state = "idle",
+         .rss_bytes = 3 * 1024 * 1024},
+        {.rank = 1,
+         .pid = 77,
+         .host = "lab",
+         .device = "cpu",
+         .state = "in all_reduce #3 float32[4]",
+         .rss_bytes = 512},
+    };
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    render_ranks_table(f, info, 2, &PLAIN);
+    fclose(f);
+    assert_string_equal(text, "rank  host   pid  device  state                        memory\n"
+                              "0     lab   4242  cpu     idle                         3.0 MiB\n"
+                              "1     lab     77  cpu     in all_reduce #3 float32[4]  512 B\n");
+    free(text);
+}
+
+static void test_script_labels(void **state) {
+    (void)state;
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    line_labeller *lab = labeller_new(12, &PLAIN, f);
+    labeller_feed(lab, 2, "hel", 3);
+    labeller_feed(lab, 11, "x\ny\n", 4);
+    labeller_feed(lab, 2, "lo\npart", 7);
+    labeller_free(lab); /* flushes "part" */
+    fclose(f);
+    assert_string_equal(text, "[11] x\n[11] y\n[2]  hello\n[2]  part\n");
+    free(text);
+    render_style one = {.labels = false};
+    f = open_memstream(&text, &size);
+    lab = labeller_new(1, &one, f);
+    labeller_feed(lab, 0, "a\nb", 3);
+    labeller_free(lab);
+    fclose(f);
+    assert_string_equal(text, "a\nb\n");
+    free(text);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ranges),
+        cmocka_unit_test(test_parse_ranges),
+        cmocka_unit_test(test_identical_output_collapses),
+        cmocka_unit_test(test_differing_output_per_group_aligned),
+        cmocka_unit_test(test_skipped_and_silent_ranks),
+        cmocka_unit_test(test_error_shown_once),
+        cmocka_unit_test(test_died_and_interrupted),
+        cmocka_unit_test(test_world_of_one_has_no_labels),
+        cmocka_unit_test(test_color_only_when_asked),
+        cmocka_unit_test(test_show_columns_and_agreement),
+        cmocka_unit_test(test_ranks_table),
+        cmocka_unit_test(test_script_labels),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,394 @@
+/* test_tensor_elementwise.c — binary ops with broadcasting and dtype promotion, scalar and
+ * in-place forms, add_scaled_, unary ops, clamp, where, equal and allclose; fast paths
+ * (contiguous, scalar, row broadcast) checked against the generic strided path. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "tensor/tensor.h"
+
+#define OK(expr) assert_int_equal((expr), DDP_OK)
+#define ERR_CONTAINS(expr, code, text)                                                             \
+    do {                                                                                           \
+        assert_int_equal((expr), (code));                                                          \
+        if (!strstr(ddp_last_error(), (text)))                                                     \
+            fail_msg("error \"%s\" lacks \"%s\"", ddp_last_error(), (text));                       \
+    } while (0)
+
+static tensor *make(dtype dt, const int64_t *sizes, int ndim, const double *values) {
+    tensor *t = NULL;
+    OK(tensor_empty(sizes, ndim, dt, DEVICE_CPU_VALUE, &t));
+    for (int64_t i = 0; i < tensor_numel(t); i++) tensor_set(t, i, values[i]);
+    return t;
+}
+
+/* Random float32 tensor from a fixed generator (never zeros). */
+static tensor *randn(const int64_t *sizes, int ndim, uint64_t seed) {
+    ddp_generator g;
+    generator_seed(&g, seed);
+    tensor *t = NULL;
+    OK(tensor_empty(sizes, ndim, DTYPE_FLOAT32, DEVICE_CPU_VALUE, &t));
+    OK(tensor_normal_(t, 0, 1, &g));
+    return t;
+}
+
+static void test_same_shape_and_broadcast(void **state) {
+    (void)state;
+    int64_t s23[2] = {2, 3}, s3[1] = {3}, s21[2] = {2, 1};
+    double a_v[6] = {1, 2, 3, 4, 5, 6}, b_v[3] = {10, 20, 30}, c_v[2] = {100, 200};
+    tensor *a = make(DTYPE_FLOAT32, s23, 2, a_v), *b = make(DTYPE_FLOAT32, s3, 1, b_v);
+    tensor *c = make(DTYPE_FLOAT32, s21, 2, c_v), *r;
+    OK(tensor_binary(BINARY_ADD, a, b, &r)); /* row broadcast (N x C) + (C) */
+    double want_rows[6] = {11, 22, 33, 14, 25, 36};
+    for (int i = 0; i < 6; i++) assert_true(tensor_get(r, i) == want_rows[i]);
+    tensor_release(r);
+    OK(tensor_binary(BINARY_SUB, a, c, &r)); /* column broadcast (N x C) - (N x 1) */
+    double want_cols[6] = {-99, -98, -97, -196, -195, -194};
+    for (int i = 0; i < 6; i++) assert_true(tensor_get(r, i) == want_cols[i]);
+    tensor_release(r);
+    OK(tensor_binary(BINARY_MUL, c, b, &r)); /* (2x1) * (3) -> (2x3) outer */
+    assert_int_equal(r->ndim, 2);
+    assert_int_equal(r->sizes[0], 2);
+    assert_int_equal(r->sizes[1], 3);
+    assert_true(tensor_get(r, 5) == 6000.0);
+    tensor_release(r);
+    OK(tensor_binary(BINARY_DIV, b, a, &r));
+    assert_true(fabs(tensor_get(r, 4) - 20.0 / 5.0) < 1e-6);
+    tensor_release(r);
+
+    int64_t s45[2] = {4, 5};
+    double z[20] = {0};
+    tensor *x = make(DTYPE_FLOAT32, s45, 2, z), *y = make(DTYPE_FLOAT32, s3, 1, b_v);
+    ERR_CONTAINS(tensor_binary(BINARY_ADD, x, y, &r), DDP_ERR_ARG,
+                 "add: shapes (4x5) and (3) cannot be broadcast (dim 1: 5 vs 3)");
+    assert_null(r);
+    tensor_release(x);
+    tensor_release(y);
+    tensor_release(a);
+    tensor_release(b);
+    tensor_release(c);
+}
+
+static void test_strided_matches_contiguous(void **state) {
+    (void)state;
+    int64_t s[2] = {7, 9}, st[2] = {9, 7};
+    tensor *a = randn(s, 2, 1), *bt = randn(st, 2, 2), *b, *bc, *r1, *r2;
+    OK(tensor_transpose(bt, 0, 1, &b)); /* (7x9) with strides (1, 7) */
+    OK(tensor_contiguous(b, &bc));
+    binary_op ops[] = {BINARY_ADD, BINARY_SUB,     BINARY_MUL,
+                       BINARY_DIV, BINARY_MAXIMUM, BINARY_MINIMUM};
+    for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
+        OK(tensor_binary(ops[k], a, b, &r1));
+        OK(tensor_binary(ops[k], a, bc, &r2));
+        assert_true(tensor_equal(r1, r2));
+        tensor_release(r1);
+        tensor_release(r2);
+    }
+    tensor_release(a);
+    tensor_release(b);
+    tensor_release(bc);
+    tensor_release(bt);
+}
+
+/* Mixed dtypes over more than one chunk: a float32 gradient times a bool mask (relu's
+ * backward), an int64 row broadcast into float32, and float32 comparisons. */
+static void test_masks_and_mixed_rows(void **state) {
+    (void)state;
+    int64_t s[2] = {3, 700}, srow[1] = {700};
+    tensor *g = randn(s, 2, 5), *h = randn(s, 2, 6), *mask, *r, *ints, *r2;
+    OK(tensor_binary_scalar(BINARY_GT, h, 0.0, &mask));
+    assert_int_equal(mask->dtype, DTYPE_BOOL);
+    OK(tensor_binary(BINARY_MUL, g, mask, &r));
+    assert_int_equal(r->dtype, DTYPE_FLOAT32);
+    for (int64_t i = 0; i < 2100; i++) {
+        bool on = tensor_get(h, i) > 0;
+        assert_true(tensor_get(mask, i) == (on ? 1.0 : 0.0));
+        assert_true(tensor_get(r, i) == (on ? tensor_get(g, i) : 0.0));
+    }
+    tensor_release(r);
+    OK(tensor_empty(srow, 1, DTYPE_INT64, DEVICE_CPU_VALUE, &ints));
+    for (int64_t i = 0; i < 700; i++) tensor_set(ints, i, (double)(i % 13 - 6));
+    OK(tensor_binary(BINARY_ADD, ints, g, &r)); /* (700) int64 + (3x700) float32 */
+    OK(tensor_binary(BINARY_LE, g, h, &r2));
+    for (int64_t i = 0; i < 2100; i++) {
+        assert_true(tensor_get(r, i) == (float)(tensor_get(g, i) + (double)(i % 700 % 13 - 6)));
+        assert_true(tensor_get(r2, i) == (tensor_get(g, i) <= tensor_get(h, i) ? 1.0 : 0.0));
+    }
+    tensor_release(r2);
+    tensor_release(r);
+    tensor_release(ints);
+    tensor_release(mask);
+    tensor_release(g);
+    tensor_release(h);
+}
+
+static void test_promotion(void **state) {
+    (void)state;
+    int64_t s2[1] = {2};
+    double iv[2] = {7, 2}, fv[2] = {0.5, 1.5};
+    tensor *i = make(DTYPE_INT64, s2, 1, iv), *f = make(DTYPE_FLOAT32, s2, 1, fv);
+    tensor *d = make(DTYPE_FLOAT64, s2, 1, fv), *r;
+    OK(tensor_binary(BINARY_ADD, i, f, &r));
+    assert_int_equal(r->dtype, DTYPE_FLOAT32);
+    assert_true(tensor_get(r, 0) == 7.5);
+    tensor_release(r);
+    OK(tensor_binary(BINARY_ADD, f, d, &r));
+    assert_int_equal(r->dtype, DTYPE_FLOAT64);
+    tensor_release(r);
+    OK(tensor_binary(BINARY_DIV, i, i, &r)); /* true division of ints gives float32 */
+    assert_int_equal(r->dtype, DTYPE_FLOAT32);
+    assert_true(tensor_get(r, 0) == 1.0);
+    tensor_release(r);
+    OK(tensor_binary(BINARY_MUL, i, i, &r));
+    assert_int_equal(r->dtype, DTYPE_INT64);
+    assert_int_equal(tensor_get_int64(r, 0), 49);
+    tensor_release(r);
+    OK(tensor_binary(BINARY_POW, i, i, &r));
+    assert_int_equal(tensor_get_int64(r, 0), 823543);
+    tensor_release(r);
+    OK(tensor_binary(BINARY_LT, f, i, &r)); /* comparisons give bool */
+    assert_int_equal(r->dtype, DTYPE_BOOL);
+    assert_true(tensor_get(r, 0) == 1.0);
+    assert_true(tensor_get(r, 1) == 1.0);
+    tensor_release(r);
+    OK(tensor_binary(BINARY_EQ, i, i, &r));
+    assert_int_equal(r->dtype, DTYPE_BOOL);
+    assert_true(tensor_get(r, 1) == 1.0);
+    tensor_release(r);
+
+    /* scalars: a float scalar keeps float32; an int64 tensor becomes float32 unless the
+     * scalar is integral and the op keeps integers */
+    OK(tensor_binary_scalar(BINARY_MUL, f, 2.0, &r));
+    assert_int_equal(r->dtype, DTYPE_FLOAT32);
+    assert_true(tensor_get(r, 1) == 3.0);
+    tensor_release(r);
+    OK(tensor_binary_scalar(BINARY_ADD, d, 1.0, &r));
+    assert_int_equal(r->dtype, DTYPE_FLOAT64);
+    tensor_release(r);
+    OK(tensor_binary_scalar(BINARY_ADD, i, 3.0, &r));
+    assert_int_equal(r->dtype, DTYPE_INT64);
+    assert_int_equal(tensor_get_int64(r, 0), 10);
+    tensor_release(r);
+    OK(tensor_binary_scalar(BINARY_MUL, i, 0.5, &r));
+    assert_int_equal(r->dtype, DTYPE_FLOAT32);
+    assert_true(tensor_get(r, 0) == 3.5);
+    tensor_release(r);
+    OK(tensor_binary_scalar(BINARY_DIV, i, 2.0, &r));
+    assert_int_equal(r->dtype, DTYPE_FLOAT32);
+    assert_true(tensor_get(r, 0) == 3.5);
+    tensor_release(r);
+    OK(tensor_scalar_binary(BINARY_SUB, 1.0, f, &r)); /* 1 - t */
+    assert_true(tensor_get(r, 0) == 0.5);
+    assert_true(tensor_get(r, 1) == -0.5);
+    tensor_release(r);
+    OK(tensor_scalar_binary(BINARY_DIV, 3.0, f, &r)); /* 3 / t */
+    assert_true(tensor_get(r, 0) == 6.0);
+    tensor_release(r);
+    OK(tensor_binary_scalar(BINARY_GE, f, 1.0, &r));
+    assert_int_equal(r->dtype, DTYPE_BOOL);
+    assert_true(tensor_get(r, 0) == 0.0 && tensor_get(r, 1) == 1.0);
+    tensor_release(r);
+    tensor_release(i);
+    tensor_release(f);
+    tensor_release(d);
+}
+
+static void test_in_place(void **state) {
+    (void)state;
+    int64_t s23[2] = {2, 3}, s3[1] = {3}, s4[1] = {4};
+    double av[6] = {1, 2, 3, 4, 5, 6}, bv[3] = {1, 1, 2};
+    tensor *a = make(DTYPE_FLOAT32, s23, 2, av), *b = make(DTYPE_FLOAT32, s3, 1, bv);
+    OK(tensor_binary_(BINARY_MUL, a, b));
+    assert_true(tensor_get(a, 5) == 12.0);
+    OK(tensor_binary_scalar_(BINARY_SUB, a, 1.0));
+    assert_true(tensor_get(a, 0) == 0.0);
+    tensor *big;
+    OK(tensor_zeros(s23, 2, DTYPE_FLOAT32, DEVICE_CPU_VALUE, &big));
+    ERR_CONTAINS(tensor_binary_(BINARY_ADD, b, big), DDP_ERR_ARG, "(2x3) cannot be broadcast");
+    tensor *ints;
+    OK(tensor_zeros(s4, 1, DTYPE_INT64, DEVICE_CPU_VALUE, &ints));
+    ERR_CONTAINS(tensor_binary_scalar_(BINARY_DIV, ints, 2.0), DDP_ERR_ARG, "int64");
+    ERR_CONTAINS(tensor_binary_scalar_(BINARY_ADD, ints, 0.5), DDP_ERR_ARG, "float32");
+    OK(tensor_binary_scalar_(BINARY_ADD, ints, 2.0));
+    assert_int_equal(tensor_get_int64(ints, 3), 2);
+
+    /* in place through a transposed view */
+    tensor *t;
+    OK(tensor_transpose(a, 0, 1, &t));
+    OK(tensor_binary_scalar_(BINARY_ADD, t, 10.0));
+    assert_true(tensor_get(a, 5) == 21.0);
+
+    /* add_scaled_: a += alpha * b, broadcast */
+    OK(tensor_add_scaled_(a, b, -2.0));
+    assert_true(tensor_get(a, 5) == 17.0);
+    assert_true(tensor_get(a, 0) == 8.0);
+    ERR_CONTAINS(tensor_add_scaled_(t, big, 1.0), DDP_ERR_ARG,
+                 "(2x3) cannot be broadcast to shape (3x2)");
+    tensor_release(t);
+    tensor_release(ints);
+    tensor_release(big);
+    tensor_release(a);
+    tensor_release(b);
+}
+
+static void test_add_scaled_errors_and_dtypes(void **state) {
+    (void)state;
+    int64_t s3[1] = {3}, s4[1] = {4};
+    double v[4] = {1, 2, 3, 4};
+    tensor *a = make(DTYPE_FLOAT64, s3, 1, v), *b = make(DTYPE_FLOAT32, s3, 1, v);
+    tensor *c = make(DTYPE_FLOAT32, s4, 1, v), *i = make(DTYPE_INT64, s3, 1, v);
+    OK(tensor_add_scaled_(a, b, 0.5));
+    assert_true(tensor_get(a, 2) == 4.5);
+    ERR_CONTAINS(tensor_add_scaled_(a, c, 1.0), DDP_ERR_ARG,
+                 "(4) cannot be broadcast to shape (3)");
+    ERR_CONTAINS(tensor_add_scaled_(i, b, 1.0), DDP_ERR_ARG, "int64");
+    OK(tensor_add_scaled_(i, i, 2.0));
+    assert_int_equal(tensor_get_int64(i, 2), 9);
+    tensor_release(a);
+    tensor_release(b);
+    tensor_release(c);
+    tensor_release(i);
+}
+
+static void test_unary(void **state) {
+    (void)state;
+    int64_t s5[1] = {5};
+    double v[5] = {-2, -0.5, 0, 0.5, 4};
+    tensor *a = make(DTYPE_FLOAT32, s5, 1, v), *r;
+    struct {
+        unary_op op;
+        double (*ref)(double);
+    } cases[] = {{UNARY_EXP, exp}, {UNARY_TANH, tanh}, {UNARY_ABS, fabs}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        OK(tensor_unary(cases[k].op, a, &r));
+        for (int i = 0; i < 5; i++)
+            assert_true(fabs(tensor_get(r, i) - cases[k].ref(v[i])) < 1e-5 * (1 + fabs(v[i])));
+        tensor_release(r);
+    }
+    OK(tensor_unary(UNARY_RELU, a, &r));
+    assert_true(tensor_get(r, 0) == 0.0 && tensor_get(r, 4) == 4.0);
+    tensor_release(r);
+    OK(tensor_unary(UNARY_SIGMOID, a, &r));
+    assert_true(fabs(tensor_get(r, 2) - 0.5) < 1e-7);
+    assert_true(fabs(tensor_get(r, 4) - 1 / (1 + exp(-4.0))) < 1e-6);
+    tensor_release(r);
+    OK(tensor_unary(UNARY_SIGN, a, &r));
+    assert_true(tensor_get(r, 0) == -1.0 && tensor_get(r, 2) == 0.0 && tensor_get(r, 3) == 1.0);
+    tensor_release(r);
+    OK(tensor_unary(UNARY_SQRT, a, &r));
+    assert_true(isnan(tensor_get(r, 0)));
+    assert_true(tensor_get(r, 4) == 2.0);
+    tensor_release(r);
+    OK(tensor_unary(UNARY_LOG, a, &r));
+    assert_true(isinf(tensor_get(r, 2)) && tensor_get(r, 2) < 0);
+    tensor_release(r);
+
+    tensor *i = make(DTYPE_INT64, s5, 1, v); /* -2, 0, 0, 0, 4 */
+    OK(tensor_unary(UNARY_NEG, i, &r));
+    assert_int_equal(r->dtype, DTYPE_INT64);
+    assert_int_equal(tensor_get_int64(r, 0), 2);
+    tensor_release(r);
+    OK(tensor_unary(UNARY_EXP, i, &r));
+    assert_int_equal(r->dtype, DTYPE_FLOAT32);
+    assert_true(fabs(tensor_get(r, 4) - exp(4.0)) < 1e-4);
+    tensor_release(r);
+    ERR_CONTAINS(tensor_unary_(UNARY_SQRT, i), DDP_ERR_ARG, "sqrt_");
+    OK(tensor_unary_(UNARY_ABS, i));
+    assert_int_equal(tensor_get_int64(i, 0), 2);
+    OK(tensor_unary_(UNARY_NEG, a));
+    assert_true(tensor_get(a, 4) == -4.0);
+    tensor_release(i);
+    tensor_release(a);
+}
+
+static void test_clamp_where(void **state) {
+    (void)state;
+    int64_t s4[1] = {4};
+    double v[4] = {-3, -1, 1, NAN};
+    tensor *a = make(DTYPE_FLOAT32, s4, 1, v), *r;
+    OK(tensor_clamp(a, true, -2, true, 0.5, &r));
+    assert_true(tensor_get(r, 0) == -2.0 && tensor_get(r, 1) == -1.0 && tensor_get(r, 2) == 0.5);
+    assert_true(isnan(tensor_get(r, 3))); /* NaN passes through, as in PyTorch */
+    tensor_release(r);
+    OK(tensor_clamp(a, false, 0, true, 0, &r));
+    assert_true(tensor_get(r, 2) == 0.0 && tensor_get(r, 0) == -3.0);
+    tensor_release(r);
+    ERR_CONTAINS(tensor_clamp(a, false, 0, false, 0, &r), DDP_ERR_ARG, "at least one");
+    OK(tensor_clamp_(a, true, 0, false, 0));
+    assert_true(tensor_get(a, 0) == 0.0 && tensor_get(a, 2) == 1.0);
+
+    int64_t s23[2] = {2, 3}, s3[1] = {3}, s21[2] = {2, 1};
+    double cv[3] = {1, 0, 1}, xv[6] = {1, 2, 3, 4, 5, 6}, yv[2] = {-1, -2};
+    tensor *cond = make(DTYPE_BOOL, s3, 1, cv), *x = make(DTYPE_FLOAT32, s23, 2, xv);
+    tensor *y = make(DTYPE_INT64, s21, 2, yv);
+    OK(tensor_where(cond, x, y, &r));
+    assert_int_equal(r->dtype, DTYPE_FLOAT32);
+    double want[6] = {1, -1, 3, 4, -2, 6};
+    for (int i = 0; i < 6; i++) assert_true(tensor_get(r, i) == want[i]);
+    tensor_release(r);
+    int64_t s4b[1] = {4};
+    tensor *c4;
+    OK(tensor_zeros(s4b, 1, DTYPE_BOOL, DEVICE_CPU_VALUE, &c4));
+    ERR_CONTAINS(tensor_where(c4, x, y, &r), DDP_ERR_ARG, "where: shapes");
+    tensor_release(c4);
+    tensor_release(cond);
+    tensor_release(x);
+    tensor_release(y);
+    tensor_release(a);
+}
+
+static void test_equal_allclose(void **state) {
+    (void)state;
+    int64_t s3[1] = {3}, s23[2] = {2, 3}, s2[1] = {2};
+    double v[3] = {1, 2, 3}, w[3] = {1, 2, 3.0001}, n[3] = {NAN, 1, 2};
+    tensor *a = make(DTYPE_FLOAT32, s3, 1, v), *ai = make(DTYPE_INT64, s3, 1, v);
+    tensor *b = make(DTYPE_FLOAT32, s3, 1, w), *c = make(DTYPE_FLOAT32, s3, 1, n);
+    tensor *m, *two;
+    OK(tensor_zeros(s23, 2, DTYPE_FLOAT32, DEVICE_CPU_VALUE, &m));
+    OK(tensor_zeros(s2, 1, DTYPE_FLOAT32, DEVICE_CPU_VALUE, &two));
+    assert_true(tensor_equal(a, ai)); /* compared by value across dtypes */
+    assert_false(tensor_equal(a, b));
+    assert_false(tensor_equal(c, c)); /* NaN is not equal to itself */
+    assert_false(tensor_equal(a, m));
+    bool close;
+    OK(tensor_allclose(a, b, 1e-5, 1e-8, false, &close));
+    assert_false(close);
+    OK(tensor_allclose(a, b, 1e-4, 1e-8, false, &close));
+    assert_true(close);
+    OK(tensor_allclose(c, c, 1e-5, 1e-8, false, &close));
+    assert_false(close);
+    OK(tensor_allclose(c, c, 1e-5, 1e-8, true, &close));
+    assert_true(close);
+    tensor *r;
+    OK(tensor_binary_scalar(BINARY_MUL, m, 0.0, &r));
+    OK(tensor_allclose(m, a, 0, 0, false, &close)); /* broadcast (2x3) vs (3) */
+    assert_false(close);
+    tensor_release(r);
+    ERR_CONTAINS(tensor_allclose(two, a, 0, 0, false, &close), DDP_ERR_ARG, "allclose: shapes (2)");
+    tensor_release(two);
+    tensor_release(m);
+    tensor_release(a);
+    tensor_release(ai);
+    tensor_release(b);
+    tensor_release(c);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_same_shape_and_broadcast),
+        cmocka_unit_test(test_strided_matches_contiguous),
+        cmocka_unit_test(test_masks_and_mixed_rows),
+        cmocka_unit_test(test_promotion),
+        cmocka_unit_test(test_in_place),
+        cmocka_unit_test(test_add_scaled_errors_and_dtypes),
+        cmocka_unit_test(test_unary),
+        cmocka_unit_test(test_clamp_where),
+        cmocka_unit_test(test_equal_allclose),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
