@@ -231,34 +231,32 @@ static int l_is_nccl_available(lua_State *L) {
     return 1;
 }
 
-/* The group at idx (absent: the default); raises before init. */
-static process_group *group_or_default(lua_State *L, int idx, const char *op) {
+/* The group at idx (absent: the default; NULL for a non-member); raises before init. */
+static process_group *group_or_default(lua_State *L, int idx) {
     if (!lua_isnoneornil(L, idx)) {
         group_box *b = luaL_checkudata(L, idx, GROUP_MT);
-        if (b->non_member) return NULL;
-        return b->g;
+        return b->non_member ? NULL : b->g;
     }
     process_group *g;
     ddp_status s = pg_default(&g);
-    if (s != DDP_OK) return ddp_lua_raise(L, s), NULL;
-    (void)op;
+    if (s != DDP_OK) ddp_lua_raise(L, s);
     return g;
 }
 
 static int l_get_rank(lua_State *L) {
-    process_group *g = group_or_default(L, 1, "get_rank");
+    process_group *g = group_or_default(L, 1);
     lua_pushinteger(L, g ? pg_rank(g) : -1);
     return 1;
 }
 
 static int l_get_world_size(lua_State *L) {
-    process_group *g = group_or_default(L, 1, "get_world_size");
+    process_group *g = group_or_default(L, 1);
     lua_pushinteger(L, g ? pg_size(g) : -1);
     return 1;
 }
 
 static int l_get_backend(lua_State *L) {
-    process_group *g = group_or_default(L, 1, "get_backend");
+    process_group *g = group_or_default(L, 1);
     lua_pushstring(L, g ? pg_backend(g) : "undefined");
     return 1;
 }

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "build_config.h"
 #include "lua/l_internal.h"
@@ -508,6 +509,15 @@ static int l_torch_initial_seed(lua_State *L) {
     return 1;
 }
 
+/* torch.time(): seconds on a monotonic clock, for timing code (Lua's os.clock is CPU
+ * time and os.time has whole seconds). Python's time.perf_counter is the twin. */
+static int l_torch_time(lua_State *L) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+    return 1;
+}
+
 /* ---- grad mode ---------------------------------------------------------------------- */
 
 static const char *const GRAD_GUARD_MT = "torch.grad_mode_guard";
@@ -618,6 +628,7 @@ static const luaL_Reg torch_functions[] = {
     {"where", l_torch_where},
     {"is_tensor", l_torch_is_tensor},
     {"manual_seed", l_torch_manual_seed},
+    {"time", l_torch_time},
     {"initial_seed", l_torch_initial_seed},
     {"no_grad", l_torch_no_grad},
     {"enable_grad", l_torch_enable_grad},

@@ -5,7 +5,10 @@
  * outcomes in one poll loop. The driver never runs learner code, so the loop stays
  * responsive: Ctrl-C (a byte on a self-pipe) becomes SIGINT to every running rank, and a
  * rank that dies is reported at once while the others are interrupted so that nobody
- * waits for it forever. */
+ * waits for it forever. A local rank's stdout and stderr are a pipe that the driver reads
+ * itself, so what a rank printed just before it crashed is never lost; ranks on other
+ * nodes (multi-node: started by an agent, see launcher.h) dial a TCP port that first
+ * authenticates them with the session secret, and forward their output as frames. */
 #include "runtime/driver.h"
 
 #include <arpa/inet.h>
@@ -79,6 +82,7 @@ struct driver {
     } * agents; /* [nnodes]; entry 0 unused */
 };
 
+/* Milliseconds on the monotonic clock, for deadlines. */
 static int64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -114,6 +118,7 @@ static ddp_status host_store(driver *d) {
 
 /* ---- output bookkeeping -------------------------------------------------------------- */
 
+/* Keeps the last TAIL_BYTES a rank printed, for the report when it dies. */
 static void remember_tail(rank_slot *s, const char *bytes, size_t len) {
     if (len >= TAIL_BYTES) {
         memcpy(s->tail, bytes + len - TAIL_BYTES, TAIL_BYTES);
@@ -144,6 +149,8 @@ static void append_tail(const rank_slot *s, char *msg, size_t cap) {
     snprintf(msg + used, cap - used, "; its last output:\n%.*s", (int)(n - start), s->tail + start);
 }
 
+/* Appends to a result's output (kept NUL-terminated); on no memory the bytes are only
+ * streamed. */
 static void append_output(rank_result *r, const char *bytes, size_t len) {
     char *nb = realloc(r->output, r->output_len + len + 1);
     if (!nb) return; /* keep what we have; the bytes were already streamed */
@@ -187,6 +194,7 @@ static void drain_output(rank_slot *s, int r, run_ctx *rc) {
 
 /* ---- rank lifetime ------------------------------------------------------------------- */
 
+/* Closes a rank's control connection and output pipe. Cannot fail. */
 static void close_slot_fd(rank_slot *s) {
     if (s->fd >= 0) close(s->fd);
     if (s->out_fd >= 0) close(s->out_fd);
@@ -227,6 +235,7 @@ static void check_exits(driver *d) {
     }
 }
 
+/* Starts local rank r with a pipe for its output that only we read. */
 static ddp_status spawn_rank(driver *d, int r) {
     int out[2];
     if (pipe2(out, O_CLOEXEC) != 0)

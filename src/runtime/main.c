@@ -2,8 +2,8 @@
  * started by torchrun or SLURM runs its script as that rank; otherwise this is the driver:
  * parse the command line, start the ranks, run the script or -e chunks on every rank with
  * each output line labelled by its rank, and/or open the REPL. With --node-rank K > 0 it
- * is the agent of machine K, which starts that machine's ranks for the driver on node 0. Only here
- * does ddplab exit; the exit status is the first failing rank's. */
+ * is the agent of machine K, which starts that machine's ranks for the driver on node 0.
+ * Only here does ddplab exit; the exit status is the first failing rank's. */
 #include <cblas.h>
 #include <errno.h>
 #include <lua.h>
@@ -71,7 +71,10 @@ static int report_failures(rank_result *results, int n, const render_style *styl
     for (int i = 0; i < n; i++) /* a clean os.exit(0) is not worth a line */
         if (results[i].outcome == RANK_DIED && results[i].exit_status == 0)
             results[i].outcome = RANK_DONE;
-    render_results(stderr, results, n, &err_style);
+    if (n == 1 && results[0].outcome == RANK_ERROR) /* as lua.c: "lua: msg" */
+        fprintf(stderr, "ddplab: %s\n", results[0].error ? results[0].error : "error");
+    else
+        render_results(stderr, results, n, &err_style);
     bool *failed = calloc((size_t)n, sizeof *failed);
     int nfailed = 0;
     for (int i = 0; i < n; i++)

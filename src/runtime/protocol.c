@@ -34,6 +34,7 @@ const char *proto_type_name(int type) {
     return type_names[type];
 }
 
+/* Writes the 8-byte header: big-endian length, type, three zero bytes. */
 static void encode_header(unsigned char *h, msg_type type, uint32_t len) {
     h[0] = (unsigned char)(len >> 24);
     h[1] = (unsigned char)(len >> 16);
@@ -103,6 +104,7 @@ ddp_status proto_send(int fd, msg_type type, const void *data, size_t len) {
     return write_all(fd, data, len);
 }
 
+/* Milliseconds on the monotonic clock, for deadlines. */
 static int64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

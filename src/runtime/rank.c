@@ -1,11 +1,13 @@
 /* rank.c — a rank process: one Lua state running what the driver sends (worker mode) or
  * one script on its own under an outside launcher (standalone mode).
  *
- * In worker mode fd 1 and 2 are a pipe; a reader thread forwards what arrives to the
- * driver as OUTPUT frames and, while a chunk runs, reports what the rank is doing
- * (STATE frames from pg_current_activity). Before a chunk's DONE/ERROR frame the main
- * thread flushes stdio and waits until the reader has forwarded every byte written so
- * far, so output always precedes the outcome. Ctrl-C arrives as SIGINT: the handler only
+ * In worker mode fd 1 and 2 are a pipe. On the driver's node the driver reads it itself
+ * (DDPLAB_OUTPUT=direct), so output written before a crash still arrives; on other nodes
+ * a reader thread here forwards it as OUTPUT frames. Either way, before a chunk's
+ * DONE/ERROR frame the main thread flushes stdio (and waits until the reader forwarded
+ * every byte written so far), so output always precedes the outcome. The reader thread
+ * also reports what the rank is doing while a chunk runs (STATE frames from
+ * pg_current_activity). Ctrl-C arrives as SIGINT carrying the chunk id: the handler only
  * sets a Lua hook (as lua.c's laction) and raises the core's interrupt flag, so the Lua
  * state stays intact and the next chunk runs normally. */
 #include "runtime/rank.h"
@@ -82,6 +84,7 @@ static void on_sigint(int sig, siginfo_t *info, void *uctx) {
     if (id == current_chunk) stop_running_chunk();
 }
 
+/* Routes SIGINT to on_sigint for the state L (SA_RESTART: idle reads go on). */
 static void install_sigint(lua_State *L) {
     interrupt_target = L;
     struct sigaction sa;
@@ -92,6 +95,7 @@ static void install_sigint(lua_State *L) {
     sigaction(SIGINT, &sa, NULL);
 }
 
+/* Back to the default SIGINT before the state is closed. */
 static void uninstall_sigint(void) {
     signal(SIGINT, SIG_DFL);
     interrupt_target = NULL;
@@ -160,18 +164,25 @@ static int protected_call(lua_State *L, int narg, int nres, run_result *res) {
     return status;
 }
 
-/* Prints the values on the stack above `base`, tab-separated (lua.c's l_print). */
-static void print_results(lua_State *L, int base) {
+/* Prints the values on the stack above `base` with the global print, in protected mode
+ * since a __tostring can fail (lua.c's l_print); a failure becomes the chunk's error. */
+static void print_results(lua_State *L, int base, run_result *res) {
     int n = lua_gettop(L) - base;
     if (n <= 0) return;
-    for (int i = 1; i <= n; i++) {
-        size_t len;
-        const char *s = luaL_tolstring(L, base + i, &len);
-        if (i > 1) fputc('\t', stdout);
-        fwrite(s, 1, len, stdout);
-        lua_pop(L, 1);
+    if (!lua_checkstack(L, 2)) {
+        res->outcome = RUN_ERROR;
+        res->message = strdup("too many results to print");
+        return;
     }
-    fputc('\n', stdout);
+    lua_getglobal(L, "print");
+    lua_insert(L, base + 1);
+    if (protected_call(L, n, 0, res) != LUA_OK) {
+        char *m = res->message;
+        size_t len = strlen(m ? m : "") + 32;
+        res->message = malloc(len);
+        if (res->message) snprintf(res->message, len, "error calling 'print' (%s)", m ? m : "");
+        free(m);
+    }
     fflush(stdout);
 }
 
@@ -226,7 +237,7 @@ static void run_chunk(lua_State *L, int id, const char *chunk, size_t len, const
         lua_settop(L, base);
         return;
     }
-    if (protected_call(L, 0, LUA_MULTRET, res) == LUA_OK) print_results(L, base);
+    if (protected_call(L, 0, LUA_MULTRET, res) == LUA_OK) print_results(L, base, res);
     lua_settop(L, base);
 }
 
@@ -276,7 +287,8 @@ static void push_path(lua_State *L, const char *prefix, size_t len) {
                 lua_pushnil(L);
                 break;
             }
-            lua_getfield(L, -1, "__index"); /* metatables are tables: rawget-free is fine */
+            lua_pushliteral(L, "__index"); /* raw: a metatable's own metatable never runs */
+            lua_rawget(L, -2);
             lua_remove(L, -2);
             if (lua_type(L, -1) != LUA_TTABLE) {
                 lua_pop(L, 1);
@@ -292,6 +304,7 @@ static void push_path(lua_State *L, const char *prefix, size_t len) {
     }
 }
 
+/* Whether s is a Lua name (only those are offered as completions). */
 static bool is_identifier(const char *s) {
     if (!(*s == '_' || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z'))) return false;
     for (s++; *s; s++)
@@ -301,6 +314,7 @@ static bool is_identifier(const char *s) {
     return true;
 }
 
+/* qsort order for completion candidates. */
 static int compare_strings(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -349,7 +363,8 @@ static void complete_word(lua_State *L, const char *word, char **out, size_t *le
             }
         }
         if (!sep || !lua_getmetatable(L, -1)) break; /* globals: no __index walk */
-        lua_getfield(L, -1, "__index");
+        lua_pushliteral(L, "__index");
+        lua_rawget(L, -2);
         lua_remove(L, -2);
         lua_remove(L, -2);
         if (lua_type(L, -1) != LUA_TTABLE) break;

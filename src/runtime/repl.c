@@ -427,8 +427,14 @@ static unsigned char complete(EditLine *el, int ch) {
     int n = 0;
     const char *lead = li->buffer;
     while (lead < start && isspace((unsigned char)*lead)) lead++;
+    const char *argword = NULL; /* the one word :on and :restart take */
+    if (strncmp(lead, ":on ", 4) == 0) argword = "all";
+    if (strncmp(lead, ":restart ", 9) == 0) argword = "replay";
     if (lead == start && word[0] == ':') {
         n = repl_command_candidates(word, &cands);
+    } else if (argword) {
+        cands = calloc(1, sizeof *cands);
+        if (cands && strncmp(argword, word, wlen) == 0 && (cands[0] = strdup(argword))) n = 1;
     } else {
         int first = 0;
         while (first < r->world && !r->targets[first]) first++;

@@ -4,6 +4,7 @@
 #include "runtime/xdg.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -75,13 +76,13 @@ ddp_status xdg_transcript_path(char *buf, size_t size) {
 }
 
 ddp_status xdg_transcript_append(const char *path, const char *targets, const char *chunk) {
-    int fd_mode = 0600;
-    FILE *f = NULL;
-    mode_t old = umask(0777 & ~fd_mode);
-    f = fopen(path, "a");
-    umask(old);
-    if (!f)
-        return DDP_FAIL(DDP_ERR_IO, "cannot write the transcript %s: %s", path, strerror(errno));
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "a") : NULL;
+    if (!f) {
+        int e = errno;
+        if (fd >= 0) close(fd);
+        return DDP_FAIL(DDP_ERR_IO, "cannot write the transcript %s: %s", path, strerror(e));
+    }
     char stamp[32];
     time_t now = time(NULL);
     struct tm tm;

@@ -531,6 +531,7 @@ static void copy_row(dtype dd, void *dbase, int64_t doff, int64_t dstride, dtype
 
 ddp_status tensor_copy_(tensor *dst, const tensor *src) {
     DDP_CHECK(tensor_check_cpu("copy_", dst));
+    DDP_CHECK(tensor_check_writable("copy_", dst));
     DDP_CHECK(tensor_check_cpu("copy_", src));
     int64_t sstrides[TENSOR_MAX_DIMS];
     DDP_CHECK(tensor_broadcast_strides("copy_", src, dst->sizes, dst->ndim, sstrides));
@@ -565,6 +566,7 @@ ddp_status tensor_to_dtype(const tensor *t, dtype dt, tensor **out) {
 
 ddp_status tensor_fill_(tensor *t, double value) {
     DDP_CHECK(tensor_check_cpu("fill_", t));
+    DDP_CHECK(tensor_check_writable("fill_", t));
     const int64_t *strides[1] = {t->strides};
     int64_t offsets[1] = {t->offset};
     tensor_iter it;
@@ -599,5 +601,19 @@ ddp_status tensor_check_inplace_dtype(const char *op, dtype result, dtype target
                         "%s_: the result is %s and cannot be stored in place into a %s tensor "
                         "(use the out-of-place form, or convert the tensor first)",
                         op, dtype_name(result), dtype_name(target));
+    return DDP_OK;
+}
+
+ddp_status tensor_check_writable(const char *op, const tensor *t) {
+    for (int d = 0; d < t->ndim; d++) {
+        if (t->strides[d] == 0 && t->sizes[d] > 1) {
+            char buf[128];
+            return DDP_FAIL(DDP_ERR_ARG,
+                            "%s: the tensor of shape %s written in place is an expanded view: "
+                            "several of its elements share one memory location (clone() it "
+                            "first)",
+                            op, tensor_shape_str(t, buf, sizeof buf));
+        }
+    }
     return DDP_OK;
 }

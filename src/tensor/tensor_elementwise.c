@@ -6,9 +6,12 @@
  * Every op walks its operands with the strided iterator of tensor_internal.h, one row
  * (the innermost coalesced dim) at a time. Rows where everything is float32 with unit or
  * zero strides run tight loops the compiler vectorises: this covers same-shape
- * contiguous tensors, tensor op scalar, and the row broadcast (N x C) op (C). Every
- * other row goes through small chunks of double (or int64, when the op computes in
- * integers), which is exact for the float32 results of + - * / and simple to check. */
+ * contiguous tensors, tensor op scalar, and the row broadcast (N x C) op (C); a float32
+ * result with a bool or int64 operand (a gradient times a relu mask) converts that
+ * operand by chunks and runs the same loops, and float32 comparisons write bool rows
+ * directly. Every other row goes through small chunks of double (or int64, when the op
+ * computes in integers), which is exact for the float32 results of + - * /. Scalars
+ * become 0-dim tensors on the stack, so tensor-op-scalar allocates only its result. */
 #include "tensor/tensor.h"
 #include "tensor/tensor_internal.h"
 
@@ -37,18 +40,33 @@ static bool is_comparison(binary_op op) {
 
 /* ---- dtype rules ----------------------------------------------------------------- */
 
-/* The dtype in which `a op b` is evaluated: the promoted dtype, a float for true
- * division, int64 for integer or bool inputs of a comparison or arithmetic. */
-static dtype binary_compute_dtype(binary_op op, dtype a, dtype b) {
-    dtype p = dtype_promote(a, b);
+/* bool < integer < float: PyTorch promotes across categories differently from within. */
+static int dtype_category(dtype dt) {
+    return dt == DTYPE_BOOL ? 0 : dtype_is_float(dt) ? 2 : 1;
+}
+
+/* The promoted dtype of two tensor operands, with PyTorch's rule for 0-dim tensors: a
+ * 0-dim operand only decides the dtype when it is of a higher category than the
+ * dimensioned one (float32 (3) + float64 () stays float32; int64 (3) + float64 () is
+ * float64). Lua numbers arrive as 0-dim tensors already of the right dtype. */
+static dtype promote_operands(const tensor *a, const tensor *b) {
+    bool za = a->ndim == 0, zb = b->ndim == 0;
+    if (za == zb) return dtype_promote(a->dtype, b->dtype);
+    const tensor *dimmed = za ? b : a, *zero = za ? a : b;
+    if (dtype_category(zero->dtype) > dtype_category(dimmed->dtype)) return zero->dtype;
+    return dimmed->dtype;
+}
+
+/* The dtype in which `a op b` is evaluated, from the promoted dtype p: a float for true
+ * division, int64 for bool inputs. */
+static dtype binary_compute_dtype(binary_op op, dtype p) {
     if (op == BINARY_DIV && !dtype_is_float(p)) return DTYPE_FLOAT32;
     if (p == DTYPE_BOOL) return DTYPE_INT64;
     return p;
 }
 
-static dtype binary_result_dtype(binary_op op, dtype a, dtype b) {
+static dtype binary_result_dtype(binary_op op, dtype p) {
     if (is_comparison(op)) return DTYPE_BOOL;
-    dtype p = dtype_promote(a, b);
     if (op == BINARY_DIV && !dtype_is_float(p)) return DTYPE_FLOAT32;
     if (p == DTYPE_BOOL && op != BINARY_MAXIMUM && op != BINARY_MINIMUM && op != BINARY_MUL &&
         op != BINARY_ADD)
@@ -450,9 +468,9 @@ ddp_status tensor_binary(binary_op op, const tensor *a, const tensor *b, tensor 
     int ndim;
     DDP_CHECK(tensor_broadcast_shape(name, a, b, sizes, &ndim));
     tensor *r;
-    DDP_CHECK(tensor_empty(sizes, ndim, binary_result_dtype(op, a->dtype, b->dtype),
-                           a->storage->device, &r));
-    ddp_status s = binary_into(op, binary_compute_dtype(op, a->dtype, b->dtype), r, a, b);
+    dtype p = promote_operands(a, b);
+    DDP_CHECK(tensor_empty(sizes, ndim, binary_result_dtype(op, p), a->storage->device, &r));
+    ddp_status s = binary_into(op, binary_compute_dtype(op, p), r, a, b);
     if (s != DDP_OK) {
         tensor_release(r);
         return s;
@@ -474,8 +492,11 @@ ddp_status tensor_scalar_binary(binary_op op, double s, const tensor *a, tensor 
 ddp_status tensor_binary_(binary_op op, tensor *a, const tensor *b) {
     const char *name = binary_op_name(op);
     DDP_CHECK(check_devices(name, a, b));
-    DDP_CHECK(
-        tensor_check_inplace_dtype(name, binary_result_dtype(op, a->dtype, b->dtype), a->dtype));
+    char inplace_name[32];
+    snprintf(inplace_name, sizeof inplace_name, "%s_", name);
+    DDP_CHECK(tensor_check_writable(inplace_name, a));
+    DDP_CHECK(tensor_check_inplace_dtype(name, binary_result_dtype(op, promote_operands(a, b)),
+                                         a->dtype));
     int64_t bstr[TENSOR_MAX_DIMS];
     if (tensor_broadcast_strides(name, b, a->sizes, a->ndim, bstr) != DDP_OK) {
         char ba[128], bb[128];
@@ -485,7 +506,7 @@ ddp_status tensor_binary_(binary_op op, tensor *a, const tensor *b) {
                         name, tensor_shape_str(b, bb, sizeof bb),
                         tensor_shape_str(a, ba, sizeof ba));
     }
-    return binary_into(op, binary_compute_dtype(op, a->dtype, b->dtype), a, a, b);
+    return binary_into(op, binary_compute_dtype(op, promote_operands(a, b)), a, a, b);
 }
 
 ddp_status tensor_binary_scalar_(binary_op op, tensor *a, double s) {
@@ -495,6 +516,7 @@ ddp_status tensor_binary_scalar_(binary_op op, tensor *a, double s) {
 
 ddp_status tensor_add_scaled_(tensor *a, const tensor *b, double alpha) {
     DDP_CHECK(check_devices("add_", a, b));
+    DDP_CHECK(tensor_check_writable("add_", a));
     if (!dtype_is_float(a->dtype) && (!is_integral(alpha) || dtype_is_float(b->dtype)))
         return tensor_check_inplace_dtype("add", DTYPE_FLOAT32, a->dtype);
     int64_t bstr[TENSOR_MAX_DIMS];

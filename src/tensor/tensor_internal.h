@@ -58,6 +58,9 @@ ddp_status tensor_check_cpu(const char *op, const tensor *t);
 /* DDP_ERR_ARG when an op that computes `result` would store it in place into a tensor of
  * dtype `target` that cannot hold it (a float result into int64), as PyTorch refuses. */
 ddp_status tensor_check_inplace_dtype(const char *op, dtype result, dtype target);
+/* DDP_ERR_ARG naming `op` when t is an expanded view (a dim of size > 1 with stride 0):
+ * writing it in place would write one memory location several times. */
+ddp_status tensor_check_writable(const char *op, const tensor *t);
 /* The broadcast shape of a and b; DDP_ERR_ARG naming `op` and both shapes. */
 ddp_status tensor_broadcast_shape(const char *op, const tensor *a, const tensor *b, int64_t *sizes,
                                   int *ndim);

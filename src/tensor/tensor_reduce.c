@@ -216,7 +216,7 @@ static ddp_status refuse_empty(reduce_op op, const tensor *t) {
 ddp_status tensor_reduce_all(reduce_op op, const tensor *t, tensor **out) {
     *out = NULL;
     DDP_CHECK(tensor_check_cpu(reduce_op_name(op), t));
-    dtype dt;
+    dtype dt = t->dtype;
     DDP_CHECK(reduce_dtype(op, t, &dt));
     bool extreme =
         op == REDUCE_MAX || op == REDUCE_MIN || op == REDUCE_ARGMAX || op == REDUCE_ARGMIN;
@@ -275,7 +275,7 @@ ddp_status tensor_reduce_dim(reduce_op op, const tensor *t, int64_t dim, bool ke
     int d = 0;
     DDP_CHECK(tensor_wrap_dim(name, dim, t->ndim, &d));
     if (t->ndim == 0) return tensor_reduce_all(op, t, out); /* PyTorch: dim 0 of a scalar */
-    dtype dt;
+    dtype dt = t->dtype;
     DDP_CHECK(reduce_dtype(op, t, &dt));
     bool extreme =
         op == REDUCE_MAX || op == REDUCE_MIN || op == REDUCE_ARGMAX || op == REDUCE_ARGMIN;

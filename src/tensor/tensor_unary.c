@@ -6,6 +6,7 @@
 #include "tensor/tensor_internal.h"
 
 #include <math.h>
+#include <stdio.h>
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic") /* see tensor_elementwise.c */
@@ -183,6 +184,9 @@ ddp_status tensor_unary(unary_op op, const tensor *a, tensor **out) {
 
 ddp_status tensor_unary_(unary_op op, tensor *a) {
     DDP_CHECK(tensor_check_cpu(unary_op_name(op), a));
+    char inplace_name[32];
+    snprintf(inplace_name, sizeof inplace_name, "%s_", unary_op_name(op));
+    DDP_CHECK(tensor_check_writable(inplace_name, a));
     DDP_CHECK(
         tensor_check_inplace_dtype(unary_op_name(op), unary_result_dtype(op, a->dtype), a->dtype));
     unary_into(op, a, a);
@@ -243,6 +247,7 @@ ddp_status tensor_clamp(const tensor *a, bool has_lo, double lo, bool has_hi, do
 
 ddp_status tensor_clamp_(tensor *a, bool has_lo, double lo, bool has_hi, double hi) {
     DDP_CHECK(tensor_check_cpu("clamp_", a));
+    DDP_CHECK(tensor_check_writable("clamp_", a));
     if (!has_lo && !has_hi)
         return DDP_FAIL(DDP_ERR_ARG, "clamp_: give at least one of min and max");
     DDP_CHECK(tensor_check_inplace_dtype("clamp", clamp_result_dtype(a, has_lo, lo, has_hi, hi),

@@ -2,7 +2,8 @@
 # test_cli.sh — ddplab's command line without a terminal: --version and --help, a bad
 # option (one line, a hint, status 2), -e on every rank with "[rank] " labels (none for a
 # world of 1), a script with its arguments in `arg`, a script from stdin, the exit status
-# and the message of a failing rank, a syntax error caught before any rank runs.
+# and the message of a failing rank, a syntax error caught before any rank runs, -i after
+# -e (the REPL reading plain lines from a pipe).
 set -u
 : "${DDPLAB:?set DDPLAB to the ddplab binary}"
 WORK=$(mktemp -d)
@@ -68,6 +69,14 @@ check "syntax error in -e exits 1" test "$status" = 1
 check "syntax error is shown" has "$err" "unexpected symbol near '='"
 err=$("$DDPLAB" -n 2 "$WORK/missing.lua" 2>&1)
 check "a missing script is named" has "$err" "cannot open $WORK/missing.lua"
+
+err=$("$DDPLAB" -n 1 -e 'error("alone")' 2>&1)
+status=$?
+check "a world of 1 fails like lua" test "$status" = 1
+check "a world of 1 shows the error like lua" has "$err" "ddplab: (command line):1: alone"
+
+out=$(echo '=x * 2' | "$DDPLAB" -n 2 -e 'x = 21' -i)
+check "-i enters the REPL after -e" has "$out" "[0,1] 42"
 
 [ "$FAILS" = 0 ] || { echo "$FAILS checks failed"; exit 1; }
 echo PASS

@@ -104,9 +104,11 @@ wait_for "This session is saved in"
 tmux -L "$SOCK" send-keys C-d
 for _ in $(seq 200); do [ -s "$WORK/status" ] && break; sleep 0.1; done
 [ "$(cat "$WORK/status" 2>/dev/null)" = 0 ] || fail "Ctrl-D did not exit with status 0"
+# A rank counts as gone once it has exited (a zombie waiting for its new parent is gone).
+alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:.*zombie' "/proc/$1/status" 2>/dev/null; }
 for pid in $PIDS; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && fail "rank process $pid still runs after Ctrl-D"
+    for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
+    alive "$pid" && fail "rank process $pid still runs after Ctrl-D"
 done
 
 HIST="$WORK/state/ddplab/history"

@@ -39,8 +39,15 @@ wait_for "[all]>"
 # Ctrl-C while a chunk runs: every rank is interrupted, the REPL and the states survive.
 send "kept = 7"
 send "while true do end"
-sleep 0.5 # let the loop start on every rank (the test passes either way, only later)
-tmux -L "$SOCK" send-keys C-c
+# Ctrl-C until it lands: one pressed before the chunk reached the ranks would find
+# nothing to stop (a spare one at the prompt only redraws it).
+for _ in $(seq 20); do
+    tmux -L "$SOCK" send-keys C-c
+    for _ in $(seq 10); do
+        [ "$(count "[0-3] interrupted")" = 1 ] && break 2
+        sleep 0.1
+    done
+done
 wait_for "[0-3] interrupted"
 send "=kept + 1"
 wait_for "[0-3] 8"
@@ -67,6 +74,10 @@ tmux -L "$SOCK" send-keys C-u
 keys ":sh"
 tmux -L "$SOCK" send-keys Tab
 wait_for ":show"
+tmux -L "$SOCK" send-keys C-u
+keys ":restart re"
+tmux -L "$SOCK" send-keys Tab
+wait_for ":restart replay"
 tmux -L "$SOCK" send-keys C-u
 
 # :restart replay: the ranks are new (kept is gone) and the replay defines it again.

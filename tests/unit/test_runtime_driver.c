@@ -90,7 +90,14 @@ static void check_basics(int n) {
         assert_null(strstr(res[r].error, "[C]: in ?"));
     }
     rank_results_free(res, n);
-    /* the state survived the error */
+    /* a __tostring that fails is an error of the chunk, not a crash of the rank */
+    run(d, "=setmetatable({}, {__tostring = function() error('no words') end})", res);
+    for (int r = 0; r < n; r++) {
+        assert_int_equal(res[r].outcome, RANK_ERROR);
+        assert_non_null(strstr(res[r].error, "no words"));
+    }
+    rank_results_free(res, n);
+    /* the state survived the errors */
     expect_all_output(d, "=x - x + 2", two);
     driver_stop(d);
 }

@@ -508,6 +508,64 @@ static void test_random_fills(void **state) {
     tensor_release(a);
 }
 
+/* The remaining argument errors of views and creation, each naming its op. */
+static void test_more_error_paths(void **state) {
+    (void)state;
+    int64_t sizes[2] = {2, 3};
+    tensor *t = iota(sizes, 2), *s, *bad = NULL;
+    OK(tensor_scalar(1, DTYPE_FLOAT32, &s));
+    ERR_CONTAINS(tensor_narrow(s, 0, 0, 1, &bad), DDP_ERR_ARG, "narrow: cannot narrow a 0-dim");
+    ERR_CONTAINS(tensor_select(s, 0, 0, &bad), DDP_ERR_ARG, "select: cannot index a 0-dim");
+    int64_t neg[2] = {-2, 3};
+    ERR_CONTAINS(tensor_view(t, neg, 2, &bad), DDP_ERR_ARG, "view: invalid size -2");
+    int64_t e1[1] = {3};
+    ERR_CONTAINS(tensor_expand(t, e1, 1, &bad), DDP_ERR_ARG,
+                 "expand: cannot expand a tensor of shape (2x3) to 1 dims");
+    int64_t e3[3] = {-1, 2, 3};
+    ERR_CONTAINS(tensor_expand(t, e3, 3, &bad), DDP_ERR_ARG,
+                 "-1 is not allowed for a new leading dim");
+    int64_t eight[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    tensor *t8;
+    OK(tensor_zeros(eight, 8, DTYPE_FLOAT32, DEVICE_CPU_VALUE, &t8));
+    ERR_CONTAINS(tensor_unsqueeze(t8, 0, &bad), DDP_ERR_ARG,
+                 "unsqueeze: a tensor can have at most 8");
+    ERR_CONTAINS(tensor_eye(-1, 2, DTYPE_FLOAT32, &bad), DDP_ERR_ARG,
+                 "eye: sizes must be non-negative");
+    ERR_CONTAINS(tensor_uniform_(t, 1, 0, NULL), DDP_ERR_ARG, "uniform_: expects from <= to");
+    ERR_CONTAINS(tensor_transpose(t, 0, 2, &bad), DDP_ERR_ARG, "transpose: dimension 2");
+    assert_null(bad);
+    tensor_release(t8);
+    tensor_release(s);
+    tensor_release(t);
+}
+
+/* A tensor whose storage claims to be on a GPU (this build has none): every op must
+ * refuse it with the build message, and mixing it with a CPU tensor names both devices. */
+static void test_cuda_tensors_refused(void **state) {
+    (void)state;
+    int64_t sizes[1] = {3};
+    tensor *cpu = iota(sizes, 1), *bad = NULL;
+    storage fake_storage = *cpu->storage;
+    fake_storage.device = (device){DEVICE_CUDA, 0};
+    tensor fake = *cpu;
+    fake.storage = &fake_storage;
+    ERR_CONTAINS(tensor_binary(BINARY_ADD, cpu, &fake, &bad), DDP_ERR_ARG,
+                 "add: tensors are on different devices (cpu and cuda:0)");
+    ERR_CONTAINS(tensor_unary(UNARY_EXP, &fake, &bad), DDP_ERR_UNSUPPORTED, "built without CUDA");
+    ERR_CONTAINS(tensor_reduce_all(REDUCE_SUM, &fake, &bad), DDP_ERR_UNSUPPORTED,
+                 "built without CUDA");
+    ERR_CONTAINS(tensor_copy_(cpu, &fake), DDP_ERR_UNSUPPORTED,
+                 "copy_: ddplab was built without CUDA");
+    ERR_CONTAINS(tensor_empty_like(&fake, &bad), DDP_ERR_UNSUPPORTED, "built without CUDA");
+    double v;
+    tensor one = fake; /* a one-element view of the fake GPU storage */
+    one.ndim = 0;
+    ERR_CONTAINS(tensor_item(&one, &v), DDP_ERR_UNSUPPORTED, "item: ddplab was built without CUDA");
+    assert_false(tensor_equal(cpu, &fake));
+    assert_null(bad);
+    tensor_release(cpu);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dtypes),
@@ -521,6 +579,8 @@ int main(void) {
         cmocka_unit_test(test_copies),
         cmocka_unit_test(test_large_blocks_reused_safely),
         cmocka_unit_test(test_ranges),
+        cmocka_unit_test(test_more_error_paths),
+        cmocka_unit_test(test_cuda_tensors_refused),
         cmocka_unit_test(test_random_fills),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -193,6 +193,32 @@ static void test_promotion(void **state) {
     assert_int_equal(r->dtype, DTYPE_BOOL);
     assert_true(tensor_get(r, 0) == 0.0 && tensor_get(r, 1) == 1.0);
     tensor_release(r);
+    /* 0-dim tensors decide the dtype only from a higher category */
+    tensor *d0, *f0, *i0;
+    OK(tensor_scalar(2, DTYPE_FLOAT64, &d0));
+    OK(tensor_scalar(2, DTYPE_FLOAT32, &f0));
+    OK(tensor_scalar(2, DTYPE_INT64, &i0));
+    OK(tensor_binary(BINARY_MUL, f, d0, &r));
+    assert_int_equal(r->dtype, DTYPE_FLOAT32);
+    tensor_release(r);
+    OK(tensor_binary(BINARY_MUL, d0, f, &r));
+    assert_int_equal(r->dtype, DTYPE_FLOAT32);
+    tensor_release(r);
+    OK(tensor_binary(BINARY_ADD, i, d0, &r));
+    assert_int_equal(r->dtype, DTYPE_FLOAT64);
+    assert_true(tensor_get(r, 0) == 9.0);
+    tensor_release(r);
+    OK(tensor_binary(BINARY_ADD, d, i0, &r));
+    assert_int_equal(r->dtype, DTYPE_FLOAT64);
+    tensor_release(r);
+    OK(tensor_binary(BINARY_ADD, f0, d0, &r)); /* both 0-dim: ordinary promotion */
+    assert_int_equal(r->dtype, DTYPE_FLOAT64);
+    tensor_release(r);
+    OK(tensor_binary_(BINARY_MUL, f, d0)); /* in place: computed in float32 */
+    assert_true(tensor_get(f, 0) == 1.0);
+    tensor_release(d0);
+    tensor_release(f0);
+    tensor_release(i0);
     tensor_release(i);
     tensor_release(f);
     tensor_release(d);
@@ -320,6 +346,15 @@ static void test_clamp_where(void **state) {
     tensor_release(r);
     ERR_CONTAINS(tensor_clamp(a, false, 0, false, 0, &r), DDP_ERR_ARG, "at least one");
     OK(tensor_clamp_(a, true, 0, false, 0));
+    tensor *ci;
+    OK(tensor_zeros(s4, 1, DTYPE_INT64, DEVICE_CPU_VALUE, &ci));
+    ERR_CONTAINS(tensor_clamp_(ci, true, 0.5, false, 0), DDP_ERR_ARG,
+                 "clamp_: the result is float32");
+    OK(tensor_clamp(ci, true, 0.5, false, 0, &r));
+    assert_int_equal(r->dtype, DTYPE_FLOAT32);
+    assert_true(tensor_get(r, 0) == 0.5);
+    tensor_release(r);
+    tensor_release(ci);
     assert_true(tensor_get(a, 0) == 0.0 && tensor_get(a, 2) == 1.0);
 
     int64_t s23[2] = {2, 3}, s3[1] = {3}, s21[2] = {2, 1};
@@ -378,6 +413,28 @@ static void test_equal_allclose(void **state) {
     tensor_release(c);
 }
 
+/* In-place ops refuse an expanded view: its elements share memory. */
+static void test_in_place_on_expanded_refused(void **state) {
+    (void)state;
+    int64_t s1[2] = {1, 3}, s43[2] = {4, 3};
+    tensor *row, *ex, *other;
+    OK(tensor_zeros(s1, 2, DTYPE_FLOAT32, DEVICE_CPU_VALUE, &row));
+    OK(tensor_expand(row, s43, 2, &ex));
+    OK(tensor_zeros(s43, 2, DTYPE_FLOAT32, DEVICE_CPU_VALUE, &other));
+    ERR_CONTAINS(tensor_binary_(BINARY_ADD, ex, other), DDP_ERR_ARG,
+                 "add_: the tensor of shape (4x3) written in place is an expanded view");
+    ERR_CONTAINS(tensor_binary_scalar_(BINARY_MUL, ex, 2), DDP_ERR_ARG, "mul_: the tensor");
+    ERR_CONTAINS(tensor_add_scaled_(ex, other, 1), DDP_ERR_ARG, "add_: the tensor");
+    ERR_CONTAINS(tensor_unary_(UNARY_RELU, ex), DDP_ERR_ARG, "relu_: the tensor");
+    ERR_CONTAINS(tensor_clamp_(ex, true, 0, false, 0), DDP_ERR_ARG, "clamp_: the tensor");
+    ERR_CONTAINS(tensor_fill_(ex, 1), DDP_ERR_ARG, "fill_: the tensor");
+    ERR_CONTAINS(tensor_copy_(ex, other), DDP_ERR_ARG, "copy_: the tensor");
+    OK(tensor_binary_(BINARY_ADD, other, ex)); /* reading an expanded view is fine */
+    tensor_release(other);
+    tensor_release(ex);
+    tensor_release(row);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_shape_and_broadcast),
@@ -389,6 +446,7 @@ int main(void) {
         cmocka_unit_test(test_unary),
         cmocka_unit_test(test_clamp_where),
         cmocka_unit_test(test_equal_allclose),
+        cmocka_unit_test(test_in_place_on_expanded_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

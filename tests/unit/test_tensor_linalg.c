@@ -330,11 +330,58 @@ static void test_cat_stack_index_select(void **state) {
     tensor_release(c);
 }
 
+/* The remaining argument errors of the products and joins, each naming its op. */
+static void test_more_error_paths(void **state) {
+    (void)state;
+    int64_t s23[2] = {2, 3}, s32[2] = {3, 2}, s3[1] = {3}, s243[3] = {2, 4, 3}, s332[3] = {3, 3, 2};
+    tensor *a = randn(DTYPE_FLOAT32, s23, 2, 1), *b = randn(DTYPE_FLOAT32, s32, 2, 2);
+    tensor *d = randn(DTYPE_FLOAT64, s32, 2, 3), *v = randn(DTYPE_FLOAT32, s3, 1, 4);
+    tensor *b3 = randn(DTYPE_FLOAT32, s243, 3, 5), *c3 = randn(DTYPE_FLOAT32, s332, 3, 6);
+    tensor *bools, *sc, *c, *r = NULL;
+    OK(tensor_zeros(s23, 2, DTYPE_BOOL, DEVICE_CPU_VALUE, &bools));
+    OK(tensor_scalar(1, DTYPE_FLOAT32, &sc));
+    OK(tensor_zeros(s23, 2, DTYPE_FLOAT32, DEVICE_CPU_VALUE, &c));
+    ERR_CONTAINS(tensor_mm(bools, bools, &r), DDP_ERR_ARG, "mm: (2x3) @ (2x3): inner sizes");
+    tensor *bt;
+    OK(tensor_transpose(bools, 0, 1, &bt));
+    ERR_CONTAINS(tensor_mm(bools, bt, &r), DDP_ERR_ARG, "mm: matrix products of bool tensors");
+    ERR_CONTAINS(tensor_matmul(sc, v, &r), DDP_ERR_ARG,
+                 "matmul: both arguments need at least 1 dim");
+    ERR_CONTAINS(tensor_matmul(b3, c3, &r), DDP_ERR_ARG,
+                 "matmul: the batch dims of (2x4x3) and (3x3x2) cannot be broadcast");
+    ERR_CONTAINS(tensor_gemm_(false, false, 1, a, d, 0, c), DDP_ERR_ARG, "gemm: dtypes differ");
+    ERR_CONTAINS(tensor_gemm_(false, false, 1, v, b, 0, c), DDP_ERR_ARG, "gemm: expected 2-D");
+    tensor *dt;
+    OK(tensor_transpose(d, 0, 1, &dt)); /* (2x3) float64 weight for a (2x3) float32 input */
+    ERR_CONTAINS(tensor_linear(a, dt, NULL, &r), DDP_ERR_ARG,
+                 "linear: both operands must have the same dtype");
+    tensor *one[1] = {sc}, *two[2] = {a, v};
+    ERR_CONTAINS(tensor_cat(one, 1, 0, &r), DDP_ERR_ARG, "cat: tensor 0 is 0-dimensional");
+    ERR_CONTAINS(tensor_cat(two, 2, 0, &r), DDP_ERR_ARG, "cat: tensor 1 has shape (3)");
+    ERR_CONTAINS(tensor_stack(two, 0, 0, &r), DDP_ERR_ARG, "stack: expected a non-empty list");
+    ERR_CONTAINS(tensor_stack(two, 2, 3, &r), DDP_ERR_ARG, "stack: dimension 3");
+    ERR_CONTAINS(tensor_index_select(a, 0, v, &r), DDP_ERR_ARG,
+                 "index_select: the index must be a 1-D int64 tensor, got float32 (3)");
+    assert_null(r);
+    tensor_release(dt);
+    tensor_release(bt);
+    tensor_release(bools);
+    tensor_release(sc);
+    tensor_release(c);
+    tensor_release(a);
+    tensor_release(b);
+    tensor_release(d);
+    tensor_release(v);
+    tensor_release(b3);
+    tensor_release(c3);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mm_layouts),    cmocka_unit_test(test_mm_int64_and_errors),
-        cmocka_unit_test(test_matmul_shapes), cmocka_unit_test(test_gemm_accumulate),
-        cmocka_unit_test(test_linear),        cmocka_unit_test(test_cat_stack_index_select),
+        cmocka_unit_test(test_mm_layouts),       cmocka_unit_test(test_mm_int64_and_errors),
+        cmocka_unit_test(test_matmul_shapes),    cmocka_unit_test(test_gemm_accumulate),
+        cmocka_unit_test(test_linear),           cmocka_unit_test(test_cat_stack_index_select),
+        cmocka_unit_test(test_more_error_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -96,6 +96,11 @@ static void test_reduce_all(void **state) {
     OK(tensor_reduce_all(REDUCE_SUM, ones, &r));
     assert_true(fabs(item(r) - 100000.0) < 0.05);
     tensor_release(r);
+    tensor *vals, *idx;
+    ERR_CONTAINS(tensor_max_dim(empty, 0, false, false, &vals, &idx), DDP_ERR_ARG,
+                 "max: the tensor of shape (0) is empty");
+    ERR_CONTAINS(tensor_reduce_dim(REDUCE_ARGMIN, empty, 0, false, &r), DDP_ERR_ARG,
+                 "argmin: the tensor");
     tensor_release(ones);
     tensor_release(empty);
     tensor_release(i);

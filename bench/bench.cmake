@@ -1,0 +1,15 @@
+# bench.cmake — benchmark programs (bench/README.md). Included from the top CMakeLists.txt.
+# Every target here is EXCLUDE_FROM_ALL: `make build` and ctest never build or run them;
+# the bench/*.sh scripts build what they need, e.g.
+#   cmake --build build --target gloo_raw bench_roundtrip
+
+# Raw Gloo, no ddplab: the reference of bench/collectives.sh.
+add_executable(gloo_raw EXCLUDE_FROM_ALL ${CMAKE_SOURCE_DIR}/bench/gloo_raw.cc)
+target_compile_options(gloo_raw PRIVATE -Wall -Wextra -Wshadow
+                       $<$<BOOL:${DDP_WERROR}>:-Werror>)
+target_link_libraries(gloo_raw PRIVATE gloo Threads::Threads)
+
+# The driver's round trip of an empty chunk through real ranks (bench/interaction.sh).
+add_executable(bench_roundtrip EXCLUDE_FROM_ALL ${CMAKE_SOURCE_DIR}/bench/roundtrip.c)
+target_compile_options(bench_roundtrip PRIVATE ${DDP_C_WARNINGS})
+target_link_libraries(bench_roundtrip PRIVATE ddp_runtime)
