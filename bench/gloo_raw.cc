@@ -45,7 +45,7 @@ namespace {
 /* The schedule; bench/collectives.lua uses the same numbers. */
 const int WARMUP = 2;
 const double WINDOW_BYTES = 8.0 * 1024 * 1024;
-const int MAX_CALLS = 40;
+const int MAX_CALLS = 10;
 
 struct options {
     int nranks = 2;

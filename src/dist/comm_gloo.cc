@@ -239,6 +239,13 @@ ddp_status comm_gloo_init(const comm_init_options *o, comm **out) {
         double rdv = o->rendezvous_timeout_s > 0 ? o->rendezvous_timeout_s : o->timeout_s;
         prefixed_store store(o->store, o->prefix ? o->prefix : "", rdv);
         c->ctx->connectFullMesh(store, c->device);
+        /* connectFullMesh can return on one rank while a peer is still finishing its side
+         * (seen: a rank that destroyed its context right after init broke a slower peer's
+         * rendezvous with "Connection closed by peer"), so end with a barrier, as
+         * PyTorch's store-based barrier after init does */
+        gloo::BarrierOptions barrier(c->ctx);
+        barrier.setTimeout(std::chrono::milliseconds(static_cast<int64_t>(rdv * 1000)));
+        gloo::barrier(barrier);
         *out = c;
         return DDP_OK;
     } catch (...) {

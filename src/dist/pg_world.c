@@ -11,6 +11,7 @@
  * for this one's. */
 #include <errno.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,31 +92,68 @@ static ddp_status connect_tcp(const char *host, int port, int rank, double timeo
     return store_connect(host, port, timeout, &pg_W.store);
 }
 
-/* file:///path: rank 0 hosts a store on loopback and writes "port" into the file;
- * the others read it and connect (retrying while the file is missing or stale). */
+/* Writes "port token" to path atomically (a temporary file renamed over it). */
+static ddp_status write_rendezvous_file(const char *path, int port, const char *token) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    bool ok = f && fprintf(f, "%d %s\n", port, token) > 0;
+    if (f && fclose(f) != 0) ok = false;
+    if (ok && rename(tmp, path) != 0) ok = false;
+    if (!ok) {
+        int err = errno;
+        unlink(tmp);
+        return DDP_FAIL(DDP_ERR_IO, "init_process_group: cannot write '%s': %s", path,
+                        strerror(err));
+    }
+    return DDP_OK;
+}
+
+/* Whether the store we reached holds `token` (and so is the one rank 0 published, not a
+ * stranger that took over a stale file's port). */
+static bool store_has_token(const char *token) {
+    char *v = NULL;
+    size_t len = 0;
+    bool ok =
+        store_get(pg_W.store, "ddp/file_token", 0.5, &v, &len) == DDP_OK && strcmp(v, token) == 0;
+    free(v);
+    return ok;
+}
+
+/* file:///path: rank 0 hosts a store on loopback and writes "port token" into the file;
+ * the others read it, connect, and check the token (retrying while the file is missing
+ * or stale, as a file left by an earlier run may be). */
 static ddp_status connect_file(const char *path, int rank, double timeout) {
     if (rank == 0) {
-        if (!hosted_server) {
-            DDP_CHECK(store_server_start("127.0.0.1", 0, &hosted_server));
+        if (!hosted_server) DDP_CHECK(store_server_start("127.0.0.1", 0, &hosted_server));
+        int port = store_server_port(hosted_server);
+        unsigned char raw[16];
+        char token[33];
+        randombytes_buf(raw, sizeof raw);
+        sodium_bin2hex(token, sizeof token, raw, sizeof raw);
+        DDP_CHECK(store_connect("127.0.0.1", port, timeout, &pg_W.store));
+        ddp_status s = store_set(pg_W.store, "ddp/file_token", token, strlen(token));
+        if (s == DDP_OK) s = write_rendezvous_file(path, port, token);
+        if (s != DDP_OK) {
+            store_close(pg_W.store);
+            pg_W.store = NULL;
         }
-        char tmp[4200];
-        snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
-        FILE *f = fopen(tmp, "w");
-        if (!f || fprintf(f, "%d\n", store_server_port(hosted_server)) < 0 || fclose(f) != 0 ||
-            rename(tmp, path) != 0)
-            return DDP_FAIL(DDP_ERR_IO, "init_process_group: cannot write '%s': %s", path,
-                            strerror(errno));
-        return store_connect("127.0.0.1", store_server_port(hosted_server), timeout, &pg_W.store);
+        return s;
     }
     double until = pg_now() + timeout;
     for (;;) {
         FILE *f = fopen(path, "r");
         int port = 0;
+        char token[64] = "";
         if (f) {
-            if (fscanf(f, "%d", &port) != 1) port = 0;
+            if (fscanf(f, "%d %63s", &port, token) != 2) port = 0;
             fclose(f);
         }
-        if (port > 0 && store_connect("127.0.0.1", port, 0.3, &pg_W.store) == DDP_OK) return DDP_OK;
+        if (port > 0 && store_connect("127.0.0.1", port, 0.3, &pg_W.store) == DDP_OK) {
+            if (store_has_token(token)) return DDP_OK;
+            store_close(pg_W.store);
+            pg_W.store = NULL;
+        }
         if (pg_now() >= until)
             return DDP_FAIL(DDP_ERR_TIMEOUT,
                             "init_process_group: rank 0 did not publish the rendezvous in '%s' "
