@@ -7,7 +7,8 @@
 -- Schedule, the same as gloo_raw.cc: sizes 4 B, 16 B, ... (powers of 4) up to
 -- --max-bytes, float32; for each size WARMUP calls, then --windows windows of k
 -- back-to-back calls behind a barrier, k = clamp(WINDOW_BYTES // bytes, 1, MAX_CALLS);
--- the time of a call is the median over the windows of (window time / k), on rank 0.
+-- the time of a call is the fastest window's (window time / k), on rank 0 (the fastest,
+-- not the median: on a shared machine the noise only ever adds time).
 -- bytes is the tensor size for all_reduce and broadcast, and the whole gathered output
 -- for all_gather (nccl-tests' convention). all_gather is timed twice: the list form
 -- (dist.all_gather(list, t), PyTorch's everyday call) and all_gather_into_tensor.
@@ -35,13 +36,6 @@ local rank, n = dist.get_rank(), dist.get_world_size()
 
 local function calls_per_window(bytes)
   return math.max(1, math.min(MAX_CALLS, WINDOW_BYTES // bytes))
-end
-
-local function median(v)
-  table.sort(v)
-  local m = #v
-  if m % 2 == 1 then return v[(m + 1) // 2] end
-  return 0.5 * (v[m // 2] + v[m // 2 + 1])
 end
 
 -- A closure that makes one call of `op` moving `bytes`, or nil when the size does not
@@ -82,7 +76,7 @@ local function sweep(op)
         per_call[w] = (torch.time() - t0) / k
       end
       if rank == 0 then
-        print(string.format("RESULT %s %d %d %.9f", op, n, bytes, median(per_call)))
+        print(string.format("RESULT %s %d %d %.9f", op, n, bytes, math.min(table.unpack(per_call))))
       end
       call = nil
       collectgarbage() -- the big tensors of this size go before the next size's

@@ -4,11 +4,14 @@
  *
  * It uses the real driver (src/runtime/driver.h): driver_start launches N real rank
  * processes (this same program, re-executed as a rank worker exactly as ddplab is), then
- * driver_run sends the empty chunk to all of them CALLS times. The reference, measured in
- * the same run, is the least any driver could do: one byte written to each of N forked
- * children over a Unix socket pair and one byte read back from each. For every rank count
- * it prints
+ * driver_run sends the empty chunk to all of them CALLS times; then once more after
+ * `dist.init_process_group{backend="gloo"}` has run, because from then on each chunk's
+ * end also tells the store that the rank finished it (for the collective check). The
+ * reference, measured in the same run, is the least any driver could do: one byte
+ * written to each of N forked children over a Unix socket pair and one byte read back
+ * from each. For every rank count it prints
  *   RESULT <ranks> <median s> <p90 s> <reference median s> <reference p90 s> <start s>
+ *          <median s after init> <p90 s after init>
  * where start is how long driver_start took (ranks launched, connected, Lua loaded).
  *
  * usage: bench_roundtrip [--ranks 1,2,4,8] [--calls 200] [--no-collective-check]
@@ -95,9 +98,10 @@ static int reference_rounds(int n, int calls, double *times) {
     return rc;
 }
 
-/* Runs the empty chunk on all ranks of d; fills times[calls]. Returns 0, or -1 with a
- * message on stderr when the driver fails or a rank does not finish the chunk. */
-static int driver_rounds(driver *d, int calls, double *times) {
+/* Runs `chunk` on all ranks of d `calls` times after WARMUP untimed runs (calls = 1 and
+ * times = NULL: once, untimed); fills times[calls]. Returns 0, or -1 with a message on
+ * stderr when the driver fails or a rank does not finish the chunk. */
+static int driver_rounds(driver *d, const char *chunk, int calls, double *times) {
     int n = driver_world_size(d);
     rank_result *results = calloc((size_t)n, sizeof *results);
     bool *targets = malloc((size_t)n * sizeof *targets);
@@ -109,9 +113,11 @@ static int driver_rounds(driver *d, int calls, double *times) {
     }
     for (int i = 0; i < n; i++) targets[i] = true;
     int rc = 0;
-    for (int k = 0; rc == 0 && k < calls + WARMUP; k++) {
+    int warmup = times ? WARMUP : 0;
+    for (int k = 0; rc == 0 && k < calls + warmup; k++) {
         double t0 = now_seconds();
-        ddp_status s = driver_run(d, "", 0, "=(bench)", targets, NULL, NULL, results);
+        ddp_status s =
+            driver_run(d, chunk, strlen(chunk), "=(bench)", targets, NULL, NULL, results);
         double t = now_seconds() - t0;
         if (s != DDP_OK) {
             fprintf(stderr, "bench_roundtrip: %s\n", ddp_last_error());
@@ -120,21 +126,23 @@ static int driver_rounds(driver *d, int calls, double *times) {
         }
         for (int i = 0; i < n; i++)
             if (results[i].outcome != RANK_DONE) {
-                fprintf(stderr, "bench_roundtrip: rank %d did not run the empty chunk: %s\n", i,
+                fprintf(stderr, "bench_roundtrip: rank %d did not finish '%s': %s\n", i, chunk,
                         results[i].error ? results[i].error : "(no message)");
                 rc = -1;
             }
         rank_results_free(results, n);
-        if (k >= WARMUP) times[k - WARMUP] = t;
+        if (times && k >= warmup) times[k - warmup] = t;
     }
     free(results);
     free(targets);
     return rc;
 }
 
-/* Starts n ranks, times the empty chunk on them (times[calls]) and stops them; *start_s
- * is how long driver_start took. Returns 0 or -1 with a message on stderr. */
-static int driver_measure(int n, int calls, bool check, double *times, double *start_s) {
+/* Starts n ranks, times the empty chunk on them (times[calls]), initialises the process
+ * group, times it again (after_init[calls]) and stops them; *start_s is how long
+ * driver_start took. Returns 0 or -1 with a message on stderr. */
+static int driver_measure(int n, int calls, bool check, double *times, double *after_init,
+                          double *start_s) {
     launch_options lo = {
         .nproc = n,
         .backend = "gloo",
@@ -153,7 +161,9 @@ static int driver_measure(int n, int calls, bool check, double *times, double *s
         return -1;
     }
     *start_s = now_seconds() - t0;
-    int rc = driver_rounds(d, calls, times);
+    int rc = driver_rounds(d, "", calls, times);
+    if (rc == 0) rc = driver_rounds(d, "dist.init_process_group{backend=\"gloo\"}", 1, NULL);
+    if (rc == 0) rc = driver_rounds(d, "", calls, after_init);
     driver_stop(d);
     return rc;
 }
@@ -162,21 +172,25 @@ static int driver_measure(int n, int calls, bool check, double *times, double *s
 static int measure(int n, int calls, bool check) {
     double *ref = malloc((size_t)calls * sizeof *ref);
     double *drv = malloc((size_t)calls * sizeof *drv);
+    double *init = malloc((size_t)calls * sizeof *init);
     double start_s = 0;
     int rc = -1;
-    if (!ref || !drv)
+    if (!ref || !drv || !init)
         fprintf(stderr, "bench_roundtrip: out of memory\n");
     else if (reference_rounds(n, calls, ref) == 0 &&
-             driver_measure(n, calls, check, drv, &start_s) == 0)
+             driver_measure(n, calls, check, drv, init, &start_s) == 0)
         rc = 0;
     if (rc == 0) {
         double med = quantile(drv, calls, 0.5), p90 = quantile(drv, calls, 0.9);
         double rmed = quantile(ref, calls, 0.5), rp90 = quantile(ref, calls, 0.9);
-        printf("RESULT %d %.9f %.9f %.9f %.9f %.6f\n", n, med, p90, rmed, rp90, start_s);
+        double imed = quantile(init, calls, 0.5), ip90 = quantile(init, calls, 0.9);
+        printf("RESULT %d %.9f %.9f %.9f %.9f %.6f %.9f %.9f\n", n, med, p90, rmed, rp90, start_s,
+               imed, ip90);
         fflush(stdout);
     }
     free(ref);
     free(drv);
+    free(init);
     return rc;
 }
 

@@ -394,11 +394,20 @@ end
 local Linear = Module:extend("Linear")
 nn.Linear = Linear
 
--- nn.Linear(in, out, {bias=true, dtype=}): weight (out x in) then bias (out), each
--- uniform in +-1/sqrt(in) from the default generator, as PyTorch initialises them.
+-- nn.Linear(in, out, {bias=true, dtype=}) or nn.Linear(in, out, false) (PyTorch's third
+-- positional argument is bias): weight (out x in) then bias (out), each uniform in
+-- +-1/sqrt(in) from the default generator, as PyTorch initialises them.
 function Linear:__init(in_features, out_features, opts)
   if math.type(in_features) ~= "integer" or math.type(out_features) ~= "integer" then
     raise("Linear: expected integer sizes, e.g. nn.Linear(5, 10)")
+  end
+  if in_features < 0 or out_features < 0 then
+    raise(string.format("Linear: sizes must be non-negative, got nn.Linear(%d, %d)",
+                        in_features, out_features))
+  end
+  if type(opts) == "boolean" then opts = {bias = opts} end
+  if opts ~= nil and type(opts) ~= "table" then
+    raise("Linear: the third argument is bias (true or false) or an options table {bias=, dtype=}, got " .. type(opts))
   end
   opts = opts or {}
   self.in_features, self.out_features = in_features, out_features

@@ -2,6 +2,10 @@
 #include "base/rng.h"
 
 #include <math.h>
+#include <stdbool.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #define PHILOX_M0 0xD2511F53u
 #define PHILOX_M1 0xCD9E8D57u
@@ -34,8 +38,23 @@ void generator_seed(ddp_generator *g, uint64_t seed) {
     g->position = 0;
 }
 
+/* Like PyTorch, a process that never calls manual_seed draws from a seed of its own, so
+ * unseeded ranks start from different weights (the reason DDP broadcasts them). */
+static uint64_t nondeterministic_seed(void) {
+    uint64_t seed;
+    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) == (ssize_t)sizeof seed) return seed;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40);
+}
+
 ddp_generator *generator_default(void) {
-    static ddp_generator g = {0, 0};
+    static ddp_generator g;
+    static bool seeded;
+    if (!seeded) {
+        generator_seed(&g, nondeterministic_seed());
+        seeded = true;
+    }
     return &g;
 }
 

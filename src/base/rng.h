@@ -26,7 +26,8 @@ void philox4x32_10(uint64_t key, uint64_t counter, uint32_t out[4]);
 
 void generator_seed(ddp_generator *g, uint64_t seed);
 
-/* The process-wide default generator (torch.manual_seed sets it). Seed 0 until set. */
+/* The process-wide default generator (torch.manual_seed sets it). Until then its seed is
+ * drawn from the operating system, different in every process, as PyTorch's is. */
 ddp_generator *generator_default(void);
 
 /* Fill out[0..n) and advance the generator. Cannot fail. */

@@ -84,8 +84,7 @@ void l_push_shared_tensor(lua_State *L, tensor *t) {
         return;
     }
     lua_pop(L, 1);
-    tensor **slot = l_new_box(L);
-    *slot = t;
+    ddp_lua_push_tensor(L, t); /* releases t if the box cannot be made */
     lua_pushvalue(L, -1);
     lua_rawsetp(L, -3, t);
     lua_remove(L, -2);

@@ -32,6 +32,14 @@ static double l_alpha(lua_State *L, int idx) {
     return 1.0;
 }
 
+/* True when the value at idx is a Lua float (2.0, 0.5) and t holds integers or bools.
+ * PyTorch types a Python float as floating point whatever its value (torch.tensor([1, 2])
+ * + 2.0 is float32), but the core sees only a double and keeps integers for a whole
+ * value; the bindings, which can tell 2 from 2.0, make the tensor float first. */
+static int l_float_meets_ints(lua_State *L, int idx, const tensor *t) {
+    return lua_type(L, idx) == LUA_TNUMBER && !lua_isinteger(L, idx) && !dtype_is_float(t->dtype);
+}
+
 /* a op b with a tensor on at least one side; `grad` picks ag_* over tensor_*. */
 static int l_binary_common(lua_State *L, binary_op op, int grad, double alpha) {
     tensor *a = ddp_lua_to_tensor(L, 1), *b = ddp_lua_to_tensor(L, 2);
@@ -44,6 +52,16 @@ static int l_binary_common(lua_State *L, binary_op op, int grad, double alpha) {
         if (!l_is_number(L, 1)) return luaL_typeerror(L, 1, "tensor or number");
     } else {
         return luaL_typeerror(L, 1, "tensor");
+    }
+    /* (grad is 0 only for comparisons, which compare a scalar exactly as it is) */
+    if (grad && a && !b && l_float_meets_ints(L, 2, a)) {
+        tensor **as_float = l_new_box(L);
+        l_check(L, tensor_to_dtype(a, DTYPE_FLOAT32, as_float));
+        a = *as_float;
+    } else if (grad && b && !a && l_float_meets_ints(L, 1, b)) {
+        tensor **as_float = l_new_box(L);
+        l_check(L, tensor_to_dtype(b, DTYPE_FLOAT32, as_float));
+        b = *as_float;
     }
     tensor **slot = l_new_box(L);
     if (a && b) {
@@ -125,6 +143,12 @@ static int l_binary_inplace(lua_State *L, binary_op op, double alpha) {
     char name[32];
     snprintf(name, sizeof name, "%s_", binary_op_name(op));
     l_check(L, ag_check_inplace(t, name));
+    if (!b && l_float_meets_ints(L, 2, t)) /* int64 t:add_(2.0): a float result (PyTorch) */
+        ddp_lua_raise(L, DDP_FAIL(DDP_ERR_ARG,
+                                  "%s: the result is float32 and cannot be stored in place into "
+                                  "a tensor of dtype %s (use the out-of-place form, or convert "
+                                  "the tensor first)",
+                                  name, dtype_name(t->dtype)));
     if (b && (op == BINARY_ADD || op == BINARY_SUB) && alpha != 1.0)
         l_check(L, tensor_add_scaled_(t, b, op == BINARY_SUB ? -alpha : alpha));
     else if (b)
@@ -232,9 +256,15 @@ static int l_clamp_(lua_State *L) {
 static int l_dim_args(lua_State *L, int idx, int64_t *dim, int *keepdim) {
     *keepdim = 0;
     if (lua_istable(L, idx)) {
-        double d;
-        int has = l_opt_has_number(L, idx, "dim", &d);
-        *dim = (int64_t)d;
+        int has = lua_getfield(L, idx, "dim") != LUA_TNIL;
+        int is_int;
+        lua_Integer d = lua_tointegerx(L, -1, &is_int);
+        if (has && !is_int) /* also refuses 1.5 and 1e300, which would not convert */
+            luaL_error(L, "option 'dim' must be an integer, got %s",
+                       lua_type(L, -1) == LUA_TNUMBER ? lua_tostring(L, -1)
+                                                      : luaL_typename(L, -1));
+        lua_pop(L, 1);
+        *dim = has ? (int64_t)d : 0;
         *keepdim = l_opt_boolean(L, idx, "keepdim", 0);
         return has;
     }

@@ -33,6 +33,9 @@ static int l_trailing_options(lua_State *L, int *last) {
 
 /* ---- torch.tensor ------------------------------------------------------------------- */
 
+/* torch.tensor reads every element into two scratch buffers of 8 bytes each. */
+#define TENSOR_DATA_MAX_ELEMENTS ((int64_t)(TENSOR_MAX_BYTES / 16))
+
 typedef struct {
     int ndim;
     int64_t sizes[TENSOR_MAX_DIMS];
@@ -64,7 +67,7 @@ static void l_read_leaf(lua_State *L, nested_reader *r) {
             v = (double)iv;
         } else {
             v = lua_tonumber(L, -1);
-            iv = (int64_t)v;
+            iv = 0; /* unused: a float makes the tensor float (converting here could be UB) */
             r->has_float = 1;
         }
     } else if (t == LUA_TBOOLEAN) {
@@ -73,7 +76,7 @@ static void l_read_leaf(lua_State *L, nested_reader *r) {
     } else if ((tt = ddp_lua_to_tensor(L, -1)) != NULL && tensor_numel(tt) == 1) {
         r->all_bool = 0;
         v = tensor_get(tt, 0);
-        iv = tt->dtype == DTYPE_INT64 ? tensor_get_int64(tt, 0) : (int64_t)v;
+        iv = dtype_is_float(tt->dtype) ? 0 : tensor_get_int64(tt, 0);
         if (dtype_is_float(tt->dtype)) r->has_float = 1;
     } else if (tt) {
         luaL_error(L,
@@ -137,6 +140,12 @@ static void l_nested_shape(lua_State *L, int idx, nested_reader *r) {
         if (r->ndim == TENSOR_MAX_DIMS)
             luaL_error(L, "tensor: more than %d levels of nesting", TENSOR_MAX_DIMS);
         int64_t n = (int64_t)lua_rawlen(L, -1);
+        /* Nested tables may share rows, so a few small tables can describe more elements
+         * than int64 counts: refuse before the product overflows (it sizes the buffers
+         * that l_read_nested fills). */
+        if (n > 0 && r->numel > TENSOR_DATA_MAX_ELEMENTS / n)
+            luaL_error(L, "tensor: the nested table holds more than %I elements, too many",
+                       (LUAI_UACINT)TENSOR_DATA_MAX_ELEMENTS);
         r->sizes[r->ndim++] = n;
         r->numel *= n;
         if (n == 0) break;
@@ -144,6 +153,17 @@ static void l_nested_shape(lua_State *L, int idx, nested_reader *r) {
         lua_remove(L, -2);
     }
     lua_pop(L, 1);
+}
+
+/* Raises, as PyTorch does, when a number read as float cannot become an int64 (NaN, an
+ * infinity, or beyond +-2^63): a silent conversion would give garbage. */
+static void l_check_int64_range(lua_State *L, const nested_reader *r) {
+    for (int64_t i = 0; i < r->numel; i++) {
+        double v = r->values[i];
+        if (!(v >= -9223372036854775808.0 && v < 9223372036854775808.0))
+            luaL_error(L, "tensor: the value %f cannot be converted to int64 without overflow",
+                       v);
+    }
 }
 
 /* torch.tensor(data, {dtype=, requires_grad=}) */
@@ -169,8 +189,6 @@ static int l_torch_tensor(lua_State *L) {
     memset(&r, 0, sizeof r);
     r.all_bool = 1;
     l_nested_shape(L, 1, &r);
-    if (r.numel > (int64_t)(TENSOR_MAX_BYTES / 16))
-        luaL_error(L, "tensor: %I elements is too many", (LUAI_UACINT)r.numel);
     size_t n = (size_t)(r.numel > 0 ? r.numel : 1);
     r.values = lua_newuserdatauv(L, n * sizeof(double), 0); /* GC'd scratch */
     r.ints = lua_newuserdatauv(L, n * sizeof(int64_t), 0);
@@ -190,6 +208,7 @@ static int l_torch_tensor(lua_State *L) {
         for (int64_t i = 0; i < r.numel; i++) b[i] = r.ints[i] != 0;
         data = b;
     }
+    if (base == DTYPE_FLOAT64 && want == DTYPE_INT64) l_check_int64_range(L, &r);
     tensor **slot = l_new_box(L);
     l_check(L, tensor_from_data(data, r.sizes, r.ndim, base, slot));
     if (want != (*slot)->dtype) {

@@ -131,11 +131,15 @@ int l_check_sizes(lua_State *L, int first, int last, const char *op,
             luaL_error(L, "%s: %d dimensions given, at most %d are supported", op, (int)n,
                        TENSOR_MAX_DIMS);
         for (lua_Integer i = 1; i <= n; i++) {
-            lua_rawgeti(L, first, i);
-            if (!lua_isinteger(L, -1))
+            int is_int = 0;
+            lua_Integer v = 0;
+            /* whole floats (1e3, 2^10) count, as they do for sizes given as arguments */
+            if (lua_rawgeti(L, first, i) == LUA_TNUMBER) v = lua_tointegerx(L, -1, &is_int);
+            if (!is_int)
                 luaL_error(L, "%s: size %d must be an integer, got %s", op, (int)i,
-                           luaL_typename(L, -1));
-            sizes[i - 1] = (int64_t)lua_tointeger(L, -1);
+                           lua_type(L, -1) == LUA_TNUMBER ? lua_tostring(L, -1)
+                                                          : luaL_typename(L, -1));
+            sizes[i - 1] = (int64_t)v;
             lua_pop(L, 1);
         }
         return (int)n;

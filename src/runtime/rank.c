@@ -267,6 +267,22 @@ static void run_file(lua_State *L, int id, const char *path, int argc, char **ar
     lua_settop(L, base);
 }
 
+/* Replaces the metatable on top with where its methods live: __index when it is a table,
+ * else a `methods` table beside it (l_tensor.c's convention for an __index function), else
+ * nil. Raw reads only. */
+static void metatable_to_methods(lua_State *L) {
+    lua_pushliteral(L, "__index");
+    if (lua_rawget(L, -2) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_pushliteral(L, "methods");
+        if (lua_rawget(L, -2) != LUA_TTABLE) {
+            lua_pop(L, 1);
+            lua_pushnil(L);
+        }
+    }
+    lua_remove(L, -2);
+}
+
 /* Pushes the value named by the dotted path `prefix[0..len)` (from _G), or nil. Reads
  * only tables and __index tables, so completing never runs learner code. */
 static void push_path(lua_State *L, const char *prefix, size_t len) {
@@ -287,9 +303,7 @@ static void push_path(lua_State *L, const char *prefix, size_t len) {
                 lua_pushnil(L);
                 break;
             }
-            lua_pushliteral(L, "__index"); /* raw: a metatable's own metatable never runs */
-            lua_rawget(L, -2);
-            lua_remove(L, -2);
+            metatable_to_methods(L);
             if (lua_type(L, -1) != LUA_TTABLE) {
                 lua_pop(L, 1);
                 lua_pushnil(L);
@@ -363,9 +377,7 @@ static void complete_word(lua_State *L, const char *word, char **out, size_t *le
             }
         }
         if (!sep || !lua_getmetatable(L, -1)) break; /* globals: no __index walk */
-        lua_pushliteral(L, "__index");
-        lua_rawget(L, -2);
-        lua_remove(L, -2);
+        metatable_to_methods(L);
         lua_remove(L, -2);
         if (lua_type(L, -1) != LUA_TTABLE) break;
     }

@@ -201,7 +201,10 @@ static void storage_release(storage *s) {
 static ddp_status storage_new(size_t nbytes, storage **out) {
     *out = NULL;
     storage *s = block_alloc(block_bytes(nbytes));
-    if (!s) return DDP_FAIL(DDP_ERR_NOMEM, "tensor: out of memory allocating %zu bytes", nbytes);
+    if (!s)
+        return DDP_FAIL(DDP_ERR_NOMEM,
+                        "out of memory: a tensor of %zu bytes (%.1f GiB) could not be allocated",
+                        nbytes, (double)nbytes / (double)((size_t)1 << 30));
     s->refcount = 1;
     s->device = DEVICE_CPU_VALUE;
     s->nbytes = nbytes;
@@ -242,15 +245,20 @@ const char *tensor_sizes_str(const int64_t *sizes, int ndim, char *buf, size_t l
 ddp_status tensor_empty(const int64_t *sizes, int ndim, dtype dt, device dev, tensor **out) {
     *out = NULL;
     if (ndim < 0 || ndim > TENSOR_MAX_DIMS)
-        return DDP_FAIL(DDP_ERR_ARG, "empty: %d dimensions requested; at most %d are supported",
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "cannot create a tensor with %d dimensions; at most %d are supported",
                         ndim, TENSOR_MAX_DIMS);
     size_t numel = 1;
     bool too_big = false;
+    /* The messages below name no op: tensor_empty serves zeros, ones, rand, full, ... and
+     * the learner called one of those, not "empty". */
     for (int d = 0; d < ndim; d++) {
         if (sizes[d] < 0) {
             char buf[128];
-            return DDP_FAIL(DDP_ERR_ARG, "empty: negative size %" PRId64 " in shape %s", sizes[d],
-                            tensor_sizes_str(sizes, ndim, buf, sizeof buf));
+            return DDP_FAIL(DDP_ERR_ARG,
+                            "cannot create a tensor with negative dimension %" PRId64
+                            " in size %s (sizes must be >= 0)",
+                            sizes[d], tensor_sizes_str(sizes, ndim, buf, sizeof buf));
         }
         if (sizes[d] != 0 && numel > TENSOR_MAX_BYTES / (size_t)sizes[d]) too_big = true;
         numel *= (size_t)sizes[d];
@@ -258,10 +266,13 @@ ddp_status tensor_empty(const int64_t *sizes, int ndim, dtype dt, device dev, te
     for (int d = 0; d < ndim; d++)
         if (sizes[d] == 0) too_big = false; /* an empty tensor is never too big */
     if (dev.type == DEVICE_CUDA)
-        return DDP_FAIL(DDP_ERR_UNSUPPORTED, "empty: ddplab was built without CUDA");
+        return DDP_FAIL(DDP_ERR_UNSUPPORTED,
+                        "cannot create a tensor on cuda: ddplab was built without CUDA");
     if (too_big || numel > TENSOR_MAX_BYTES / dtype_size(dt)) {
         char buf[128];
-        return DDP_FAIL(DDP_ERR_NOMEM, "empty: shape %s of %s is larger than the %zu GiB limit",
+        return DDP_FAIL(DDP_ERR_NOMEM,
+                        "a tensor of size %s and dtype %s is too large: it would need more "
+                        "than the %zu GiB a single tensor may have",
                         tensor_sizes_str(sizes, ndim, buf, sizeof buf), dtype_name(dt),
                         TENSOR_MAX_BYTES >> 30);
     }
@@ -269,7 +280,7 @@ ddp_status tensor_empty(const int64_t *sizes, int ndim, dtype dt, device dev, te
     DDP_CHECK(storage_new(numel * dtype_size(dt), &s));
     tensor *t = tensor_header(s, dt);
     storage_release(s); /* the header holds it now (or nobody does) */
-    if (!t) return DDP_FAIL(DDP_ERR_NOMEM, "empty: out of memory");
+    if (!t) return DDP_FAIL(DDP_ERR_NOMEM, "out of memory creating a tensor");
     t->ndim = ndim;
     for (int d = 0; d < ndim; d++) t->sizes[d] = sizes[d];
     tensor_contiguous_strides(sizes, ndim, t->strides);
@@ -376,6 +387,13 @@ static int64_t flat_to_offset(const tensor *t, int64_t flat) {
     return off;
 }
 
+/* double -> int64 without undefined behaviour: out of range and NaN give INT64_MIN, the
+ * value x86's conversion (and so PyTorch on x86) produces for them. */
+static int64_t double_to_int64(double v) {
+    if (v >= -9223372036854775808.0 && v < 9223372036854775808.0) return (int64_t)v;
+    return INT64_MIN;
+}
+
 double tensor_load(dtype dt, const void *base, int64_t off) {
     switch (dt) {
     case DTYPE_FLOAT32:
@@ -399,7 +417,7 @@ void tensor_store(dtype dt, void *base, int64_t off, double v) {
         ((double *)base)[off] = v;
         break;
     case DTYPE_INT64:
-        ((int64_t *)base)[off] = (int64_t)v;
+        ((int64_t *)base)[off] = double_to_int64(v);
         break;
     case DTYPE_BOOL:
         ((bool *)base)[off] = v != 0;
@@ -414,7 +432,7 @@ int64_t tensor_load_int64(dtype dt, const void *base, int64_t off) {
     case DTYPE_BOOL:
         return ((const bool *)base)[off];
     default:
-        return (int64_t)tensor_load(dt, base, off);
+        return double_to_int64(tensor_load(dt, base, off));
     }
 }
 
@@ -598,7 +616,7 @@ ddp_status tensor_fill_(tensor *t, double value) {
 ddp_status tensor_check_inplace_dtype(const char *op, dtype result, dtype target) {
     if (dtype_is_float(result) && !dtype_is_float(target))
         return DDP_FAIL(DDP_ERR_ARG,
-                        "%s_: the result is %s and cannot be stored in place into a %s tensor "
+                        "%s_: the result is %s and cannot be stored in place into a tensor of dtype %s "
                         "(use the out-of-place form, or convert the tensor first)",
                         op, dtype_name(result), dtype_name(target));
     return DDP_OK;

@@ -460,10 +460,33 @@ static ddp_status binary_into(binary_op op, dtype compute, tensor *out, const te
 
 /* ---- binary ops ------------------------------------------------------------------ */
 
+/* PyTorch refuses `a - b` for two bool tensors: it is almost always a mask meant to be
+ * inverted or compared, and the int64 result would hide that. */
+static ddp_status check_bool_sub(binary_op op, const tensor *a, const tensor *b) {
+    if (op == BINARY_SUB && a->dtype == DTYPE_BOOL && b->dtype == DTYPE_BOOL)
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "sub: subtracting two bool tensors is not supported (as in PyTorch); "
+                        "for \"exactly one of them is true\" use a:ne(b)");
+    return DDP_OK;
+}
+
+/* PyTorch refuses an integer tensor to a negative integer power given as a number: the
+ * answer would be 0 for every base but 1 and -1, which is never what was meant. (A
+ * tensor of exponents is allowed and gives those integers, as in PyTorch.) */
+static ddp_status check_int_pow(binary_op op, const tensor *a, double s) {
+    if (op == BINARY_POW && !dtype_is_float(a->dtype) && is_integral(s) && s < 0)
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "pow: integers to negative integer powers are not allowed (%s tensor, "
+                        "exponent %.0f); use a float tensor, e.g. t:float():pow(%.0f)",
+                        dtype_name(a->dtype), s, s);
+    return DDP_OK;
+}
+
 ddp_status tensor_binary(binary_op op, const tensor *a, const tensor *b, tensor **out) {
     *out = NULL;
     const char *name = binary_op_name(op);
     DDP_CHECK(check_devices(name, a, b));
+    DDP_CHECK(check_bool_sub(op, a, b));
     int64_t sizes[TENSOR_MAX_DIMS];
     int ndim;
     DDP_CHECK(tensor_broadcast_shape(name, a, b, sizes, &ndim));
@@ -480,6 +503,8 @@ ddp_status tensor_binary(binary_op op, const tensor *a, const tensor *b, tensor 
 }
 
 ddp_status tensor_binary_scalar(binary_op op, const tensor *a, double s, tensor **out) {
+    *out = NULL;
+    DDP_CHECK(check_int_pow(op, a, s));
     stack_scalar ss;
     return tensor_binary(op, a, stack_scalar_init(&ss, s, scalar_dtype(a->dtype, s)), out);
 }
@@ -492,6 +517,7 @@ ddp_status tensor_scalar_binary(binary_op op, double s, const tensor *a, tensor 
 ddp_status tensor_binary_(binary_op op, tensor *a, const tensor *b) {
     const char *name = binary_op_name(op);
     DDP_CHECK(check_devices(name, a, b));
+    DDP_CHECK(check_bool_sub(op, a, b));
     char inplace_name[32];
     snprintf(inplace_name, sizeof inplace_name, "%s_", name);
     DDP_CHECK(tensor_check_writable(inplace_name, a));
@@ -510,6 +536,7 @@ ddp_status tensor_binary_(binary_op op, tensor *a, const tensor *b) {
 }
 
 ddp_status tensor_binary_scalar_(binary_op op, tensor *a, double s) {
+    DDP_CHECK(check_int_pow(op, a, s));
     stack_scalar ss;
     return tensor_binary_(op, a, stack_scalar_init(&ss, s, scalar_dtype(a->dtype, s)));
 }

@@ -54,11 +54,10 @@ void tensor_store_row(dtype dt, void *base, int64_t off, int64_t stride, const d
         for (int64_t i = 0; i < n; i++) p[i * stride] = src[i];
         break;
     }
-    case DTYPE_INT64: {
-        int64_t *p = (int64_t *)base + off;
-        for (int64_t i = 0; i < n; i++) p[i * stride] = (int64_t)src[i];
+    case DTYPE_INT64: /* rare (results are int64 only when computed in int64): the
+                         checked conversion of tensor_store is worth more than speed */
+        for (int64_t i = 0; i < n; i++) tensor_store(dt, base, off + i * stride, src[i]);
         break;
-    }
     case DTYPE_BOOL: {
         bool *p = (bool *)base + off;
         for (int64_t i = 0; i < n; i++) p[i * stride] = src[i] != 0;

@@ -371,6 +371,8 @@ ddp_status tensor_cat(tensor *const *ts, int n, int64_t dim, tensor **out) {
                             i, tensor_shape_str(t, si, sizeof si),
                             tensor_shape_str(first, s0, sizeof s0), d);
         dt = dtype_promote(dt, t->dtype);
+        if (t->sizes[d] > INT64_MAX - total) /* expanded views can be that long */
+            return DDP_FAIL(DDP_ERR_ARG, "cat: the joined size along dim %d is too large", d);
         total += t->sizes[d];
     }
     int64_t sizes[TENSOR_MAX_DIMS];

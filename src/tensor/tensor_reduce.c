@@ -213,6 +213,16 @@ static ddp_status refuse_empty(reduce_op op, const tensor *t) {
                     reduce_op_name(op), tensor_shape_str(t, buf, sizeof buf), reduce_op_name(op));
 }
 
+/* max/min/arg* along a dim need at least one element along it; the other dims may be
+ * empty (a (0x3) tensor has a max along dim 1: an empty result). */
+static ddp_status refuse_empty_dim(reduce_op op, const tensor *t, int d) {
+    char buf[128];
+    return DDP_FAIL(DDP_ERR_ARG,
+                    "%s: dim %d of the tensor of shape %s has size 0; %s along it is undefined",
+                    reduce_op_name(op), d, tensor_shape_str(t, buf, sizeof buf),
+                    reduce_op_name(op));
+}
+
 ddp_status tensor_reduce_all(reduce_op op, const tensor *t, tensor **out) {
     *out = NULL;
     DDP_CHECK(tensor_check_cpu(reduce_op_name(op), t));
@@ -279,7 +289,7 @@ ddp_status tensor_reduce_dim(reduce_op op, const tensor *t, int64_t dim, bool ke
     DDP_CHECK(reduce_dtype(op, t, &dt));
     bool extreme =
         op == REDUCE_MAX || op == REDUCE_MIN || op == REDUCE_ARGMAX || op == REDUCE_ARGMIN;
-    if (extreme && t->sizes[d] == 0) return refuse_empty(op, t);
+    if (extreme && t->sizes[d] == 0) return refuse_empty_dim(op, t, d);
     int64_t sizes[TENSOR_MAX_DIMS], keep[TENSOR_MAX_DIMS];
     int n = reduced_sizes(t, d, keepdim, sizes);
     reduced_sizes(t, d, true, keep);
@@ -307,8 +317,8 @@ ddp_status tensor_max_dim(const tensor *t, int64_t dim, bool keepdim, bool is_mi
     DDP_CHECK(tensor_check_cpu(name, t));
     int d = 0;
     DDP_CHECK(tensor_wrap_dim(name, dim, t->ndim, &d));
-    if (tensor_numel(t) == 0 || (t->ndim > 0 && t->sizes[d] == 0))
-        return refuse_empty(is_min ? REDUCE_MIN : REDUCE_MAX, t);
+    if (t->ndim > 0 && t->sizes[d] == 0)
+        return refuse_empty_dim(is_min ? REDUCE_MIN : REDUCE_MAX, t, d);
     int64_t sizes[TENSOR_MAX_DIMS];
     int n = t->ndim ? reduced_sizes(t, d, keepdim, sizes) : 0;
     tensor *v, *ix;

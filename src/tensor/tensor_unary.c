@@ -167,13 +167,21 @@ static void unary_into(unary_op op, tensor *out, const tensor *a) {
 
 static dtype unary_result_dtype(unary_op op, dtype a) {
     if (unary_needs_float(op) && !dtype_is_float(a)) return DTYPE_FLOAT32;
-    if (a == DTYPE_BOOL && op != UNARY_ABS && op != UNARY_RELU) return DTYPE_INT64;
-    return a;
+    return a; /* bool stays bool for abs, relu and sign, as in PyTorch; neg is refused */
+}
+
+/* PyTorch refuses -t for a bool tensor: the learner almost always meant "not". */
+static ddp_status check_bool_neg(unary_op op, const tensor *a) {
+    if (op == UNARY_NEG && a->dtype == DTYPE_BOOL)
+        return DDP_FAIL(DDP_ERR_ARG, "neg: negating a bool tensor is not supported (as in "
+                                     "PyTorch); to invert a mask use t:eq(false)");
+    return DDP_OK;
 }
 
 ddp_status tensor_unary(unary_op op, const tensor *a, tensor **out) {
     *out = NULL;
     DDP_CHECK(tensor_check_cpu(unary_op_name(op), a));
+    DDP_CHECK(check_bool_neg(op, a));
     tensor *r;
     DDP_CHECK(
         tensor_empty(a->sizes, a->ndim, unary_result_dtype(op, a->dtype), a->storage->device, &r));
@@ -184,6 +192,7 @@ ddp_status tensor_unary(unary_op op, const tensor *a, tensor **out) {
 
 ddp_status tensor_unary_(unary_op op, tensor *a) {
     DDP_CHECK(tensor_check_cpu(unary_op_name(op), a));
+    DDP_CHECK(check_bool_neg(op, a));
     char inplace_name[32];
     snprintf(inplace_name, sizeof inplace_name, "%s_", unary_op_name(op));
     DDP_CHECK(tensor_check_writable(inplace_name, a));
@@ -203,6 +212,10 @@ static void clamp_into(tensor *out, const tensor *a, bool has_lo, double lo, boo
     tensor_iter_init(&it, out->ndim, out->sizes, 2, strides, offsets);
     bool f32 = out->dtype == DTYPE_FLOAT32 && a->dtype == DTYPE_FLOAT32;
     float lo_f = has_lo ? (float)lo : -INFINITY, hi_f = has_hi ? (float)hi : INFINITY;
+    /* An integer result with whole bounds (see clamp_result_dtype) is clamped in int64:
+     * through double, values beyond 2^53 would lose their last digits. */
+    bool ints = out->dtype == DTYPE_INT64;
+    int64_t lo_i = ints && has_lo ? (int64_t)lo : 0, hi_i = ints && has_hi ? (int64_t)hi : 0;
     for (int64_t r = 0; r < it.rows; r++) {
         int64_t oo = it.offsets[0], so = it.inner_strides[0];
         int64_t ao = it.offsets[1], sa = it.inner_strides[1];
@@ -213,6 +226,13 @@ static void clamp_into(tensor *out, const tensor *a, bool has_lo, double lo, boo
                 float v = x[i * sa];
                 v = v < lo_f ? lo_f : v;
                 o[i * so] = v > hi_f ? hi_f : v;
+            }
+        } else if (ints) {
+            for (int64_t i = 0; i < it.inner; i++) {
+                int64_t v = tensor_load_int64(a->dtype, a->storage->data, ao + i * sa);
+                if (has_lo && v < lo_i) v = lo_i;
+                if (has_hi && v > hi_i) v = hi_i;
+                tensor_store_int64(out->dtype, out->storage->data, oo + i * so, v);
             }
         } else {
             for (int64_t i = 0; i < it.inner; i++) {

@@ -19,6 +19,9 @@ static ddp_status infer_sizes(const char *op, const tensor *t, const int64_t *si
                         ndim, TENSOR_MAX_DIMS);
     int64_t numel = tensor_numel(t), known = 1;
     int infer = -1;
+    bool has_zero = false; /* then the product is 0 and cannot overflow */
+    for (int d = 0; d < ndim; d++)
+        if (sizes[d] == 0) has_zero = true;
     for (int d = 0; d < ndim; d++) {
         if (sizes[d] == -1) {
             if (infer >= 0)
@@ -28,6 +31,15 @@ static ddp_status infer_sizes(const char *op, const tensor *t, const int64_t *si
         } else if (sizes[d] < 0) {
             return DDP_FAIL(DDP_ERR_ARG, "%s: invalid size %" PRId64 " in shape %s", op, sizes[d],
                             tensor_sizes_str(sizes, ndim, bs, sizeof bs));
+        } else if (has_zero) {
+            known = 0;
+        } else if (sizes[d] > INT64_MAX / known) {
+            /* the product would overflow: no tensor has that many elements */
+            return DDP_FAIL(DDP_ERR_ARG,
+                            "%s: shape %s is invalid for a tensor of shape %s (%" PRId64
+                            " elements)",
+                            op, tensor_sizes_str(sizes, ndim, bs, sizeof bs),
+                            tensor_shape_str(t, bt, sizeof bt), numel);
         } else {
             known *= sizes[d];
         }
@@ -116,14 +128,20 @@ ddp_status tensor_narrow(const tensor *t, int64_t dim, int64_t start, int64_t le
     if (t->ndim == 0) return DDP_FAIL(DDP_ERR_ARG, "narrow: cannot narrow a 0-dimensional tensor");
     DDP_CHECK(tensor_wrap_dim("narrow", dim, t->ndim, &d));
     int64_t size = t->sizes[d];
+    char bt[128];
+    if (length < 0)
+        return DDP_FAIL(DDP_ERR_ARG, "narrow: length must be non-negative, got %" PRId64, length);
+    if (start < -size || start > size)
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "narrow: start %" PRId64 " is out of range for dim %d of size %" PRId64
+                        " (shape %s)",
+                        start, d, size, tensor_shape_str(t, bt, sizeof bt));
     if (start < 0) start += size;
-    if (start < 0 || length < 0 || start > size || start + length > size) {
-        char bt[128];
+    if (length > size - start) /* not start + length > size: that could overflow */
         return DDP_FAIL(DDP_ERR_ARG,
                         "narrow: start %" PRId64 " + length %" PRId64 " exceeds size %" PRId64
                         " of dim %d (shape %s)",
                         start, length, size, d, tensor_shape_str(t, bt, sizeof bt));
-    }
     int64_t sizes[TENSOR_MAX_DIMS];
     memcpy(sizes, t->sizes, sizeof sizes);
     sizes[d] = length;
@@ -262,6 +280,18 @@ ddp_status tensor_expand(const tensor *t, const int64_t *sizes, int ndim, tensor
                             tensor_shape_str(t, bt, sizeof bt),
                             tensor_sizes_str(sizes, ndim, bs, sizeof bs), i, t->sizes[d], want);
         }
+    }
+    /* An expanded view holds no data, but every op walks numel elements: the count must
+     * fit in int64 (PyTorch: "numel: integer multiplication overflow"). */
+    int64_t numel = 1;
+    for (int i = 0; i < ndim; i++)
+        if (nsizes[i] == 0) numel = 0;
+    for (int i = 0; i < ndim && numel != 0; i++) {
+        if (nsizes[i] > INT64_MAX / numel)
+            return DDP_FAIL(DDP_ERR_ARG,
+                            "expand: the shape %s has more elements than a tensor can count",
+                            tensor_sizes_str(sizes, ndim, bs, sizeof bs));
+        numel *= nsizes[i];
     }
     return tensor_make_view(t, nsizes, nstrides, ndim, t->offset, out);
 }

@@ -8,6 +8,8 @@
 --   * REPL transcripts on 4 ranks: the lines typed after the prompt are fed to a fresh
 --     `ddplab -n 4 -i` (this same binary), and its grouped output, with the typed lines
 --     put back after each prompt, must equal the transcript; rank 0 does this once;
+--   * command lines (`ddplab --help`, script mode): run the same way, on rank 0; output
+--     that ranks print concurrently is compared as sorted lines;
 --   * the distributed statements of those transcripts also run here, on this test's own
 --     world (1 or 2 ranks), with assertions that hold for any world size.
 -- Finally every code block and output above must appear verbatim in docs/api.md, so the

@@ -102,4 +102,50 @@ T.test("many failing calls in a row (leak check under ASan)", function()
   T.eq(failures, 800)
 end)
 
+T.test("creation errors name no op the learner did not call", function()
+  local err = T.raises(function() torch.zeros(-1) end, "negative dimension -1 in size (-1)")
+  T.is_true(not err:find("empty"), err)
+  err = T.raises(function() torch.ones(2, -3) end, "negative dimension -3 in size (2x-3)")
+  T.is_true(not err:find("empty"), err)
+  err = T.raises(function() torch.zeros(1e12) end, "size (1000000000000) and dtype float32 is too large")
+  T.is_true(not err:find("empty"), err)
+  T.raises(function() torch.rand(2 ^ 40, 2 ^ 40) end, "too large")
+end)
+
+T.test("sizes, dims and indices from the learner never overflow", function()
+  T.raises(function() torch.zeros(4):view(2 ^ 40, 2 ^ 40, 2 ^ 40) end, "view: shape")
+  T.raises(function() torch.zeros(4):view(-1, 2 ^ 62, 2 ^ 62) end, "is invalid")
+  T.raises(function() torch.zeros(1):expand(2 ^ 62, 2 ^ 62) end, "more elements than a tensor can count")
+  T.raises(function() torch.zeros(4):narrow(0, 1, math.maxinteger) end, "exceeds size 4")
+  T.raises(function() torch.zeros(4):narrow(0, 0, -1) end, "narrow: length must be non-negative")
+  T.raises(function() torch.zeros(4):narrow(0, math.mininteger, 1) end, "start")
+  T.raises(function() torch.zeros(4):select(0, math.mininteger) end, "out of range")
+  T.raises(function() return torch.zeros(4)[math.maxinteger] end, "out of range")
+  T.raises(function() torch.zeros(4):transpose(0, math.mininteger) end, "out of range")
+  local long = torch.zeros(1):expand(1 << 62)
+  T.raises(function() torch.cat({long, long}) end, "cat: the joined size along dim 0 is too large")
+end)
+
+T.test("numbers that cannot be int64 are refused, as in PyTorch", function()
+  T.raises(function() torch.tensor({1e300}, {dtype = torch.int64}) end, "cannot be converted to int64 without overflow")
+  T.raises(function() torch.tensor({0 / 0}, {dtype = torch.int64}) end, "without overflow")
+  T.raises(function() torch.tensor({1, -1 / 0}, {dtype = "long"}) end, "without overflow")
+  T.eq(torch.tensor({1.7, -1.7}, {dtype = torch.int64}):tolist(), {1, -1}) -- truncates, as PyTorch
+  T.eq(torch.tensor({0 / 0}):long():item(), math.mininteger) -- x86 PyTorch gives this too
+end)
+
+T.test("nested tables that share rows cannot overflow the element count", function()
+  -- four small tables nested by reference describe 2^64 elements; the count used to wrap
+  -- to 0 and the reader then wrote past its buffer (a crash)
+  local row = {}
+  for i = 1, 65536 do row[i] = 1 end
+  local t = row
+  for _ = 1, 3 do
+    local outer = {}
+    for i = 1, 65536 do outer[i] = t end
+    t = outer
+  end
+  T.raises(function() torch.tensor(t) end, "tensor: the nested table holds more than")
+end)
+
 T.done()

@@ -206,4 +206,19 @@ T.test("functional: relu, linear, softmax", function()
   T.close(F.softmax(torch.zeros(1, 4), 1), torch.full({1, 4}, 0.25))
 end)
 
+T.test("Linear's third argument is bias, as in PyTorch", function()
+  local l = nn.Linear(3, 1, false)
+  T.eq(l.bias, nil)
+  T.eq(#l:parameters(), 1)
+  local keys = {}
+  for k in pairs(l:state_dict()) do keys[#keys + 1] = k end
+  T.eq(keys, {"weight"})
+  T.eq(tostring(l), "Linear(in_features=3, out_features=1, bias=False)")
+  T.eq(l(torch.ones(2, 3)).shape, torch.zeros(2, 1).shape)
+  T.is_true(nn.Linear(3, 1, true).bias ~= nil)
+  T.eq(nn.Linear(3, 1, {bias = false}).bias, nil)
+  T.raises(function() nn.Linear(3, 1, "no") end, "the third argument is bias")
+  T.raises(function() nn.Linear(-1, 2) end, "Linear: sizes must be non-negative, got nn.Linear(-1, 2)")
+end)
+
 T.done()

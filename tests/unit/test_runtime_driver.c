@@ -5,6 +5,7 @@
  * outcome, targets, Ctrl-C, a rank that calls os.exit or is killed, restart, completion,
  * the :ranks table and script files. */
 #include <setjmp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -365,11 +366,14 @@ static void test_stranger_gets_nothing(void **state) {
     driver_stop(d);
 }
 
-/* Forks a process that runs the agent of node 1 (as `ddplab --nnodes 2 --node-rank 1`). */
-static pid_t fork_agent(const launch_options *o) {
+/* Forks a process that runs the agent of node 1 (as `ddplab --nnodes 2 --node-rank 1`)
+ * once a byte arrives on `go` (so that the stranger knocks first). */
+static pid_t fork_agent(const launch_options *o, int go) {
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
+        struct pollfd p = {.fd = go, .events = POLLIN};
+        (void)poll(&p, 1, 20000);
         launch_options a = *o;
         a.node_rank = 1;
         _exit(launcher_agent_main(&a));
@@ -377,18 +381,20 @@ static pid_t fork_agent(const launch_options *o) {
     return pid;
 }
 
-/* A stranger without the secret dials the node port: the handshake fails, nothing runs. */
-static pid_t fork_stranger(int port) {
+/* A stranger without the secret dials the node port: the handshake fails, nothing runs.
+ * Then it lets the agent go (a byte on `done`). */
+static pid_t fork_stranger(int port, int done) {
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         setenv("DDPLAB_SECRET", "0badc0de", 1);
         unsigned char key[PROTO_KEY_BYTES];
-        int fd = -1;
-        if (proto_load_secret(key) != DDP_OK ||
-            proto_connect_tcp("127.0.0.1", port, 20000, &fd) != DDP_OK)
-            _exit(3);
-        _exit(proto_auth_client(fd, key, 5000) == DDP_OK ? 1 : 0);
+        int fd = -1, verdict = 3;
+        if (proto_load_secret(key) == DDP_OK &&
+            proto_connect_tcp("127.0.0.1", port, 20000, &fd) == DDP_OK)
+            verdict = proto_auth_client(fd, key, 5000) == DDP_OK ? 1 : 0;
+        if (write(done, "g", 1) != 1) verdict = 4;
+        _exit(verdict);
     }
     return pid;
 }
@@ -405,8 +411,12 @@ static void test_two_nodes_on_loopback(void **state) {
     o.nnodes = 2;
     o.master_addr = "127.0.0.1";
     o.master_port = port;
-    pid_t stranger = fork_stranger(launcher_control_port(port));
-    pid_t agent = fork_agent(&o);
+    int go[2];
+    assert_int_equal(pipe(go), 0);
+    pid_t stranger = fork_stranger(launcher_control_port(port), go[1]);
+    pid_t agent = fork_agent(&o, go[0]);
+    close(go[0]);
+    close(go[1]);
     driver *d = NULL;
     ddp_status st = driver_start(&o, &d);
     if (st != DDP_OK) fprintf(stderr, "driver_start: %s\n", ddp_last_error());

@@ -435,6 +435,86 @@ static void test_in_place_on_expanded_refused(void **state) {
     tensor_release(row);
 }
 
+/* Review findings: PyTorch refuses an integer tensor to a negative integer power given as
+ * a number (a tensor of exponents is allowed), bool - bool and -bool; sign keeps bool. */
+static void test_int_pow_and_bool_refusals(void **state) {
+    (void)state;
+    int64_t s2[1] = {2}, s3[1] = {3};
+    const double iv[2] = {2, 3}, bv[2] = {1, 0}, ev[3] = {-1, -1, -1}, bases[3] = {1, -1, 2};
+    tensor *i = make(DTYPE_INT64, s2, 1, iv), *b = make(DTYPE_BOOL, s2, 1, bv), *r = NULL;
+    ERR_CONTAINS(tensor_binary_scalar(BINARY_POW, i, -1, &r), DDP_ERR_ARG,
+                 "integers to negative integer powers are not allowed");
+    assert_null(r);
+    ERR_CONTAINS(tensor_binary_scalar_(BINARY_POW, i, -2), DDP_ERR_ARG,
+                 "negative integer powers");
+    assert_true(tensor_get(i, 0) == 2 && tensor_get(i, 1) == 3); /* left as it was */
+    ERR_CONTAINS(tensor_binary_scalar(BINARY_POW, b, -1, &r), DDP_ERR_ARG, "bool tensor");
+    OK(tensor_binary_scalar(BINARY_POW, i, 2, &r)); /* non-negative exponents are fine */
+    assert_int_equal(r->dtype, DTYPE_INT64);
+    assert_true(tensor_get(r, 0) == 4 && tensor_get(r, 1) == 9);
+    tensor_release(r);
+    OK(tensor_binary_scalar(BINARY_POW, i, -0.5, &r)); /* a fractional one gives floats */
+    assert_true(dtype_is_float(r->dtype));
+    tensor_release(r);
+    tensor *base = make(DTYPE_INT64, s3, 1, bases), *e = make(DTYPE_INT64, s3, 1, ev);
+    OK(tensor_binary(BINARY_POW, base, e, &r)); /* PyTorch: [1, -1, 0] */
+    assert_true(tensor_get(r, 0) == 1 && tensor_get(r, 1) == -1 && tensor_get(r, 2) == 0);
+    tensor_release(r);
+
+    ERR_CONTAINS(tensor_binary(BINARY_SUB, b, b, &r), DDP_ERR_ARG,
+                 "sub: subtracting two bool tensors is not supported");
+    assert_null(r);
+    ERR_CONTAINS(tensor_binary_(BINARY_SUB, b, b), DDP_ERR_ARG, "two bool tensors");
+    ERR_CONTAINS(tensor_unary(UNARY_NEG, b, &r), DDP_ERR_ARG, "neg: negating a bool tensor");
+    ERR_CONTAINS(tensor_unary_(UNARY_NEG, b), DDP_ERR_ARG, "negating a bool tensor");
+    OK(tensor_binary(BINARY_ADD, b, b, &r)); /* bool + bool stays bool (logical or) */
+    assert_int_equal(r->dtype, DTYPE_BOOL);
+    tensor_release(r);
+    OK(tensor_unary(UNARY_SIGN, b, &r));
+    assert_int_equal(r->dtype, DTYPE_BOOL);
+    assert_true(tensor_get(r, 0) == 1 && tensor_get(r, 1) == 0);
+    tensor_release(r);
+    tensor_release(base);
+    tensor_release(e);
+    tensor_release(i);
+    tensor_release(b);
+}
+
+/* Review finding: float -> int64 conversions of NaN, infinities and values beyond 2^63
+ * were undefined behaviour; they now give INT64_MIN, as PyTorch on x86 does. */
+static void test_float_to_int64_out_of_range(void **state) {
+    (void)state;
+    int64_t s4[1] = {4};
+    const double v[4] = {NAN, INFINITY, 1e300, -2.5};
+    tensor *f = make(DTYPE_FLOAT64, s4, 1, v), *i = NULL;
+    OK(tensor_to_dtype(f, DTYPE_INT64, &i));
+    assert_true(tensor_get_int64(i, 0) == INT64_MIN);
+    assert_true(tensor_get_int64(i, 1) == INT64_MIN);
+    assert_true(tensor_get_int64(i, 2) == INT64_MIN);
+    assert_true(tensor_get_int64(i, 3) == -2);
+    tensor_release(i);
+    tensor_release(f);
+}
+
+/* Review finding: clamp of int64 went through double and changed values beyond 2^53. */
+static void test_clamp_int64_exact(void **state) {
+    (void)state;
+    int64_t s2[1] = {2};
+    tensor *t = NULL, *r = NULL;
+    OK(tensor_empty(s2, 1, DTYPE_INT64, DEVICE_CPU_VALUE, &t));
+    int64_t *p = tensor_data(t);
+    p[0] = ((int64_t)1 << 62) + 1;
+    p[1] = -(((int64_t)1 << 62) + 1);
+    OK(tensor_clamp(t, true, -5, false, 0, &r));
+    assert_int_equal(r->dtype, DTYPE_INT64);
+    assert_true(tensor_get_int64(r, 0) == ((int64_t)1 << 62) + 1);
+    assert_true(tensor_get_int64(r, 1) == -5);
+    tensor_release(r);
+    OK(tensor_clamp_(t, false, 0, true, 7));
+    assert_true(p[0] == 7 && p[1] == -(((int64_t)1 << 62) + 1));
+    tensor_release(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_shape_and_broadcast),
@@ -447,6 +527,9 @@ int main(void) {
         cmocka_unit_test(test_clamp_where),
         cmocka_unit_test(test_equal_allclose),
         cmocka_unit_test(test_in_place_on_expanded_refused),
+        cmocka_unit_test(test_int_pow_and_bool_refusals),
+        cmocka_unit_test(test_float_to_int64_out_of_range),
+        cmocka_unit_test(test_clamp_int64_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

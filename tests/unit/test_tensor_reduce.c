@@ -98,9 +98,9 @@ static void test_reduce_all(void **state) {
     tensor_release(r);
     tensor *vals, *idx;
     ERR_CONTAINS(tensor_max_dim(empty, 0, false, false, &vals, &idx), DDP_ERR_ARG,
-                 "max: the tensor of shape (0) is empty");
+                 "max: dim 0 of the tensor of shape (0) has size 0");
     ERR_CONTAINS(tensor_reduce_dim(REDUCE_ARGMIN, empty, 0, false, &r), DDP_ERR_ARG,
-                 "argmin: the tensor");
+                 "argmin: dim 0 of the tensor");
     tensor_release(ones);
     tensor_release(empty);
     tensor_release(i);
@@ -305,11 +305,42 @@ static void test_softmax_accuracy(void **state) {
     tensor_release(t);
 }
 
+/* Review finding: max/min/argmax along a dim of an empty tensor are fine (an empty
+ * result) as long as the reduced dim itself is not empty, as in PyTorch. */
+static void test_extremes_of_empty_tensors(void **state) {
+    (void)state;
+    int64_t s03[2] = {0, 3};
+    tensor *t = NULL, *v = NULL, *ix = NULL, *r = NULL;
+    OK(tensor_zeros(s03, 2, DTYPE_FLOAT32, DEVICE_CPU_VALUE, &t));
+    OK(tensor_max_dim(t, 1, false, false, &v, &ix));
+    assert_int_equal(v->ndim, 1);
+    assert_int_equal(v->sizes[0], 0);
+    assert_int_equal(ix->sizes[0], 0);
+    assert_int_equal(ix->dtype, DTYPE_INT64);
+    tensor_release(v);
+    tensor_release(ix);
+    OK(tensor_reduce_dim(REDUCE_ARGMIN, t, -1, true, &r));
+    assert_int_equal(r->ndim, 2);
+    assert_int_equal(r->sizes[0], 0);
+    assert_int_equal(r->sizes[1], 1);
+    tensor_release(r);
+    r = (tensor *)1;
+    ERR_CONTAINS(tensor_max_dim(t, 0, false, true, &v, &ix), DDP_ERR_ARG,
+                 "min: dim 0 of the tensor of shape (0x3) has size 0");
+    assert_null(v);
+    assert_null(ix);
+    ERR_CONTAINS(tensor_reduce_dim(REDUCE_MAX, t, 0, false, &r), DDP_ERR_ARG, "dim 0");
+    assert_null(r);
+    ERR_CONTAINS(tensor_reduce_all(REDUCE_ARGMAX, t, &r), DDP_ERR_ARG, "empty");
+    tensor_release(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reduce_all),     cmocka_unit_test(test_reduce_dim),
         cmocka_unit_test(test_nan_propagates), cmocka_unit_test(test_sum_to),
         cmocka_unit_test(test_softmax),        cmocka_unit_test(test_softmax_accuracy),
+        cmocka_unit_test(test_extremes_of_empty_tensors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
