@@ -335,6 +335,9 @@ void tensor_release(tensor *t) {
 /* ---- inspection ------------------------------------------------------------------ */
 
 int64_t tensor_numel(const tensor *t) {
+    /* a size-0 dim first: the other sizes of an empty view may multiply past int64 */
+    for (int d = 0; d < t->ndim; d++)
+        if (t->sizes[d] == 0) return 0;
     int64_t n = 1;
     for (int d = 0; d < t->ndim; d++) n *= t->sizes[d];
     return n;
