@@ -17,7 +17,6 @@
  * usage: bench_roundtrip [--ranks 1,2,4,8] [--calls 200] [--no-collective-check]
  * A benchmark, not a test: it exits non-zero only when the driver or a rank fails. */
 #include <errno.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -207,11 +207,29 @@ function M.tensor_repr(t)
 end
 
 -- torch.set_printoptions{precision=, threshold=, edgeitems=, linewidth=}
+-- Every value is checked before any is set: a bad one (precision = -1) used to be stored
+-- and then made every later print of a tensor fail.
+local option_checks = {
+  -- string.format takes at most two digits of precision
+  precision = function(v) return math.type(v) == "integer" and v >= 0 and v <= 99 end,
+  -- math.huge prints everything, as threshold=float('inf') does in PyTorch
+  threshold = function(v) return math.type(v) == "integer" and v >= 0 or v == huge end,
+  edgeitems = function(v) return math.type(v) == "integer" and v >= 0 end,
+  linewidth = function(v) return math.type(v) == "integer" and v >= 1 end,
+}
+
 function M.set_printoptions(opts)
   for k, v in pairs(opts) do
     if M.options[k] == nil then raise("set_printoptions: unknown option '" .. tostring(k) .. "'") end
-    M.options[k] = v
+    if not option_checks[k](v) then
+      raise(string.format("set_printoptions: %s must be a %s, got %s", k,
+                          k == "precision" and "whole number from 0 to 99"
+                            or k == "linewidth" and "positive whole number"
+                            or k == "threshold" and "whole number >= 0 (or math.huge)"
+                            or "whole number >= 0", tostring(v)))
+    end
   end
+  for k, v in pairs(opts) do M.options[k] = v end
 end
 
 return M

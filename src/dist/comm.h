@@ -43,6 +43,10 @@ typedef struct {
     int size;
     double timeout_s;            /* bound on every operation */
     double rendezvous_timeout_s; /* bound on connecting (0: timeout_s) */
+    /* NULL, or a store key that another rank sets (to the reason, in words) when it gave
+     * up on this rendezvous: once present, connecting fails at once with its text
+     * instead of waiting out rendezvous_timeout_s */
+    const char *abort_key;
 } comm_init_options;
 
 /* Creates a communicator (rendezvous through the store). Fails with DDP_ERR_COMM (the

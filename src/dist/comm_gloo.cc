@@ -12,7 +12,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -44,11 +46,13 @@ struct store_failure : std::runtime_error {
     store_failure(ddp_status s, const std::string &msg) : std::runtime_error(msg), status(s) {}
 };
 
-/* gloo's Store interface over a store_client, with a key prefix. */
+/* gloo's Store interface over a store_client, with a key prefix. Waits are sliced so that
+ * an abort key (comm_init_options) is noticed within a slice. */
 class prefixed_store : public gloo::rendezvous::Store {
   public:
-    prefixed_store(store_client *c, std::string prefix, double timeout_s)
-        : client_(c), prefix_(std::move(prefix)), timeout_s_(timeout_s) {}
+    prefixed_store(store_client *c, std::string prefix, double timeout_s, const char *abort_key)
+        : client_(c), prefix_(std::move(prefix)), timeout_s_(timeout_s),
+          abort_key_(abort_key ? abort_key : "") {}
 
     void set(const std::string &key, const std::vector<char> &data) override {
         ddp_status s = store_set(client_, (prefix_ + key).c_str(), data.data(), data.size());
@@ -56,13 +60,32 @@ class prefixed_store : public gloo::rendezvous::Store {
     }
 
     std::vector<char> get(const std::string &key) override {
-        char *v = nullptr;
-        size_t len = 0;
-        ddp_status s = store_get(client_, (prefix_ + key).c_str(), timeout_s_, &v, &len);
-        if (s != DDP_OK) throw store_failure(s, ddp_last_error());
-        std::vector<char> out(v, v + len);
-        free(v);
-        return out;
+        const std::string full = prefix_ + key;
+        const auto until = std::chrono::steady_clock::now() +
+                           std::chrono::duration<double>(timeout_s_);
+        for (;;) {
+            double left =
+                std::chrono::duration<double>(until - std::chrono::steady_clock::now()).count();
+            double slice = abort_key_.empty() ? left : std::min(left, 0.25);
+            char *v = nullptr;
+            size_t len = 0;
+            ddp_status s = store_get(client_, full.c_str(), slice > 0 ? slice : 0, &v, &len);
+            if (s == DDP_OK) {
+                std::vector<char> out(v, v + len);
+                free(v);
+                return out;
+            }
+            if (s != DDP_ERR_TIMEOUT) throw store_failure(s, ddp_last_error());
+            check_abort();
+            if (left <= slice) {
+                char msg[256];
+                snprintf(msg, sizeof msg,
+                         "Gloo rendezvous: not every rank of the group arrived within %.3g s "
+                         "(every rank must call init_process_group, and new_group, together)",
+                         timeout_s_);
+                throw store_failure(DDP_ERR_TIMEOUT, msg);
+            }
+        }
     }
 
     void wait(const std::vector<std::string> &keys) override {
@@ -74,9 +97,23 @@ class prefixed_store : public gloo::rendezvous::Store {
     }
 
   private:
+    /* Throws the reason another rank left under the abort key, if it did. */
+    void check_abort() {
+        if (abort_key_.empty()) return;
+        bool present = false;
+        if (store_check(client_, abort_key_.c_str(), &present) != DDP_OK || !present) return;
+        char *v = nullptr;
+        size_t len = 0;
+        if (store_get(client_, abort_key_.c_str(), 0, &v, &len) != DDP_OK) return;
+        std::string why(v, len);
+        free(v);
+        throw store_failure(DDP_ERR_COMM, why);
+    }
+
     store_client *client_;
     std::string prefix_;
     double timeout_s_;
+    std::string abort_key_;
 };
 
 /* The local address from which host is reached: the interface Gloo should listen on. */
@@ -237,7 +274,7 @@ ddp_status comm_gloo_init(const comm_init_options *o, comm **out) {
         c->ctx = std::make_shared<gloo::rendezvous::Context>(o->rank, o->size);
         c->ctx->setTimeout(c->timeout);
         double rdv = o->rendezvous_timeout_s > 0 ? o->rendezvous_timeout_s : o->timeout_s;
-        prefixed_store store(o->store, o->prefix ? o->prefix : "", rdv);
+        prefixed_store store(o->store, o->prefix ? o->prefix : "", rdv, o->abort_key);
         c->ctx->connectFullMesh(store, c->device);
         /* connectFullMesh can return on one rank while a peer is still finishing its side
          * (seen: a rank that destroyed its context right after init broke a slower peer's

@@ -61,18 +61,29 @@ static bool same(const char *a, const char *b) {
     return strcmp(a, b) == 0;
 }
 
-void fp_mismatch_message(char *out, size_t len, const char *op, uint64_t seq,
-                         const char *const *fps, const int *ranks, int n) {
+void fp_call_label(char *out, size_t len, uint64_t seq, const int *group, int group_size) {
     size_t at = 0;
     out[0] = '\0';
-    append(out, len, &at, "%s #%llu: ", op, (unsigned long long)seq);
+    append(out, len, &at, "collective #%llu of this chunk", (unsigned long long)seq);
+    if (group) {
+        char who[256];
+        fp_rank_list(who, sizeof who, group, group_size);
+        append(out, len, &at, " in group (%s)", who);
+    }
+}
+
+/* Appends "; ranks 0,1 <verb> <fp>" for each distinct fingerprint among the ranks with
+ * pick[i] set (in the order of their first rank); `first` tracks the separator. */
+static void append_groups(char *out, size_t len, size_t *at, const char *const *fps,
+                          const bool *pick, const int *ranks, int n, const char *one,
+                          const char *many, bool *first) {
     bool done[4096] = {false};
-    bool first = true;
+    int members[4096];
     for (int i = 0; i < n && i < 4096; i++) {
-        if (done[i]) continue;
-        int members[4096], m = 0;
+        if (done[i] || !pick[i]) continue;
+        int m = 0;
         for (int j = i; j < n && j < 4096; j++) {
-            if (!done[j] && same(fps[i], fps[j])) {
+            if (!done[j] && pick[j] && same(fps[i], fps[j])) {
                 done[j] = true;
                 members[m++] = ranks[j];
             }
@@ -80,37 +91,52 @@ void fp_mismatch_message(char *out, size_t len, const char *op, uint64_t seq,
         char who[256];
         fp_rank_list(who, sizeof who, members, m);
         if (fps[i])
-            append(out, len, &at, "%s%s called %s", first ? "" : "; ", who, fps[i]);
+            append(out, len, at, "%s%s %s %s", *first ? "" : "; ", who, m == 1 ? one : many,
+                   fps[i]);
         else
-            append(out, len, &at, "%s%s called nothing and finished the chunk", first ? "" : "; ",
+            append(out, len, at, "%s%s called nothing and finished the chunk", *first ? "" : "; ",
                    who);
-        first = false;
+        *first = false;
     }
 }
 
-void fp_timeout_message(char *out, size_t len, const char *op, uint64_t seq, const char *mine,
-                        const char *const *fps, const bool *finished, const int *ranks, int n,
-                        double timeout_s) {
-    int missing[4096] = {0}, waiting[4096] = {0}, done[4096] = {0}, nm = 0, nw = 0, nd = 0;
+void fp_mismatch_message(char *out, size_t len, const char *label, const char *const *fps,
+                         const int *ranks, int n) {
+    size_t at = 0;
+    out[0] = '\0';
+    append(out, len, &at, "%s: ", label);
+    bool pick[4096];
+    for (int i = 0; i < n && i < 4096; i++) pick[i] = true;
+    bool first = true;
+    append_groups(out, len, &at, fps, pick, ranks, n, "called", "called", &first);
+}
+
+void fp_timeout_message(char *out, size_t len, const char *label, const char *const *fps,
+                        const bool *finished, const int *ranks, int n, double timeout_s) {
+    int missing[4096] = {0}, done[4096] = {0}, nm = 0, nd = 0;
+    bool waiting[4096] = {false};
     for (int i = 0; i < n && i < 4096; i++) {
         if (fps[i])
-            waiting[nw++] = ranks[i];
+            waiting[i] = true;
         else if (finished && finished[i])
             done[nd++] = ranks[i];
         else
             missing[nm++] = ranks[i];
     }
-    char miss[256], wait[256], fin[256] = "";
+    size_t at = 0;
+    out[0] = '\0';
+    char miss[256];
     fp_rank_list(miss, sizeof miss, missing, nm);
-    fp_rank_list(wait, sizeof wait, waiting, nw);
+    append(out, len, &at, "%s: %s did not arrive within %.3g s; ", label, miss, timeout_s);
+    bool first = true;
+    append_groups(out, len, &at, fps, waiting, ranks, n, "is waiting in", "are waiting in",
+                  &first);
     if (nd > 0) {
         char who[200];
         fp_rank_list(who, sizeof who, done, nd);
-        snprintf(fin, sizeof fin, "; %s called nothing and finished the chunk", who);
+        append(out, len, &at, "; %s called nothing and finished the chunk", who);
     }
-    snprintf(out, len,
-             "%s #%llu: %s did not arrive within %.3g s; %s %s waiting in %s%s (a collective "
-             "must be called by every rank of the group; DDPLAB_COLLECTIVE_TIMEOUT or "
-             "--collective-timeout sets the limit)",
-             op, (unsigned long long)seq, miss, timeout_s, wait, nw == 1 ? "is" : "are", mine, fin);
+    append(out, len, &at,
+           " (a collective must be called by every rank of the group; "
+           "DDPLAB_COLLECTIVE_TIMEOUT or --collective-timeout sets the limit)");
 }

@@ -27,17 +27,24 @@ void fp_format(char *out, size_t len, const char *op, dtype dt, int ndim, const 
 /* Formats a list of ranks: "rank 2" or "ranks 0,1,3". */
 void fp_rank_list(char *out, size_t len, const int *ranks, int n);
 
+/* How messages name one collective call so that every rank of the group prints the same
+ * words: "collective #2 of this chunk" (seq counts from 1 per chunk and group, the same
+ * numbers the fingerprint keys use), plus " in group (ranks 0,1)" when `group` (the group's
+ * ranks, NULL for the default group) is given. */
+void fp_call_label(char *out, size_t len, uint64_t seq, const int *group, int group_size);
+
 /* The mismatch message: fps[i] is what global rank ranks[i] called (NULL: it called
  * nothing and finished the chunk). Groups identical calls:
- * "all_reduce #3: ranks 0,1 called all_reduce(float32[3], op=SUM); ranks 2,3 called
- *  nothing and finished the chunk". `op` and `seq` name this rank's own call. */
-void fp_mismatch_message(char *out, size_t len, const char *op, uint64_t seq,
-                         const char *const *fps, const int *ranks, int n);
+ * "collective #3 of this chunk: ranks 0,1 called all_reduce(float32[3], op=SUM); ranks
+ *  2,3 called nothing and finished the chunk". It does not depend on which rank builds it,
+ * so a mismatch reads the same on every rank. */
+void fp_mismatch_message(char *out, size_t len, const char *label, const char *const *fps,
+                         const int *ranks, int n);
 
 /* The watchdog message: fps[i] is NULL for a rank that has not arrived, unless
- * finished[i] (may be NULL) says it called nothing and finished the chunk. */
-void fp_timeout_message(char *out, size_t len, const char *op, uint64_t seq, const char *mine,
-                        const char *const *fps, const bool *finished, const int *ranks, int n,
-                        double timeout_s);
+ * finished[i] (may be NULL) says it called nothing and finished the chunk; the ranks that
+ * arrived are grouped by what they called. */
+void fp_timeout_message(char *out, size_t len, const char *label, const char *const *fps,
+                        const bool *finished, const int *ranks, int n, double timeout_s);
 
 #endif

@@ -21,9 +21,9 @@ struct process_group {
     comm *comm;          /* NULL for non-members and groups of one */
     int comm_gen;        /* bumped each time a failed communicator is replaced */
     bool broken;         /* the last backend call failed: replace before the next */
-    uint64_t total;      /* collectives this rank called on the group ("#k" in messages) */
     uint64_t chunk_seen; /* the chunk the counters below belong to */
-    uint64_t chunk_seq;  /* collectives called in that chunk (fingerprint sequence) */
+    uint64_t chunk_seq;  /* collectives called in that chunk (fingerprint sequence, and
+                          * "collective #k of this chunk" in messages) */
     uint64_t *p2p_sent;  /* per group rank: sends to it in that chunk */
     uint64_t *p2p_recv;  /* per group rank: receives from it in that chunk */
     struct process_group *next_live;
@@ -44,6 +44,10 @@ typedef struct {
     double rendezvous_timeout; /* init_process_group's timeout */
     bool check;                /* fingerprint exchange on */
     uint64_t chunk_id;
+    /* which global ranks run the current chunk (pg_chunk_set_participants); all of them
+     * while running_n is 0 */
+    bool *running;
+    int running_n;
 } pg_world;
 
 extern pg_world pg_W;
@@ -58,6 +62,10 @@ ddp_status pg_connect(process_group *g, double rendezvous_timeout);
 /* Checks that g may run a collective (initialised, alive, member) and replaces a broken
  * communicator. `op` names the call for messages. */
 ddp_status pg_ready(process_group **g, const char *op);
+/* Fails at once (DDP_ERR_STATE) when one of the n global ranks does not run the current
+ * chunk, naming them, the ranks it was sent to, and `why` a rank that is not running
+ * matters; DDP_OK when every one runs it (or the runtime did not say). */
+ddp_status pg_check_running(const char *op, const int *ranks, int n, const char *why);
 /* The group rank of global rank r in g, or -1. */
 int pg_group_rank_of(const process_group *g, int global);
 /* Frees a group's communicator and arrays, not the struct. */

@@ -166,6 +166,9 @@ static ddp_status post(process_group *g, const pg_buffer *b, int peer_global, bo
         return DDP_FAIL(DDP_ERR_ARG, "%s: %s=%d is %s", op, is_send ? "dst" : "src", peer_global,
                         peer == g->my ? "this rank itself (a rank cannot message itself)"
                                       : "not a rank of the group");
+    DDP_CHECK(pg_check_running(op, &peer_global, 1,
+                               is_send ? "a send needs its receiver running too"
+                                       : "a recv needs its sender running too"));
     if (g->broken)
         return DDP_FAIL(DDP_ERR_COMM,
                         "%s: this group's connections broke in an earlier call; "

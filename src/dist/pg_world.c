@@ -20,6 +20,7 @@
 
 #include "base/interrupt.h"
 #include "build_config.h"
+#include "dist/fingerprint.h"
 #include "dist/pg_internal.h"
 
 pg_world pg_W;
@@ -205,6 +206,9 @@ static ddp_status reach_store(const char *init_method, int rank, double timeout)
 
 /* ---- groups ----------------------------------------------------------------------- */
 
+static ddp_status pg_connect_as(process_group *g, double rendezvous_timeout,
+                                const char *abort_key);
+
 static process_group *group_new(int id, const int *ranks, int n) {
     process_group *g = calloc(1, sizeof *g);
     if (!g) return NULL;
@@ -239,6 +243,12 @@ void pg_group_clear(process_group *g) {
 }
 
 ddp_status pg_connect(process_group *g, double rendezvous_timeout) {
+    return pg_connect_as(g, rendezvous_timeout, NULL);
+}
+
+/* pg_connect with an abort key (comm_init_options) for init_process_group. */
+static ddp_status pg_connect_as(process_group *g, double rendezvous_timeout,
+                                const char *abort_key) {
     comm_destroy(g->comm);
     g->comm = NULL;
     if (g->my < 0 || g->size == 1) return DDP_OK;
@@ -251,7 +261,8 @@ ddp_status pg_connect(process_group *g, double rendezvous_timeout) {
                            .rank = g->my,
                            .size = g->size,
                            .timeout_s = pg_W.timeout,
-                           .rendezvous_timeout_s = rendezvous_timeout};
+                           .rendezvous_timeout_s = rendezvous_timeout,
+                           .abort_key = abort_key};
     ddp_status s = comm_gloo_init(&o, &g->comm);
     g->broken = s != DDP_OK;
     return s;
@@ -327,35 +338,100 @@ static ddp_status check_backend(const char *backend) {
     return DDP_FAIL(DDP_ERR_ARG, "init_process_group: unknown backend '%s' (use \"gloo\")", b);
 }
 
+/* Where a rank whose init_process_group failed leaves its reason for the others of the
+ * same generation, so they fail at once instead of waiting out the rendezvous. */
+static void init_failed_key(char *out, size_t len, uint64_t gen) {
+    snprintf(out, len, "ddp/init_failed/%llu", (unsigned long long)gen);
+}
+
+/* Best effort: publishes "rank r failed to initialise: <why>" under gen's key unless
+ * another rank's reason is there already (then that one is the cause and ours its echo).
+ * Returns `code` with `why` as the last error again, for the caller to return. */
+static ddp_status publish_init_failure(uint64_t gen, int rank, ddp_status code, const char *why) {
+    char key[64], value[1024];
+    init_failed_key(key, sizeof key, gen);
+    bool present = true;
+    if (store_check(pg_W.store, key, &present) == DDP_OK && !present) {
+        const char *prefix = "init_process_group: ";
+        const char *reason = strncmp(why, prefix, strlen(prefix)) == 0 ? why + strlen(prefix) : why;
+        snprintf(value, sizeof value, "init_process_group: rank %d failed to initialise: %s", rank,
+                 reason);
+        (void)store_set(pg_W.store, key, value, strlen(value));
+    }
+    return ddp_fail_at(__FILE__, __LINE__, code, "%s", why);
+}
+
+/* The checks init_process_group can make on its own; DDP_OK or a failure to publish. */
+static ddp_status check_local(const pg_init_options *o, int rank, int size) {
+    DDP_CHECK(check_backend(o->backend));
+    if (rank >= size)
+        return DDP_FAIL(DDP_ERR_ARG, "init_process_group: rank %d is not in a world of %d", rank,
+                        size);
+    return pg_check_running("init_process_group", NULL, size,
+                            "every rank must call init_process_group");
+}
+
 ddp_status pg_init(const pg_init_options *o) {
     if (pg_W.initialized)
         return DDP_FAIL(DDP_ERR_STATE, "trying to initialize the default process group twice!");
-    DDP_CHECK(check_backend(o->backend));
     int rank = o->rank, size = o->world_size;
-    if (rank < 0) DDP_CHECK(env_int("RANK", &rank));
-    if (size < 0) DDP_CHECK(env_int("WORLD_SIZE", &size));
-    if (size < 1 || rank >= size)
-        return DDP_FAIL(DDP_ERR_ARG, "init_process_group: rank %d is not in a world of %d", rank,
-                        size);
+    if (rank < 0 || size < 0) {
+        /* without a rank nobody can be told; say what is wrong with the backend first */
+        DDP_CHECK(check_backend(o->backend));
+        if (rank < 0) DDP_CHECK(env_int("RANK", &rank));
+        if (size < 0) DDP_CHECK(env_int("WORLD_SIZE", &size));
+    }
+    if (size < 1)
+        return DDP_FAIL(DDP_ERR_ARG, "init_process_group: a world of %d ranks is empty", size);
     read_watchdog_settings();
     pg_W.rendezvous_timeout = o->timeout_s > 0 ? o->timeout_s : 60.0;
     pg_W.rank = rank;
     pg_W.size = size;
-    DDP_CHECK(reach_store(o->init_method, rank, pg_W.rendezvous_timeout));
+    /* A rank that fails still joins the store and takes its generation number, so that
+     * the others learn why at once and the next init of everyone agrees on the numbers. */
+    ddp_status local = check_local(o, rank, size);
+    char local_msg[1024] = "";
+    if (local != DDP_OK) snprintf(local_msg, sizeof local_msg, "%s", ddp_last_error());
+    if (local == DDP_ERR_STATE) return local; /* :on left ranks out: they are not waiting */
+    ddp_status s = reach_store(o->init_method, rank,
+                               local != DDP_OK && pg_W.rendezvous_timeout > 5
+                                   ? 5.0
+                                   : pg_W.rendezvous_timeout);
+    if (s != DDP_OK) {
+        if (local != DDP_OK) return ddp_fail_at(__FILE__, __LINE__, local, "%s", local_msg);
+        return s;
+    }
+    /* The generation is how many times this rank has called init_process_group on this
+     * store: the k-th init of every rank meets the k-th of the others, even when a rank
+     * whose init failed comes back for its next one before the slow ones made their
+     * first (one global count would then hand out mixed numbers). */
     int64_t count;
-    ddp_status s = store_add(pg_W.store, "ddp/init", 1, &count);
+    char counter[64];
+    snprintf(counter, sizeof counter, "ddp/init/r%d", rank);
+    s = store_add(pg_W.store, counter, 1, &count);
     if (s != DDP_OK) goto fail;
-    pg_W.gen = (uint64_t)((count - 1) / size + 1);
+    pg_W.gen = (uint64_t)count;
+    if (local != DDP_OK) {
+        s = publish_init_failure(pg_W.gen, rank, local, local_msg);
+        goto fail;
+    }
     pg_W.next_group_id = 1;
     process_group *g = group_new(0, NULL, size);
     if (!g) {
         s = DDP_FAIL(DDP_ERR_NOMEM, "init_process_group: out of memory");
         goto fail;
     }
-    s = pg_connect(g, pg_W.rendezvous_timeout);
+    char abort_key[64];
+    init_failed_key(abort_key, sizeof abort_key, pg_W.gen);
+    s = pg_connect_as(g, pg_W.rendezvous_timeout, abort_key);
     if (s != DDP_OK) {
         pg_group_clear(g);
         free(g);
+        if (s != DDP_ERR_INTERRUPTED) {
+            char why[1024];
+            snprintf(why, sizeof why, "%s", ddp_last_error());
+            s = publish_init_failure(pg_W.gen, rank, s, why);
+        }
         goto fail;
     }
     g->next_live = pg_W.live;
@@ -420,6 +496,8 @@ ddp_status pg_new_group(const int *ranks, int n, process_group **out) {
             if (ranks[j] == ranks[i])
                 return DDP_FAIL(DDP_ERR_ARG, "new_group: rank %d is listed twice", ranks[i]);
     }
+    DDP_CHECK(pg_check_running("new_group", NULL, pg_W.size,
+                               "every rank must call new_group, as in PyTorch"));
     process_group *g = group_new(pg_W.next_group_id++, ranks, n);
     if (!g) return DDP_FAIL(DDP_ERR_NOMEM, "new_group: out of memory");
     ddp_status s = pg_connect(g, pg_W.rendezvous_timeout);
@@ -438,7 +516,50 @@ ddp_status pg_new_group(const int *ranks, int n, process_group **out) {
 
 void pg_chunk_begin(uint64_t chunk_id) {
     pg_W.chunk_id = chunk_id;
+    pg_W.running_n = 0; /* every rank, until the runtime says otherwise */
     pg_set_activity(NULL);
+}
+
+void pg_chunk_set_participants(const bool *running, int world_size) {
+    pg_W.running_n = 0;
+    if (!running || world_size <= 0) return;
+    bool *copy = realloc(pg_W.running, sizeof(bool) * (size_t)world_size);
+    if (!copy) return;
+    memcpy(copy, running, sizeof(bool) * (size_t)world_size);
+    pg_W.running = copy;
+    pg_W.running_n = world_size;
+}
+
+ddp_status pg_check_running(const char *op, const int *ranks, int n, const char *why) {
+    if (pg_W.running_n == 0) return DDP_OK;
+    int *absent = malloc(sizeof(int) * (size_t)(n > 0 ? n : 1));
+    int *sent = malloc(sizeof(int) * (size_t)pg_W.running_n);
+    if (!absent || !sent) {
+        free(absent);
+        free(sent);
+        return DDP_OK; /* cannot say: let the fingerprint check and watchdog handle it */
+    }
+    int na = 0, ns = 0;
+    for (int i = 0; i < n; i++) {
+        int r = ranks ? ranks[i] : i;
+        /* a rank the runtime does not know (another world) is not ours to judge */
+        if (r >= 0 && r < pg_W.running_n && !pg_W.running[r]) absent[na++] = r;
+    }
+    for (int r = 0; r < pg_W.running_n; r++)
+        if (pg_W.running[r]) sent[ns++] = r;
+    ddp_status s = DDP_OK;
+    if (na > 0) {
+        char who[256], to[256];
+        fp_rank_list(who, sizeof who, absent, na);
+        fp_rank_list(to, sizeof to, sent, ns);
+        s = DDP_FAIL(DDP_ERR_STATE,
+                     "%s: %s %s not running this chunk (it was sent to %s with :on); %s: use "
+                     ":on all",
+                     op, who, na == 1 ? "is" : "are", to, why);
+    }
+    free(absent);
+    free(sent);
+    return s;
 }
 
 void pg_chunk_end(void) {

@@ -199,7 +199,9 @@ static ddp_status exchange_run(process_group *g, const char *op, uint64_t seq, c
     bool rebuild = false;
     int max_gen = g->comm_gen;
     double until = pg_now() + pg_W.timeout;
-    uint64_t shown = g->total;
+    /* the same words on every rank: the call's number in this chunk, not this rank's count */
+    char label[320];
+    fp_call_label(label, sizeof label, seq + 1, g->id == 0 ? NULL : g->ranks, g->size);
     while (s == DDP_OK) {
         int missing = 0;
         for (int i = 0; i < g->size; i++) missing += !x.vals[i] && !x.finished[i];
@@ -237,15 +239,14 @@ static ddp_status exchange_run(process_group *g, const char *op, uint64_t seq, c
         if (s != DDP_OK) break;
         if (ddp_interrupt_pending()) {
             s = DDP_FAIL(DDP_ERR_INTERRUPTED,
-                         "%s #%llu: interrupted (Ctrl-C) while waiting for "
-                         "the other ranks",
-                         op, (unsigned long long)shown);
+                         "%s (%s): interrupted (Ctrl-C) while waiting for the other ranks", op,
+                         label);
             break;
         }
         if (pg_now() >= until) {
             char msg[1024];
-            fp_timeout_message(msg, sizeof msg, op, shown, mine, (const char *const *)x.vals,
-                               x.finished, x.ranks, g->size, pg_W.timeout);
+            fp_timeout_message(msg, sizeof msg, label, (const char *const *)x.vals, x.finished,
+                               x.ranks, g->size, pg_W.timeout);
             s = DDP_FAIL(DDP_ERR_TIMEOUT, "%s", msg);
             break;
         }
@@ -256,7 +257,7 @@ static ddp_status exchange_run(process_group *g, const char *op, uint64_t seq, c
             if (!x.vals[i] || strcmp(x.vals[i], mine) != 0) agree = false;
         if (!agree) {
             char msg[1024];
-            fp_mismatch_message(msg, sizeof msg, op, shown, (const char *const *)x.vals, x.ranks,
+            fp_mismatch_message(msg, sizeof msg, label, (const char *const *)x.vals, x.ranks,
                                 g->size);
             s = DDP_FAIL(DDP_ERR_MISMATCH, "%s", msg);
         } else if (rebuild) {
@@ -271,11 +272,13 @@ static ddp_status exchange_run(process_group *g, const char *op, uint64_t seq, c
 static ddp_status enter(process_group **gp, const char *op, const char *fp, const pg_buffer *b) {
     DDP_CHECK(pg_ready(gp, op));
     process_group *g = *gp;
+    /* a member that does not run this chunk (:on) would leave the others waiting */
+    DDP_CHECK(pg_check_running(op, g->ranks, g->size, "a collective needs every rank of its "
+                                                      "group"));
     uint64_t seq = g->chunk_seq++;
-    g->total++;
     char act[160], shape[96] = "";
     if (b) fp_shape(shape, sizeof shape, b->dt, b->ndim, b->sizes);
-    snprintf(act, sizeof act, "in %s #%llu %s", op, (unsigned long long)g->total, shape);
+    snprintf(act, sizeof act, "in %s #%llu %s", op, (unsigned long long)seq + 1, shape);
     pg_set_activity(act);
     if (!pg_W.check || g->size == 1) return DDP_OK;
     int rebuild_gen;
@@ -412,6 +415,15 @@ ddp_status pg_all_gather(process_group *g, pg_buffer *outs, int nout, const pg_b
         memmove(outs[0].data, in->data, n);
         return leave(g, DDP_OK);
     }
+    /* Gloo gathers into one buffer. When the list's tensors lie back to back (views of
+     * one tensor, e.g. from :chunk), that buffer is theirs; otherwise gather into scratch
+     * and copy out: one extra pass over size * numel(in) elements. */
+    bool adjacent = true;
+    for (int i = 1; i < g->size; i++)
+        if ((char *)outs[i].data != (char *)outs[0].data + (size_t)i * n) adjacent = false;
+    if (adjacent)
+        return leave(g, comm_all_gather(g->comm, in->data, outs[0].data, in->dt,
+                                        (size_t)pg_buffer_numel(in)));
     char *tmp = scratch(n * (size_t)g->size, &s);
     if (!tmp) return leave(g, s);
     s = comm_all_gather(g->comm, in->data, tmp, in->dt, (size_t)pg_buffer_numel(in));
@@ -455,8 +467,12 @@ ddp_status pg_reduce_scatter(process_group *g, pg_buffer *out, const pg_buffer *
         memmove(out->data, ins[0].data, n);
         return leave(g, DDP_OK);
     }
-    /* all-reduce the concatenation and keep our slice: simple, and Gloo's own
-     * reduce-scatter is not in its option-based API */
+    /* All-reduce the concatenation and keep our block. This moves 2(n-1)/n of the whole
+     * input where a true reduce-scatter moves (n-1)/n, and copies the inputs once into
+     * scratch (they must stay as they are). Gloo's own reduce-scatter (the old
+     * ReduceScatterHalvingDoubling class) was measured 2 to 4 times SLOWER than this on
+     * loopback (it builds its buffers on every call): 2 ranks x 4 MiB, 43 ms against
+     * 9-12 ms; 3 ranks x 256 KiB, 11 ms against 4 ms. */
     ddp_status s;
     char *tmp = scratch(n * (size_t)g->size, &s);
     if (!tmp) return leave(g, s);

@@ -118,6 +118,13 @@ void pg_work_free(pg_work *w); /* NULL-safe; a pending op is cancelled */
  * "rank r finished chunk c after k collectives" for every live group. Cannot fail. */
 void pg_chunk_begin(uint64_t chunk_id);
 void pg_chunk_end(void);
+/* Called right after pg_chunk_begin with which global ranks run this chunk (running[r]
+ * for r < world_size; the REPL's :on sends a chunk to some ranks only). A collective whose
+ * group holds a rank that does not run the chunk then fails at once, on the calling
+ * ranks, instead of waiting for the watchdog; so do a send/recv to such a rank,
+ * new_group and init_process_group. Not calling it (or running NULL) means every rank
+ * runs the chunk. The array is copied. Cannot fail (out of memory: treated as all). */
+void pg_chunk_set_participants(const bool *running, int world_size);
 /* "in all_reduce #3 float32[4]" while inside a collective, else NULL. Safe to call from
  * another thread (the text is copied under a lock into a static buffer). */
 const char *pg_current_activity(void);

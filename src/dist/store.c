@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,6 +60,28 @@ bool store_write_all(int fd, const void *buf, size_t len) {
         if (n <= 0) return false;
         p += n;
         len -= (size_t)n;
+    }
+    return true;
+}
+
+bool store_write_two(int fd, const void *a, size_t alen, const void *b, size_t blen) {
+    struct iovec iov[2] = {{(void *)a, alen}, {(void *)b, blen}};
+    struct msghdr m = {.msg_iov = iov, .msg_iovlen = blen ? 2 : 1};
+    while (m.msg_iovlen > 0) {
+        ssize_t n = sendmsg(fd, &m, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        /* a partial write: skip what went out and go on with the rest */
+        size_t left = (size_t)n;
+        while (m.msg_iovlen > 0 && left >= m.msg_iov[0].iov_len) {
+            left -= m.msg_iov[0].iov_len;
+            m.msg_iov++;
+            m.msg_iovlen--;
+        }
+        if (m.msg_iovlen > 0) {
+            m.msg_iov[0].iov_base = (char *)m.msg_iov[0].iov_base + left;
+            m.msg_iov[0].iov_len -= left;
+        }
     }
     return true;
 }
@@ -198,15 +221,15 @@ static ddp_status request(store_client *c, int op, const char *key, const void *
     if (vlen > STORE_MAX_VALUE)
         return DDP_FAIL(DDP_ERR_ARG, "store: value of %zu bytes is larger than %u", vlen,
                         STORE_MAX_VALUE);
-    unsigned char h[STORE_REQ_HEADER];
+    unsigned char h[STORE_REQ_HEADER + STORE_MAX_KEY]; /* the header and the key */
     h[0] = (unsigned char)op;
     store_put_u32(h + 1, (uint32_t)klen);
     store_put_u32(h + 5, (uint32_t)vlen);
     store_put_u32(h + 9, wait_ms);
+    if (klen) memcpy(h + STORE_REQ_HEADER, key, klen);
     unsigned char r[STORE_RESP_HEADER];
     pthread_mutex_lock(&c->lock);
-    bool ok = store_write_all(c->fd, h, sizeof h) && store_write_all(c->fd, key, klen) &&
-              (vlen == 0 || store_write_all(c->fd, value, vlen)) &&
+    bool ok = store_write_two(c->fd, h, STORE_REQ_HEADER + klen, value, vlen) &&
               store_read_all(c->fd, r, sizeof r);
     char *buf = NULL;
     size_t len = ok ? store_get_u32(r + 1) : 0;

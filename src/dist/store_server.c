@@ -152,7 +152,7 @@ static bool reply(int fd, int status, const void *data, size_t len) {
     unsigned char h[STORE_RESP_HEADER];
     h[0] = (unsigned char)status;
     store_put_u32(h + 1, (uint32_t)len);
-    return store_write_all(fd, h, sizeof h) && (len == 0 || store_write_all(fd, data, len));
+    return store_write_two(fd, h, sizeof h, data, len);
 }
 
 static void drop(peer *p, const char *why) {

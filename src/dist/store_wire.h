@@ -47,6 +47,10 @@ int64_t store_get_i64(const unsigned char *p);
 
 /* Writes/reads exactly len bytes; false on error or end of stream (errno tells). */
 bool store_write_all(int fd, const void *buf, size_t len);
+/* Writes a then b (b may be NULL with blen 0) with as few system calls as possible, so a
+ * small request or answer leaves as one TCP segment: split writes cost the peer one
+ * wake-up per piece, which showed as a third of a small collective's time. */
+bool store_write_two(int fd, const void *a, size_t alen, const void *b, size_t blen);
 bool store_read_all(int fd, void *buf, size_t len);
 /* Derives the 32-byte crypto_auth key from the hex secret; false if it is not hex. */
 bool store_secret_key(const char *secret_hex, unsigned char key[32]);

@@ -45,7 +45,10 @@ typedef struct {
 } call_args;
 
 /* The one tensor a collective takes, with a message for the classic mistake of passing
- * a whole state_dict or parameter list. */
+ * a whole state_dict or parameter list. It recommends only what works today: the loop
+ * over model:parameters(), a list in the same order on every rank. (Not pairs() over a
+ * state_dict: Lua's pairs order may differ from rank to rank, which pairs up different
+ * tensors. Name nn.DistributedDataParallel here once it exists.) */
 static tensor *check_one_tensor(lua_State *L, int idx, const char *op) {
     tensor *t = ddp_lua_to_tensor(L, idx);
     if (t) return t;
@@ -53,10 +56,9 @@ static tensor *check_one_tensor(lua_State *L, int idx, const char *op) {
         luaL_error(L,
                    "%s: a collective takes one tensor, got a table (a state_dict or a list of "
                    "tensors?). For a whole model, call it once per tensor:\n"
-                   "  for _, p in ipairs(model:parameters()) do dist.%s(p%s) end\n"
-                   "(or loop over pairs(model:state_dict())), or wrap the model in "
-                   "nn.DistributedDataParallel, which does this for you",
-                   op, op, strcmp(op, "broadcast") == 0 ? ", 0" : "");
+                   "  for _, p in ipairs(model:parameters()) do dist.%s(p%s) end",
+                   op, op,
+                   strcmp(op, "broadcast") == 0 || strcmp(op, "reduce") == 0 ? ", 0" : "");
     return ddp_lua_check_tensor(L, idx); /* raises "tensor expected, got ..." */
 }
 

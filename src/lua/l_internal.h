@@ -19,6 +19,11 @@
  * error never leaks it. Raises only a Lua memory error (nothing is owned yet). */
 tensor **l_new_box(lua_State *L);
 
+/* The tensor at idx, NULL when the value is not a tensor box at all; a released box
+ * raises ("a released tensor ... cannot be used") instead of passing for "not a tensor",
+ * so that an argument that may be a tensor or a number reports the real problem. */
+tensor *l_opt_tensor(lua_State *L, int idx);
+
 /* Pushes a box for t, reusing the live box that already holds t when there is one
  * (so `p.grad` is the same Lua value every time). Takes a NEW reference from the
  * caller, like ddp_lua_push_tensor. */

@@ -74,7 +74,7 @@ static tensor *l_list_tensor(lua_State *L, int list, lua_Integer i, const char *
     lua_rawgeti(L, list, i);
     tensor *t = NULL;
     if (!lua_isnil(L, -1)) {
-        t = ddp_lua_to_tensor(L, -1);
+        t = l_opt_tensor(L, -1); /* a released box raises, rather than "is a userdata" */
         if (!t)
             luaL_error(L, "%s %I is a %s, expected a tensor", what, (LUAI_UACINT)i,
                        luaL_typename(L, -1));

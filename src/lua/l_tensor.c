@@ -30,7 +30,9 @@ tensor **l_new_box(lua_State *L) {
     return &box->t;
 }
 
-/* The one release path of a box (__gc, __close). Leaves the box empty. */
+/* The one release path of a box (__gc, __close and t:free(), STYLE.md habit 6): drops
+ * the box's reference at once (other views and the graph keep theirs) and leaves the
+ * box empty, so a later use raises "tensor was released". Calling it again is harmless. */
 static int l_tensor_release(lua_State *L) {
     tensor_box *box = luaL_checkudata(L, 1, L_TENSOR_MT);
     if (box->t) {
@@ -47,11 +49,20 @@ tensor *ddp_lua_to_tensor(lua_State *L, int idx) {
     return box ? box->t : NULL;
 }
 
+/* See l_internal.h. */
+tensor *l_opt_tensor(lua_State *L, int idx) {
+    tensor_box *box = luaL_testudata(L, idx, L_TENSOR_MT);
+    if (box && !box->t) /* raised at the learner's line, even from inside lua/optim.lua */
+        ddp_lua_raise(L, DDP_FAIL(DDP_ERR_ARG, "a released tensor (by t:free() or a <close> "
+                                               "variable) cannot be used"));
+    return box ? box->t : NULL;
+}
+
 /* bindings.h: the live tensor at idx, or a Lua argument error. */
 tensor *ddp_lua_check_tensor(lua_State *L, int idx) {
     tensor_box *box = luaL_testudata(L, idx, L_TENSOR_MT);
     if (!box) luaL_typeerror(L, idx, "tensor");
-    if (!box->t) luaL_argerror(L, idx, "tensor was released (closed by <close>)");
+    if (!box->t) luaL_argerror(L, idx, "tensor was released (by t:free() or a <close> variable)");
     return box->t;
 }
 
@@ -164,6 +175,17 @@ static void l_push_row(lua_State *L, const tensor *t, lua_Integer i) {
     l_check(L, ag_select(t, 0, (int64_t)i, slot));
 }
 
+/* The number key at 2 as an index: t[1.0] is t[1] (as 1.0 is for sizes), while t[1.5]
+ * is an error rather than nil, which would only fail later and further away. */
+static lua_Integer l_check_index(lua_State *L) {
+    int is_int;
+    lua_Integer i = lua_tointegerx(L, 2, &is_int);
+    if (!is_int)
+        luaL_error(L, "tensor indices must be integers (counted from 0), got %s",
+                   lua_tostring(L, 2));
+    return i;
+}
+
 /* __index: methods first (upvalue 1), then fields, then integer indices from 0. */
 static int l_tensor_index(lua_State *L) {
     if (lua_type(L, 2) == LUA_TSTRING) {
@@ -203,8 +225,8 @@ static int l_tensor_index(lua_State *L) {
             lua_pushnil(L);
         return 1;
     }
-    if (lua_isinteger(L, 2)) {
-        l_push_row(L, ddp_lua_check_tensor(L, 1), lua_tointeger(L, 2));
+    if (lua_type(L, 2) == LUA_TNUMBER) {
+        l_push_row(L, ddp_lua_check_tensor(L, 1), l_check_index(L));
         return 1;
     }
     lua_pushnil(L);
@@ -221,6 +243,9 @@ static void l_set_grad(lua_State *L, tensor *t) {
             luaL_error(L, "grad: assigned grad has shape %s, but the tensor has shape %s",
                        tensor_shape_str(g, a, sizeof a), tensor_shape_str(t, b, sizeof b));
         }
+        if (g->dtype != t->dtype) /* as PyTorch: optimizers and accumulation expect it */
+            luaL_error(L, "grad: assigned grad has dtype %s, but the tensor has dtype %s",
+                       dtype_name(g->dtype), dtype_name(t->dtype));
     }
     tensor *old = t->grad;
     t->grad = tensor_retain(g);
@@ -229,7 +254,7 @@ static void l_set_grad(lua_State *L, tensor *t) {
 
 /* t[i] = v: copies v (a number or a tensor broadcast to the row) into row i. */
 static void l_set_row(lua_State *L, tensor *t) {
-    lua_Integer i = lua_tointeger(L, 2);
+    lua_Integer i = l_check_index(L);
     int is_number = lua_type(L, 3) == LUA_TNUMBER || lua_type(L, 3) == LUA_TBOOLEAN;
     tensor *src = is_number ? NULL : ddp_lua_check_tensor(L, 3);
     if (t->ndim == 0) luaL_error(L, "t[%I] = v: a 0-dim tensor cannot be indexed", (LUAI_UACINT)i);
@@ -244,7 +269,7 @@ static void l_set_row(lua_State *L, tensor *t) {
 /* __newindex: requires_grad, grad, and integer rows; anything else is refused. */
 static int l_tensor_newindex(lua_State *L) {
     tensor *t = ddp_lua_check_tensor(L, 1);
-    if (lua_isinteger(L, 2)) {
+    if (lua_type(L, 2) == LUA_TNUMBER) {
         l_set_row(L, t);
         return 0;
     }
@@ -297,7 +322,11 @@ static int l_tensor_size(lua_State *L) {
         return 1;
     }
     int d;
-    l_check(L, tensor_wrap_dim("size", luaL_checkinteger(L, 2), t->ndim, &d));
+    lua_Integer dim = luaL_checkinteger(L, 2);
+    if (t->ndim == 0) /* wrap_dim accepts 0 for a scalar, but there is no size to read */
+        luaL_error(L, "size: dimension %I given, but a 0-dim tensor has no dimensions",
+                   (LUAI_UACINT)dim);
+    l_check(L, tensor_wrap_dim("size", dim, t->ndim, &d));
     lua_pushinteger(L, (lua_Integer)t->sizes[d]);
     return 1;
 }
@@ -314,7 +343,11 @@ static int l_tensor_stride(lua_State *L) {
         return 1;
     }
     int d;
-    l_check(L, tensor_wrap_dim("stride", luaL_checkinteger(L, 2), t->ndim, &d));
+    lua_Integer dim = luaL_checkinteger(L, 2);
+    if (t->ndim == 0)
+        luaL_error(L, "stride: dimension %I given, but a 0-dim tensor has no dimensions",
+                   (LUAI_UACINT)dim);
+    l_check(L, tensor_wrap_dim("stride", dim, t->ndim, &d));
     lua_pushinteger(L, (lua_Integer)t->strides[d]);
     return 1;
 }
@@ -613,7 +646,7 @@ static int l_tensor_to(lua_State *L) {
     tensor *t = ddp_lua_check_tensor(L, 1);
     dtype dt = t->dtype;
     device dev = t->storage->device;
-    tensor *other = ddp_lua_to_tensor(L, 2);
+    tensor *other = l_opt_tensor(L, 2);
     if (other) {
         dt = other->dtype;
         dev = other->storage->device;
@@ -723,6 +756,7 @@ static const luaL_Reg tensor_methods[] = {
     {"long", l_tensor_long},
     {"bool", l_tensor_bool},
     {"cpu", l_tensor_cpu},
+    {"free", l_tensor_release},
     {NULL, NULL},
 };
 

@@ -42,7 +42,7 @@ static int l_float_meets_ints(lua_State *L, int idx, const tensor *t) {
 
 /* a op b with a tensor on at least one side; `grad` picks ag_* over tensor_*. */
 static int l_binary_common(lua_State *L, binary_op op, int grad, double alpha) {
-    tensor *a = ddp_lua_to_tensor(L, 1), *b = ddp_lua_to_tensor(L, 2);
+    tensor *a = l_opt_tensor(L, 1), *b = l_opt_tensor(L, 2);
     if (a) {
         ddp_lua_check_tensor(L, 1); /* a released box raises here */
         if (!b && !l_is_number(L, 2) && !lua_isboolean(L, 2))
@@ -137,7 +137,7 @@ static int l_square(lua_State *L) {
 /* In place: t = t op other (tensor or number). Returns t. */
 static int l_binary_inplace(lua_State *L, binary_op op, double alpha) {
     tensor *t = ddp_lua_check_tensor(L, 1);
-    tensor *b = ddp_lua_to_tensor(L, 2);
+    tensor *b = l_opt_tensor(L, 2);
     if (!b && !l_is_number(L, 2)) return luaL_typeerror(L, 2, "tensor or number");
     if (b) ddp_lua_check_tensor(L, 2);
     char name[32];
@@ -213,17 +213,30 @@ L_UNARY(sign, UNARY_SIGN)
 #undef L_UNARY
 
 /* clamp(min, max) or clamp{min=, max=}; either bound may be nil. */
-static void l_clamp_args(lua_State *L, int *has_lo, double *lo, int *has_hi, double *hi) {
+/* True when the field `name` of the table at idx is a Lua float (see l_float_meets_ints). */
+static int l_field_is_float(lua_State *L, int idx, const char *name) {
+    int is_float = lua_getfield(L, idx, name) == LUA_TNUMBER && !lua_isinteger(L, -1);
+    lua_pop(L, 1);
+    return is_float;
+}
+
+/* Reads the bounds; returns whether one of them is a Lua float (2.0 included), which
+ * makes the result of an integer tensor float, as a Python float does in PyTorch. */
+static int l_clamp_args(lua_State *L, int *has_lo, double *lo, int *has_hi, double *hi) {
+    int float_bound;
     *has_lo = *has_hi = 0;
     *lo = *hi = 0;
     if (lua_istable(L, 2)) {
         *has_lo = l_opt_has_number(L, 2, "min", lo);
         *has_hi = l_opt_has_number(L, 2, "max", hi);
+        float_bound = l_field_is_float(L, 2, "min") || l_field_is_float(L, 2, "max");
     } else {
         if (!lua_isnoneornil(L, 2)) *lo = luaL_checknumber(L, 2), *has_lo = 1;
         if (!lua_isnoneornil(L, 3)) *hi = luaL_checknumber(L, 3), *has_hi = 1;
+        float_bound = (*has_lo && !lua_isinteger(L, 2)) || (*has_hi && !lua_isinteger(L, 3));
     }
     if (!*has_lo && !*has_hi) luaL_error(L, "clamp: at least one of 'min' or 'max' must be given");
+    return float_bound;
 }
 
 /* t:clamp(min, max) / t:clamp{min=, max=}: differentiable. */
@@ -231,7 +244,11 @@ static int l_clamp(lua_State *L) {
     tensor *t = ddp_lua_check_tensor(L, 1);
     int has_lo, has_hi;
     double lo, hi;
-    l_clamp_args(L, &has_lo, &lo, &has_hi, &hi);
+    if (l_clamp_args(L, &has_lo, &lo, &has_hi, &hi) && !dtype_is_float(t->dtype)) {
+        tensor **as_float = l_new_box(L); /* int64 t:clamp(0.0, 1.0) is float32 */
+        l_check(L, tensor_to_dtype(t, DTYPE_FLOAT32, as_float));
+        t = *as_float;
+    }
     tensor **slot = l_new_box(L);
     l_check(L, ag_clamp(t, has_lo, lo, has_hi, hi, slot));
     return 1;
@@ -242,7 +259,12 @@ static int l_clamp_(lua_State *L) {
     tensor *t = ddp_lua_check_tensor(L, 1);
     int has_lo, has_hi;
     double lo, hi;
-    l_clamp_args(L, &has_lo, &lo, &has_hi, &hi);
+    if (l_clamp_args(L, &has_lo, &lo, &has_hi, &hi) && !dtype_is_float(t->dtype))
+        ddp_lua_raise(L, DDP_FAIL(DDP_ERR_ARG,
+                                  "clamp_: the result is float32 and cannot be stored in place "
+                                  "into a tensor of dtype %s (use clamp, or convert the tensor "
+                                  "first)",
+                                  dtype_name(t->dtype)));
     l_check(L, ag_check_inplace(t, "clamp_"));
     l_check(L, tensor_clamp_(t, has_lo, lo, has_hi, hi));
     lua_settop(L, 1);
@@ -255,14 +277,15 @@ static int l_clamp_(lua_State *L) {
  * given. */
 static int l_dim_args(lua_State *L, int idx, int64_t *dim, int *keepdim) {
     *keepdim = 0;
+    if (lua_istable(L, idx) && lua_rawlen(L, idx) > 0) /* {1, 2}: see l_reduce_dims */
+        luaL_argerror(L, idx, "a list of dims is taken by sum, mean and norm only; give one dim");
     if (lua_istable(L, idx)) {
         int has = lua_getfield(L, idx, "dim") != LUA_TNIL;
         int is_int;
         lua_Integer d = lua_tointegerx(L, -1, &is_int);
         if (has && !is_int) /* also refuses 1.5 and 1e300, which would not convert */
             luaL_error(L, "option 'dim' must be an integer, got %s",
-                       lua_type(L, -1) == LUA_TNUMBER ? lua_tostring(L, -1)
-                                                      : luaL_typename(L, -1));
+                       lua_type(L, -1) == LUA_TNUMBER ? lua_tostring(L, -1) : luaL_typename(L, -1));
         lua_pop(L, 1);
         *dim = has ? (int64_t)d : 0;
         *keepdim = l_opt_boolean(L, idx, "keepdim", 0);
@@ -277,9 +300,50 @@ static int l_dim_args(lua_State *L, int idx, int64_t *dim, int *keepdim) {
     return 1;
 }
 
+/* sum/mean/norm over a list of dims at idx ({1, 2}, as PyTorch's dim=(1, 2)), keepdim
+ * (a boolean) after it: one dim at a time, the highest first so that the lower dims keep
+ * their numbers. Exact for these three: a sum of sums, a mean of equal-sized means, a
+ * norm of norms. */
+static int l_reduce_dims(lua_State *L, reduce_op op, tensor *t, int idx) {
+    int keepdim = 0;
+    if (!lua_isnoneornil(L, idx + 1)) {
+        luaL_checktype(L, idx + 1, LUA_TBOOLEAN);
+        keepdim = lua_toboolean(L, idx + 1);
+    }
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+    int dims[TENSOR_MAX_DIMS];
+    bool seen[TENSOR_MAX_DIMS] = {false};
+    if (n > TENSOR_MAX_DIMS || n > (t->ndim > 0 ? t->ndim : 1))
+        luaL_argerror(L, idx, "more dims listed than the tensor has");
+    for (lua_Integer i = 1; i <= n; i++) {
+        int is_int;
+        lua_rawgeti(L, idx, i);
+        lua_Integer d = lua_tointegerx(L, -1, &is_int);
+        lua_pop(L, 1);
+        if (!is_int) luaL_argerror(L, idx, "dims must be integers");
+        l_check(L, tensor_wrap_dim(reduce_op_name(op), d, t->ndim, &dims[i - 1]));
+        if (seen[dims[i - 1]])
+            luaL_error(L, "%s: dim %d appears more than once in the list of dims",
+                       reduce_op_name(op), dims[i - 1]);
+        seen[dims[i - 1]] = true;
+    }
+    tensor **slot = l_new_box(L);
+    *slot = tensor_retain(t);
+    for (int d = TENSOR_MAX_DIMS - 1; d >= 0; d--) {
+        if (!seen[d]) continue;
+        tensor *cur = *slot;
+        slot = l_new_box(L);
+        l_check(L, ag_reduce_dim(op, cur, d, keepdim, slot));
+    }
+    return 1;
+}
+
 /* A reduction over all elements or one dim (see l_dim_args). */
 static int l_reduce(lua_State *L, reduce_op op, int grad) {
     tensor *t = ddp_lua_check_tensor(L, 1);
+    if ((op == REDUCE_SUM || op == REDUCE_MEAN || op == REDUCE_NORM) && lua_istable(L, 2) &&
+        lua_rawlen(L, 2) > 0)
+        return l_reduce_dims(L, op, t, 2);
     int64_t dim = 0;
     int keepdim;
     int has_dim = l_dim_args(L, 2, &dim, &keepdim);
@@ -322,7 +386,7 @@ static int l_norm(lua_State *L) {
  * values, indices. */
 static int l_max_min(lua_State *L, int is_min) {
     tensor *t = ddp_lua_check_tensor(L, 1);
-    if (ddp_lua_to_tensor(L, 2)) return is_min ? l_minimum(L) : l_maximum(L);
+    if (l_opt_tensor(L, 2)) return is_min ? l_minimum(L) : l_maximum(L);
     int64_t dim = 0;
     int keepdim;
     if (!l_dim_args(L, 2, &dim, &keepdim)) return l_reduce(L, is_min ? REDUCE_MIN : REDUCE_MAX, 1);
@@ -425,20 +489,25 @@ static int l_index_select(lua_State *L) {
 static int l_split_common(lua_State *L, int by_count) {
     tensor *t = ddp_lua_check_tensor(L, 1);
     lua_Integer k = luaL_checkinteger(L, 2);
+    if (t->ndim == 0)
+        luaL_error(L, "%s: expects a tensor with at least 1 dimension, got a 0-dim tensor",
+                   by_count ? "chunk" : "split");
     int d;
     l_check(L,
             tensor_wrap_dim(by_count ? "chunk" : "split", luaL_optinteger(L, 3, 0), t->ndim, &d));
     luaL_argcheck(L, k > 0, 2, "must be positive");
     int64_t n = t->sizes[d];
-    int64_t step = by_count ? (n + k - 1) / k : k;
+    /* ceil(n / k) for chunk, written so that a huge k cannot overflow */
+    int64_t step = by_count ? n / k + (n % k != 0) : k;
     if (step == 0) step = 1;
     lua_newtable(L);
     lua_Integer i = 1;
-    for (int64_t start = 0; start < n; start += step, i++) {
-        int64_t len = start + step > n ? n - start : step;
+    for (int64_t start = 0; start < n; i++) {
+        int64_t len = step > n - start ? n - start : step;
         tensor **slot = l_new_box(L);
         l_check(L, ag_narrow(t, d, start, len, slot));
         lua_rawseti(L, -2, i);
+        start += len;
     }
     return 1;
 }

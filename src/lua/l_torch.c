@@ -73,7 +73,7 @@ static void l_read_leaf(lua_State *L, nested_reader *r) {
     } else if (t == LUA_TBOOLEAN) {
         iv = lua_toboolean(L, -1);
         v = (double)iv;
-    } else if ((tt = ddp_lua_to_tensor(L, -1)) != NULL && tensor_numel(tt) == 1) {
+    } else if ((tt = l_opt_tensor(L, -1)) != NULL && tensor_numel(tt) == 1) {
         r->all_bool = 0;
         v = tensor_get(tt, 0);
         iv = dtype_is_float(tt->dtype) ? 0 : tensor_get_int64(tt, 0);
@@ -161,8 +161,7 @@ static void l_check_int64_range(lua_State *L, const nested_reader *r) {
     for (int64_t i = 0; i < r->numel; i++) {
         double v = r->values[i];
         if (!(v >= -9223372036854775808.0 && v < 9223372036854775808.0))
-            luaL_error(L, "tensor: the value %f cannot be converted to int64 without overflow",
-                       v);
+            luaL_error(L, "tensor: the value %f cannot be converted to int64 without overflow", v);
     }
 }
 
@@ -171,7 +170,7 @@ static int l_torch_tensor(lua_State *L) {
     l_create_options o;
     luaL_checkany(L, 1);
     l_check_create_options(L, 2, DTYPE_FLOAT32, &o);
-    tensor *src = ddp_lua_to_tensor(L, 1);
+    tensor *src = l_opt_tensor(L, 1);
     if (src) { /* torch.tensor(t): a detached copy */
         tensor **slot = l_new_box(L);
         l_check(L, tensor_clone(src, slot));
@@ -458,7 +457,7 @@ static tensor **l_check_tensor_list(lua_State *L, int idx, const char *op, int *
     tensor **ts = lua_newuserdatauv(L, (size_t)len * sizeof *ts, 0);
     for (lua_Integer i = 1; i <= len; i++) {
         lua_rawgeti(L, idx, i);
-        ts[i - 1] = ddp_lua_to_tensor(L, -1);
+        ts[i - 1] = l_opt_tensor(L, -1);
         if (!ts[i - 1])
             luaL_error(L, "%s: element %I of the list is a %s, expected a tensor", op,
                        (LUAI_UACINT)i, luaL_typename(L, -1));
@@ -486,7 +485,7 @@ static int l_torch_stack(lua_State *L) {
 
 /* A tensor argument that may be given as a number: pushes a 0-dim box for numbers. */
 static tensor *l_tensor_or_scalar(lua_State *L, int idx, dtype like) {
-    tensor *t = ddp_lua_to_tensor(L, idx);
+    tensor *t = l_opt_tensor(L, idx);
     if (t) return t;
     if (lua_type(L, idx) != LUA_TNUMBER) luaL_typeerror(L, idx, "tensor or number");
     dtype dt = lua_isinteger(L, idx) ? (dtype_is_float(like) ? like : DTYPE_INT64) : like;
@@ -499,7 +498,7 @@ static tensor *l_tensor_or_scalar(lua_State *L, int idx, dtype like) {
 /* torch.where(cond, a, b): a and b may be numbers. */
 static int l_torch_where(lua_State *L) {
     tensor *cond = ddp_lua_check_tensor(L, 1);
-    tensor *ta = ddp_lua_to_tensor(L, 2), *tb = ddp_lua_to_tensor(L, 3);
+    tensor *ta = l_opt_tensor(L, 2), *tb = l_opt_tensor(L, 3);
     dtype like = ta ? ta->dtype : tb ? tb->dtype : DTYPE_FLOAT32;
     tensor *a = l_tensor_or_scalar(L, 2, like);
     tensor *b = l_tensor_or_scalar(L, 3, like);

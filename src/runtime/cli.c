@@ -34,7 +34,7 @@ static const char usage_text[] =
     "\n"
     "examples:\n"
     "  ddplab -n 2                          open the REPL on 2 ranks\n"
-    "  ddplab -n 4 -e 'print(dist.get_rank())'\n"
+    "  ddplab -n 4 -e 'dist.init_process_group{backend=\"gloo\"}; print(dist.get_rank())'\n"
     "                                       run one line on 4 ranks and exit\n";
 
 const char *cli_usage(void) {

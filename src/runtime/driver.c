@@ -8,13 +8,13 @@
  * waits for it forever. A local rank's stdout and stderr are a pipe that the driver reads
  * itself, so what a rank printed just before it crashed is never lost; ranks on other
  * nodes (multi-node: started by an agent, see launcher.h) dial a TCP port that first
- * authenticates them with the session secret, and forward their output as frames. */
-#include "runtime/driver.h"
+ * authenticates them with the session secret, and forward their output as frames; that
+ * part is driver_nodes.c. */
+#include "runtime/driver_internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,61 +29,13 @@
 
 #include <sodium.h>
 
-#include "dist/store.h"
 #include "runtime/launcher.h"
-#include "runtime/protocol.h"
 
 #define START_TIMEOUT_MS 10000
 #define START_TIMEOUT_MULTINODE_MS 60000 /* the other nodes are started by hand */
-#define TAIL_BYTES 2048
 #define TAIL_LINES 5
 
-typedef enum { SLOT_STARTING, SLOT_IDLE, SLOT_RUNNING, SLOT_DEAD } slot_state;
-
-typedef struct {
-    pid_t pid;   /* on its own node: never signal or wait for a remote rank's pid */
-    bool remote; /* started by the agent of another node, reached over TCP */
-    int fd;      /* control connection (non-blocking), -1 before it connects */
-    int out_fd;  /* local ranks: read end of the pipe that is their stdout and stderr */
-    proto_reader in;
-    slot_state state;
-    bool reaped;
-    int wait_status; /* waitpid's, once reaped */
-    char death[128]; /* "exited with status 3" */
-    char host[64], device[16];
-    char activity[96]; /* last STATE frame */
-    char tail[TAIL_BYTES];
-    size_t tail_len;   /* the last bytes it printed, for death reports */
-    char *completions; /* reply to a COMPLETE request (owned) */
-    uint32_t completions_len;
-    bool completions_ready;
-    char *start_error; /* an ERROR frame before HELLO (owned) */
-} rank_slot;
-
-struct driver {
-    launch_options opts;
-    char *backend, *master_addr; /* owned copies of the option strings */
-    int world;
-    char dir[200];
-    char socket_path[240];
-    int listen_fd;
-    int interrupt_pipe[2];
-    store_server *store;
-    int master_port;
-    rank_slot *ranks;
-    int chunk_id; /* the last chunk sent; ids keep growing across restarts */
-    /* multi-node: ranks [0, nproc) are ours, the others belong to the agents */
-    int nproc;
-    int tcp_fd;
-    unsigned char key[PROTO_KEY_BYTES];
-    struct {
-        int fd;
-        proto_reader in;
-    } * agents; /* [nnodes]; entry 0 unused */
-};
-
-/* Milliseconds on the monotonic clock, for deadlines. */
-static int64_t now_ms(void) {
+int64_t driver_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -134,8 +86,7 @@ static void remember_tail(rank_slot *s, const char *bytes, size_t len) {
     s->tail_len += len;
 }
 
-/* Appends the last few lines a rank printed to `msg` (for death reports). */
-static void append_tail(const rank_slot *s, char *msg, size_t cap) {
+void driver_append_tail(const rank_slot *s, char *msg, size_t cap) {
     size_t n = s->tail_len;
     while (n > 0 && s->tail[n - 1] == '\n') n--;
     if (n == 0) return;
@@ -165,8 +116,10 @@ typedef struct {
     rank_result *results;
     rank_output_fn on_output;
     void *ctx;
-    int first_dead;      /* the first rank that died during this run, or -1 */
-    bool user_interrupt; /* Ctrl-C was pressed during this run */
+    int first_dead;         /* the first rank that died during this run, or -1 */
+    bool user_interrupt;    /* Ctrl-C was pressed during this run */
+    int64_t last_output_ms; /* when a rank last printed (or the chunk started) */
+    bool quiet_told;        /* the quiet report was made for this chunk */
 } run_ctx;
 
 /* Takes in what rank r printed (local ranks write straight into a pipe we read, so their
@@ -186,6 +139,7 @@ static void drain_output(rank_slot *s, int r, run_ctx *rc) {
         }
         remember_tail(s, buf, (size_t)n);
         if (rc && s->state == SLOT_RUNNING) {
+            rc->last_output_ms = driver_now_ms();
             append_output(&rc->results[r], buf, (size_t)n);
             if (rc->on_output) rc->on_output(r, buf, (size_t)n, rc->ctx);
         }
@@ -202,9 +156,7 @@ static void close_slot_fd(rank_slot *s) {
     proto_reader_free(&s->in);
 }
 
-/* Marks rank r dead: closes its channel, reaps it (killing it if it lingers) and words
- * the reason. */
-static void mark_dead(rank_slot *s) {
+void driver_mark_dead(rank_slot *s) {
     if (s->state == SLOT_DEAD) return;
     drain_output(s, -1, NULL);
     close_slot_fd(s);
@@ -222,8 +174,7 @@ static void mark_dead(rank_slot *s) {
     launcher_describe_exit(s->wait_status, s->death, sizeof s->death);
 }
 
-/* Notices ranks that exited without closing their channel yet (cheap: WNOHANG). */
-static void check_exits(driver *d) {
+void driver_check_exits(driver *d) {
     for (int r = 0; r < d->world; r++) {
         rank_slot *s = &d->ranks[r];
         if (s->state == SLOT_DEAD || s->reaped || s->remote) continue;
@@ -291,6 +242,8 @@ static void take_side_frame(rank_slot *s, proto_frame *f) {
         break;
     case MSG_STATE:
         snprintf(s->activity, sizeof s->activity, "%s", f->data);
+        if (strncmp(f->data, "in ", 3) == 0)
+            snprintf(s->last_collective, sizeof s->last_collective, "%s", f->data + 3);
         break;
     case MSG_COMPLETIONS:
         free(s->completions);
@@ -311,11 +264,7 @@ static void take_side_frame(rank_slot *s, proto_frame *f) {
     }
 }
 
-/* Reads what rank r sent; returns false when its channel ended or is corrupt. Frames go
- * to `on_frame` when given (the run loop), else to take_side_frame. */
-typedef bool (*frame_fn)(driver *d, int r, proto_frame *f, void *ctx);
-
-static bool pump_rank(driver *d, int r, frame_fn on_frame, void *ctx) {
+bool driver_pump_rank(driver *d, int r, frame_fn on_frame, void *ctx) {
     rank_slot *s = &d->ranks[r];
     if (proto_reader_fill(&s->in, s->fd) != DDP_OK) return false;
     for (;;) {
@@ -355,7 +304,7 @@ static int reap_until(driver *d, int64_t deadline) {
                 left_running++;
             }
         }
-        if (left_running == 0 || now_ms() >= deadline) return left_running;
+        if (left_running == 0 || driver_now_ms() >= deadline) return left_running;
         struct timespec nap = {0, 10 * 1000000};
         nanosleep(&nap, NULL);
     }
@@ -369,23 +318,12 @@ static void stop_world(driver *d) {
         rank_slot *s = &d->ranks[r];
         if (s->state == SLOT_IDLE && s->fd >= 0) (void)proto_send(s->fd, MSG_BYE, NULL, 0);
     }
-    for (int k = 1; d->agents && k < d->opts.nnodes; k++) { /* agents end their ranks */
-        if (d->agents[k].fd >= 0) {
-            (void)proto_send(d->agents[k].fd, MSG_BYE, NULL, 0);
-            close(d->agents[k].fd);
-        }
-        d->agents[k].fd = -1;
-        proto_reader_free(&d->agents[k].in);
-    }
-    free(d->agents);
-    d->agents = NULL;
-    if (d->tcp_fd >= 0) close(d->tcp_fd);
-    d->tcp_fd = -1;
-    if (reap_until(d, now_ms() + 1000) > 0) {
+    driver_nodes_close(d);
+    if (reap_until(d, driver_now_ms() + 1000) > 0) {
         signal_unreaped(d, SIGTERM);
-        if (reap_until(d, now_ms() + 500) > 0) {
+        if (reap_until(d, driver_now_ms() + 500) > 0) {
             signal_unreaped(d, SIGKILL);
-            reap_until(d, now_ms() + 5000);
+            reap_until(d, driver_now_ms() + 5000);
         }
     }
     for (int r = 0; r < d->world; r++) {
@@ -422,90 +360,10 @@ static ddp_status open_control_socket(driver *d) {
     return DDP_OK;
 }
 
-/* ---- other nodes: agents and remote ranks over authenticated TCP ------------------------ */
-
-/* Reads what agent k sent: RANK_EXIT frames say how its ranks ended. Drops a gone agent. */
-static void pump_agent(driver *d, int k) {
-    proto_reader *in = &d->agents[k].in;
-    if (proto_reader_fill(in, d->agents[k].fd) != DDP_OK) in->eof = true;
-    proto_frame f;
-    bool got;
-    while (proto_reader_next(in, &f, &got) == DDP_OK && got) {
-        char *fields[2] = {0};
-        if (f.type == MSG_RANK_EXIT && proto_split(f.data, f.len, fields, 2) == 2) {
-            int r = atoi(fields[0]);
-            if (r >= 0 && r < d->world && d->ranks[r].remote && r / d->nproc == k) {
-                d->ranks[r].wait_status = atoi(fields[1]);
-                d->ranks[r].reaped = true;
-            }
-        }
-        proto_frame_free(&f);
-    }
-    if (in->eof) {
-        close(d->agents[k].fd);
-        d->agents[k].fd = -1;
-        proto_reader_free(in);
-    }
-}
-
-/* Takes in what the agents sent, waiting up to wait_ms for the first of it. */
-static void poll_agents(driver *d, int wait_ms) {
-    if (!d->agents) return;
-    for (int k = 1; k < d->opts.nnodes; k++) {
-        if (d->agents[k].fd < 0) continue;
-        struct pollfd p = {.fd = d->agents[k].fd, .events = POLLIN};
-        if (poll(&p, 1, wait_ms) > 0) pump_agent(d, k);
-        wait_ms = 0;
-    }
-}
-
-/* Accepts one TCP connection: it must prove it holds the session secret and then say
- * who it is (an expected agent or remote rank); anyone else is dropped and logged. */
-static void accept_tcp(driver *d) {
-    struct sockaddr_storage sa;
-    socklen_t sl = sizeof sa;
-    int fd = accept4(d->tcp_fd, (struct sockaddr *)&sa, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (fd < 0) return;
-    char who[64] = "?";
-    getnameinfo((struct sockaddr *)&sa, sl, who, sizeof who, NULL, 0, NI_NUMERICHOST);
-    proto_frame f = {0};
-    char *fields[4] = {0};
-    const char *why = "its first message was neither an agent's nor a rank's hello";
-    if (proto_auth_server(fd, d->key, 3000) != DDP_OK || proto_recv(fd, 3000, &f) != DDP_OK) {
-        why = ddp_last_error();
-    } else if (f.type == MSG_AGENT_HELLO) {
-        int k = atoi(f.data);
-        if (k >= 1 && k < d->opts.nnodes && d->agents[k].fd < 0) {
-            d->agents[k].fd = fd;
-            proto_reader_init(&d->agents[k].in);
-            proto_frame_free(&f);
-            return;
-        }
-        why = "an agent for a node that is not expected";
-    } else if (f.type == MSG_HELLO && proto_split(f.data, f.len, fields, 4) == 4) {
-        int r = atoi(fields[0]);
-        rank_slot *s = r >= d->nproc && r < d->world ? &d->ranks[r] : NULL;
-        if (s && s->remote && s->fd < 0 && s->state == SLOT_STARTING) {
-            s->fd = fd;
-            s->pid = atoi(fields[1]);
-            proto_reader_init(&s->in);
-            snprintf(s->host, sizeof s->host, "%s", fields[2]);
-            snprintf(s->device, sizeof s->device, "%s", fields[3]);
-            s->state = SLOT_IDLE;
-            proto_frame_free(&f);
-            return;
-        }
-        why = "a rank that is not expected";
-    }
-    fprintf(stderr, "ddplab: dropped a control connection from %s: %s\n", who, why);
-    proto_frame_free(&f);
-    close(fd);
-}
-
 /* Waits (bounded) until every rank said hello; names the first rank that failed. */
 static ddp_status wait_for_hellos(driver *d) {
     int timeout_ms = d->opts.nnodes > 1 ? START_TIMEOUT_MULTINODE_MS : START_TIMEOUT_MS;
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = driver_now_ms() + timeout_ms;
     struct pollfd *p = calloc((size_t)d->world + 3, sizeof *p);
     if (!p) return DDP_FAIL(DDP_ERR_NOMEM, "driver: no memory");
     ddp_status result = DDP_OK;
@@ -513,7 +371,7 @@ static ddp_status wait_for_hellos(driver *d) {
         int ready = 0;
         for (int r = 0; r < d->world; r++) ready += d->ranks[r].state == SLOT_IDLE;
         if (ready == d->world) break;
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - driver_now_ms();
         if (left <= 0) {
             for (int r = 0; r < d->world; r++)
                 if (d->ranks[r].state != SLOT_IDLE) {
@@ -537,26 +395,26 @@ static ddp_status wait_for_hellos(driver *d) {
             break;
         }
         if (p[0].revents & POLLIN) accept_one(d);
-        if (p[n - 1].revents & POLLIN) accept_tcp(d);
-        poll_agents(d, 0);
+        if (p[n - 1].revents & POLLIN) driver_nodes_accept(d);
+        driver_nodes_poll(d, 0);
         if (p[1].revents & POLLIN) {
             result = DDP_FAIL(DDP_ERR_INTERRUPTED, "interrupted while the ranks were starting");
             break;
         }
-        check_exits(d);
+        driver_check_exits(d);
         for (int r = 0; r < d->world && result == DDP_OK; r++) {
             rank_slot *s = &d->ranks[r];
             bool open = true;
             /* A rank that exited may have left its last frames (an ERROR) unread. */
             if (s->fd >= 0 && (s->reaped || (p[2 + r].revents & (POLLIN | POLLHUP | POLLERR))))
-                open = pump_rank(d, r, NULL, NULL);
+                open = driver_pump_rank(d, r, NULL, NULL);
             if (s->start_error) {
                 result = DDP_FAIL(DDP_ERR_STATE, "rank %d could not start: %s", r, s->start_error);
             } else if (!open || (s->reaped && s->state == SLOT_STARTING)) {
-                mark_dead(s);
+                driver_mark_dead(s);
                 char msg[TAIL_BYTES + 256];
                 snprintf(msg, sizeof msg, "%s", s->death);
-                append_tail(s, msg, sizeof msg);
+                driver_append_tail(s, msg, sizeof msg);
                 result = DDP_FAIL(DDP_ERR_STATE, "rank %d %s before it was ready", r, msg);
             }
         }
@@ -564,14 +422,6 @@ static ddp_status wait_for_hellos(driver *d) {
     }
     free(p);
     return result;
-}
-
-/* Multi-node: the authenticated TCP port the agents and remote ranks dial. */
-static ddp_status open_node_listener(driver *d) {
-    d->agents = calloc((size_t)d->opts.nnodes, sizeof *d->agents);
-    if (!d->agents) return DDP_FAIL(DDP_ERR_NOMEM, "driver: no memory");
-    for (int k = 0; k < d->opts.nnodes; k++) d->agents[k].fd = -1;
-    return proto_listen_tcp(d->master_addr, launcher_control_port(d->master_port), &d->tcp_fd);
 }
 
 /* Hosts the store, opens the socket, starts every rank and waits for them. On failure
@@ -589,13 +439,10 @@ static ddp_status start_world(driver *d) {
     }
     ddp_status s = open_control_socket(d);
     if (s == DDP_OK) s = host_store(d);
-    if (s == DDP_OK && d->opts.nnodes > 1) s = open_node_listener(d);
+    if (s == DDP_OK && d->opts.nnodes > 1) s = driver_nodes_listen(d);
     for (int r = 0; r < d->nproc && s == DDP_OK; r++) s = spawn_rank(d, r);
     if (s == DDP_OK) s = wait_for_hellos(d);
-    if (s == DDP_OK && d->tcp_fd >= 0) { /* everyone is in: stop listening */
-        close(d->tcp_fd);
-        d->tcp_fd = -1;
-    }
+    if (s == DDP_OK) driver_nodes_stop_listening(d); /* everyone is in */
     if (s != DDP_OK) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", ddp_last_error());
@@ -696,6 +543,7 @@ static bool take_run_frame(driver *d, int r, proto_frame *f, void *arg) {
     case MSG_OUTPUT:
         remember_tail(s, f->data, f->len);
         if (s->state != SLOT_RUNNING) break; /* late output of a rank that is not running */
+        rc->last_output_ms = driver_now_ms();
         append_output(res, f->data, f->len);
         if (rc->on_output) rc->on_output(r, f->data, f->len, rc->ctx);
         break;
@@ -724,11 +572,7 @@ static bool take_run_frame(driver *d, int r, proto_frame *f, void *arg) {
 /* SIGINT carrying the chunk id, so that the rank knows which chunk it is meant for. */
 static void interrupt_rank(driver *d, int r) {
     if (d->ranks[r].remote) { /* its agent signals it */
-        int k = r / d->nproc;
-        char msg[32];
-        int len = snprintf(msg, sizeof msg, "%d%c%d", r, 0, d->chunk_id);
-        if (d->agents[k].fd >= 0)
-            (void)proto_send(d->agents[k].fd, MSG_SIGNAL_RANK, msg, (size_t)len);
+        driver_nodes_signal_rank(d, r);
         return;
     }
     union sigval v = {.sival_int = d->chunk_id};
@@ -740,15 +584,26 @@ static void interrupt_rank(driver *d, int r) {
 static void report_death(driver *d, int r, rank_result *results, run_ctx *rc) {
     rank_slot *s = &d->ranks[r];
     bool was_running = s->state == SLOT_RUNNING;
-    for (int64_t until = now_ms() + 1000; s->remote && !s->reaped && now_ms() < until;)
-        poll_agents(d, 50); /* its agent says how it ended */
-    mark_dead(s);
-    if (!was_running) return;
+    for (int64_t until = driver_now_ms() + 1000;
+         s->remote && !s->reaped && driver_now_ms() < until;)
+        driver_nodes_poll(d, 50); /* its agent says how it ended */
+    if (was_running && !s->remote && !s->reaped) {
+        /* Let it finish exiting (driver_mark_dead would wait as long), so that everything
+         * it printed is in its pipe: its last words belong to this chunk's output. */
+        int st;
+        if (launcher_reap(s->pid, 2000, &st)) {
+            s->wait_status = st;
+            s->reaped = true;
+        }
+    }
+    if (was_running) drain_output(s, r, rc);
+    driver_mark_dead(s);
+    if (!was_running) return; /* driver_check_idle reports it */
+    s->death_told = true;
     if (rc->first_dead < 0) rc->first_dead = r;
-    drain_output(s, r, rc);
     char msg[TAIL_BYTES + 256];
     snprintf(msg, sizeof msg, "rank %d %s", r, s->death);
-    append_tail(s, msg, sizeof msg);
+    driver_append_tail(s, msg, sizeof msg);
     results[r].outcome = RANK_DIED;
     results[r].error = strdup(msg);
     results[r].exit_status = launcher_describe_exit(s->wait_status, msg, sizeof msg);
@@ -756,8 +611,36 @@ static void report_death(driver *d, int r, rank_result *results, run_ctx *rc) {
         if (d->ranks[o].state == SLOT_RUNNING) interrupt_rank(d, o);
 }
 
-/* Sends one RUN / RUN_FILE frame to the targets and collects every outcome. */
-static ddp_status run_frame(driver *d, msg_type type, const char *payload, size_t len,
+/* The payload of a RUN / RUN_FILE frame: "chunk id\0targets\0" (targets: one '1' or '0'
+ * per global rank, so that every rank knows who else runs this chunk), then `body`.
+ * Returns a malloc'd payload and its length in *len, or NULL when out of memory. */
+static char *run_payload(const driver *d, const bool *targets, const char *body, size_t body_len,
+                         size_t *len) {
+    char id[16];
+    int idlen = snprintf(id, sizeof id, "%d", d->chunk_id) + 1;
+    size_t n = (size_t)idlen + (size_t)d->world + 1 + body_len;
+    char *payload = malloc(n);
+    if (!payload) return NULL;
+    memcpy(payload, id, (size_t)idlen);
+    for (int r = 0; r < d->world; r++) payload[idlen + r] = !targets || targets[r] ? '1' : '0';
+    payload[(size_t)idlen + (size_t)d->world] = '\0';
+    memcpy(payload + n - body_len, body, body_len);
+    *len = n;
+    return payload;
+}
+
+/* Calls the quiet report once the chunk has gone quiet_after_s without output. */
+static void maybe_report_quiet(driver *d, run_ctx *rc) {
+    if (!d->quiet_fn || rc->quiet_told ||
+        driver_now_ms() - rc->last_output_ms < (int64_t)(d->quiet_after_s * 1000))
+        return;
+    rc->quiet_told = true;
+    driver_quiet_report(d, rc->results);
+}
+
+/* Sends one RUN / RUN_FILE frame (body: what follows the chunk id and the targets) to
+ * the targets and collects every outcome. */
+static ddp_status run_frame(driver *d, msg_type type, const char *body, size_t body_len,
                             const bool *targets, rank_output_fn on_output, void *ctx,
                             rank_result *results) {
     if (!d->ranks)
@@ -765,16 +648,20 @@ static ddp_status run_frame(driver *d, msg_type type, const char *payload, size_
                                        "(:restart starts them)");
     for (int r = 0; r < d->world; r++)
         results[r] = (rank_result){.rank = r, .outcome = RANK_SKIPPED};
-    d->chunk_id++; /* the payload carries this id (chunk_id + 1 when it was built) */
+    d->chunk_id++;
+    size_t len = 0;
+    char *payload = run_payload(d, targets, body, body_len, &len);
+    if (!payload)
+        return DDP_FAIL(DDP_ERR_NOMEM, "driver: no memory for a chunk of %zu bytes", body_len);
     char drain[64];
     while (read(d->interrupt_pipe[0], drain, sizeof drain) > 0) {
     } /* a Ctrl-C from before this chunk is not for it */
-    check_exits(d);
-    run_ctx rc = {results, on_output, ctx, -1, false};
+    driver_check_exits(d);
+    run_ctx rc = {results, on_output, ctx, -1, false, driver_now_ms(), false};
     for (int r = 0; r < d->world; r++) {
         rank_slot *s = &d->ranks[r];
         if (targets && !targets[r]) continue;
-        if (s->state == SLOT_IDLE && s->reaped) mark_dead(s);
+        if (s->state == SLOT_IDLE && s->reaped) driver_mark_dead(s);
         if (s->state == SLOT_DEAD) {
             char msg[256];
             results[r].outcome = RANK_DIED;
@@ -784,6 +671,7 @@ static ddp_status run_frame(driver *d, msg_type type, const char *payload, size_
                      "ranks again",
                      r, s->death);
             results[r].error = strdup(msg);
+            s->death_told = true;
             continue;
         }
         drain_output(s, r, NULL); /* what it printed while idle is not this chunk's */
@@ -791,6 +679,7 @@ static ddp_status run_frame(driver *d, msg_type type, const char *payload, size_
         s->activity[0] = '\0';
         if (proto_send(s->fd, type, payload, len) != DDP_OK) report_death(d, r, results, &rc);
     }
+    free(payload);
     struct pollfd *p = calloc(2 * (size_t)d->world + 1, sizeof *p);
     int *who = calloc(2 * (size_t)d->world + 1, sizeof *who); /* r, or -1 - r for output */
     if (!p || !who) {
@@ -830,17 +719,18 @@ static ddp_status run_frame(driver *d, msg_type type, const char *payload, size_
             if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
             if (r < 0)
                 drain_output(&d->ranks[-1 - r], -1 - r, &rc);
-            else if (d->ranks[r].state != SLOT_DEAD && !pump_rank(d, r, take_run_frame, &rc))
+            else if (d->ranks[r].state != SLOT_DEAD && !driver_pump_rank(d, r, take_run_frame, &rc))
                 report_death(d, r, results, &rc);
         }
         /* A rank can die while something else still holds its socket: check pids too. */
-        check_exits(d);
-        poll_agents(d, 0);
+        driver_check_exits(d);
+        driver_nodes_poll(d, 0);
         for (int r = 0; r < d->world; r++)
             if (d->ranks[r].state == SLOT_RUNNING && d->ranks[r].reaped) {
-                if (d->ranks[r].fd >= 0) (void)pump_rank(d, r, take_run_frame, &rc);
+                if (d->ranks[r].fd >= 0) (void)driver_pump_rank(d, r, take_run_frame, &rc);
                 if (d->ranks[r].state == SLOT_RUNNING) report_death(d, r, results, &rc);
             }
+        maybe_report_quiet(d, &rc);
     }
     free(p);
     free(who);
@@ -861,39 +751,32 @@ ddp_status driver_run(driver *d, const char *chunk, size_t len, const char *chun
                       const bool *targets, rank_output_fn on_output, void *ctx,
                       rank_result *results) {
     const char *name = chunkname ? chunkname : "=input";
-    char id[16];
-    int idlen = snprintf(id, sizeof id, "%d", d->chunk_id + 1) + 1;
     size_t nlen = strlen(name) + 1;
-    char *payload = malloc((size_t)idlen + nlen + len);
-    if (!payload) return DDP_FAIL(DDP_ERR_NOMEM, "driver: no memory for a chunk of %zu bytes", len);
-    memcpy(payload, id, (size_t)idlen);
-    memcpy(payload + idlen, name, nlen);
-    memcpy(payload + idlen + nlen, chunk, len);
-    ddp_status s = run_frame(d, MSG_RUN, payload, (size_t)idlen + nlen + len, targets, on_output,
-                             ctx, results);
-    free(payload);
+    char *body = malloc(nlen + len); /* "chunkname\0chunk bytes" */
+    if (!body) return DDP_FAIL(DDP_ERR_NOMEM, "driver: no memory for a chunk of %zu bytes", len);
+    memcpy(body, name, nlen);
+    memcpy(body + nlen, chunk, len);
+    ddp_status s = run_frame(d, MSG_RUN, body, nlen + len, targets, on_output, ctx, results);
+    free(body);
     return s;
 }
 
 ddp_status driver_run_file(driver *d, const char *path, int argc, char **argv,
                            rank_output_fn on_output, void *ctx, rank_result *results) {
-    char id[16];
-    int idlen = snprintf(id, sizeof id, "%d", d->chunk_id + 1) + 1;
-    size_t len = (size_t)idlen + strlen(path) + 1;
+    size_t len = strlen(path) + 1; /* "path\0arg1\0arg2..." */
     for (int i = 0; i < argc; i++) len += strlen(argv[i]) + 1;
-    char *payload = malloc(len);
-    if (!payload) return DDP_FAIL(DDP_ERR_NOMEM, "driver: no memory");
-    memcpy(payload, id, (size_t)idlen);
-    size_t at = (size_t)idlen;
-    memcpy(payload + at, path, strlen(path) + 1);
+    char *body = malloc(len);
+    if (!body) return DDP_FAIL(DDP_ERR_NOMEM, "driver: no memory");
+    size_t at = 0;
+    memcpy(body, path, strlen(path) + 1);
     at += strlen(path) + 1;
     for (int i = 0; i < argc; i++) {
-        memcpy(payload + at, argv[i], strlen(argv[i]) + 1);
+        memcpy(body + at, argv[i], strlen(argv[i]) + 1);
         at += strlen(argv[i]) + 1;
     }
     /* The last NUL is implied by the frame (received payloads are NUL-terminated). */
-    ddp_status s = run_frame(d, MSG_RUN_FILE, payload, len - 1, NULL, on_output, ctx, results);
-    free(payload);
+    ddp_status s = run_frame(d, MSG_RUN_FILE, body, len - 1, NULL, on_output, ctx, results);
+    free(body);
     return s;
 }
 
@@ -907,76 +790,6 @@ void rank_results_free(rank_result *results, int n) {
     }
 }
 
-/* ---- completion and the :ranks table --------------------------------------------------- */
-
-ddp_status driver_complete(driver *d, int rank, const char *word, char ***matches, int *count) {
-    *matches = NULL;
-    *count = 0;
-    if (!d->ranks || rank < 0 || rank >= d->world)
-        return DDP_FAIL(DDP_ERR_ARG, "complete: there is no rank %d", rank);
-    rank_slot *s = &d->ranks[rank];
-    if (s->state != SLOT_IDLE)
-        return DDP_FAIL(DDP_ERR_STATE, "complete: rank %d is %s", rank,
-                        s->state == SLOT_DEAD ? "dead" : "busy");
-    s->completions_ready = false;
-    if (proto_send(s->fd, MSG_COMPLETE, word, strlen(word)) != DDP_OK) {
-        mark_dead(s);
-        return DDP_FAIL(DDP_ERR_COMM, "complete: rank %d %s", rank, s->death);
-    }
-    int64_t deadline = now_ms() + 2000;
-    while (!s->completions_ready) {
-        int64_t left = deadline - now_ms();
-        if (left <= 0) return DDP_FAIL(DDP_ERR_TIMEOUT, "complete: rank %d did not answer", rank);
-        struct pollfd p = {.fd = s->fd, .events = POLLIN};
-        if (poll(&p, 1, (int)left) > 0 && !pump_rank(d, rank, NULL, NULL)) {
-            mark_dead(s);
-            return DDP_FAIL(DDP_ERR_COMM, "complete: rank %d %s", rank, s->death);
-        }
-    }
-    int n = 0;
-    for (uint32_t i = 0; i < s->completions_len; i++) n += s->completions[i] == '\0';
-    if (s->completions_len > 0) n++;
-    char **list = calloc((size_t)n + 1, sizeof *list);
-    if (!list) return DDP_FAIL(DDP_ERR_NOMEM, "complete: no memory");
-    const char *at = s->completions;
-    for (int i = 0; i < n; i++) {
-        list[i] = strdup(at);
-        at += strlen(at) + 1;
-    }
-    free(s->completions);
-    s->completions = NULL;
-    s->completions_ready = false;
-    *matches = list;
-    *count = n;
-    return DDP_OK;
-}
-
-ddp_status driver_ranks(driver *d, rank_info *info) {
-    if (!d->ranks) return DDP_FAIL(DDP_ERR_STATE, "driver: the ranks are not running");
-    check_exits(d);
-    for (int r = 0; r < d->world; r++) {
-        rank_slot *s = &d->ranks[r];
-        /* Pick up state reports and notice closed channels of idle ranks. */
-        if (s->fd >= 0 && s->state != SLOT_DEAD) {
-            struct pollfd p = {.fd = s->fd, .events = POLLIN};
-            if (s->state == SLOT_IDLE && poll(&p, 1, 0) > 0 && !pump_rank(d, r, NULL, NULL))
-                mark_dead(s);
-        }
-        if (s->state == SLOT_IDLE && s->reaped) mark_dead(s);
-        rank_info *in = &info[r];
-        memset(in, 0, sizeof *in);
-        in->rank = r;
-        in->pid = (int)s->pid;
-        snprintf(in->host, sizeof in->host, "%s", s->host);
-        snprintf(in->device, sizeof in->device, "%s", s->device);
-        if (s->state == SLOT_DEAD)
-            snprintf(in->state, sizeof in->state, "dead (%.80s)", s->death);
-        else if (s->state == SLOT_RUNNING)
-            snprintf(in->state, sizeof in->state, "%s", s->activity[0] ? s->activity : "running");
-        else
-            snprintf(in->state, sizeof in->state, "%s",
-                     s->state == SLOT_STARTING ? "starting" : "idle");
-        in->rss_bytes = s->state == SLOT_DEAD || s->remote ? -1 : launcher_rss_bytes(s->pid);
-    }
-    return DDP_OK;
+void driver_drain_idle_output(rank_slot *s) {
+    drain_output(s, -1, NULL);
 }

@@ -45,11 +45,11 @@ typedef enum {
 typedef struct {
     int rank;
     rank_outcome outcome;
-    char *output;      /* everything the rank printed for this chunk, values of `=expr` and
-                        * bare expressions included, in order (owned; NULL if none) */
+    char *output; /* everything the rank printed for this chunk, values of `=expr` and
+                   * bare expressions included, in order (owned; NULL if none) */
     size_t output_len;
-    char *error;       /* RANK_ERROR / RANK_DIED: the message in words (owned) */
-    int exit_status;   /* RANK_DIED: exit code, or -signal */
+    char *error;     /* RANK_ERROR / RANK_DIED: the message in words (owned) */
+    int exit_status; /* RANK_DIED: exit code, or -signal */
 } rank_result;
 
 /* Called as output arrives, before driver_run returns (for live streaming, e.g. script
@@ -75,15 +75,16 @@ void driver_interrupt(driver *d);
 
 /* Completion candidates for `word` (a global, or fields after "." / ":") from the Lua
  * state of rank `rank`. *matches is a malloc'd array of malloc'd strings. */
-ddp_status driver_complete(driver *d, int rank, const char *word, char ***matches,
-                           int *count);
+ddp_status driver_complete(driver *d, int rank, const char *word, char ***matches, int *count);
 
 typedef struct {
     int rank;
     int pid;
     char host[64];
     char device[16];   /* "cpu", "cuda:0" */
-    char state[96];    /* "idle", "running", "in all_reduce #3 float32[4]", "dead (...)" */
+    char state[96];    /* "idle", "running", "in all_reduce #3 float32[4]", "dead (...)";
+                        * an idle rank adds its last collective: "idle (last: all_reduce #3
+                        * float32[4])" */
     int64_t rss_bytes; /* resident memory */
 } rank_info;
 
@@ -92,5 +93,21 @@ ddp_status driver_ranks(driver *d, rank_info *info);
 
 /* Kills and restarts every rank with the same options (used by :restart). */
 ddp_status driver_restart(driver *d);
+
+/* Checks, without blocking, on the ranks that are not running a chunk (the REPL calls it
+ * before each prompt and while it waits for a key): reaps those that exited, notices
+ * closed channels, takes in what they printed. Fills results[world size] with RANK_DIED
+ * (error: "rank 1 was killed by signal 9 (SIGKILL); its last output:\n...", as driver_run
+ * words it) for each rank whose death was not reported yet, RANK_SKIPPED for the others;
+ * returns how many died. Each death is reported once, here or in driver_run's results.
+ * Free the results with rank_results_free. Cannot fail. */
+int driver_check_idle(driver *d, rank_result *results);
+
+/* While driver_run waits: called at most once per chunk, when the chunk has run for
+ * `after_s` seconds without anyone printing, with what every rank is doing (info[world
+ * size]: state "running", "in all_reduce #3 float32[4]", "finished", "failed", "dead";
+ * "" for ranks that are not part of the chunk). fn NULL turns it off (the default). */
+typedef void (*rank_quiet_fn)(const rank_info *info, int n, void *ctx);
+void driver_set_quiet_report(driver *d, double after_s, rank_quiet_fn fn, void *ctx);
 
 #endif

@@ -29,8 +29,10 @@ typedef enum {
     MSG_COMPLETIONS, /* candidates, NUL-separated */
     MSG_STATE,       /* what the rank is doing now ("running", "in all_reduce #3 ...") */
     /* driver -> rank */
-    MSG_RUN,      /* "chunk id\0chunkname\0chunk bytes" */
-    MSG_RUN_FILE, /* "chunk id\0path\0arg1\0arg2..." */
+    /* RUN and RUN_FILE start with "chunk id\0targets\0": targets has one '1' or '0' per
+     * global rank, saying who runs this chunk (the REPL's :on) */
+    MSG_RUN,      /* "chunk id\0targets\0chunkname\0chunk bytes" */
+    MSG_RUN_FILE, /* "chunk id\0targets\0path\0arg1\0arg2..." */
     MSG_COMPLETE, /* the word to complete */
     MSG_BYE,      /* exit now (empty) */
     /* agent (ddplab --node-rank K) <-> driver */

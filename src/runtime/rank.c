@@ -600,20 +600,40 @@ static ddp_status send_hello(int rank) {
     return control_send(MSG_HELLO, buf, (size_t)n);
 }
 
-/* Runs one chunk ("id\0chunkname\0chunk") or file ("id\0path\0arg1...") and reports its
- * outcome to the driver. */
+/* Tells the process groups which global ranks run this chunk (the REPL's :on), so that a
+ * collective that waits for a rank outside the chunk fails at once instead of after the
+ * watchdog. `targets` holds '1' / '0' per global rank. */
+static void set_participants(const char *targets, size_t n) {
+    bool stack[64], *running = n <= 64 ? stack : malloc(n * sizeof *running);
+    bool all = true;
+    for (size_t r = 0; running && r < n; r++) {
+        running[r] = targets[r] == '1';
+        all = all && running[r];
+    }
+    /* all ranks (or no memory to say otherwise): as if it had not been called */
+    pg_chunk_set_participants(running && !all ? running : NULL, (int)n);
+    if (running != stack) free(running);
+}
+
+/* Runs one chunk ("id\0targets\0chunkname\0chunk") or file ("id\0targets\0path\0arg1...";
+ * targets: '1' or '0' per global rank, who runs this chunk) and reports its outcome to the
+ * driver. */
 static void serve_run(lua_State *L, const proto_frame *f) {
     run_result res;
     const char *nul = memchr(f->data, '\0', f->len);
+    const char *targets = nul ? nul + 1 : NULL;
+    const char *targets_end =
+        targets ? memchr(targets, '\0', f->len - (size_t)(targets - f->data)) : NULL;
     int id = atoi(f->data);
-    if (!nul || id <= 0) {
-        const char *m = "rank: a corrupt RUN message (no chunk id)";
+    if (!targets_end || id <= 0) {
+        const char *m = "rank: a corrupt RUN message (no chunk id or targets)";
         (void)control_send(MSG_ERROR, m, strlen(m));
         return;
     }
-    char *rest = (char *)nul + 1;
+    char *rest = (char *)targets_end + 1;
     uint32_t rest_len = f->len - (uint32_t)(rest - f->data);
     pg_chunk_begin((uint64_t)id);
+    set_participants(targets, (size_t)(targets_end - targets));
     if (f->type == MSG_RUN) {
         const char *name_end = memchr(rest, '\0', rest_len);
         const char *chunk = name_end ? name_end + 1 : rest;

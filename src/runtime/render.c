@@ -163,9 +163,68 @@ static void print_block(FILE *out, const block *b, int width, const render_style
     } while (p < end);
 }
 
-/* The text of a non-DONE outcome for the members `set` (owned, malloc'd). */
-static char *outcome_text(const rank_result *r, const bool *set, int n, const render_style *style) {
+/* The driver's words for a RANK_DIED result: "rank 2 <how>; its last output:\n<lines>"
+ * (see driver.c). Returns the lines after that marker (borrowed, trailing newlines kept),
+ * or NULL when the rank printed nothing before it died. */
+static const char *death_tail(const rank_result *r) {
+    static const char marker[] = "; its last output:\n";
+    const char *at = r->error ? strstr(r->error, marker) : NULL;
+    if (!at || !at[sizeof marker - 1]) return NULL;
+    return at + sizeof marker - 1;
+}
+
+/* Whether `tail` (ignoring trailing newlines) is already on screen as the end of this
+ * chunk's output `out` (NUL-terminated; script mode streams it, the REPL shows it as
+ * the rank's block just above the death). */
+static bool tail_already_shown(const char *tail, const char *out) {
+    if (!out) return false;
+    size_t tn = strlen(tail), on = strlen(out);
+    while (tn > 0 && tail[tn - 1] == '\n') tn--;
+    while (on > 0 && out[on - 1] == '\n') on--;
+    return tn == 0 || (on >= tn && memcmp(out + on - tn, tail, tn) == 0);
+}
+
+/* What an interrupted rank shows: the driver's reason when it stopped the rank because
+ * another one died ("stopped because rank 1 was killed by signal 9 (SIGKILL)"), else
+ * "interrupted" (Ctrl-C; the Lua traceback of an interrupt is noise). Borrowed. */
+static const char *interrupt_reason(const rank_result *r) {
+    if (r->error && strncmp(r->error, "stopped because ", 16) == 0) return r->error;
+    return "interrupted";
+}
+
+/* Writes one death: "rank(s) 1,3 died: <how>", or for ranks that were already dead before
+ * this chunk "... not running: <how> earlier" (the REPL adds the :restart hint); then each rank's
+ * last output lines that are not already on screen, indented. */
+static void describe_death(FILE *f, const rank_result *results, const rank_result *r,
+                           const bool *set, int n, int count) {
     char ranks[96], how[96];
+    render_describe_exit(r->exit_status, how, sizeof how);
+    render_ranges(set, n, ranks, sizeof ranks);
+    if (r->error && strstr(r->error, " is not running ")) {
+        fprintf(f, "%s %s %s not running: %s earlier", count > 1 ? "ranks" : "rank", ranks,
+                count > 1 ? "are" : "is", how);
+        return;
+    }
+    fprintf(f, "%s %s died: %s", count > 1 ? "ranks" : "rank", ranks, how);
+    for (int i = 0; i < n; i++) {
+        const char *tail = set[i] ? death_tail(&results[i]) : NULL;
+        if (!tail || tail_already_shown(tail, results[i].output)) continue;
+        if (count > 1)
+            fprintf(f, "\nrank %d's last output:", i);
+        else
+            fputs("; its last output:", f);
+        for (const char *p = tail; *p;) {
+            const char *nl = strchr(p, '\n');
+            size_t len = nl ? (size_t)(nl - p) : strlen(p);
+            if (len > 0 || (nl && nl[1])) fprintf(f, "\n  %.*s", (int)len, p);
+            p += len + (nl != NULL);
+        }
+    }
+}
+
+/* The text of a non-DONE outcome for the members `set` (owned, malloc'd). */
+static char *outcome_text(const rank_result *results, const rank_result *r, const bool *set, int n,
+                          const render_style *style) {
     char *text = NULL;
     size_t size = 0;
     FILE *f = open_memstream(&text, &size);
@@ -178,18 +237,29 @@ static char *outcome_text(const rank_result *r, const bool *set, int n, const re
                 r->error && r->error[0] ? r->error : "(error without a message)");
         break;
     case RANK_DIED:
-        render_describe_exit(r->exit_status, how, sizeof how);
-        fprintf(f, "%s %s died: %s", count > 1 ? "ranks" : "rank",
-                render_ranges(set, n, ranks, sizeof ranks), how);
+        describe_death(f, results, r, set, n, count);
         break;
     case RANK_INTERRUPTED:
-        fputs("interrupted", f);
+        fputs(interrupt_reason(r), f);
         break;
     default:
         break;
     }
     fclose(f);
     return text;
+}
+
+/* Whether two non-DONE outcomes are shown as one: deaths group by exit status alone (the
+ * driver's messages name the rank), interruptions by the reason shown, errors by text. */
+static bool same_outcome(const rank_result *a, const rank_result *b) {
+    if (a->outcome != b->outcome) return false;
+    if (a->outcome == RANK_DIED)
+        return a->exit_status == b->exit_status &&
+               (strstr(a->error ? a->error : "", " is not running ") != NULL) ==
+                   (strstr(b->error ? b->error : "", " is not running ") != NULL);
+    if (a->outcome == RANK_INTERRUPTED)
+        return strcmp(interrupt_reason(a), interrupt_reason(b)) == 0;
+    return same_str(a->error, b->error);
 }
 
 /* Groups the target ranks into blocks: outputs first, then outcomes. *count blocks. */
@@ -222,16 +292,12 @@ static block *make_blocks(const rank_result *results, int n, const render_style 
         memset(set, 0, (size_t)n * sizeof *set);
         for (int j = i; j < n; j++) {
             const rank_result *s = &results[j];
-            /* deaths group by exit status alone: their messages name the rank */
-            if (!done[j] && s->outcome == r->outcome &&
-                (r->outcome == RANK_DIED ? s->exit_status == r->exit_status
-                                         : same_str(s->error, r->error)))
-                set[j] = done[j] = true;
+            if (!done[j] && same_outcome(r, s)) set[j] = done[j] = true;
         }
         block *b = &blocks[nb];
         char ranks[120];
         snprintf(b->label, sizeof b->label, "[%s]", render_ranges(set, n, ranks, sizeof ranks));
-        b->owned = outcome_text(r, set, n, style);
+        b->owned = outcome_text(results, r, set, n, style);
         if (!b->owned) continue;
         b->text = b->owned;
         b->len = strlen(b->owned);
@@ -296,7 +362,7 @@ static const char *show_text(const rank_result *r, size_t *len, char **owned,
     if (r->outcome == RANK_DIED)
         *owned = strdup(render_describe_exit(r->exit_status, buf, sizeof buf));
     else
-        *owned = strdup("interrupted");
+        *owned = strdup(interrupt_reason(r));
     *len = *owned ? strlen(*owned) : 0;
     return *owned ? *owned : "";
 }
@@ -305,8 +371,7 @@ static const char *show_text(const rank_result *r, size_t *len, char **owned,
 static bool same_result(const rank_result *a, const rank_result *b) {
     return a->outcome == b->outcome &&
            same_bytes(a->output, a->output_len, b->output, b->output_len) &&
-           (a->outcome == RANK_DIED ? a->exit_status == b->exit_status
-                                    : same_str(a->error, b->error));
+           (a->outcome == RANK_DONE || same_outcome(a, b));
 }
 
 /* Prints the line saying which ranks agree. */
@@ -446,6 +511,35 @@ static char *human_bytes(int64_t bytes, char *buf, size_t size) {
     }
     snprintf(buf, size, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
     return buf;
+}
+
+void render_activity(FILE *out, const rank_info *info, int n, const render_style *style) {
+    bool *done = calloc((size_t)n, sizeof *done), *set = calloc((size_t)n, sizeof *set);
+    if (!done || !set) {
+        free(done);
+        free(set);
+        return;
+    }
+    bool first = true;
+    for (int i = 0; i < n; i++) {
+        if (done[i] || !info[i].state[0]) continue;
+        memset(set, 0, (size_t)n * sizeof *set);
+        for (int j = i; j < n; j++)
+            if (!done[j] && strcmp(info[j].state, info[i].state) == 0) set[j] = done[j] = true;
+        char ranks[120];
+        render_ranges(set, n, ranks, sizeof ranks);
+        if (!first) fputs(" · ", out);
+        first = false;
+        if (style->color)
+            fprintf(out, COLOR_LABEL "[%s]" COLOR_RESET " ", ranks);
+        else
+            fprintf(out, "[%s] ", ranks);
+        /* "in all_reduce #3 ..." from the rank reads better as what it waits for */
+        fprintf(out, "%s%s", strncmp(info[i].state, "in ", 3) == 0 ? "waiting " : "",
+                info[i].state);
+    }
+    free(done);
+    free(set);
 }
 
 void render_ranks_table(FILE *out, const rank_info *info, int n, const render_style *style) {

@@ -49,6 +49,12 @@ void render_results(FILE *out, const rank_result *results, int n, const render_s
 void render_show(FILE *out, const rank_result *results, int n, int width,
                  const render_style *style);
 
+/* The status line of a chunk that has gone quiet: the ranks grouped by what they are
+ * doing, in rank order of each group's first member, e.g. "[0,1] waiting in all_reduce #3
+ * float32[4] · [2,3] running"; ranks with an empty state (not in the chunk) are left out.
+ * Writes no newline. Cannot fail. */
+void render_activity(FILE *out, const rank_info *info, int n, const render_style *style);
+
 /* :ranks: one row per rank (rank, host, pid, device, state, memory). Cannot fail. */
 void render_ranks_table(FILE *out, const rank_info *info, int n, const render_style *style);
 

@@ -4,9 +4,11 @@
  * incomplete input and reading continues on "...>"; other syntax errors are printed once
  * and never reach the ranks. What compiled is appended to the transcript, sent to the
  * target ranks with driver_run, and the results are shown grouped (render.c), or line by
- * line as they arrive when a chunk runs for more than two seconds. Ctrl-C
- * while a chunk runs asks the ranks to stop (driver_interrupt); at the prompt it clears
- * the line. The `:` commands live in commands.c. */
+ * line as they arrive when a chunk runs for more than two seconds; a chunk silent for five
+ * seconds gets one line saying what each rank is doing. Ctrl-C while a chunk runs asks the
+ * ranks to stop (driver_interrupt); at the prompt it clears the line. A rank that dies
+ * between chunks is reported before the next prompt, or at once while libedit waits for a
+ * key (its key reader polls the ranks). The `:` commands live in commands.c. */
 #include "runtime/repl.h"
 
 #include <ctype.h>
@@ -15,6 +17,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +25,7 @@
 #include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
+#include <wchar.h>
 
 #include "build_config.h"
 #include "runtime/render.h"
@@ -172,6 +176,117 @@ int repl_terminal_width(void) {
     return c > 0 ? c : 80;
 }
 
+/* After a rank died: how to carry on. */
+static void print_restart_hint(void) {
+    printf(":restart starts every rank afresh; :restart replay also re-runs "
+           "what succeeded so far\n");
+}
+
+/* A chunk that has printed nothing for QUIET_AFTER_S gets one status line saying what
+ * each rank is doing (the "explain a hang" of the design): who waits in which collective,
+ * who still runs. */
+#define QUIET_AFTER_S 5.0
+
+/* driver_set_quiet_report's callback: one line, then the chunk goes on. */
+static void on_quiet(const rank_info *info, int n, void *ctx) {
+    repl *r = ctx;
+    printf("no output for %g s: ", QUIET_AFTER_S);
+    render_activity(stdout, info, n, &r->style);
+    printf(" (Ctrl-C interrupts)\n");
+    fflush(stdout);
+}
+
+/* ---- ranks that die between chunks --------------------------------------------------------- */
+
+/* Ranks that died while no chunk ran, as driver_check_idle reports them: a malloc'd
+ * results array (free with free_notice), or NULL when nobody died. */
+static rank_result *find_idle_deaths(repl *r) {
+    rank_result *res = calloc((size_t)r->world, sizeof *res);
+    if (res && driver_check_idle(r->d, res) > 0) return res;
+    free(res); /* nothing to free inside: every entry is RANK_SKIPPED */
+    return NULL;
+}
+
+static void free_notice(repl *r, rank_result *res) {
+    if (!res) return;
+    rank_results_free(res, r->world);
+    free(res);
+}
+
+/* Shows each death once (the one read_key found, else any found now) with the rank's
+ * last output and the :restart hint. Returns whether there was one. */
+static bool report_idle_deaths(repl *r, bool new_line) {
+    rank_result *res = r->notice ? r->notice : find_idle_deaths(r);
+    r->notice = NULL;
+    bool died = res != NULL;
+    if (died) {
+        if (new_line) fputc('\n', stdout);
+        render_results(stdout, res, r->world, &r->style);
+        print_restart_hint();
+        fflush(stdout);
+    }
+    free_notice(r, res);
+    return died;
+}
+
+/* While libedit waits for a key, ranks are checked every IDLE_CHECK_MS; a death found
+ * there is shown at once by a key binding (NOTICE_KEY, which nobody types: ^]) that prints
+ * above the prompt and redraws the half-typed line, as the completion list does. */
+#define IDLE_CHECK_MS 250
+#define NOTICE_KEY 0x1d
+
+/* libedit's key reader (EL_GETCFN): as the built-in one (a byte at a time, decoded with
+ * mbrtowc, invalid bytes dropped; -1 with errno EINTR when Ctrl-C interrupts the wait),
+ * but waiting in poll() so that the ranks can be checked meanwhile. Returns 1 with *wc
+ * set, 0 at end of input, -1 on error. */
+static int read_key(EditLine *el, wchar_t *wc) {
+    repl *r = NULL;
+    el_get(el, EL_CLIENTDATA, &r);
+    char buf[MB_LEN_MAX];
+    size_t n = 0;
+    mbstate_t mbs;
+    memset(&mbs, 0, sizeof mbs);
+    for (;;) {
+        struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+        int ready = poll(&p, 1, n == 0 ? IDLE_CHECK_MS : -1);
+        if (ready < 0) {
+            if (errno == EINTR && !sigint_seen) continue; /* another signal: keep waiting */
+            return -1;
+        }
+        if (ready == 0) {
+            if (r->notice || !(r->notice = find_idle_deaths(r))) continue;
+            *wc = NOTICE_KEY;
+            return 1;
+        }
+        char c;
+        ssize_t got = read(STDIN_FILENO, &c, 1);
+        if (got == 0) return 0;
+        if (got < 0) {
+            if ((errno == EINTR && !sigint_seen) || errno == EAGAIN) continue;
+            return -1;
+        }
+        buf[n++] = c;
+        size_t used = mbrtowc(wc, buf, n, &mbs);
+        if (used == (size_t)-2 && n < sizeof buf) continue; /* more bytes of this character */
+        if (used == (size_t)-1 || used == (size_t)-2) {     /* invalid: drop it, as libedit does */
+            n = 0;
+            memset(&mbs, 0, sizeof mbs);
+            continue;
+        }
+        return 1;
+    }
+}
+
+/* The NOTICE_KEY binding: shows the deaths found while waiting, then redraws the prompt
+ * and what was typed. */
+static unsigned char show_notice(EditLine *el, int ch) {
+    (void)ch;
+    repl *r = NULL;
+    el_get(el, EL_CLIENTDATA, &r);
+    if (!r->notice) return CC_NORM;
+    return report_idle_deaths(r, true) ? CC_REDISPLAY : CC_NORM;
+}
+
 /* A chunk's output is shown grouped once every rank has finished; a chunk that runs
  * longer than LIVE_AFTER_MS (a training loop printing its loss) switches to showing each
  * line as it arrives, labelled, so that the learner is not left staring at nothing. */
@@ -244,9 +359,7 @@ ddp_status repl_run_chunk(repl *r, const char *chunk, const bool *targets, bool 
         if (targets[i] && results[i].outcome != RANK_DONE) ok = false;
         if (targets[i] && results[i].outcome == RANK_DIED) died = true;
     }
-    if (died)
-        printf(":restart starts every rank afresh; :restart replay also re-runs "
-               "what succeeded so far\n");
+    if (died) print_restart_hint();
     if (all_done) *all_done = ok;
 out:
     if (results) rank_results_free(results, r->world);
@@ -314,6 +427,7 @@ static void print_syntax_error(repl *r, const char *msg) {
 /* Reads and handles one chunk (or : command). Returns false at end of input or :quit. */
 static bool read_and_run(repl *r) {
     bool interrupted;
+    report_idle_deaths(r, false); /* a rank that died since the last chunk, before the prompt */
     set_prompt(r, false);
     char *line = read_line(r, &interrupted);
     if (!line) return interrupted;
@@ -497,6 +611,9 @@ static void setup_editline(repl *r) {
     el_set(r->el, EL_EDITOR, "emacs");
     el_set(r->el, EL_ADDFN, "ddplab-complete", "complete a Lua name or : command", complete);
     el_set(r->el, EL_BIND, "^I", "ddplab-complete", NULL);
+    el_set(r->el, EL_ADDFN, "ddplab-notice", "show ranks that died while idle", show_notice);
+    el_set(r->el, EL_BIND, "^]", "ddplab-notice", NULL);
+    el_set(r->el, EL_GETCFN, read_key);
     r->hist = history_init();
     if (r->hist) {
         HistEvent ev;
@@ -534,6 +651,7 @@ int repl_run(driver *d) {
     }
     setup_editline(&r);
     install_sigint(d);
+    driver_set_quiet_report(d, QUIET_AFTER_S, on_quiet, &r);
     if (r.el)
         printf("ddplab %s on %d rank%s. :help for help, Ctrl-D to quit.\n", DDPLAB_VERSION, r.world,
                r.world == 1 ? "" : "s");
@@ -543,6 +661,7 @@ int repl_run(driver *d) {
     fflush(stdout);
     signal(SIGINT, SIG_DFL);
     sigint_driver = NULL;
+    driver_set_quiet_report(d, 0, NULL, NULL);
     if (r.el) el_end(r.el);
     if (r.hist) history_end(r.hist);
     for (int i = 0; i < r.nkept; i++) {
@@ -550,6 +669,7 @@ int repl_run(driver *d) {
         free(r.kept[i].targets);
     }
     free(r.kept);
+    free_notice(&r, r.notice);
     free(r.targets);
     lua_close(r.L);
     return r.exit_status;

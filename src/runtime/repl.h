@@ -50,6 +50,7 @@ typedef struct {
     kept_chunk *kept; /* chunks that ran without error, in order, for :restart replay */
     int nkept, capkept;
     int exit_status;
+    rank_result *notice; /* deaths found while waiting for a key, not shown yet (owned) */
 } repl;
 
 /* Runs one `:` command (text after the colon). Returns false for :quit. Cannot fail: a

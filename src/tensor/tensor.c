@@ -224,6 +224,16 @@ static tensor *tensor_header(storage *s, dtype dt) {
     return t;
 }
 
+bool tensor_sizes_overflow(const int64_t *sizes, int ndim) {
+    int64_t product = 1;
+    for (int d = 0; d < ndim; d++) {
+        int64_t size = sizes[d] > 1 ? sizes[d] : 1;
+        if (size > INT64_MAX / product) return true;
+        product *= size;
+    }
+    return false;
+}
+
 void tensor_contiguous_strides(const int64_t *sizes, int ndim, int64_t *strides) {
     int64_t s = 1;
     for (int d = ndim - 1; d >= 0; d--) {
@@ -246,8 +256,8 @@ ddp_status tensor_empty(const int64_t *sizes, int ndim, dtype dt, device dev, te
     *out = NULL;
     if (ndim < 0 || ndim > TENSOR_MAX_DIMS)
         return DDP_FAIL(DDP_ERR_ARG,
-                        "cannot create a tensor with %d dimensions; at most %d are supported",
-                        ndim, TENSOR_MAX_DIMS);
+                        "cannot create a tensor with %d dimensions; at most %d are supported", ndim,
+                        TENSOR_MAX_DIMS);
     size_t numel = 1;
     bool too_big = false;
     /* The messages below name no op: tensor_empty serves zeros, ones, rand, full, ... and
@@ -264,7 +274,8 @@ ddp_status tensor_empty(const int64_t *sizes, int ndim, dtype dt, device dev, te
         numel *= (size_t)sizes[d];
     }
     for (int d = 0; d < ndim; d++)
-        if (sizes[d] == 0) too_big = false; /* an empty tensor is never too big */
+        if (sizes[d] == 0) too_big = false; /* an empty tensor is never too big... */
+    if (tensor_sizes_overflow(sizes, ndim)) too_big = true; /* ...unless it has no strides */
     if (dev.type == DEVICE_CUDA)
         return DDP_FAIL(DDP_ERR_UNSUPPORTED,
                         "cannot create a tensor on cuda: ddplab was built without CUDA");
@@ -284,6 +295,10 @@ ddp_status tensor_empty(const int64_t *sizes, int ndim, dtype dt, device dev, te
     t->ndim = ndim;
     for (int d = 0; d < ndim; d++) t->sizes[d] = sizes[d];
     tensor_contiguous_strides(sizes, ndim, t->strides);
+    /* A C bool must hold 0 or 1 (reading another byte is undefined behaviour), so the
+     * one dtype whose garbage cannot be read is cleared; float and int garbage is fine,
+     * as in PyTorch's torch.empty. */
+    if (dt == DTYPE_BOOL) memset(t->storage->data, 0, t->storage->nbytes);
     *out = t;
     return DDP_OK;
 }
@@ -335,9 +350,6 @@ void tensor_release(tensor *t) {
 /* ---- inspection ------------------------------------------------------------------ */
 
 int64_t tensor_numel(const tensor *t) {
-    /* a size-0 dim first: the other sizes of an empty view may multiply past int64 */
-    for (int d = 0; d < t->ndim; d++)
-        if (t->sizes[d] == 0) return 0;
     int64_t n = 1;
     for (int d = 0; d < t->ndim; d++) n *= t->sizes[d];
     return n;
@@ -618,10 +630,11 @@ ddp_status tensor_fill_(tensor *t, double value) {
 /* Refuses to store a float result into an integer tensor, as PyTorch does. */
 ddp_status tensor_check_inplace_dtype(const char *op, dtype result, dtype target) {
     if (dtype_is_float(result) && !dtype_is_float(target))
-        return DDP_FAIL(DDP_ERR_ARG,
-                        "%s_: the result is %s and cannot be stored in place into a tensor of dtype %s "
-                        "(use the out-of-place form, or convert the tensor first)",
-                        op, dtype_name(result), dtype_name(target));
+        return DDP_FAIL(
+            DDP_ERR_ARG,
+            "%s_: the result is %s and cannot be stored in place into a tensor of dtype %s "
+            "(use the out-of-place form, or convert the tensor first)",
+            op, dtype_name(result), dtype_name(target));
     return DDP_OK;
 }
 

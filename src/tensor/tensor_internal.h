@@ -72,6 +72,11 @@ ddp_status tensor_broadcast_strides(const char *op, const tensor *t, const int64
  * with DDP_ERR_NOMEM. */
 ddp_status tensor_make_view(const tensor *t, const int64_t *sizes, const int64_t *strides, int ndim,
                             int64_t offset, tensor **out);
+/* True when the product of the sizes, with size-0 dims counted as 1, does not fit in
+ * int64: such a shape has no row-major strides (nor, without its zero, a numel). Every
+ * constructor of a shape from learner input refuses it, so the products that ops compute
+ * later never overflow. */
+bool tensor_sizes_overflow(const int64_t *sizes, int ndim);
 /* Row-major strides for sizes (size-0 and size-1 dims count as 1). Cannot fail. */
 void tensor_contiguous_strides(const int64_t *sizes, int ndim, int64_t *strides);
 /* "(4x5)" for raw sizes, as tensor_shape_str. */

@@ -217,10 +217,9 @@ static ddp_status refuse_empty(reduce_op op, const tensor *t) {
  * empty (a (0x3) tensor has a max along dim 1: an empty result). */
 static ddp_status refuse_empty_dim(reduce_op op, const tensor *t, int d) {
     char buf[128];
-    return DDP_FAIL(DDP_ERR_ARG,
-                    "%s: dim %d of the tensor of shape %s has size 0; %s along it is undefined",
-                    reduce_op_name(op), d, tensor_shape_str(t, buf, sizeof buf),
-                    reduce_op_name(op));
+    return DDP_FAIL(
+        DDP_ERR_ARG, "%s: dim %d of the tensor of shape %s has size 0; %s along it is undefined",
+        reduce_op_name(op), d, tensor_shape_str(t, buf, sizeof buf), reduce_op_name(op));
 }
 
 ddp_status tensor_reduce_all(reduce_op op, const tensor *t, tensor **out) {

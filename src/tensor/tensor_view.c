@@ -19,9 +19,12 @@ static ddp_status infer_sizes(const char *op, const tensor *t, const int64_t *si
                         ndim, TENSOR_MAX_DIMS);
     int64_t numel = tensor_numel(t), known = 1;
     int infer = -1;
-    bool has_zero = false; /* then the product is 0 and cannot overflow */
-    for (int d = 0; d < ndim; d++)
-        if (sizes[d] == 0) has_zero = true;
+    if (tensor_sizes_overflow(sizes, ndim)) /* also keeps `known` below from overflowing */
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "%s: shape %s is invalid for a tensor of shape %s (%" PRId64
+                        " elements): the sizes multiply past what int64 can count",
+                        op, tensor_sizes_str(sizes, ndim, bs, sizeof bs),
+                        tensor_shape_str(t, bt, sizeof bt), numel);
     for (int d = 0; d < ndim; d++) {
         if (sizes[d] == -1) {
             if (infer >= 0)
@@ -31,15 +34,6 @@ static ddp_status infer_sizes(const char *op, const tensor *t, const int64_t *si
         } else if (sizes[d] < 0) {
             return DDP_FAIL(DDP_ERR_ARG, "%s: invalid size %" PRId64 " in shape %s", op, sizes[d],
                             tensor_sizes_str(sizes, ndim, bs, sizeof bs));
-        } else if (has_zero) {
-            known = 0;
-        } else if (sizes[d] > INT64_MAX / known) {
-            /* the product would overflow: no tensor has that many elements */
-            return DDP_FAIL(DDP_ERR_ARG,
-                            "%s: shape %s is invalid for a tensor of shape %s (%" PRId64
-                            " elements)",
-                            op, tensor_sizes_str(sizes, ndim, bs, sizeof bs),
-                            tensor_shape_str(t, bt, sizeof bt), numel);
         } else {
             known *= sizes[d];
         }
@@ -283,16 +277,10 @@ ddp_status tensor_expand(const tensor *t, const int64_t *sizes, int ndim, tensor
     }
     /* An expanded view holds no data, but every op walks numel elements: the count must
      * fit in int64 (PyTorch: "numel: integer multiplication overflow"). */
-    int64_t numel = 1;
-    for (int i = 0; i < ndim; i++)
-        if (nsizes[i] == 0) numel = 0;
-    for (int i = 0; i < ndim && numel != 0; i++) {
-        if (nsizes[i] > INT64_MAX / numel)
-            return DDP_FAIL(DDP_ERR_ARG,
-                            "expand: the shape %s has more elements than a tensor can count",
-                            tensor_sizes_str(sizes, ndim, bs, sizeof bs));
-        numel *= nsizes[i];
-    }
+    if (tensor_sizes_overflow(nsizes, ndim))
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "expand: the shape %s has more elements than a tensor can count",
+                        tensor_sizes_str(sizes, ndim, bs, sizeof bs));
     return tensor_make_view(t, nsizes, nstrides, ndim, t->offset, out);
 }
 

@@ -8,6 +8,12 @@ set -u
 : "${DDPLAB:?set DDPLAB to the ddplab binary}"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
+# Every run is bounded (a generous minute each, for a loaded machine): a hang fails the
+# check that waited instead of stalling the whole suite.
+REAL_DDPLAB=$DDPLAB
+DDPLAB="$WORK/ddplab"
+printf '#!/bin/sh\nexec timeout 60 "%s" "$@"\n' "$REAL_DDPLAB" >"$DDPLAB"
+chmod +x "$DDPLAB"
 export HOME="$WORK" XDG_STATE_HOME="$WORK/state" NO_COLOR=1
 FAILS=0
 check() { # check NAME CONDITION... : runs the condition, reports
@@ -24,6 +30,23 @@ check "--version names the build" bash -c "grep -qE '^ddplab [0-9]+\.[0-9]+\.[0-
 out=$("$DDPLAB" --help)
 check "--help shows usage" has "$out" "usage: ddplab"
 check "--help gives examples" has "$out" "ddplab -n 2"
+# Every example in --help works as written: run each "  ddplab ..." line through the
+# shell (the REPL one reads its input from /dev/null and ends at once).
+nexamples=0
+while IFS= read -r line; do
+    cmd=${line#"  ddplab"}
+    cmd=${cmd%%"   "*} # the description column, if it is on the same line
+    nexamples=$((nexamples + 1))
+    ex_out=$(eval "\"\$DDPLAB\" $cmd" </dev/null 2>&1)
+    ex_status=$?
+    check "--help example 'ddplab$cmd' exits 0" test "$ex_status" = 0
+    check "--help example 'ddplab$cmd' raises no error" bash -c '! grep -qiE "error|not been initialized" <<<"$1"' _ "$ex_out"
+    case $cmd in
+    *get_rank*) check "--help example 'ddplab$cmd' prints every rank" test \
+        "$(sort <<<"$ex_out")" = "$(printf '[0] 0\n[1] 1\n[2] 2\n[3] 3')" ;;
+    esac
+done < <(grep -E '^  ddplab ' <<<"$out")
+check "--help has examples to run" test "$nexamples" -ge 2
 
 err=$("$DDPLAB" --frobnicate 2>&1 >/dev/null)
 status=$?

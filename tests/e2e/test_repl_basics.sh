@@ -21,9 +21,9 @@ fail() {
     exit 1
 }
 screen() { tmux -L "$SOCK" capture-pane -p -S -; }
-# Polls the screen (bounded: about 20 s) until it holds the fixed string $1.
+# Polls the screen (bounded: about 30 s, generous for a loaded machine) until it holds the fixed string $1.
 wait_for() {
-    for _ in $(seq 200); do
+    for _ in $(seq 300); do
         screen | grep -qF -- "$1" && return 0
         sleep 0.1
     done
@@ -102,12 +102,12 @@ send ":help"
 wait_for "This session is saved in"
 
 tmux -L "$SOCK" send-keys C-d
-for _ in $(seq 200); do [ -s "$WORK/status" ] && break; sleep 0.1; done
+for _ in $(seq 300); do [ -s "$WORK/status" ] && break; sleep 0.1; done
 [ "$(cat "$WORK/status" 2>/dev/null)" = 0 ] || fail "Ctrl-D did not exit with status 0"
 # A rank counts as gone once it has exited (a zombie waiting for its new parent is gone).
 alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:.*zombie' "/proc/$1/status" 2>/dev/null; }
 for pid in $PIDS; do
-    for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
+    for _ in $(seq 300); do alive "$pid" || break; sleep 0.1; done
     alive "$pid" && fail "rank process $pid still runs after Ctrl-D"
 done
 

@@ -20,9 +20,9 @@ fail() {
     exit 1
 }
 screen() { tmux -L "$SOCK" capture-pane -p -S -; }
-# Polls the screen (bounded: about 20 s) until it holds the fixed string $1.
+# Polls the screen (bounded: about 30 s, generous for a loaded machine) until it holds the fixed string $1.
 wait_for() {
-    for _ in $(seq 200); do
+    for _ in $(seq 300); do
         screen | grep -qF -- "$1" && return 0
         sleep 0.1
     done
@@ -96,6 +96,6 @@ send '="fin" .. "ished"'
 wait_for "[0-3] finished"
 
 tmux -L "$SOCK" send-keys C-d
-for _ in $(seq 200); do [ -s "$WORK/status" ] && break; sleep 0.1; done
+for _ in $(seq 300); do [ -s "$WORK/status" ] && break; sleep 0.1; done
 [ "$(cat "$WORK/status" 2>/dev/null)" = 0 ] || fail "Ctrl-D did not exit with status 0"
 echo "PASS"

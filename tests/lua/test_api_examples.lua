@@ -670,24 +670,24 @@ session("mismatches", {[==[
 [all]> rank = dist.get_rank()
 [all]> t = torch.ones(3)
 [all]> if rank == 3 then dist.broadcast(t, 0) else dist.all_reduce(t) end
-[0-2] error: stdin:1: all_reduce #1: ranks 0,1,2 called all_reduce(float32[3], op=SUM); rank 3 called broadcast(float32[3], src=0)
+[0-2] error: stdin:1: collective #1 of this chunk: ranks 0,1,2 called all_reduce(float32[3], op=SUM); rank 3 called broadcast(float32[3], src=0)
       stack traceback:
       	[C]: in function 'torch.distributed.all_reduce'
       	stdin:1: in main chunk
-[3]   error: stdin:1: broadcast #1: ranks 0,1,2 called all_reduce(float32[3], op=SUM); rank 3 called broadcast(float32[3], src=0)
+[3]   error: stdin:1: collective #1 of this chunk: ranks 0,1,2 called all_reduce(float32[3], op=SUM); rank 3 called broadcast(float32[3], src=0)
       stack traceback:
       	[C]: in function 'torch.distributed.broadcast'
       	stdin:1: in main chunk
 ]==], [==[
 [all]> x = torch.ones(rank == 3 and 4 or 3)
 [all]> dist.all_reduce(x)
-[0-3] error: stdin:1: all_reduce #2: ranks 0,1,2 called all_reduce(float32[3], op=SUM); rank 3 called all_reduce(float32[4], op=SUM)
+[0-3] error: stdin:1: collective #1 of this chunk: ranks 0,1,2 called all_reduce(float32[3], op=SUM); rank 3 called all_reduce(float32[4], op=SUM)
       stack traceback:
       	[C]: in function 'torch.distributed.all_reduce'
       	stdin:1: in main chunk
 ]==], [==[
 [all]> if rank < 2 then dist.all_reduce(t) end
-[0,1] error: stdin:1: all_reduce #3: ranks 0,1 called all_reduce(float32[3], op=SUM); ranks 2,3 called nothing and finished the chunk
+[0,1] error: stdin:1: collective #1 of this chunk: ranks 0,1 called all_reduce(float32[3], op=SUM); ranks 2,3 called nothing and finished the chunk
       stack traceback:
       	[C]: in function 'torch.distributed.all_reduce'
       	stdin:1: in main chunk
@@ -698,7 +698,6 @@ session("mismatches", {[==[
 [all]> dist.broadcast(nn.Linear(2, 2):state_dict(), 0)
 [0-3] error: stdin:1: broadcast: a collective takes one tensor, got a table (a state_dict or a list of tensors?). For a whole model, call it once per tensor:
         for _, p in ipairs(model:parameters()) do dist.broadcast(p, 0) end
-      (or loop over pairs(model:state_dict())), or wrap the model in nn.DistributedDataParallel, which does this for you
       stack traceback:
       	[C]: in function 'torch.distributed.broadcast'
       	stdin:1: in main chunk
@@ -734,7 +733,7 @@ options:
 
 examples:
   ddplab -n 2                          open the REPL on 2 ranks
-  ddplab -n 4 -e 'print(dist.get_rank())'
+  ddplab -n 4 -e 'dist.init_process_group{backend="gloo"}; print(dist.get_rank())'
                                        run one line on 4 ranks and exit
 ]==], 0, false},
   {[[-n 2 -e 'dist.init_process_group{backend = "gloo"}' -e 'print("hello from rank", dist.get_rank())']], [==[

@@ -64,6 +64,26 @@ T.test("different order", function()
   T.is_true(second:find(evens .. " called barrier()", 1, true), second)
 end)
 
+-- A number that differs when the text differs, for comparing messages across ranks.
+local function checksum(text)
+  local h = 0
+  for i = 1, #text do h = (h * 31 + text:byte(i)) % 2147483647 end
+  return h
+end
+
+T.test("every rank gets the same message, numbered within the chunk", function()
+  -- (a script is one chunk; tests/unit/test_dist_collectives.c has ranks that called
+  -- different numbers of collectives in earlier chunks)
+  local t = even and torch.ones(3) or torch.ones(4)
+  local err = T.raises(function() dist.all_reduce(t) end, "called")
+  local text = err:match("collective #%d+ of this chunk: .*") or err
+  local sum = torch.tensor({checksum(text)}, {dtype = torch.float64})
+  local lo, hi = sum:clone(), sum:clone()
+  dist.all_reduce(lo, dist.ReduceOp.MIN)
+  dist.all_reduce(hi, dist.ReduceOp.MAX)
+  T.eq(lo:item(), hi:item(), "the message differs between ranks: " .. text)
+end)
+
 T.test("send and recv of different sizes", function()
   local peer = even and rank + 1 or rank - 1
   local err = T.raises(function()

@@ -62,8 +62,8 @@ static int init_child(int rank, int size) {
     return 0;
 }
 
-/* Forks `size` ranks running fn after init_process_group; all must exit 0. */
-static void run_ranks(int size, rank_fn fn) {
+/* Forks `size` ranks running fn, after init_process_group when `init`; all must exit 0. */
+static void run_world(int size, rank_fn fn, bool init) {
     store_server *server;
     assert_int_equal(store_server_start("127.0.0.1", 0, &server), DDP_OK);
     port = store_server_port(server);
@@ -73,7 +73,7 @@ static void run_ranks(int size, rank_fn fn) {
         assert_true(pids[r] >= 0);
         if (pids[r] == 0) {
             if (!getenv("DDPLAB_COLLECTIVE_CHECK")) setenv("DDPLAB_COLLECTIVE_TIMEOUT", "2", 1);
-            if (init_child(r, size) != 0) _exit(2);
+            if (init && init_child(r, size) != 0) _exit(2);
             int rc = fn(r, size);
             if (pg_is_initialized()) pg_destroy();
             _exit(rc);
@@ -87,6 +87,10 @@ static void run_ranks(int size, rank_fn fn) {
     }
     store_server_stop(server);
     assert_int_equal(failures, 0);
+}
+
+static void run_ranks(int size, rank_fn fn) {
+    run_world(size, fn, true);
 }
 
 /* ---- every collective ---------------------------------------------------------------- */
@@ -114,6 +118,15 @@ static int collectives_ranks(int rank, int size) {
     for (int i = 0; i < size; i++) list[i] = buf1(outs[i], DTYPE_FLOAT32, 2);
     CHILD_CHECK(pg_all_gather(NULL, list, size, &in) == DDP_OK);
     for (int i = 0; i < size; i++) CHILD_CHECK(outs[i][0] == i && outs[i][1] == 10 + i);
+    /* the same into tensors that do not lie back to back (gathered through scratch) */
+    float spaced[8][3];
+    for (int i = 0; i < size; i++) {
+        list[i] = buf1(spaced[i], DTYPE_FLOAT32, 2);
+        spaced[i][2] = -1;
+    }
+    CHILD_CHECK(pg_all_gather(NULL, list, size, &in) == DDP_OK);
+    for (int i = 0; i < size; i++)
+        CHILD_CHECK(spaced[i][0] == i && spaced[i][1] == 10 + i && spaced[i][2] == -1);
     float flat[16];
     pg_buffer fl = {.data = flat, .dt = DTYPE_FLOAT32, .ndim = 2, .sizes = {size, 2}};
     CHILD_CHECK(pg_all_gather_into(NULL, &fl, &in) == DDP_OK);
@@ -184,6 +197,45 @@ static void test_collectives_2(void **state) {
 static void test_collectives_4(void **state) {
     (void)state;
     run_ranks(4, collectives_ranks);
+}
+
+/* reduce_scatter with an odd block length, SUM and MAX in float64 and AVG in float32, on
+ * power-of-two and other group sizes; the inputs stay as they were. */
+static int reduce_scatter_ranks(int rank, int size) {
+    enum { COUNT = 37 };
+    pg_chunk_begin(5);
+    static double in[4][COUNT], keep[4][COUNT];
+    double out[COUNT];
+    pg_buffer list[4], ob = buf1(out, DTYPE_FLOAT64, COUNT);
+    for (int i = 0; i < size; i++) {
+        for (int k = 0; k < COUNT; k++) in[i][k] = keep[i][k] = rank * 1000 + i * 10 + k % 7;
+        list[i] = buf1(in[i], DTYPE_FLOAT64, COUNT);
+    }
+    CHILD_CHECK(pg_reduce_scatter(NULL, &ob, list, size, COMM_SUM) == DDP_OK);
+    double ranks_sum = 1000.0 * size * (size - 1) / 2;
+    for (int k = 0; k < COUNT; k++)
+        CHILD_CHECK(out[k] == ranks_sum + rank * 10 * size + size * (k % 7));
+    CHILD_CHECK(memcmp(in, keep, sizeof in) == 0);
+    CHILD_CHECK(pg_reduce_scatter(NULL, &ob, list, size, COMM_MAX) == DDP_OK);
+    for (int k = 0; k < COUNT; k++) CHILD_CHECK(out[k] == (size - 1) * 1000 + rank * 10 + k % 7);
+    float fin[4][COUNT], fout[COUNT];
+    pg_buffer fl[4], fb = buf1(fout, DTYPE_FLOAT32, COUNT);
+    for (int i = 0; i < size; i++) {
+        for (int k = 0; k < COUNT; k++) fin[i][k] = (float)(rank + i + k);
+        fl[i] = buf1(fin[i], DTYPE_FLOAT32, COUNT);
+    }
+    CHILD_CHECK(pg_reduce_scatter(NULL, &fb, fl, size, COMM_AVG) == DDP_OK);
+    for (int k = 0; k < COUNT; k++)
+        CHILD_CHECK(fout[k] == (float)((size - 1) / 2.0 + rank + k));
+    pg_chunk_end();
+    return 0;
+}
+
+static void test_reduce_scatter(void **state) {
+    (void)state;
+    run_ranks(2, reduce_scatter_ranks);
+    run_ranks(3, reduce_scatter_ranks);
+    run_ranks(4, reduce_scatter_ranks);
 }
 
 /* ---- groups, destroy and init again -------------------------------------------------- */
@@ -267,8 +319,8 @@ static int mismatch_case(int rank, const char *other, const char *expect) {
 static int skip_ranks(int rank, int size) {
     (void)size;
     return mismatch_case(rank, "skip",
-                         "all_reduce #1: ranks 0,1 called all_reduce(float32[3], op=SUM); "
-                         "ranks 2,3 called nothing and finished the chunk");
+                         "collective #1 of this chunk: ranks 0,1 called all_reduce(float32[3], "
+                         "op=SUM); ranks 2,3 called nothing and finished the chunk");
 }
 
 static int other_op_ranks(int rank, int size) {
@@ -325,8 +377,8 @@ static int root_and_order_ranks(int rank, int size) {
     float f[2] = {1, 2};
     pg_buffer fb = buf1(f, DTYPE_FLOAT32, 2);
     CHILD_EXPECT(pg_broadcast(NULL, &fb, rank == 0 ? 0 : 1), DDP_ERR_MISMATCH,
-                 "broadcast #1: rank 0 called broadcast(float32[2], src=0); rank 1 called "
-                 "broadcast(float32[2], src=1)");
+                 "collective #1 of this chunk: rank 0 called broadcast(float32[2], src=0); "
+                 "rank 1 called broadcast(float32[2], src=1)");
     pg_chunk_end();
     pg_chunk_begin(21);
     ddp_status s = rank == 0 ? pg_all_reduce(NULL, &fb, COMM_SUM) : pg_barrier(NULL);
@@ -357,8 +409,8 @@ static int absent_ranks(int rank, int size) {
     float f[4] = {0};
     pg_buffer fb = buf1(f, DTYPE_FLOAT32, 4);
     CHILD_EXPECT(pg_all_reduce(NULL, &fb, COMM_SUM), DDP_ERR_TIMEOUT,
-                 "all_reduce #1: rank 1 did not arrive within 2 s; rank 0 is waiting in "
-                 "all_reduce(float32[4], op=SUM)");
+                 "collective #1 of this chunk: rank 1 did not arrive within 2 s; rank 0 is "
+                 "waiting in all_reduce(float32[4], op=SUM)");
     if (size == 3)
         CHILD_CHECK(strstr(ddp_last_error(), "; rank 2 called nothing and finished the chunk"));
     pg_chunk_end();
@@ -419,6 +471,129 @@ static void test_rebuild_after_backend_failure(void **state) {
     unsetenv("DDPLAB_COLLECTIVE_CHECK");
 }
 
+/* ---- the same words on every rank --------------------------------------------------- */
+
+/* Chunk 50: ranks 0,1 all-reduce, rank 2 calls nothing (so ranks 0,1 have called one more
+ * collective than rank 2). Chunk 51: everyone all-reduces, then rank 2 passes a different
+ * shape: every rank must get exactly the same message, numbered within the chunk. */
+static int numbering_ranks(int rank, int size) {
+    (void)size;
+    float f[3] = {1, 1, 1};
+    pg_buffer fb = buf1(f, DTYPE_FLOAT32, 3), f2 = buf1(f, DTYPE_FLOAT32, 2);
+    pg_chunk_begin(50);
+    if (rank < 2) CHILD_CHECK(pg_all_reduce(NULL, &fb, COMM_SUM) == DDP_ERR_MISMATCH);
+    pg_chunk_end();
+    pg_chunk_begin(51);
+    CHILD_CHECK(pg_all_reduce(NULL, &fb, COMM_SUM) == DDP_OK);
+    CHILD_EXPECT(pg_all_reduce(NULL, rank == 2 ? &f2 : &fb, COMM_SUM), DDP_ERR_MISMATCH, "");
+    const char *want = "collective #2 of this chunk: ranks 0,1 called all_reduce(float32[3], "
+                       "op=SUM); rank 2 called all_reduce(float32[2], op=SUM)";
+    CHILD_CHECK(strcmp(ddp_last_error(), want) == 0);
+    pg_chunk_end();
+    /* in a subgroup the message names the group */
+    int members[2] = {0, 2};
+    process_group *sub;
+    pg_chunk_begin(52);
+    CHILD_CHECK(pg_new_group(members, 2, &sub) == DDP_OK);
+    if (rank != 1) {
+        CHILD_EXPECT(rank == 0 ? pg_all_reduce(sub, &fb, COMM_SUM) : pg_barrier(sub),
+                     DDP_ERR_MISMATCH,
+                     "collective #1 of this chunk in group (ranks 0,2): rank 0 called "
+                     "all_reduce(float32[3], op=SUM); rank 2 called barrier()");
+    }
+    pg_chunk_end();
+    pg_release(sub);
+    return 0;
+}
+
+static void test_same_message_on_every_rank(void **state) {
+    (void)state;
+    run_ranks(3, numbering_ranks);
+}
+
+/* ---- chunks sent to some ranks only (:on) ------------------------------------------- */
+
+/* Chunk 60 runs on ranks 1,2 of 4 only. Collectives of groups with ranks 0 or 3 fail at
+ * once (DDP_ERR_STATE, not the watchdog's DDP_ERR_TIMEOUT); a group of ranks 1,2 and a
+ * send between them work. Chunk 61 runs everywhere again. */
+static int participants_ranks(int rank, int size) {
+    int members[2] = {1, 2};
+    process_group *sub;
+    pg_chunk_begin(59);
+    CHILD_CHECK(pg_new_group(members, 2, &sub) == DDP_OK);
+    pg_chunk_end();
+    float f[2] = {1, 1};
+    pg_buffer fb = buf1(f, DTYPE_FLOAT32, 2);
+    if (rank == 1 || rank == 2) {
+        pg_chunk_begin(60);
+        bool running[4] = {false, true, true, false};
+        pg_chunk_set_participants(running, 4);
+        CHILD_EXPECT(pg_all_reduce(NULL, &fb, COMM_SUM), DDP_ERR_STATE,
+                     "all_reduce: ranks 0,3 are not running this chunk (it was sent to ranks "
+                     "1,2 with :on); a collective needs every rank of its group: use :on all");
+        CHILD_EXPECT(pg_barrier(NULL), DDP_ERR_STATE, "barrier: ranks 0,3 are not running");
+        CHILD_EXPECT(pg_send(NULL, &fb, rank == 1 ? 0 : 3), DDP_ERR_STATE,
+                     rank == 1 ? "send: rank 0 is not running this chunk"
+                               : "send: rank 3 is not running this chunk");
+        process_group *other;
+        CHILD_EXPECT(pg_new_group(NULL, 0, &other), DDP_ERR_STATE,
+                     "new_group: ranks 0,3 are not running this chunk");
+        CHILD_CHECK(pg_all_reduce(sub, &fb, COMM_SUM) == DDP_OK);
+        CHILD_CHECK(f[0] == 2);
+        if (rank == 1) CHILD_CHECK(pg_send(NULL, &fb, 2) == DDP_OK);
+        if (rank == 2) CHILD_CHECK(pg_recv(NULL, &fb, 1) == DDP_OK);
+        pg_chunk_end();
+    }
+    pg_chunk_begin(61); /* no participants given: every rank */
+    f[0] = 1;
+    CHILD_CHECK(pg_all_reduce(NULL, &fb, COMM_SUM) == DDP_OK);
+    CHILD_CHECK(f[0] == size);
+    pg_chunk_end();
+    pg_release(sub);
+    return 0;
+}
+
+static void test_participants(void **state) {
+    (void)state;
+    run_ranks(4, participants_ranks);
+}
+
+/* ---- a rank whose init fails --------------------------------------------------------- */
+
+/* Rank 2 asks for a backend that does not exist: ranks 0,1 must fail with its reason at
+ * once (DDP_ERR_COMM, not DDP_ERR_TIMEOUT after the 30 s rendezvous), and then everyone's
+ * next init agrees. */
+static int init_failure_ranks(int rank, int size) {
+    char method[64];
+    snprintf(method, sizeof method, "tcp://127.0.0.1:%d", port);
+    pg_init_options o = {.backend = rank == 2 ? "mpi" : "gloo",
+                         .init_method = method,
+                         .rank = rank,
+                         .world_size = size,
+                         .timeout_s = 30};
+    /* ranks 0,1 come late, so that rank 2 fails and comes back for its next init before
+     * they made their first: the generations must still pair up */
+    if (rank != 2) usleep(300 * 1000);
+    if (rank == 2)
+        CHILD_EXPECT(pg_init(&o), DDP_ERR_ARG, "init_process_group: unknown backend 'mpi'");
+    else
+        CHILD_EXPECT(pg_init(&o), DDP_ERR_COMM,
+                     "init_process_group: rank 2 failed to initialise: unknown backend 'mpi'");
+    CHILD_CHECK(!pg_is_initialized());
+    o.backend = "gloo";
+    CHILD_CHECK(pg_init(&o) == DDP_OK);
+    float f[1] = {1};
+    pg_buffer fb = buf1(f, DTYPE_FLOAT32, 1);
+    CHILD_CHECK(pg_all_reduce(NULL, &fb, COMM_SUM) == DDP_OK);
+    CHILD_CHECK(f[0] == size);
+    return 0;
+}
+
+static void test_init_failure_reaches_the_others(void **state) {
+    (void)state;
+    run_world(3, init_failure_ranks, false);
+}
+
 /* ---- argument errors without any process group --------------------------------------- */
 
 static void test_before_init(void **state) {
@@ -448,6 +623,7 @@ int main(void) {
         cmocka_unit_test(test_collectives_1),
         cmocka_unit_test(test_collectives_2),
         cmocka_unit_test(test_collectives_4),
+        cmocka_unit_test(test_reduce_scatter),
         cmocka_unit_test(test_groups_and_reinit_4),
         cmocka_unit_test(test_mismatch_skip),
         cmocka_unit_test(test_mismatch_op),
@@ -457,6 +633,9 @@ int main(void) {
         cmocka_unit_test(test_mismatch_root_and_order),
         cmocka_unit_test(test_watchdog),
         cmocka_unit_test(test_p2p_mismatch),
+        cmocka_unit_test(test_same_message_on_every_rank),
+        cmocka_unit_test(test_participants),
+        cmocka_unit_test(test_init_failure_reaches_the_others),
         cmocka_unit_test(test_rebuild_after_backend_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

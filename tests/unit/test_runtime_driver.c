@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <sys/un.h>
@@ -204,9 +205,17 @@ static void test_exit_reported_and_restart(void **state) {
     (void)state;
     driver *d = start(2);
     rank_result res[2];
-    const char *chunk = "if os.getenv('RANK') == '1' then print('last words') os.exit(3) end "
-                        "print('fine')";
+    /* Rank 1 exits once rank 0 is done (a flag file): a death stops the ranks still
+     * running, and rank 0 must not be one of them however slow the machine is. */
+    char flag[64], chunk[320];
+    snprintf(flag, sizeof flag, "/tmp/ddplab-exit3-%d", (int)getpid());
+    unlink(flag);
+    snprintf(chunk, sizeof chunk,
+             "if os.getenv('RANK') == '1' then while not io.open('%s') do end "
+             "print('last words') os.exit(3) end print('fine') io.open('%s', 'w'):close()",
+             flag, flag);
     run(d, chunk, res);
+    unlink(flag);
     assert_int_equal(res[0].outcome, RANK_DONE);
     assert_string_equal(res[0].output, "fine\n");
     assert_int_equal(res[1].outcome, RANK_DIED);
@@ -353,7 +362,9 @@ static void test_stranger_gets_nothing(void **state) {
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(fd >= 0);
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
-        const char chunk[] = "1\0=evil\0os.exit(42)";
+        const char chunk[] = "1\0"
+                             "1\0"
+                             "=evil\0os.exit(42)"; /* id, targets, name, chunk */
         (void)proto_send(fd, MSG_RUN, chunk, sizeof chunk - 1);
         proto_frame fr;
         assert_int_not_equal(proto_recv(fd, 300, &fr), DDP_OK); /* nothing comes back */
@@ -381,6 +392,29 @@ static pid_t fork_agent(const launch_options *o, int go) {
     return pid;
 }
 
+/* Whether nothing listens on 127.0.0.1:port right now (binding it works). */
+static bool port_is_free(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return false;
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bool ok = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return ok;
+}
+
+/* A free master port whose control port (the next one) is free too: a loaded machine
+ * hands out ephemeral ports all the time, so check both rather than hope. */
+static int free_port_pair(void) {
+    int port = 0;
+    for (int tries = 0; tries < 100; tries++) {
+        assert_int_equal(launcher_free_port("127.0.0.1", &port), DDP_OK);
+        if (port < 65535 && port_is_free(launcher_control_port(port))) return port;
+    }
+    return port;
+}
+
 /* A stranger without the secret dials the node port: the handshake fails, nothing runs.
  * Then it lets the agent go (a byte on `done`). */
 static pid_t fork_stranger(int port, int done) {
@@ -405,8 +439,7 @@ static pid_t fork_stranger(int port, int done) {
 static void test_two_nodes_on_loopback(void **state) {
     (void)state;
     setenv("DDPLAB_SECRET", "00112233445566778899aabbccddeeff", 1);
-    int port = 0;
-    assert_int_equal(launcher_free_port("127.0.0.1", &port), DDP_OK);
+    int port = free_port_pair();
     launch_options o = options(1);
     o.nnodes = 2;
     o.master_addr = "127.0.0.1";
@@ -480,6 +513,107 @@ static void test_bad_options(void **state) {
     driver_stop(NULL);
 }
 
+/* The targets travel with the chunk: a collective in a chunk sent to ranks 0,1 of 3 fails
+ * at once on them, naming rank 2, instead of waiting for the watchdog; with every rank
+ * targeted again the same collective works. */
+static void test_targets_reach_collectives(void **state) {
+    (void)state;
+    driver *d = start(3);
+    rank_result res[3];
+    run(d, "dist.init_process_group{backend = 'gloo'}", res);
+    for (int r = 0; r < 3; r++) assert_int_equal(res[r].outcome, RANK_DONE);
+    rank_results_free(res, 3);
+    const char *chunk = "local t = torch.ones(2); dist.all_reduce(t); return t:tolist()[1]";
+    bool some[3] = {true, true, false};
+    assert_int_equal(driver_run(d, chunk, strlen(chunk), "=t", some, NULL, NULL, res), DDP_OK);
+    for (int r = 0; r < 2; r++) {
+        assert_int_equal(res[r].outcome, RANK_ERROR);
+        assert_non_null(strstr(res[r].error, "rank 2"));
+        assert_non_null(strstr(res[r].error, "not running this chunk"));
+    }
+    assert_int_equal(res[2].outcome, RANK_SKIPPED);
+    rank_results_free(res, 3);
+    const char *three[] = {"3.0\n", "3.0\n", "3.0\n"};
+    expect_all_output(d, chunk, three);
+    driver_stop(d);
+}
+
+/* A rank killed between chunks is found by driver_check_idle, reported once with its exit
+ * and its last output; the next chunk says it is not running. */
+static void test_idle_death_reported_once(void **state) {
+    (void)state;
+    driver *d = start(2);
+    rank_result res[2];
+    run(d, "if os.getenv('RANK') == '1' then print('last words') end", res);
+    rank_results_free(res, 2);
+    assert_int_equal(driver_check_idle(d, res), 0);
+    assert_int_equal(res[0].outcome, RANK_SKIPPED);
+    assert_int_equal(res[1].outcome, RANK_SKIPPED);
+    rank_info info[2];
+    assert_int_equal(driver_ranks(d, info), DDP_OK);
+    assert_int_equal(kill(info[1].pid, SIGKILL), 0);
+    int died = 0;
+    for (int tries = 0; tries < 1000 && died == 0; tries++) { /* bounded: 20 s */
+        died = driver_check_idle(d, res);
+        if (died == 0) usleep(20000);
+    }
+    assert_int_equal(died, 1);
+    assert_int_equal(res[0].outcome, RANK_SKIPPED);
+    assert_int_equal(res[1].outcome, RANK_DIED);
+    assert_int_equal(res[1].exit_status, -SIGKILL);
+    assert_non_null(strstr(res[1].error, "rank 1 was killed by signal 9"));
+    assert_non_null(strstr(res[1].error, "last words"));
+    rank_results_free(res, 2);
+    assert_int_equal(driver_check_idle(d, res), 0); /* once */
+    run(d, "=1", res);
+    assert_int_equal(res[0].outcome, RANK_DONE);
+    assert_int_equal(res[1].outcome, RANK_DIED);
+    assert_non_null(strstr(res[1].error, "not running"));
+    rank_results_free(res, 2);
+    assert_int_equal(driver_check_idle(d, res), 0); /* driver_run reported it already */
+    driver_stop(d);
+}
+
+typedef struct {
+    int calls;
+    char states[2][96];
+    char flag[64];
+} quiet_ctx;
+
+/* Records what the quiet report said, then lets the spinning rank go (the flag file). */
+static void on_quiet(const rank_info *info, int n, void *arg) {
+    quiet_ctx *q = arg;
+    q->calls++;
+    for (int r = 0; r < n && r < 2; r++)
+        snprintf(q->states[r], sizeof q->states[r], "%s", info[r].state);
+    FILE *f = fopen(q->flag, "w");
+    if (f) fclose(f);
+}
+
+/* A chunk that prints nothing for a while gets one quiet report with each rank's state;
+ * ranks outside the chunk have an empty state. */
+static void test_quiet_report(void **state) {
+    (void)state;
+    driver *d = start(2);
+    quiet_ctx q = {0};
+    snprintf(q.flag, sizeof q.flag, "/tmp/ddplab-quiet-%d", (int)getpid());
+    unlink(q.flag);
+    driver_set_quiet_report(d, 0.2, on_quiet, &q);
+    char chunk[160];
+    snprintf(chunk, sizeof chunk, "while not io.open('%s') do end", q.flag);
+    bool only0[2] = {true, false};
+    rank_result res[2];
+    assert_int_equal(driver_run(d, chunk, strlen(chunk), "=t", only0, NULL, NULL, res), DDP_OK);
+    assert_int_equal(res[0].outcome, RANK_DONE);
+    rank_results_free(res, 2);
+    assert_int_equal(q.calls, 1);
+    assert_string_equal(q.states[0], "running");
+    assert_string_equal(q.states[1], "");
+    unlink(q.flag);
+    driver_set_quiet_report(d, 0, NULL, NULL);
+    driver_stop(d);
+}
+
 int main(void) {
     if (getenv("DDPLAB_RANK_WORKER")) return rank_worker_main();
     const struct CMUnitTest tests[] = {
@@ -488,6 +622,9 @@ int main(void) {
         cmocka_unit_test(test_basics_4),
         cmocka_unit_test(test_output_before_done),
         cmocka_unit_test(test_targets),
+        cmocka_unit_test(test_targets_reach_collectives),
+        cmocka_unit_test(test_idle_death_reported_once),
+        cmocka_unit_test(test_quiet_report),
         cmocka_unit_test(test_interrupt_keeps_state),
         cmocka_unit_test(test_exit_reported_and_restart),
         cmocka_unit_test(test_kill9_reported),

@@ -153,6 +153,81 @@ static void test_died_and_interrupted(void **state) {
     assert_renders(t, 2, &PLAIN, "[0,1] ranks 0,1 died: exited with status 1\n");
 }
 
+/* A death shows the rank's last output lines from the driver's message, unless this
+ * chunk's output (already on screen) ends with them; ranks already dead before the chunk
+ * say so with the :restart hint; ranks stopped because another died give that reason. */
+static void test_death_shows_last_output_and_reasons(void **state) {
+    (void)state;
+    rank_result r[2] = {done(0, NULL), done(1, NULL)};
+    r[1].outcome = RANK_DIED;
+    r[1].exit_status = -9;
+    r[1].error = "rank 1 was killed by signal 9 (SIGKILL); its last output:\nstep 1\nstep 2\n";
+    r[0].outcome = RANK_INTERRUPTED;
+    r[0].error = "stopped because rank 1 was killed by signal 9 (SIGKILL)";
+    assert_renders(r, 2, &PLAIN,
+                   "[0] stopped because rank 1 was killed by signal 9 (SIGKILL)\n"
+                   "[1] rank 1 died: killed by signal 9 (SIGKILL); its last output:\n"
+                   "      step 1\n"
+                   "      step 2\n");
+    /* the same lines printed by this chunk are not repeated */
+    r[1].output = "step 1\nstep 2\n";
+    r[1].output_len = strlen(r[1].output);
+    assert_renders(r, 2, &PLAIN,
+                   "[1] step 1\n"
+                   "    step 2\n"
+                   "[0] stopped because rank 1 was killed by signal 9 (SIGKILL)\n"
+                   "[1] rank 1 died: killed by signal 9 (SIGKILL)\n");
+    /* a Ctrl-C traceback is not shown: any interrupt text groups as "interrupted" */
+    rank_result c[2] = {done(0, NULL), done(1, NULL)};
+    c[0].outcome = c[1].outcome = RANK_INTERRUPTED;
+    c[0].error = "stdin:1: interrupted!\nstack traceback:\n\tstdin:1: in main chunk";
+    c[1].error = "stdin:2: interrupted!\nstack traceback:\n\tstdin:2: in main chunk";
+    assert_renders(c, 2, &PLAIN, "[0,1] interrupted\n");
+    /* ranks that were dead before the chunk */
+    rank_result d[3] = {done(0, "ok\n"), done(1, NULL), done(2, NULL)};
+    for (int i = 1; i < 3; i++) {
+        d[i].outcome = RANK_DIED;
+        d[i].exit_status = 3;
+    }
+    d[1].error = "rank 1 is not running (it exited with status 3); :restart starts the ranks "
+                 "again";
+    d[2].error = "rank 2 is not running (it exited with status 3); :restart starts the ranks "
+                 "again";
+    assert_renders(d, 3, &PLAIN,
+                   "[0]   ok\n"
+                   "[1,2] ranks 1,2 are not running: exited with status 3 earlier\n");
+    /* two deaths with the same status: each rank's own last lines */
+    rank_result t[2] = {done(0, NULL), done(1, NULL)};
+    t[0].outcome = t[1].outcome = RANK_DIED;
+    t[0].exit_status = t[1].exit_status = 1;
+    t[0].error = "rank 0 exited with status 1; its last output:\nzero\n";
+    t[1].error = "rank 1 exited with status 1; its last output:\none\n";
+    assert_renders(t, 2, &PLAIN,
+                   "[0,1] ranks 0,1 died: exited with status 1\n"
+                   "      rank 0's last output:\n"
+                   "        zero\n"
+                   "      rank 1's last output:\n"
+                   "        one\n");
+}
+
+/* The quiet status line groups ranks by state, says "waiting in" for a collective and
+ * leaves out ranks that are not in the chunk. */
+static void test_activity_line(void **state) {
+    (void)state;
+    rank_info info[5] = {{.rank = 0, .state = "in all_reduce #3 float32[4]"},
+                         {.rank = 1, .state = "in all_reduce #3 float32[4]"},
+                         {.rank = 2, .state = "running"},
+                         {.rank = 3, .state = "running"},
+                         {.rank = 4, .state = ""}};
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    render_activity(f, info, 5, &PLAIN);
+    fclose(f);
+    assert_string_equal(text, "[0,1] waiting in all_reduce #3 float32[4] · [2,3] running");
+    free(text);
+}
+
 static void test_world_of_one_has_no_labels(void **state) {
     (void)state;
     render_style one = {.labels = false, .color = false};
@@ -274,6 +349,8 @@ int main(void) {
         cmocka_unit_test(test_skipped_and_silent_ranks),
         cmocka_unit_test(test_error_shown_once),
         cmocka_unit_test(test_died_and_interrupted),
+        cmocka_unit_test(test_death_shows_last_output_and_reasons),
+        cmocka_unit_test(test_activity_line),
         cmocka_unit_test(test_world_of_one_has_no_labels),
         cmocka_unit_test(test_color_only_when_asked),
         cmocka_unit_test(test_show_columns_and_agreement),

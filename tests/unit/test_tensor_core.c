@@ -585,8 +585,14 @@ static void test_size_arithmetic_never_overflows(void **state) {
     ERR_CONTAINS(tensor_expand(one, huge2, 2, &r), DDP_ERR_ARG,
                  "more elements than a tensor can count");
     assert_null(r);
+    /* with a size-0 dim too (PyTorch refuses it the same way): strides or the numel of
+     * the other dims would still overflow */
     int64_t huge_then_zero[3] = {(int64_t)1 << 62, (int64_t)1 << 62, 0};
-    OK(tensor_expand(one, huge_then_zero, 3, &r)); /* no elements: nothing to count */
+    ERR_CONTAINS(tensor_expand(one, huge_then_zero, 3, &r), DDP_ERR_ARG, "more elements");
+    ERR_CONTAINS(tensor_empty(huge_then_zero, 3, DTYPE_FLOAT32, DEVICE_CPU_VALUE, &r),
+                 DDP_ERR_NOMEM, "too large");
+    int64_t big_empty[3] = {(int64_t)1 << 40, 0, (int64_t)1 << 20};
+    OK(tensor_empty(big_empty, 3, DTYPE_FLOAT32, DEVICE_CPU_VALUE, &r)); /* fits: fine */
     assert_int_equal(tensor_numel(r), 0);
     tensor_release(r);
     ERR_CONTAINS(tensor_narrow(t, 0, 1, INT64_MAX, &r), DDP_ERR_ARG,

@@ -445,8 +445,7 @@ static void test_int_pow_and_bool_refusals(void **state) {
     ERR_CONTAINS(tensor_binary_scalar(BINARY_POW, i, -1, &r), DDP_ERR_ARG,
                  "integers to negative integer powers are not allowed");
     assert_null(r);
-    ERR_CONTAINS(tensor_binary_scalar_(BINARY_POW, i, -2), DDP_ERR_ARG,
-                 "negative integer powers");
+    ERR_CONTAINS(tensor_binary_scalar_(BINARY_POW, i, -2), DDP_ERR_ARG, "negative integer powers");
     assert_true(tensor_get(i, 0) == 2 && tensor_get(i, 1) == 3); /* left as it was */
     ERR_CONTAINS(tensor_binary_scalar(BINARY_POW, b, -1, &r), DDP_ERR_ARG, "bool tensor");
     OK(tensor_binary_scalar(BINARY_POW, i, 2, &r)); /* non-negative exponents are fine */

@@ -337,9 +337,12 @@ static void test_extremes_of_empty_tensors(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_reduce_all),     cmocka_unit_test(test_reduce_dim),
-        cmocka_unit_test(test_nan_propagates), cmocka_unit_test(test_sum_to),
-        cmocka_unit_test(test_softmax),        cmocka_unit_test(test_softmax_accuracy),
+        cmocka_unit_test(test_reduce_all),
+        cmocka_unit_test(test_reduce_dim),
+        cmocka_unit_test(test_nan_propagates),
+        cmocka_unit_test(test_sum_to),
+        cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_softmax_accuracy),
         cmocka_unit_test(test_extremes_of_empty_tensors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

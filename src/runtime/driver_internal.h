@@ -1,0 +1,114 @@
+/* driver_internal.h — private to driver.c and driver_nodes.c: the driver's bookkeeping
+ * of its rank processes, shared so that the multi-node part (agents on the other nodes and
+ * the ranks they start, reached over authenticated TCP) lives in a file of its own. The
+ * terminal side never includes this: it uses driver.h. */
+#ifndef DDP_RUNTIME_DRIVER_INTERNAL_H
+#define DDP_RUNTIME_DRIVER_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "dist/store.h"
+#include "runtime/driver.h"
+#include "runtime/protocol.h"
+
+#define TAIL_BYTES 2048
+
+typedef enum { SLOT_STARTING, SLOT_IDLE, SLOT_RUNNING, SLOT_DEAD } slot_state;
+
+typedef struct {
+    pid_t pid;   /* on its own node: never signal or wait for a remote rank's pid */
+    bool remote; /* started by the agent of another node, reached over TCP */
+    int fd;      /* control connection (non-blocking), -1 before it connects */
+    int out_fd;  /* local ranks: read end of the pipe that is their stdout and stderr */
+    proto_reader in;
+    slot_state state;
+    bool reaped;
+    int wait_status; /* waitpid's, once reaped */
+    char death[128]; /* "exited with status 3" */
+    char host[64], device[16];
+    char activity[96];        /* last STATE frame */
+    char last_collective[96]; /* the last "in <collective>" activity seen, for :ranks */
+    bool death_told;          /* its death was reported (driver_run or driver_check_idle) */
+    char tail[TAIL_BYTES];
+    size_t tail_len;   /* the last bytes it printed, for death reports */
+    char *completions; /* reply to a COMPLETE request (owned) */
+    uint32_t completions_len;
+    bool completions_ready;
+    char *start_error; /* an ERROR frame before HELLO (owned) */
+} rank_slot;
+
+struct driver {
+    launch_options opts;
+    char *backend, *master_addr; /* owned copies of the option strings */
+    int world;
+    char dir[200];
+    char socket_path[240];
+    int listen_fd;
+    int interrupt_pipe[2];
+    store_server *store;
+    int master_port;
+    rank_slot *ranks;
+    int chunk_id; /* the last chunk sent; ids keep growing across restarts */
+    /* multi-node: ranks [0, nproc) are ours, the others belong to the agents */
+    int nproc;
+    int tcp_fd;
+    unsigned char key[PROTO_KEY_BYTES];
+    struct {
+        int fd;
+        proto_reader in;
+    } * agents; /* [nnodes]; entry 0 unused */
+    /* driver_set_quiet_report */
+    rank_quiet_fn quiet_fn;
+    void *quiet_ctx;
+    double quiet_after_s;
+};
+
+/* ---- driver.c: shared with driver_query.c and driver_nodes.c ------------------------ */
+
+/* Milliseconds on the monotonic clock, for deadlines. */
+int64_t driver_now_ms(void);
+/* Appends the last few lines a rank printed to `msg` ("; its last output:\n..."), for
+ * death reports. */
+void driver_append_tail(const rank_slot *s, char *msg, size_t cap);
+/* Marks a rank dead: closes its channel, reaps it (killing it if it lingers) and words the
+ * reason in s->death. Cannot fail. */
+void driver_mark_dead(rank_slot *s);
+/* Notices ranks that exited without closing their channel yet (cheap: WNOHANG). */
+void driver_check_exits(driver *d);
+/* Reads what rank r sent; returns false when its channel ended or is corrupt. Frames go
+ * to `on_frame` when given (the run loop), else to the bookkeeping of an idle rank
+ * (hello, state, completions, output into its tail). */
+typedef bool (*frame_fn)(driver *d, int r, proto_frame *f, void *ctx);
+bool driver_pump_rank(driver *d, int r, frame_fn on_frame, void *ctx);
+/* Takes in what an idle local rank printed (into its tail only). */
+void driver_drain_idle_output(rank_slot *s);
+
+/* ---- driver_query.c --------------------------------------------------------------- */
+
+/* Calls d->quiet_fn (set) with what every rank is doing in the chunk whose results so far
+ * are results[world]. Cannot fail (out of memory: no report). */
+void driver_quiet_report(driver *d, const rank_result *results);
+
+/* ---- driver_nodes.c: the other nodes ------------------------------------------------- */
+
+/* Opens the authenticated TCP port that the agents and remote ranks dial (multi-node
+ * only). Fails with the reason when the port cannot be bound or memory runs out. */
+ddp_status driver_nodes_listen(driver *d);
+/* Accepts one TCP connection: it must prove it holds the session secret and say who it is
+ * (an expected agent or remote rank); anyone else is dropped and logged. Cannot fail. */
+void driver_nodes_accept(driver *d);
+/* Takes in what the agents sent (how their ranks exited), waiting up to wait_ms for the
+ * first of it. No-op on a single node. Cannot fail: a gone agent is dropped. */
+void driver_nodes_poll(driver *d, int wait_ms);
+/* Asks remote rank r's agent to interrupt it for the current chunk. Cannot fail. */
+void driver_nodes_signal_rank(driver *d, int r);
+/* Stops listening for nodes (everyone is in). Cannot fail. */
+void driver_nodes_stop_listening(driver *d);
+/* Says goodbye to every agent (they end their ranks) and frees the node bookkeeping.
+ * Cannot fail; NULL-safe parts. */
+void driver_nodes_close(driver *d);
+
+#endif

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# test_repl_ranks.sh — what the REPL says about its ranks, through a real terminal (tmux):
+# a rank killed inside a chunk is reported with its signal and its last output lines, the
+# others with "stopped because rank 1 ..."; a rank that dies while the REPL waits at the
+# prompt is reported without a key being pressed, and the half-typed line survives; a
+# chunk that goes quiet for 5 s gets one status line (who waits in which collective, who
+# runs) and :ranks shows the last collective; a collective in a chunk sent with :on to
+# some ranks fails at once, naming the ranks that do not run it.
+set -u
+: "${DDPLAB:?set DDPLAB to the ddplab binary}"
+command -v tmux >/dev/null || { echo "FAIL: tmux is needed (scripts/install-deps.sh)"; exit 1; }
+
+WORK=$(mktemp -d)
+SOCK="ddplab-e2e-ranks-$$"
+cleanup() { tmux -L "$SOCK" kill-server 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+fail() {
+    echo "FAIL: $*"
+    echo "---- screen ----"
+    tmux -L "$SOCK" capture-pane -p -S - 2>/dev/null
+    exit 1
+}
+screen() { tmux -L "$SOCK" capture-pane -p -J -S -; }
+# Polls the screen (bounded: about 30 s, generous for a loaded machine) until it holds
+# the fixed string $1.
+wait_for() {
+    for _ in $(seq 300); do
+        screen | grep -qF -- "$1" && return 0
+        sleep 0.1
+    done
+    fail "waited for: $1"
+}
+count() { screen | grep -cF -- "$1"; }
+# Polls (bounded, as wait_for) until the screen holds the fixed string $1 at least $2 times.
+wait_count() {
+    for _ in $(seq 300); do
+        [ "$(count "$1")" -ge "$2" ] && return 0
+        sleep 0.1
+    done
+    fail "waited for $2 times: $1"
+}
+keys() { tmux -L "$SOCK" send-keys -l -- "$1"; }
+send() { keys "$1"; tmux -L "$SOCK" send-keys Enter; }
+
+# A long collective timeout: the quiet report, not the watchdog, is what is checked here.
+tmux -L "$SOCK" new-session -d -x 220 -y 60 \
+    "env HOME='$WORK' XDG_STATE_HOME='$WORK/state' NO_COLOR=1 '$DDPLAB' -n 3 --collective-timeout 120; echo \$? > '$WORK/status'"
+wait_for "[all]>"
+
+# 1. Killed inside a chunk that printed nothing: the signal and the rank's last output
+#    (from the chunk before), and the reason the other ranks stopped.
+send 'print("step " .. os.getenv("RANK"))'
+wait_for "[2] step 2"
+send 'if os.getenv("RANK") == "1" then os.execute("kill -9 $PPID") end; while true do end'
+wait_for "[1]   rank 1 died: killed by signal 9 (SIGKILL); its last output:"
+wait_for "step 1"
+wait_for "[0,2] stopped because rank 1 was killed by signal 9 (SIGKILL)"
+[ "$(count "interrupted")" = 0 ] || fail "ranks stopped by a death were shown as interrupted"
+send ':restart'
+wait_count "restarted: every rank starts fresh" 1
+
+# 2. A rank that dies while the REPL waits at the prompt is reported without Enter; the
+#    line being typed is kept.
+send 'if os.getenv("RANK") == "2" then os.execute("(sleep 1; kill -9 $PPID) &") end'
+keys '=40 + 2'
+wait_for "[2] rank 2 died: killed by signal 9 (SIGKILL)"
+tmux -L "$SOCK" send-keys Enter
+wait_for "[0,1] 42"
+wait_for "[2]   rank 2 is not running: killed by signal 9 (SIGKILL) earlier"
+send ':ranks'
+wait_for "dead (was killed by signal 9 (SIGKILL))"
+send ':restart'
+wait_count "restarted: every rank starts fresh" 2
+
+# 3. A quiet chunk: rank 0 waits for a file while ranks 1 and 2 wait in all_reduce for it.
+send 'dist.init_process_group{backend = "gloo"}'
+send ":on 1,2"
+send 'x = torch.ones(4); dist.all_reduce(x)'
+wait_for "is not running this chunk (it was sent to ranks 1,2 with :on)"
+send ":on all"
+send "while os.getenv('RANK') == '0' and not io.open('$WORK/go') do end; x = torch.ones(4); dist.all_reduce(x); print(x:sum():item())"
+wait_for "no output for 5 s: [0] running · [1,2] waiting in all_reduce #"
+wait_for "(Ctrl-C interrupts)"
+touch "$WORK/go"
+wait_for "[2] 12.0" # a chunk that ran for seconds streams its lines per rank
+wait_count "] 12.0" 3
+[ "$(count "no output for 5 s")" = 1 ] || fail "the quiet report was shown more than once"
+send ":ranks"
+wait_for "idle (last: all_reduce #"
+
+tmux -L "$SOCK" send-keys C-d
+for _ in $(seq 300); do [ -s "$WORK/status" ] && break; sleep 0.1; done
+[ "$(cat "$WORK/status" 2>/dev/null)" = 0 ] || fail "Ctrl-D did not exit with status 0"
+echo "PASS"

@@ -1,0 +1,110 @@
+-- test_dist_repl.lua — what the learner sees of the dist checks in a REPL of 4 ranks,
+-- driven through stdin: a chunk sent to some ranks only (:on) fails at once and says why;
+-- a mismatch reads the same on every rank however many collectives each called before,
+-- so it shows as one block; a rank whose init_process_group fails tells the others at
+-- once. This test runs on one rank and starts its own 4-rank REPL.
+local T = require "support"
+
+local function shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+-- This very binary: the parent of the shell that io.popen starts is this rank.
+local function ddplab_binary()
+  local p = assert(io.popen("readlink /proc/$PPID/exe"))
+  local exe = p:read("l")
+  p:close()
+  return exe
+end
+
+-- Runs `ddplab -n 4 -i` on the given input lines in a clean environment; returns its
+-- output (stdout and stderr together).
+local function repl(lines)
+  local base = os.tmpname()
+  local f = assert(io.open(base .. ".in", "w"))
+  f:write(table.concat(lines, "\n") .. "\n")
+  f:close()
+  local env = {"HOME=" .. shell_quote(os.getenv("HOME") or "/tmp"),
+               "PATH=" .. shell_quote(os.getenv("PATH") or "/usr/bin:/bin"),
+               "XDG_STATE_HOME=" .. shell_quote(base .. ".state"), "NO_COLOR=1", "COLUMNS=200",
+               "DDPLAB_COLLECTIVE_TIMEOUT=30"}
+  for _, name in ipairs({"ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS"}) do
+    if os.getenv(name) then env[#env + 1] = name .. "=" .. shell_quote(os.getenv(name)) end
+  end
+  local cmd = string.format("env -i %s %s -n 4 -i --collective-timeout 30 < %s 2>&1",
+                            table.concat(env, " "), shell_quote(ddplab_binary()),
+                            shell_quote(base .. ".in"))
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  p:close()
+  os.execute("rm -rf " .. shell_quote(base .. ".state"))
+  os.remove(base .. ".in")
+  os.remove(base)
+  return out
+end
+
+local function has(out, text)
+  T.is_true(out:find(text, 1, true), "expected " .. string.format("%q", text) .. " in:\n" .. out)
+end
+
+local function lacks(out, text)
+  T.is_true(not out:find(text, 1, true),
+            "did not expect " .. string.format("%q", text) .. " in:\n" .. out)
+end
+
+-- (the collective timeout is 30 s: had a rank waited for the watchdog, the message would
+-- be "did not arrive", which the checks below refuse)
+
+T.test(":on 1-2 then a collective of all ranks fails at once on ranks 1,2", function()
+  local out = repl({
+    'dist.init_process_group{backend = "gloo"}',
+    ":on 1-2",
+    "t = torch.ones(1)",
+    "dist.all_reduce(t)",
+    "g = dist.new_group({0, 1, 2, 3})",
+    "if dist.get_rank() == 1 then dist.send(t, 2) else dist.recv(t, 1) end; print(t)",
+    ":on all",
+    "dist.all_reduce(torch.ones(1))",
+    "print(dist.get_world_size())",
+  })
+  has(out, "[1,2] error: stdin:1: all_reduce: ranks 0,3 are not running this chunk (it was "
+           .. "sent to ranks 1,2 with :on); a collective needs every rank of its group: use "
+           .. ":on all")
+  has(out, "[1,2] error: stdin:1: new_group: ranks 0,3 are not running this chunk")
+  -- a send between two ranks that both run the chunk is fine
+  has(out, "[1,2] tensor([1.])")
+  lacks(out, "did not arrive")
+  has(out, "[0-3] 4")
+end)
+
+T.test("a mismatch after chunks with different numbers of calls is one block", function()
+  local out = repl({
+    'dist.init_process_group{backend = "gloo"}',
+    "rank = dist.get_rank()",
+    "t = torch.ones(3)",
+    "if rank < 2 then dist.all_reduce(t) end",
+    "x = torch.ones(rank == 3 and 4 or 3)",
+    "dist.all_reduce(x)",
+  })
+  -- ranks 0,1 have called one collective more than ranks 2,3: the numbers still agree
+  has(out, "[0,1] error: stdin:1: collective #1 of this chunk: ranks 0,1 called "
+           .. "all_reduce(float32[3], op=SUM); ranks 2,3 called nothing and finished the chunk")
+  has(out, "[0-3] error: stdin:1: collective #1 of this chunk: ranks 0,1,2 called "
+           .. "all_reduce(float32[3], op=SUM); rank 3 called all_reduce(float32[4], op=SUM)")
+end)
+
+T.test("a rank whose init fails tells the others at once", function()
+  local out = repl({
+    'bad = os.getenv("RANK") == "2"',
+    'dist.init_process_group{backend = bad and "mpi" or "gloo", timeout = 60}',
+    'dist.init_process_group{backend = "gloo"}',
+    "t = torch.ones(1); dist.all_reduce(t); print(t)",
+  })
+  has(out, "[0,1,3] error: stdin:1: init_process_group: rank 2 failed to initialise: "
+           .. "unknown backend 'mpi'")
+  has(out, "[2]     error: stdin:1: init_process_group: unknown backend 'mpi'")
+  lacks(out, "arrived within")
+  has(out, "[0-3] tensor([4.])")
+end)
+
+T.done()
