@@ -7,7 +7,8 @@
 -- the order PyTorch would. Registered things live in self._parameters / self._modules
 -- (not as raw fields), which is what lets every assignment to them be seen.
 local torch = require "torch"
-local raise = require("torch.util").raise
+local util = require "torch.util"
+local raise = util.raise
 local core = require "ddp.nn_core"
 local ordered = require "torch.ordered"
 
@@ -36,6 +37,28 @@ function nn.is_parameter(t) return is_param[t] == true end
 
 local Module = {__name = "Module"}
 nn.Module = Module
+
+-- The metatables of module instances (one per class, made by instance_metatable). Every
+-- public method checks that its self has one, so that `model.state_dict()` (a dot typed
+-- for a colon: Lua then passes no model) says what to type instead of failing inside
+-- this file. The check is one table lookup, cheap enough for forward.
+local module_mts = setmetatable({}, {__mode = "k"})
+local getmetatable = getmetatable
+
+-- Raises the dot-for-colon error unless self is a module instance.
+local function need_module(self, method, args)
+  if not module_mts[getmetatable(self)] then
+    util.dot_call_error(method, "model", "module", self, args)
+  end
+end
+
+-- The dot-for-colon error of forward, which a module is usually called for: `model(x)`.
+-- `var` and `args` name the usual call ("model", "x" or "criterion", "output, target").
+local function forward_dot_call(self, var, args)
+  local came = self == nil and "" or (": " .. util.describe(self) .. " came in its place")
+  raise(string.format("forward: call it as %s(%s), or %s:forward(%s) with a colon (in Lua, " ..
+                      "%s.forward(%s) passes no module%s)", var, args, var, args, var, args, came))
+end
 
 local function is_module(v)
   if type(v) ~= "table" then return false end
@@ -93,13 +116,20 @@ local function instance_metatable(cls)
       rawset(self, k, v)
     end
   end
-  imt.__call = function(self, ...) return self:forward(...) end
+  -- model(x) runs forward; looked up without going through __index above, which saves
+  -- the hot path a Lua call per module (a forward set on the instance itself still wins)
+  imt.__call = function(self, ...) return (rawget(self, "forward") or cls.forward)(self, ...) end
   imt.__tostring = function(self) return self:__repr() end
+  module_mts[imt] = true
   return imt
 end
 
 -- Module:extend("Name"): a new class whose methods fall back to this class's.
 function Module:extend(name)
+  if type(self) ~= "table" or rawget(self, "_instance_mt") == nil then
+    raise("extend: call it on a class with a colon, e.g. nn.Module:extend(\"Net\") (in Lua, " ..
+          "nn.Module.extend(\"Net\") passes no class)")
+  end
   if type(name) ~= "string" then raise("extend: give the class a name, e.g. nn.Module:extend(\"Net\")") end
   local cls = {__name = name}
   cls._instance_mt = instance_metatable(cls)
@@ -131,21 +161,25 @@ Module._instance_mt = instance_metatable(Module)
 setmetatable(Module, {__call = function(c, ...) return c:new(...) end})
 
 function Module:forward()
+  if not module_mts[getmetatable(self)] then forward_dot_call(self, "model", "x") end
   raise(self.__name .. ": forward() is not defined; give the class a forward(self, x) method")
 end
 
 function Module:register_parameter(name, p)
+  need_module(self, "register_parameter", "\"name\", p")
   if p ~= nil and not is_param[p] then p = nn.Parameter(p) end
   remember(self._param_names, self._parameters, name)
   self._parameters[name] = p
 end
 
 function Module:register_buffer(name, t)
+  need_module(self, "register_buffer", "\"name\", t")
   remember(self._buffer_names, self._buffers, name)
   self._buffers[name] = t
 end
 
 function Module:add_module(name, m)
+  need_module(self, "add_module", "\"name\", m")
   if not is_module(m) then raise("add_module: '" .. tostring(name) .. "' is not a Module") end
   remember(self._module_names, self._modules, name)
   self._modules[name] = m
@@ -154,6 +188,7 @@ Module.register_module = Module.add_module
 
 -- named_children(): list of {name, module}, in registration order.
 function Module:named_children()
+  need_module(self, "named_children")
   local list = {}
   for _, name in ipairs(self._module_names) do
     local m = self._modules[name]
@@ -163,6 +198,7 @@ function Module:named_children()
 end
 
 function Module:children()
+  need_module(self, "children")
   local list = {}
   for _, nm in ipairs(self:named_children()) do list[#list + 1] = nm[2] end
   return list
@@ -179,12 +215,14 @@ local function walk_modules(m, prefix, seen, out)
 end
 
 function Module:named_modules()
+  need_module(self, "named_modules")
   local out = {}
   walk_modules(self, "", {}, out)
   return out
 end
 
 function Module:modules()
+  need_module(self, "modules")
   local list = {}
   for _, nm in ipairs(self:named_modules()) do list[#list + 1] = nm[2] end
   return list
@@ -222,21 +260,25 @@ end
 
 -- named_parameters(): {{"fc1.weight", p}, ...}; also `for name, p in m:named_parameters() do`.
 function Module:named_parameters(recurse)
+  need_module(self, "named_parameters")
   return named_members(self, "_parameters", "_param_names", recurse)
 end
 
 -- parameters(): a Lua list of the parameter tensors, in PyTorch's order.
 function Module:parameters(recurse)
+  need_module(self, "parameters")
   local list = {}
   for _, np in ipairs(self:named_parameters(recurse)) do list[#list + 1] = np[2] end
   return list
 end
 
 function Module:named_buffers(recurse)
+  need_module(self, "named_buffers")
   return named_members(self, "_buffers", "_buffer_names", recurse)
 end
 
 function Module:buffers(recurse)
+  need_module(self, "buffers")
   local list = {}
   for _, nb in ipairs(self:named_buffers(recurse)) do list[#list + 1] = nb[2] end
   return list
@@ -245,6 +287,7 @@ end
 -- state_dict(): an ordered table (pairs() follows PyTorch's key order, see
 -- torch/ordered.lua) of name -> detached tensor sharing the parameter's storage.
 function Module:state_dict()
+  need_module(self, "state_dict")
   local sd = ordered.new()
   for _, pm in ipairs(self:named_modules()) do
     local prefix, m = pm[1], pm[2]
@@ -270,6 +313,7 @@ end
 -- load_state_dict(sd, strict=true): copies every value in; missing keys, unexpected keys
 -- and shape mismatches are reported together, in one error, before anything is copied.
 function Module:load_state_dict(sd, strict)
+  need_module(self, "load_state_dict", "sd")
   if type(sd) ~= "table" then raise("load_state_dict: expected a table of tensors, got " .. type(sd)) end
   if strict == nil then strict = true end
   local own = self:state_dict()
@@ -307,6 +351,7 @@ end
 
 -- zero_grad(set_to_none=true): grads to nil (PyTorch's default), or to zeros.
 function Module:zero_grad(set_to_none)
+  need_module(self, "zero_grad")
   for _, p in ipairs(self:parameters()) do
     if set_to_none == false then
       local g = p.grad
@@ -318,14 +363,19 @@ function Module:zero_grad(set_to_none)
 end
 
 function Module:train(mode)
+  need_module(self, "train")
   if mode == nil then mode = true end
   for _, m in ipairs(self:modules()) do rawset(m, "training", mode) end
   return self
 end
 
-function Module:eval() return self:train(false) end
+function Module:eval()
+  need_module(self, "eval")
+  return self:train(false)
+end
 
 function Module:requires_grad_(on)
+  need_module(self, "requires_grad_")
   if on == nil then on = true end
   for _, p in ipairs(self:parameters()) do p.requires_grad = on end
   return self
@@ -333,6 +383,7 @@ end
 
 -- apply(fn): fn(m) on every descendant, then on self (as PyTorch).
 function Module:apply(fn)
+  need_module(self, "apply", "fn")
   for _, c in ipairs(self:children()) do c:apply(fn) end
   fn(self)
   return self
@@ -341,6 +392,7 @@ end
 -- to(dtype | "cpu"): converts floating parameters and buffers; parameters are replaced
 -- by converted ones (make the optimizer after calling this, as in PyTorch).
 function Module:to(target)
+  need_module(self, "to", "target")
   for _, m in ipairs(self:modules()) do
     for _, name in ipairs(m._param_names) do
       local p = m._parameters[name]
@@ -359,8 +411,14 @@ function Module:to(target)
   end
   return self
 end
-function Module:double() return self:to(torch.float64) end
-function Module:float() return self:to(torch.float32) end
+function Module:double()
+  need_module(self, "double")
+  return self:to(torch.float64)
+end
+function Module:float()
+  need_module(self, "float")
+  return self:to(torch.float32)
+end
 
 function Module:extra_repr() return "" end
 
@@ -398,8 +456,16 @@ nn.Linear = Linear
 -- positional argument is bias): weight (out x in) then bias (out), each uniform in
 -- +-1/sqrt(in) from the default generator, as PyTorch initialises them.
 function Linear:__init(in_features, out_features, opts)
+  if out_features == nil and (in_features == nil or type(in_features) == "number") then
+    raise("Linear: __init__() missing " ..
+          (in_features == nil and "2 required positional arguments: 'in_features' and 'out_features'"
+                               or "1 required positional argument: 'out_features'") ..
+          "; give both sizes, e.g. nn.Linear(5, 10) maps 5 input features to 10 outputs")
+  end
   if math.type(in_features) ~= "integer" or math.type(out_features) ~= "integer" then
-    raise("Linear: expected integer sizes, e.g. nn.Linear(5, 10)")
+    local function show(v) return type(v) == "number" and tostring(v) or type(v) end
+    raise(string.format("Linear: expected integer sizes, e.g. nn.Linear(5, 10); got nn.Linear(%s, %s)",
+                        show(in_features), show(out_features)))
   end
   if in_features < 0 or out_features < 0 then
     raise(string.format("Linear: sizes must be non-negative, got nn.Linear(%d, %d)",
@@ -421,7 +487,10 @@ function Linear:__init(in_features, out_features, opts)
   end
 end
 
-function Linear:forward(x) return F.linear(x, self.weight, self.bias) end
+function Linear:forward(x)
+  if not module_mts[getmetatable(self)] then forward_dot_call(self, "model", "x") end
+  return F.linear(x, self.weight, self.bias)
+end
 
 function Linear:extra_repr()
   return string.format("in_features=%d, out_features=%d, bias=%s", self.in_features,
@@ -429,9 +498,14 @@ function Linear:extra_repr()
 end
 
 -- Layers without parameters, each a forward and (where PyTorch has one) an extra_repr.
-local function simple(name, forward, init, extra)
+-- `var` and `args` show the usual call in the dot-for-colon error ("model", "x").
+local function simple(name, forward, init, extra, var, args)
   local cls = Module:extend(name)
-  cls.forward = forward
+  var, args = var or "model", args or "x"
+  cls.forward = function(self, a, b)
+    if not module_mts[getmetatable(self)] then forward_dot_call(self, var, args) end
+    return forward(self, a, b)
+  end
   if init then cls.__init = init end
   if extra then cls.extra_repr = extra end
   nn[name] = cls
@@ -456,13 +530,23 @@ simple("LogSoftmax", function(self, x) return torch.log_softmax(x, self.dim) end
 
 -- Losses take {reduction="mean"|"sum"|"none"}.
 local function loss_init(self, opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    raise(string.format("%s: options go in a table, e.g. nn.%s({reduction = \"sum\"}); got %s",
+                        self.__name, self.__name, util.describe(opts)))
+  end
   opts = opts or {}
-  self.reduction = opts.reduction or "mean"
+  local r = opts.reduction or "mean"
+  if r ~= "mean" and r ~= "sum" and r ~= "none" then
+    raise(string.format("%s: reduction must be \"mean\", \"sum\" or \"none\", got %s", self.__name,
+                        type(r) == "string" and ('\"' .. r .. '\"') or util.describe(r)))
+  end
+  self.reduction = r
 end
-simple("MSELoss", function(self, input, target) return F.mse_loss(input, target, self.reduction) end, loss_init)
+simple("MSELoss", function(self, input, target) return F.mse_loss(input, target, self.reduction) end,
+       loss_init, nil, "criterion", "output, target")
 simple("CrossEntropyLoss", function(self, input, target)
   return F.cross_entropy(input, target, self.reduction)
-end, loss_init)
+end, loss_init, nil, "criterion", "output, target")
 
 -- nn.Sequential(m1, m2, ...): children named "0", "1", ...; seq[0] is the first.
 local Sequential = Module:extend("Sequential")
@@ -480,6 +564,7 @@ function Sequential:__init(...)
 end
 
 function Sequential:forward(x)
+  if not module_mts[getmetatable(self)] then forward_dot_call(self, "model", "x") end
   for _, name in ipairs(self._module_names) do
     local m = self._modules[name]
     if m ~= nil then x = m(x) end
@@ -488,6 +573,7 @@ function Sequential:forward(x)
 end
 
 function Sequential:append(m)
+  need_module(self, "append", "m")
   self:add_module(tostring(#self._module_names), m)
   return self
 end

@@ -5,7 +5,8 @@
 -- the optimizer keeps its state tensors in lists parallel to each group's params, which
 -- the C step reads, fills on first use and updates, so a step allocates nothing in Lua.
 local torch = require "torch"
-local raise = require("torch.util").raise
+local util = require "torch.util"
+local raise = util.raise
 local core = require "ddp.nn_core"
 
 local optim = {}
@@ -16,16 +17,87 @@ optim.Optimizer = Optimizer
 
 local REQUIRED = {} -- marks a default the caller must give (SGD's lr)
 
+-- Raises the dot-for-colon error (`opt.step()` for `opt:step()`) unless self is an
+-- optimizer: every public method starts with this one test.
+local function need_optimizer(self, method, args)
+  if type(self) ~= "table" or rawget(self, "param_groups") == nil then
+    util.dot_call_error(method, "opt", "optimizer", self, args)
+  end
+end
+
+-- Names learners reach for, from other libraries or by guess, and the option meant.
+local OPTION_ALIASES = {
+  learning_rate = "lr", lrate = "lr", learningrate = "lr", LR = "lr", alpha = "lr",
+  beta1 = "betas", beta2 = "betas", beta = "betas", epsilon = "eps",
+  wd = "weight_decay", decay = "weight_decay", l2 = "weight_decay", mom = "momentum",
+}
+
+-- The option names of `defaults`, sorted, for messages.
+local function option_names(defaults)
+  local names = {}
+  for k in pairs(defaults) do names[#names + 1] = k end
+  table.sort(names)
+  return table.concat(names, ", ")
+end
+
+-- Checks what a learner passes as params and opts, with a message that says what to
+-- type instead for each usual mistake (Python's keyword arguments have no Lua twin, so
+-- options go in a table by name).
+local function check_arguments(name, params, opts, defaults)
+  local example = "optim." .. name .. "(model:parameters(), {lr=" ..
+                  (type(opts) == "number" and tostring(opts) or "0.01") .. "})"
+  if type(params) == "function" then
+    raise(name .. ": params must be a list of tensors, got a function; call it: " .. example)
+  elseif util.describe(params) == "a module" then
+    raise(name .. ": params must be a list of tensors, got a module; pass its parameters: " .. example)
+  elseif torch.is_tensor(params) then
+    raise(name .. ": params must be a list of tensors, got one tensor; put it in a list: optim." ..
+          name .. "({t}, {lr=0.01})")
+  elseif type(params) ~= "table" then
+    raise(name .. ": params must be a list of tensors (e.g. model:parameters()), got " .. type(params))
+  elseif params[1] == nil and next(params) ~= nil and params.params == nil then
+    raise(name .. ": the first argument is the list of parameters and the second the options: " .. example)
+  end
+  if type(opts) == "number" then
+    raise(name .. ": options go in a table by name: " .. example)
+  elseif opts ~= nil and type(opts) ~= "table" then
+    raise(name .. ": the second argument is a table of options, e.g. {lr=0.01}; got " .. util.describe(opts))
+  end
+  for k, v in pairs(opts or {}) do
+    if type(k) ~= "string" then
+      raise(name .. ": options go in a table by name, e.g. {lr=" .. tostring(v) .. "}, not as a list")
+    elseif defaults[k] == nil then
+      local hint = OPTION_ALIASES[k] and defaults[OPTION_ALIASES[k]] ~= nil
+                   and ("; did you mean '" .. OPTION_ALIASES[k] .. "'?") or ""
+      raise(name .. ": unknown option '" .. k .. "' (" .. name .. " takes " ..
+            option_names(defaults) .. ")" .. hint)
+    end
+  end
+end
+
+-- Refuses options of the wrong type before any arithmetic meets them: `types` maps each
+-- option to "number" or "boolean"; betas must be a list of two numbers.
+local function check_types(name, g, types)
+  for k, want in pairs(types) do
+    local v = g[k]
+    if type(v) ~= want then
+      raise(string.format("%s: option '%s' must be a %s, got %s", name, k, want, util.describe(v)))
+    end
+  end
+  if types.betas == nil and g.betas ~= nil then
+    local b = g.betas
+    if type(b) ~= "table" or type(b[1]) ~= "number" or type(b[2]) ~= "number" then
+      raise(name .. ": option 'betas' must be a list of two numbers, e.g. {0.9, 0.999}; got " ..
+            util.describe(b))
+    end
+  end
+end
+
 -- Makes the optimizer `cls` over params (a list of tensors, or a list of groups
 -- {params = {...}, lr = ...}) with `defaults` overridden by opts.
 local function new_optimizer(cls, name, params, opts, defaults)
-  if type(params) ~= "table" then
-    raise(name .. ": params must be a list of tensors (e.g. model:parameters()), got " .. type(params))
-  end
+  check_arguments(name, params, opts, defaults)
   opts = opts or {}
-  for k in pairs(opts) do
-    if defaults[k] == nil then raise(name .. ": unknown option '" .. tostring(k) .. "'") end
-  end
   local self = setmetatable({name = name, defaults = {}, param_groups = {}, _state = {}}, cls)
   for k, v in pairs(defaults) do
     local o = opts[k]
@@ -49,6 +121,10 @@ end
 
 -- add_param_group{params = {...}, lr = ...}: missing options come from the defaults.
 function Optimizer:add_param_group(g)
+  need_optimizer(self, "add_param_group", "{params = {...}}")
+  if type(g) ~= "table" or type(g.params) ~= "table" then
+    raise(self.name .. ": a parameter group is a table like {params = {...}, lr = 0.01}")
+  end
   local group = {}
   for k, v in pairs(g) do group[k] = v end
   local list = {}
@@ -61,9 +137,10 @@ function Optimizer:add_param_group(g)
   group.params = list
   for k, v in pairs(self.defaults) do
     if group[k] == nil then group[k] = v end
-    if group[k] == REQUIRED then
-      raise(self.name .. ": " .. k .. " is required, e.g. optim." .. self.name ..
-            "(model:parameters(), {" .. k .. "=0.01})")
+    if group[k] == REQUIRED then -- PyTorch's words, then what to type
+      raise(self.name .. ": " .. k .. " is required: parameter group didn't specify a value of " ..
+            "required optimization parameter " .. k .. "; give it in the options, e.g. optim." ..
+            self.name .. "(model:parameters(), {" .. k .. "=0.01})")
     end
   end
   self:_check_group(group)
@@ -73,6 +150,7 @@ end
 
 -- zero_grad(set_to_none=true): grads to nil, as PyTorch does by default.
 function Optimizer:zero_grad(set_to_none)
+  if not self then need_optimizer(self, "zero_grad") end -- cheap on the hot path: opt.zero_grad()
   for _, g in ipairs(self.param_groups) do
     for _, p in ipairs(g.params) do
       if set_to_none == false then
@@ -87,6 +165,7 @@ end
 
 -- step(closure?): one update of every parameter that has a grad.
 function Optimizer:step(closure)
+  if type(self) ~= "table" then need_optimizer(self, "step") end -- opt.step() or opt.step(fn)
   local loss
   if closure then loss = torch.enable_grad(closure) end
   for i, g in ipairs(self.param_groups) do self:_step_group(g, self._state[i]) end
@@ -96,6 +175,7 @@ end
 -- state_dict(): {state = {[0] = {...}, ...}, param_groups = {{lr=..., params = {0, 1}}}},
 -- indices counting the params of all groups from 0, as PyTorch.
 function Optimizer:state_dict()
+  need_optimizer(self, "state_dict")
   local state, groups, index = {}, {}, 0
   for gi, g in ipairs(self.param_groups) do
     local st = self._state[gi]
@@ -116,6 +196,7 @@ end
 
 -- load_state_dict(sd): hyper-parameters and state from sd (made by state_dict()).
 function Optimizer:load_state_dict(sd)
+  need_optimizer(self, "load_state_dict", "sd")
   if type(sd) ~= "table" or type(sd.param_groups) ~= "table" or type(sd.state) ~= "table" then
     raise("load_state_dict: expected a table with 'state' and 'param_groups'")
   end
@@ -159,6 +240,8 @@ setmetatable(SGD, {__index = Optimizer, __call = function(cls, params, opts)
 end})
 
 function SGD:_check_group(g)
+  check_types("SGD", g, {lr = "number", momentum = "number", dampening = "number",
+                         weight_decay = "number", nesterov = "boolean"})
   if g.lr < 0 then raise("SGD: invalid learning rate: " .. g.lr) end
   if g.momentum < 0 then raise("SGD: invalid momentum value: " .. g.momentum) end
   if g.weight_decay < 0 then raise("SGD: invalid weight_decay value: " .. g.weight_decay) end
@@ -190,6 +273,7 @@ local function make_adam(name, default_wd, decoupled)
                           amsgrad = false})
   end})
   function cls:_check_group(g)
+    check_types(name, g, {lr = "number", eps = "number", weight_decay = "number", amsgrad = "boolean"})
     if g.lr < 0 then raise(name .. ": invalid learning rate: " .. g.lr) end
     if g.eps < 0 then raise(name .. ": invalid epsilon value: " .. g.eps) end
     local b1, b2 = g.betas[1], g.betas[2]

@@ -18,4 +18,27 @@ function M.raise(msg)
   error(msg, level)
 end
 
+-- "a tensor", "a module", "a number", ... : what a value is, for error messages.
+function M.describe(v)
+  local t, mt = type(v), getmetatable(v)
+  if t == "userdata" and type(mt) == "table" and rawget(mt, "__name") == "torch.Tensor" then
+    return "a tensor"
+  end
+  if t == "table" and type(mt) == "table" and rawget(mt, "__ddp_module") then return "a module" end
+  if t == "nil" then return "nil" end
+  return (t:match("^[aeiou]") and "an " or "a ") .. t
+end
+
+-- Raises the error for `obj.method(...)` typed for `obj:method(...)` (Lua then passes
+-- no obj as self: self is nil, or the first argument). `var` is how the docs call such
+-- an object ("model", "opt"), `noun` what it is ("module", "optimizer"), `args` the
+-- arguments to show ("" or "x"); `self` is what came instead.
+function M.dot_call_error(method, var, noun, self, args)
+  args = args or ""
+  local came = ""
+  if self ~= nil then came = ": " .. M.describe(self) .. " came in its place" end
+  M.raise(string.format("%s: call it as %s:%s(%s), with a colon (in Lua, %s.%s(%s) passes no %s%s)",
+                        method, var, method, args, var, method, args, noun, came))
+end
+
 return M

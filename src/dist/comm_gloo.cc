@@ -61,8 +61,8 @@ class prefixed_store : public gloo::rendezvous::Store {
 
     std::vector<char> get(const std::string &key) override {
         const std::string full = prefix_ + key;
-        const auto until = std::chrono::steady_clock::now() +
-                           std::chrono::duration<double>(timeout_s_);
+        const auto until =
+            std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s_);
         for (;;) {
             double left =
                 std::chrono::duration<double>(until - std::chrono::steady_clock::now()).count();

@@ -129,8 +129,7 @@ void fp_timeout_message(char *out, size_t len, const char *label, const char *co
     fp_rank_list(miss, sizeof miss, missing, nm);
     append(out, len, &at, "%s: %s did not arrive within %.3g s; ", label, miss, timeout_s);
     bool first = true;
-    append_groups(out, len, &at, fps, waiting, ranks, n, "is waiting in", "are waiting in",
-                  &first);
+    append_groups(out, len, &at, fps, waiting, ranks, n, "is waiting in", "are waiting in", &first);
     if (nd > 0) {
         char who[200];
         fp_rank_list(who, sizeof who, done, nd);

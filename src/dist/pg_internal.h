@@ -26,6 +26,11 @@ struct process_group {
                           * "collective #k of this chunk" in messages) */
     uint64_t *p2p_sent;  /* per group rank: sends to it in that chunk */
     uint64_t *p2p_recv;  /* per group rank: receives from it in that chunk */
+    /* scratch for the collectives that go through a staging buffer (all_gather into a
+     * list, reduce_scatter, gather, scatter): kept for the chunk, so that a loop does not
+     * pay malloc and fresh page faults on every call; freed when the chunk ends */
+    void *scratch;
+    size_t scratch_cap;
     struct process_group *next_live;
 };
 
@@ -68,6 +73,8 @@ ddp_status pg_ready(process_group **g, const char *op);
 ddp_status pg_check_running(const char *op, const int *ranks, int n, const char *why);
 /* The group rank of global rank r in g, or -1. */
 int pg_group_rank_of(const process_group *g, int global);
+/* Frees g's scratch buffer (pg_chunk_end, pg_group_clear). */
+void pg_scratch_release(process_group *g);
 /* Frees a group's communicator and arrays, not the struct. */
 void pg_group_clear(process_group *g);
 

@@ -206,8 +206,7 @@ static ddp_status reach_store(const char *init_method, int rank, double timeout)
 
 /* ---- groups ----------------------------------------------------------------------- */
 
-static ddp_status pg_connect_as(process_group *g, double rendezvous_timeout,
-                                const char *abort_key);
+static ddp_status pg_connect_as(process_group *g, double rendezvous_timeout, const char *abort_key);
 
 static process_group *group_new(int id, const int *ranks, int n) {
     process_group *g = calloc(1, sizeof *g);
@@ -233,6 +232,7 @@ static process_group *group_new(int id, const int *ranks, int n) {
 }
 
 void pg_group_clear(process_group *g) {
+    pg_scratch_release(g);
     comm_destroy(g->comm);
     g->comm = NULL;
     free(g->ranks);
@@ -376,10 +376,13 @@ ddp_status pg_init(const pg_init_options *o) {
         return DDP_FAIL(DDP_ERR_STATE, "trying to initialize the default process group twice!");
     int rank = o->rank, size = o->world_size;
     if (rank < 0 || size < 0) {
-        /* without a rank nobody can be told; say what is wrong with the backend first */
-        DDP_CHECK(check_backend(o->backend));
-        if (rank < 0) DDP_CHECK(env_int("RANK", &rank));
-        if (size < 0) DDP_CHECK(env_int("WORLD_SIZE", &size));
+        ddp_status e = rank < 0 ? env_int("RANK", &rank) : DDP_OK;
+        if (e == DDP_OK && size < 0) e = env_int("WORLD_SIZE", &size);
+        if (e != DDP_OK) {
+            /* without a rank nobody can be told; a bad backend is the first thing to say */
+            DDP_CHECK(check_backend(o->backend));
+            return e;
+        }
     }
     if (size < 1)
         return DDP_FAIL(DDP_ERR_ARG, "init_process_group: a world of %d ranks is empty", size);
@@ -393,10 +396,9 @@ ddp_status pg_init(const pg_init_options *o) {
     char local_msg[1024] = "";
     if (local != DDP_OK) snprintf(local_msg, sizeof local_msg, "%s", ddp_last_error());
     if (local == DDP_ERR_STATE) return local; /* :on left ranks out: they are not waiting */
-    ddp_status s = reach_store(o->init_method, rank,
-                               local != DDP_OK && pg_W.rendezvous_timeout > 5
-                                   ? 5.0
-                                   : pg_W.rendezvous_timeout);
+    ddp_status s =
+        reach_store(o->init_method, rank,
+                    local != DDP_OK && pg_W.rendezvous_timeout > 5 ? 5.0 : pg_W.rendezvous_timeout);
     if (s != DDP_OK) {
         if (local != DDP_OK) return ddp_fail_at(__FILE__, __LINE__, local, "%s", local_msg);
         return s;
@@ -467,6 +469,7 @@ ddp_status pg_destroy(void) {
     for (process_group *g = pg_W.live; g; g = g->next_live) {
         comm_destroy(g->comm);
         g->comm = NULL;
+        pg_scratch_release(g);
     }
     process_group *d = pg_W.default_group;
     pg_W.default_group = NULL;
@@ -564,7 +567,9 @@ ddp_status pg_check_running(const char *op, const int *ranks, int n, const char 
 
 void pg_chunk_end(void) {
     pg_set_activity(NULL);
-    if (!pg_W.initialized || !pg_W.check) return;
+    if (!pg_W.initialized) return;
+    for (process_group *g = pg_W.live; g; g = g->next_live) pg_scratch_release(g);
+    if (!pg_W.check) return;
     for (process_group *g = pg_W.live; g; g = g->next_live) {
         if (g->my < 0 || g->size == 1) continue;
         pg_sync_chunk(g);

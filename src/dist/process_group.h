@@ -125,7 +125,8 @@ void pg_chunk_end(void);
  * new_group and init_process_group. Not calling it (or running NULL) means every rank
  * runs the chunk. The array is copied. Cannot fail (out of memory: treated as all). */
 void pg_chunk_set_participants(const bool *running, int world_size);
-/* "in all_reduce #3 float32[4]" while inside a collective, else NULL. Safe to call from
+/* "in all_reduce #3 float32[4]" while inside a collective (#3: the third collective this
+ * chunk called on the group, the number every rank's messages use), else NULL. Safe to call from
  * another thread (the text is copied under a lock into a static buffer). */
 const char *pg_current_activity(void);
 

@@ -57,8 +57,7 @@ static tensor *check_one_tensor(lua_State *L, int idx, const char *op) {
                    "%s: a collective takes one tensor, got a table (a state_dict or a list of "
                    "tensors?). For a whole model, call it once per tensor:\n"
                    "  for _, p in ipairs(model:parameters()) do dist.%s(p%s) end",
-                   op, op,
-                   strcmp(op, "broadcast") == 0 || strcmp(op, "reduce") == 0 ? ", 0" : "");
+                   op, op, strcmp(op, "broadcast") == 0 || strcmp(op, "reduce") == 0 ? ", 0" : "");
     return ddp_lua_check_tensor(L, idx); /* raises "tensor expected, got ..." */
 }
 

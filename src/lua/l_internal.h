@@ -24,6 +24,17 @@ tensor **l_new_box(lua_State *L);
  * so that an argument that may be a tensor or a number reports the real problem. */
 tensor *l_opt_tensor(lua_State *L, int idx);
 
+/* The tensor a method works on (argument 1), as ddp_lua_check_tensor; when argument 1
+ * is not a tensor at all, the likely cause is `t.sum()` typed for `t:sum()` (Lua then
+ * passes no t), and the error says so: "sum: call it as t:sum(), with a colon (in Lua,
+ * t.sum() passes no tensor)". Costs a type test when all is well. */
+tensor *l_check_self(lua_State *L);
+/* Raises the colon hint when argument idx is missing from a call not written with a
+ * colon (`t.mm(u)` passes u as t and nothing after it); returns otherwise. */
+void l_check_operand(lua_State *L, int idx);
+/* A second tensor operand at idx: l_check_operand, then ddp_lua_check_tensor. */
+tensor *l_check_other(lua_State *L, int idx);
+
 /* Pushes a box for t, reusing the live box that already holds t when there is one
  * (so `p.grad` is the same Lua value every time). Takes a NEW reference from the
  * caller, like ddp_lua_push_tensor. */
@@ -67,7 +78,9 @@ double l_opt_number(lua_State *L, int idx, const char *name, double def);
 /* Returns 1 and sets *out when the field is present and not nil. */
 int l_opt_has_number(lua_State *L, int idx, const char *name, double *out);
 
-/* Applies options: requires_grad. On failure raises (the box at the stack top is GC'd). */
+/* Finishes a tensor that a torch.* creation function just made: version 0 (see
+ * tensor_bump_version), then the options (requires_grad). On failure raises (the box at
+ * the stack top is GC'd). */
 void l_finish_created(lua_State *L, tensor *t, const l_create_options *o);
 
 /* Creates the Tensor metatable (registry L_TENSOR_MT, with its methods table in the

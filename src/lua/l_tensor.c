@@ -43,6 +43,13 @@ static int l_tensor_release(lua_State *L) {
     return 0;
 }
 
+/* t:free(): the release path above, for a box (released or not); t.free() is told to
+ * use a colon. */
+static int l_tensor_free(lua_State *L) {
+    if (!luaL_testudata(L, 1, L_TENSOR_MT)) l_check_self(L);
+    return l_tensor_release(L);
+}
+
 /* bindings.h: the tensor at idx or NULL (an empty box also gives NULL). */
 tensor *ddp_lua_to_tensor(lua_State *L, int idx) {
     tensor_box *box = luaL_testudata(L, idx, L_TENSOR_MT);
@@ -192,7 +199,7 @@ static int l_tensor_index(lua_State *L) {
         lua_pushvalue(L, 2);
         if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
         lua_pop(L, 1);
-        tensor *t = ddp_lua_check_tensor(L, 1);
+        tensor *t = l_check_self(L);
         const char *k = lua_tostring(L, 2);
         char buf[32];
         if (strcmp(k, "shape") == 0)
@@ -210,6 +217,8 @@ static int l_tensor_index(lua_State *L) {
             l_push_grad_fn(L, t);
         else if (strcmp(k, "requires_grad") == 0)
             lua_pushboolean(L, t->requires_grad);
+        else if (strcmp(k, "_version") == 0) /* as PyTorch's t._version */
+            lua_pushinteger(L, (lua_Integer)tensor_version(t));
         else if (strcmp(k, "is_leaf") == 0)
             lua_pushboolean(L, t->grad_fn == NULL);
         else if (strcmp(k, "ndim") == 0)
@@ -226,7 +235,7 @@ static int l_tensor_index(lua_State *L) {
         return 1;
     }
     if (lua_type(L, 2) == LUA_TNUMBER) {
-        l_push_row(L, ddp_lua_check_tensor(L, 1), l_check_index(L));
+        l_push_row(L, l_check_self(L), l_check_index(L));
         return 1;
     }
     lua_pushnil(L);
@@ -268,7 +277,7 @@ static void l_set_row(lua_State *L, tensor *t) {
 
 /* __newindex: requires_grad, grad, and integer rows; anything else is refused. */
 static int l_tensor_newindex(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     if (lua_type(L, 2) == LUA_TNUMBER) {
         l_set_row(L, t);
         return 0;
@@ -290,7 +299,7 @@ static int l_tensor_newindex(lua_State *L) {
 
 /* #t is t:size(0). */
 static int l_tensor_len(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     if (t->ndim == 0) luaL_error(L, "len() of a 0-d tensor");
     lua_pushinteger(L, (lua_Integer)t->sizes[0]);
     return 1;
@@ -316,7 +325,7 @@ static int l_tensor_tostring(lua_State *L) {
 
 /* t:size() -> torch.Size; t:size(dim) -> integer. */
 static int l_tensor_size(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     if (lua_isnoneornil(L, 2)) {
         l_push_size(L, t->sizes, t->ndim);
         return 1;
@@ -333,7 +342,7 @@ static int l_tensor_size(lua_State *L) {
 
 /* t:stride() -> list of strides (in elements); t:stride(dim) -> integer. */
 static int l_tensor_stride(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     if (lua_isnoneornil(L, 2)) {
         lua_createtable(L, t->ndim, 0);
         for (int i = 0; i < t->ndim; i++) {
@@ -354,22 +363,22 @@ static int l_tensor_stride(lua_State *L) {
 
 /* Plain queries: dim/ndimension, numel/nelement, is_contiguous, is_floating_point. */
 static int l_tensor_dim(lua_State *L) {
-    lua_pushinteger(L, ddp_lua_check_tensor(L, 1)->ndim);
+    lua_pushinteger(L, l_check_self(L)->ndim);
     return 1;
 }
 
 static int l_tensor_numel(lua_State *L) {
-    lua_pushinteger(L, (lua_Integer)tensor_numel(ddp_lua_check_tensor(L, 1)));
+    lua_pushinteger(L, (lua_Integer)tensor_numel(l_check_self(L)));
     return 1;
 }
 
 static int l_tensor_is_contiguous(lua_State *L) {
-    lua_pushboolean(L, tensor_is_contiguous(ddp_lua_check_tensor(L, 1)));
+    lua_pushboolean(L, tensor_is_contiguous(l_check_self(L)));
     return 1;
 }
 
 static int l_tensor_is_floating_point(lua_State *L) {
-    lua_pushboolean(L, dtype_is_float(ddp_lua_check_tensor(L, 1)->dtype));
+    lua_pushboolean(L, dtype_is_float(l_check_self(L)->dtype));
     return 1;
 }
 
@@ -377,7 +386,7 @@ static int l_tensor_is_floating_point(lua_State *L) {
 typedef ddp_status (*sizes_op)(const tensor *, const int64_t *, int, tensor **);
 /* Runs a sizes_op on (self, sizes...); the result box is pushed. Raises on error. */
 static int l_sizes_method(lua_State *L, sizes_op fn, const char *name) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     int64_t sizes[TENSOR_MAX_DIMS];
     int n = l_check_sizes(L, 2, lua_gettop(L), name, sizes);
     tensor **slot = l_new_box(L);
@@ -400,8 +409,8 @@ static int l_tensor_permute(lua_State *L) {
 
 /* t:expand_as(other): a broadcast view with other's sizes. */
 static int l_tensor_expand_as(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
-    tensor *other = ddp_lua_check_tensor(L, 2);
+    tensor *t = l_check_self(L);
+    tensor *other = l_check_other(L, 2);
     tensor **slot = l_new_box(L);
     l_check(L, ag_expand(t, other->sizes, other->ndim, slot));
     return 1;
@@ -409,7 +418,7 @@ static int l_tensor_expand_as(lua_State *L) {
 
 /* t:narrow(dim, start, length): a view of `length` entries from `start`. */
 static int l_tensor_narrow(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     lua_Integer dim = luaL_checkinteger(L, 2), start = luaL_checkinteger(L, 3);
     lua_Integer length = luaL_checkinteger(L, 4);
     tensor **slot = l_new_box(L);
@@ -419,7 +428,7 @@ static int l_tensor_narrow(lua_State *L) {
 
 /* t:select(dim, index): a view without `dim` (t[i] is select(0, i)). */
 static int l_tensor_select(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     lua_Integer dim = luaL_checkinteger(L, 2), index = luaL_checkinteger(L, 3);
     tensor **slot = l_new_box(L);
     l_check(L, ag_select(t, dim, index, slot));
@@ -428,7 +437,7 @@ static int l_tensor_select(lua_State *L) {
 
 /* t:transpose(dim0, dim1): a view with the two dims swapped. */
 static int l_tensor_transpose(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     lua_Integer d0 = luaL_checkinteger(L, 2), d1 = luaL_checkinteger(L, 3);
     tensor **slot = l_new_box(L);
     l_check(L, ag_transpose(t, d0, d1, slot));
@@ -437,7 +446,7 @@ static int l_tensor_transpose(lua_State *L) {
 
 /* t:t(): transpose of a 2-D tensor; 0-D and 1-D come back as they are, as in PyTorch. */
 static int l_tensor_t(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     if (t->ndim > 2)
         luaL_error(L, "t() expects a tensor with <= 2 dimensions, but self is %dD", t->ndim);
     if (t->ndim < 2) {
@@ -451,7 +460,7 @@ static int l_tensor_t(lua_State *L) {
 
 /* t:unsqueeze(dim): a view with a size-1 dim inserted. */
 static int l_tensor_unsqueeze(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     lua_Integer dim = luaL_checkinteger(L, 2);
     tensor **slot = l_new_box(L);
     l_check(L, ag_unsqueeze(t, dim, slot));
@@ -460,7 +469,7 @@ static int l_tensor_unsqueeze(lua_State *L) {
 
 /* t:squeeze(dim?): drops size-1 dims (all of them, or the one named). */
 static int l_tensor_squeeze(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     int64_t dim = 0;
     int has_dim = !lua_isnoneornil(L, 2);
     if (has_dim) dim = luaL_checkinteger(L, 2);
@@ -471,7 +480,7 @@ static int l_tensor_squeeze(lua_State *L) {
 
 /* t:flatten(start_dim=0, end_dim=-1) */
 static int l_tensor_flatten(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     lua_Integer start = luaL_optinteger(L, 2, 0), end = luaL_optinteger(L, 3, -1);
     tensor **slot = l_new_box(L);
     l_check(L, ag_flatten(t, start, end, slot));
@@ -480,7 +489,7 @@ static int l_tensor_flatten(lua_State *L) {
 
 /* t:contiguous() is t itself when already contiguous. */
 static int l_tensor_contiguous(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     if (tensor_is_contiguous(t)) {
         lua_settop(L, 1);
         return 1;
@@ -492,7 +501,7 @@ static int l_tensor_contiguous(lua_State *L) {
 
 /* t:clone(): a contiguous copy that stays in the graph. */
 static int l_tensor_clone(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     tensor **slot = l_new_box(L);
     l_check(L, ag_clone(t, slot));
     return 1;
@@ -500,7 +509,7 @@ static int l_tensor_clone(lua_State *L) {
 
 /* t:detach(): shares storage, cut from the graph. */
 static int l_tensor_detach(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     tensor **slot = l_new_box(L);
     l_check(L, ag_detach(t, slot));
     return 1;
@@ -508,8 +517,8 @@ static int l_tensor_detach(lua_State *L) {
 
 /* t:copy_(src): src broadcast into t, converting dtype. Returns t. */
 static int l_tensor_copy_(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
-    tensor *src = ddp_lua_check_tensor(L, 2);
+    tensor *t = l_check_self(L);
+    tensor *src = l_check_other(L, 2);
     l_check(L, ag_check_inplace(t, "copy_"));
     l_check(L, tensor_copy_(t, src));
     lua_settop(L, 1);
@@ -518,7 +527,7 @@ static int l_tensor_copy_(lua_State *L) {
 
 /* t:fill_(v): every element set to v (a number or boolean). Returns t. */
 static int l_tensor_fill_(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     double v = lua_isboolean(L, 2) ? lua_toboolean(L, 2) : luaL_checknumber(L, 2);
     l_check(L, ag_check_inplace(t, "fill_"));
     l_check(L, tensor_fill_(t, v));
@@ -528,7 +537,7 @@ static int l_tensor_fill_(lua_State *L) {
 
 /* t:zero_(): fill with 0. Returns t. */
 static int l_tensor_zero_(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     l_check(L, ag_check_inplace(t, "zero_"));
     l_check(L, tensor_fill_(t, 0.0));
     lua_settop(L, 1);
@@ -537,7 +546,7 @@ static int l_tensor_zero_(lua_State *L) {
 
 /* t:uniform_(a=0, b=1) from the default generator. Returns t. */
 static int l_tensor_uniform_(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     double lo = luaL_optnumber(L, 2, 0.0), hi = luaL_optnumber(L, 3, 1.0);
     l_check(L, ag_check_inplace(t, "uniform_"));
     l_check(L, tensor_uniform_(t, lo, hi, NULL));
@@ -547,7 +556,7 @@ static int l_tensor_uniform_(lua_State *L) {
 
 /* t:normal_(mean=0, std=1) from the default generator. Returns t. */
 static int l_tensor_normal_(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     double mean = luaL_optnumber(L, 2, 0.0), std = luaL_optnumber(L, 3, 1.0);
     l_check(L, ag_check_inplace(t, "normal_"));
     l_check(L, tensor_normal_(t, mean, std, NULL));
@@ -557,7 +566,7 @@ static int l_tensor_normal_(lua_State *L) {
 
 /* t:requires_grad_(on=true) on a leaf. Returns t. */
 static int l_tensor_requires_grad_(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     int on = lua_isnoneornil(L, 2) ? 1 : lua_toboolean(L, 2);
     l_check(L, ag_set_requires_grad(t, on));
     lua_settop(L, 1);
@@ -581,7 +590,7 @@ static void l_push_element(lua_State *L, const tensor *t, int64_t flat) {
 
 /* t:item(): the value of a one-element tensor (integer for int64, boolean for bool). */
 static int l_tensor_item(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     double v;
     l_check(L, tensor_item(t, &v));
     l_push_element(L, t, 0);
@@ -590,7 +599,7 @@ static int l_tensor_item(lua_State *L) {
 
 /* t:_item_at(flat): one element by row-major position, for lua/torch/format.lua. */
 static int l_tensor_item_at(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     lua_Integer flat = luaL_checkinteger(L, 2);
     luaL_argcheck(L, flat >= 0 && flat < tensor_numel(t), 2, "position out of range");
     l_push_element(L, t, flat);
@@ -622,13 +631,13 @@ void l_push_tolist(lua_State *L, const tensor *t) {
 
 /* t:tolist() */
 static int l_tensor_tolist(lua_State *L) {
-    l_push_tolist(L, ddp_lua_check_tensor(L, 1));
+    l_push_tolist(L, l_check_self(L));
     return 1;
 }
 
 /* t:backward(grad?, {retain_graph=}) */
 static int l_tensor_backward(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     tensor *grad = NULL;
     int opts = 0;
     if (lua_istable(L, 2))
@@ -643,7 +652,7 @@ static int l_tensor_backward(lua_State *L) {
 
 /* t:to(dtype | "cpu" | "cuda" | other tensor | {dtype=, device=}) */
 static int l_tensor_to(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     dtype dt = t->dtype;
     device dev = t->storage->device;
     tensor *other = l_opt_tensor(L, 2);
@@ -684,7 +693,7 @@ static int l_tensor_to(lua_State *L) {
 
 /* float()/double()/long()/bool(): shorthands of to(dtype). */
 static int l_to_dtype(lua_State *L, dtype dt) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     if (t->dtype == dt) {
         lua_settop(L, 1);
         return 1;
@@ -709,7 +718,7 @@ static int l_tensor_bool(lua_State *L) {
 
 /* t:cpu(): t itself (every tensor is on the CPU in this build). */
 static int l_tensor_cpu(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     if (t->storage->device.type != DEVICE_CPU)
         luaL_error(L, "cpu: copying from a GPU is not supported yet");
     lua_settop(L, 1);
@@ -756,7 +765,7 @@ static const luaL_Reg tensor_methods[] = {
     {"long", l_tensor_long},
     {"bool", l_tensor_bool},
     {"cpu", l_tensor_cpu},
-    {"free", l_tensor_release},
+    {"free", l_tensor_free},
     {NULL, NULL},
 };
 

@@ -44,14 +44,17 @@ static int l_float_meets_ints(lua_State *L, int idx, const tensor *t) {
 static int l_binary_common(lua_State *L, binary_op op, int grad, double alpha) {
     tensor *a = l_opt_tensor(L, 1), *b = l_opt_tensor(L, 2);
     if (a) {
-        ddp_lua_check_tensor(L, 1); /* a released box raises here */
-        if (!b && !l_is_number(L, 2) && !lua_isboolean(L, 2))
+        l_check_self(L); /* a released box raises here */
+        if (!b && !l_is_number(L, 2) && !lua_isboolean(L, 2)) {
+            l_check_operand(L, 2); /* t.add(u) says to use a colon */
             return luaL_typeerror(L, 2, "tensor or number");
+        }
         if (b) ddp_lua_check_tensor(L, 2);
     } else if (b) {
         if (!l_is_number(L, 1)) return luaL_typeerror(L, 1, "tensor or number");
     } else {
-        return luaL_typeerror(L, 1, "tensor");
+        l_check_self(L); /* raises: no tensor at all, as in t.add(2) for t:add(2) */
+        return 0;        /* not reached */
     }
     /* (grad is 0 only for comparisons, which compare a scalar exactly as it is) */
     if (grad && a && !b && l_float_meets_ints(L, 2, a)) {
@@ -128,7 +131,7 @@ static int l_ge(lua_State *L) {
 
 /* t:square() = t ^ 2 */
 static int l_square(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     tensor **slot = l_new_box(L);
     l_check(L, ag_binary_scalar(BINARY_POW, t, 2.0, slot));
     return 1;
@@ -136,9 +139,12 @@ static int l_square(lua_State *L) {
 
 /* In place: t = t op other (tensor or number). Returns t. */
 static int l_binary_inplace(lua_State *L, binary_op op, double alpha) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     tensor *b = l_opt_tensor(L, 2);
-    if (!b && !l_is_number(L, 2)) return luaL_typeerror(L, 2, "tensor or number");
+    if (!b && !l_is_number(L, 2)) {
+        l_check_operand(L, 2); /* t.add_(u) says to use a colon */
+        return luaL_typeerror(L, 2, "tensor or number");
+    }
     if (b) ddp_lua_check_tensor(L, 2);
     char name[32];
     snprintf(name, sizeof name, "%s_", binary_op_name(op));
@@ -178,14 +184,14 @@ static int l_pow_(lua_State *L) {
 /* ---- unary ------------------------------------------------------------------------- */
 
 static int l_unary(lua_State *L, unary_op op) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     tensor **slot = l_new_box(L);
     l_check(L, ag_unary(op, t, slot));
     return 1;
 }
 /* In place, after checking the graph allows it. Returns self. */
 static int l_unary_inplace(lua_State *L, unary_op op) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     char name[32];
     snprintf(name, sizeof name, "%s_", unary_op_name(op));
     l_check(L, ag_check_inplace(t, name));
@@ -241,7 +247,7 @@ static int l_clamp_args(lua_State *L, int *has_lo, double *lo, int *has_hi, doub
 
 /* t:clamp(min, max) / t:clamp{min=, max=}: differentiable. */
 static int l_clamp(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     int has_lo, has_hi;
     double lo, hi;
     if (l_clamp_args(L, &has_lo, &lo, &has_hi, &hi) && !dtype_is_float(t->dtype)) {
@@ -256,7 +262,7 @@ static int l_clamp(lua_State *L) {
 
 /* t:clamp_(min, max) in place. Returns self. */
 static int l_clamp_(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     int has_lo, has_hi;
     double lo, hi;
     if (l_clamp_args(L, &has_lo, &lo, &has_hi, &hi) && !dtype_is_float(t->dtype))
@@ -340,7 +346,7 @@ static int l_reduce_dims(lua_State *L, reduce_op op, tensor *t, int idx) {
 
 /* A reduction over all elements or one dim (see l_dim_args). */
 static int l_reduce(lua_State *L, reduce_op op, int grad) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     if ((op == REDUCE_SUM || op == REDUCE_MEAN || op == REDUCE_NORM) && lua_istable(L, 2) &&
         lua_rawlen(L, 2) > 0)
         return l_reduce_dims(L, op, t, 2);
@@ -373,7 +379,7 @@ static int l_argmin(lua_State *L) {
 
 /* t:norm(p=2, dim?, keepdim?): only the 2-norm. */
 static int l_norm(lua_State *L) {
-    ddp_lua_check_tensor(L, 1);
+    l_check_self(L);
     if (!lua_isnoneornil(L, 2) && !lua_istable(L, 2)) {
         if (luaL_checknumber(L, 2) != 2.0)
             luaL_argerror(L, 2, "only the 2-norm (p=2) is supported");
@@ -385,7 +391,7 @@ static int l_norm(lua_State *L) {
 /* max/min: (t) -> 0-dim; (t, other tensor) -> element-wise; (t, dim[, keepdim]) ->
  * values, indices. */
 static int l_max_min(lua_State *L, int is_min) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     if (l_opt_tensor(L, 2)) return is_min ? l_minimum(L) : l_maximum(L);
     int64_t dim = 0;
     int keepdim;
@@ -412,14 +418,14 @@ static int l_min(lua_State *L) {
 /* ---- comparison, linear algebra, softmax -------------------------------------------- */
 
 static int l_equal(lua_State *L) {
-    tensor *a = ddp_lua_check_tensor(L, 1), *b = ddp_lua_check_tensor(L, 2);
+    tensor *a = l_check_self(L), *b = l_check_other(L, 2);
     lua_pushboolean(L, tensor_equal(a, b));
     return 1;
 }
 
 /* allclose(other, rtol=1e-5, atol=1e-8, equal_nan=false) or (other, {rtol=, atol=}) */
 static int l_allclose(lua_State *L) {
-    tensor *a = ddp_lua_check_tensor(L, 1), *b = ddp_lua_check_tensor(L, 2);
+    tensor *a = l_check_self(L), *b = l_check_other(L, 2);
     double rtol = 1e-5, atol = 1e-8;
     int equal_nan = 0;
     if (lua_istable(L, 3)) {
@@ -439,7 +445,7 @@ static int l_allclose(lua_State *L) {
 
 /* torch.matmul: 1-D dot, 2-D mm, batched. */
 static int l_matmul(lua_State *L) {
-    tensor *a = ddp_lua_check_tensor(L, 1), *b = ddp_lua_check_tensor(L, 2);
+    tensor *a = l_check_self(L), *b = l_check_other(L, 2);
     tensor **slot = l_new_box(L);
     l_check(L, ag_matmul(a, b, slot));
     return 1;
@@ -447,7 +453,7 @@ static int l_matmul(lua_State *L) {
 
 /* mm of two 2-D tensors. */
 static int l_mm(lua_State *L) {
-    tensor *a = ddp_lua_check_tensor(L, 1), *b = ddp_lua_check_tensor(L, 2);
+    tensor *a = l_check_self(L), *b = l_check_other(L, 2);
     tensor **slot = l_new_box(L);
     l_check(L, ag_mm(a, b, slot));
     return 1;
@@ -455,7 +461,7 @@ static int l_mm(lua_State *L) {
 
 /* softmax(dim) / log_softmax(dim); dim may also come as {dim=}. */
 static int l_softmax_common(lua_State *L, int is_log) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     int64_t dim = 0;
     int keepdim;
     if (!l_dim_args(L, 2, &dim, &keepdim))
@@ -475,7 +481,7 @@ static int l_log_softmax(lua_State *L) {
 
 /* t:index_select(dim, index) */
 static int l_index_select(lua_State *L) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     lua_Integer dim = luaL_checkinteger(L, 2);
     tensor *index = ddp_lua_check_tensor(L, 3);
     tensor **slot = l_new_box(L);
@@ -487,7 +493,7 @@ static int l_index_select(lua_State *L) {
 
 /* t:chunk(n, dim=0) / t:split(size, dim=0): a Lua list of narrow views. */
 static int l_split_common(lua_State *L, int by_count) {
-    tensor *t = ddp_lua_check_tensor(L, 1);
+    tensor *t = l_check_self(L);
     lua_Integer k = luaL_checkinteger(L, 2);
     if (t->ndim == 0)
         luaL_error(L, "%s: expects a tensor with at least 1 dimension, got a 0-dim tensor",

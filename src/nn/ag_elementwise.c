@@ -230,8 +230,19 @@ ddp_status ag_binary(binary_op op, const tensor *a, const tensor *b, tensor **ou
     if (s != DDP_OK) *out = NULL;
     if (s != DDP_OK || !n) return s;
     n->op = (int)op;
-    ag_save(n, 0, a);
-    ag_save(n, 1, b);
+    /* only what binary_backward reads for the gradients needed (see ag_save): add and
+     * sub read nothing, mul the other operand, div b (and a for b's gradient) */
+    bool na = n->edges[0].needed, nb = n->edges[1].needed;
+    if (op == BINARY_MUL) {
+        if (nb) ag_save(n, 0, a);
+        if (na) ag_save(n, 1, b);
+    } else if (op == BINARY_DIV) {
+        if (nb) ag_save(n, 0, a);
+        ag_save(n, 1, b);
+    } else if (op != BINARY_ADD && op != BINARY_SUB) {
+        ag_save(n, 0, a);
+        ag_save(n, 1, b);
+    }
     if (op == BINARY_POW) s = ag_save_output(n, 2, y);
     if (s != DDP_OK) {
         tensor_release(y);
@@ -310,7 +321,10 @@ static ddp_status record_scalar(binary_op op, const tensor *a, double sc, bool r
     n->op = (int)op;
     n->scalar = sc;
     n->flag = rev;
-    ag_save(n, 0, a);
+    /* a is read by s / a, pow, maximum and minimum only (see ag_save) */
+    if ((op == BINARY_DIV && rev) || op == BINARY_POW || op == BINARY_MAXIMUM ||
+        op == BINARY_MINIMUM)
+        ag_save(n, 0, a);
     if (rev && op == BINARY_POW) s = ag_save_output(n, 1, y);
     if (s != DDP_OK) {
         tensor_release(y);

@@ -69,6 +69,12 @@ static ddp_status mm_backward(ag_node *n, const tensor *g, tensor **gi) {
     return DDP_OK;
 }
 
+/* What mm_backward reads (see ag_save): b for a's gradient, a for b's. */
+static void save_mm_operands(ag_node *n, const tensor *a, const tensor *b) {
+    if (n->edges[1].needed) ag_save(n, 0, a);
+    if (n->edges[0].needed) ag_save(n, 1, b);
+}
+
 ddp_status ag_mm(const tensor *a, const tensor *b, tensor **out) {
     tensor *y;
     *out = NULL;
@@ -79,8 +85,7 @@ ddp_status ag_mm(const tensor *a, const tensor *b, tensor **out) {
     ddp_status s = ag_record("MmBackward0", mm_backward, in, 2, y, &n);
     if (s != DDP_OK) *out = NULL;
     if (s != DDP_OK || !n) return s;
-    ag_save(n, 0, a);
-    ag_save(n, 1, b);
+    save_mm_operands(n, a, b);
     return DDP_OK;
 }
 
@@ -144,23 +149,29 @@ ddp_status ag_matmul(const tensor *a, const tensor *b, tensor **out) {
                              in, 2, y, &n);
     if (s != DDP_OK) *out = NULL;
     if (s != DDP_OK || !n) return s;
-    ag_save(n, 0, a);
-    ag_save(n, 1, b);
+    if (plain) { /* matmul_backward reads both operands' shapes */
+        save_mm_operands(n, a, b);
+    } else {
+        ag_save(n, 0, a);
+        ag_save(n, 1, b);
+    }
     return DDP_OK;
 }
 
 /* y = x @ w^T + b, x (.., in) seen as (M x in): gx = g @ w, gw = g^T @ x, gb = sum of
- * g over the M rows. */
+ * g over the M rows. saved: x when w needs its gradient, w when x does (shapes come from
+ * the edges). */
 static ddp_status linear_backward(ag_node *n, const tensor *g, tensor **gi) {
     const tensor *x = n->saved[0], *w = n->saved[1];
-    int64_t out_f = w->sizes[0], in_f = w->sizes[1];
+    const ag_edge *ex = &n->edges[0];
+    int64_t out_f = n->edges[1].sizes[0], in_f = n->edges[1].sizes[1];
     int64_t m = out_f == 0 ? 0 : tensor_numel(g) / out_f;
     int64_t g2s[2] = {m, out_f}, x2s[2] = {m, in_f};
     tensor *g2 = NULL, *x2 = NULL, *gx2 = NULL;
     ddp_status s = tensor_reshape(g, g2s, 2, &g2);
     if (s == DDP_OK && n->edges[0].needed) {
         s = mm_op(false, false, g2, w, &gx2);
-        if (s == DDP_OK) s = tensor_view(gx2, x->sizes, x->ndim, &gi[0]);
+        if (s == DDP_OK) s = tensor_view(gx2, ex->sizes, ex->ndim, &gi[0]);
     }
     if (s == DDP_OK && n->edges[1].needed) {
         bool done = false;
@@ -189,8 +200,8 @@ ddp_status ag_linear(const tensor *x, const tensor *w, const tensor *b, tensor *
     ddp_status s = ag_record(name, linear_backward, in, b ? 3 : 2, y, &n);
     if (s != DDP_OK) *out = NULL;
     if (s != DDP_OK || !n) return s;
-    ag_save(n, 0, x);
-    ag_save(n, 1, w);
+    if (n->edges[1].needed) ag_save(n, 0, x);
+    if (n->edges[0].needed) ag_save(n, 1, w);
     return DDP_OK;
 }
 

@@ -11,6 +11,7 @@
  * and losses.c. */
 #include "nn/autograd_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,6 +119,8 @@ ddp_status ag_record(const char *name, ag_backward_fn backward, const tensor *co
 void ag_save(ag_node *node, int slot, const tensor *t) {
     tensor_release(node->saved[slot]);
     node->saved[slot] = tensor_retain((tensor *)t);
+    node->saved_version[slot] = tensor_version(t);
+    node->saved_from[slot] = t->grad_fn ? ((ag_node *)t->grad_fn)->name : NULL;
     node->has_saved = true;
 }
 
@@ -126,6 +129,8 @@ ddp_status ag_save_output(ag_node *node, int slot, const tensor *out) {
     DDP_CHECK(ag_detach(out, &alias));
     tensor_release(node->saved[slot]);
     node->saved[slot] = alias;
+    node->saved_version[slot] = tensor_version(out);
+    node->saved_from[slot] = node->name;
     node->has_saved = true;
     return DDP_OK;
 }
@@ -264,6 +269,54 @@ static ddp_status accumulate_node(ag_node *n, tensor *g) {
     return DDP_OK;
 }
 
+/* PyTorch's legacy type name of a tensor in its version error: torch.FloatTensor... */
+static const char *legacy_type_name(dtype dt) {
+    switch (dt) {
+    case DTYPE_FLOAT32:
+        return "torch.FloatTensor";
+    case DTYPE_FLOAT64:
+        return "torch.DoubleTensor";
+    case DTYPE_INT64:
+        return "torch.LongTensor";
+    default:
+        return "torch.BoolTensor";
+    }
+}
+
+/* DDP_ERR_STATE when a tensor that n saved in the forward pass has been changed in place
+ * since (its storage's version moved on), in PyTorch's words and with a hint for the
+ * usual cause in a training loop. */
+static ddp_status check_saved_versions(const ag_node *n) {
+    for (int i = 0; i < AG_MAX_SAVED; i++) {
+        const tensor *t = n->saved[i];
+        if (!t || tensor_version(t) == n->saved_version[i]) continue;
+        char shape[160] = "[", from[96] = "";
+        size_t len = 1;
+        for (int d = 0; d < t->ndim && len < sizeof shape; d++)
+            len += (size_t)snprintf(shape + len, sizeof shape - len, "%s%lld", d ? ", " : "",
+                                    (long long)t->sizes[d]);
+        if (len < sizeof shape - 1) {
+            shape[len++] = ']';
+            shape[len] = '\0';
+        }
+        if (n->saved_from[i])
+            snprintf(from, sizeof from, ", which is output 0 of %s,", n->saved_from[i]);
+        return DDP_FAIL(DDP_ERR_STATE,
+                        "one of the variables needed for gradient computation has been "
+                        "modified by an inplace operation: [%s %s]%s is at version %llu; "
+                        "expected version %llu instead. Hint: %s needs this tensor as the "
+                        "forward pass saw it, but something changed it in place since "
+                        "(opt:step(), a method ending in _ such as mul_, or a collective). "
+                        "Did opt:step() run between the forward pass and loss:backward()? "
+                        "Call loss:backward() first, or compute the loss again after the "
+                        "change.",
+                        legacy_type_name(t->dtype), shape, from,
+                        (unsigned long long)tensor_version(t),
+                        (unsigned long long)n->saved_version[i], n->name);
+    }
+    return DDP_OK;
+}
+
 /* Runs one node's backward and hands each input gradient on: to a leaf's .grad, or
  * into the next node's accumulator (pushing it onto `ready` once all of its consumers
  * have run). */
@@ -279,8 +332,8 @@ static ddp_status run_node(ag_node *n, bool retain_graph, node_list *ready) {
             return DDP_FAIL(DDP_ERR_NOMEM, "backward: out of memory in %s", n->name);
         }
     }
-    ddp_status s = DDP_OK;
-    if (g) s = n->backward(n, g, grads);
+    ddp_status s = g ? check_saved_versions(n) : DDP_OK;
+    if (g && s == DDP_OK) s = n->backward(n, g, grads);
     tensor_release(g);
     for (int i = 0; i < n->n_edges; i++) {
         ag_edge *e = &n->edges[i];
@@ -367,7 +420,13 @@ ddp_status ag_backward(tensor *root, const tensor *grad, bool retain_graph) {
         return DDP_FAIL(DDP_ERR_ARG,
                         "backward: element 0 of tensors does not require grad and does not "
                         "have a grad_fn (was it computed under torch.no_grad, from tensors "
-                        "without requires_grad=true, or detached?)");
+                        "without requires_grad=true, or detached?)%s",
+                        grad_disabled ? ". Gradients are off right now: torch.no_grad() "
+                                        "called alone turns them off until "
+                                        "torch.set_grad_enabled(true); to turn them off for a "
+                                        "few lines, write torch.no_grad(function() ... end) or "
+                                        "`local _ <close> = torch.no_grad()` in a block"
+                                      : "");
     tensor *g;
     DDP_CHECK(root_grad(root, grad, &g));
     if (!root->grad_fn) { /* backward on a leaf: its grad is just g */

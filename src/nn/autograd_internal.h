@@ -43,7 +43,12 @@ struct ag_node {
     int n_edges;
     ag_edge *edges;
     tensor *saved[AG_MAX_SAVED]; /* owned references, released after backward */
-    bool has_saved;              /* some tensor was saved (so a freed graph is an error) */
+    /* the version of each saved tensor's storage when it was saved, and the node that
+     * produced it (NULL for a leaf or a plain tensor): backward refuses to run on a
+     * tensor changed in place since then, naming it as PyTorch does */
+    uint64_t saved_version[AG_MAX_SAVED];
+    const char *saved_from[AG_MAX_SAVED];
+    bool has_saved; /* some tensor was saved (so a freed graph is an error) */
     bool freed;                  /* saved tensors were released by a backward pass */
     /* op parameters, meaning per op */
     int op;
@@ -75,9 +80,14 @@ bool ag_any_requires_grad(const tensor *const *inputs, int n);
 ddp_status ag_record(const char *name, ag_backward_fn backward, const tensor *const *inputs, int n,
                      tensor *out, ag_node **node);
 
-/* Saves a new reference to t in slot i (t may be an input; never the op's output). */
+/* Saves a new reference to t in slot i (t may be an input; never the op's output), with
+ * the version of its storage: if t is changed in place before the backward pass runs,
+ * that pass fails, as PyTorch's does. Save only what the backward formula reads for the
+ * inputs that need a gradient (as PyTorch does), so that changing a tensor that no
+ * gradient depends on is no error. */
 void ag_save(ag_node *node, int slot, const tensor *t);
-/* Saves a detached alias of the op's output in slot i. Can fail (allocation). */
+/* Saves a detached alias of the op's output in slot i (versioned as ag_save). Can fail
+ * (allocation). */
 ddp_status ag_save_output(ag_node *node, int slot, const tensor *out);
 
 /* Releases one reference to a node (NULL-safe). */

@@ -8,6 +8,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* PyTorch's default ignore_index: a target of -100 contributes nothing. */
@@ -72,15 +73,36 @@ static ddp_status mse_backward(ag_node *n, const tensor *g, tensor **gi) {
 
 ddp_status ag_mse_loss(const tensor *input, const tensor *target, loss_reduction r, tensor **out) {
     *out = NULL;
-    char a[64], b[64];
-    if (!tensor_same_shape(input, target))
+    char a[64], b[64], args[96];
+    if (target->dtype == DTYPE_INT64 || target->dtype == DTYPE_BOOL)
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "mse_loss: the target is %s %s, but MSELoss compares floating point "
+                        "values: pass target:float() (class labels? nn.CrossEntropyLoss takes "
+                        "them as int64)",
+                        dtype_name(target->dtype), tensor_shape_str(target, b, sizeof b));
+    if (!tensor_same_shape(input, target)) {
+        tensor_shape_str(input, a, sizeof a);
+        tensor_shape_str(target, b, sizeof b);
+        if (tensor_numel(input) != tensor_numel(target))
+            return DDP_FAIL(DDP_ERR_ARG,
+                            "mse_loss: input %s and target %s have different shapes; they must "
+                            "match exactly, and with %lld and %lld elements no reshape can make "
+                            "them (does the model's last layer give as many outputs as each "
+                            "target has?)",
+                            a, b, (long long)tensor_numel(input), (long long)tensor_numel(target));
+        /* the sizes as view's arguments: "4, 5" */
+        size_t len = 0;
+        args[0] = '\0';
+        for (int d = 0; d < input->ndim && len < sizeof args; d++)
+            len += (size_t)snprintf(args + len, sizeof args - len, "%s%lld", d ? ", " : "",
+                                    (long long)input->sizes[d]);
         return DDP_FAIL(DDP_ERR_ARG,
                         "mse_loss: input %s and target %s have different shapes; they must "
                         "match exactly (PyTorch would broadcast them with a warning, which is "
                         "almost always a bug: reshape one of them, e.g. target:view(%s))",
-                        tensor_shape_str(input, a, sizeof a), tensor_shape_str(target, b, sizeof b),
-                        a);
-    if (!dtype_is_float(input->dtype) || !dtype_is_float(target->dtype))
+                        a, b, args);
+    }
+    if (!dtype_is_float(input->dtype))
         return DDP_FAIL(DDP_ERR_ARG,
                         "mse_loss: input and target must be floating point tensors (got %s "
                         "and %s); convert with :float()",

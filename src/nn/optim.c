@@ -6,6 +6,15 @@
 
 #include <math.h>
 
+/* Counts the step's in-place writes in the version counters (tensor.h), as PyTorch's
+ * p.add_() does: a graph that saved the parameter before the step then refuses to run
+ * backward with the new values. */
+static void count_writes(tensor *param, tensor *buf1, tensor *buf2) {
+    tensor_bump_version(param);
+    tensor_bump_version(buf1);
+    tensor_bump_version(buf2);
+}
+
 /* All tensors of one step: contiguous CPU float tensors of the same shape and dtype. */
 static ddp_status check_same(const char *op, const char *what, const tensor *param,
                              const tensor *t) {
@@ -54,6 +63,7 @@ ddp_status sgd_step(tensor *param, const tensor *grad, tensor *momentum_buf, dou
             }
             p[i] -= flr * d;
         }
+        count_writes(param, momentum != 0.0 ? momentum_buf : NULL, NULL);
         return DDP_OK;
     }
     double *p = tensor_data(param), *buf = momentum != 0.0 ? tensor_data(momentum_buf) : 0;
@@ -67,6 +77,7 @@ ddp_status sgd_step(tensor *param, const tensor *grad, tensor *momentum_buf, dou
         }
         p[i] -= lr * d;
     }
+    count_writes(param, momentum != 0.0 ? momentum_buf : NULL, NULL);
     return DDP_OK;
 }
 
@@ -106,6 +117,7 @@ ddp_status adam_step(tensor *param, const tensor *grad, tensor *exp_avg, tensor 
             float denom = sqrtf(v[i]) / fbc2 + feps;
             p[i] = pi - fss * (m[i] / denom);
         }
+        count_writes(param, exp_avg, exp_avg_sq);
         return DDP_OK;
     }
     double *p = tensor_data(param), *m = tensor_data(exp_avg), *v = tensor_data(exp_avg_sq);
@@ -119,5 +131,6 @@ ddp_status adam_step(tensor *param, const tensor *grad, tensor *exp_avg, tensor 
         double denom = sqrt(v[i]) / bc2_sqrt + eps;
         p[i] = pi - step_size * (m[i] / denom);
     }
+    count_writes(param, exp_avg, exp_avg_sq);
     return DDP_OK;
 }

@@ -4,7 +4,8 @@
  * state tensors, in a single loop over the elements (the Lua optimizer classes in
  * lua/optim.lua own the per-parameter state and call these). All tensors of one call
  * must be contiguous float tensors of the same shape, dtype and device; DDP_ERR_ARG
- * otherwise. Cannot fail for valid arguments. */
+ * otherwise. Cannot fail for valid arguments. Each step counts one in-place write in the
+ * version counter of the parameter and of its state tensors (tensor_bump_version). */
 #ifndef DDP_NN_OPTIM_H
 #define DDP_NN_OPTIM_H
 

@@ -651,7 +651,8 @@ int repl_run(driver *d) {
     }
     setup_editline(&r);
     install_sigint(d);
-    driver_set_quiet_report(d, QUIET_AFTER_S, on_quiet, &r);
+    if (r.el) /* for someone at a terminal, who can press Ctrl-C; piped input is not */
+        driver_set_quiet_report(d, QUIET_AFTER_S, on_quiet, &r);
     if (r.el)
         printf("ddplab %s on %d rank%s. :help for help, Ctrl-D to quit.\n", DDPLAB_VERSION, r.world,
                r.world == 1 ? "" : "s");

@@ -209,6 +209,7 @@ static ddp_status storage_new(size_t nbytes, storage **out) {
     s->device = DEVICE_CPU_VALUE;
     s->nbytes = nbytes;
     s->data = (char *)s + STORAGE_HEADER_BYTES;
+    s->version = 0; /* a cached block keeps its old header bytes */
     *out = s;
     return DDP_OK;
 }
@@ -312,7 +313,7 @@ ddp_status tensor_zeros(const int64_t *sizes, int ndim, dtype dt, device dev, te
 ddp_status tensor_full(const int64_t *sizes, int ndim, dtype dt, device dev, double value,
                        tensor **out) {
     DDP_CHECK(tensor_empty(sizes, ndim, dt, dev, out));
-    return tensor_fill_(*out, value);
+    return tensor_fill_fresh(*out, value);
 }
 
 ddp_status tensor_from_data(const void *data, const int64_t *sizes, int ndim, dtype dt,
@@ -345,6 +346,16 @@ void tensor_release(tensor *t) {
     tensor_release(t->grad);
     if (t->grad_fn && --t->grad_fn->refcount == 0) t->grad_fn->destroy(t->grad_fn);
     free(t);
+}
+
+/* ---- the version counter ------------------------------------------------------------ */
+
+void tensor_bump_version(tensor *t) {
+    if (t && t->storage) t->storage->version++;
+}
+
+uint64_t tensor_version(const tensor *t) {
+    return t->storage->version;
 }
 
 /* ---- inspection ------------------------------------------------------------------ */
@@ -520,7 +531,7 @@ ddp_status tensor_contiguous(const tensor *t, tensor **out) {
 
 ddp_status tensor_clone(const tensor *t, tensor **out) {
     DDP_CHECK(tensor_empty_like(t, out));
-    ddp_status s = tensor_copy_(*out, t);
+    ddp_status s = tensor_copy_fresh(*out, t);
     if (s != DDP_OK) {
         tensor_release(*out);
         *out = NULL;
@@ -562,7 +573,7 @@ static void copy_row(dtype dd, void *dbase, int64_t doff, int64_t dstride, dtype
         tensor_store(dd, dbase, doff + i * dstride, tensor_load(sd, sbase, soff + i * sstride));
 }
 
-ddp_status tensor_copy_(tensor *dst, const tensor *src) {
+ddp_status tensor_copy_fresh(tensor *dst, const tensor *src) {
     DDP_CHECK(tensor_check_cpu("copy_", dst));
     DDP_CHECK(tensor_check_writable("copy_", dst));
     DDP_CHECK(tensor_check_cpu("copy_", src));
@@ -588,7 +599,7 @@ ddp_status tensor_to_dtype(const tensor *t, dtype dt, tensor **out) {
     }
     tensor *r;
     DDP_CHECK(tensor_empty(t->sizes, t->ndim, dt, t->storage->device, &r));
-    ddp_status s = tensor_copy_(r, t);
+    ddp_status s = tensor_copy_fresh(r, t);
     if (s != DDP_OK) {
         tensor_release(r);
         return s;
@@ -597,7 +608,13 @@ ddp_status tensor_to_dtype(const tensor *t, dtype dt, tensor **out) {
     return DDP_OK;
 }
 
-ddp_status tensor_fill_(tensor *t, double value) {
+ddp_status tensor_copy_(tensor *dst, const tensor *src) {
+    DDP_CHECK(tensor_copy_fresh(dst, src));
+    tensor_bump_version(dst);
+    return DDP_OK;
+}
+
+ddp_status tensor_fill_fresh(tensor *t, double value) {
     DDP_CHECK(tensor_check_cpu("fill_", t));
     DDP_CHECK(tensor_check_writable("fill_", t));
     const int64_t *strides[1] = {t->strides};
@@ -624,6 +641,12 @@ ddp_status tensor_fill_(tensor *t, double value) {
         }
         tensor_iter_next_row(&it);
     }
+    return DDP_OK;
+}
+
+ddp_status tensor_fill_(tensor *t, double value) {
+    DDP_CHECK(tensor_fill_fresh(t, value));
+    tensor_bump_version(t);
     return DDP_OK;
 }
 

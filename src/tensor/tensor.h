@@ -9,7 +9,8 @@
  * - `out` receives a NEW reference the caller owns (release it with tensor_release); on
  *   failure `*out` is left NULL, nothing leaks, and the message (learner's words, naming
  *   the op and the shapes) is in ddp_last_error().
- * - inputs are borrowed; functions ending in `_` modify their first argument in place.
+ * - inputs are borrowed; functions ending in `_` modify their first argument in place
+ *   and count one write in its storage's version counter (tensor_bump_version).
  * - dimensions may be negative (counted from the end, as in PyTorch) wherever a `dim` is
  *   taken; they are checked and normalised by tensor_wrap_dim.
  * - binary ops broadcast with PyTorch's rules and promote dtypes as PyTorch does
@@ -61,6 +62,10 @@ typedef struct storage {
     device device;
     size_t nbytes;
     void *data; /* host memory for DEVICE_CPU; device memory for DEVICE_CUDA */
+    /* Autograd's version counter, as PyTorch's `t._version`: it counts the in-place
+     * writes to these bytes, so that a backward pass can tell that a tensor it saved was
+     * changed after the forward pass used it (src/nn/autograd.c). Shared by every view. */
+    uint64_t version;
 } storage;
 
 /* The header every autograd node starts with, so that a tensor can drop its reference
@@ -108,6 +113,17 @@ tensor *tensor_retain(tensor *t);
 /* Drops a reference; frees the tensor (and its storage, grad and grad_fn references)
  * when it was the last. NULL-safe. Cannot fail. */
 void tensor_release(tensor *t);
+
+/* ---- the version counter (see struct storage) ------------------------------------- */
+
+/* Counts one in-place write to t's storage. Every function of this layer whose name
+ * ends in `_` calls it (once per call, after writing); code outside this layer that
+ * writes a tensor's memory itself must call it after writing: the optimizer steps
+ * (src/nn/optim.c) and the collectives that receive into a tensor (src/dist).
+ * NULL-safe. Cannot fail. */
+void tensor_bump_version(tensor *t);
+/* The number of in-place writes to t's storage so far (0 for a new tensor). */
+uint64_t tensor_version(const tensor *t);
 
 /* ---- inspection ------------------------------------------------------------------ */
 

@@ -92,8 +92,14 @@ static ddp_status fill_begin(const char *op, tensor *t, dtype want, tensor **buf
     return tensor_empty(t->sizes, t->ndim, want, DEVICE_CPU_VALUE, buf);
 }
 
+/* Ends a random fill: copies the temporary into t, and counts the one write to t's
+ * version either way (tensor_copy_ counts it when it runs). */
 static ddp_status fill_finish(tensor *t, tensor *buf) {
-    ddp_status s = buf == t ? DDP_OK : tensor_copy_(t, buf);
+    ddp_status s = DDP_OK;
+    if (buf == t)
+        tensor_bump_version(t);
+    else
+        s = tensor_copy_(t, buf);
     tensor_release(buf);
     return s;
 }

@@ -532,7 +532,9 @@ ddp_status tensor_binary_(binary_op op, tensor *a, const tensor *b) {
                         name, tensor_shape_str(b, bb, sizeof bb),
                         tensor_shape_str(a, ba, sizeof ba));
     }
-    return binary_into(op, binary_compute_dtype(op, promote_operands(a, b)), a, a, b);
+    DDP_CHECK(binary_into(op, binary_compute_dtype(op, promote_operands(a, b)), a, a, b));
+    tensor_bump_version(a);
+    return DDP_OK;
 }
 
 ddp_status tensor_binary_scalar_(binary_op op, tensor *a, double s) {
@@ -583,6 +585,7 @@ ddp_status tensor_add_scaled_(tensor *a, const tensor *b, double alpha) {
         }
         tensor_iter_next_row(&it);
     }
+    tensor_bump_version(a);
     return DDP_OK;
 }
 

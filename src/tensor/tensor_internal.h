@@ -53,6 +53,14 @@ void tensor_load_row_int64(dtype dt, const void *base, int64_t off, int64_t stri
 void tensor_store_row_int64(dtype dt, void *base, int64_t off, int64_t stride, const int64_t *src,
                             int64_t n);
 
+/* tensor_copy_, tensor_fill_ and tensor_gemm_ without counting a version: for filling
+ * a tensor that an op has just made for its result and nobody else has seen yet, so
+ * that a new tensor starts at version 0, as in PyTorch (see tensor_bump_version). */
+ddp_status tensor_copy_fresh(tensor *dst, const tensor *src);
+ddp_status tensor_fill_fresh(tensor *t, double value);
+ddp_status tensor_gemm_fresh(bool ta, bool tb, double alpha, const tensor *a, const tensor *b,
+                             double beta, tensor *c);
+
 /* DDP_ERR_UNSUPPORTED for a CUDA tensor (this build has no CUDA); names `op`. */
 ddp_status tensor_check_cpu(const char *op, const tensor *t);
 /* DDP_ERR_ARG when an op that computes `result` would store it in place into a tensor of

@@ -76,8 +76,8 @@ static void gemm_int64(bool ta, bool tb, int64_t alpha, const tensor *a, const t
     }
 }
 
-ddp_status tensor_gemm_(bool ta, bool tb, double alpha, const tensor *a, const tensor *b,
-                        double beta, tensor *c) {
+ddp_status tensor_gemm_fresh(bool ta, bool tb, double alpha, const tensor *a, const tensor *b,
+                             double beta, tensor *c) {
     char sa[128], sb[128], sc[128];
     DDP_CHECK(tensor_check_cpu("gemm", a));
     DDP_CHECK(tensor_check_cpu("gemm", b));
@@ -109,7 +109,7 @@ ddp_status tensor_gemm_(bool ta, bool tb, double alpha, const tensor *a, const t
         return DDP_OK;
     }
     if (k == 0) { /* BLAS may reject ld of an empty operand; the product is zero */
-        if (beta == 0) return tensor_fill_(c, 0);
+        if (beta == 0) return tensor_fill_fresh(c, 0);
         return tensor_binary_scalar_(BINARY_MUL, c, beta);
     }
     blas_operand oa, ob;
@@ -131,6 +131,14 @@ ddp_status tensor_gemm_(bool ta, bool tb, double alpha, const tensor *a, const t
                     ob.ld, beta, tensor_data(c), (int)n);
     tensor_release(oa.owned);
     tensor_release(ob.owned);
+    return DDP_OK;
+}
+
+ddp_status tensor_gemm_(bool ta, bool tb, double alpha, const tensor *a, const tensor *b,
+                        double beta, tensor *c) {
+    uint64_t version = c->storage->version; /* one write, even where k == 0 scaled c */
+    DDP_CHECK(tensor_gemm_fresh(ta, tb, alpha, a, b, beta, c));
+    c->storage->version = version + 1;
     return DDP_OK;
 }
 
@@ -167,7 +175,7 @@ ddp_status tensor_mm(const tensor *a, const tensor *b, tensor **out) {
     int64_t sizes[2] = {a->sizes[0], b->sizes[1]};
     tensor *r;
     DDP_CHECK(tensor_empty(sizes, 2, a->dtype, a->storage->device, &r));
-    ddp_status s = tensor_gemm_(false, false, 1.0, a, b, 0.0, r);
+    ddp_status s = tensor_gemm_fresh(false, false, 1.0, a, b, 0.0, r);
     if (s != DDP_OK) {
         tensor_release(r);
         return s;
@@ -232,7 +240,7 @@ static ddp_status matmul_batched(const tensor *a, const tensor *b, tensor **out)
             boff += idx * bstr[d];
         }
         ha.offset = aoff, hb.offset = boff, hc.offset = i * n * m;
-        ddp_status s = tensor_gemm_(false, false, 1.0, &ha, &hb, 0.0, &hc);
+        ddp_status s = tensor_gemm_fresh(false, false, 1.0, &ha, &hb, 0.0, &hc);
         if (s != DDP_OK) {
             tensor_release(r);
             return s;
@@ -324,8 +332,8 @@ ddp_status tensor_linear(const tensor *x, const tensor *w, const tensor *b, tens
     int64_t sizes[2] = {x2->sizes[0], nout};
     tensor *r = NULL;
     ddp_status s = tensor_empty(sizes, 2, x->dtype, x->storage->device, &r);
-    if (s == DDP_OK && b) s = tensor_copy_(r, b); /* bias rows, then one GEMM adds x @ w^T */
-    if (s == DDP_OK) s = tensor_gemm_(false, true, 1.0, x2, w, b ? 1.0 : 0.0, r);
+    if (s == DDP_OK && b) s = tensor_copy_fresh(r, b); /* bias rows, then one GEMM adds x @ w^T */
+    if (s == DDP_OK) s = tensor_gemm_fresh(false, true, 1.0, x2, w, b ? 1.0 : 0.0, r);
     tensor_release(x2);
     if (s != DDP_OK || x->ndim == 2) {
         if (s != DDP_OK)
@@ -385,7 +393,7 @@ ddp_status tensor_cat(tensor *const *ts, int n, int64_t dim, tensor **out) {
         tensor part = *r; /* a stack view of r's slice [at, at + size) along d */
         part.sizes[d] = ts[i]->sizes[d];
         part.offset = at * r->strides[d];
-        ddp_status s = tensor_copy_(&part, ts[i]);
+        ddp_status s = tensor_copy_fresh(&part, ts[i]);
         if (s != DDP_OK) {
             tensor_release(r);
             return s;
@@ -427,7 +435,7 @@ ddp_status tensor_stack(tensor *const *ts, int n, int64_t dim, tensor **out) {
     for (int i = 0; i < n; i++) {
         tensor part;
         slice_header(r, d, i, &part);
-        ddp_status s = tensor_copy_(&part, ts[i]);
+        ddp_status s = tensor_copy_fresh(&part, ts[i]);
         if (s != DDP_OK) {
             tensor_release(r);
             return s;
@@ -468,7 +476,7 @@ ddp_status tensor_index_select(const tensor *t, int64_t dim, const tensor *index
         tensor src, dst;
         slice_header(t, d, tensor_get_int64(index, i), &src);
         slice_header(r, d, i, &dst);
-        ddp_status s = tensor_copy_(&dst, &src);
+        ddp_status s = tensor_copy_fresh(&dst, &src);
         if (s != DDP_OK) {
             tensor_release(r);
             return s;

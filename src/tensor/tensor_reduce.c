@@ -328,7 +328,7 @@ ddp_status tensor_max_dim(const tensor *t, int64_t dim, bool keepdim, bool is_mi
         return s;
     }
     if (t->ndim == 0) {
-        tensor_copy_(v, t);
+        tensor_copy_fresh(v, t);
         ((int64_t *)ix->storage->data)[0] = 0;
     } else {
         extreme_along(t, d, is_min, v, ix);

@@ -199,6 +199,7 @@ ddp_status tensor_unary_(unary_op op, tensor *a) {
     DDP_CHECK(
         tensor_check_inplace_dtype(unary_op_name(op), unary_result_dtype(op, a->dtype), a->dtype));
     unary_into(op, a, a);
+    tensor_bump_version(a);
     return DDP_OK;
 }
 
@@ -273,5 +274,6 @@ ddp_status tensor_clamp_(tensor *a, bool has_lo, double lo, bool has_hi, double 
     DDP_CHECK(tensor_check_inplace_dtype("clamp", clamp_result_dtype(a, has_lo, lo, has_hi, hi),
                                          a->dtype));
     clamp_into(a, a, has_lo, lo, has_hi, hi);
+    tensor_bump_version(a);
     return DDP_OK;
 }

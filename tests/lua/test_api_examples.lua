@@ -521,7 +521,7 @@ print(err)
 tensor([ 0.9000, -0.9000], requires_grad=True)
 1	tensor([ 0.2000, -0.2000])	0.1
 0.01
-example.lua:10: SGD: lr is required, e.g. optim.SGD(model:parameters(), {lr=0.01})
+example.lua:10: SGD: lr is required: parameter group didn't specify a value of required optimization parameter lr; give it in the options, e.g. optim.SGD(model:parameters(), {lr=0.01})
 ]==])
 
 -- ---- REPL transcripts on 4 ranks ----------------------------------------------------------

@@ -5,7 +5,7 @@
 local T = require "support"
 
 T.test("wrong argument types are Lua argument errors", function()
-  T.raises(function() torch.mm({}, torch.zeros(2, 2)) end, "bad argument #1 to 'mm' (tensor expected, got table)")
+  T.raises(function() torch.mm({}, torch.zeros(2, 2)) end, "bad argument #1 to 'mm' (tensor expected, got table")
   T.raises(function() torch.zeros(2, 2):mm(5) end, "tensor expected, got number")
   T.raises(function() torch.zeros("a") end, "bad argument #1 to 'zeros'")
   T.raises(function() torch.add(torch.zeros(2), "x") end, "tensor or number expected")
@@ -211,6 +211,146 @@ T.test("every torch function and Tensor method survives wrong arguments", functi
   end
   collectgarbage()
   T.is_true(failures > 1000, "the sweep reached the error paths (" .. failures .. " errors)")
+end)
+
+-- ---- beginners' mistakes: Python habits typed into Lua ---------------------------------
+-- Each must fail with a message that says what to type instead, positioned at the
+-- learner's line, never "attempt to index a nil value (local 'self')" from lua/nn.lua.
+
+-- Raises like T.raises, and checks the error points at this file and not at the library.
+local function learner_error(fn, text)
+  local err = T.raises(fn, text)
+  T.is_true(err:find("test_errors.lua:%d+:") ~= nil, "not at the learner's line: " .. err)
+  T.is_true(err:find("nn.lua", 1, true) == nil and err:find("optim.lua", 1, true) == nil,
+            "names the library: " .. err)
+  T.is_true(err:find("attempt to", 1, true) == nil, "a raw Lua error: " .. err)
+  return err
+end
+
+T.test("tensor methods called with a dot say to use a colon", function()
+  local t, x = torch.ones(2, 2, {requires_grad = true}), torch.zeros(4, 5)
+  local loss = (t * 2):sum()
+  learner_error(function() loss.backward() end,
+                "backward: call it as t:backward(), with a colon (in Lua, t.backward() passes no tensor)")
+  learner_error(function() t.sum() end, "sum: call it as t:sum(), with a colon")
+  learner_error(function() t.size() end, "size: call it as t:size(), with a colon")
+  learner_error(function() t.item() end, "item: call it as t:item()")
+  learner_error(function() t.zero_() end, "zero_: call it as t:zero_()")
+  learner_error(function() t.free() end, "free: call it as t:free()")
+  -- an argument came where the tensor goes: a Lua argument error that names the colon
+  learner_error(function() x.view(4, 5) end,
+                "bad argument #1 to 'view' (tensor expected, got number; a method is called with a colon: t:view(...))")
+  learner_error(function() x.mul(2) end, "a method is called with a colon: t:mul(...)")
+  -- the tensor came as the only argument of a two-operand method
+  learner_error(function() x.add(x) end,
+                "add: missing an operand; call it as t:add(other), with a colon (in Lua, t.add(other) passes only other)")
+  learner_error(function() t.mm(t) end, "mm: missing an operand; call it as t:mm(other)")
+  learner_error(function() x.copy_(x) end, "copy_: missing an operand")
+  -- written with a colon, a missing operand stays a plain argument error
+  T.raises(function() x:add() end, "bad argument #1 to 'add' (tensor or number expected, got no value)")
+  T.raises(function() t:mm() end, "bad argument #1 to 'mm' (tensor expected, got no value)")
+  -- released tensors still say so
+  local r = torch.ones(1)
+  r:free()
+  T.raises(function() r:sum() end, "released")
+  r:free() -- twice is harmless
+end)
+
+T.test("module, loss and optimizer methods called with a dot say to use a colon", function()
+  local model = nn.Sequential(nn.Linear(5, 10), nn.ReLU(), nn.Linear(10, 5))
+  local criterion = nn.MSELoss()
+  local opt = optim.Adam(model:parameters(), {lr = 0.001})
+  learner_error(function() model.state_dict() end,
+                "state_dict: call it as model:state_dict(), with a colon (in Lua, model.state_dict() passes no module)")
+  learner_error(function() model.parameters() end, "parameters: call it as model:parameters(), with a colon")
+  learner_error(function() model.named_parameters() end, "call it as model:named_parameters()")
+  learner_error(function() model.zero_grad() end, "call it as model:zero_grad()")
+  learner_error(function() model.train() end, "call it as model:train()")
+  learner_error(function() model.eval() end, "call it as model:eval()")
+  learner_error(function() model.load_state_dict(model:state_dict()) end,
+                "call it as model:load_state_dict(sd), with a colon")
+  learner_error(function() model.forward(torch.zeros(2, 5)) end,
+                "forward: call it as model(x), or model:forward(x) with a colon (in Lua, model.forward(x) passes no module: a tensor came in its place)")
+  learner_error(function() model[0].forward(torch.zeros(2, 5)) end, "forward: call it as model(x)")
+  learner_error(function() model[1].forward(torch.zeros(2, 5)) end, "forward: call it as model(x)")
+  learner_error(function() criterion.forward(torch.zeros(2), torch.zeros(2)) end,
+                "forward: call it as criterion(output, target)")
+  learner_error(function() opt.step() end,
+                "step: call it as opt:step(), with a colon (in Lua, opt.step() passes no optimizer)")
+  learner_error(function() opt.zero_grad() end, "zero_grad: call it as opt:zero_grad(), with a colon")
+  learner_error(function() opt.state_dict() end, "call it as opt:state_dict()")
+  learner_error(function() nn.Module.extend("Net") end, "nn.Module:extend(\"Net\")")
+  -- a user's own class gets the same for the inherited methods
+  local Net = nn.Module:extend("Net")
+  function Net:__init() self.fc1 = nn.Linear(2, 2) end
+  local net = Net()
+  learner_error(function() net.parameters() end, "call it as model:parameters()")
+  -- and the colon forms all still work
+  T.eq(#model:parameters(), 4)
+  T.eq(#net:parameters(), 2)
+  opt:zero_grad()
+  criterion(model(torch.zeros(2, 5)), torch.zeros(2, 5)):backward()
+  opt:step()
+end)
+
+T.test("optimizer options: what to type instead", function()
+  local model = nn.Linear(5, 2)
+  local params = model:parameters()
+  learner_error(function() optim.Adam(params, 0.001) end,
+                "Adam: options go in a table by name: optim.Adam(model:parameters(), {lr=0.001})")
+  learner_error(function() optim.SGD(params, 0.1) end, "optim.SGD(model:parameters(), {lr=0.1})")
+  learner_error(function() optim.Adam(params, {0.001}) end, "options go in a table by name, e.g. {lr=0.001}")
+  learner_error(function() optim.Adam(params, "fast") end, "the second argument is a table of options")
+  learner_error(function() optim.Adam(params, {learning_rate = 0.01}) end,
+                "Adam: unknown option 'learning_rate' (Adam takes amsgrad, betas, eps, lr, weight_decay); did you mean 'lr'?")
+  learner_error(function() optim.Adam(params, {lr = "0.01"}) end, "Adam: option 'lr' must be a number, got a string")
+  learner_error(function() optim.Adam(params, {betas = 0.9}) end,
+                "option 'betas' must be a list of two numbers, e.g. {0.9, 0.999}")
+  learner_error(function() optim.SGD(params, {lr = 0.1, nesterov = 1}) end, "option 'nesterov' must be a boolean")
+  -- missing lr: PyTorch's words, then what to type
+  learner_error(function() optim.SGD(params) end,
+                "SGD: lr is required: parameter group didn't specify a value of required optimization parameter lr; " ..
+                "give it in the options, e.g. optim.SGD(model:parameters(), {lr=0.01})")
+  -- what comes as params
+  learner_error(function() optim.Adam(model.parameters, {lr = 0.1}) end, "got a function; call it")
+  learner_error(function() optim.Adam(model, {lr = 0.1}) end, "got a module; pass its parameters")
+  learner_error(function() optim.Adam({lr = 0.1}) end, "the first argument is the list of parameters")
+  learner_error(function() optim.Adam(model.weight, {lr = 0.1}) end, "got one tensor; put it in a list")
+  learner_error(function() optim.Adam({}, {lr = 0.1}) end, "optimizer got an empty parameter list")
+end)
+
+T.test("nn constructors: missing and wrong arguments", function()
+  learner_error(function() nn.Linear(5) end,
+                "Linear: __init__() missing 1 required positional argument: 'out_features'; give both sizes, e.g. nn.Linear(5, 10)")
+  learner_error(function() nn.Linear() end,
+                "missing 2 required positional arguments: 'in_features' and 'out_features'")
+  learner_error(function() nn.Linear({5, 10}) end, "expected integer sizes, e.g. nn.Linear(5, 10); got nn.Linear(table, nil)")
+  learner_error(function() nn.Linear(5.5, 10) end, "got nn.Linear(5.5, 10)")
+  learner_error(function() nn.MSELoss("sum") end, "MSELoss: options go in a table, e.g. nn.MSELoss({reduction = \"sum\"})")
+  learner_error(function() nn.CrossEntropyLoss({reduction = "avg"}) end,
+                "CrossEntropyLoss: reduction must be \"mean\", \"sum\" or \"none\", got \"avg\"")
+  T.eq(nn.MSELoss({reduction = "sum"}).reduction, "sum")
+end)
+
+T.test("loss mistakes: shapes as view arguments, integer labels", function()
+  local criterion = nn.MSELoss()
+  local out = torch.zeros(4, 2)
+  -- same number of elements: the suggestion is valid Lua
+  local err = learner_error(function() criterion(out, torch.zeros(8)) end,
+                            "mse_loss: input (4x2) and target (8) have different shapes")
+  T.is_true(err:find("target:view(4, 2))", 1, true) ~= nil, err)
+  local fixed = torch.zeros(8):view(4, 2) -- and it works as suggested
+  T.eq(criterion(out, fixed):item(), 0.0)
+  -- different counts: no reshape can help, and the message does not suggest one
+  err = learner_error(function() criterion(out, torch.zeros(4)) end, "no reshape can make them")
+  T.is_true(err:find("view(", 1, true) == nil, err)
+  -- integer labels
+  learner_error(function() criterion(out, torch.tensor({0, 1, 1, 0})) end,
+                "mse_loss: the target is int64 (4), but MSELoss compares floating point values: pass target:float() " ..
+                "(class labels? nn.CrossEntropyLoss takes them as int64)")
+  -- model(x) with the wrong feature size stays as it was
+  learner_error(function() nn.Linear(5, 10)(torch.zeros(3, 4)) end,
+                "linear: input (3x4) and weight (10x5): in_features 4 and 5 differ")
 end)
 
 T.done()

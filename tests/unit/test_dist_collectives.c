@@ -225,8 +225,7 @@ static int reduce_scatter_ranks(int rank, int size) {
         fl[i] = buf1(fin[i], DTYPE_FLOAT32, COUNT);
     }
     CHILD_CHECK(pg_reduce_scatter(NULL, &fb, fl, size, COMM_AVG) == DDP_OK);
-    for (int k = 0; k < COUNT; k++)
-        CHILD_CHECK(fout[k] == (float)((size - 1) / 2.0 + rank + k));
+    for (int k = 0; k < COUNT; k++) CHILD_CHECK(fout[k] == (float)((size - 1) / 2.0 + rank + k));
     pg_chunk_end();
     return 0;
 }
