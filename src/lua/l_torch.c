@@ -555,7 +555,12 @@ static int l_grad_guard_close(lua_State *L) {
 }
 
 /* Runs fn(...) with grad mode `on`, restoring the mode even when fn raises. Without fn,
- * sets the mode and returns a guard for `local _ <close> = torch.no_grad()`. */
+ * sets the mode and returns a guard for `local _ <close> = torch.no_grad()`. Called
+ * alone (`torch.no_grad()` as a statement, a habit from Python's `with`), it therefore
+ * leaves the mode set until torch.set_grad_enabled(true): a call cannot tell whether its
+ * result goes into a <close> variable, and refusing the bare form would break that one.
+ * The surprise is caught where it shows: a backward pass that finds nothing to
+ * differentiate while gradients are off says so and what to type (ag_backward). */
 static int l_with_grad_mode(lua_State *L, int on) {
     int previous = grad_mode_enabled();
     if (lua_isnoneornil(L, 1)) {

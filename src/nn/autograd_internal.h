@@ -49,7 +49,7 @@ struct ag_node {
     uint64_t saved_version[AG_MAX_SAVED];
     const char *saved_from[AG_MAX_SAVED];
     bool has_saved; /* some tensor was saved (so a freed graph is an error) */
-    bool freed;                  /* saved tensors were released by a backward pass */
+    bool freed;     /* saved tensors were released by a backward pass */
     /* op parameters, meaning per op */
     int op;
     double scalar;

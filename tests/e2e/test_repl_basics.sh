@@ -5,33 +5,8 @@
 # as [0-3] and differing output per rank, :on changing the prompt and the targets,
 # :ranks, :show, an unknown command, Ctrl-D leaving with status 0 and no rank left
 # running, the history file and the transcript.
-set -u
-: "${DDPLAB:?set DDPLAB to the ddplab binary}"
-command -v tmux >/dev/null || { echo "FAIL: tmux is needed (scripts/install-deps.sh)"; exit 1; }
+. "$(dirname "$0")/tmux_lib.sh"
 
-WORK=$(mktemp -d)
-SOCK="ddplab-e2e-$$"
-cleanup() { tmux -L "$SOCK" kill-server 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-fail() {
-    echo "FAIL: $*"
-    echo "---- screen ----"
-    tmux -L "$SOCK" capture-pane -p -S - 2>/dev/null
-    exit 1
-}
-screen() { tmux -L "$SOCK" capture-pane -p -S -; }
-# Polls the screen (bounded: about 30 s, generous for a loaded machine) until it holds the fixed string $1.
-wait_for() {
-    for _ in $(seq 300); do
-        screen | grep -qF -- "$1" && return 0
-        sleep 0.1
-    done
-    fail "waited for: $1"
-}
-# How many screen lines hold the fixed string $1.
-count() { screen | grep -cF -- "$1"; }
-send() { tmux -L "$SOCK" send-keys -l -- "$1"; tmux -L "$SOCK" send-keys Enter; }
 # Waits until every earlier line has been answered: the ranks echo a fresh token.
 SYNC=0
 sync_ranks() {
@@ -40,8 +15,7 @@ sync_ranks() {
     wait_for "sync$SYNC"
 }
 
-tmux -L "$SOCK" new-session -d -x 200 -y 50 \
-    "env HOME='$WORK' XDG_STATE_HOME='$WORK/state' NO_COLOR=1 '$DDPLAB' -n 4; echo \$? > '$WORK/status'"
+start_ddplab -n 4
 wait_for "[all]>"
 
 send "=1+1"

@@ -4,36 +4,9 @@
 # the half-typed line; Ctrl-C on the continuation prompt drops the unfinished chunk;
 # Tab completes torch.ze to torch.zeros and :sh to :show; :restart replay brings back
 # what was defined; a long chunk streams its lines; end of input leaves with status 0.
-set -u
-: "${DDPLAB:?set DDPLAB to the ddplab binary}"
-command -v tmux >/dev/null || { echo "FAIL: tmux is needed (scripts/install-deps.sh)"; exit 1; }
+. "$(dirname "$0")/tmux_lib.sh"
 
-WORK=$(mktemp -d)
-SOCK="ddplab-e2e-$$"
-cleanup() { tmux -L "$SOCK" kill-server 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-fail() {
-    echo "FAIL: $*"
-    echo "---- screen ----"
-    tmux -L "$SOCK" capture-pane -p -S - 2>/dev/null
-    exit 1
-}
-screen() { tmux -L "$SOCK" capture-pane -p -S -; }
-# Polls the screen (bounded: about 30 s, generous for a loaded machine) until it holds the fixed string $1.
-wait_for() {
-    for _ in $(seq 300); do
-        screen | grep -qF -- "$1" && return 0
-        sleep 0.1
-    done
-    fail "waited for: $1"
-}
-count() { screen | grep -cF -- "$1"; }
-keys() { tmux -L "$SOCK" send-keys -l -- "$1"; }
-send() { keys "$1"; tmux -L "$SOCK" send-keys Enter; }
-
-tmux -L "$SOCK" new-session -d -x 200 -y 50 \
-    "env HOME='$WORK' XDG_STATE_HOME='$WORK/state' NO_COLOR=1 '$DDPLAB' -n 4; echo \$? > '$WORK/status'"
+start_ddplab -n 4
 wait_for "[all]>"
 
 # Ctrl-C while a chunk runs: every rank is interrupted, the REPL and the states survive.

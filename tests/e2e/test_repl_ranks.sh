@@ -6,46 +6,10 @@
 # chunk that goes quiet for 5 s gets one status line (who waits in which collective, who
 # runs) and :ranks shows the last collective; a collective in a chunk sent with :on to
 # some ranks fails at once, naming the ranks that do not run it.
-set -u
-: "${DDPLAB:?set DDPLAB to the ddplab binary}"
-command -v tmux >/dev/null || { echo "FAIL: tmux is needed (scripts/install-deps.sh)"; exit 1; }
-
-WORK=$(mktemp -d)
-SOCK="ddplab-e2e-ranks-$$"
-cleanup() { tmux -L "$SOCK" kill-server 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-fail() {
-    echo "FAIL: $*"
-    echo "---- screen ----"
-    tmux -L "$SOCK" capture-pane -p -S - 2>/dev/null
-    exit 1
-}
-screen() { tmux -L "$SOCK" capture-pane -p -J -S -; }
-# Polls the screen (bounded: about 30 s, generous for a loaded machine) until it holds
-# the fixed string $1.
-wait_for() {
-    for _ in $(seq 300); do
-        screen | grep -qF -- "$1" && return 0
-        sleep 0.1
-    done
-    fail "waited for: $1"
-}
-count() { screen | grep -cF -- "$1"; }
-# Polls (bounded, as wait_for) until the screen holds the fixed string $1 at least $2 times.
-wait_count() {
-    for _ in $(seq 300); do
-        [ "$(count "$1")" -ge "$2" ] && return 0
-        sleep 0.1
-    done
-    fail "waited for $2 times: $1"
-}
-keys() { tmux -L "$SOCK" send-keys -l -- "$1"; }
-send() { keys "$1"; tmux -L "$SOCK" send-keys Enter; }
+. "$(dirname "$0")/tmux_lib.sh"
 
 # A long collective timeout: the quiet report, not the watchdog, is what is checked here.
-tmux -L "$SOCK" new-session -d -x 220 -y 60 \
-    "env HOME='$WORK' XDG_STATE_HOME='$WORK/state' NO_COLOR=1 '$DDPLAB' -n 3 --collective-timeout 120; echo \$? > '$WORK/status'"
+start_ddplab -n 3 --collective-timeout 120
 wait_for "[all]>"
 
 # 1. Killed inside a chunk that printed nothing: the signal and the rank's last output

@@ -102,7 +102,7 @@ static void test_temporaries_and_failures(void **state) {
     int64_t wrong = 5;
     tensor *w;
     OK(tensor_full(&wrong, 1, DTYPE_FLOAT32, DEVICE_CPU_VALUE, 1.0, &w));
-    assert_int_not_equal(tensor_binary_(BINARY_ADD, a, w), DDP_OK); /* (5) into (3x4) */
+    assert_int_not_equal(tensor_binary_(BINARY_ADD, a, w), DDP_OK);          /* (5) into (3x4) */
     assert_int_not_equal(tensor_binary_scalar_(BINARY_ADD, i, 0.5), DDP_OK); /* float into int */
     assert_int_equal(tensor_version(a), 1);
     assert_int_equal(tensor_version(i), 1);
