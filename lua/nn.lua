@@ -142,6 +142,10 @@ end
 
 -- Class:new(...): an instance with empty registries, then Class.__init(self, ...).
 function Module:new(...)
+  if type(self) ~= "table" or rawget(self, "_instance_mt") == nil then
+    raise("new: call the class to make an instance, e.g. Net(...) or Net:new(...) with a colon " ..
+          "(in Lua, Net.new(...) passes no class)")
+  end
   local inst = setmetatable({
     _parameters = {}, _param_names = {},
     _buffers = {}, _buffer_names = {},
@@ -424,6 +428,7 @@ function Module:extra_repr() return "" end
 
 -- PyTorch's module repr: "Name(extra)" or "Name(\n  (child): ...\n)".
 function Module:__repr()
+  need_module(self, "__repr")
   local lines = {}
   local extra = self:extra_repr()
   local extra_lines = {}
@@ -493,6 +498,7 @@ function Linear:forward(x)
 end
 
 function Linear:extra_repr()
+  need_module(self, "extra_repr")
   return string.format("in_features=%d, out_features=%d, bias=%s", self.in_features,
                        self.out_features, self.bias ~= nil and "True" or "False")
 end
@@ -507,7 +513,12 @@ local function simple(name, forward, init, extra, var, args)
     return forward(self, a, b)
   end
   if init then cls.__init = init end
-  if extra then cls.extra_repr = extra end
+  if extra then
+    cls.extra_repr = function(self)
+      need_module(self, "extra_repr")
+      return extra(self)
+    end
+  end
   nn[name] = cls
   return cls
 end

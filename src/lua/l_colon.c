@@ -11,9 +11,10 @@
 
 #include "lua/l_internal.h"
 
-/* Writes the name of the running C function into buf: its key in the Tensor methods
- * table when it is one (so t.sum, torch.sum and a local alias all give "sum"), else
- * the name the call used. Sets *colon when the call was written `t:name(...)`. */
+/* Writes the name of the running C function into buf: the name the call used when it
+ * is the function's key in the Tensor methods table (t.nelement), else some key of it
+ * there (a local alias `local f = t.sum`), else the name the call used. Sets *colon when
+ * the call was written `t:name(...)`. */
 static void l_running_name(lua_State *L, char *buf, size_t len, int *colon) {
     lua_Debug ar;
     snprintf(buf, len, "this method");
@@ -22,6 +23,15 @@ static void l_running_name(lua_State *L, char *buf, size_t len, int *colon) {
     *colon = ar.namewhat && strcmp(ar.namewhat, "method") == 0;
     if (ar.name) snprintf(buf, len, "%s", ar.name);
     l_push_tensor_methods(L);
+    if (ar.name) {
+        lua_getfield(L, -1, ar.name);
+        int same = lua_rawequal(L, -1, -3);
+        lua_pop(L, 1);
+        if (same) {
+            lua_pop(L, 2); /* the methods table and the function */
+            return;
+        }
+    }
     lua_pushnil(L);
     while (lua_next(L, -2)) {
         if (lua_rawequal(L, -1, -4) && lua_type(L, -2) == LUA_TSTRING) {

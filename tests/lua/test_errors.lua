@@ -256,6 +256,19 @@ T.test("tensor methods called with a dot say to use a colon", function()
   r:free() -- twice is harmless
 end)
 
+T.test("every Tensor method called with a dot names the colon", function()
+  local count = 0
+  for name, f in pairs(torch.Tensor) do
+    -- no arguments at all: t.name()
+    local err = T.raises(function() f() end, "(), with a colon (in Lua, t.", name)
+    T.is_true(err:find(": call it as t:", 1, true) ~= nil, name .. ": " .. err)
+    -- an argument where the tensor goes: t.name(4, 5)
+    T.raises(function() f(4, 5) end, "a method is called with a colon: t:", name)
+    count = count + 1
+  end
+  T.is_true(count > 90, "swept " .. count .. " methods")
+end)
+
 T.test("module, loss and optimizer methods called with a dot say to use a colon", function()
   local model = nn.Sequential(nn.Linear(5, 10), nn.ReLU(), nn.Linear(10, 5))
   local criterion = nn.MSELoss()
@@ -280,6 +293,19 @@ T.test("module, loss and optimizer methods called with a dot say to use a colon"
   learner_error(function() opt.zero_grad() end, "zero_grad: call it as opt:zero_grad(), with a colon")
   learner_error(function() opt.state_dict() end, "call it as opt:state_dict()")
   learner_error(function() nn.Module.extend("Net") end, "nn.Module:extend(\"Net\")")
+  learner_error(function() nn.Linear.new(5, 10) end, "new: call the class to make an instance")
+  -- a sweep: every method of nn.Module, nn.Linear and the optimizers, called with a dot
+  local classes = {{nn.Module, "model"}, {nn.Linear, "model"}, {nn.Flatten, "model"},
+                   {nn.MSELoss, "criterion"}, {optim.Optimizer, "opt"}}
+  for _, cv in ipairs(classes) do
+    for name, f in pairs(cv[1]) do
+      if type(f) == "function" and name ~= "__init" and not (cv[1] == nn.Module and name == "extra_repr") then
+        local ok, err = pcall(function() local r = f(); return r end)
+        T.is_true(not ok and tostring(err):find("with a colon", 1, true) ~= nil and
+                  not tostring(err):find("attempt to", 1, true), name .. ": " .. tostring(err))
+      end
+    end
+  end
   -- a user's own class gets the same for the inherited methods
   local Net = nn.Module:extend("Net")
   function Net:__init() self.fc1 = nn.Linear(2, 2) end
