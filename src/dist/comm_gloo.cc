@@ -190,31 +190,15 @@ reduce_fn reduction(dtype dt, comm_reduce_op op) {
     return nullptr;
 }
 
-size_t element_size(dtype dt) {
-    switch (dt) {
-    case DTYPE_FLOAT32:
-        return 4;
-    case DTYPE_FLOAT64:
-    case DTYPE_INT64:
-        return 8;
-    case DTYPE_BOOL:
-        return 1;
-    }
-    return 1;
-}
-
-const char *dtype_label(dtype dt) {
-    switch (dt) {
-    case DTYPE_FLOAT32:
-        return "float32";
-    case DTYPE_FLOAT64:
-        return "float64";
-    case DTYPE_INT64:
-        return "int64";
-    case DTYPE_BOOL:
-        return "bool";
-    }
-    return "?";
+/* Points a reducing collective's options at buf, typed as Gloo's reduce functions expect
+ * (the caller checked that dt has a reduction, so it is not bool). */
+template <typename Options> void set_typed_output(Options &opts, void *buf, dtype dt, size_t count) {
+    if (dt == DTYPE_FLOAT32)
+        opts.setOutput(static_cast<float *>(buf), count);
+    else if (dt == DTYPE_FLOAT64)
+        opts.setOutput(static_cast<double *>(buf), count);
+    else
+        opts.setOutput(static_cast<int64_t *>(buf), count);
 }
 
 /* AVG = SUM then divide, as PyTorch's Gloo backend does for floats. */
@@ -300,21 +284,11 @@ void comm_destroy(comm *c) {
 
 ddp_status comm_all_reduce(comm *c, void *buf, dtype dt, size_t count, comm_reduce_op op) {
     reduce_fn fn = reduction(dt, op);
-    if (!fn) return DDP_FAIL(DDP_ERR_ARG, "all_reduce: dtype %s is not supported", dtype_label(dt));
+    if (!fn) return DDP_FAIL(DDP_ERR_ARG, "all_reduce: dtype %s is not supported", dtype_name(dt));
     if (count == 0) return DDP_OK;
     try {
         gloo::AllreduceOptions opts(c->ctx);
-        switch (dt) {
-        case DTYPE_FLOAT32:
-            opts.setOutput(static_cast<float *>(buf), count);
-            break;
-        case DTYPE_FLOAT64:
-            opts.setOutput(static_cast<double *>(buf), count);
-            break;
-        default:
-            opts.setOutput(static_cast<int64_t *>(buf), count);
-            break;
-        }
+        set_typed_output(opts, buf, dt, count);
         opts.setReduceFunction(fn);
         opts.setTimeout(c->timeout);
         gloo::allreduce(opts);
@@ -327,21 +301,11 @@ ddp_status comm_all_reduce(comm *c, void *buf, dtype dt, size_t count, comm_redu
 
 ddp_status comm_reduce(comm *c, void *buf, dtype dt, size_t count, comm_reduce_op op, int root) {
     reduce_fn fn = reduction(dt, op);
-    if (!fn) return DDP_FAIL(DDP_ERR_ARG, "reduce: dtype %s is not supported", dtype_label(dt));
+    if (!fn) return DDP_FAIL(DDP_ERR_ARG, "reduce: dtype %s is not supported", dtype_name(dt));
     if (count == 0) return DDP_OK;
     try {
         gloo::ReduceOptions opts(c->ctx);
-        switch (dt) {
-        case DTYPE_FLOAT32:
-            opts.setOutput(static_cast<float *>(buf), count);
-            break;
-        case DTYPE_FLOAT64:
-            opts.setOutput(static_cast<double *>(buf), count);
-            break;
-        default:
-            opts.setOutput(static_cast<int64_t *>(buf), count);
-            break;
-        }
+        set_typed_output(opts, buf, dt, count);
         opts.setRoot(root);
         opts.setReduceFunction(fn);
         opts.setTimeout(c->timeout);
@@ -354,7 +318,7 @@ ddp_status comm_reduce(comm *c, void *buf, dtype dt, size_t count, comm_reduce_o
 }
 
 ddp_status comm_broadcast(comm *c, void *buf, dtype dt, size_t count, int root) {
-    size_t n = count * element_size(dt);
+    size_t n = count * dtype_size(dt);
     if (n == 0) return DDP_OK;
     try {
         gloo::BroadcastOptions opts(c->ctx);
@@ -369,7 +333,7 @@ ddp_status comm_broadcast(comm *c, void *buf, dtype dt, size_t count, int root) 
 }
 
 ddp_status comm_all_gather(comm *c, const void *in, void *out, dtype dt, size_t count) {
-    size_t n = count * element_size(dt);
+    size_t n = count * dtype_size(dt);
     if (n == 0) return DDP_OK;
     try {
         gloo::AllgatherOptions opts(c->ctx);
@@ -384,7 +348,7 @@ ddp_status comm_all_gather(comm *c, const void *in, void *out, dtype dt, size_t 
 }
 
 ddp_status comm_gather(comm *c, const void *in, void *out, dtype dt, size_t count, int root) {
-    size_t n = count * element_size(dt);
+    size_t n = count * dtype_size(dt);
     if (n == 0) return DDP_OK;
     try {
         gloo::GatherOptions opts(c->ctx);
@@ -400,7 +364,7 @@ ddp_status comm_gather(comm *c, const void *in, void *out, dtype dt, size_t coun
 }
 
 ddp_status comm_scatter(comm *c, const void *in, void *out, dtype dt, size_t count, int root) {
-    size_t n = count * element_size(dt);
+    size_t n = count * dtype_size(dt);
     if (n == 0) return DDP_OK;
     try {
         gloo::ScatterOptions opts(c->ctx);

@@ -7,20 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 
-const char *fp_dtype_name(dtype dt) {
-    switch (dt) {
-    case DTYPE_FLOAT32:
-        return "float32";
-    case DTYPE_FLOAT64:
-        return "float64";
-    case DTYPE_INT64:
-        return "int64";
-    case DTYPE_BOOL:
-        return "bool";
-    }
-    return "?";
-}
-
 /* Appends formatted text at *at without overflowing out[len]. */
 static void append(char *out, size_t len, size_t *at, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -36,7 +22,7 @@ static void append(char *out, size_t len, size_t *at, const char *fmt, ...) {
 const char *fp_shape(char *out, size_t len, dtype dt, int ndim, const int64_t *sizes) {
     size_t at = 0;
     out[0] = '\0';
-    append(out, len, &at, "%s[", fp_dtype_name(dt));
+    append(out, len, &at, "%s[", dtype_name(dt));
     for (int i = 0; i < ndim; i++) append(out, len, &at, i ? ",%lld" : "%lld", (long long)sizes[i]);
     append(out, len, &at, "]");
     return out;

@@ -16,8 +16,6 @@
 
 #define FP_MAX 192 /* bytes of one fingerprint, NUL included */
 
-/* "float32", "float64", "int64", "bool". */
-const char *fp_dtype_name(dtype dt);
 /* "float32[2,3]" (a scalar is "float32[]") into out; returns out. */
 const char *fp_shape(char *out, size_t len, dtype dt, int ndim, const int64_t *sizes);
 /* "op(float32[3]<extra>)" where extra is "" or starts with ", ". */

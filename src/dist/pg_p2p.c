@@ -183,9 +183,9 @@ static ddp_status post(process_group *g, const pg_buffer *b, int peer_global, bo
     w->chunk = pg_W.chunk_id;
     w->k = is_send ? g->p2p_sent[peer]++ : g->p2p_recv[peer]++;
     w->data = b->data;
-    w->nbytes = (size_t)pg_buffer_numel(b) * (b->dt == DTYPE_FLOAT32 ? 4 : 8);
+    w->nbytes = (size_t)pg_buffer_numel(b) * dtype_size(b->dt);
     fp_shape(w->mine, sizeof w->mine, b->dt, b->ndim, b->sizes);
-    snprintf(w->layout, sizeof w->layout, "%s %zu", fp_dtype_name(b->dt), w->nbytes);
+    snprintf(w->layout, sizeof w->layout, "%s %zu", dtype_name(b->dt), w->nbytes);
     if (pg_W.check) {
         char key[192], value[FP_MAX + 64];
         p2p_key(key, sizeof key, w, true);

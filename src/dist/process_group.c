@@ -24,12 +24,8 @@ int64_t pg_buffer_numel(const pg_buffer *b) {
     return n;
 }
 
-static size_t elem_size(dtype dt) {
-    return dt == DTYPE_FLOAT32 ? 4 : dt == DTYPE_BOOL ? 1 : 8;
-}
-
 static size_t buffer_bytes(const pg_buffer *b) {
-    return (size_t)pg_buffer_numel(b) * elem_size(b->dt);
+    return (size_t)pg_buffer_numel(b) * dtype_size(b->dt);
 }
 
 /* ---- readiness ---------------------------------------------------------------------- */

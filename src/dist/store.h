@@ -44,7 +44,9 @@ ddp_status store_server_start(const char *bind_addr, int port, store_server **ou
 ddp_status store_server_start_opts(const store_server_options *opts, store_server **out);
 /* The port the server listens on (useful after asking for port 0). */
 int store_server_port(const store_server *s);
-/* Closes every connection, joins the threads and frees s. NULL-safe. Cannot fail. */
+/* Closes every connection, joins the threads and frees s. The listening thread is woken
+ * at once (a pipe in its poll set), so stopping takes no polling tick. NULL-safe. Cannot
+ * fail. */
 void store_server_stop(store_server *s);
 
 /* ---- client -------------------------------------------------------------------- */

@@ -8,6 +8,7 @@
  * single request byte is read; failures are logged to stderr and the peer is dropped. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -43,6 +44,7 @@ typedef struct peer {
 
 struct store_server {
     int listen_fd;
+    int wake_fd[2]; /* a pipe: store_server_stop writes a byte, the accept thread wakes */
     int port;
     bool auth;
     unsigned char key[32];
@@ -390,16 +392,16 @@ static void *peer_main(void *arg) {
     return NULL;
 }
 
+/* Accepts peers until store_server_stop writes to the wake pipe. It sleeps in poll with no
+ * timeout: the pipe is the only way it learns to stop, so a stop never waits for a tick. */
 static void *accept_main(void *arg) {
     store_server *s = arg;
     for (;;) {
-        struct pollfd pfd = {.fd = s->listen_fd, .events = POLLIN};
-        int r = poll(&pfd, 1, 100);
-        pthread_mutex_lock(&s->lock);
-        bool stopping = s->stopping;
-        pthread_mutex_unlock(&s->lock);
-        if (stopping) return NULL;
-        if (r <= 0) continue;
+        struct pollfd pfd[2] = {{.fd = s->listen_fd, .events = POLLIN},
+                                {.fd = s->wake_fd[0], .events = POLLIN}};
+        int r = poll(pfd, 2, -1);
+        if (pfd[1].revents) return NULL;
+        if (r <= 0 || !(pfd[0].revents & POLLIN)) continue;
         struct sockaddr_storage addr;
         socklen_t alen = sizeof addr;
         int fd = accept4(s->listen_fd, (struct sockaddr *)&addr, &alen, SOCK_CLOEXEC);
@@ -507,11 +509,21 @@ ddp_status store_server_start_opts(const store_server_options *opts, store_serve
     getsockname(s->listen_fd, (struct sockaddr *)&bound, &blen);
     s->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                 : ((struct sockaddr_in *)&bound)->sin_port);
+    if (pipe2(s->wake_fd, O_CLOEXEC | O_NONBLOCK) != 0) {
+        close(s->listen_fd);
+        free(s);
+        return DDP_FAIL(DDP_ERR_IO, "store: cannot create the wake-up pipe: %s", strerror(errno));
+    }
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->changed, NULL);
     pthread_cond_init(&s->peers_gone, NULL);
     if (pthread_create(&s->accept_thread, NULL, accept_main, s) != 0) {
         close(s->listen_fd);
+        close(s->wake_fd[0]);
+        close(s->wake_fd[1]);
+        pthread_mutex_destroy(&s->lock);
+        pthread_cond_destroy(&s->changed);
+        pthread_cond_destroy(&s->peers_gone);
         free(s);
         return DDP_FAIL(DDP_ERR_IO, "store: cannot start the server thread");
     }
@@ -529,8 +541,13 @@ void store_server_stop(store_server *s) {
     s->stopping = true;
     pthread_cond_broadcast(&s->changed);
     pthread_mutex_unlock(&s->lock);
+    /* the pipe has room (it is written once), so this byte is there when poll looks */
+    while (write(s->wake_fd[1], "x", 1) < 0 && errno == EINTR) {
+    }
     pthread_join(s->accept_thread, NULL);
     close(s->listen_fd);
+    close(s->wake_fd[0]);
+    close(s->wake_fd[1]);
     pthread_mutex_lock(&s->lock);
     for (peer *p = s->peers; p; p = p->next) shutdown(p->fd, SHUT_RDWR);
     while (s->npeers > 0) pthread_cond_wait(&s->peers_gone, &s->lock);

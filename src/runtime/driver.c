@@ -174,6 +174,16 @@ void driver_mark_dead(rank_slot *s) {
     launcher_describe_exit(s->wait_status, s->death, sizeof s->death);
 }
 
+void driver_death_result(rank_slot *s, int r, rank_result *res) {
+    s->death_told = true;
+    char msg[TAIL_BYTES + 256];
+    snprintf(msg, sizeof msg, "rank %d %s", r, s->death);
+    driver_append_tail(s, msg, sizeof msg);
+    res->outcome = RANK_DIED;
+    res->error = strdup(msg);
+    res->exit_status = launcher_describe_exit(s->wait_status, msg, sizeof msg);
+}
+
 void driver_check_exits(driver *d) {
     for (int r = 0; r < d->world; r++) {
         rank_slot *s = &d->ranks[r];
@@ -289,8 +299,10 @@ static void signal_unreaped(driver *d, int sig) {
             kill(d->ranks[r].pid, sig);
 }
 
-/* Reaps what ended before `deadline`; returns how many are still running. */
+/* Reaps what ended before `deadline`; returns how many are still running. Sleeps on the
+ * children's exits (launcher_wait_exit), not in fixed steps. */
 static int reap_until(driver *d, int64_t deadline) {
+    pid_t *running = malloc(sizeof *running * (size_t)(d->world > 0 ? d->world : 1));
     for (;;) {
         int left_running = 0;
         for (int r = 0; r < d->world; r++) {
@@ -300,13 +312,23 @@ static int reap_until(driver *d, int64_t deadline) {
             if (launcher_reap(s->pid, 0, &st)) {
                 s->wait_status = st;
                 s->reaped = true;
+            } else if (running) {
+                running[left_running++] = s->pid;
             } else {
                 left_running++;
             }
         }
-        if (left_running == 0 || driver_now_ms() >= deadline) return left_running;
-        struct timespec nap = {0, 10 * 1000000};
-        nanosleep(&nap, NULL);
+        int64_t left_ms = deadline - driver_now_ms();
+        if (left_running == 0 || left_ms <= 0) {
+            free(running);
+            return left_running;
+        }
+        if (running) {
+            launcher_wait_exit(running, left_running, (int)left_ms);
+        } else {
+            struct timespec nap = {0, 2 * 1000000}; /* out of memory: look again soon */
+            nanosleep(&nap, NULL);
+        }
     }
 }
 
@@ -599,14 +621,8 @@ static void report_death(driver *d, int r, rank_result *results, run_ctx *rc) {
     if (was_running) drain_output(s, r, rc);
     driver_mark_dead(s);
     if (!was_running) return; /* driver_check_idle reports it */
-    s->death_told = true;
     if (rc->first_dead < 0) rc->first_dead = r;
-    char msg[TAIL_BYTES + 256];
-    snprintf(msg, sizeof msg, "rank %d %s", r, s->death);
-    driver_append_tail(s, msg, sizeof msg);
-    results[r].outcome = RANK_DIED;
-    results[r].error = strdup(msg);
-    results[r].exit_status = launcher_describe_exit(s->wait_status, msg, sizeof msg);
+    driver_death_result(s, r, &results[r]);
     for (int o = 0; o < d->world; o++)
         if (d->ranks[o].state == SLOT_RUNNING) interrupt_rank(d, o);
 }

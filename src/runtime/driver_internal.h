@@ -76,6 +76,10 @@ void driver_append_tail(const rank_slot *s, char *msg, size_t cap);
 /* Marks a rank dead: closes its channel, reaps it (killing it if it lingers) and words the
  * reason in s->death. Cannot fail. */
 void driver_mark_dead(rank_slot *s);
+/* Fills *res for rank r, already marked dead: RANK_DIED, the message "rank r <reason>"
+ * with its last output (res->error, owned by res; NULL when memory is short) and the exit
+ * code. Marks the death told, so it is reported once. */
+void driver_death_result(rank_slot *s, int r, rank_result *res);
 /* Notices ranks that exited without closing their channel yet (cheap: WNOHANG). */
 void driver_check_exits(driver *d);
 /* Reads what rank r sent; returns false when its channel ended or is corrupt. Frames go

@@ -103,13 +103,7 @@ int driver_check_idle(driver *d, rank_result *results) {
             if (gone) driver_mark_dead(s);
         }
         if (s->state != SLOT_DEAD || s->death_told) continue;
-        s->death_told = true;
-        char msg[TAIL_BYTES + 256];
-        snprintf(msg, sizeof msg, "rank %d %s", r, s->death);
-        driver_append_tail(s, msg, sizeof msg);
-        results[r].outcome = RANK_DIED;
-        results[r].error = strdup(msg);
-        results[r].exit_status = launcher_describe_exit(s->wait_status, msg, sizeof msg);
+        driver_death_result(s, r, &results[r]);
         died++;
     }
     return died;

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -22,6 +24,13 @@
 #include "runtime/protocol.h"
 
 extern char **environ;
+
+/* Milliseconds on the monotonic clock. */
+static int64_t monotonic_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 ddp_status launcher_private_dir(char *out, size_t cap) {
     const char *base = getenv("XDG_RUNTIME_DIR");
@@ -137,9 +146,37 @@ ddp_status launcher_spawn(const char *exe, const char *argv0, const launcher_env
     return DDP_OK;
 }
 
+void launcher_wait_exit(const pid_t *pids, int n, int timeout_ms) {
+    if (n <= 0 || timeout_ms <= 0) return;
+    struct pollfd *pfd = calloc((size_t)n, sizeof *pfd);
+    int opened = 0;
+    bool gone = false; /* a pid that is no longer ours: the caller's waitpid will see it */
+    bool no_pidfd = pfd == NULL;
+    for (int i = 0; pfd && i < n; i++) {
+        int fd = pidfd_open(pids[i], 0);
+        if (fd < 0) {
+            if (errno == ESRCH) gone = true;
+            else no_pidfd = true;
+            break;
+        }
+        pfd[opened].fd = fd;
+        pfd[opened].events = POLLIN;
+        opened++;
+    }
+    if (!gone && !no_pidfd) {
+        while (poll(pfd, (nfds_t)opened, timeout_ms) < 0 && errno == EINTR) {
+        }
+    } else if (!gone) {
+        /* no pidfds (an old kernel, or out of fds): a short nap, then the caller looks */
+        struct timespec nap = {0, (timeout_ms < 2 ? timeout_ms : 2) * 1000000L};
+        nanosleep(&nap, NULL);
+    }
+    for (int i = 0; i < opened; i++) close(pfd[i].fd);
+    free(pfd);
+}
+
 bool launcher_reap(pid_t pid, int timeout_ms, int *status) {
-    struct timespec start;
-    clock_gettime(CLOCK_MONOTONIC, &start);
+    int64_t deadline = monotonic_ms() + timeout_ms;
     for (;;) {
         pid_t r = waitpid(pid, status, WNOHANG);
         if (r == pid) return true;
@@ -147,12 +184,9 @@ bool launcher_reap(pid_t pid, int timeout_ms, int *status) {
             *status = -1;
             return true; /* not our child any more (already reaped) */
         }
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        long elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
-        if (elapsed >= timeout_ms) return false;
-        struct timespec nap = {0, 5 * 1000000};
-        nanosleep(&nap, NULL);
+        int64_t left = deadline - monotonic_ms();
+        if (left <= 0) return false;
+        launcher_wait_exit(&pid, 1, (int)left);
     }
 }
 

@@ -61,6 +61,12 @@ int launcher_agent_main(const launch_options *opts);
 /* The TCP port of the control channel across nodes: the store's port plus one. */
 int launcher_control_port(int master_port);
 
+/* Sleeps until one of pids[n] (children not yet reaped) has ended, or timeout_ms passed;
+ * reaps nothing: the caller's waitpid(WNOHANG) looks next. Watches the children through
+ * pidfds, so an exit wakes it at once; where pidfds are missing it naps 2 ms. Returns at
+ * once when a pid is no longer this process's child. Cannot fail. */
+void launcher_wait_exit(const pid_t *pids, int n, int timeout_ms);
+
 /* Waits up to timeout_ms for `pid` to end; true and *status (waitpid's) if it did. */
 bool launcher_reap(pid_t pid, int timeout_ms, int *status);
 

@@ -61,13 +61,18 @@ ddp_status xdg_history_path(char *buf, size_t size) {
     return DDP_OK;
 }
 
-ddp_status xdg_transcript_path(char *buf, size_t size) {
-    DDP_CHECK(xdg_state_path("transcripts", buf, size));
-    char stamp[32];
+/* The local time now in strftime's `format`, into out[cap]. */
+static void local_stamp(char *out, size_t cap, const char *format) {
     time_t now = time(NULL);
     struct tm tm;
     localtime_r(&now, &tm);
-    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+    if (strftime(out, cap, format, &tm) == 0) out[0] = '\0';
+}
+
+ddp_status xdg_transcript_path(char *buf, size_t size) {
+    DDP_CHECK(xdg_state_path("transcripts", buf, size));
+    char stamp[32];
+    local_stamp(stamp, sizeof stamp, "%Y%m%d-%H%M%S");
     size_t len = strlen(buf);
     int n = snprintf(buf + len, size - len, "/%s-%d.lua", stamp, (int)getpid());
     if (n < 0 || (size_t)n >= size - len)
@@ -84,10 +89,7 @@ ddp_status xdg_transcript_append(const char *path, const char *targets, const ch
         return DDP_FAIL(DDP_ERR_IO, "cannot write the transcript %s: %s", path, strerror(e));
     }
     char stamp[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    localtime_r(&now, &tm);
-    strftime(stamp, sizeof stamp, "%H:%M:%S", &tm);
+    local_stamp(stamp, sizeof stamp, "%H:%M:%S");
     size_t len = strlen(chunk);
     fprintf(f, "-- [%s] %s\n%s%s", targets, stamp, chunk,
             len && chunk[len - 1] == '\n' ? "" : "\n");

@@ -3,15 +3,7 @@
 # node 1 runs the agent (ddplab --node-rank 1) whose ranks dial the driver with the
 # session secret. Each rank sees torchrun's environment (RANK, GROUP_RANK, LOCAL_RANK)
 # and its lines come back labelled; a peer without the secret is turned away and logged.
-set -u
-DDPLAB=${DDPLAB:?set DDPLAB to the ddplab binary}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-expect_line() { # file line
-    grep -qxF -- "$2" "$1" || fail "expected the line '$2' in $(basename "$1"):"$'\n'"$(cat "$1")"
-}
+. "$(dirname "$0")/check_lib.sh"
 
 # Two nodes: network namespaces joined by a veth pair (two loopback addresses where
 #    namespaces are not permitted). Node 1's agent starts ranks 2 and 3, which dial the
@@ -96,8 +88,4 @@ else
 fi
 unset DDPLAB_SECRET
 
-if [ $failures -gt 0 ]; then
-    echo "$failures check(s) failed"
-    exit 1
-fi
-echo "multinode: all checks passed"
+finish "multinode"

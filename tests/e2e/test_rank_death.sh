@@ -3,12 +3,7 @@
 # its rank and exit status or signal; the other ranks, busy in endless loops, are stopped
 # rather than left hanging; ddplab exits with the dead rank's status; no rank process
 # outlives ddplab.
-set -u
-DDPLAB=${DDPLAB:?set DDPLAB to the ddplab binary}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+. "$(dirname "$0")/check_lib.sh"
 
 # Every rank records its pid (read from /proc/self/stat by the rank process itself).
 cat >"$work/prelude.lua" <<LUA
@@ -55,8 +50,4 @@ run_case exit3 3 "status 3" 'io.stdout:flush() os.exit(3)'
 run_case kill9 137 "SIGKILL" 'os.execute("kill -9 $PPID")'
 run_case segv 139 "SIGSEGV" 'os.execute("kill -SEGV $PPID")'
 
-if [ $failures -gt 0 ]; then
-    echo "$failures check(s) failed"
-    exit 1
-fi
-echo "rank death: all checks passed"
+finish "rank death"

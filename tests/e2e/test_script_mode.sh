@@ -3,15 +3,7 @@
 # is labelled with its rank, `arg` is set as lua.c sets it, the exit status is the first
 # failing rank's with a line saying which rank failed, and a process started by an outside
 # launcher (torchrun's RANK/WORLD_SIZE, or SLURM's variables) runs the script unlabelled.
-set -u
-DDPLAB=${DDPLAB:?set DDPLAB to the ddplab binary}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-expect_line() { # file line
-    grep -qxF -- "$2" "$1" || fail "expected the line '$2' in $(basename "$1"):"$'\n'"$(cat "$1")"
-}
+. "$(dirname "$0")/check_lib.sh"
 
 cat >"$work/hello.lua" <<'LUA'
 local rank, world = os.getenv("RANK"), os.getenv("WORLD_SIZE")
@@ -106,8 +98,4 @@ else
     echo "SKIP: standalone all_reduce (dist.init_process_group is not bound yet)"
 fi
 
-if [ $failures -gt 0 ]; then
-    echo "$failures check(s) failed"
-    exit 1
-fi
-echo "script mode: all checks passed"
+finish "script mode"

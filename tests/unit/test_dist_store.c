@@ -283,6 +283,42 @@ static void test_connect_times_out(void **state) {
     assert_non_null(strstr(ddp_last_error(), "MASTER_ADDR"));
 }
 
+typedef struct {
+    store_client *c;
+    ddp_status status;
+} long_wait;
+
+static void *wait_long(void *arg) {
+    long_wait *w = arg;
+    char *v = NULL;
+    size_t len;
+    w->status = store_get(w->c, "never", 60.0, &v, &len);
+    free(v);
+    return NULL;
+}
+
+/* The accept thread sleeps in poll with no timeout: store_server_stop returning at all
+ * shows that it woke the thread (without the wake-up the test hangs until ctest's
+ * timeout fails it). A peer inside a 60 s wait is let go too, with an error. */
+static void test_stop_wakes_the_server_threads(void **state) {
+    (void)state;
+    store_server *idle;
+    assert_int_equal(store_server_start("127.0.0.1", 0, &idle), DDP_OK);
+    store_server_stop(idle); /* nobody ever connected: only the wake-up can end it */
+
+    store_server *s;
+    assert_int_equal(store_server_start("127.0.0.1", 0, &s), DDP_OK);
+    long_wait w = {.status = DDP_OK};
+    assert_int_equal(store_connect("127.0.0.1", store_server_port(s), 2.0, &w.c), DDP_OK);
+    assert_int_equal(store_set(w.c, "k", "v", 1), DDP_OK); /* the peer is being served */
+    pthread_t th;
+    pthread_create(&th, NULL, wait_long, &w);
+    store_server_stop(s);
+    pthread_join(th, NULL);
+    assert_int_not_equal(w.status, DDP_OK);
+    store_close(w.c);
+}
+
 static void test_oversized_value_refused_by_client(void **state) {
     (void)state;
     static char big[STORE_MAX_VALUE + 1];
@@ -303,6 +339,7 @@ int main(void) {
         cmocka_unit_test(test_auth_refuses_strangers),
         cmocka_unit_test(test_non_loopback_needs_a_secret),
         cmocka_unit_test(test_connect_times_out),
+        cmocka_unit_test(test_stop_wakes_the_server_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
