@@ -77,8 +77,10 @@ end
 
 -- The metatable every instance of class `cls` gets.
 local function instance_metatable(cls)
-  -- `methods`: the class, for tools (REPL completion) that cannot call __index
-  local imt = {__ddp_module = true, __name = cls.__name, methods = cls}
+  -- `methods`: the class, and `field_tables`: where parameters, children and buffers live,
+  -- for tools (REPL completion) that cannot call __index
+  local imt = {__ddp_module = true, __name = cls.__name, methods = cls,
+               field_tables = {"_parameters", "_modules", "_buffers"}}
   imt.__index = function(self, k)
     local p = rawget(self, "_parameters")[k]
     if p ~= nil then return p end

@@ -818,5 +818,16 @@ void l_tensor_open(lua_State *L) {
     lua_setfield(L, -3, "methods");
     lua_pushcclosure(L, l_tensor_index, 1);
     lua_setfield(L, -2, "__index");
+    /* the fields l_tensor_index computes, for REPL completion (which never calls __index) */
+    static const char *const computed_fields[] = {
+        "shape",   "dtype", "device", "grad",    "grad_fn", "requires_grad",
+        "is_leaf", "ndim",  "T",      "is_cuda", "data",    "_version"};
+    int nfields = (int)(sizeof computed_fields / sizeof *computed_fields);
+    lua_createtable(L, nfields, 0);
+    for (int i = 0; i < nfields; i++) {
+        lua_pushstring(L, computed_fields[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "fields");
     lua_pop(L, 1);
 }

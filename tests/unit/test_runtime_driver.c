@@ -315,6 +315,41 @@ static void test_complete_and_ranks(void **state) {
     driver_stop(d);
 }
 
+/* Completes `word` on rank 0 and checks that exactly `expected` (NULL-terminated) come back. */
+static void assert_completes(driver *d, const char *word, const char *const *expected) {
+    char **m;
+    int n, want = 0;
+    while (expected[want]) want++;
+    assert_int_equal(driver_complete(d, 0, word, &m, &n), DDP_OK);
+    for (int i = 0; i < n && i < want; i++) assert_string_equal(m[i], expected[i]);
+    assert_int_equal(n, want);
+    for (int i = 0; i < n; i++) free(m[i]);
+    free(m);
+}
+
+/* The library's objects declare what their __index functions compute: a tensor's fields,
+ * a module's parameters and children; internals ("_...") only when asked for. */
+static void test_complete_library_objects(void **state) {
+    (void)state;
+    driver *d = start(1);
+    rank_result res[1];
+    run(d, "t = torch.ones(2) net = nn.Sequential(nn.Linear(2, 3)) lin = nn.Linear(2, 2)", res);
+    rank_results_free(res, 1);
+    assert_completes(d, "t.sh", (const char *const[]){"t.shape", NULL});
+    assert_completes(d, "t.requires_g",
+                     (const char *const[]){"t.requires_grad", "t.requires_grad_", NULL});
+    assert_completes(d, "lin.we", (const char *const[]){"lin.weight", NULL});
+    assert_completes(d, "lin.weight.sh", (const char *const[]){"lin.weight.shape", NULL});
+    assert_completes(
+        d, "lin.weight:su",
+        (const char *const[]){"lin.weight:sub", "lin.weight:sub_", "lin.weight:sum", NULL});
+    assert_completes(d, "lin.b", (const char *const[]){"lin.bias", "lin.buffers", NULL});
+    assert_completes(d, "lin._parame", (const char *const[]){"lin._parameters", NULL});
+    assert_completes(d, "lin.z", (const char *const[]){"lin.zero_grad", NULL});
+    assert_completes(d, "lin:we", (const char *const[]){NULL}); /* a field is no method */
+    driver_stop(d);
+}
+
 static void test_run_file_with_args(void **state) {
     (void)state;
     char path[] = "/tmp/ddplab-test-script-XXXXXX";
@@ -629,6 +664,7 @@ int main(void) {
         cmocka_unit_test(test_exit_reported_and_restart),
         cmocka_unit_test(test_kill9_reported),
         cmocka_unit_test(test_complete_and_ranks),
+        cmocka_unit_test(test_complete_library_objects),
         cmocka_unit_test(test_run_file_with_args),
         cmocka_unit_test(test_stranger_gets_nothing),
         cmocka_unit_test(test_two_nodes_on_loopback),
