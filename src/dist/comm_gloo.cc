@@ -192,7 +192,8 @@ reduce_fn reduction(dtype dt, comm_reduce_op op) {
 
 /* Points a reducing collective's options at buf, typed as Gloo's reduce functions expect
  * (the caller checked that dt has a reduction, so it is not bool). */
-template <typename Options> void set_typed_output(Options &opts, void *buf, dtype dt, size_t count) {
+template <typename Options>
+void set_typed_output(Options &opts, void *buf, dtype dt, size_t count) {
     if (dt == DTYPE_FLOAT32)
         opts.setOutput(static_cast<float *>(buf), count);
     else if (dt == DTYPE_FLOAT64)

@@ -455,34 +455,35 @@ static int l_reduce_scatter(lua_State *L) {
     return finish(L, pg_reduce_scatter(a.group, &ob, ins, n, a.has_op ? a.op : COMM_SUM), &a);
 }
 
+/* gather(t, gather_list, dst) and scatter(t, scatter_list, src) take the same arguments:
+ * the list is nil (or left out) on the ranks other than the root. */
+static int rooted_list_call(lua_State *L, bool is_gather) {
+    const char *op = is_gather ? "gather" : "scatter";
+    int top = lua_gettop(L);
+    tensor *t = check_one_tensor(L, 1, op);
+    int n = 0;
+    pg_buffer *bufs = NULL;
+    int list = lua_istable(L, 2) && !ddp_lua_to_tensor(L, 2) && !is_options(L, 2);
+    if (list) bufs = list_arg(L, 2, op, is_gather ? "gather_list" : "scatter_list", &n);
+    call_args a;
+    parse_args(L, list || lua_isnil(L, 2) ? 3 : 2, top, op, &a);
+    pg_buffer mine;
+    to_buffer(L, op, t, &mine);
+    int root = root_arg(&a, 0);
+    return finish(L,
+                  is_gather ? pg_gather(a.group, &mine, bufs, n, root)
+                            : pg_scatter(a.group, &mine, bufs, n, root),
+                  &a);
+}
+
 /* gather(t, gather_list, dst): gather_list is nil on ranks other than dst. */
 static int l_gather(lua_State *L) {
-    int top = lua_gettop(L);
-    tensor *t = check_one_tensor(L, 1, "gather");
-    int n = 0;
-    pg_buffer *outs = NULL;
-    int list = lua_istable(L, 2) && !ddp_lua_to_tensor(L, 2) && !is_options(L, 2);
-    if (list) outs = list_arg(L, 2, "gather", "gather_list", &n);
-    call_args a;
-    parse_args(L, list || lua_isnil(L, 2) ? 3 : 2, top, "gather", &a);
-    pg_buffer in;
-    to_buffer(L, "gather", t, &in);
-    return finish(L, pg_gather(a.group, &in, outs, n, root_arg(&a, 0)), &a);
+    return rooted_list_call(L, true);
 }
 
 /* scatter(t, scatter_list, src): scatter_list is nil on ranks other than src. */
 static int l_scatter(lua_State *L) {
-    int top = lua_gettop(L);
-    tensor *t = check_one_tensor(L, 1, "scatter");
-    int n = 0;
-    pg_buffer *ins = NULL;
-    int list = lua_istable(L, 2) && !ddp_lua_to_tensor(L, 2) && !is_options(L, 2);
-    if (list) ins = list_arg(L, 2, "scatter", "scatter_list", &n);
-    call_args a;
-    parse_args(L, list || lua_isnil(L, 2) ? 3 : 2, top, "scatter", &a);
-    pg_buffer out;
-    to_buffer(L, "scatter", t, &out);
-    return finish(L, pg_scatter(a.group, &out, ins, n, root_arg(&a, 0)), &a);
+    return rooted_list_call(L, false);
 }
 
 static int l_barrier(lua_State *L) {

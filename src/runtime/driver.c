@@ -174,16 +174,6 @@ void driver_mark_dead(rank_slot *s) {
     launcher_describe_exit(s->wait_status, s->death, sizeof s->death);
 }
 
-void driver_death_result(rank_slot *s, int r, rank_result *res) {
-    s->death_told = true;
-    char msg[TAIL_BYTES + 256];
-    snprintf(msg, sizeof msg, "rank %d %s", r, s->death);
-    driver_append_tail(s, msg, sizeof msg);
-    res->outcome = RANK_DIED;
-    res->error = strdup(msg);
-    res->exit_status = launcher_describe_exit(s->wait_status, msg, sizeof msg);
-}
-
 void driver_check_exits(driver *d) {
     for (int r = 0; r < d->world; r++) {
         rank_slot *s = &d->ranks[r];
@@ -302,9 +292,10 @@ static void signal_unreaped(driver *d, int sig) {
 /* Reaps what ended before `deadline`; returns how many are still running. Sleeps on the
  * children's exits (launcher_wait_exit), not in fixed steps. */
 static int reap_until(driver *d, int64_t deadline) {
-    pid_t *running = malloc(sizeof *running * (size_t)(d->world > 0 ? d->world : 1));
+    pid_t *running = calloc((size_t)d->world + 1, sizeof *running); /* NULL: wait on one */
     for (;;) {
         int left_running = 0;
+        pid_t first = 0;
         for (int r = 0; r < d->world; r++) {
             rank_slot *s = &d->ranks[r];
             if (s->remote || s->pid <= 0 || s->reaped) continue;
@@ -312,23 +303,18 @@ static int reap_until(driver *d, int64_t deadline) {
             if (launcher_reap(s->pid, 0, &st)) {
                 s->wait_status = st;
                 s->reaped = true;
-            } else if (running) {
-                running[left_running++] = s->pid;
-            } else {
-                left_running++;
+                continue;
             }
+            if (running) running[left_running] = s->pid;
+            if (!first) first = s->pid;
+            left_running++;
         }
         int64_t left_ms = deadline - driver_now_ms();
         if (left_running == 0 || left_ms <= 0) {
             free(running);
             return left_running;
         }
-        if (running) {
-            launcher_wait_exit(running, left_running, (int)left_ms);
-        } else {
-            struct timespec nap = {0, 2 * 1000000}; /* out of memory: look again soon */
-            nanosleep(&nap, NULL);
-        }
+        launcher_wait_exit(running ? running : &first, running ? left_running : 1, (int)left_ms);
     }
 }
 

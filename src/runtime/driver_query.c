@@ -85,6 +85,16 @@ ddp_status driver_ranks(driver *d, rank_info *info) {
     return DDP_OK;
 }
 
+void driver_death_result(rank_slot *s, int r, rank_result *res) {
+    s->death_told = true;
+    char msg[TAIL_BYTES + 256];
+    snprintf(msg, sizeof msg, "rank %d %s", r, s->death);
+    driver_append_tail(s, msg, sizeof msg);
+    res->outcome = RANK_DIED;
+    res->error = strdup(msg);
+    res->exit_status = launcher_describe_exit(s->wait_status, msg, sizeof msg);
+}
+
 int driver_check_idle(driver *d, rank_result *results) {
     for (int r = 0; r < d->world; r++)
         results[r] = (rank_result){.rank = r, .outcome = RANK_SKIPPED};

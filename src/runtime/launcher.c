@@ -155,8 +155,10 @@ void launcher_wait_exit(const pid_t *pids, int n, int timeout_ms) {
     for (int i = 0; pfd && i < n; i++) {
         int fd = pidfd_open(pids[i], 0);
         if (fd < 0) {
-            if (errno == ESRCH) gone = true;
-            else no_pidfd = true;
+            if (errno == ESRCH)
+                gone = true;
+            else
+                no_pidfd = true;
             break;
         }
         pfd[opened].fd = fd;

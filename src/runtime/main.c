@@ -21,9 +21,19 @@
 #include "runtime/render.h"
 #include "runtime/repl.h"
 
-/* Script mode's Ctrl-C: ask every rank to stop; the driver reports them interrupted. */
+#ifdef __SANITIZE_ADDRESS__
+/* LeakSanitizer's built-in suppressions for the sanitizer build: libedit's el_set keeps
+ * wcsdup'd copies of the name and help text given to EL_ADDFN and never frees them, not
+ * even in el_end (libedit 3.1, Debian 12). ddplab itself never calls wcsdup. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void) {
+    return "leak:wcsdup\nleak:el_set\n";
+}
+#endif
+
 static driver *script_driver;
 
+/* Script mode's Ctrl-C: ask every rank to stop; the driver reports them interrupted. */
 static void on_script_sigint(int sig) {
     (void)sig;
     if (script_driver) driver_interrupt(script_driver);

@@ -10,7 +10,9 @@
 
 #include <cmocka.h>
 
+#include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +93,33 @@ static void run_world(int size, rank_fn fn, bool init) {
 
 static void run_ranks(int size, rank_fn fn) {
     run_world(size, fn, true);
+}
+
+/* A cue from one rank to others that does not depend on timing, for tests where a rank
+ * must act only after another one did something: the pipe is made before the fork,
+ * cue_give writes a byte, cue_take waits for one. The wait is bounded (a minute) only so
+ * that a rank that failed before giving its cue cannot hang the test. */
+static int cue_fd[2] = {-1, -1};
+
+static void cue_open(void) {
+    assert_int_equal(pipe(cue_fd), 0);
+}
+
+static void cue_close(void) {
+    close(cue_fd[0]);
+    close(cue_fd[1]);
+    cue_fd[0] = cue_fd[1] = -1;
+}
+
+static void cue_give(int n) {
+    for (int i = 0; i < n; i++)
+        if (write(cue_fd[1], "x", 1) != 1) return;
+}
+
+static bool cue_take(void) {
+    struct pollfd p = {.fd = cue_fd[0], .events = POLLIN};
+    char c;
+    return poll(&p, 1, 60 * 1000) == 1 && read(cue_fd[0], &c, 1) == 1;
 }
 
 /* ---- every collective ---------------------------------------------------------------- */
@@ -396,8 +425,8 @@ static void test_mismatch_root_and_order(void **state) {
  * without calling: rank 0's watchdog tells both stories. */
 static int absent_ranks(int rank, int size) {
     pg_chunk_begin(30);
-    if (rank == 1) {
-        sleep(3);
+    if (rank == 1) { /* busy until rank 0's watchdog has spoken */
+        CHILD_CHECK(cue_take());
         pg_chunk_end();
         return 0;
     }
@@ -407,7 +436,9 @@ static int absent_ranks(int rank, int size) {
     }
     float f[4] = {0};
     pg_buffer fb = buf1(f, DTYPE_FLOAT32, 4);
-    CHILD_EXPECT(pg_all_reduce(NULL, &fb, COMM_SUM), DDP_ERR_TIMEOUT,
+    ddp_status st = pg_all_reduce(NULL, &fb, COMM_SUM);
+    cue_give(1);
+    CHILD_EXPECT(st, DDP_ERR_TIMEOUT,
                  "collective #1 of this chunk: rank 1 did not arrive within 2 s; rank 0 is "
                  "waiting in all_reduce(float32[4], op=SUM)");
     if (size == 3)
@@ -418,8 +449,12 @@ static int absent_ranks(int rank, int size) {
 
 static void test_watchdog(void **state) {
     (void)state;
+    cue_open();
     run_ranks(2, absent_ranks);
+    cue_close();
+    cue_open();
     run_ranks(3, absent_ranks);
+    cue_close();
 }
 
 /* Send float32[3] against recv into float32[4]; then a send that nobody receives. */
@@ -448,13 +483,15 @@ static void test_p2p_mismatch(void **state) {
     run_ranks(2, p2p_mismatch_ranks);
 }
 
-/* With the check off, rank 1 comes late: rank 0's Gloo call times out, rank 1's fails on
- * the closed connection; both rebuild the communicator and the next call works. */
+/* With the check off, rank 1 comes late, once rank 0's Gloo call has timed out; rank 1's
+ * then fails on the closed connection (or times out too); both rebuild the communicator and
+ * the next call works. */
 static int rebuild_ranks(int rank, int size) {
     float f[2] = {1, 1};
     pg_buffer fb = buf1(f, DTYPE_FLOAT32, 2);
-    if (rank == 1) sleep(2);
+    if (rank == 1) CHILD_CHECK(cue_take());
     ddp_status s = pg_all_reduce(NULL, &fb, COMM_SUM);
+    if (rank == 0) cue_give(1);
     CHILD_CHECK(s == DDP_ERR_TIMEOUT || s == DDP_ERR_COMM);
     f[0] = f[1] = 1;
     CHILD_CHECK(pg_all_reduce(NULL, &fb, COMM_SUM) == DDP_OK);
@@ -466,7 +503,9 @@ static void test_rebuild_after_backend_failure(void **state) {
     (void)state;
     setenv("DDPLAB_COLLECTIVE_CHECK", "0", 1);
     setenv("DDPLAB_COLLECTIVE_TIMEOUT", "1", 1);
+    cue_open();
     run_ranks(2, rebuild_ranks);
+    cue_close();
     unsetenv("DDPLAB_COLLECTIVE_CHECK");
 }
 
@@ -570,14 +609,17 @@ static int init_failure_ranks(int rank, int size) {
                          .rank = rank,
                          .world_size = size,
                          .timeout_s = 30};
-    /* ranks 0,1 come late, so that rank 2 fails and comes back for its next init before
-     * they made their first: the generations must still pair up */
-    if (rank != 2) usleep(300 * 1000);
-    if (rank == 2)
-        CHILD_EXPECT(pg_init(&o), DDP_ERR_ARG, "init_process_group: unknown backend 'mpi'");
-    else
+    /* ranks 0,1 come late, once rank 2 failed and is on its way to its next init: the
+     * generations must still pair up */
+    if (rank == 2) {
+        ddp_status st = pg_init(&o);
+        cue_give(2);
+        CHILD_EXPECT(st, DDP_ERR_ARG, "init_process_group: unknown backend 'mpi'");
+    } else {
+        CHILD_CHECK(cue_take());
         CHILD_EXPECT(pg_init(&o), DDP_ERR_COMM,
                      "init_process_group: rank 2 failed to initialise: unknown backend 'mpi'");
+    }
     CHILD_CHECK(!pg_is_initialized());
     o.backend = "gloo";
     CHILD_CHECK(pg_init(&o) == DDP_OK);
@@ -590,7 +632,9 @@ static int init_failure_ranks(int rank, int size) {
 
 static void test_init_failure_reaches_the_others(void **state) {
     (void)state;
+    cue_open();
     run_world(3, init_failure_ranks, false);
+    cue_close();
 }
 
 /* ---- argument errors without any process group --------------------------------------- */

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,18 +213,24 @@ static void test_ring_4(void **state) {
 
 /* ---- failures -------------------------------------------------------------------- */
 
+/* Rank 0 tells rank 1 through this pipe (made before the fork) that its receive has ended,
+ * so that rank 1 stays connected, and silent, exactly until then. */
+static int recv_done[2] = {-1, -1};
+
 /* A receive whose sender is late ends with a timeout error within the bound (Gloo then
  * closes the pair: the communicator must be replaced, which process_group.c does). */
 static int recv_timeout_ranks(int rank, int size, comm *c) {
     (void)size;
-    if (rank == 1) {
-        usleep(1500 * 1000);
+    if (rank == 1) { /* the minute bounds the wait only if rank 0 failed before telling */
+        struct pollfd p = {.fd = recv_done[0], .events = POLLIN};
+        CHILD_CHECK(poll(&p, 1, 60 * 1000) == 1);
         return 0;
     }
     float v = 0;
     comm_p2p *r;
     CHILD_CHECK(comm_recv_post(c, &v, sizeof v, 1, 3, &r) == DDP_OK);
     ddp_status s = comm_p2p_wait(r, 300);
+    CHILD_CHECK(write(recv_done[1], "x", 1) == 1);
     CHILD_CHECK(s == DDP_ERR_TIMEOUT);
     CHILD_CHECK(strstr(ddp_last_error(), "recv") != NULL);
     comm_p2p_free(r);
@@ -232,7 +239,10 @@ static int recv_timeout_ranks(int rank, int size, comm *c) {
 
 static void test_recv_timeout(void **state) {
     (void)state;
+    assert_int_equal(pipe(recv_done), 0);
     run_ranks(2, recv_timeout_ranks);
+    close(recv_done[0]);
+    close(recv_done[1]);
 }
 
 /* A peer that dies wakes a blocked collective with an error. */

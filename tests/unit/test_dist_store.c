@@ -145,9 +145,8 @@ static void test_interrupt_ends_a_wait(void **state) {
     pthread_create(&th, NULL, interrupt_later, NULL);
     char *v;
     size_t len;
-    double t0 = now_s();
+    /* INTERRUPTED, not TIMEOUT: the interrupt, not the 10 s bound, ended the wait */
     assert_int_equal(store_get(client, "never", 10.0, &v, &len), DDP_ERR_INTERRUPTED);
-    assert_true(now_s() - t0 < 2.0);
     pthread_join(th, NULL);
     ddp_interrupt_clear();
 }
