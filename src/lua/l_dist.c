@@ -145,14 +145,19 @@ static int root_arg(const call_args *a, int def) {
     return def;
 }
 
-static void to_buffer(lua_State *L, const char *op, tensor *t, pg_buffer *b) {
+/* The buffer of t for a collective; `written` when the collective writes into t, which
+ * then counts as an in-place change (autograd's version counter, as PyTorch's collectives
+ * bump it), so a tensor saved for backward and overwritten by a collective is caught. */
+static void to_buffer(lua_State *L, const char *op, tensor *t, pg_buffer *b, bool written) {
     ddp_status s = pg_buffer_from_tensor(op, t, b);
     if (s != DDP_OK) ddp_lua_raise(L, s);
+    if (written) tensor_bump_version(t);
 }
 
 /* Reads a Lua list of tensors into malloc'd buffers (*n entries); raises on errors. The
  * array is left on the Lua stack as a userdata so an error cannot leak it. */
-static pg_buffer *list_arg(lua_State *L, int idx, const char *op, const char *what, int *n) {
+static pg_buffer *list_arg(lua_State *L, int idx, const char *op, const char *what, int *n,
+                           bool written) {
     if (!lua_istable(L, idx) || ddp_lua_to_tensor(L, idx))
         luaL_error(L, "%s: %s must be a list of tensors, got %s", op, what, luaL_typename(L, idx));
     lua_Integer len = luaL_len(L, idx);
@@ -164,7 +169,7 @@ static pg_buffer *list_arg(lua_State *L, int idx, const char *op, const char *wh
         tensor *t = ddp_lua_to_tensor(L, -1);
         if (!t)
             luaL_error(L, "%s: %s[%d] is %s, not a tensor", op, what, (int)i, luaL_typename(L, -1));
-        to_buffer(L, op, t, &bufs[i - 1]);
+        to_buffer(L, op, t, &bufs[i - 1], written);
         lua_pop(L, 1);
     }
     *n = (int)len;
@@ -392,7 +397,7 @@ static int l_broadcast(lua_State *L) {
     if (a.nranks == 0 && !a.has_src)
         return luaL_error(L, "broadcast: which rank sends? pass src, e.g. dist.broadcast(t, 0)");
     pg_buffer b;
-    to_buffer(L, "broadcast", t, &b);
+    to_buffer(L, "broadcast", t, &b, true);
     return finish(L, pg_broadcast(a.group, &b, root_arg(&a, 0)), &a);
 }
 
@@ -403,7 +408,7 @@ static int l_all_reduce(lua_State *L) {
     parse_args(L, 2, top, "all_reduce", &a);
     if (a.nranks) return luaL_error(L, "all_reduce: takes no rank (every rank gets the result)");
     pg_buffer b;
-    to_buffer(L, "all_reduce", t, &b);
+    to_buffer(L, "all_reduce", t, &b, true);
     return finish(L, pg_all_reduce(a.group, &b, a.has_op ? a.op : COMM_SUM), &a);
 }
 
@@ -415,19 +420,19 @@ static int l_reduce(lua_State *L) {
     if (a.nranks == 0 && !a.has_dst)
         return luaL_error(L, "reduce: which rank receives? pass dst, e.g. dist.reduce(t, 0)");
     pg_buffer b;
-    to_buffer(L, "reduce", t, &b);
+    to_buffer(L, "reduce", t, &b, true);
     return finish(L, pg_reduce(a.group, &b, root_arg(&a, 0), a.has_op ? a.op : COMM_SUM), &a);
 }
 
 static int l_all_gather(lua_State *L) {
     int top = lua_gettop(L);
     int n;
-    pg_buffer *outs = list_arg(L, 1, "all_gather", "tensor_list", &n);
+    pg_buffer *outs = list_arg(L, 1, "all_gather", "tensor_list", &n, true);
     tensor *t = check_one_tensor(L, 2, "all_gather");
     call_args a;
     parse_args(L, 3, top, "all_gather", &a);
     pg_buffer in;
-    to_buffer(L, "all_gather", t, &in);
+    to_buffer(L, "all_gather", t, &in, false);
     return finish(L, pg_all_gather(a.group, outs, n, &in), &a);
 }
 
@@ -438,8 +443,8 @@ static int l_all_gather_into_tensor(lua_State *L) {
     call_args a;
     parse_args(L, 3, top, "all_gather_into_tensor", &a);
     pg_buffer ob, ib;
-    to_buffer(L, "all_gather_into_tensor", out, &ob);
-    to_buffer(L, "all_gather_into_tensor", t, &ib);
+    to_buffer(L, "all_gather_into_tensor", out, &ob, true);
+    to_buffer(L, "all_gather_into_tensor", t, &ib, false);
     return finish(L, pg_all_gather_into(a.group, &ob, &ib), &a);
 }
 
@@ -447,11 +452,11 @@ static int l_reduce_scatter(lua_State *L) {
     int top = lua_gettop(L);
     tensor *out = check_one_tensor(L, 1, "reduce_scatter");
     int n;
-    pg_buffer *ins = list_arg(L, 2, "reduce_scatter", "input_list", &n);
+    pg_buffer *ins = list_arg(L, 2, "reduce_scatter", "input_list", &n, false);
     call_args a;
     parse_args(L, 3, top, "reduce_scatter", &a);
     pg_buffer ob;
-    to_buffer(L, "reduce_scatter", out, &ob);
+    to_buffer(L, "reduce_scatter", out, &ob, true);
     return finish(L, pg_reduce_scatter(a.group, &ob, ins, n, a.has_op ? a.op : COMM_SUM), &a);
 }
 
@@ -464,11 +469,11 @@ static int rooted_list_call(lua_State *L, bool is_gather) {
     int n = 0;
     pg_buffer *bufs = NULL;
     int list = lua_istable(L, 2) && !ddp_lua_to_tensor(L, 2) && !is_options(L, 2);
-    if (list) bufs = list_arg(L, 2, op, is_gather ? "gather_list" : "scatter_list", &n);
+    if (list) bufs = list_arg(L, 2, op, is_gather ? "gather_list" : "scatter_list", &n, is_gather);
     call_args a;
     parse_args(L, list || lua_isnil(L, 2) ? 3 : 2, top, op, &a);
     pg_buffer mine;
-    to_buffer(L, op, t, &mine);
+    to_buffer(L, op, t, &mine, !is_gather);
     int root = root_arg(&a, 0);
     return finish(L,
                   is_gather ? pg_gather(a.group, &mine, bufs, n, root)
@@ -506,7 +511,7 @@ static int p2p(lua_State *L, int is_send, int is_async) {
                           is_send ? "dst" : "src", op);
     int peer = a.nranks > 0 ? a.ranks[0] : is_send ? a.dst : a.src;
     pg_buffer b;
-    to_buffer(L, op, t, &b);
+    to_buffer(L, op, t, &b, !is_send);
     pg_work *w = NULL;
     work_box *box = NULL;
     if (is_async) { /* the box exists before the work, so an error cannot leak it */

@@ -203,6 +203,26 @@ T.test("argument errors before anything is sent", function()
   T.eq(t:item(), n)
 end)
 
+T.test("a collective that writes into a tensor counts as an in-place change", function()
+  local t = torch.ones(3)
+  local v = t._version
+  dist.all_reduce(t)
+  T.eq(t._version, v + 1, "all_reduce writes t")
+  local src = torch.ones(2)
+  local outs = {}
+  for i = 1, n do outs[i] = torch.zeros(2) end
+  local vs, vo = src._version, outs[1]._version
+  dist.all_gather(outs, src)
+  T.eq(src._version, vs, "all_gather only reads its input")
+  T.eq(outs[1]._version, vo + 1, "all_gather writes its outputs")
+  -- a weight saved for backward, then overwritten by a broadcast: backward refuses
+  local w = torch.ones(3, {requires_grad = true})
+  local x = torch.ones(3)
+  local loss = (w * x):sum()
+  dist.broadcast(x, 0)
+  T.raises(function() loss:backward() end, "modified by an inplace operation")
+end)
+
 T.test("destroy_process_group, then init again", function()
   dist.destroy_process_group()
   T.eq(dist.is_initialized(), false)
