@@ -3,7 +3,8 @@
 # tests/unit/test_<layer>_*.c  cmocka programs linked against that layer's library
 # tests/lua/test_*.lua         run by ddplab itself; a first line "-- ranks: 1 2 4"
 #                              runs the file once per rank count (default: 1)
-# tests/e2e/test_*.sh          whole-program checks (real terminal via tmux, processes)
+# tests/e2e/test_*.sh          whole-program checks (real terminal via tmux, processes);
+#                              helpers they source (tmux_lib.sh, check_lib.sh) are not tests
 set(DDP_LAYER_base ddp_base)
 set(DDP_LAYER_tensor ddp_tensor)
 set(DDP_LAYER_nn ddp_nn)
@@ -51,6 +52,6 @@ foreach(file ${E2E_TESTS})
   get_filename_component(name ${file} NAME_WE)
   add_test(NAME e2e.${name} COMMAND bash ${file})
   set_tests_properties(e2e.${name} PROPERTIES
-    LABELS "e2e" TIMEOUT 300
+    LABELS "e2e;san" TIMEOUT 300
     ENVIRONMENT "DDPLAB=$<TARGET_FILE:ddplab>;DDP_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
 endforeach()

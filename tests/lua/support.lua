@@ -78,6 +78,46 @@ function M.raises(fn, text, msg)
   return err
 end
 
+-- Single-quotes s for the shell.
+function M.shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+-- This very binary: the parent of the shell that io.popen starts is this rank.
+function M.ddplab_binary()
+  local p = assert(io.popen("readlink /proc/$PPID/exe"))
+  local exe = p:read("l")
+  p:close()
+  return exe
+end
+
+-- Runs `ddplab ARGS < input` in a clean environment (no rank variables, no colour, 80
+-- columns unless extra_env says otherwise, a private state folder for the transcript) and
+-- returns stdout and stderr together, and the exit status. extra_env: {"NAME=value", ...}.
+function M.run_ddplab(args, input, extra_env)
+  local q = M.shell_quote
+  local base = os.tmpname()
+  local f = assert(io.open(base .. ".in", "w"))
+  f:write(input or "")
+  f:close()
+  local env = {"HOME=" .. q(os.getenv("HOME") or "/tmp"),
+               "PATH=" .. q(os.getenv("PATH") or "/usr/bin:/bin"),
+               "XDG_STATE_HOME=" .. q(base .. ".state"), "NO_COLOR=1", "COLUMNS=80"}
+  for _, name in ipairs({"ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS"}) do
+    if os.getenv(name) then env[#env + 1] = name .. "=" .. q(os.getenv(name)) end
+  end
+  for _, kv in ipairs(extra_env or {}) do env[#env + 1] = q(kv) end -- later ones win
+  local cmd = string.format("env -i %s %s %s < %s 2>&1", table.concat(env, " "),
+                            q(M.ddplab_binary()), args, q(base .. ".in"))
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  local _, _, status = p:close()
+  os.execute("rm -rf " .. q(base .. ".state"))
+  os.remove(base .. ".in")
+  os.remove(base)
+  return out, status
+end
+
 -- Prints the summary line and raises when a test failed.
 function M.done()
   print(string.format("%d passed, %d failed", passed, failed))

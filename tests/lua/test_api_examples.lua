@@ -40,43 +40,7 @@ local function same_text(got, want, what)
 end
 
 
--- Single-quotes s for the shell.
-local function shell_quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
--- This very binary: the parent of the shell that io.popen starts is this rank.
-local function ddplab_binary()
-  local p = assert(io.popen("readlink /proc/$PPID/exe"))
-  local exe = p:read("l")
-  p:close()
-  return exe
-end
-
--- Runs `ddplab ARGS < input` in a clean environment (no rank variables, no colour, 80
--- columns, a private state folder for the transcript) and returns stdout and stderr
--- together, and the exit status.
-local function run_ddplab(args, input)
-  local base = os.tmpname()
-  local f = assert(io.open(base .. ".in", "w"))
-  f:write(input or "")
-  f:close()
-  local env = {"HOME=" .. shell_quote(os.getenv("HOME") or "/tmp"),
-               "PATH=" .. shell_quote(os.getenv("PATH") or "/usr/bin:/bin"),
-               "XDG_STATE_HOME=" .. shell_quote(base .. ".state"), "NO_COLOR=1", "COLUMNS=80"}
-  for _, name in ipairs({"ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS"}) do
-    if os.getenv(name) then env[#env + 1] = name .. "=" .. shell_quote(os.getenv(name)) end
-  end
-  local cmd = string.format("env -i %s %s %s < %s 2>&1", table.concat(env, " "),
-                            shell_quote(ddplab_binary()), args, shell_quote(base .. ".in"))
-  local p = assert(io.popen(cmd))
-  local out = p:read("a")
-  local _, _, status = p:close()
-  os.execute("rm -rf " .. shell_quote(base .. ".state"))
-  os.remove(base .. ".in")
-  os.remove(base)
-  return out, status
-end
+local run_ddplab = T.run_ddplab
 
 -- A REPL prompt at position i of s: "[all]> ", "[0,2]> " or the continuation "  ...> ".
 local function prompt_at(s, i)

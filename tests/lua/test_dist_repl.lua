@@ -5,42 +5,11 @@
 -- once. This test runs on one rank and starts its own 4-rank REPL.
 local T = require "support"
 
-local function shell_quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
--- This very binary: the parent of the shell that io.popen starts is this rank.
-local function ddplab_binary()
-  local p = assert(io.popen("readlink /proc/$PPID/exe"))
-  local exe = p:read("l")
-  p:close()
-  return exe
-end
-
 -- Runs `ddplab -n 4 -i` on the given input lines in a clean environment; returns its
 -- output (stdout and stderr together).
 local function repl(lines)
-  local base = os.tmpname()
-  local f = assert(io.open(base .. ".in", "w"))
-  f:write(table.concat(lines, "\n") .. "\n")
-  f:close()
-  local env = {"HOME=" .. shell_quote(os.getenv("HOME") or "/tmp"),
-               "PATH=" .. shell_quote(os.getenv("PATH") or "/usr/bin:/bin"),
-               "XDG_STATE_HOME=" .. shell_quote(base .. ".state"), "NO_COLOR=1", "COLUMNS=200",
-               "DDPLAB_COLLECTIVE_TIMEOUT=30"}
-  for _, name in ipairs({"ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS"}) do
-    if os.getenv(name) then env[#env + 1] = name .. "=" .. shell_quote(os.getenv(name)) end
-  end
-  local cmd = string.format("env -i %s %s -n 4 -i --collective-timeout 30 < %s 2>&1",
-                            table.concat(env, " "), shell_quote(ddplab_binary()),
-                            shell_quote(base .. ".in"))
-  local p = assert(io.popen(cmd))
-  local out = p:read("a")
-  p:close()
-  os.execute("rm -rf " .. shell_quote(base .. ".state"))
-  os.remove(base .. ".in")
-  os.remove(base)
-  return out
+  return (T.run_ddplab("-n 4 -i --collective-timeout 30", table.concat(lines, "\n") .. "\n",
+                       {"COLUMNS=200", "DDPLAB_COLLECTIVE_TIMEOUT=30"}))
 end
 
 local function has(out, text)
