@@ -57,8 +57,9 @@ void comm_destroy(comm *c);
 
 /* In place on buf (count elements of dt). */
 ddp_status comm_all_reduce(comm *c, void *buf, dtype dt, size_t count, comm_reduce_op op);
-/* Reduces into buf on root; other ranks' buf may be used as scratch and is left as is
- * by the Gloo backend (PyTorch leaves it unspecified). */
+/* Reduces into buf on root; other ranks' buf is used as scratch: Gloo leaves partial
+ * results in it (checked: 4 ranks, a SUM to rank 0 leaves rank 1 with the sum of ranks
+ * 1..3), as PyTorch's Gloo backend does, which documents only dst's result. */
 ddp_status comm_reduce(comm *c, void *buf, dtype dt, size_t count, comm_reduce_op op, int root);
 ddp_status comm_broadcast(comm *c, void *buf, dtype dt, size_t count, int root);
 /* out holds size * count elements, rank i's in at [i * count]. in may alias its slot. */

@@ -25,6 +25,7 @@ ddp_status pg_buffer_from_tensor(const char *op, const tensor *t, pg_buffer *b) 
     b->data = tensor_data(t);
     b->dt = t->dtype;
     b->ndim = t->ndim;
+    b->owner = (tensor *)t;
     for (int i = 0; i < t->ndim; i++) b->sizes[i] = t->sizes[i];
     return DDP_OK;
 }

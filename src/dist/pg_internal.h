@@ -13,7 +13,8 @@
 
 struct process_group {
     int refcount;
-    uint64_t world_gen; /* the init generation that made it */
+    uint64_t world_gen; /* the init generation that made it (the store's numbering) */
+    uint64_t epoch;     /* pg_W.epoch when it was made: alive only in that world */
     int id;             /* 0: the default group; then one per new_group call */
     int size;
     int *ranks;          /* global rank of each group rank */
@@ -37,6 +38,9 @@ struct process_group {
 typedef struct {
     bool initialized;
     uint64_t gen;
+    /* counts this process's successful inits: unlike gen, which the store hands out and
+     * a fresh store (another init_method) starts from 1 again, it never repeats */
+    uint64_t epoch;
     int rank, size;
     char host[256];
     int port;
@@ -67,6 +71,9 @@ ddp_status pg_connect(process_group *g, double rendezvous_timeout);
 /* Checks that g may run a collective (initialised, alive, member) and replaces a broken
  * communicator. `op` names the call for messages. */
 ddp_status pg_ready(process_group **g, const char *op);
+/* The fingerprint exchange of a collective without a backend call, over g (with the
+ * check on): every member must call it with the same fp, or all fail alike. */
+ddp_status pg_agree(process_group *g, const char *op, const char *fp);
 /* Fails at once (DDP_ERR_STATE) when one of the n global ranks does not run the current
  * chunk, naming them, the ranks it was sent to, and `why` a rank that is not running
  * matters; DDP_OK when every one runs it (or the runtime did not say). */
@@ -77,5 +84,52 @@ int pg_group_rank_of(const process_group *g, int global);
 void pg_scratch_release(process_group *g);
 /* Frees a group's communicator and arrays, not the struct. */
 void pg_group_clear(process_group *g);
+/* Marks g's communicator for replacement after a failed backend call. With the check
+ * off it also publishes the generation to rebuild to, so that the other members, which
+ * may never see a failure themselves, rebuild too at their next chunk (pg_ready). */
+void pg_mark_broken(process_group *g);
+/* With the check off: marks g broken when another member published a newer generation
+ * (best effort: one store round trip; a failure leaves g as it is). */
+void pg_adopt_rebuild(process_group *g);
+
+/* ---- backend calls on a helper thread (pg_worker.c) ----------------------------- */
+
+typedef enum {
+    PG_CALL_ALL_REDUCE,
+    PG_CALL_REDUCE,
+    PG_CALL_BROADCAST,
+    PG_CALL_ALL_GATHER,
+    PG_CALL_GATHER,
+    PG_CALL_SCATTER,
+    PG_CALL_BARRIER,
+} pg_call_kind;
+
+/* One comm.h call with its arguments (see comm.h for each). */
+typedef struct {
+    pg_call_kind kind;
+    const char *op; /* the collective's name, for messages */
+    const void *in;
+    void *out; /* the in-place buffer of all_reduce, reduce and broadcast */
+    dtype dt;
+    size_t count;
+    comm_reduce_op rop;
+    int root;
+} pg_call;
+
+/* Runs call on g->comm on the helper thread while this (the Lua) thread waits, looking
+ * at ddp_interrupt_pending() every 50 ms. Returns the backend's status; on Ctrl-C it
+ * returns DDP_ERR_INTERRUPTED at once and leaves the call to finish (or time out) on the
+ * helper thread, which from then on owns g's communicator and scratch buffer; the
+ * tensors owning keep_a[0..na) and keep_b[0..nb) are retained here, on this thread,
+ * and released on this thread once the helper is done (pg_worker_reap); g is marked
+ * broken, so the next collective rebuilds its connections. Without a helper thread (it
+ * could not be started) the call runs here, uninterruptible, as before. */
+ddp_status pg_call_run(process_group *g, const pg_call *call, const pg_buffer *keep_a, int na,
+                       const pg_buffer *keep_b, int nb);
+/* Frees what every abandoned call that has finished held: joins its thread, destroys its
+ * communicator, releases its tensors. Never blocks on a call still running. */
+void pg_worker_reap(void);
+/* Stops the idle helper thread (destroy_process_group); a later call starts a new one. */
+void pg_worker_stop_idle(void);
 
 #endif

@@ -144,7 +144,7 @@ static void flush_queue(void) {
                 (1ull << 62) | ((w->chunk & 0xfffffffull) << 32) | (w->k & 0xffffffffull);
             s = w->is_send ? comm_send_post(w->g->comm, w->data, w->nbytes, w->peer, slot, &w->p2p)
                            : comm_recv_post(w->g->comm, w->data, w->nbytes, w->peer, slot, &w->p2p);
-            if (s != DDP_OK) w->g->broken = true;
+            if (s != DDP_OK) pg_mark_broken(w->g);
         }
         if (s == DDP_OK)
             w->state = WORK_POSTED;
@@ -227,7 +227,7 @@ ddp_status pg_work_wait(pg_work *w) {
     comm_p2p_free(w->p2p);
     w->p2p = NULL;
     if (s != DDP_OK) {
-        w->g->broken = true;
+        pg_mark_broken(w->g);
         fail_work(w, s);
         return s;
     }

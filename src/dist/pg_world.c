@@ -213,6 +213,7 @@ static process_group *group_new(int id, const int *ranks, int n) {
     if (!g) return NULL;
     g->refcount = 1;
     g->world_gen = pg_W.gen;
+    g->epoch = pg_W.epoch;
     g->id = id;
     g->size = n;
     g->my = -1;
@@ -268,6 +269,37 @@ static ddp_status pg_connect_as(process_group *g, double rendezvous_timeout,
     return s;
 }
 
+/* The store key under which a member publishes the communicator generation g's members
+ * should rebuild to (with the check off). */
+static void rebuild_key(char *out, size_t len, const process_group *g) {
+    snprintf(out, len, "pg/%llu/%d/rebuild", (unsigned long long)g->world_gen, g->id);
+}
+
+void pg_mark_broken(process_group *g) {
+    g->broken = true;
+    if (pg_W.check || !pg_W.store || g->my < 0 || g->size == 1) return;
+    char key[96], value[32];
+    rebuild_key(key, sizeof key, g);
+    snprintf(value, sizeof value, "%d", g->comm_gen + 1);
+    (void)store_set(pg_W.store, key, value, strlen(value)); /* best effort */
+}
+
+void pg_adopt_rebuild(process_group *g) {
+    if (!pg_W.store || g->my < 0 || g->size == 1) return;
+    char key[96];
+    rebuild_key(key, sizeof key, g);
+    const char *keys[1] = {key};
+    char *v[1] = {NULL};
+    size_t len[1];
+    if (store_multi_wait(pg_W.store, keys, 1, 0, v, len) != DDP_OK || !v[0]) return;
+    int gen = atoi(v[0]);
+    free(v[0]);
+    if (gen > g->comm_gen) {
+        g->broken = true;
+        g->comm_gen = gen - 1; /* pg_ready moves every member to gen */
+    }
+}
+
 process_group *pg_retain(process_group *g) {
     if (g) g->refcount++;
     return g;
@@ -313,7 +345,7 @@ const char *pg_backend(const process_group *g) {
 }
 
 bool pg_is_alive(const process_group *g) {
-    return pg_W.initialized && g->world_gen == pg_W.gen && g->ranks;
+    return pg_W.initialized && g->epoch == pg_W.epoch && g->ranks;
 }
 
 void pg_sync_chunk(process_group *g) {
@@ -418,6 +450,7 @@ ddp_status pg_init(const pg_init_options *o) {
         goto fail;
     }
     pg_W.next_group_id = 1;
+    pg_W.epoch++;
     process_group *g = group_new(0, NULL, size);
     if (!g) {
         s = DDP_FAIL(DDP_ERR_NOMEM, "init_process_group: out of memory");
@@ -477,10 +510,31 @@ ddp_status pg_destroy(void) {
     pg_release(d);
     /* groups still referenced from Lua are no longer live: chunk_end skips them */
     pg_W.live = NULL;
+    /* interrupted calls still running keep their own connections until they return */
+    pg_worker_reap();
+    pg_worker_stop_idle();
     store_close(pg_W.store);
     pg_W.store = NULL;
     pg_set_activity(NULL);
     return DDP_OK;
+}
+
+/* "new_group(ranks=0,1)" for the sorted list (NULL: every rank); a long list is cut and
+ * ends with a hash of the whole, so two different lists never read the same. */
+static void new_group_fingerprint(char *out, size_t len, const int *sorted, int n) {
+    if (!sorted) {
+        snprintf(out, len, "new_group(all %d ranks)", n);
+        return;
+    }
+    char list[FP_MAX];
+    fp_rank_list(list, sizeof list, sorted, n);
+    const char *words = strchr(list, ' ') ? strchr(list, ' ') + 1 : list;
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < n; i++) h = (h ^ (uint32_t)sorted[i]) * 16777619u;
+    if (strlen(words) < 120)
+        snprintf(out, len, "new_group(ranks=%s)", words);
+    else
+        snprintf(out, len, "new_group(ranks=%.100s..., %d ranks, #%08x)", words, n, h);
 }
 
 ddp_status pg_new_group(const int *ranks, int n, process_group **out) {
@@ -501,7 +555,30 @@ ddp_status pg_new_group(const int *ranks, int n, process_group **out) {
     }
     DDP_CHECK(pg_check_running("new_group", NULL, pg_W.size,
                                "every rank must call new_group, as in PyTorch"));
-    process_group *g = group_new(pg_W.next_group_id++, ranks, n);
+    /* PyTorch sorts the list: group rank i is the i-th smallest global rank, whatever
+     * order each caller wrote (and so every member agrees on who is who) */
+    int *sorted = NULL;
+    if (ranks) {
+        sorted = malloc(sizeof(int) * (size_t)n);
+        if (!sorted) return DDP_FAIL(DDP_ERR_NOMEM, "new_group: out of memory");
+        for (int i = 0; i < n; i++) {
+            int v = ranks[i], j = i;
+            for (; j > 0 && sorted[j - 1] > v; j--) sorted[j] = sorted[j - 1];
+            sorted[j] = v;
+        }
+    }
+    /* every rank must pass the same set (4 ranks, {0,1} on ranks 0,1 and {2,3} on ranks
+     * 2,3 is a classic slip): agree on it first, or the rendezvous below would pair up
+     * ranks that meant different groups */
+    char fp[FP_MAX];
+    new_group_fingerprint(fp, sizeof fp, sorted, n);
+    ddp_status agreed = pg_agree(d, "new_group", fp);
+    if (agreed != DDP_OK) {
+        free(sorted);
+        return agreed;
+    }
+    process_group *g = group_new(pg_W.next_group_id++, sorted, n);
+    free(sorted);
     if (!g) return DDP_FAIL(DDP_ERR_NOMEM, "new_group: out of memory");
     ddp_status s = pg_connect(g, pg_W.rendezvous_timeout);
     if (s != DDP_OK) {
@@ -567,6 +644,7 @@ ddp_status pg_check_running(const char *op, const int *ranks, int n, const char 
 
 void pg_chunk_end(void) {
     pg_set_activity(NULL);
+    pg_worker_reap();
     if (!pg_W.initialized) return;
     for (process_group *g = pg_W.live; g; g = g->next_live) pg_scratch_release(g);
     if (!pg_W.check) return;

@@ -6,8 +6,9 @@
  * fingerprint, then waits (50 ms slices, so Ctrl-C and the watchdog are checked) until
  * every member's key is there, or a missing member has published that it finished the
  * chunk. Every rank then holds the same data and so raises the same message. Only once
- * all agree does anyone enter Gloo. Keys are per chunk, so a chunk interrupted half-way
- * leaves no offset in the numbering of the next. */
+ * all agree does anyone enter Gloo, through pg_call_run (pg_worker.c), which Ctrl-C can
+ * leave. Keys are per chunk, so a chunk interrupted half-way leaves no offset in the
+ * numbering of the next. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,10 +58,14 @@ ddp_status pg_ready(process_group **gp, const char *op) {
                         "on it (test with `if group ~= dist.GroupMember.NON_GROUP_MEMBER`)",
                         op, pg_W.rank, who);
     }
+    bool new_chunk = g->chunk_seen != pg_W.chunk_id;
     pg_sync_chunk(g);
     /* With the check on, a broken communicator is rebuilt by every member together
-     * inside the next collective's exchange (enter); without it, each rank rebuilds on
-     * its own and hopes the others do too. */
+     * inside the next collective's exchange (enter). Without it, a member whose call
+     * broke published the generation to rebuild to (pg_mark_broken); the others look
+     * for it once per chunk, since they may never have seen a failure themselves (a
+     * member interrupted while alone in a collective). */
+    if (new_chunk && !pg_W.check && !g->broken) pg_adopt_rebuild(g);
     if (g->broken && !pg_W.check) {
         g->comm_gen++;
         if (pg_connect(g, pg_W.rendezvous_timeout) != DDP_OK) return rebuild_failed(op);
@@ -289,10 +294,16 @@ static ddp_status enter(process_group **gp, const char *op, const char *fp, cons
     return s;
 }
 
+ddp_status pg_agree(process_group *g, const char *op, const char *fp) {
+    ddp_status s = enter(&g, op, fp, NULL);
+    pg_set_activity(NULL);
+    return s;
+}
+
 /* After the backend call: a failure marks the communicator for replacement. */
 static ddp_status leave(process_group *g, ddp_status s) {
     pg_set_activity(NULL);
-    if (s != DDP_OK && s != DDP_ERR_ARG) g->broken = true;
+    if (s != DDP_OK && s != DDP_ERR_ARG && !g->broken) pg_mark_broken(g);
     return s;
 }
 
@@ -365,7 +376,13 @@ ddp_status pg_all_reduce(process_group *g, pg_buffer *b, comm_reduce_op op) {
     fp_format(fp, sizeof fp, "all_reduce", b->dt, b->ndim, b->sizes, extra);
     DDP_CHECK(enter(&g, "all_reduce", fp, b));
     if (g->size == 1) return leave(g, DDP_OK);
-    return leave(g, comm_all_reduce(g->comm, b->data, b->dt, (size_t)pg_buffer_numel(b), op));
+    pg_call k = {.kind = PG_CALL_ALL_REDUCE,
+                 .op = "all_reduce",
+                 .out = b->data,
+                 .dt = b->dt,
+                 .count = (size_t)pg_buffer_numel(b),
+                 .rop = op};
+    return leave(g, pg_call_run(g, &k, b, 1, NULL, 0));
 }
 
 ddp_status pg_broadcast(process_group *g, pg_buffer *b, int src) {
@@ -377,7 +394,13 @@ ddp_status pg_broadcast(process_group *g, pg_buffer *b, int src) {
     fp_format(fp, sizeof fp, "broadcast", b->dt, b->ndim, b->sizes, extra);
     DDP_CHECK(enter(&g, "broadcast", fp, b));
     if (g->size == 1) return leave(g, DDP_OK);
-    return leave(g, comm_broadcast(g->comm, b->data, b->dt, (size_t)pg_buffer_numel(b), root));
+    pg_call k = {.kind = PG_CALL_BROADCAST,
+                 .op = "broadcast",
+                 .out = b->data,
+                 .dt = b->dt,
+                 .count = (size_t)pg_buffer_numel(b),
+                 .root = root};
+    return leave(g, pg_call_run(g, &k, b, 1, NULL, 0));
 }
 
 ddp_status pg_reduce(process_group *g, pg_buffer *b, int dst, comm_reduce_op op) {
@@ -389,7 +412,14 @@ ddp_status pg_reduce(process_group *g, pg_buffer *b, int dst, comm_reduce_op op)
     fp_format(fp, sizeof fp, "reduce", b->dt, b->ndim, b->sizes, extra);
     DDP_CHECK(enter(&g, "reduce", fp, b));
     if (g->size == 1) return leave(g, DDP_OK);
-    return leave(g, comm_reduce(g->comm, b->data, b->dt, (size_t)pg_buffer_numel(b), op, root));
+    pg_call k = {.kind = PG_CALL_REDUCE,
+                 .op = "reduce",
+                 .out = b->data,
+                 .dt = b->dt,
+                 .count = (size_t)pg_buffer_numel(b),
+                 .rop = op,
+                 .root = root};
+    return leave(g, pg_call_run(g, &k, b, 1, NULL, 0));
 }
 
 /* g's scratch area of at least `bytes`, or NULL with a status. Borrowed: valid until the
@@ -431,12 +461,17 @@ ddp_status pg_all_gather(process_group *g, pg_buffer *outs, int nout, const pg_b
     bool adjacent = true;
     for (int i = 1; i < g->size; i++)
         if ((char *)outs[i].data != (char *)outs[0].data + (size_t)i * n) adjacent = false;
-    if (adjacent)
-        return leave(g, comm_all_gather(g->comm, in->data, outs[0].data, in->dt,
-                                        (size_t)pg_buffer_numel(in)));
+    pg_call k = {.kind = PG_CALL_ALL_GATHER,
+                 .op = "all_gather",
+                 .in = in->data,
+                 .out = outs[0].data,
+                 .dt = in->dt,
+                 .count = (size_t)pg_buffer_numel(in)};
+    if (adjacent) return leave(g, pg_call_run(g, &k, in, 1, outs, g->size));
     char *tmp = scratch(g, n * (size_t)g->size, &s);
     if (!tmp) return leave(g, s);
-    s = comm_all_gather(g->comm, in->data, tmp, in->dt, (size_t)pg_buffer_numel(in));
+    k.out = tmp;
+    s = pg_call_run(g, &k, in, 1, outs, g->size);
     for (int i = 0; s == DDP_OK && i < g->size; i++) memcpy(outs[i].data, tmp + i * n, n);
     return leave(g, s);
 }
@@ -458,8 +493,13 @@ ddp_status pg_all_gather_into(process_group *g, pg_buffer *out, const pg_buffer 
         memmove(out->data, in->data, buffer_bytes(in));
         return leave(g, DDP_OK);
     }
-    return leave(
-        g, comm_all_gather(g->comm, in->data, out->data, in->dt, (size_t)pg_buffer_numel(in)));
+    pg_call k = {.kind = PG_CALL_ALL_GATHER,
+                 .op = "all_gather_into_tensor",
+                 .in = in->data,
+                 .out = out->data,
+                 .dt = in->dt,
+                 .count = (size_t)pg_buffer_numel(in)};
+    return leave(g, pg_call_run(g, &k, in, 1, out, 1));
 }
 
 ddp_status pg_reduce_scatter(process_group *g, pg_buffer *out, const pg_buffer *ins, int nin,
@@ -486,7 +526,13 @@ ddp_status pg_reduce_scatter(process_group *g, pg_buffer *out, const pg_buffer *
     char *tmp = scratch(g, n * (size_t)g->size, &s);
     if (!tmp) return leave(g, s);
     for (int i = 0; i < g->size; i++) memcpy(tmp + i * n, ins[i].data, n);
-    s = comm_all_reduce(g->comm, tmp, out->dt, (size_t)pg_buffer_numel(out) * (size_t)g->size, op);
+    pg_call k = {.kind = PG_CALL_ALL_REDUCE,
+                 .op = "reduce_scatter",
+                 .out = tmp,
+                 .dt = out->dt,
+                 .count = (size_t)pg_buffer_numel(out) * (size_t)g->size,
+                 .rop = op};
+    s = pg_call_run(g, &k, out, 1, ins, nin);
     if (s == DDP_OK) memcpy(out->data, tmp + (size_t)g->my * n, n);
     return leave(g, s);
 }
@@ -516,7 +562,14 @@ ddp_status pg_gather(process_group *g, const pg_buffer *in, pg_buffer *outs, int
     ddp_status s = DDP_OK;
     char *tmp = g->my == root ? scratch(g, n * (size_t)g->size, &s) : NULL;
     if (s != DDP_OK) return leave(g, s);
-    s = comm_gather(g->comm, in->data, tmp, in->dt, (size_t)pg_buffer_numel(in), root);
+    pg_call k = {.kind = PG_CALL_GATHER,
+                 .op = "gather",
+                 .in = in->data,
+                 .out = tmp,
+                 .dt = in->dt,
+                 .count = (size_t)pg_buffer_numel(in),
+                 .root = root};
+    s = pg_call_run(g, &k, in, 1, outs, nout);
     for (int i = 0; s == DDP_OK && tmp && i < g->size; i++) memcpy(outs[i].data, tmp + i * n, n);
     return leave(g, s);
 }
@@ -547,12 +600,20 @@ ddp_status pg_scatter(process_group *g, pg_buffer *out, const pg_buffer *ins, in
     char *tmp = g->my == root ? scratch(g, n * (size_t)g->size, &s) : NULL;
     if (s != DDP_OK) return leave(g, s);
     for (int i = 0; tmp && i < g->size; i++) memcpy(tmp + i * n, ins[i].data, n);
-    s = comm_scatter(g->comm, tmp, out->data, out->dt, (size_t)pg_buffer_numel(out), root);
+    pg_call k = {.kind = PG_CALL_SCATTER,
+                 .op = "scatter",
+                 .in = tmp,
+                 .out = out->data,
+                 .dt = out->dt,
+                 .count = (size_t)pg_buffer_numel(out),
+                 .root = root};
+    s = pg_call_run(g, &k, out, 1, ins, nin);
     return leave(g, s);
 }
 
 ddp_status pg_barrier(process_group *g) {
     DDP_CHECK(enter(&g, "barrier", "barrier()", NULL));
     if (g->size == 1) return leave(g, DDP_OK);
-    return leave(g, comm_barrier(g->comm));
+    pg_call k = {.kind = PG_CALL_BARRIER, .op = "barrier"};
+    return leave(g, pg_call_run(g, &k, NULL, 0, NULL, 0));
 }

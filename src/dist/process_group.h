@@ -13,7 +13,10 @@
  *
  * Ranks in the API are GLOBAL ranks (as in PyTorch: `src`, `dst`, `peer`), translated to
  * group ranks inside. One process has at most one default group at a time; groups are
- * refcounted because Lua values hold them. Single-threaded: call from the Lua thread. */
+ * refcounted because Lua values hold them. Single-threaded: call from the Lua thread.
+ * The backend call itself runs on a helper thread while the caller waits (pg_worker.c),
+ * so that Ctrl-C returns at once even from inside Gloo (DDP_ERR_INTERRUPTED); the call
+ * then finishes in the background and the group's connections are rebuilt. */
 #ifndef DDP_DIST_PROCESS_GROUP_H
 #define DDP_DIST_PROCESS_GROUP_H
 
@@ -41,6 +44,9 @@ typedef struct {
     dtype dt;
     int ndim;
     int64_t sizes[TENSOR_MAX_DIMS];
+    /* the tensor whose memory data is (borrowed; NULL for a raw buffer): a collective
+     * interrupted inside the backend retains it until the backend lets go of data */
+    tensor *owner;
 } pg_buffer;
 
 /* Fills b from a tensor; DDP_ERR_ARG naming `op` when t is not a contiguous CPU tensor
@@ -129,5 +135,9 @@ void pg_chunk_set_participants(const bool *running, int world_size);
  * chunk called on the group, the number every rank's messages use), else NULL. Safe to call from
  * another thread (the text is copied under a lock into a static buffer). */
 const char *pg_current_activity(void);
+/* How many collectives interrupted by Ctrl-C inside the backend are still finishing on
+ * their helper threads (each holds its tensors and old connections until it returns;
+ * they are freed by the next collective, pg_chunk_end or pg_destroy after that). */
+int pg_abandoned_calls(void);
 
 #endif

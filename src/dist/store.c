@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,10 +25,15 @@
 #include "dist/store_wire.h"
 
 #define SLICE_MS 50
+/* The longest a live server takes to answer: its waits end within STORE_MAX_WAIT_MS; a
+ * server silent for this long is stuck (or not a ddplab store), and the request fails. */
+#define ANSWER_TIMEOUT_S 30.0
 
 struct store_client {
     int fd;
     pthread_mutex_t lock;
+    bool lost;       /* a request broke off half-way: the stream is out of step, so every later
+                      * request fails at once instead of reading someone else's answer */
     char where[300]; /* "host:port" for messages */
 };
 
@@ -124,6 +130,13 @@ static double now_s(void) {
 
 /* ---- connecting ----------------------------------------------------------------- */
 
+/* Bounds every recv on fd (SO_RCVTIMEO): a read that waits longer fails. */
+static void set_read_timeout(int fd, double seconds) {
+    struct timeval tv = {.tv_sec = (time_t)seconds,
+                         .tv_usec = (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6)};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
 /* One connection attempt to every address of host:port; the fd or -1. */
 static int try_connect(const char *host, int port) {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
@@ -184,6 +197,11 @@ ddp_status store_connect(const char *host, int port, double timeout_s, store_cli
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* Something that accepts but never greets (a port of another service that waits for
+     * its client to speak first, or a stopped server) must not hold us forever: the
+     * greeting gets the connect timeout (at least a second), and every later answer a
+     * bound far above the longest server-side wait (STORE_MAX_WAIT_MS). */
+    set_read_timeout(fd, timeout_s > 1 ? timeout_s : 1);
     store_client *c = calloc(1, sizeof *c);
     if (!c) {
         close(fd);
@@ -197,6 +215,7 @@ ddp_status store_connect(const char *host, int port, double timeout_s, store_cli
         store_close(c);
         return s;
     }
+    set_read_timeout(fd, ANSWER_TIMEOUT_S);
     *out = c;
     return DDP_OK;
 }
@@ -229,7 +248,7 @@ static ddp_status request(store_client *c, int op, const char *key, const void *
     if (klen) memcpy(h + STORE_REQ_HEADER, key, klen);
     unsigned char r[STORE_RESP_HEADER];
     pthread_mutex_lock(&c->lock);
-    bool ok = store_write_two(c->fd, h, STORE_REQ_HEADER + klen, value, vlen) &&
+    bool ok = !c->lost && store_write_two(c->fd, h, STORE_REQ_HEADER + klen, value, vlen) &&
               store_read_all(c->fd, r, sizeof r);
     char *buf = NULL;
     size_t len = ok ? store_get_u32(r + 1) : 0;
@@ -238,6 +257,7 @@ static ddp_status request(store_client *c, int op, const char *key, const void *
         buf = malloc(len + 1);
         ok = buf && store_read_all(c->fd, buf, len);
     }
+    if (!ok) c->lost = true;
     pthread_mutex_unlock(&c->lock);
     if (!ok) {
         free(buf);
@@ -248,15 +268,17 @@ static ddp_status request(store_client *c, int op, const char *key, const void *
     }
     buf[len] = '\0';
     *status = r[0];
+    if (r[0] == STORE_REFUSED) {
+        free(buf);
+        return DDP_FAIL(DDP_ERR_NOMEM, "store: the server at %s refused the request (full?)",
+                        c->where);
+    }
     if (data) {
         *data = buf;
         *dlen = len;
     } else {
         free(buf);
     }
-    if (r[0] == STORE_REFUSED)
-        return DDP_FAIL(DDP_ERR_NOMEM, "store: the server at %s refused the request (full?)",
-                        c->where);
     return DDP_OK;
 }
 

@@ -161,8 +161,9 @@ static pg_buffer *list_arg(lua_State *L, int idx, const char *op, const char *wh
     if (!lua_istable(L, idx) || ddp_lua_to_tensor(L, idx))
         luaL_error(L, "%s: %s must be a list of tensors, got %s", op, what, luaL_typename(L, idx));
     lua_Integer len = luaL_len(L, idx);
-    if (len < 1 || len > 1 << 16)
-        luaL_error(L, "%s: %s is empty (it needs one tensor per rank)", op, what);
+    if (len < 1) luaL_error(L, "%s: %s is empty (it needs one tensor per rank)", op, what);
+    if (len > 1 << 16)
+        luaL_error(L, "%s: %s holds %d tensors; it needs one per rank", op, what, (int)len);
     pg_buffer *bufs = lua_newuserdatauv(L, sizeof(pg_buffer) * (size_t)len, 0);
     for (lua_Integer i = 1; i <= len; i++) {
         lua_rawgeti(L, idx, i);

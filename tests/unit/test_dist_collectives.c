@@ -10,12 +10,15 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -64,16 +67,39 @@ static int init_child(int rank, int size) {
     return 0;
 }
 
-/* Forks `size` ranks running fn, after init_process_group when `init`; all must exit 0. */
+/* A TCP port that was free a moment ago. */
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Forks `size` ranks running fn, after init_process_group when `init`; all must exit 0.
+ * The ranks are forked before the store's threads start and wait for a byte on `go`:
+ * a child forked while a server thread held a lock (the allocator's) would find it
+ * locked forever (seen as a rare hang of the sanitizer build). */
 static void run_world(int size, rank_fn fn, bool init) {
-    store_server *server;
-    assert_int_equal(store_server_start("127.0.0.1", 0, &server), DDP_OK);
-    port = store_server_port(server);
+    port = free_port();
+    assert_true(port > 0);
+    int go[2];
+    assert_int_equal(pipe(go), 0);
     pid_t pids[8];
     for (int r = 0; r < size; r++) {
         pids[r] = fork();
         assert_true(pids[r] >= 0);
         if (pids[r] == 0) {
+            char c;
+            close(go[1]);
+            if (read(go[0], &c, 1) != 1) _exit(3); /* the parent could not start the store */
+            close(go[0]);
             if (!getenv("DDPLAB_COLLECTIVE_CHECK")) setenv("DDPLAB_COLLECTIVE_TIMEOUT", "2", 1);
             if (init && init_child(r, size) != 0) _exit(2);
             int rc = fn(r, size);
@@ -81,6 +107,13 @@ static void run_world(int size, rank_fn fn, bool init) {
             _exit(rc);
         }
     }
+    close(go[0]);
+    store_server *server = NULL;
+    ddp_status started = store_server_start("127.0.0.1", port, &server);
+    if (started == DDP_OK)
+        for (int r = 0; r < size; r++)
+            if (write(go[1], "x", 1) != 1) break;
+    close(go[1]); /* without the store, the ranks read end-of-file and exit 3 */
     int failures = 0;
     for (int r = 0; r < size; r++) {
         int st;
@@ -88,6 +121,7 @@ static void run_world(int size, rank_fn fn, bool init) {
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) failures++;
     }
     store_server_stop(server);
+    assert_int_equal(started, DDP_OK);
     assert_int_equal(failures, 0);
 }
 

@@ -325,6 +325,122 @@ static void test_oversized_value_refused_by_client(void **state) {
     assert_int_equal(store_set(client, "ok", "1", 1), DDP_OK); /* connection still fine */
 }
 
+/* Peers that connect and then say nothing, or stop half-way through a request (one of
+ * them announcing a 16 MiB value), hold only their own threads: the other clients are
+ * served, and stopping the server (teardown) does not wait for them. */
+static void test_silent_peers_block_nobody(void **state) {
+    (void)state;
+    int port = store_server_port(server);
+    int silent = raw_connect(port);
+    int half = raw_connect(port);
+    unsigned char part[5] = {1, 3, 0, 0, 0};
+    assert_int_equal(send(half, part, sizeof part, 0), (ssize_t)sizeof part);
+    int big = raw_connect(port);
+    unsigned char head[13 + 1] = {1, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 'k'};
+    assert_int_equal(send(big, head, sizeof head, 0), (ssize_t)sizeof head);
+    assert_int_equal(store_set(client, "served", "yes", 3), DDP_OK);
+    char *v = NULL;
+    size_t len = 0;
+    assert_int_equal(store_get(client, "served", 1.0, &v, &len), DDP_OK);
+    assert_string_equal(v, "yes");
+    free(v);
+    store_client *other;
+    assert_int_equal(store_connect("127.0.0.1", port, 2.0, &other), DDP_OK);
+    assert_int_equal(store_set(other, "also", "1", 1), DDP_OK);
+    store_close(other);
+    close(silent);
+    close(half);
+    close(big);
+}
+
+/* A port where something accepts connections but never speaks (a listening socket
+ * nobody serves: the kernel completes the handshake): connecting fails in bounded time
+ * instead of waiting forever for the greeting. */
+static void test_silent_listener_is_not_a_store(void **state) {
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    socklen_t alen = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &alen);
+    store_client *c = NULL;
+    assert_int_equal(store_connect("127.0.0.1", ntohs(a.sin_port), 0.2, &c), DDP_ERR_COMM);
+    assert_null(c);
+    assert_true(strstr(ddp_last_error(), "not a ddplab store") != NULL);
+    close(fd);
+}
+
+/* A stand-in server that greets like a ddplab store and then answers every request with
+ * "refused" (what a full store says). */
+typedef struct {
+    int listen_fd;
+    int requests;
+} refusing_server;
+
+static void *refuse_all(void *arg) {
+    refusing_server *rs = arg;
+    int fd = accept(rs->listen_fd, NULL, NULL);
+    if (fd < 0) return NULL;
+    unsigned char hello[38] = {'D', 'D', 'P', 'S', 1, 0};
+    if (send(fd, hello, sizeof hello, 0) != (ssize_t)sizeof hello) goto out;
+    for (;;) {
+        unsigned char h[13];
+        if (recv(fd, h, sizeof h, MSG_WAITALL) != (ssize_t)sizeof h) break;
+        size_t body =
+            (size_t)(h[1] | h[2] << 8 | h[3] << 16) + (size_t)(h[5] | h[6] << 8 | h[7] << 16);
+        char sink[4096];
+        while (body > 0) {
+            ssize_t n = recv(fd, sink, body < sizeof sink ? body : sizeof sink, 0);
+            if (n <= 0) goto out;
+            body -= (size_t)n;
+        }
+        unsigned char answer[5] = {2, 0, 0, 0, 0};
+        if (send(fd, answer, sizeof answer, 0) != (ssize_t)sizeof answer) break;
+        rs->requests++;
+    }
+out:
+    close(fd);
+    return NULL;
+}
+
+/* Every kind of request meets a refusal with an error and frees what it got (the
+ * sanitizer build's leak check fails the test otherwise). */
+static void test_refused_answers_leak_nothing(void **state) {
+    (void)state;
+    refusing_server rs = {.listen_fd = socket(AF_INET, SOCK_STREAM, 0)};
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(rs.listen_fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(rs.listen_fd, 1), 0);
+    socklen_t alen = sizeof a;
+    getsockname(rs.listen_fd, (struct sockaddr *)&a, &alen);
+    pthread_t th;
+    pthread_create(&th, NULL, refuse_all, &rs);
+    store_client *c;
+    assert_int_equal(store_connect("127.0.0.1", ntohs(a.sin_port), 2.0, &c), DDP_OK);
+    char *v = NULL;
+    size_t len = 0;
+    assert_int_equal(store_get(c, "k", 1.0, &v, &len), DDP_ERR_NOMEM);
+    assert_null(v);
+    int64_t sum = 0;
+    assert_int_equal(store_add(c, "n", 1, &sum), DDP_ERR_NOMEM);
+    const char *keys[2] = {"a", "b"};
+    char *vals[2];
+    size_t lens[2];
+    assert_int_equal(store_multi_wait(c, keys, 2, 0, vals, lens), DDP_ERR_NOMEM);
+    assert_null(vals[0]);
+    assert_null(vals[1]);
+    assert_int_equal(store_exchange(c, "a", "1", 1, NULL, keys, 2, 0, vals, lens), DDP_ERR_NOMEM);
+    assert_int_equal(store_set(c, "k", "1", 1), DDP_ERR_NOMEM);
+    assert_true(strstr(ddp_last_error(), "refused") != NULL);
+    store_close(c);
+    pthread_join(th, NULL);
+    close(rs.listen_fd);
+    assert_int_equal(rs.requests, 5);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_set_get_check_delete, setup, teardown),
@@ -335,6 +451,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_concurrent_adds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_peer_is_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oversized_value_refused_by_client, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_silent_peers_block_nobody, setup, teardown),
+        cmocka_unit_test(test_refused_answers_leak_nothing),
+        cmocka_unit_test(test_silent_listener_is_not_a_store),
         cmocka_unit_test(test_auth_refuses_strangers),
         cmocka_unit_test(test_non_loopback_needs_a_secret),
         cmocka_unit_test(test_connect_times_out),
