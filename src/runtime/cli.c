@@ -105,7 +105,7 @@ static ddp_status take_value(int argc, char **argv, int *i, const char *name, co
 /* The options that take a value, and where each one goes. */
 static ddp_status apply_valued(cli_options *o, const char *name, const char *v) {
     if (strcmp(name, "--nproc-per-node") == 0)
-        return parse_int("-n/--nproc-per-node", v, 1, 4096, &o->nproc);
+        return parse_int("-n/--nproc-per-node", v, 1, 1024, &o->nproc); /* driver_start's */
     if (strcmp(name, "--backend") == 0) {
         if (strcmp(v, "gloo") != 0 && strcmp(v, "nccl") != 0)
             return DDP_FAIL(DDP_ERR_ARG, "--backend must be gloo or nccl, got '%s'", v);

@@ -34,6 +34,16 @@
 #define START_TIMEOUT_MS 10000
 #define START_TIMEOUT_MULTINODE_MS 60000 /* the other nodes are started by hand */
 #define TAIL_LINES 5
+/* A chunk's output kept per rank for grouping: beyond it the bytes are only streamed (and
+ * the rank's tail kept), so that a rank printing in a loop cannot make the driver's memory
+ * grow without bound. */
+#define OUTPUT_KEEP_BYTES (1u << 20)
+#define OUTPUT_CUT_NOTE                                                                            \
+    "\n... (output cut: ddplab keeps the first 1 MiB a rank prints in a chunk)\n"
+/* The most one drain_output call reads: a rank (or a child it left behind) that prints
+ * without pause must not keep the poll loop from Ctrl-C and the other ranks. Larger than
+ * a pipe's buffer, so one call still takes everything a rank printed before its outcome. */
+#define DRAIN_BUDGET_BYTES (1u << 20)
 
 int64_t driver_now_ms(void) {
     struct timespec ts;
@@ -100,13 +110,18 @@ void driver_append_tail(const rank_slot *s, char *msg, size_t cap) {
     snprintf(msg + used, cap - used, "; its last output:\n%.*s", (int)(n - start), s->tail + start);
 }
 
-/* Appends to a result's output (kept NUL-terminated); on no memory the bytes are only
- * streamed. */
+/* Appends to a result's output (kept NUL-terminated) up to OUTPUT_KEEP_BYTES, then the
+ * note that it was cut, once; on no memory the bytes are only streamed. */
 static void append_output(rank_result *r, const char *bytes, size_t len) {
-    char *nb = realloc(r->output, r->output_len + len + 1);
+    if (r->output_len > OUTPUT_KEEP_BYTES) return; /* cut already: only streamed */
+    size_t room = OUTPUT_KEEP_BYTES - r->output_len;
+    bool cut = len > room;
+    size_t take = cut ? room : len, note = cut ? sizeof OUTPUT_CUT_NOTE - 1 : 0;
+    char *nb = realloc(r->output, r->output_len + take + note + 1);
     if (!nb) return; /* keep what we have; the bytes were already streamed */
-    memcpy(nb + r->output_len, bytes, len);
-    r->output_len += len;
+    memcpy(nb + r->output_len, bytes, take);
+    memcpy(nb + r->output_len + take, OUTPUT_CUT_NOTE, note);
+    r->output_len += take + note;
     nb[r->output_len] = '\0';
     r->output = nb;
 }
@@ -124,10 +139,11 @@ typedef struct {
 
 /* Takes in what rank r printed (local ranks write straight into a pipe we read, so their
  * last words survive a crash): into its tail, and into the run's results and stream when
- * it is running a chunk (rc may be NULL). Reads until the pipe is empty. */
+ * it is running a chunk (rc may be NULL). Reads until the pipe is empty, or
+ * DRAIN_BUDGET_BYTES were read (the rest waits for the next poll). */
 static void drain_output(rank_slot *s, int r, run_ctx *rc) {
     char buf[65536];
-    while (s->out_fd >= 0) {
+    for (size_t total = 0; s->out_fd >= 0 && total < DRAIN_BUDGET_BYTES;) {
         ssize_t n = read(s->out_fd, buf, sizeof buf);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
@@ -137,6 +153,7 @@ static void drain_output(rank_slot *s, int r, run_ctx *rc) {
             }
             return;
         }
+        total += (size_t)n;
         remember_tail(s, buf, (size_t)n);
         if (rc && s->state == SLOT_RUNNING) {
             rc->last_output_ms = driver_now_ms();
@@ -289,6 +306,16 @@ static void signal_unreaped(driver *d, int sig) {
             kill(d->ranks[r].pid, sig);
 }
 
+/* Ends what the ranks left behind (`os.execute("sleep 100 &")`): each local rank leads
+ * its own process group (launcher.c), so its children are in it unless they moved out
+ * themselves. While a member lives the group's id stays taken; with none left the kill
+ * finds nothing (only pids wrapping around in between could let it reach a new group of
+ * that id). Cannot fail. */
+static void kill_leftovers(driver *d) {
+    for (int r = 0; r < d->world; r++)
+        if (!d->ranks[r].remote && d->ranks[r].pid > 0) kill(-d->ranks[r].pid, SIGKILL);
+}
+
 /* Reaps what ended before `deadline`; returns how many are still running. Sleeps on the
  * children's exits (launcher_wait_exit), not in fixed steps. */
 static int reap_until(driver *d, int64_t deadline) {
@@ -334,6 +361,7 @@ static void stop_world(driver *d) {
             reap_until(d, driver_now_ms() + 5000);
         }
     }
+    kill_leftovers(d);
     for (int r = 0; r < d->world; r++) {
         rank_slot *s = &d->ranks[r];
         close_slot_fd(s);
@@ -540,6 +568,12 @@ void driver_interrupt(driver *d) {
     errno = saved;
 }
 
+void driver_terminate(driver *d) {
+    if (!d) return;
+    d->terminating = 1;
+    driver_interrupt(d);
+}
+
 /* ---- running chunks --------------------------------------------------------------------- */
 
 /* One frame from a rank during a run. Returns false if the channel must be dropped. */
@@ -585,6 +619,11 @@ static void interrupt_rank(driver *d, int r) {
     }
     union sigval v = {.sival_int = d->chunk_id};
     sigqueue(d->ranks[r].pid, SIGINT, v);
+    /* And the programs it started (os.execute, io.popen), as a terminal's Ctrl-C reaches
+     * its whole foreground group: system() ignores SIGINT while it waits, so the rank
+     * alone would not stop before its command ends. The rank takes this plain SIGINT as
+     * meant for its current chunk, the same one. */
+    if (!d->ranks[r].reaped) kill(-d->ranks[r].pid, SIGINT);
 }
 
 /* Records rank r's death in its result (if it was part of this run) and asks the other
@@ -650,6 +689,12 @@ static ddp_status run_frame(driver *d, msg_type type, const char *body, size_t b
                                        "(:restart starts them)");
     for (int r = 0; r < d->world; r++)
         results[r] = (rank_result){.rank = r, .outcome = RANK_SKIPPED};
+    if (body_len > PROTO_MAX_PAYLOAD - 32 - (size_t)d->world) /* id and targets come first */
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "this chunk is %zu MiB, and a chunk sent to the ranks can be at most "
+                        "%u MiB: keep large data in a file and read it there (io.open, "
+                        "torch.load)",
+                        body_len >> 20, PROTO_MAX_PAYLOAD >> 20);
     d->chunk_id++;
     size_t len = 0;
     char *payload = run_payload(d, targets, body, body_len, &len);
@@ -709,7 +754,8 @@ static ddp_status run_frame(driver *d, msg_type type, const char *body, size_t b
             free(who);
             return DDP_FAIL(DDP_ERR_IO, "driver: poll failed (%s)", strerror(errno));
         }
-        if (p[0].revents & POLLIN) {
+        /* a session that is ending stops every chunk, even one that started after */
+        if ((p[0].revents & POLLIN) || (d->terminating && !rc.user_interrupt)) {
             while (read(d->interrupt_pipe[0], drain, sizeof drain) > 0) {
             }
             rc.user_interrupt = true;

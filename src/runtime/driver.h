@@ -72,6 +72,9 @@ void rank_results_free(rank_result *results, int n);
 /* Asks the running chunk on every rank to stop (Ctrl-C). Async-signal-safe: it only
  * writes a byte to a pipe that driver_run watches. */
 void driver_interrupt(driver *d);
+/* As driver_interrupt, for a session that is ending (SIGTERM, SIGHUP): it also holds for
+ * a chunk that starts after the call, which is interrupted at once. Async-signal-safe. */
+void driver_terminate(driver *d);
 
 /* Completion candidates for `word` (a global, or fields after "." / ":") from the Lua
  * state of rank `rank`. *matches is a malloc'd array of malloc'd strings. */

@@ -5,6 +5,7 @@
 #ifndef DDP_RUNTIME_DRIVER_INTERNAL_H
 #define DDP_RUNTIME_DRIVER_INTERNAL_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -51,7 +52,8 @@ struct driver {
     store_server *store;
     int master_port;
     rank_slot *ranks;
-    int chunk_id; /* the last chunk sent; ids keep growing across restarts */
+    int chunk_id;                      /* the last chunk sent; ids keep growing across restarts */
+    volatile sig_atomic_t terminating; /* driver_terminate was called */
     /* multi-node: ranks [0, nproc) are ours, the others belong to the agents */
     int nproc;
     int tcp_fd;

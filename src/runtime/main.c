@@ -3,7 +3,9 @@
  * parse the command line, start the ranks, run the script or -e chunks on every rank with
  * each output line labelled by its rank, and/or open the REPL. With --node-rank K > 0 it
  * is the agent of machine K, which starts that machine's ranks for the driver on node 0.
- * Only here does ddplab exit; the exit status is the first failing rank's. */
+ * Only here does ddplab exit; the exit status is the first failing rank's, or 128 + the
+ * signal (SIGTERM, SIGHUP, SIGPIPE) that ended the session, which still stops and reaps
+ * every rank on the way out. */
 #include <cblas.h>
 #include <errno.h>
 #include <lua.h>
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "build_config.h"
@@ -33,10 +36,40 @@ const char *__lsan_default_suppressions(void) {
 
 static driver *script_driver;
 
-/* Script mode's Ctrl-C: ask every rank to stop; the driver reports them interrupted. */
+/* SIGTERM, SIGHUP, or SIGPIPE (`ddplab script.lua | head` once head is done): stop the
+ * ranks as Ctrl-C does, run nothing more, and end through driver_stop, so that no rank,
+ * process it started, or private directory is left behind. SIGTERM and SIGHUP are reset
+ * after one use (a second one ends the driver at once); later SIGPIPEs are ignored (the
+ * writes fail instead). */
+static volatile sig_atomic_t script_terminated; /* the signal, or 0 */
+
+static void on_script_terminate(int sig) {
+    if (!script_terminated) script_terminated = sig;
+    if (script_driver) driver_terminate(script_driver);
+}
+
+/* Script mode's Ctrl-C: ask every rank to stop; the driver reports them interrupted.
+ * Before the ranks are up (start-up is bounded), it ends the session once they are. */
 static void on_script_sigint(int sig) {
-    (void)sig;
-    if (script_driver) driver_interrupt(script_driver);
+    if (script_driver)
+        driver_interrupt(script_driver);
+    else
+        script_terminated = sig;
+}
+
+/* Installs script mode's signal handlers, kept until the driver stops (the REPL installs
+ * its own for SIGINT, SIGTERM and SIGHUP while it runs). */
+static void install_script_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_script_sigint;
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_script_terminate;
+    sigaction(SIGPIPE, &sa, NULL);
+    sa.sa_flags = SA_RESETHAND;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
 }
 
 static void print_version(void) {
@@ -165,7 +198,9 @@ static int run_everywhere(driver *d, const char *chunk, size_t len, const char *
                          : driver_run(d, chunk, len, name, targets, on_output, lab, results);
     labeller_flush(lab);
     int status;
-    if (st != DDP_OK) {
+    if (script_terminated) { /* ended from outside: no report of the ranks we stopped */
+        status = 128 + script_terminated;
+    } else if (st != DDP_OK) {
         fprintf(stderr, "ddplab: %s\n", ddp_last_error());
         status = 1;
     } else {
@@ -181,10 +216,10 @@ static int run_everywhere(driver *d, const char *chunk, size_t len, const char *
 /* Script mode: the -e chunks in order, then the script; stops at the first failure. */
 static int run_script_mode(driver *d, const cli_options *o, char *stdin_text, size_t stdin_len) {
     int status = 0;
-    for (int i = 0; i < o->nchunks && status == 0; i++)
+    for (int i = 0; i < o->nchunks && status == 0 && !script_terminated; i++)
         status =
             run_everywhere(d, o->chunks[i], strlen(o->chunks[i]), "=(command line)", NULL, 0, NULL);
-    if (status != 0 || !o->script) return status;
+    if (status != 0 || !o->script || script_terminated) return status;
     if (strcmp(o->script, "-") == 0) {
         char *args = arg_table_chunk(o->script_argc, o->script_argv);
         if (args) status = run_everywhere(d, args, strlen(args), "=(arg)", NULL, 0, NULL);
@@ -211,6 +246,12 @@ static int check_inputs(const cli_options *o, const char *stdin_text, size_t std
     } else if (o->script && access(o->script, R_OK) != 0) {
         fprintf(stderr, "ddplab: cannot open %s: %s\n", o->script, strerror(errno));
         return 1;
+    } else if (o->script) {
+        struct stat st;
+        if (stat(o->script, &st) == 0 && S_ISDIR(st.st_mode)) { /* said once, not per rank */
+            fprintf(stderr, "ddplab: %s is a directory, not a Lua script\n", o->script);
+            return 1;
+        }
     }
     return 0;
 }
@@ -279,6 +320,8 @@ int main(int argc, char **argv) {
         free(stdin_text);
         return 1;
     }
+    /* from here on a signal that ends the session goes through driver_stop */
+    install_script_signals();
     driver *d = NULL;
     if (driver_start(&lo, &d) != DDP_OK) {
         fprintf(stderr, "ddplab: %s\n", ddp_last_error());
@@ -288,17 +331,12 @@ int main(int argc, char **argv) {
     int status = 0;
     if (o.script || o.nchunks > 0) {
         script_driver = d;
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_script_sigint;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGINT, &sa, NULL);
         status = run_script_mode(d, &o, stdin_text, stdin_len);
-        signal(SIGINT, SIG_DFL);
         script_driver = NULL;
     }
+    if (script_terminated) status = 128 + script_terminated;
     free(stdin_text);
-    if (want_repl) status = repl_run(d);
+    if (want_repl && !script_terminated) status = repl_run(d);
     driver_stop(d);
     return status;
 }

@@ -353,11 +353,13 @@ static const char *show_text(const rank_result *r, size_t *len, char **owned,
     }
     (void)style;
     char buf[64];
-    if (r->outcome == RANK_ERROR) {
-        size_t n = strlen(r->error ? r->error : "");
-        const char *nl = r->error ? memchr(r->error, '\n', n) : NULL;
-        *len = nl ? (size_t)(nl - r->error) : n; /* first line only: columns stay narrow */
-        return r->error ? r->error : "";
+    if (r->outcome == RANK_ERROR) { /* "error: " as render_results says it: not a value */
+        const char *e = r->error ? r->error : "";
+        const char *nl = strchr(e, '\n');
+        int n = nl ? (int)(nl - e) : (int)strlen(e); /* first line only: columns stay narrow */
+        if (asprintf(owned, "error: %.*s", n, e) < 0) *owned = NULL;
+        *len = *owned ? strlen(*owned) : 0;
+        return *owned ? *owned : "";
     }
     if (r->outcome == RANK_DIED)
         *owned = strdup(render_describe_exit(r->exit_status, buf, sizeof buf));
@@ -380,23 +382,36 @@ static void show_agreement(FILE *out, const rank_result *results, int n,
     int *group = calloc((size_t)n, sizeof *group);
     bool *set = calloc((size_t)n, sizeof *set);
     if (!group || !set) goto out;
-    int ngroups = 0, targets = 0;
+    /* only values are compared: a rank that failed or died has none to agree on */
+    int ngroups = 0, values = 0, failed = 0;
     for (int i = 0; i < n; i++) {
         if (results[i].outcome == RANK_SKIPPED) continue;
-        targets++;
+        if (results[i].outcome != RANK_DONE) {
+            failed++;
+            continue;
+        }
+        values++;
         group[i] = 0;
         for (int j = 0; j < i && !group[i]; j++)
-            if (results[j].outcome != RANK_SKIPPED && same_result(&results[i], &results[j]))
+            if (results[j].outcome == RANK_DONE && same_result(&results[i], &results[j]))
                 group[i] = group[j];
         if (!group[i]) group[i] = ++ngroups;
     }
-    if (targets < 2) goto out;
-    if (ngroups == 1) {
+    if (values < 2) goto out;
+    if (ngroups == 1 && failed == 0) {
         fprintf(out, "%s✓ all equal%s\n", style->color ? COLOR_OK : "",
                 style->color ? COLOR_RESET : "");
         goto out;
     }
-    if (ngroups == targets) {
+    if (ngroups == 1) { /* equal, but not everywhere: say where */
+        char ranks[120];
+        for (int i = 0; i < n; i++) set[i] = results[i].outcome == RANK_DONE;
+        fprintf(out, "%s✓ equal on the ranks that gave a value [%s]%s\n",
+                style->color ? COLOR_OK : "", render_ranges(set, n, ranks, sizeof ranks),
+                style->color ? COLOR_RESET : "");
+        goto out;
+    }
+    if (ngroups == values && failed == 0) {
         fprintf(out, "%s≠ every rank differs%s\n", style->color ? COLOR_ERROR : "",
                 style->color ? COLOR_RESET : "");
         goto out;
@@ -404,7 +419,7 @@ static void show_agreement(FILE *out, const rank_result *results, int n,
     fprintf(out, "%s≠ %d different values; equal within", style->color ? COLOR_ERROR : "", ngroups);
     for (int g = 1; g <= ngroups; g++) {
         char ranks[120];
-        for (int i = 0; i < n; i++) set[i] = results[i].outcome != RANK_SKIPPED && group[i] == g;
+        for (int i = 0; i < n; i++) set[i] = results[i].outcome == RANK_DONE && group[i] == g;
         fprintf(out, " [%s]", render_ranges(set, n, ranks, sizeof ranks));
     }
     fprintf(out, "%s\n", style->color ? COLOR_RESET : "");
@@ -568,6 +583,9 @@ void render_ranks_table(FILE *out, const rank_info *info, int n, const render_st
 
 /* ---- script mode's line labels ---------------------------------------------------------- */
 
+/* The longest partial line held back for its newline. */
+#define LABELLER_MAX_LINE 4096
+
 struct line_labeller {
     int nranks;
     render_style style;
@@ -622,16 +640,22 @@ void labeller_feed(line_labeller *lab, int rank, const char *bytes, size_t len) 
             p = nl + 1;
             continue;
         }
-        size_t n = (size_t)(end - p);
+        /* a rank that prints without newlines (io.write in a loop) is shown in pieces of
+         * LABELLER_MAX_LINE: nothing waits for a newline that may never come, and memory
+         * stays bounded */
+        size_t n = (size_t)(end - p), room = LABELLER_MAX_LINE - lab->len[rank];
+        if (n > room) n = room;
         char *grown = realloc(lab->partial[rank], lab->len[rank] + n);
         if (!grown) { /* out of memory: write what we have rather than lose it */
             labeller_line(lab, rank, p, n);
-            break;
+            p += n;
+            continue;
         }
         memcpy(grown + lab->len[rank], p, n);
         lab->partial[rank] = grown;
         lab->len[rank] += n;
-        break;
+        p += n;
+        if (lab->len[rank] == LABELLER_MAX_LINE) labeller_line(lab, rank, NULL, 0);
     }
     fflush(lab->out);
 }

@@ -45,14 +45,33 @@ static void on_sigint(int sig) {
     if (chunk_running && sigint_driver) driver_interrupt(sigint_driver);
 }
 
-/* Installs on_sigint without SA_RESTART, so that a read at the prompt returns EINTR. */
+/* SIGTERM or SIGHUP (the terminal closed): the session ends as at Ctrl-D, so that the
+ * terminal gets its settings back and every rank is stopped and reaped, rather than the
+ * driver dying with the terminal left raw and the private directory behind. A running
+ * chunk is interrupted first (and one about to start, at once). The handler is reset
+ * after one use: a second signal ends the driver at once (its ranks die with it:
+ * launcher.c's parent-death signal). */
+static volatile sig_atomic_t terminate_seen; /* the signal, or 0 */
+
+static void on_terminate(int sig) {
+    terminate_seen = sig;
+    if (sigint_driver) driver_terminate(sigint_driver); /* also a chunk about to start */
+}
+
+/* Installs on_sigint and on_terminate without SA_RESTART, so that a read at the prompt
+ * returns EINTR. */
 static void install_sigint(driver *d) {
     sigint_driver = d;
+    terminate_seen = 0;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_terminate;
+    sa.sa_flags = SA_RESETHAND;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
 }
 
 /* ---- syntax ------------------------------------------------------------------------------ */
@@ -123,10 +142,12 @@ static void set_prompt(repl *r, bool continuation) {
 static char *read_line(repl *r, bool *interrupted) {
     *interrupted = false;
     sigint_seen = 0;
+    if (terminate_seen) return NULL;
     if (r->el) {
         int count = 0;
         el_resize(r->el); /* the terminal may have changed size while a chunk ran */
         const char *line = el_gets(r->el, &count);
+        if (terminate_seen) return NULL;
         if (!line || count <= 0) {
             if (sigint_seen || (count < 0 && errno == EINTR)) {
                 *interrupted = true;
@@ -144,9 +165,9 @@ static char *read_line(repl *r, bool *interrupted) {
     char *line = NULL;
     size_t cap = 0;
     ssize_t n = getline(&line, &cap, stdin);
-    if (n < 0) {
+    if (n < 0 || terminate_seen) {
         free(line);
-        if (sigint_seen) {
+        if (sigint_seen && !terminate_seen) {
             *interrupted = true;
             clearerr(stdin);
             fputc('\n', stdout);
@@ -250,7 +271,7 @@ static int read_key(EditLine *el, wchar_t *wc) {
         struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
         int ready = poll(&p, 1, n == 0 ? IDLE_CHECK_MS : -1);
         if (ready < 0) {
-            if (errno == EINTR && !sigint_seen) continue; /* another signal: keep waiting */
+            if (errno == EINTR && !sigint_seen && !terminate_seen) continue; /* keep waiting */
             return -1;
         }
         if (ready == 0) {
@@ -262,7 +283,7 @@ static int read_key(EditLine *el, wchar_t *wc) {
         ssize_t got = read(STDIN_FILENO, &c, 1);
         if (got == 0) return 0;
         if (got < 0) {
-            if ((errno == EINTR && !sigint_seen) || errno == EAGAIN) continue;
+            if ((errno == EINTR && !sigint_seen && !terminate_seen) || errno == EAGAIN) continue;
             return -1;
         }
         buf[n++] = c;
@@ -291,6 +312,8 @@ static unsigned char show_notice(EditLine *el, int ch) {
  * longer than LIVE_AFTER_MS (a training loop printing its loss) switches to showing each
  * line as it arrives, labelled, so that the learner is not left staring at nothing. */
 #define LIVE_AFTER_MS 2000
+/* Output larger than this is streamed at once too: grouping it would hold it all. */
+#define LIVE_AFTER_BYTES (256u * 1024u)
 
 typedef struct {
     int world;
@@ -298,6 +321,7 @@ typedef struct {
     struct timespec start;
     char **held; /* per rank: output held back for grouping (malloc'd) */
     size_t *held_len;
+    size_t held_total;   /* bytes in held[] */
     line_labeller *live; /* non-NULL once streaming */
 } live_output;
 
@@ -310,7 +334,8 @@ static long elapsed_ms(const struct timespec *since) {
 /* driver_run's on_output: hold the bytes, or stream them once the chunk runs long. */
 static void on_chunk_output(int rank, const char *bytes, size_t len, void *ctx) {
     live_output *lo = ctx;
-    if (!lo->live && elapsed_ms(&lo->start) >= LIVE_AFTER_MS) {
+    if (!lo->live &&
+        (elapsed_ms(&lo->start) >= LIVE_AFTER_MS || lo->held_total + len > LIVE_AFTER_BYTES)) {
         lo->live = labeller_new(lo->world, &lo->style, stdout);
         for (int i = 0; lo->live && i < lo->world; i++)
             if (lo->held_len[i] > 0) labeller_feed(lo->live, i, lo->held[i], lo->held_len[i]);
@@ -325,6 +350,7 @@ static void on_chunk_output(int rank, const char *bytes, size_t len, void *ctx) 
     memcpy(grown + lo->held_len[rank], bytes, len);
     lo->held[rank] = grown;
     lo->held_len[rank] += len;
+    lo->held_total += len;
 }
 
 ddp_status repl_run_chunk(repl *r, const char *chunk, const bool *targets, bool show_mode,
@@ -656,11 +682,14 @@ int repl_run(driver *d) {
     if (r.el)
         printf("ddplab %s on %d rank%s. :help for help, Ctrl-D to quit.\n", DDPLAB_VERSION, r.world,
                r.world == 1 ? "" : "s");
-    while (read_and_run(&r)) {
+    while (!terminate_seen && read_and_run(&r)) {
     }
     if (r.el) fputc('\n', stdout);
     fflush(stdout);
+    if (terminate_seen) r.exit_status = 128 + terminate_seen;
     signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
     sigint_driver = NULL;
     driver_set_quiet_report(d, 0, NULL, NULL);
     if (r.el) el_end(r.el);

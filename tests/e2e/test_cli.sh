@@ -2,8 +2,8 @@
 # test_cli.sh — ddplab's command line without a terminal: --version and --help, a bad
 # option (one line, a hint, status 2), -e on every rank with "[rank] " labels (none for a
 # world of 1), a script with its arguments in `arg`, a script from stdin, the exit status
-# and the message of a failing rank, a syntax error caught before any rank runs, -i after
-# -e (the REPL reading plain lines from a pipe).
+# and the message of a failing rank, a syntax error, a missing script or a directory
+# caught before any rank runs, -i after -e (the REPL reading plain lines from a pipe).
 set -u
 : "${DDPLAB:?set DDPLAB to the ddplab binary}"
 WORK=$(mktemp -d)
@@ -92,6 +92,11 @@ check "syntax error in -e exits 1" test "$status" = 1
 check "syntax error is shown" has "$err" "unexpected symbol near '='"
 err=$("$DDPLAB" -n 2 "$WORK/missing.lua" 2>&1)
 check "a missing script is named" has "$err" "cannot open $WORK/missing.lua"
+err=$("$DDPLAB" -n 2 "$WORK" 2>&1)
+status=$?
+check "a directory as the script exits 1" test "$status" = 1
+check "a directory as the script is refused once, before any rank runs" \
+    test "$err" = "ddplab: $WORK is a directory, not a Lua script"
 
 err=$("$DDPLAB" -n 1 -e 'error("alone")' 2>&1)
 status=$?

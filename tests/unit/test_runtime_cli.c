@@ -123,6 +123,8 @@ static void test_bad_options(void **state) {
     expect_error("whole number, got 'four'", parse(&o, "-n", "four", NULL));
     expect_error("between 1 and", parse(&o, "-n", "0", NULL));
     expect_error("between 1 and", parse(&o, "-n", "-3", NULL));
+    /* the most ranks a node's driver starts, said before anything starts */
+    expect_error("between 1 and 1024, got 2000", parse(&o, "-n", "2000", NULL));
     expect_error("needs a value", parse(&o, "-n", NULL));
     expect_error("needs a value", parse(&o, "-e", NULL));
     expect_error("needs a value", parse(&o, "--master-port", NULL));

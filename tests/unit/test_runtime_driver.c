@@ -3,7 +3,9 @@
  * DDPLAB_RANK_WORKER set, since the driver execs /proc/self/exe). Covers start/stop on 1,
  * 2 and 4 ranks, values of expressions, globals that persist, errors, output before the
  * outcome, targets, Ctrl-C, a rank that calls os.exit or is killed, restart, completion,
- * the :ranks table and script files. */
+ * the :ranks table and script files; and what a mischievous learner tries: output floods
+ * (memory bounded, Ctrl-C still heard), a chunk too big to send, Ctrl-C during os.execute,
+ * processes left running in the background, a SIGTERM just before a chunk starts. */
 #include <setjmp.h>
 #include <poll.h>
 #include <signal.h>
@@ -240,6 +242,152 @@ static void test_exit_reported_and_restart(void **state) {
     const char *one[] = {"1\n", "1\n"};
     expect_all_output(d, "=1", one);
     driver_stop(d);
+}
+
+/* A rank printing far more than anyone reads: every byte is streamed, but the driver keeps
+ * only the first MiB for grouping (its memory must not grow with the output), and says so. */
+static void test_output_flood_bounded(void **state) {
+    (void)state;
+    driver *d = start(1);
+    const char *chunk = "for i = 1, 64 do io.write(string.rep('x', 65536)) end";
+    stream_ctx c = {0};
+    rank_result res[1];
+    assert_int_equal(driver_run(d, chunk, strlen(chunk), "=t", NULL, count_output, &c, res),
+                     DDP_OK);
+    assert_int_equal(res[0].outcome, RANK_DONE);
+    assert_int_equal(c.streamed[0], (size_t)64 * 65536);
+    assert_true(res[0].output_len <= (1u << 20) + 128);
+    assert_int_equal(res[0].output_len, strlen(res[0].output));
+    assert_non_null(strstr(res[0].output, "output cut"));
+    rank_results_free(res, 1);
+    const char *ok[] = {"ok\n"};
+    expect_all_output(d, "print('ok')", ok); /* the next chunk keeps all of its output */
+    driver_stop(d);
+}
+
+/* Streams slowly (as a terminal does) and presses Ctrl-C once. */
+static void slow_interrupt_on_output(int rank, const char *bytes, size_t len, void *ctx) {
+    (void)rank;
+    (void)bytes;
+    (void)len;
+    stream_ctx *c = ctx;
+    usleep(2000);
+    if (c->interrupts++ == 0) driver_interrupt(c->d);
+}
+
+/* Ctrl-C during a flood that the reader cannot keep up with: the pipe never runs dry, and
+ * the driver must still get to the interrupt (alarm: a driver that never does fails the
+ * test rather than hanging it). */
+static void test_interrupt_during_flood(void **state) {
+    (void)state;
+    driver *d = start(1);
+    stream_ctx c = {.d = d};
+    rank_result res[1];
+    const char *chunk = "local s = string.rep('x', 65536) while true do io.write(s) end";
+    alarm(120);
+    assert_int_equal(
+        driver_run(d, chunk, strlen(chunk), "=t", NULL, slow_interrupt_on_output, &c, res), DDP_OK);
+    alarm(0);
+    assert_int_equal(res[0].outcome, RANK_INTERRUPTED);
+    rank_results_free(res, 1);
+    driver_stop(d);
+}
+
+/* SIGTERM that lands just before a chunk starts (the REPL read the line, the chunk is not
+ * sent yet): the chunk is stopped at once rather than left to loop forever, and the
+ * session still ends cleanly. */
+static void test_terminate_holds_for_next_chunk(void **state) {
+    (void)state;
+    driver *d = start(2);
+    driver_terminate(d);
+    rank_result res[2];
+    alarm(120); /* a driver that never stops the chunk fails here, not by hanging */
+    run(d, "while true do end", res);
+    alarm(0);
+    for (int r = 0; r < 2; r++) assert_int_equal(res[r].outcome, RANK_INTERRUPTED);
+    rank_results_free(res, 2);
+    driver_stop(d);
+}
+
+/* A chunk too big for the control channel is refused before it is sent, with a message,
+ * and the ranks are left as they were (not reported dead). */
+static void test_oversized_chunk_refused(void **state) {
+    (void)state;
+    driver *d = start(2);
+    size_t len = PROTO_MAX_PAYLOAD + 16;
+    char *chunk = malloc(len);
+    assert_non_null(chunk);
+    memset(chunk, ' ', len);
+    rank_result res[2];
+    assert_int_equal(driver_run(d, chunk, len, "=t", NULL, NULL, NULL, res), DDP_ERR_ARG);
+    free(chunk);
+    assert_non_null(strstr(ddp_last_error(), "at most 64 MiB"));
+    rank_results_free(res, 2);
+    const char *one[] = {"1\n", "1\n"};
+    expect_all_output(d, "=1", one);
+    driver_stop(d);
+}
+
+/* Ctrl-C while a rank waits for a command (os.execute ignores SIGINT while it waits): the
+ * command is stopped too and the chunk ends interrupted, in a loop of commands as well. */
+static void test_interrupt_reaches_commands(void **state) {
+    (void)state;
+    driver *d = start(2);
+    stream_ctx c = {.d = d};
+    rank_result res[2];
+    const char *chunk = "for i = 1, 3 do os.execute('echo started; sleep 20') end";
+    assert_int_equal(driver_run(d, chunk, strlen(chunk), "=t", NULL, interrupt_on_output, &c, res),
+                     DDP_OK);
+    assert_true(c.interrupts >= 1);
+    for (int r = 0; r < 2; r++) {
+        assert_int_equal(res[r].outcome, RANK_INTERRUPTED);
+        assert_non_null(strstr(res[r].error, "interrupted!"));
+        /* the loop did not go on (a rank stopped before its command ran printed nothing) */
+        assert_true(!res[r].output || !strstr(res[r].output, "started\nstarted"));
+    }
+    rank_results_free(res, 2);
+    const char *fine[] = {"true\texit\t0\n", "true\texit\t0\n"};
+    expect_all_output(d, "os.execute('true')", fine); /* a normal command still works */
+    driver_stop(d);
+}
+
+/* Whether process `pid` is gone (or a zombie waiting for init: it runs no more). */
+static bool process_gone(pid_t pid) {
+    char path[64], stat[256] = "";
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return true;
+    size_t n = fread(stat, 1, sizeof stat - 1, f);
+    fclose(f);
+    stat[n] = '\0';
+    const char *paren = strrchr(stat, ')');
+    return paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
+}
+
+/* A process a rank left running in the background ends with the session: no orphans. */
+static void test_stop_ends_background_processes(void **state) {
+    (void)state;
+    driver *d = start(1);
+    char file[64], chunk[160];
+    snprintf(file, sizeof file, "/tmp/ddplab-bg-%d", (int)getpid());
+    snprintf(chunk, sizeof chunk, "os.execute('sleep 60 > /dev/null 2>&1 & echo $! > %s')", file);
+    rank_result res[1];
+    run(d, chunk, res);
+    assert_int_equal(res[0].outcome, RANK_DONE);
+    rank_results_free(res, 1);
+    FILE *f = fopen(file, "r");
+    assert_non_null(f);
+    int pid = 0;
+    assert_int_equal(fscanf(f, "%d", &pid), 1);
+    fclose(f);
+    unlink(file);
+    assert_true(pid > 0);
+    assert_false(process_gone(pid));
+    driver_stop(d);
+    for (int i = 0; i < 200 && !process_gone(pid); i++) usleep(10000); /* SIGKILL lands */
+    bool gone = process_gone(pid);
+    if (!gone) kill(pid, SIGKILL); /* leave nothing behind, even when failing */
+    assert_true(gone);
 }
 
 static void kill_on_output(int rank, const char *bytes, size_t len, void *ctx) {
@@ -661,6 +809,12 @@ int main(void) {
         cmocka_unit_test(test_idle_death_reported_once),
         cmocka_unit_test(test_quiet_report),
         cmocka_unit_test(test_interrupt_keeps_state),
+        cmocka_unit_test(test_output_flood_bounded),
+        cmocka_unit_test(test_oversized_chunk_refused),
+        cmocka_unit_test(test_interrupt_during_flood),
+        cmocka_unit_test(test_terminate_holds_for_next_chunk),
+        cmocka_unit_test(test_interrupt_reaches_commands),
+        cmocka_unit_test(test_stop_ends_background_processes),
         cmocka_unit_test(test_exit_reported_and_restart),
         cmocka_unit_test(test_kill9_reported),
         cmocka_unit_test(test_complete_and_ranks),

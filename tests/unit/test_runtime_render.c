@@ -283,6 +283,25 @@ static void test_show_columns_and_agreement(void **state) {
     text = shown(all_differ, 2, 80);
     assert_string_equal(text, "[0]   [1]\na     b\n≠ every rank differs\n");
     free(text);
+    /* an error is marked as one, and ranks that all failed agree on no value */
+    rank_result errors[2] = {failed(0, NULL, "stdin:1: boom\nstack traceback:"),
+                             failed(1, NULL, "stdin:1: boom\nstack traceback:")};
+    text = shown(errors, 2, 80);
+    assert_string_equal(text, "[0]                    [1]\n"
+                              "error: stdin:1: boom   error: stdin:1: boom\n");
+    free(text);
+    /* a dead rank has no value: the agreement is among the ranks that gave one */
+    rank_result with_dead[3] = {done(0, "1\n"), done(1, NULL), done(2, "1\n")};
+    with_dead[1].outcome = RANK_DIED;
+    with_dead[1].exit_status = 2;
+    text = shown(with_dead, 3, 80);
+    assert_non_null(strstr(text, "✓ equal on the ranks that gave a value [0,2]\n"));
+    free(text);
+    rank_result one_left[2] = {done(0, "1\n"), done(1, NULL)};
+    one_left[1].outcome = RANK_DIED;
+    text = shown(one_left, 2, 80);
+    assert_null(strstr(text, "differs"));
+    free(text);
     /* too wide for the terminal: grouped blocks instead of columns */
     text = shown(differ, 4, 10);
     assert_non_null(strstr(text, "[0,2] 0\n"));
@@ -340,6 +359,36 @@ static void test_script_labels(void **state) {
     free(text);
 }
 
+/* A rank that writes without newlines (io.write in a loop) is shown in pieces as it
+ * comes, never held back whole: what is on the screen before the end already holds it,
+ * and no piece is longer than the labeller's limit. */
+static void test_script_labels_long_line(void **state) {
+    (void)state;
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    line_labeller *lab = labeller_new(2, &PLAIN, f);
+    char chunk[1000];
+    memset(chunk, 'x', sizeof chunk);
+    for (int i = 0; i < 100; i++) labeller_feed(lab, 1, chunk, sizeof chunk);
+    fflush(f);
+    size_t before_flush = size;
+    assert_true(before_flush >= 90 * 1000); /* all but the last piece is out already */
+    labeller_free(lab);
+    fclose(f);
+    size_t xs = 0;
+    for (const char *line = text; *line;) {
+        const char *nl = strchr(line, '\n');
+        assert_non_null(nl);
+        assert_memory_equal(line, "[1] ", 4);
+        assert_true(nl - line - 4 <= 4096);
+        xs += (size_t)(nl - line - 4);
+        line = nl + 1;
+    }
+    assert_int_equal(xs, 100 * 1000); /* nothing lost */
+    free(text);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ranges),
@@ -356,6 +405,7 @@ int main(void) {
         cmocka_unit_test(test_show_columns_and_agreement),
         cmocka_unit_test(test_ranks_table),
         cmocka_unit_test(test_script_labels),
+        cmocka_unit_test(test_script_labels_long_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
