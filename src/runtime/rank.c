@@ -236,24 +236,20 @@ static void end_run(lua_State *L) {
     ddp_interrupt_clear();
 }
 
-/* Compiles a chunk as lua.c does: `=expr` and bare expressions are tried as
- * "return ..." first so their values print. Leaves the function on the stack. */
+/* Compiles a chunk as sent. The REPL already turned bare expressions into "return ..."
+ * (repl.c, as lua.c does), so -e chunks and scripts run as plain statements, like
+ * `lua -e`; a leading "=" still means "return". Leaves the function on the stack. */
 static int load_chunk(lua_State *L, const char *chunk, size_t len, const char *name) {
     if (len > 0 && chunk[0] == '=') {
-        chunk++;
-        len--;
+        lua_pushliteral(L, "return ");
+        lua_pushlstring(L, chunk + 1, len - 1);
+        lua_concat(L, 2);
+        size_t rlen;
+        const char *ret = lua_tolstring(L, -1, &rlen);
+        int status = luaL_loadbuffer(L, ret, rlen, name);
+        lua_remove(L, -2);
+        return status;
     }
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    luaL_addstring(&b, "return ");
-    luaL_addlstring(&b, chunk, len);
-    luaL_pushresult(&b);
-    size_t rlen;
-    const char *ret = lua_tolstring(L, -1, &rlen);
-    int status = luaL_loadbuffer(L, ret, rlen, name);
-    lua_remove(L, -2);
-    if (status == LUA_OK) return LUA_OK;
-    lua_pop(L, 1);
     return luaL_loadbuffer(L, chunk, len, name);
 }
 

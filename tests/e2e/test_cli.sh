@@ -60,6 +60,9 @@ out=$("$DDPLAB" -n 2 -e 'print("hello from " .. os.getenv("RANK"))')
 check "-e runs on every rank, labelled" test "$(sort <<<"$out")" = "$(printf '[0] hello from 0\n[1] hello from 1')"
 out=$("$DDPLAB" -n 1 -e 'print(6 * 7)')
 check "a world of 1 has no labels" test "$out" = 42
+out=$("$DDPLAB" -n 1 -e 'io.write("x\n")' -e 'print(6 * 7)')
+check "-e runs statements as lua -e does (io.write's value is not printed)" test "$out" = "x
+42"
 
 printf 'print(select("#", ...), arg[0] == "%s", arg[1], arg[2])\n' "$WORK/args.lua" >"$WORK/args.lua"
 out=$("$DDPLAB" -n 2 "$WORK/args.lua" -n two)

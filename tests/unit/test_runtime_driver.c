@@ -70,7 +70,7 @@ static void check_basics(int n) {
     driver *d = start(n);
     const char *two[] = {"2\n", "2\n", "2\n", "2\n"};
     expect_all_output(d, "=1+1", two);
-    expect_all_output(d, "1+1", two);
+    expect_all_output(d, "return 1+1", two);
     rank_result res[8];
     run(d, "x = tonumber(os.getenv('RANK')) * 10 + tonumber(os.getenv('WORLD_SIZE'))", res);
     for (int r = 0; r < n; r++) {
@@ -347,7 +347,7 @@ static void test_interrupt_reaches_commands(void **state) {
     }
     rank_results_free(res, 2);
     const char *fine[] = {"true\texit\t0\n", "true\texit\t0\n"};
-    expect_all_output(d, "os.execute('true')", fine); /* a normal command still works */
+    expect_all_output(d, "return os.execute('true')", fine); /* a normal command still works */
     driver_stop(d);
 }
 
