@@ -90,7 +90,8 @@ static inline double u64_to_unit_f64(uint32_t a, uint32_t b) {
 
 void generator_uniform_f32(ddp_generator *g, float *out, int64_t n, double lo, double hi) {
     word_reader r = {g, UINT64_MAX, {0}};
-    for (int64_t i = 0; i < n; i++) out[i] = (float)(lo + (hi - lo) * u32_to_unit_f32(word_at(&r, i)));
+    for (int64_t i = 0; i < n; i++)
+        out[i] = (float)(lo + (hi - lo) * u32_to_unit_f32(word_at(&r, i)));
     advance(g, (uint64_t)n);
 }
 

@@ -33,17 +33,28 @@ void ddp_clear_error(void) {
 
 const char *ddp_status_name(ddp_status s) {
     switch (s) {
-    case DDP_OK: return "ok";
-    case DDP_ERR_ARG: return "argument error";
-    case DDP_ERR_NOMEM: return "out of memory";
-    case DDP_ERR_IO: return "I/O error";
-    case DDP_ERR_FORMAT: return "format error";
-    case DDP_ERR_UNSUPPORTED: return "not supported";
-    case DDP_ERR_COMM: return "communication error";
-    case DDP_ERR_TIMEOUT: return "timeout";
-    case DDP_ERR_INTERRUPTED: return "interrupted";
-    case DDP_ERR_MISMATCH: return "collective mismatch";
-    case DDP_ERR_STATE: return "wrong state";
+    case DDP_OK:
+        return "ok";
+    case DDP_ERR_ARG:
+        return "argument error";
+    case DDP_ERR_NOMEM:
+        return "out of memory";
+    case DDP_ERR_IO:
+        return "I/O error";
+    case DDP_ERR_FORMAT:
+        return "format error";
+    case DDP_ERR_UNSUPPORTED:
+        return "not supported";
+    case DDP_ERR_COMM:
+        return "communication error";
+    case DDP_ERR_TIMEOUT:
+        return "timeout";
+    case DDP_ERR_INTERRUPTED:
+        return "interrupted";
+    case DDP_ERR_MISMATCH:
+        return "collective mismatch";
+    case DDP_ERR_STATE:
+        return "wrong state";
     }
     return "unknown error";
 }

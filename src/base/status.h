@@ -29,10 +29,10 @@ ddp_status ddp_fail_at(const char *file, int line, ddp_status code, const char *
 #define DDP_FAIL(code, ...) ddp_fail_at(__FILE__, __LINE__, (code), __VA_ARGS__)
 
 /* Passes a failing status up unchanged (the message stays as recorded). */
-#define DDP_CHECK(expr)                                                                    \
-    do {                                                                                   \
-        ddp_status ddp_check_s_ = (expr);                                                  \
-        if (ddp_check_s_ != DDP_OK) return ddp_check_s_;                                   \
+#define DDP_CHECK(expr)                                                                            \
+    do {                                                                                           \
+        ddp_status ddp_check_s_ = (expr);                                                          \
+        if (ddp_check_s_ != DDP_OK) return ddp_check_s_;                                           \
     } while (0)
 
 /* The message of this thread's last failure ("" when none); valid until the next one. */

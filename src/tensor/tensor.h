@@ -152,8 +152,7 @@ ddp_status tensor_item(const tensor *t, double *value);
 ddp_status tensor_view(const tensor *t, const int64_t *sizes, int ndim, tensor **out);
 /* A view when possible, otherwise a contiguous copy. */
 ddp_status tensor_reshape(const tensor *t, const int64_t *sizes, int ndim, tensor **out);
-ddp_status tensor_narrow(const tensor *t, int64_t dim, int64_t start, int64_t length,
-                         tensor **out);
+ddp_status tensor_narrow(const tensor *t, int64_t dim, int64_t start, int64_t length, tensor **out);
 ddp_status tensor_select(const tensor *t, int64_t dim, int64_t index, tensor **out);
 ddp_status tensor_transpose(const tensor *t, int64_t dim0, int64_t dim1, tensor **out);
 ddp_status tensor_permute(const tensor *t, const int64_t *dims, int ndim, tensor **out);
@@ -179,8 +178,7 @@ ddp_status tensor_fill_(tensor *t, double value);
 
 /* torch.arange(start, end, step). dt == NULL infers as PyTorch does: int64 when all
  * three are integral, else float32. */
-ddp_status tensor_arange(double start, double end, double step, const dtype *dt,
-                         tensor **out);
+ddp_status tensor_arange(double start, double end, double step, const dtype *dt, tensor **out);
 ddp_status tensor_linspace(double start, double end, int64_t steps, dtype dt, tensor **out);
 ddp_status tensor_eye(int64_t n, int64_t m, dtype dt, tensor **out);
 /* Fill in place from a generator (g == NULL uses generator_default()). Float dtypes. */
@@ -270,8 +268,8 @@ ddp_status tensor_reduce_all(reduce_op op, const tensor *t, tensor **out);
 ddp_status tensor_reduce_dim(reduce_op op, const tensor *t, int64_t dim, bool keepdim,
                              tensor **out);
 /* max/min along a dim giving (values, indices), as torch.max(t, dim). */
-ddp_status tensor_max_dim(const tensor *t, int64_t dim, bool keepdim, bool is_min,
-                          tensor **values, tensor **indices);
+ddp_status tensor_max_dim(const tensor *t, int64_t dim, bool keepdim, bool is_min, tensor **values,
+                          tensor **indices);
 /* Sums `t` down to `sizes` (the inverse of broadcasting; used by autograd). */
 ddp_status tensor_sum_to(const tensor *t, const int64_t *sizes, int ndim, tensor **out);
 
@@ -295,8 +293,7 @@ ddp_status tensor_linear(const tensor *x, const tensor *w, const tensor *b, tens
 ddp_status tensor_cat(tensor *const *ts, int n, int64_t dim, tensor **out);
 ddp_status tensor_stack(tensor *const *ts, int n, int64_t dim, tensor **out);
 /* out[i, ...] = t[index[i], ...] along dim (index int64 1-D). */
-ddp_status tensor_index_select(const tensor *t, int64_t dim, const tensor *index,
-                               tensor **out);
+ddp_status tensor_index_select(const tensor *t, int64_t dim, const tensor *index, tensor **out);
 
 /* ---- softmax family -------------------------------------------------------------- */
 
