@@ -1,6 +1,10 @@
 # tests.cmake — every test ctest runs. Included from the top CMakeLists.txt.
 #
 # tests/unit/test_<layer>_*.c  cmocka programs linked against that layer's library
+# tests/unit/support/support_<layer>_*.c  helpers those programs share, built into one
+#                              static library per layer (ddp_test_<layer>) and linked
+#                              into the tests of that layer and of every layer after it
+#                              in DDP_TEST_LAYERS; included as "support/support_....h"
 # tests/lua/test_*.lua         run by ddplab itself; a first line "-- ranks: 1 2 4"
 #                              runs the file once per rank count (default: 1)
 # tests/e2e/test_*.sh          whole-program checks (real terminal via tmux, processes);
@@ -12,11 +16,38 @@ set(DDP_LAYER_dist ddp_dist)
 set(DDP_LAYER_lua ddp_lua)
 set(DDP_LAYER_runtime ddp_runtime)
 
+# Layers in build order: a test may use the support code of its own layer and of the
+# layers before it (nn and dist both sit on tensor; the order between them is arbitrary).
+set(DDP_TEST_LAYERS base tensor nn dist lua runtime)
+file(GLOB UNIT_SUPPORT_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/unit/support/support_*.c)
+foreach(src ${UNIT_SUPPORT_SOURCES})
+  get_filename_component(name ${src} NAME_WE)
+  string(REGEX MATCH "^support_([a-z]+)_" unused ${name})
+  if(NOT CMAKE_MATCH_1 OR NOT DDP_LAYER_${CMAKE_MATCH_1})
+    message(FATAL_ERROR "${src}: name it support_<layer>_*.c with a layer of src/")
+  endif()
+endforeach()
+set(DDP_TEST_SUPPORT_LIBS)
+foreach(support_layer ${DDP_TEST_LAYERS})
+  set(support_sources ${UNIT_SUPPORT_SOURCES})
+  list(FILTER support_sources INCLUDE REGEX "/support_${support_layer}_[^/]*\\.c$")
+  if(support_sources)
+    add_library(ddp_test_${support_layer} STATIC ${support_sources})
+    target_compile_options(ddp_test_${support_layer} PRIVATE ${DDP_C_WARNINGS})
+    target_include_directories(ddp_test_${support_layer} PUBLIC ${CMAKE_SOURCE_DIR}/tests/unit)
+    target_link_libraries(ddp_test_${support_layer} PUBLIC ${DDP_LAYER_${support_layer}}
+                                                           PkgConfig::CMOCKA)
+    list(APPEND DDP_TEST_SUPPORT_LIBS ddp_test_${support_layer})
+  endif()
+  set(DDP_TEST_SUPPORT_UPTO_${support_layer} ${DDP_TEST_SUPPORT_LIBS})
+endforeach()
+
 file(GLOB UNIT_TEST_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/unit/test_*.c)
 foreach(src ${UNIT_TEST_SOURCES})
   get_filename_component(name ${src} NAME_WE)
   string(REGEX MATCH "^test_([a-z]+)" unused ${name})
-  set(layer ${DDP_LAYER_${CMAKE_MATCH_1}})
+  set(test_layer ${CMAKE_MATCH_1})
+  set(layer ${DDP_LAYER_${test_layer}})
   if(NOT layer)
     message(FATAL_ERROR "${src}: name it test_<layer>_*.c with a layer of src/")
   endif()
@@ -25,7 +56,8 @@ foreach(src ${UNIT_TEST_SOURCES})
   target_compile_definitions(${name} PRIVATE
     DDP_TEST_FIXTURES="${CMAKE_SOURCE_DIR}/tests/fixtures"
     DDP_TEST_BINARY="$<TARGET_FILE:ddplab>")
-  target_link_libraries(${name} PRIVATE ${layer} PkgConfig::CMOCKA)
+  target_link_libraries(${name} PRIVATE ${layer} ${DDP_TEST_SUPPORT_UPTO_${test_layer}}
+                                        PkgConfig::CMOCKA)
   add_test(NAME unit.${name} COMMAND ${name})
   set_tests_properties(unit.${name} PROPERTIES LABELS "unit;san" TIMEOUT 300)
 endforeach()

@@ -10,29 +10,17 @@
 
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "dist/process_group.h"
 #include "dist/store.h"
-
-#define CHILD_CHECK(cond)                                                                          \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "rank %d: %s:%d: check failed: %s (last error: %s)\n", rank, __FILE__, \
-                    __LINE__, #cond, ddp_last_error());                                            \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
+#include "support/support_dist_ranks.h"
 
 /* The error must be `code` and contain `text`. */
 #define CHILD_EXPECT(call, code, text)                                                             \
@@ -56,30 +44,8 @@ static pg_buffer buf1(void *data, dtype dt, int64_t n) {
 }
 
 static int init_child(int rank, int size) {
-    char method[64];
-    snprintf(method, sizeof method, "tcp://127.0.0.1:%d", port);
-    pg_init_options o = {.backend = "gloo",
-                         .init_method = method,
-                         .rank = rank,
-                         .world_size = size,
-                         .timeout_s = 10};
-    CHILD_CHECK(pg_init(&o) == DDP_OK);
+    CHILD_CHECK(ranks_pg_init(port, rank, size, 10) == DDP_OK);
     return 0;
-}
-
-/* A TCP port that was free a moment ago. */
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        if (fd >= 0) close(fd);
-        return -1;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
 }
 
 /* Forks `size` ranks running fn, after init_process_group when `init`; all must exit 0.
@@ -87,7 +53,7 @@ static int free_port(void) {
  * a child forked while a server thread held a lock (the allocator's) would find it
  * locked forever (seen as a rare hang of the sanitizer build). */
 static void run_world(int size, rank_fn fn, bool init) {
-    port = free_port();
+    port = ranks_free_port();
     assert_true(port > 0);
     int go[2];
     assert_int_equal(pipe(go), 0);
@@ -114,12 +80,7 @@ static void run_world(int size, rank_fn fn, bool init) {
         for (int r = 0; r < size; r++)
             if (write(go[1], "x", 1) != 1) break;
     close(go[1]); /* without the store, the ranks read end-of-file and exit 3 */
-    int failures = 0;
-    for (int r = 0; r < size; r++) {
-        int st;
-        waitpid(pids[r], &st, 0);
-        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) failures++;
-    }
+    int failures = ranks_wait_all(pids, size);
     store_server_stop(server);
     assert_int_equal(started, DDP_OK);
     assert_int_equal(failures, 0);
@@ -127,33 +88,6 @@ static void run_world(int size, rank_fn fn, bool init) {
 
 static void run_ranks(int size, rank_fn fn) {
     run_world(size, fn, true);
-}
-
-/* A cue from one rank to others that does not depend on timing, for tests where a rank
- * must act only after another one did something: the pipe is made before the fork,
- * cue_give writes a byte, cue_take waits for one. The wait is bounded (a minute) only so
- * that a rank that failed before giving its cue cannot hang the test. */
-static int cue_fd[2] = {-1, -1};
-
-static void cue_open(void) {
-    assert_int_equal(pipe(cue_fd), 0);
-}
-
-static void cue_close(void) {
-    close(cue_fd[0]);
-    close(cue_fd[1]);
-    cue_fd[0] = cue_fd[1] = -1;
-}
-
-static void cue_give(int n) {
-    for (int i = 0; i < n; i++)
-        if (write(cue_fd[1], "x", 1) != 1) return;
-}
-
-static bool cue_take(void) {
-    struct pollfd p = {.fd = cue_fd[0], .events = POLLIN};
-    char c;
-    return poll(&p, 1, 60 * 1000) == 1 && read(cue_fd[0], &c, 1) == 1;
 }
 
 /* ---- every collective ---------------------------------------------------------------- */

@@ -19,17 +19,7 @@
 
 #include "dist/comm.h"
 #include "dist/store.h"
-
-/* Inside a child: print what failed and exit non-zero (cmocka asserts belong to the
- * parent). */
-#define CHILD_CHECK(cond)                                                                          \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "rank %d: %s:%d: check failed: %s (%s)\n", rank, __FILE__, __LINE__,   \
-                    #cond, ddp_last_error());                                                      \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
+#include "support/support_dist_ranks.h"
 
 typedef int (*rank_fn)(int rank, int size, comm *c);
 
@@ -69,12 +59,7 @@ static void run_ranks(int size, rank_fn fn) {
             _exit(rc);
         }
     }
-    int failures = 0;
-    for (int r = 0; r < size; r++) {
-        int st;
-        waitpid(pids[r], &st, 0);
-        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) failures++;
-    }
+    int failures = ranks_wait_all(pids, size);
     store_server_stop(server);
     assert_int_equal(failures, 0);
 }

@@ -16,48 +16,22 @@
 
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "base/interrupt.h"
 #include "dist/process_group.h"
-
-#define CHILD_CHECK(cond)                                                                          \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "rank %d: %s:%d: check failed: %s (last error: %s)\n", rank, __FILE__, \
-                    __LINE__, #cond, ddp_last_error());                                            \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
+#include "support/support_dist_ranks.h"
 
 typedef int (*rank_fn)(int rank, int size);
 
 static int port;
-
-/* A cue between ranks made before the fork (see test_dist_collectives.c). */
-static int cue_fd[2] = {-1, -1};
-
-static void cue_give(int n) {
-    for (int i = 0; i < n; i++)
-        if (write(cue_fd[1], "x", 1) != 1) return;
-}
-
-static bool cue_take(void) {
-    struct pollfd p = {.fd = cue_fd[0], .events = POLLIN};
-    char c;
-    return poll(&p, 1, 60 * 1000) == 1 && read(cue_fd[0], &c, 1) == 1;
-}
 
 static double now_s(void) {
     struct timespec ts;
@@ -73,19 +47,14 @@ static void *press_ctrl_c(void *arg) {
     return NULL;
 }
 
-/* A TCP port that was free a moment ago. */
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        if (fd >= 0) close(fd);
-        return -1;
+/* Waits (at most 40 s) for the calls Ctrl-C abandoned to end; true when none is left. */
+static bool abandoned_calls_end(void) {
+    double until = now_s() + 40;
+    while (pg_abandoned_calls() > 0 && now_s() < until) {
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
     }
-    close(fd);
-    return ntohs(a.sin_port);
+    return pg_abandoned_calls() == 0;
 }
 
 /* Forks `size` ranks, each initialised, running fn; all must exit 0. Rank 0 hosts the
@@ -93,9 +62,9 @@ static int free_port(void) {
  * forks: a lock another thread held at the fork (the allocator's) would stay locked
  * forever in the child. */
 static void run_ranks(int size, rank_fn fn) {
-    port = free_port();
+    port = ranks_free_port();
     assert_true(port > 0);
-    assert_int_equal(pipe(cue_fd), 0);
+    cue_open();
     pid_t pids[4];
     for (int r = 0; r < size; r++) {
         pids[r] = fork();
@@ -103,14 +72,7 @@ static void run_ranks(int size, rank_fn fn) {
         if (pids[r] == 0) {
             setenv("DDPLAB_COLLECTIVE_CHECK", "0", 1);
             setenv("DDPLAB_COLLECTIVE_TIMEOUT", "3600", 1);
-            char method[64];
-            snprintf(method, sizeof method, "tcp://127.0.0.1:%d", port);
-            pg_init_options o = {.backend = "gloo",
-                                 .init_method = method,
-                                 .rank = r,
-                                 .world_size = size,
-                                 .timeout_s = 20};
-            if (pg_init(&o) != DDP_OK) {
+            if (ranks_pg_init(port, r, size, 20) != DDP_OK) {
                 fprintf(stderr, "rank %d: init: %s\n", r, ddp_last_error());
                 _exit(2);
             }
@@ -120,14 +82,8 @@ static void run_ranks(int size, rank_fn fn) {
             exit(rc);
         }
     }
-    int failures = 0;
-    for (int r = 0; r < size; r++) {
-        int st;
-        waitpid(pids[r], &st, 0);
-        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) failures++;
-    }
-    close(cue_fd[0]);
-    close(cue_fd[1]);
+    int failures = ranks_wait_all(pids, size);
+    cue_close();
     assert_int_equal(failures, 0);
 }
 
@@ -186,12 +142,7 @@ static int interrupt_case(int rank, int size, bool gather) {
     pg_chunk_end();
     if (rank == 0) {
         /* the old connections are gone on the peers, so the abandoned call ends soon */
-        double until = now_s() + 40;
-        while (pg_abandoned_calls() > 0 && now_s() < until) {
-            struct timespec ts = {0, 20 * 1000000L};
-            nanosleep(&ts, NULL);
-        }
-        CHILD_CHECK(pg_abandoned_calls() == 0);
+        CHILD_CHECK(abandoned_calls_end());
     }
     return 0;
 }
@@ -235,14 +186,7 @@ static int destroy_ranks(int rank, int size) {
     }
     pg_chunk_end();
     CHILD_CHECK(pg_destroy() == DDP_OK);
-    char method[64];
-    snprintf(method, sizeof method, "tcp://127.0.0.1:%d", port);
-    pg_init_options o = {.backend = "gloo",
-                         .init_method = method,
-                         .rank = rank,
-                         .world_size = size,
-                         .timeout_s = 20};
-    CHILD_CHECK(pg_init(&o) == DDP_OK);
+    CHILD_CHECK(ranks_pg_init(port, rank, size, 20) == DDP_OK);
     pg_chunk_begin(2);
     pg_buffer b;
     tensor *t = filled(10, 2, &b);
@@ -255,12 +199,7 @@ static int destroy_ranks(int rank, int size) {
     CHILD_CHECK(pg_destroy() == DDP_OK);
     if (rank == 0) {
         /* the peers destroyed the old world: the abandoned call ends and is freed */
-        double until = now_s() + 40;
-        while (pg_abandoned_calls() > 0 && now_s() < until) {
-            struct timespec ts = {0, 20 * 1000000L};
-            nanosleep(&ts, NULL);
-        }
-        CHILD_CHECK(pg_abandoned_calls() == 0);
+        CHILD_CHECK(abandoned_calls_end());
     }
     return 0;
 }

@@ -14,8 +14,7 @@
 #include <string.h>
 
 #include "nn/autograd.h"
-
-#define OK(expr) assert_int_equal((expr), DDP_OK)
+#include "support/support_tensor_checks.h"
 
 /* ---- the finite-difference harness ------------------------------------------------ */
 

@@ -12,8 +12,8 @@
 #include <string.h>
 
 #include "nn/autograd.h"
+#include "support/support_tensor_checks.h"
 
-#define OK(expr) assert_int_equal((expr), DDP_OK)
 #define NEAR(a, b) assert_true(fabs((a) - (b)) < 1e-12 * (1.0 + fabs(b)))
 #define NEAR32(a, b) assert_true(fabs((a) - (b)) < 1e-6 * (1.0 + fabs(b)))
 
@@ -24,12 +24,6 @@ static tensor *make(const double *v, const int64_t *sizes, int ndim, dtype dt, b
     tensor_release(t);
     if (grad) OK(ag_set_requires_grad(c, true));
     return c;
-}
-
-static double item(const tensor *t) {
-    double v;
-    OK(tensor_item(t, &v));
-    return v;
 }
 
 static void test_reduction_parse(void **state) {
@@ -49,14 +43,14 @@ static void test_mse_values_and_backward(void **state) {
     tensor *in = make(x, s, 2, DTYPE_FLOAT64, true), *tg = make(y, s, 2, DTYPE_FLOAT64, true);
     tensor *l;
     OK(ag_mse_loss(in, tg, REDUCTION_SUM, &l));
-    NEAR(item(l), 1 + 0 + 4 + 0.25);
+    NEAR(item_of(l), 1 + 0 + 4 + 0.25);
     tensor_release(l);
     OK(ag_mse_loss(in, tg, REDUCTION_NONE, &l));
     assert_true(tensor_same_shape(l, in));
     NEAR(tensor_get(l, 2), 4.0);
     tensor_release(l);
     OK(ag_mse_loss(in, tg, REDUCTION_MEAN, &l));
-    NEAR(item(l), 5.25 / 4);
+    NEAR(item_of(l), 5.25 / 4);
     assert_string_equal(ag_grad_fn_name(l), "MseLossBackward0");
     OK(ag_backward(l, NULL, false));
     for (int i = 0; i < 4; i++) {
@@ -105,10 +99,10 @@ static void test_cross_entropy_class_indices(void **state) {
     NEAR(tensor_get(l, 1), l1);
     tensor_release(l);
     OK(ag_cross_entropy(in, tg, REDUCTION_SUM, &l));
-    NEAR(item(l), l0 + l1);
+    NEAR(item_of(l), l0 + l1);
     tensor_release(l);
     OK(ag_cross_entropy(in, tg, REDUCTION_MEAN, &l));
-    NEAR(item(l), (l0 + l1) / 2);
+    NEAR(item_of(l), (l0 + l1) / 2);
     OK(ag_backward(l, NULL, false));
     /* softmax - onehot, over N */
     for (int i = 0; i < 2; i++) {
@@ -163,7 +157,7 @@ static void test_cross_entropy_one_sample(void **state) {
     OK(tensor_scalar(3, DTYPE_INT64, &tg));
     OK(ag_cross_entropy(in, tg, REDUCTION_NONE, &l));
     assert_int_equal(l->ndim, 0);
-    NEAR(item(l), ce_ref(x, 4, 3));
+    NEAR(item_of(l), ce_ref(x, 4, 3));
     tensor_release(l);
     tensor_release(tg);
     tensor_release(in);
@@ -177,7 +171,7 @@ static void test_cross_entropy_ignore_index(void **state) {
     tensor *in = make(x, s, 2, DTYPE_FLOAT64, true), *tg, *l;
     OK(tensor_from_data(t, &n, 1, DTYPE_INT64, &tg));
     OK(ag_cross_entropy(in, tg, REDUCTION_MEAN, &l)); /* mean over the one kept sample */
-    NEAR(item(l), ce_ref(x + 3, 3, 1));
+    NEAR(item_of(l), ce_ref(x + 3, 3, 1));
     OK(ag_backward(l, NULL, false));
     for (int j = 0; j < 3; j++) assert_true(tensor_get(in->grad, j) == 0.0);
     tensor_release(l);

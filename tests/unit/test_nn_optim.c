@@ -13,8 +13,8 @@
 #include <string.h>
 
 #include "nn/optim.h"
+#include "support/support_tensor_checks.h"
 
-#define OK(expr) assert_int_equal((expr), DDP_OK)
 #define N 7
 #define STEPS 3
 

@@ -13,9 +13,8 @@
 #include <string.h>
 
 #include "nn/autograd.h"
+#include "support/support_tensor_checks.h"
 #include "nn/optim.h"
-
-#define OK(expr) assert_int_equal((expr), DDP_OK)
 
 static ddp_generator gen;
 

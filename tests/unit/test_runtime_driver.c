@@ -179,6 +179,25 @@ static void interrupt_on_output(int rank, const char *bytes, size_t len, void *c
     driver_interrupt(c->d);
 }
 
+/* Runs chunk with Ctrl-C pressed at each piece of output; every rank must end
+ * interrupted. res gets world-size results (the caller frees them); returns how many
+ * times Ctrl-C was pressed. */
+static int run_until_ctrl_c(driver *d, const char *chunk, rank_result *res) {
+    stream_ctx c = {.d = d};
+    assert_int_equal(driver_run(d, chunk, strlen(chunk), "=t", NULL, interrupt_on_output, &c, res),
+                     DDP_OK);
+    for (int r = 0; r < driver_world_size(d); r++)
+        assert_int_equal(res[r].outcome, RANK_INTERRUPTED);
+    return c.interrupts;
+}
+
+/* The ranks still run chunks: "=1" prints 1 on every rank. */
+static void expect_still_answering(driver *d) {
+    const char *one[8];
+    for (int r = 0; r < 8; r++) one[r] = "1\n";
+    expect_all_output(d, "=1", one);
+}
+
 /* Ctrl-C stops `while true do end` on every rank and leaves the globals in place. */
 static void test_interrupt_keeps_state(void **state) {
     (void)state;
@@ -186,15 +205,8 @@ static void test_interrupt_keeps_state(void **state) {
     rank_result res[2];
     run(d, "y = 7", res);
     rank_results_free(res, 2);
-    stream_ctx c = {.d = d};
-    const char *chunk = "print('looping') while true do end";
-    assert_int_equal(driver_run(d, chunk, strlen(chunk), "=t", NULL, interrupt_on_output, &c, res),
-                     DDP_OK);
-    assert_true(c.interrupts >= 1);
-    for (int r = 0; r < 2; r++) {
-        assert_int_equal(res[r].outcome, RANK_INTERRUPTED);
-        assert_non_null(strstr(res[r].error, "interrupted!"));
-    }
+    assert_true(run_until_ctrl_c(d, "print('looping') while true do end", res) >= 1);
+    for (int r = 0; r < 2; r++) assert_non_null(strstr(res[r].error, "interrupted!"));
     rank_results_free(res, 2);
     const char *seven[] = {"7\n", "7\n"};
     expect_all_output(d, "=y", seven);
@@ -239,8 +251,7 @@ static void test_exit_reported_and_restart(void **state) {
     rank_results_free(res, 2);
 
     assert_int_equal(driver_restart(d), DDP_OK);
-    const char *one[] = {"1\n", "1\n"};
-    expect_all_output(d, "=1", one);
+    expect_still_answering(d);
     driver_stop(d);
 }
 
@@ -323,8 +334,7 @@ static void test_oversized_chunk_refused(void **state) {
     free(chunk);
     assert_non_null(strstr(ddp_last_error(), "at most 64 MiB"));
     rank_results_free(res, 2);
-    const char *one[] = {"1\n", "1\n"};
-    expect_all_output(d, "=1", one);
+    expect_still_answering(d);
     driver_stop(d);
 }
 
@@ -333,14 +343,10 @@ static void test_oversized_chunk_refused(void **state) {
 static void test_interrupt_reaches_commands(void **state) {
     (void)state;
     driver *d = start(2);
-    stream_ctx c = {.d = d};
     rank_result res[2];
     const char *chunk = "for i = 1, 3 do os.execute('echo started; sleep 20') end";
-    assert_int_equal(driver_run(d, chunk, strlen(chunk), "=t", NULL, interrupt_on_output, &c, res),
-                     DDP_OK);
-    assert_true(c.interrupts >= 1);
+    assert_true(run_until_ctrl_c(d, chunk, res) >= 1);
     for (int r = 0; r < 2; r++) {
-        assert_int_equal(res[r].outcome, RANK_INTERRUPTED);
         assert_non_null(strstr(res[r].error, "interrupted!"));
         /* the loop did not go on (a rank stopped before its command ran printed nothing) */
         assert_true(!res[r].output || !strstr(res[r].output, "started\nstarted"));
@@ -552,8 +558,7 @@ static void test_stranger_gets_nothing(void **state) {
         proto_frame fr;
         assert_int_not_equal(proto_recv(fd, 300, &fr), DDP_OK); /* nothing comes back */
     }
-    const char *one[] = {"1\n"};
-    expect_all_output(d, "=1", one);
+    expect_still_answering(d);
     assert_int_equal(driver_ranks(d, info), DDP_OK);
     assert_string_equal(info[0].state, "idle");
     close(fd);
@@ -646,13 +651,8 @@ static void test_two_nodes_on_loopback(void **state) {
     const char *who[] = {"0\t0\t2\n", "1\t1\t2\n"};
     expect_all_output(d, "=os.getenv('RANK'), os.getenv('GROUP_RANK'), os.getenv('WORLD_SIZE')",
                       who);
-    stream_ctx c = {.d = d};
     rank_result res[2];
-    const char *spin = "print('looping') while true do end";
-    assert_int_equal(driver_run(d, spin, strlen(spin), "=t", NULL, interrupt_on_output, &c, res),
-                     DDP_OK);
-    assert_int_equal(res[0].outcome, RANK_INTERRUPTED);
-    assert_int_equal(res[1].outcome, RANK_INTERRUPTED);
+    run_until_ctrl_c(d, "print('looping') while true do end", res);
     rank_results_free(res, 2);
     rank_info info[2];
     assert_int_equal(driver_ranks(d, info), DDP_OK);

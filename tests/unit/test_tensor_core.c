@@ -9,15 +9,8 @@
 
 #include <cmocka.h>
 
+#include "support/support_tensor_checks.h"
 #include "tensor/tensor.h"
-
-#define OK(expr) assert_int_equal((expr), DDP_OK)
-#define ERR_CONTAINS(expr, code, text)                                                             \
-    do {                                                                                           \
-        assert_int_equal((expr), (code));                                                          \
-        if (!strstr(ddp_last_error(), (text)))                                                     \
-            fail_msg("error \"%s\" lacks \"%s\"", ddp_last_error(), (text));                       \
-    } while (0)
 
 /* A float32 tensor 0, 1, 2, ... of the given shape. */
 static tensor *iota(const int64_t *sizes, int ndim) {

@@ -10,39 +10,16 @@
 
 #include <cmocka.h>
 
+#include "support/support_tensor_checks.h"
 #include "tensor/tensor.h"
-
-#define OK(expr) assert_int_equal((expr), DDP_OK)
-#define ERR_CONTAINS(expr, code, text)                                                             \
-    do {                                                                                           \
-        assert_int_equal((expr), (code));                                                          \
-        if (!strstr(ddp_last_error(), (text)))                                                     \
-            fail_msg("error \"%s\" lacks \"%s\"", ddp_last_error(), (text));                       \
-    } while (0)
-
-static tensor *make(dtype dt, const int64_t *sizes, int ndim, const double *values) {
-    tensor *t = NULL;
-    OK(tensor_empty(sizes, ndim, dt, DEVICE_CPU_VALUE, &t));
-    for (int64_t i = 0; i < tensor_numel(t); i++) tensor_set(t, i, values[i]);
-    return t;
-}
-
-/* Random float32 tensor from a fixed generator (never zeros). */
-static tensor *randn(const int64_t *sizes, int ndim, uint64_t seed) {
-    ddp_generator g;
-    generator_seed(&g, seed);
-    tensor *t = NULL;
-    OK(tensor_empty(sizes, ndim, DTYPE_FLOAT32, DEVICE_CPU_VALUE, &t));
-    OK(tensor_normal_(t, 0, 1, &g));
-    return t;
-}
 
 static void test_same_shape_and_broadcast(void **state) {
     (void)state;
     int64_t s23[2] = {2, 3}, s3[1] = {3}, s21[2] = {2, 1};
     double a_v[6] = {1, 2, 3, 4, 5, 6}, b_v[3] = {10, 20, 30}, c_v[2] = {100, 200};
-    tensor *a = make(DTYPE_FLOAT32, s23, 2, a_v), *b = make(DTYPE_FLOAT32, s3, 1, b_v);
-    tensor *c = make(DTYPE_FLOAT32, s21, 2, c_v), *r;
+    tensor *a = make_tensor(DTYPE_FLOAT32, s23, 2, a_v),
+           *b = make_tensor(DTYPE_FLOAT32, s3, 1, b_v);
+    tensor *c = make_tensor(DTYPE_FLOAT32, s21, 2, c_v), *r;
     OK(tensor_binary(BINARY_ADD, a, b, &r)); /* row broadcast (N x C) + (C) */
     double want_rows[6] = {11, 22, 33, 14, 25, 36};
     for (int i = 0; i < 6; i++) assert_true(tensor_get(r, i) == want_rows[i]);
@@ -63,7 +40,7 @@ static void test_same_shape_and_broadcast(void **state) {
 
     int64_t s45[2] = {4, 5};
     double z[20] = {0};
-    tensor *x = make(DTYPE_FLOAT32, s45, 2, z), *y = make(DTYPE_FLOAT32, s3, 1, b_v);
+    tensor *x = make_tensor(DTYPE_FLOAT32, s45, 2, z), *y = make_tensor(DTYPE_FLOAT32, s3, 1, b_v);
     ERR_CONTAINS(tensor_binary(BINARY_ADD, x, y, &r), DDP_ERR_ARG,
                  "add: shapes (4x5) and (3) cannot be broadcast (dim 1: 5 vs 3)");
     assert_null(r);
@@ -77,7 +54,8 @@ static void test_same_shape_and_broadcast(void **state) {
 static void test_strided_matches_contiguous(void **state) {
     (void)state;
     int64_t s[2] = {7, 9}, st[2] = {9, 7};
-    tensor *a = randn(s, 2, 1), *bt = randn(st, 2, 2), *b, *bc, *r1, *r2;
+    tensor *a = randn_tensor(DTYPE_FLOAT32, s, 2, 1), *bt = randn_tensor(DTYPE_FLOAT32, st, 2, 2),
+           *b, *bc, *r1, *r2;
     OK(tensor_transpose(bt, 0, 1, &b)); /* (7x9) with strides (1, 7) */
     OK(tensor_contiguous(b, &bc));
     binary_op ops[] = {BINARY_ADD, BINARY_SUB,     BINARY_MUL,
@@ -100,7 +78,8 @@ static void test_strided_matches_contiguous(void **state) {
 static void test_masks_and_mixed_rows(void **state) {
     (void)state;
     int64_t s[2] = {3, 700}, srow[1] = {700};
-    tensor *g = randn(s, 2, 5), *h = randn(s, 2, 6), *mask, *r, *ints, *r2;
+    tensor *g = randn_tensor(DTYPE_FLOAT32, s, 2, 5), *h = randn_tensor(DTYPE_FLOAT32, s, 2, 6),
+           *mask, *r, *ints, *r2;
     OK(tensor_binary_scalar(BINARY_GT, h, 0.0, &mask));
     assert_int_equal(mask->dtype, DTYPE_BOOL);
     OK(tensor_binary(BINARY_MUL, g, mask, &r));
@@ -131,8 +110,8 @@ static void test_promotion(void **state) {
     (void)state;
     int64_t s2[1] = {2};
     double iv[2] = {7, 2}, fv[2] = {0.5, 1.5};
-    tensor *i = make(DTYPE_INT64, s2, 1, iv), *f = make(DTYPE_FLOAT32, s2, 1, fv);
-    tensor *d = make(DTYPE_FLOAT64, s2, 1, fv), *r;
+    tensor *i = make_tensor(DTYPE_INT64, s2, 1, iv), *f = make_tensor(DTYPE_FLOAT32, s2, 1, fv);
+    tensor *d = make_tensor(DTYPE_FLOAT64, s2, 1, fv), *r;
     OK(tensor_binary(BINARY_ADD, i, f, &r));
     assert_int_equal(r->dtype, DTYPE_FLOAT32);
     assert_true(tensor_get(r, 0) == 7.5);
@@ -228,7 +207,7 @@ static void test_in_place(void **state) {
     (void)state;
     int64_t s23[2] = {2, 3}, s3[1] = {3}, s4[1] = {4};
     double av[6] = {1, 2, 3, 4, 5, 6}, bv[3] = {1, 1, 2};
-    tensor *a = make(DTYPE_FLOAT32, s23, 2, av), *b = make(DTYPE_FLOAT32, s3, 1, bv);
+    tensor *a = make_tensor(DTYPE_FLOAT32, s23, 2, av), *b = make_tensor(DTYPE_FLOAT32, s3, 1, bv);
     OK(tensor_binary_(BINARY_MUL, a, b));
     assert_true(tensor_get(a, 5) == 12.0);
     OK(tensor_binary_scalar_(BINARY_SUB, a, 1.0));
@@ -266,8 +245,8 @@ static void test_add_scaled_errors_and_dtypes(void **state) {
     (void)state;
     int64_t s3[1] = {3}, s4[1] = {4};
     double v[4] = {1, 2, 3, 4};
-    tensor *a = make(DTYPE_FLOAT64, s3, 1, v), *b = make(DTYPE_FLOAT32, s3, 1, v);
-    tensor *c = make(DTYPE_FLOAT32, s4, 1, v), *i = make(DTYPE_INT64, s3, 1, v);
+    tensor *a = make_tensor(DTYPE_FLOAT64, s3, 1, v), *b = make_tensor(DTYPE_FLOAT32, s3, 1, v);
+    tensor *c = make_tensor(DTYPE_FLOAT32, s4, 1, v), *i = make_tensor(DTYPE_INT64, s3, 1, v);
     OK(tensor_add_scaled_(a, b, 0.5));
     assert_true(tensor_get(a, 2) == 4.5);
     ERR_CONTAINS(tensor_add_scaled_(a, c, 1.0), DDP_ERR_ARG,
@@ -285,7 +264,7 @@ static void test_unary(void **state) {
     (void)state;
     int64_t s5[1] = {5};
     double v[5] = {-2, -0.5, 0, 0.5, 4};
-    tensor *a = make(DTYPE_FLOAT32, s5, 1, v), *r;
+    tensor *a = make_tensor(DTYPE_FLOAT32, s5, 1, v), *r;
     struct {
         unary_op op;
         double (*ref)(double);
@@ -314,7 +293,7 @@ static void test_unary(void **state) {
     assert_true(isinf(tensor_get(r, 2)) && tensor_get(r, 2) < 0);
     tensor_release(r);
 
-    tensor *i = make(DTYPE_INT64, s5, 1, v); /* -2, 0, 0, 0, 4 */
+    tensor *i = make_tensor(DTYPE_INT64, s5, 1, v); /* -2, 0, 0, 0, 4 */
     OK(tensor_unary(UNARY_NEG, i, &r));
     assert_int_equal(r->dtype, DTYPE_INT64);
     assert_int_equal(tensor_get_int64(r, 0), 2);
@@ -336,7 +315,7 @@ static void test_clamp_where(void **state) {
     (void)state;
     int64_t s4[1] = {4};
     double v[4] = {-3, -1, 1, NAN};
-    tensor *a = make(DTYPE_FLOAT32, s4, 1, v), *r;
+    tensor *a = make_tensor(DTYPE_FLOAT32, s4, 1, v), *r;
     OK(tensor_clamp(a, true, -2, true, 0.5, &r));
     assert_true(tensor_get(r, 0) == -2.0 && tensor_get(r, 1) == -1.0 && tensor_get(r, 2) == 0.5);
     assert_true(isnan(tensor_get(r, 3))); /* NaN passes through, as in PyTorch */
@@ -359,8 +338,8 @@ static void test_clamp_where(void **state) {
 
     int64_t s23[2] = {2, 3}, s3[1] = {3}, s21[2] = {2, 1};
     double cv[3] = {1, 0, 1}, xv[6] = {1, 2, 3, 4, 5, 6}, yv[2] = {-1, -2};
-    tensor *cond = make(DTYPE_BOOL, s3, 1, cv), *x = make(DTYPE_FLOAT32, s23, 2, xv);
-    tensor *y = make(DTYPE_INT64, s21, 2, yv);
+    tensor *cond = make_tensor(DTYPE_BOOL, s3, 1, cv), *x = make_tensor(DTYPE_FLOAT32, s23, 2, xv);
+    tensor *y = make_tensor(DTYPE_INT64, s21, 2, yv);
     OK(tensor_where(cond, x, y, &r));
     assert_int_equal(r->dtype, DTYPE_FLOAT32);
     double want[6] = {1, -1, 3, 4, -2, 6};
@@ -381,8 +360,8 @@ static void test_equal_allclose(void **state) {
     (void)state;
     int64_t s3[1] = {3}, s23[2] = {2, 3}, s2[1] = {2};
     double v[3] = {1, 2, 3}, w[3] = {1, 2, 3.0001}, n[3] = {NAN, 1, 2};
-    tensor *a = make(DTYPE_FLOAT32, s3, 1, v), *ai = make(DTYPE_INT64, s3, 1, v);
-    tensor *b = make(DTYPE_FLOAT32, s3, 1, w), *c = make(DTYPE_FLOAT32, s3, 1, n);
+    tensor *a = make_tensor(DTYPE_FLOAT32, s3, 1, v), *ai = make_tensor(DTYPE_INT64, s3, 1, v);
+    tensor *b = make_tensor(DTYPE_FLOAT32, s3, 1, w), *c = make_tensor(DTYPE_FLOAT32, s3, 1, n);
     tensor *m, *two;
     OK(tensor_zeros(s23, 2, DTYPE_FLOAT32, DEVICE_CPU_VALUE, &m));
     OK(tensor_zeros(s2, 1, DTYPE_FLOAT32, DEVICE_CPU_VALUE, &two));
@@ -441,7 +420,8 @@ static void test_int_pow_and_bool_refusals(void **state) {
     (void)state;
     int64_t s2[1] = {2}, s3[1] = {3};
     const double iv[2] = {2, 3}, bv[2] = {1, 0}, ev[3] = {-1, -1, -1}, bases[3] = {1, -1, 2};
-    tensor *i = make(DTYPE_INT64, s2, 1, iv), *b = make(DTYPE_BOOL, s2, 1, bv), *r = NULL;
+    tensor *i = make_tensor(DTYPE_INT64, s2, 1, iv), *b = make_tensor(DTYPE_BOOL, s2, 1, bv),
+           *r = NULL;
     ERR_CONTAINS(tensor_binary_scalar(BINARY_POW, i, -1, &r), DDP_ERR_ARG,
                  "integers to negative integer powers are not allowed");
     assert_null(r);
@@ -455,7 +435,7 @@ static void test_int_pow_and_bool_refusals(void **state) {
     OK(tensor_binary_scalar(BINARY_POW, i, -0.5, &r)); /* a fractional one gives floats */
     assert_true(dtype_is_float(r->dtype));
     tensor_release(r);
-    tensor *base = make(DTYPE_INT64, s3, 1, bases), *e = make(DTYPE_INT64, s3, 1, ev);
+    tensor *base = make_tensor(DTYPE_INT64, s3, 1, bases), *e = make_tensor(DTYPE_INT64, s3, 1, ev);
     OK(tensor_binary(BINARY_POW, base, e, &r)); /* PyTorch: [1, -1, 0] */
     assert_true(tensor_get(r, 0) == 1 && tensor_get(r, 1) == -1 && tensor_get(r, 2) == 0);
     tensor_release(r);
@@ -485,7 +465,7 @@ static void test_float_to_int64_out_of_range(void **state) {
     (void)state;
     int64_t s4[1] = {4};
     const double v[4] = {NAN, INFINITY, 1e300, -2.5};
-    tensor *f = make(DTYPE_FLOAT64, s4, 1, v), *i = NULL;
+    tensor *f = make_tensor(DTYPE_FLOAT64, s4, 1, v), *i = NULL;
     OK(tensor_to_dtype(f, DTYPE_INT64, &i));
     assert_true(tensor_get_int64(i, 0) == INT64_MIN);
     assert_true(tensor_get_int64(i, 1) == INT64_MIN);

@@ -349,6 +349,50 @@ static void test_missing_files(void **state) {
 
 /* ---- hostile safetensors --------------------------------------------------------- */
 
+/* A hostile header, how many (zero) data bytes follow it, and a word the load error must
+ * hold. */
+struct header_case {
+    const char *header;
+    size_t data_len;
+    const char *word;
+};
+
+/* Safetensors headers that must be refused, in the order the loader checks them. */
+static const struct header_case ST_BAD_HEADERS[] = {
+    {"[1, 2, 3]", 0, "not a JSON object"},
+    {"{\"a\": ", 0, "not a JSON object"},
+    {"{} x", 0, "after the JSON header"},
+    {"{\"a\": 5}", 0, "not a JSON object"},
+    {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, "data_offsets"},
+    {"{\"a\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4, "dtype \"F16\""},
+    {"{\"a\":{\"dtype\":7,\"shape\":[2],\"data_offsets\":[0,4]}}", 4, "\"dtype\" (a string)"},
+    {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],"
+     "\"data_offsets\":[0,4]}}",
+     4, "too large"},
+    {"{\"a\":{\"dtype\":\"F32\",\"shape\":[0,9007199254740992],"
+     "\"data_offsets\":[0,0]}}",
+     0, "too large"},
+    {"{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8, "12 bytes"},
+    {"{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", 8, "negative"},
+    {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,8]}}", 8, "not a whole number"},
+    {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],"
+     "\"data_offsets\":[0,4]}}",
+     4, "9 dims"},
+    {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8, "outside"},
+    {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,4]}}", 8, "before it begins"},
+    {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[-4,0]}}", 8, "two whole numbers"},
+    {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+     "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+     12, "overlaps"},
+    {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+     "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
+     12, "belong to no tensor"},
+    {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 12, "the file holds 12"},
+    {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+     "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+     8, "appears twice"},
+};
+
 static void test_safetensors_corrupt(void **state) {
     (void)state;
     const char *p = tmp_path("bad.safetensors");
@@ -365,70 +409,37 @@ static void test_safetensors_corrupt(void **state) {
     write_bytes(p, absurd, 10);
     expect_st_error(p, "100 MB");
 
-    write_st(p, "[1, 2, 3]", NULL, 0);
-    expect_st_error(p, "not a JSON object");
-    write_st(p, "{\"a\": ", NULL, 0);
-    expect_st_error(p, "not a JSON object");
-    write_st(p, "{} x", NULL, 0);
-    expect_st_error(p, "after the JSON header");
-    write_st(p, "{\"a\": 5}", NULL, 0);
-    expect_st_error(p, "not a JSON object");
-    write_st(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", d, 4);
-    expect_st_error(p, "data_offsets");
-
-    write_st(p, "{\"a\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}", d, 4);
-    expect_st_error(p, "dtype \"F16\"");
-    write_st(p, "{\"a\":{\"dtype\":7,\"shape\":[2],\"data_offsets\":[0,4]}}", d, 4);
-    expect_st_error(p, "\"dtype\" (a string)");
-
-    write_st(p,
-             "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],"
-             "\"data_offsets\":[0,4]}}",
-             d, 4);
-    expect_st_error(p, "too large");
-    write_st(p,
-             "{\"a\":{\"dtype\":\"F32\",\"shape\":[0,9007199254740992],"
-             "\"data_offsets\":[0,0]}}",
-             d, 0);
-    expect_st_error(p, "too large");
-    write_st(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", d, 8);
-    expect_st_error(p, "12 bytes");
-    write_st(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", d, 8);
-    expect_st_error(p, "negative");
-    write_st(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,8]}}", d, 8);
-    expect_st_error(p, "not a whole number");
-    write_st(p,
-             "{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],"
-             "\"data_offsets\":[0,4]}}",
-             d, 4);
-    expect_st_error(p, "9 dims");
-
-    write_st(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", d, 8);
-    expect_st_error(p, "outside");
-    write_st(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,4]}}", d, 8);
-    expect_st_error(p, "before it begins");
-    write_st(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[-4,0]}}", d, 8);
-    expect_st_error(p, "two whole numbers");
-    write_st(p,
-             "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-             "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
-             d, 12);
-    expect_st_error(p, "overlaps");
-    write_st(p,
-             "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-             "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
-             d, 12);
-    expect_st_error(p, "belong to no tensor");
-    write_st(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", d, 12);
-    expect_st_error(p, "the file holds 12");
-    write_st(p,
-             "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-             "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
-             d, 8);
-    expect_st_error(p, "appears twice");
+    for (size_t i = 0; i < sizeof ST_BAD_HEADERS / sizeof ST_BAD_HEADERS[0]; i++) {
+        write_st(p, ST_BAD_HEADERS[i].header, d, ST_BAD_HEADERS[i].data_len);
+        expect_st_error(p, ST_BAD_HEADERS[i].word);
+    }
 }
 
 /* ---- hostile .npy ---------------------------------------------------------------- */
+
+/* .npy headers that must be refused. */
+static const struct header_case NPY_BAD_HEADERS[] = {
+    {"{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }\n", 16, "Fortran order"},
+    {"{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }\n", 8, "dtype '<i4'"},
+    {"{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }\n", 8, "dtype '>f4'"},
+    {"{'descr': '|O', 'fortran_order': False, 'shape': (2,), }\n", 16, "dtype '|O'"},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (-2,), }\n", 8, "negative"},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (1,1,1,1,1,1,1,1,1), }\n", 4, "more dims"},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, "
+     "4294967296, 4294967296), }\n",
+     4, "too large"},
+    {"{'descr': '<f4', 'fortran_order': False, "
+     "'shape': (99999999999999999999,), }\n",
+     4, "too large"},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }\n", 8, "truncated file"},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }\n", 8,
+     "needs 4 data bytes but the file has 8"},
+    {"{'descr': '<f4', 'shape': (1,), }\n", 4, "lacks"},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x': 1}\n", 4, "unknown key"},
+    {"{'descr': '<f4' 'fortran_order': False}\n", 4, "malformed"},
+    {"[1, 2]\n", 4, "not a Python dict"},
+    {"{'descr': '<f4', 'fortran_order': False, 'shape': (1,)} junk\n", 4, "after the header"},
+};
 
 static void test_npy_corrupt(void **state) {
     (void)state;
@@ -443,43 +454,10 @@ static void test_npy_corrupt(void **state) {
     write_bytes(p, "\x93NUMPY\x01\x00\xff\x00{}", 12);
     expect_npy_error(p, "truncated");
 
-    write_npy(p, "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }\n", d, 16);
-    expect_npy_error(p, "Fortran order");
-    write_npy(p, "{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }\n", d, 8);
-    expect_npy_error(p, "dtype '<i4'");
-    write_npy(p, "{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }\n", d, 8);
-    expect_npy_error(p, "dtype '>f4'");
-    write_npy(p, "{'descr': '|O', 'fortran_order': False, 'shape': (2,), }\n", d, 16);
-    expect_npy_error(p, "dtype '|O'");
-    write_npy(p, "{'descr': '<f4', 'fortran_order': False, 'shape': (-2,), }\n", d, 8);
-    expect_npy_error(p, "negative");
-    write_npy(p, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,1,1,1,1,1,1,1,1), }\n", d,
-              4);
-    expect_npy_error(p, "more dims");
-    write_npy(p,
-              "{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, "
-              "4294967296, 4294967296), }\n",
-              d, 4);
-    expect_npy_error(p, "too large");
-    write_npy(p,
-              "{'descr': '<f4', 'fortran_order': False, "
-              "'shape': (99999999999999999999,), }\n",
-              d, 4);
-    expect_npy_error(p, "too large");
-    write_npy(p, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }\n", d, 8);
-    expect_npy_error(p, "truncated file");
-    write_npy(p, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }\n", d, 8);
-    expect_npy_error(p, "needs 4 data bytes but the file has 8");
-    write_npy(p, "{'descr': '<f4', 'shape': (1,), }\n", d, 4);
-    expect_npy_error(p, "lacks");
-    write_npy(p, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x': 1}\n", d, 4);
-    expect_npy_error(p, "unknown key");
-    write_npy(p, "{'descr': '<f4' 'fortran_order': False}\n", d, 4);
-    expect_npy_error(p, "malformed");
-    write_npy(p, "[1, 2]\n", d, 4);
-    expect_npy_error(p, "not a Python dict");
-    write_npy(p, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,)} junk\n", d, 4);
-    expect_npy_error(p, "after the header");
+    for (size_t i = 0; i < sizeof NPY_BAD_HEADERS / sizeof NPY_BAD_HEADERS[0]; i++) {
+        write_npy(p, NPY_BAD_HEADERS[i].header, d, NPY_BAD_HEADERS[i].data_len);
+        expect_npy_error(p, NPY_BAD_HEADERS[i].word);
+    }
 }
 
 /* ---- fuzz-ish: truncation at every byte, flipped header bytes --------------------- */

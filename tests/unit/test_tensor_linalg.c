@@ -10,24 +10,8 @@
 
 #include <cmocka.h>
 
+#include "support/support_tensor_checks.h"
 #include "tensor/tensor.h"
-
-#define OK(expr) assert_int_equal((expr), DDP_OK)
-#define ERR_CONTAINS(expr, code, text)                                                             \
-    do {                                                                                           \
-        assert_int_equal((expr), (code));                                                          \
-        if (!strstr(ddp_last_error(), (text)))                                                     \
-            fail_msg("error \"%s\" lacks \"%s\"", ddp_last_error(), (text));                       \
-    } while (0)
-
-static tensor *randn(dtype dt, const int64_t *sizes, int ndim, uint64_t seed) {
-    ddp_generator g;
-    generator_seed(&g, seed);
-    tensor *t = NULL;
-    OK(tensor_empty(sizes, ndim, dt, DEVICE_CPU_VALUE, &t));
-    OK(tensor_normal_(t, 0, 1, &g));
-    return t;
-}
 
 /* Element [i][j] of a 2-D tensor through its strides. */
 static double at2(const tensor *t, int64_t i, int64_t j) {
@@ -57,9 +41,10 @@ static void test_mm_layouts(void **state) {
     for (int k = 0; k < 2; k++) {
         int64_t sa[2] = {7, 5}, sat[2] = {5, 7}, sb[2] = {5, 3}, sbt[2] = {3, 5};
         int64_t wide[2] = {7, 10};
-        tensor *a = randn(dts[k], sa, 2, 1), *b = randn(dts[k], sb, 2, 2);
-        tensor *at_base = randn(dts[k], sat, 2, 3), *bt_base = randn(dts[k], sbt, 2, 4);
-        tensor *w = randn(dts[k], wide, 2, 5);
+        tensor *a = randn_tensor(dts[k], sa, 2, 1), *b = randn_tensor(dts[k], sb, 2, 2);
+        tensor *at_base = randn_tensor(dts[k], sat, 2, 3),
+               *bt_base = randn_tensor(dts[k], sbt, 2, 4);
+        tensor *w = randn_tensor(dts[k], wide, 2, 5);
         tensor *at, *bt, *stepped, *c;
         OK(tensor_transpose(at_base, 0, 1, &at)); /* (7x5), strides (1, 7) */
         OK(tensor_transpose(bt_base, 0, 1, &bt)); /* (5x3), strides (1, 5) */
@@ -77,7 +62,7 @@ static void test_mm_layouts(void **state) {
             }
         /* irregular strides (an expanded row) are copied, still correct */
         int64_t one_row[2] = {1, 5}, ex[2] = {7, 5};
-        tensor *row = randn(dts[k], one_row, 2, 6), *rowx;
+        tensor *row = randn_tensor(dts[k], one_row, 2, 6), *rowx;
         OK(tensor_expand(row, ex, 2, &rowx));
         OK(tensor_mm(rowx, b, &c));
         assert_true(mm_error(rowx, b, c) <= tol[k]);
@@ -109,8 +94,9 @@ static void test_mm_int64_and_errors(void **state) {
     tensor_release(c);
 
     int64_t s45[2] = {4, 5}, s105[2] = {10, 5}, s5[1] = {5};
-    tensor *x = randn(DTYPE_FLOAT32, s45, 2, 1), *y = randn(DTYPE_FLOAT32, s105, 2, 2);
-    tensor *v = randn(DTYPE_FLOAT32, s5, 1, 3), *x64;
+    tensor *x = randn_tensor(DTYPE_FLOAT32, s45, 2, 1),
+           *y = randn_tensor(DTYPE_FLOAT32, s105, 2, 2);
+    tensor *v = randn_tensor(DTYPE_FLOAT32, s5, 1, 3), *x64;
     ERR_CONTAINS(tensor_mm(x, y, &c), DDP_ERR_ARG,
                  "mm: (4x5) @ (10x5): inner sizes 5 and 10 differ");
     assert_null(c);
@@ -133,9 +119,10 @@ static void test_matmul_shapes(void **state) {
     (void)state;
     int64_t s4[1] = {4}, s34[2] = {3, 4}, s45[2] = {4, 5}, s234[3] = {2, 3, 4};
     int64_t s1245[4] = {1, 2, 4, 5}, s2345[4] = {2, 2, 4, 5};
-    tensor *v = randn(DTYPE_FLOAT64, s4, 1, 1), *m = randn(DTYPE_FLOAT64, s34, 2, 2);
-    tensor *n = randn(DTYPE_FLOAT64, s45, 2, 3), *b3 = randn(DTYPE_FLOAT64, s234, 3, 4);
-    tensor *b4 = randn(DTYPE_FLOAT64, s1245, 4, 5), *r;
+    tensor *v = randn_tensor(DTYPE_FLOAT64, s4, 1, 1), *m = randn_tensor(DTYPE_FLOAT64, s34, 2, 2);
+    tensor *n = randn_tensor(DTYPE_FLOAT64, s45, 2, 3),
+           *b3 = randn_tensor(DTYPE_FLOAT64, s234, 3, 4);
+    tensor *b4 = randn_tensor(DTYPE_FLOAT64, s1245, 4, 5), *r;
     (void)s2345;
     OK(tensor_matmul(v, v, &r)); /* dot */
     assert_int_equal(r->ndim, 0);
@@ -175,7 +162,7 @@ static void test_matmul_shapes(void **state) {
     assert_int_equal(r->sizes[1], 3);
     tensor_release(r);
     int64_t s3[1] = {3};
-    tensor *v3 = randn(DTYPE_FLOAT64, s3, 1, 9);
+    tensor *v3 = randn_tensor(DTYPE_FLOAT64, s3, 1, 9);
     ERR_CONTAINS(tensor_matmul(v, v3, &r), DDP_ERR_ARG, "inner sizes 4 and 3 differ");
     tensor_release(v3);
     tensor_release(v);
@@ -188,8 +175,8 @@ static void test_matmul_shapes(void **state) {
 static void test_gemm_accumulate(void **state) {
     (void)state;
     int64_t sa[2] = {6, 4}, sb[2] = {5, 6}, sc[2] = {4, 5};
-    tensor *a = randn(DTYPE_FLOAT32, sa, 2, 1), *b = randn(DTYPE_FLOAT32, sb, 2, 2);
-    tensor *c = randn(DTYPE_FLOAT32, sc, 2, 3), *c0;
+    tensor *a = randn_tensor(DTYPE_FLOAT32, sa, 2, 1), *b = randn_tensor(DTYPE_FLOAT32, sb, 2, 2);
+    tensor *c = randn_tensor(DTYPE_FLOAT32, sc, 2, 3), *c0;
     OK(tensor_clone(c, &c0));
     /* c = 0.5 * a^T @ b^T + 2 * c */
     OK(tensor_gemm_(true, true, 0.5, a, b, 2.0, c));
@@ -213,7 +200,7 @@ static void test_gemm_accumulate(void **state) {
                  "gemm: (6x4) @ (5x6) does not fit into (6x6)");
     tensor *c2t;
     OK(tensor_transpose(c2, 0, 1, &c2t));
-    tensor *sq = randn(DTYPE_FLOAT32, s66, 2, 4);
+    tensor *sq = randn_tensor(DTYPE_FLOAT32, s66, 2, 4);
     ERR_CONTAINS(tensor_gemm_(false, false, 1.0, sq, sq, 0.0, c2t), DDP_ERR_ARG,
                  "must be contiguous");
     tensor_release(sq);
@@ -229,8 +216,8 @@ static void test_gemm_accumulate(void **state) {
 static void test_linear(void **state) {
     (void)state;
     int64_t sx[2] = {8, 5}, sw[2] = {10, 5}, sb[1] = {10}, sx3[3] = {2, 4, 5}, s1[1] = {5};
-    tensor *x = randn(DTYPE_FLOAT32, sx, 2, 1), *w = randn(DTYPE_FLOAT32, sw, 2, 2);
-    tensor *b = randn(DTYPE_FLOAT32, sb, 1, 3), *y, *y0;
+    tensor *x = randn_tensor(DTYPE_FLOAT32, sx, 2, 1), *w = randn_tensor(DTYPE_FLOAT32, sw, 2, 2);
+    tensor *b = randn_tensor(DTYPE_FLOAT32, sb, 1, 3), *y, *y0;
     OK(tensor_linear(x, w, b, &y));
     OK(tensor_linear(x, w, NULL, &y0));
     assert_int_equal(y->sizes[0], 8);
@@ -244,7 +231,7 @@ static void test_linear(void **state) {
         }
     tensor_release(y);
     tensor_release(y0);
-    tensor *x3 = randn(DTYPE_FLOAT32, sx3, 3, 4), *v = randn(DTYPE_FLOAT32, s1, 1, 5);
+    tensor *x3 = randn_tensor(DTYPE_FLOAT32, sx3, 3, 4), *v = randn_tensor(DTYPE_FLOAT32, s1, 1, 5);
     OK(tensor_linear(x3, w, b, &y));
     assert_int_equal(y->ndim, 3);
     assert_int_equal(y->sizes[2], 10);
@@ -334,9 +321,10 @@ static void test_cat_stack_index_select(void **state) {
 static void test_more_error_paths(void **state) {
     (void)state;
     int64_t s23[2] = {2, 3}, s32[2] = {3, 2}, s3[1] = {3}, s243[3] = {2, 4, 3}, s332[3] = {3, 3, 2};
-    tensor *a = randn(DTYPE_FLOAT32, s23, 2, 1), *b = randn(DTYPE_FLOAT32, s32, 2, 2);
-    tensor *d = randn(DTYPE_FLOAT64, s32, 2, 3), *v = randn(DTYPE_FLOAT32, s3, 1, 4);
-    tensor *b3 = randn(DTYPE_FLOAT32, s243, 3, 5), *c3 = randn(DTYPE_FLOAT32, s332, 3, 6);
+    tensor *a = randn_tensor(DTYPE_FLOAT32, s23, 2, 1), *b = randn_tensor(DTYPE_FLOAT32, s32, 2, 2);
+    tensor *d = randn_tensor(DTYPE_FLOAT64, s32, 2, 3), *v = randn_tensor(DTYPE_FLOAT32, s3, 1, 4);
+    tensor *b3 = randn_tensor(DTYPE_FLOAT32, s243, 3, 5),
+           *c3 = randn_tensor(DTYPE_FLOAT32, s332, 3, 6);
     tensor *bools, *sc, *c, *r = NULL;
     OK(tensor_zeros(s23, 2, DTYPE_BOOL, DEVICE_CPU_VALUE, &bools));
     OK(tensor_scalar(1, DTYPE_FLOAT32, &sc));

@@ -10,28 +10,8 @@
 
 #include <cmocka.h>
 
+#include "support/support_tensor_checks.h"
 #include "tensor/tensor.h"
-
-#define OK(expr) assert_int_equal((expr), DDP_OK)
-#define ERR_CONTAINS(expr, code, text)                                                             \
-    do {                                                                                           \
-        assert_int_equal((expr), (code));                                                          \
-        if (!strstr(ddp_last_error(), (text)))                                                     \
-            fail_msg("error \"%s\" lacks \"%s\"", ddp_last_error(), (text));                       \
-    } while (0)
-
-static tensor *make(dtype dt, const int64_t *sizes, int ndim, const double *values) {
-    tensor *t = NULL;
-    OK(tensor_empty(sizes, ndim, dt, DEVICE_CPU_VALUE, &t));
-    for (int64_t i = 0; i < tensor_numel(t); i++) tensor_set(t, i, values[i]);
-    return t;
-}
-
-static double item(const tensor *t) {
-    double v = 0;
-    OK(tensor_item(t, &v));
-    return v;
-}
 
 /* (2x3): [[1, 5, 3], [4, 2, 6]] */
 static const double M[6] = {1, 5, 3, 4, 2, 6};
@@ -39,7 +19,7 @@ static const double M[6] = {1, 5, 3, 4, 2, 6};
 static void test_reduce_all(void **state) {
     (void)state;
     int64_t s[2] = {2, 3};
-    tensor *t = make(DTYPE_FLOAT32, s, 2, M), *r;
+    tensor *t = make_tensor(DTYPE_FLOAT32, s, 2, M), *r;
     struct {
         reduce_op op;
         double want;
@@ -49,8 +29,8 @@ static void test_reduce_all(void **state) {
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         OK(tensor_reduce_all(cases[k].op, t, &r));
         assert_int_equal(r->ndim, 0);
-        if (fabs(item(r) - cases[k].want) > 1e-5)
-            fail_msg("%s: got %g, want %g", reduce_op_name(cases[k].op), item(r), cases[k].want);
+        if (fabs(item_of(r) - cases[k].want) > 1e-5)
+            fail_msg("%s: got %g, want %g", reduce_op_name(cases[k].op), item_of(r), cases[k].want);
         bool arg = cases[k].op == REDUCE_ARGMAX || cases[k].op == REDUCE_ARGMIN;
         assert_int_equal(r->dtype, arg ? DTYPE_INT64 : DTYPE_FLOAT32);
         tensor_release(r);
@@ -65,11 +45,11 @@ static void test_reduce_all(void **state) {
     assert_int_equal(tensor_get_int64(r, 0), 5);
     tensor_release(r);
     OK(tensor_reduce_all(REDUCE_SUM, tt, &r));
-    assert_true(item(r) == 21.0);
+    assert_true(item_of(r) == 21.0);
     tensor_release(r);
     tensor_release(tt);
 
-    tensor *i = make(DTYPE_INT64, s, 2, M);
+    tensor *i = make_tensor(DTYPE_INT64, s, 2, M);
     OK(tensor_reduce_all(REDUCE_SUM, i, &r));
     assert_int_equal(r->dtype, DTYPE_INT64); /* int sums stay int */
     assert_int_equal(tensor_get_int64(r, 0), 21);
@@ -83,10 +63,10 @@ static void test_reduce_all(void **state) {
     OK(tensor_empty(e, 1, DTYPE_FLOAT32, DEVICE_CPU_VALUE, &empty));
     ERR_CONTAINS(tensor_reduce_all(REDUCE_MAX, empty, &r), DDP_ERR_ARG, "(0) is empty");
     OK(tensor_reduce_all(REDUCE_SUM, empty, &r));
-    assert_true(item(r) == 0.0);
+    assert_true(item_of(r) == 0.0);
     tensor_release(r);
     OK(tensor_reduce_all(REDUCE_MEAN, empty, &r));
-    assert_true(isnan(item(r)));
+    assert_true(isnan(item_of(r)));
     tensor_release(r);
 
     /* a long float32 sum accumulates in double: 1e6 * 0.1 stays close */
@@ -94,7 +74,7 @@ static void test_reduce_all(void **state) {
     tensor *ones;
     OK(tensor_full(big, 1, DTYPE_FLOAT32, DEVICE_CPU_VALUE, 0.1, &ones));
     OK(tensor_reduce_all(REDUCE_SUM, ones, &r));
-    assert_true(fabs(item(r) - 100000.0) < 0.05);
+    assert_true(fabs(item_of(r) - 100000.0) < 0.05);
     tensor_release(r);
     tensor *vals, *idx;
     ERR_CONTAINS(tensor_max_dim(empty, 0, false, false, &vals, &idx), DDP_ERR_ARG,
@@ -110,7 +90,7 @@ static void test_reduce_all(void **state) {
 static void test_reduce_dim(void **state) {
     (void)state;
     int64_t s[2] = {2, 3};
-    tensor *t = make(DTYPE_FLOAT32, s, 2, M), *r;
+    tensor *t = make_tensor(DTYPE_FLOAT32, s, 2, M), *r;
     OK(tensor_reduce_dim(REDUCE_SUM, t, 0, false, &r));
     assert_int_equal(r->ndim, 1);
     assert_int_equal(r->sizes[0], 3);
@@ -145,7 +125,7 @@ static void test_reduce_dim(void **state) {
     int64_t s3[3] = {3, 4, 5};
     double v[60];
     for (int k = 0; k < 60; k++) v[k] = (k * 37 % 11) - 5;
-    tensor *c = make(DTYPE_FLOAT64, s3, 3, v), *p;
+    tensor *c = make_tensor(DTYPE_FLOAT64, s3, 3, v), *p;
     int64_t perm[3] = {2, 0, 1};
     OK(tensor_permute(c, perm, 3, &p));                 /* (5x3x4) */
     OK(tensor_reduce_dim(REDUCE_SUM, p, 1, false, &r)); /* (5x4): sum over c's dim 0 */
@@ -184,9 +164,9 @@ static void test_nan_propagates(void **state) {
     (void)state;
     int64_t s[1] = {3};
     double v[3] = {1, NAN, 3};
-    tensor *t = make(DTYPE_FLOAT32, s, 1, v), *r;
+    tensor *t = make_tensor(DTYPE_FLOAT32, s, 1, v), *r;
     OK(tensor_reduce_all(REDUCE_MAX, t, &r));
-    assert_true(isnan(item(r)));
+    assert_true(isnan(item_of(r)));
     tensor_release(r);
     OK(tensor_reduce_all(REDUCE_ARGMAX, t, &r));
     assert_int_equal(tensor_get_int64(r, 0), 1);
@@ -198,7 +178,7 @@ static void test_sum_to(void **state) {
     (void)state;
     int64_t s[3] = {2, 2, 3};
     double v[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
-    tensor *t = make(DTYPE_FLOAT32, s, 3, v), *r;
+    tensor *t = make_tensor(DTYPE_FLOAT32, s, 3, v), *r;
     int64_t to_row[1] = {3};
     OK(tensor_sum_to(t, to_row, 1, &r));
     assert_int_equal(r->ndim, 1);
@@ -211,7 +191,7 @@ static void test_sum_to(void **state) {
     assert_true(tensor_get(r, 0) == 1 + 2 + 3 + 7 + 8 + 9);
     tensor_release(r);
     OK(tensor_sum_to(t, NULL, 0, &r));
-    assert_true(item(r) == 78);
+    assert_true(item_of(r) == 78);
     tensor_release(r);
     OK(tensor_sum_to(t, s, 3, &r));
     assert_true(tensor_equal(r, t));
@@ -226,7 +206,7 @@ static void test_softmax(void **state) {
     (void)state;
     int64_t s[2] = {3, 4};
     double v[12] = {1, 2, 3, 4, -1, 0, 1, 1000, 0.5, 0.5, 0.5, 0.5};
-    tensor *t = make(DTYPE_FLOAT32, s, 2, v), *sm, *lsm, *lg;
+    tensor *t = make_tensor(DTYPE_FLOAT32, s, 2, v), *sm, *lsm, *lg;
     OK(tensor_softmax(t, 1, &sm));
     for (int r = 0; r < 3; r++) {
         double sum = 0;

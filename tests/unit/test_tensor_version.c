@@ -10,8 +10,7 @@
 #include <cmocka.h>
 
 #include "tensor/tensor.h"
-
-#define OK(expr) assert_int_equal((expr), DDP_OK)
+#include "support/support_tensor_checks.h"
 
 static const int64_t SIZES[2] = {3, 4};
 
