@@ -67,6 +67,19 @@ function M.close(a, b, tol, msg)
   end
 end
 
+-- `out` (a string) contains / does not contain `text` (plain text, not a pattern).
+function M.has(out, text)
+  if not out:find(text, 1, true) then
+    fail("expected " .. string.format("%q", text) .. " in:\n" .. out)
+  end
+end
+
+function M.lacks(out, text)
+  if out:find(text, 1, true) then
+    fail("did not expect " .. string.format("%q", text) .. " in:\n" .. out)
+  end
+end
+
 -- fn() must raise an error whose message contains `text` (plain text, not a pattern).
 function M.raises(fn, text, msg)
   local ok, err = pcall(fn)

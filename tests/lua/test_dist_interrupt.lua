@@ -7,14 +7,7 @@
 -- starts its own REPL.
 local T = require "support"
 
-local function has(out, text)
-  T.is_true(out:find(text, 1, true), "expected " .. string.format("%q", text) .. " in:\n" .. out)
-end
-
-local function lacks(out, text)
-  T.is_true(not out:find(text, 1, true),
-            "did not expect " .. string.format("%q", text) .. " in:\n" .. out)
-end
+local has, lacks = T.has, T.lacks
 
 T.test("Ctrl-C ends a collective a rank entered alone; the next one works", function()
   local out = T.run_ddplab("-n 2 -i --no-collective-check --collective-timeout 3600", table.concat({

@@ -12,14 +12,7 @@ local function repl(lines)
                        {"COLUMNS=200", "DDPLAB_COLLECTIVE_TIMEOUT=30"}))
 end
 
-local function has(out, text)
-  T.is_true(out:find(text, 1, true), "expected " .. string.format("%q", text) .. " in:\n" .. out)
-end
-
-local function lacks(out, text)
-  T.is_true(not out:find(text, 1, true),
-            "did not expect " .. string.format("%q", text) .. " in:\n" .. out)
-end
+local has, lacks = T.has, T.lacks
 
 -- (the collective timeout is 30 s: had a rank waited for the watchdog, the message would
 -- be "did not arrive", which the checks below refuse)
