@@ -64,6 +64,9 @@ ddp_status comm_reduce(comm *c, void *buf, dtype dt, size_t count, comm_reduce_o
 ddp_status comm_broadcast(comm *c, void *buf, dtype dt, size_t count, int root);
 /* out holds size * count elements, rank i's in at [i * count]. in may alias its slot. */
 ddp_status comm_all_gather(comm *c, const void *in, void *out, dtype dt, size_t count);
+/* outs[i] (count elements) receives rank i's in, for each of the size ranks: the list form
+ * of all_gather, without a staging buffer. in may alias outs[rank]. */
+ddp_status comm_all_gather_list(comm *c, const void *in, void *const *outs, dtype dt, size_t count);
 /* out (size * count elements) is used on root only (NULL elsewhere). */
 ddp_status comm_gather(comm *c, const void *in, void *out, dtype dt, size_t count, int root);
 /* in (size * count elements) is read on root only (NULL elsewhere). */
@@ -81,6 +84,10 @@ ddp_status comm_recv_post(comm *c, void *buf, size_t nbytes, int peer, uint64_t 
  * timeout caused pair closure"), so the communicator must be replaced; that is why the
  * process group only enters a wait once the peer is known to have posted its side. */
 ddp_status comm_p2p_wait(comm_p2p *p, int timeout_ms);
+/* Wakes a comm_p2p_wait on p blocked in another thread: it returns DDP_ERR_COMM
+ * ("aborted"). The message may still be in flight, so the communicator must be replaced,
+ * as after a timeout. Safe to call from any thread while p is alive. */
+void comm_p2p_abort(comm_p2p *p);
 /* Aborts a pending wait and frees p. NULL-safe. */
 void comm_p2p_free(comm_p2p *p);
 

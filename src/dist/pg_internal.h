@@ -99,9 +99,11 @@ typedef enum {
     PG_CALL_REDUCE,
     PG_CALL_BROADCAST,
     PG_CALL_ALL_GATHER,
+    PG_CALL_ALL_GATHER_LIST,
     PG_CALL_GATHER,
     PG_CALL_SCATTER,
     PG_CALL_BARRIER,
+    PG_CALL_P2P_WAIT,
 } pg_call_kind;
 
 /* One comm.h call with its arguments (see comm.h for each). */
@@ -109,11 +111,14 @@ typedef struct {
     pg_call_kind kind;
     const char *op; /* the collective's name, for messages */
     const void *in;
-    void *out; /* the in-place buffer of all_reduce, reduce and broadcast */
+    void *out;         /* the in-place buffer of all_reduce, reduce and broadcast */
+    void *const *outs; /* all_gather into a list: one buffer per group rank */
     dtype dt;
     size_t count;
     comm_reduce_op rop;
     int root;
+    comm_p2p *p2p; /* PG_CALL_P2P_WAIT: the posted message and how long to wait */
+    int timeout_ms;
 } pg_call;
 
 /* Runs call on g->comm on the helper thread while this (the Lua) thread waits, looking
@@ -126,6 +131,12 @@ typedef struct {
  * could not be started) the call runs here, uninterruptible, as before. */
 ddp_status pg_call_run(process_group *g, const pg_call *call, const pg_buffer *keep_a, int na,
                        const pg_buffer *keep_b, int nb);
+/* comm_p2p_wait(p, timeout_ms) on the helper thread while this thread waits, looking at
+ * ddp_interrupt_pending() every 50 ms. On Ctrl-C it aborts the wait (comm_p2p_abort) and
+ * returns DDP_ERR_INTERRUPTED once the helper is back, which is at once: nothing is
+ * abandoned, but the message may still be in flight, so the caller marks the group
+ * broken. A message that completed before the abort counts as done (DDP_OK). */
+ddp_status pg_p2p_wait(comm_p2p *p, int timeout_ms);
 /* Frees what every abandoned call that has finished held: joins its thread, destroys its
  * communicator, releases its tensors. Never blocks on a call still running. */
 void pg_worker_reap(void);

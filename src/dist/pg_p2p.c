@@ -222,10 +222,15 @@ ddp_status pg_work_wait(pg_work *w) {
     char line[400];
     snprintf(line, sizeof line, "in %s %s", act, w->mine);
     pg_set_activity(line);
-    ddp_status s = comm_p2p_wait(w->p2p, (int)(pg_W.timeout * 1000));
+    ddp_status s = pg_p2p_wait(w->p2p, (int)(pg_W.timeout * 1000));
     pg_set_activity(NULL);
     comm_p2p_free(w->p2p);
     w->p2p = NULL;
+    if (s == DDP_ERR_INTERRUPTED)
+        s = DDP_FAIL(s,
+                     "%s: interrupted (Ctrl-C) while the message was in flight; this group's "
+                     "connections are rebuilt at the next collective",
+                     act);
     if (s != DDP_OK) {
         pg_mark_broken(w->g);
         fail_work(w, s);

@@ -56,12 +56,16 @@ static ddp_status run_call(comm *c, const pg_call *k) {
         return comm_broadcast(c, k->out, k->dt, k->count, k->root);
     case PG_CALL_ALL_GATHER:
         return comm_all_gather(c, k->in, k->out, k->dt, k->count);
+    case PG_CALL_ALL_GATHER_LIST:
+        return comm_all_gather_list(c, k->in, k->outs, k->dt, k->count);
     case PG_CALL_GATHER:
         return comm_gather(c, k->in, k->out, k->dt, k->count, k->root);
     case PG_CALL_SCATTER:
         return comm_scatter(c, k->in, k->out, k->dt, k->count, k->root);
     case PG_CALL_BARRIER:
         return comm_barrier(c);
+    case PG_CALL_P2P_WAIT:
+        return comm_p2p_wait(k->p2p, k->timeout_ms);
     }
     return DDP_FAIL(DDP_ERR_ARG, "collective: unknown backend call %d", (int)k->kind);
 }
@@ -197,49 +201,77 @@ static struct timespec deadline_ms(int ms) {
     return ts;
 }
 
-ddp_status pg_call_run(process_group *g, const pg_call *call, const pg_buffer *keep_a, int na,
-                       const pg_buffer *keep_b, int nb) {
-    pg_worker_reap();
-    if (!idle_worker) idle_worker = worker_start();
-    worker *w = idle_worker;
-    if (!w) return run_call(g->comm, call); /* no thread: as before, uninterruptible */
-    pthread_mutex_lock(&w->lock);
+/* Posts call to w, whose lock the caller holds. */
+static void post_job(worker *w, const pg_call *call, comm *c) {
     w->call = *call;
-    w->comm = g->comm;
+    w->comm = c;
     w->has_job = true;
     w->job_done = false;
     pthread_cond_broadcast(&w->cond);
-    bool interrupted = false;
+}
+
+/* Waits, holding w's lock, until w's job is done (true) or Ctrl-C was pressed (false). */
+static bool wait_job(worker *w) {
     while (!w->job_done) {
         struct timespec until = deadline_ms(SLICE_MS);
         int rc = pthread_cond_timedwait(&w->cond, &w->lock, &until);
         if (w->job_done) break;
-        if (rc == ETIMEDOUT && ddp_interrupt_pending()) {
-            interrupted = true;
-            break;
-        }
+        if (rc == ETIMEDOUT && ddp_interrupt_pending()) return false;
     }
-    if (!interrupted) {
-        ddp_status s = w->status;
-        w->comm = NULL;
-        pthread_mutex_unlock(&w->lock);
-        if (s != DDP_OK) return ddp_fail_at(__FILE__, __LINE__, s, "%s", w->message);
-        return DDP_OK;
-    }
+    return true;
+}
+
+/* The outcome of w's finished job, as this thread's status; releases w's lock. */
+static ddp_status finish_job(worker *w) {
+    ddp_status s = w->status;
+    w->comm = NULL;
+    pthread_mutex_unlock(&w->lock);
+    if (s != DDP_OK) return ddp_fail_at(__FILE__, __LINE__, s, "%s", w->message);
+    return DDP_OK;
+}
+
+/* The helper the next call goes to, started if need be; NULL when none can be. */
+static worker *helper(void) {
+    pg_worker_reap();
+    if (!idle_worker) idle_worker = worker_start();
+    return idle_worker;
+}
+
+ddp_status pg_call_run(process_group *g, const pg_call *call, const pg_buffer *keep_a, int na,
+                       const pg_buffer *keep_b, int nb) {
+    worker *w = helper();
+    if (!w) return run_call(g->comm, call); /* no thread: as before, uninterruptible */
+    pthread_mutex_lock(&w->lock);
+    post_job(w, call, g->comm);
+    if (wait_job(w)) return finish_job(w);
     pthread_mutex_unlock(&w->lock);
     if (!abandon(w, g, keep_a, na, keep_b, nb)) {
         /* cannot keep the tensors alive: wait for the call after all */
         pthread_mutex_lock(&w->lock);
         while (!w->job_done) pthread_cond_wait(&w->cond, &w->lock);
-        ddp_status s = w->status;
-        w->comm = NULL;
-        pthread_mutex_unlock(&w->lock);
-        if (s != DDP_OK) return ddp_fail_at(__FILE__, __LINE__, s, "%s", w->message);
-        return DDP_OK;
+        return finish_job(w);
     }
     return DDP_FAIL(DDP_ERR_INTERRUPTED,
                     "%s: interrupted (Ctrl-C) inside the backend; the call finishes or times out "
                     "in the background, and the group's connections are rebuilt at the next "
                     "collective",
                     call->op);
+}
+
+ddp_status pg_p2p_wait(comm_p2p *p, int timeout_ms) {
+    worker *w = helper();
+    if (!w) return comm_p2p_wait(p, timeout_ms);
+    pg_call call = {.kind = PG_CALL_P2P_WAIT, .op = "p2p", .p2p = p, .timeout_ms = timeout_ms};
+    pthread_mutex_lock(&w->lock);
+    post_job(w, &call, NULL);
+    if (wait_job(w)) return finish_job(w);
+    /* Gloo's wait on one message can be woken, unlike a collective: no need to abandon */
+    pthread_mutex_unlock(&w->lock);
+    comm_p2p_abort(p);
+    pthread_mutex_lock(&w->lock);
+    while (!w->job_done) pthread_cond_wait(&w->cond, &w->lock);
+    if (w->status == DDP_OK) return finish_job(w); /* it arrived before the abort */
+    w->comm = NULL;
+    pthread_mutex_unlock(&w->lock);
+    return DDP_FAIL(DDP_ERR_INTERRUPTED, "interrupted (Ctrl-C) while the message was in flight");
 }

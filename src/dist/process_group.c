@@ -455,9 +455,9 @@ ddp_status pg_all_gather(process_group *g, pg_buffer *outs, int nout, const pg_b
         memmove(outs[0].data, in->data, n);
         return leave(g, DDP_OK);
     }
-    /* Gloo gathers into one buffer. When the list's tensors lie back to back (views of
-     * one tensor, e.g. from :chunk), that buffer is theirs; otherwise gather into scratch
-     * and copy out: one extra pass over size * numel(in) elements. */
+    /* When the list's tensors lie back to back (views of one tensor, e.g. from :chunk),
+     * Gloo's own allgather writes them as one buffer; otherwise the ring of
+     * comm_all_gather_list writes each tensor in place */
     bool adjacent = true;
     for (int i = 1; i < g->size; i++)
         if ((char *)outs[i].data != (char *)outs[0].data + (size_t)i * n) adjacent = false;
@@ -468,12 +468,13 @@ ddp_status pg_all_gather(process_group *g, pg_buffer *outs, int nout, const pg_b
                  .dt = in->dt,
                  .count = (size_t)pg_buffer_numel(in)};
     if (adjacent) return leave(g, pg_call_run(g, &k, in, 1, outs, g->size));
-    char *tmp = scratch(g, n * (size_t)g->size, &s);
-    if (!tmp) return leave(g, s);
-    k.out = tmp;
-    s = pg_call_run(g, &k, in, 1, outs, g->size);
-    for (int i = 0; s == DDP_OK && i < g->size; i++) memcpy(outs[i].data, tmp + i * n, n);
-    return leave(g, s);
+    /* the pointer array lives in the scratch area, which an interrupted call takes along */
+    void **ptrs = scratch(g, sizeof *ptrs * (size_t)g->size, &s);
+    if (!ptrs) return leave(g, s);
+    for (int i = 0; i < g->size; i++) ptrs[i] = outs[i].data;
+    k.kind = PG_CALL_ALL_GATHER_LIST;
+    k.outs = ptrs;
+    return leave(g, pg_call_run(g, &k, in, 1, outs, g->size));
 }
 
 ddp_status pg_all_gather_into(process_group *g, pg_buffer *out, const pg_buffer *in) {

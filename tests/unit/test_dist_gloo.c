@@ -176,6 +176,60 @@ static void test_rooted_4(void **state) {
     run_ranks(4, rooted_ranks);
 }
 
+/* ---- all_gather into separate buffers ------------------------------------------ */
+
+/* comm_all_gather_list writes rank i's input into outs[i], for a size that splits into odd
+ * halves, for a large one (several rounds in flight) and with the input inside the list
+ * (in place); the result equals Gloo's own allgather into one buffer. */
+static int gather_list_ranks(int rank, int size, comm *c) {
+    const size_t counts[] = {1, 3, 262147};
+    for (size_t t = 0; t < sizeof counts / sizeof counts[0]; t++) {
+        size_t count = counts[t];
+        float *in = malloc(count * sizeof *in), *flat = malloc(count * size * sizeof *flat);
+        float *outs[8];
+        CHILD_CHECK(in && flat);
+        for (size_t i = 0; i < count; i++) in[i] = (float)(rank * 1000003 + (int)i) * 0.5f;
+        for (int r = 0; r < size; r++) {
+            outs[r] = malloc(count * sizeof *outs[r]);
+            CHILD_CHECK(outs[r] != NULL);
+            for (size_t i = 0; i < count; i++) outs[r][i] = -1;
+        }
+        CHILD_CHECK(comm_all_gather_list(c, in, (void *const *)outs, DTYPE_FLOAT32, count) ==
+                    DDP_OK);
+        CHILD_CHECK(comm_all_gather(c, in, flat, DTYPE_FLOAT32, count) == DDP_OK);
+        for (int r = 0; r < size; r++)
+            CHILD_CHECK(memcmp(outs[r], flat + (size_t)r * count, count * sizeof *in) == 0);
+        /* in place: this rank's input is its own slot of the list */
+        for (int r = 0; r < size; r++)
+            if (r != rank)
+                for (size_t i = 0; i < count; i++) outs[r][i] = -1;
+        memcpy(outs[rank], in, count * sizeof *in);
+        CHILD_CHECK(comm_all_gather_list(c, outs[rank], (void *const *)outs, DTYPE_FLOAT32,
+                                         count) == DDP_OK);
+        for (int r = 0; r < size; r++)
+            CHILD_CHECK(memcmp(outs[r], flat + (size_t)r * count, count * sizeof *in) == 0);
+        for (int r = 0; r < size; r++) free(outs[r]);
+        free(in);
+        free(flat);
+    }
+    return 0;
+}
+
+static void test_gather_list_2(void **state) {
+    (void)state;
+    run_ranks(2, gather_list_ranks);
+}
+
+static void test_gather_list_3(void **state) {
+    (void)state;
+    run_ranks(3, gather_list_ranks);
+}
+
+static void test_gather_list_4(void **state) {
+    (void)state;
+    run_ranks(4, gather_list_ranks);
+}
+
 /* ---- point to point: a ring ------------------------------------------------------ */
 
 static int ring_ranks(int rank, int size, comm *c) {
@@ -249,10 +303,11 @@ static void test_dead_peer(void **state) {
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_all_reduce_2), cmocka_unit_test(test_all_reduce_4),
-        cmocka_unit_test(test_rooted_2),     cmocka_unit_test(test_rooted_4),
-        cmocka_unit_test(test_ring_4),       cmocka_unit_test(test_recv_timeout),
-        cmocka_unit_test(test_dead_peer),
+        cmocka_unit_test(test_all_reduce_2),  cmocka_unit_test(test_all_reduce_4),
+        cmocka_unit_test(test_rooted_2),      cmocka_unit_test(test_rooted_4),
+        cmocka_unit_test(test_gather_list_2), cmocka_unit_test(test_gather_list_3),
+        cmocka_unit_test(test_gather_list_4), cmocka_unit_test(test_ring_4),
+        cmocka_unit_test(test_recv_timeout),  cmocka_unit_test(test_dead_peer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

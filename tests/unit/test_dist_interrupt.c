@@ -7,8 +7,8 @@
  * abandoned call even
  * after the caller dropped it (ASan sees a use after free otherwise), and the next
  * all_reduce of every rank must work and give the right sum. Also: the same for an
- * all_gather through the scratch buffer, and destroy_process_group while an abandoned
- * call still runs. */
+ * all_gather into a list, destroy_process_group while an abandoned call still runs, and
+ * a blocking send or recv whose peer never answers. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -209,11 +209,71 @@ static void test_destroy_after_interrupt(void **state) {
     run_ranks(2, destroy_ranks);
 }
 
+/* Rank 0 sends to (or receives from) rank 1, which never answers, and presses Ctrl-C:
+ * Gloo's wait on the message is woken at once (the collective timeout is an hour), the
+ * error names the message, and the next chunk's all_reduce works on rebuilt connections. */
+static int p2p_case(int rank, int size, bool send) {
+    pg_chunk_begin(1);
+    if (rank == 0) {
+        pg_buffer b;
+        tensor *t = filled(1 << 16, 1, &b);
+        CHILD_CHECK(t);
+        pthread_t timer;
+        CHILD_CHECK(pthread_create(&timer, NULL, press_ctrl_c, NULL) == 0);
+        double t0 = now_s();
+        ddp_status s = send ? pg_send(NULL, &b, 1) : pg_recv(NULL, &b, 1);
+        double waited = now_s() - t0;
+        pthread_join(timer, NULL);
+        tensor_release(t);
+        CHILD_CHECK(s == DDP_ERR_INTERRUPTED);
+        CHILD_CHECK(strstr(ddp_last_error(), send ? "send #1 from rank 0 to rank 1"
+                                                  : "recv #1 from rank 1 to rank 0") != NULL);
+        CHILD_CHECK(strstr(ddp_last_error(), "interrupted (Ctrl-C)") != NULL);
+        CHILD_CHECK(waited < 30);
+        CHILD_CHECK(pg_abandoned_calls() == 0);
+        ddp_interrupt_clear();
+        cue_give(size - 1);
+    } else {
+        CHILD_CHECK(cue_take()); /* silent until rank 0 gave up */
+    }
+    pg_chunk_end();
+    pg_chunk_begin(2);
+    pg_buffer b;
+    tensor *t = filled(8, (float)(rank + 1), &b);
+    CHILD_CHECK(t);
+    ddp_status s = pg_all_reduce(NULL, &b, COMM_SUM);
+    float got = ((const float *)b.data)[7];
+    tensor_release(t);
+    CHILD_CHECK(s == DDP_OK && got == (float)(size * (size + 1) / 2));
+    pg_chunk_end();
+    return 0;
+}
+
+static int recv_ranks(int rank, int size) {
+    return p2p_case(rank, size, false);
+}
+
+static int send_ranks(int rank, int size) {
+    return p2p_case(rank, size, true);
+}
+
+static void test_interrupt_recv(void **state) {
+    (void)state;
+    run_ranks(2, recv_ranks);
+}
+
+static void test_interrupt_send(void **state) {
+    (void)state;
+    run_ranks(2, send_ranks);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_interrupt_all_reduce_alone),
         cmocka_unit_test(test_interrupt_all_gather_alone),
         cmocka_unit_test(test_destroy_after_interrupt),
+        cmocka_unit_test(test_interrupt_recv),
+        cmocka_unit_test(test_interrupt_send),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
