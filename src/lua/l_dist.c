@@ -45,19 +45,32 @@ typedef struct {
 } call_args;
 
 /* The one tensor a collective takes, with a message for the classic mistake of passing
- * a whole state_dict or parameter list. It recommends only what works today: the loop
- * over model:parameters(), a list in the same order on every rank. (Not pairs() over a
- * state_dict: Lua's pairs order may differ from rank to rank, which pairs up different
- * tensors. Name nn.DistributedDataParallel here once it exists.) */
+ * a whole state_dict or parameter list (the seed tutorial's all_reduce of a state_dict
+ * meant to synchronise training: the gradients are what DDP averages). It recommends
+ * only what works today: the loop over model:parameters(), a list in the same order on every rank.
+ * (Not pairs() over a state_dict: Lua's pairs order may differ from rank to rank, which pairs up
+ * different tensors. Name nn.DistributedDataParallel here once it exists.) */
 static tensor *check_one_tensor(lua_State *L, int idx, const char *op) {
     tensor *t = ddp_lua_to_tensor(L, idx);
     if (t) return t;
+    if (lua_istable(L, idx) && strcmp(op, "all_reduce") == 0)
+        luaL_error(L, /* what DDP does with all_reduce: average the gradients */
+                   "all_reduce: a collective takes one tensor, got a table (a state_dict or a "
+                   "list of tensors?). To average a model's gradients after backward, as DDP "
+                   "does, call it once per parameter:\n"
+                   "  for _, p in ipairs(model:parameters()) do dist.all_reduce(p.grad, "
+                   "dist.ReduceOp.AVG) end");
     if (lua_istable(L, idx))
         luaL_error(L,
                    "%s: a collective takes one tensor, got a table (a state_dict or a list of "
                    "tensors?). For a whole model, call it once per tensor:\n"
                    "  for _, p in ipairs(model:parameters()) do dist.%s(p%s) end",
                    op, op, strcmp(op, "broadcast") == 0 || strcmp(op, "reduce") == 0 ? ", 0" : "");
+    if (lua_isnoneornil(L, idx))
+        luaL_error(L,
+                   "%s: got nil where a tensor goes (a parameter's .grad stays nil until "
+                   "loss:backward() has run)",
+                   op);
     return ddp_lua_check_tensor(L, idx); /* raises "tensor expected, got ..." */
 }
 

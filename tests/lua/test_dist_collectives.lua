@@ -189,10 +189,11 @@ T.test("argument errors before anything is sent", function()
   local sd = {["fc1.weight"] = torch.ones(2, 2), ["fc1.bias"] = torch.ones(2)}
   T.raises(function() dist.broadcast(sd, 0) end, "a collective takes one tensor")
   local err = T.raises(function() dist.all_reduce(sd) end,
-                       "for _, p in ipairs(model:parameters()) do dist.all_reduce(p) end")
+                       "for _, p in ipairs(model:parameters()) do dist.all_reduce(p.grad, dist.ReduceOp.AVG) end")
   -- it recommends only what works today
   T.is_true(not err:find("DistributedDataParallel", 1, true), err)
   T.is_true(not err:find("pairs(model:state_dict())", 1, true), err)
+  T.raises(function() dist.all_reduce(nn.Linear(2, 2).weight.grad) end, "until loss:backward()")
   T.raises(function() dist.all_reduce(torch.ones(2, 3):t()) end, ":contiguous()")
   T.raises(function() dist.broadcast(torch.ones(2)) end, "pass src")
   T.raises(function() dist.broadcast(torch.ones(2), n) end, "is not a rank of the group")
