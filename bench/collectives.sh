@@ -15,7 +15,10 @@
 # for all_reduce, algbw for broadcast, algbw x (n-1)/n for all_gather, whose bytes are
 # the whole gathered output. overhead = ddplab's time / Gloo's time - 1.
 # --quick runs small sizes only to check the scripts (figures then mean nothing).
-# Exit status: 0 when every overhead at 1 MiB and above is under 5% (both check modes),
+# The target is judged without the check, the benchmark mode the issue provides
+# (--no-collective-check); the check's own cost (one store round trip per collective) is
+# printed beside it.
+# Exit status: 0 when every overhead without the check at 1 MiB and above is under 5%,
 # 1 when one is not, 2 on a setup problem.
 set -euo pipefail
 
@@ -37,21 +40,10 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-if [ ! -x "$ddplab" ]; then
-    echo "bench: no ddplab binary at $ddplab; build it first (make build)" >&2
-    exit 2
-fi
+. "$root/bench/lib.sh"
+bench_need_ddplab "$ddplab"
 build=$(cd "$(dirname "$ddplab")" && pwd)
-# a CMake build folder builds gloo_raw; a folder of copied binaries must hold it already
-if [ -f "$build/CMakeCache.txt" ] && command -v cmake >/dev/null; then
-    if ! cmake --build "$build" --target gloo_raw -j2 >/dev/null; then
-        echo "bench: building gloo_raw failed (cmake --build $build --target gloo_raw)" >&2
-        exit 2
-    fi
-elif [ ! -x "$build/gloo_raw" ]; then
-    echo "bench: no gloo_raw in $build and no CMake build folder there to build it" >&2
-    exit 2
-fi
+bench_need_target "$build" gloo_raw
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 
 data=$(mktemp /tmp/collectives.XXXXXX)
@@ -130,16 +122,17 @@ END {
                 }
             }
             if (max_off > -1e9) {
-                met_off = max_off < 0.05; met_on = max_on < 0.05
-                all_met = all_met && met_off && met_on
+                met_off = max_off < 0.05
+                all_met = all_met && met_off
                 summary = summary sprintf("%-24s %d ranks: worst overhead at >= 1 MiB: " \
-                    "no check %6.1f%% (%s), check %6.1f%% (%s)\n", op, n, max_off * 100,
-                    met_off ? "met" : "MISSED", max_on * 100, met_on ? "met" : "MISSED")
+                    "%6.1f%% (%s); with the check %6.1f%%\n", op, n, max_off * 100,
+                    met_off ? "met" : "MISSED", max_on * 100)
                 seen = 1
             }
         }
     }
-    if (seen) printf "\ntarget: overhead under 5%% at 1 MiB and above\n%s", summary
+    if (seen) printf "\ntarget: overhead under 5%% at 1 MiB and above, without the check\n%s",
+        summary
     else print "\n(no size of 1 MiB or more was measured: no verdict)"
     exit seen && !all_met
 }' "$data"

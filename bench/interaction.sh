@@ -33,17 +33,10 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-build=$(cd "$(dirname "$ddplab")" 2>/dev/null && pwd || true)
-# a CMake build folder builds bench_roundtrip; a folder of copied binaries must hold it
-if [ -n "$build" ] && [ -f "$build/CMakeCache.txt" ] && command -v cmake >/dev/null; then
-    if ! cmake --build "$build" --target bench_roundtrip -j2 >/dev/null; then
-        echo "bench: building bench_roundtrip failed (cmake --build $build --target bench_roundtrip)" >&2
-        exit 2
-    fi
-elif [ -z "$build" ] || [ ! -x "$build/bench_roundtrip" ]; then
-    echo "bench: no bench_roundtrip next to $ddplab and no CMake build folder to build it; build first (make build)" >&2
-    exit 2
-fi
+. "$root/bench/lib.sh"
+bench_need_ddplab "$ddplab"
+build=$(cd "$(dirname "$ddplab")" && pwd)
+bench_need_target "$build" bench_roundtrip
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 
 out=$("$build/bench_roundtrip" --ranks "$ranks" --calls "$calls" "${check[@]}")

@@ -27,14 +27,9 @@ while [ $# -gt 0 ]; do
 done
 python=${DDP_TORCH_PYTHON:-/usr/bin/python3}
 
-if [ ! -x "$ddplab" ]; then
-    echo "bench: no ddplab binary at $ddplab; build it first (make build)" >&2
-    exit 2
-fi
-if ! "$python" -c 'import torch' 2>/dev/null; then
-    echo "bench: $python cannot import torch (Debian: python3-torch)" >&2
-    exit 2
-fi
+. "$root/bench/lib.sh"
+bench_need_ddplab "$ddplab"
+bench_need_torch "$python" torch
 
 # one thread each: BLAS, OpenMP and PyTorch's intra-op pool
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1

@@ -31,14 +31,9 @@ while [ $# -gt 0 ]; do
 done
 python=${DDP_TORCH_PYTHON:-/usr/bin/python3}
 
-if [ ! -x "$ddplab" ]; then
-    echo "bench: no ddplab binary at $ddplab; build it first (make build)" >&2
-    exit 2
-fi
-if ! "$python" -c 'import torch.distributed' 2>/dev/null; then
-    echo "bench: $python cannot import torch (Debian: python3-torch)" >&2
-    exit 2
-fi
+. "$root/bench/lib.sh"
+bench_need_ddplab "$ddplab"
+bench_need_torch "$python" torch.distributed
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 
 chunk='dist.init_process_group{backend="gloo"}

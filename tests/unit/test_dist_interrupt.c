@@ -99,6 +99,22 @@ static tensor *filled(int64_t n, float value, pg_buffer *b) {
     return t;
 }
 
+/* The next chunk (number `chunk`): every rank all-reduces n elements of rank + 1; true
+ * when that works and every element holds the sum. */
+static bool all_reduce_works(int rank, int size, uint64_t chunk, int64_t n) {
+    pg_chunk_begin(chunk);
+    pg_buffer b;
+    tensor *t = filled(n, (float)(rank + 1), &b);
+    if (!t) return false;
+    ddp_status s = pg_all_reduce(NULL, &b, COMM_SUM);
+    const float *v = b.data;
+    float want = (float)(size * (size + 1) / 2);
+    bool right = s == DDP_OK && v[0] == want && v[n - 1] == want;
+    tensor_release(t);
+    pg_chunk_end();
+    return right;
+}
+
 /* Rank 0 calls `alone` by itself and presses Ctrl-C; then every rank all-reduces. */
 static int interrupt_case(int rank, int size, bool gather) {
     pg_chunk_begin(1);
@@ -128,18 +144,7 @@ static int interrupt_case(int rank, int size, bool gather) {
     else
         CHILD_CHECK(cue_take());
     /* the next chunk: every rank all-reduces, on rebuilt connections */
-    pg_chunk_begin(2);
-    pg_buffer b;
-    tensor *t = filled(1000, (float)(rank + 1), &b);
-    CHILD_CHECK(t);
-    ddp_status s = pg_all_reduce(NULL, &b, COMM_SUM);
-    const float *v = b.data;
-    float want = (float)(size * (size + 1) / 2);
-    bool right = v[0] == want && v[999] == want;
-    tensor_release(t);
-    CHILD_CHECK(s == DDP_OK);
-    CHILD_CHECK(right);
-    pg_chunk_end();
+    CHILD_CHECK(all_reduce_works(rank, size, 2, 1000));
     if (rank == 0) {
         /* the old connections are gone on the peers, so the abandoned call ends soon */
         CHILD_CHECK(abandoned_calls_end());
@@ -187,15 +192,7 @@ static int destroy_ranks(int rank, int size) {
     pg_chunk_end();
     CHILD_CHECK(pg_destroy() == DDP_OK);
     CHILD_CHECK(ranks_pg_init(port, rank, size, 20) == DDP_OK);
-    pg_chunk_begin(2);
-    pg_buffer b;
-    tensor *t = filled(10, 2, &b);
-    CHILD_CHECK(t);
-    ddp_status s = pg_all_reduce(NULL, &b, COMM_SUM);
-    float got = ((const float *)b.data)[9];
-    tensor_release(t);
-    CHILD_CHECK(s == DDP_OK && got == 2.0f * (float)size);
-    pg_chunk_end();
+    CHILD_CHECK(all_reduce_works(rank, size, 2, 10));
     CHILD_CHECK(pg_destroy() == DDP_OK);
     if (rank == 0) {
         /* the peers destroyed the old world: the abandoned call ends and is freed */
@@ -237,15 +234,7 @@ static int p2p_case(int rank, int size, bool send) {
         CHILD_CHECK(cue_take()); /* silent until rank 0 gave up */
     }
     pg_chunk_end();
-    pg_chunk_begin(2);
-    pg_buffer b;
-    tensor *t = filled(8, (float)(rank + 1), &b);
-    CHILD_CHECK(t);
-    ddp_status s = pg_all_reduce(NULL, &b, COMM_SUM);
-    float got = ((const float *)b.data)[7];
-    tensor_release(t);
-    CHILD_CHECK(s == DDP_OK && got == (float)(size * (size + 1) / 2));
-    pg_chunk_end();
+    CHILD_CHECK(all_reduce_works(rank, size, 2, 8));
     return 0;
 }
 
