@@ -13,18 +13,19 @@
 -- for all_gather (nccl-tests' convention). all_gather is timed twice: the list form
 -- (dist.all_gather(list, t), PyTorch's everyday call) and all_gather_into_tensor.
 --
--- run: ddplab -n N [--no-collective-check] bench/collectives.lua [--max-bytes B]
+-- run: ddplab -n N [--no-collective-check] bench/collectives.lua [--min-bytes B] [--max-bytes B]
 --      [--windows W] [--ops all_reduce,broadcast,all_gather,all_gather_into_tensor]
 -- Rank 0 prints "RESULT <op> <ranks> <bytes> <seconds per call>" lines.
 
 local WARMUP, WINDOW_BYTES, MAX_CALLS = 2, 8 * 1024 * 1024, 10
 
-local opts = {max_bytes = 64 * 1024 * 1024, windows = 5,
+local opts = {min_bytes = 4, max_bytes = 64 * 1024 * 1024, windows = 5,
               ops = "all_reduce,broadcast,all_gather,all_gather_into_tensor"}
 local i = 1
 while arg and arg[i] do
   local a, v = arg[i], arg[i + 1]
-  if a == "--max-bytes" and v then opts.max_bytes = math.tointeger(tonumber(v))
+  if a == "--min-bytes" and v then opts.min_bytes = math.tointeger(tonumber(v))
+  elseif a == "--max-bytes" and v then opts.max_bytes = math.tointeger(tonumber(v))
   elseif a == "--windows" and v then opts.windows = math.tointeger(tonumber(v))
   elseif a == "--ops" and v then opts.ops = v
   else error("collectives.lua: unknown argument " .. tostring(a)) end
@@ -65,7 +66,7 @@ end
 local function sweep(op)
   local bytes = 4
   while bytes <= opts.max_bytes do
-    local call = make_call(op, bytes)
+    local call = bytes >= opts.min_bytes and make_call(op, bytes)
     if call then
       for _ = 1, WARMUP do call() end
       local k, per_call = calls_per_window(bytes), {}

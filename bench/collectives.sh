@@ -5,7 +5,7 @@
 # same run, float32, 4 B to 64 MiB, on 2 and 4 ranks. ddplab runs twice per rank count:
 # with --no-collective-check and with the check on (its default).
 #
-#   bench/collectives.sh [--rounds N] [--ranks "2 4"] [--max-bytes B] [--windows W]
+#   bench/collectives.sh [--rounds N] [--ranks "2 4"] [--min-bytes B] [--max-bytes B] [--windows W]
 #                        [--quick] [path/to/ddplab]
 #
 # It uses build/ddplab (or the path given) and builds gloo_raw in the same build folder.
@@ -25,6 +25,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 rounds=3
 ranks="2 4"
+min_bytes=4
 max_bytes=$((64 * 1024 * 1024))
 windows=5
 ddplab="${DDPLAB:-$root/build/ddplab}"
@@ -32,10 +33,11 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --rounds) rounds=$2; shift 2 ;;
     --ranks) ranks=$2; shift 2 ;;
+    --min-bytes) min_bytes=$2; shift 2 ;;
     --max-bytes) max_bytes=$2; shift 2 ;;
     --windows) windows=$2; shift 2 ;;
     --quick) max_bytes=4096; windows=2; shift ;;
-    -h | --help) sed -n "2,20p" "$0"; exit 0 ;;
+    -h | --help) sed -n "2,23p" "$0"; exit 0 ;;
     *) ddplab=$1; shift ;;
     esac
 done
@@ -55,8 +57,8 @@ start=$(date +%s)
 for ((r = 1; r <= rounds; r++)); do
     for n in $ranks; do
         echo "round $r/$rounds, $n ranks: raw Gloo, ddplab without and with the check" >&2
-        "$build/gloo_raw" -n "$n" --max-bytes "$max_bytes" --windows "$windows" | collect raw
-        args=(--max-bytes "$max_bytes" --windows "$windows")
+        "$build/gloo_raw" -n "$n" --min-bytes "$min_bytes" --max-bytes "$max_bytes" --windows "$windows" | collect raw
+        args=(--min-bytes "$min_bytes" --max-bytes "$max_bytes" --windows "$windows")
         "$ddplab" -n "$n" --no-collective-check "$root/bench/collectives.lua" "${args[@]}" |
             collect off
         "$ddplab" -n "$n" "$root/bench/collectives.lua" "${args[@]}" | collect on

@@ -14,7 +14,7 @@
  * where bytes is the tensor size (all_reduce, broadcast) or the whole gathered output
  * (all_gather), as nccl-tests counts them.
  *
- * usage: gloo_raw [-n N] [--max-bytes B] [--windows W] [--ops all_reduce,broadcast,...]
+ * usage: gloo_raw [-n N] [--min-bytes B] [--max-bytes B] [--windows W] [--ops all_reduce,broadcast,...]
  * A benchmark, not a test: it asserts nothing about time. It exits non-zero only when a
  * rank fails (the reason is printed). */
 #include <stdlib.h>
@@ -50,6 +50,7 @@ const int MAX_CALLS = 10;
 
 struct options {
     int nranks = 2;
+    int64_t min_bytes = 4;
     int64_t max_bytes = 64LL * 1024 * 1024;
     int windows = 5;
     std::string ops = "all_reduce,broadcast,all_gather";
@@ -114,6 +115,7 @@ void run_barrier(rank_bench &b) {
 void sweep(rank_bench &b, const std::string &op, const options &o) {
     int n = b.ctx->size;
     for (int64_t bytes = 4; bytes <= o.max_bytes; bytes *= 4) {
+        if (bytes < o.min_bytes) continue;
         void (*call)(rank_bench &) = nullptr;
         if (op == "all_reduce") {
             b.data.assign(static_cast<size_t>(bytes / 4), 0.0f);
@@ -175,7 +177,7 @@ int rank_main(int rank, const options &o, const std::string &dir) {
 
 int usage(const char *prog) {
     fprintf(stderr,
-            "usage: %s [-n N] [--max-bytes B] [--windows W] [--ops all_reduce,broadcast,"
+            "usage: %s [-n N] [--min-bytes B] [--max-bytes B] [--windows W] [--ops all_reduce,broadcast,"
             "all_gather]\n",
             prog);
     return 2;
@@ -190,6 +192,8 @@ int main(int argc, char **argv) {
         if (i + 1 >= argc) return usage(argv[0]);
         if (a == "-n")
             o.nranks = atoi(argv[++i]);
+        else if (a == "--min-bytes")
+            o.min_bytes = atoll(argv[++i]);
         else if (a == "--max-bytes")
             o.max_bytes = atoll(argv[++i]);
         else if (a == "--windows")

@@ -15,22 +15,31 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <time.h>
 
 #include "base/interrupt.h"
 #include "dist/pg_internal.h"
 
 #define SLICE_MS 50
+/* How long a waiting side spins, yielding the CPU, before it sleeps on the condition
+ * variable. Each call hands off twice between threads (job posted, job done), and a
+ * wake-up through the scheduler cost 30 to 50 us a call on the 2-core development machine
+ * (measured: a 1 MiB broadcast took 230 to 340 us against 180 to 250 us for raw Gloo, and
+ * as much as raw Gloo once the call ran on the Lua thread or both sides spun). A spin
+ * this long covers calls of up to about 1 MiB and the gap between back-to-back calls. */
+#define SPIN_US 250
 
 typedef struct worker {
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t cond; /* a job was posted / finished / the worker should quit */
     /* under lock */
-    bool has_job;  /* a job waits for (or is in) the helper */
-    bool job_done; /* the helper finished the last job */
-    bool quit;     /* leave after the current job */
-    bool exited;   /* the helper thread returned */
+    atomic_bool has_job;  /* a job waits for (or is in) the helper; also read unlocked */
+    atomic_bool job_done; /* the helper finished the last job; also read unlocked */
+    bool quit;            /* leave after the current job */
+    bool exited;          /* the helper thread returned */
     pg_call call;
     comm *comm;
     ddp_status status;
@@ -70,10 +79,29 @@ static ddp_status run_call(comm *c, const pg_call *k) {
     return DDP_FAIL(DDP_ERR_ARG, "collective: unknown backend call %d", (int)k->kind);
 }
 
+/* Spins for at most SPIN_US until *flag is true, yielding the CPU; true when it is. Called
+ * without the worker's lock. */
+static bool spin_for(const atomic_bool *flag) {
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        if (atomic_load_explicit(flag, memory_order_acquire)) return true;
+        sched_yield();
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        long us = (t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000L;
+        if (us >= SPIN_US) return false;
+    }
+}
+
 static void *worker_main(void *arg) {
     worker *w = arg;
     pthread_mutex_lock(&w->lock);
     for (;;) {
+        if (!w->has_job && !w->quit) { /* the next call often follows at once */
+            pthread_mutex_unlock(&w->lock);
+            spin_for(&w->has_job);
+            pthread_mutex_lock(&w->lock);
+        }
         while (!w->has_job && !w->quit) pthread_cond_wait(&w->cond, &w->lock);
         if (!w->has_job) break; /* quit with nothing to do */
         pg_call call = w->call;
@@ -212,6 +240,9 @@ static void post_job(worker *w, const pg_call *call, comm *c) {
 
 /* Waits, holding w's lock, until w's job is done (true) or Ctrl-C was pressed (false). */
 static bool wait_job(worker *w) {
+    pthread_mutex_unlock(&w->lock);
+    spin_for(&w->job_done); /* a short call is over before a sleep would even begin */
+    pthread_mutex_lock(&w->lock);
     while (!w->job_done) {
         struct timespec until = deadline_ms(SLICE_MS);
         int rc = pthread_cond_timedwait(&w->cond, &w->lock, &until);
@@ -232,6 +263,7 @@ static ddp_status finish_job(worker *w) {
 
 /* The helper the next call goes to, started if need be; NULL when none can be. */
 static worker *helper(void) {
+    if (getenv("DDP_NO_HELPER")) return NULL;
     pg_worker_reap();
     if (!idle_worker) idle_worker = worker_start();
     return idle_worker;
