@@ -537,6 +537,35 @@ static int l_mm_sub(lua_State *L) {
 static int l_mm_unm(lua_State *L) {
     return l_unary(L, UNARY_NEG);
 }
+/* The value at idx when it is a number or a one-element tensor (a loss, say). */
+static bool compare_operand(lua_State *L, int idx, double *v) {
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        *v = lua_tonumber(L, idx);
+        return true;
+    }
+    tensor *t = ddp_lua_to_tensor(L, idx);
+    return t && tensor_numel(t) == 1 && tensor_item(t, v) == DDP_OK;
+}
+
+/* __lt and __le. Lua turns whatever these return into true or false, so `t > 0` cannot
+ * give PyTorch's tensor of bools. For one-element tensors it gives what PyTorch's
+ * `if loss < 0.1:` means; for others it says what can give the tensor. */
+static int compare(lua_State *L, bool or_equal) {
+    double a, b;
+    if (compare_operand(L, 1, &a) && compare_operand(L, 2, &b)) {
+        lua_pushboolean(L, or_equal ? a <= b : a < b);
+        return 1;
+    }
+    return luaL_error(L, "comparing a tensor of several elements with <, <=, > or >= cannot "
+                         "give a tensor in Lua (Lua makes every comparison true or false): use "
+                         "the methods, e.g. t:gt(0) for t > 0 (also :lt, :le, :ge, :eq, :ne)");
+}
+static int l_mm_lt(lua_State *L) {
+    return compare(L, false);
+}
+static int l_mm_le(lua_State *L) {
+    return compare(L, true);
+}
 
 static const luaL_Reg ops_methods[] = {
     {"add", l_add},
@@ -599,8 +628,8 @@ static const luaL_Reg ops_methods[] = {
 };
 
 static const luaL_Reg ops_metamethods[] = {
-    {"__add", l_mm_add}, {"__sub", l_mm_sub}, {"__mul", l_mul}, {"__div", l_div},
-    {"__pow", l_pow},    {"__unm", l_mm_unm}, {NULL, NULL},
+    {"__add", l_mm_add}, {"__sub", l_mm_sub}, {"__mul", l_mul},  {"__div", l_div}, {"__pow", l_pow},
+    {"__unm", l_mm_unm}, {"__lt", l_mm_lt},   {"__le", l_mm_le}, {NULL, NULL},
 };
 
 /* See l_internal.h. */

@@ -177,6 +177,12 @@ T.test("comparisons, equal, allclose, where", function()
   T.is_true(torch.equal(a, a:clone()))
   T.is_true(not torch.equal(a, b))
   T.is_true(a ~= a:clone()) -- Lua's == stays identity; values compare with eq / equal
+  -- < <= > >= give a Lua boolean: the value's for one-element tensors (if loss < 0.1),
+  -- and an error naming the methods for larger ones
+  T.is_true(torch.tensor(0.05) < 0.1 and not (0.1 <= torch.tensor(0.05)))
+  T.is_true(torch.tensor({2.5}) > torch.tensor(2) and torch.tensor(1) >= 1)
+  T.raises(function() return a > 1 end, "t:gt(0) for t > 0")
+  T.raises(function() return 1 <= a end, "several elements")
   T.is_true(torch.allclose(torch.tensor({1.0}), torch.tensor({1.0 + 1e-7})))
   T.is_true(not torch.allclose(torch.tensor({1.0}), torch.tensor({1.1})))
   T.is_true(torch.tensor({1.0}):allclose(torch.tensor({1.05}), {atol = 0.1}))
