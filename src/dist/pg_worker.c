@@ -9,14 +9,15 @@
  * retained by the Lua thread before it lets go (tensor refcounts are not atomic, so the
  * helper never touches them) and released by the Lua thread once the helper reported
  * that it is done. A fresh helper serves the next call. The helper never touches Lua,
- * the store or the process group. */
+ * the store or the process group. A point-to-point wait runs on the helper too, but Gloo
+ * can wake that one, so on Ctrl-C it is aborted rather than abandoned. */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sched.h>
-#include <stdatomic.h>
 #include <time.h>
 
 #include "base/interrupt.h"
@@ -263,7 +264,6 @@ static ddp_status finish_job(worker *w) {
 
 /* The helper the next call goes to, started if need be; NULL when none can be. */
 static worker *helper(void) {
-    if (getenv("DDP_NO_HELPER")) return NULL;
     pg_worker_reap();
     if (!idle_worker) idle_worker = worker_start();
     return idle_worker;
