@@ -30,7 +30,7 @@ static void command_help(repl *r) {
     printf(":on 0,2  :on 1-3  :on all  choose the ranks that run what you type\n"
            ":show expr                 the value of expr on every rank, side by side\n"
            ":ranks                     each rank's host, pid, device, state and memory\n"
-           ":restart                   kill and restart every rank (state is lost)\n"
+           ":restart                   restart every rank, on every node (state is lost)\n"
            ":restart replay            restart, then re-run what succeeded this session\n"
            ":help                      this help\n"
            ":quit                      stop the ranks and leave (or Ctrl-D)\n"

@@ -346,14 +346,19 @@ static int reap_until(driver *d, int64_t deadline) {
 }
 
 /* Ends every rank that was started (goodbye, then SIGTERM, then SIGKILL, each after a
- * short grace period) and reaps it; closes the socket and the store. */
-static void stop_world(driver *d) {
+ * short grace period) and reaps it; closes the socket and the store. The other nodes'
+ * agents end theirs: with keep_nodes (a restart) they stay connected for the next world,
+ * else they are told goodbye. */
+static void stop_world(driver *d, bool keep_nodes) {
     if (!d->ranks) return;
     for (int r = 0; r < d->world; r++) {
         rank_slot *s = &d->ranks[r];
         if (s->state == SLOT_IDLE && s->fd >= 0) (void)proto_send(s->fd, MSG_BYE, NULL, 0);
     }
-    driver_nodes_close(d);
+    if (keep_nodes)
+        driver_nodes_end_ranks(d);
+    else
+        driver_nodes_close(d);
     if (reap_until(d, driver_now_ms() + 1000) > 0) {
         signal_unreaped(d, SIGTERM);
         if (reap_until(d, driver_now_ms() + 500) > 0) {
@@ -433,6 +438,7 @@ static ddp_status wait_for_hellos(driver *d) {
         if (p[0].revents & POLLIN) accept_one(d);
         if (p[n - 1].revents & POLLIN) driver_nodes_accept(d);
         driver_nodes_poll(d, 0);
+        if ((result = driver_nodes_check(d)) != DDP_OK) break; /* its ranks never come */
         if (p[1].revents & POLLIN) {
             result = DDP_FAIL(DDP_ERR_INTERRUPTED, "interrupted while the ranks were starting");
             break;
@@ -482,7 +488,7 @@ static ddp_status start_world(driver *d) {
     if (s != DDP_OK) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", ddp_last_error());
-        stop_world(d);
+        stop_world(d, true); /* the agents stay for a :restart (driver_start ends them) */
         return DDP_FAIL(s, "%s", msg);
     }
     return DDP_OK;
@@ -527,6 +533,7 @@ ddp_status driver_start(const launch_options *opts, driver **out) {
     if (nnodes > 1) s = proto_load_secret(d->key);
     if (s == DDP_OK) s = start_world(d);
     if (s != DDP_OK) {
+        driver_nodes_close(d);
         close(d->interrupt_pipe[0]);
         close(d->interrupt_pipe[1]);
         free(d->backend);
@@ -540,7 +547,8 @@ ddp_status driver_start(const launch_options *opts, driver **out) {
 
 void driver_stop(driver *d) {
     if (!d) return;
-    stop_world(d);
+    stop_world(d, false);
+    driver_nodes_close(d); /* when a failed :restart left no ranks, stop_world did nothing */
     close(d->interrupt_pipe[0]);
     close(d->interrupt_pipe[1]);
     free(d->backend);
@@ -553,10 +561,11 @@ int driver_world_size(const driver *d) {
 }
 
 ddp_status driver_restart(driver *d) {
-    if (d->opts.nnodes > 1)
-        return DDP_FAIL(DDP_ERR_UNSUPPORTED, "restart: a multi-node session cannot restart its "
-                                             "ranks yet; start the driver and agents again");
-    stop_world(d);
+    /* An agent that went away cannot start its ranks again: say so before anything is
+     * stopped, so that the ranks still running stay usable. */
+    driver_nodes_poll(d, 0);
+    DDP_CHECK(driver_nodes_check(d));
+    stop_world(d, true);
     return start_world(d);
 }
 

@@ -61,7 +61,10 @@ struct driver {
     struct {
         int fd;
         proto_reader in;
-    } * agents; /* [nnodes]; entry 0 unused */
+        bool joined; /* it said hello once: fd < 0 now means it went away */
+        int ending;  /* END_RANKS sent minus RANKS_ENDED back: while > 0, the RANK_EXITs
+                      * it sends are about ranks of a world that is over */
+    } * agents;      /* [nnodes]; entry 0 unused */
     /* driver_set_quiet_report */
     rank_quiet_fn quiet_fn;
     void *quiet_ctx;
@@ -101,7 +104,9 @@ void driver_quiet_report(driver *d, const rank_result *results);
 /* ---- driver_nodes.c: the other nodes ------------------------------------------------- */
 
 /* Opens the authenticated TCP port that the agents and remote ranks dial (multi-node
- * only). Fails with the reason when the port cannot be bound or memory runs out. */
+ * only) and asks every agent already in (a restart) to start its ranks; agents that dial
+ * later are asked when they say hello. Fails with the reason when the port cannot be bound,
+ * memory runs out or an agent that was in has gone away. */
 ddp_status driver_nodes_listen(driver *d);
 /* Accepts one TCP connection: it must prove it holds the session secret and say who it is
  * (an expected agent or remote rank); anyone else is dropped and logged. Cannot fail. */
@@ -109,12 +114,19 @@ void driver_nodes_accept(driver *d);
 /* Takes in what the agents sent (how their ranks exited), waiting up to wait_ms for the
  * first of it. No-op on a single node. Cannot fail: a gone agent is dropped. */
 void driver_nodes_poll(driver *d, int wait_ms);
+/* Fails (DDP_ERR_STATE, naming the node) when an agent that was in has gone away, so that
+ * its ranks can never start: a restart or start-up stops at once instead of waiting for
+ * them. Cannot fail otherwise; no-op on a single node. */
+ddp_status driver_nodes_check(driver *d);
 /* Asks remote rank r's agent to interrupt it for the current chunk. Cannot fail. */
 void driver_nodes_signal_rank(driver *d, int r);
 /* Stops listening for nodes (everyone is in). Cannot fail. */
 void driver_nodes_stop_listening(driver *d);
+/* Asks every agent to end its ranks and their process groups, keeping the agents for the
+ * next world (:restart); stops listening. Cannot fail: a gone agent is skipped. */
+void driver_nodes_end_ranks(driver *d);
 /* Says goodbye to every agent (they end their ranks) and frees the node bookkeeping.
- * Cannot fail; NULL-safe parts. */
+ * Cannot fail; NULL-safe parts; calling it twice is harmless. */
 void driver_nodes_close(driver *d);
 
 #endif

@@ -2,7 +2,10 @@
  * agent): an authenticated TCP port that the agents of the other nodes and the ranks they
  * start dial, the agents' reports of how their ranks exited, and interrupts relayed to
  * remote ranks through their agent. Everything a remote rank prints arrives as frames on
- * its control connection, which driver.c reads like a local rank's. */
+ * its control connection, which driver.c reads like a local rank's. The agents stay
+ * connected for the whole session: each world (start-up, every :restart) begins with
+ * START_RANKS to each agent and ends with END_RANKS (a restart) or BYE (the end), and the
+ * port is open only while a world's ranks are dialling in. */
 #include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
@@ -22,7 +25,9 @@ static void pump_agent(driver *d, int k) {
     bool got;
     while (proto_reader_next(in, &f, &got) == DDP_OK && got) {
         char *fields[2] = {0};
-        if (f.type == MSG_RANK_EXIT && proto_split(f.data, f.len, fields, 2) == 2) {
+        if (f.type == MSG_RANKS_ENDED && d->agents[k].ending > 0) d->agents[k].ending--;
+        if (f.type == MSG_RANK_EXIT && d->agents[k].ending == 0 && d->ranks &&
+            proto_split(f.data, f.len, fields, 2) == 2) {
             int r = atoi(fields[0]);
             if (r >= 0 && r < d->world && d->ranks[r].remote && r / d->nproc == k) {
                 d->ranks[r].wait_status = atoi(fields[1]);
@@ -62,10 +67,16 @@ void driver_nodes_accept(driver *d) {
         why = ddp_last_error();
     } else if (f.type == MSG_AGENT_HELLO) {
         int k = atoi(f.data);
-        if (k >= 1 && k < d->opts.nnodes && d->agents[k].fd < 0) {
-            d->agents[k].fd = fd;
-            proto_reader_init(&d->agents[k].in);
+        if (k >= 1 && k < d->opts.nnodes && d->agents[k].fd < 0 && !d->agents[k].joined) {
             proto_frame_free(&f);
+            if (proto_send(fd, MSG_START_RANKS, NULL, 0) != DDP_OK) {
+                fprintf(stderr, "ddplab: node %d's agent left as it joined\n", k);
+                close(fd);
+                return;
+            }
+            d->agents[k].fd = fd;
+            d->agents[k].joined = true;
+            proto_reader_init(&d->agents[k].in);
             return;
         }
         why = "an agent for a node that is not expected";
@@ -90,10 +101,35 @@ void driver_nodes_accept(driver *d) {
 }
 
 ddp_status driver_nodes_listen(driver *d) {
-    d->agents = calloc((size_t)d->opts.nnodes, sizeof *d->agents);
-    if (!d->agents) return DDP_FAIL(DDP_ERR_NOMEM, "driver: no memory");
-    for (int k = 0; k < d->opts.nnodes; k++) d->agents[k].fd = -1;
-    return proto_listen_tcp(d->master_addr, launcher_control_port(d->master_port), &d->tcp_fd);
+    if (!d->agents) {
+        d->agents = calloc((size_t)d->opts.nnodes, sizeof *d->agents);
+        if (!d->agents) return DDP_FAIL(DDP_ERR_NOMEM, "driver: no memory");
+        for (int k = 0; k < d->opts.nnodes; k++) d->agents[k].fd = -1;
+    }
+    DDP_CHECK(driver_nodes_check(d));
+    if (d->tcp_fd < 0)
+        DDP_CHECK(
+            proto_listen_tcp(d->master_addr, launcher_control_port(d->master_port), &d->tcp_fd));
+    for (int k = 1; k < d->opts.nnodes; k++) { /* a restart: the agents are in already */
+        if (d->agents[k].fd >= 0 &&
+            proto_send(d->agents[k].fd, MSG_START_RANKS, NULL, 0) != DDP_OK) {
+            close(d->agents[k].fd);
+            d->agents[k].fd = -1;
+            proto_reader_free(&d->agents[k].in);
+        }
+    }
+    return driver_nodes_check(d);
+}
+
+ddp_status driver_nodes_check(driver *d) {
+    for (int k = 1; d->agents && k < d->opts.nnodes; k++)
+        if (d->agents[k].joined && d->agents[k].fd < 0)
+            return DDP_FAIL(DDP_ERR_STATE,
+                            "node %d's agent (ddplab --node-rank %d) has gone away, so "
+                            "that node's ranks cannot start: quit, then start the session "
+                            "again (the driver, then the agent on each other node)",
+                            k, k);
+    return DDP_OK;
 }
 
 void driver_nodes_signal_rank(driver *d, int r) {
@@ -107,6 +143,14 @@ void driver_nodes_signal_rank(driver *d, int r) {
 void driver_nodes_stop_listening(driver *d) {
     if (d->tcp_fd >= 0) close(d->tcp_fd);
     d->tcp_fd = -1;
+}
+
+void driver_nodes_end_ranks(driver *d) {
+    for (int k = 1; d->agents && k < d->opts.nnodes; k++) {
+        if (d->agents[k].fd < 0) continue;
+        if (proto_send(d->agents[k].fd, MSG_END_RANKS, NULL, 0) == DDP_OK) d->agents[k].ending++;
+    }
+    driver_nodes_stop_listening(d);
 }
 
 void driver_nodes_close(driver *d) {

@@ -279,71 +279,161 @@ ddp_status launcher_spawn_rank(const launcher_rank_spec *sp, pid_t *pid_out) {
     return DDP_OK;
 }
 
-/* Ends the agent's children: SIGTERM, then SIGKILL after a grace period; reaps them. */
-static void agent_end_ranks(pid_t *pids, int n) {
+/* The agent's view of its node: the ranks it started in this world, and how to reach the
+ * driver. pids[i] is 0 once rank first + i is reaped; groups[i] stays set until the rank's
+ * process group was ended (what a rank started in the background lives on in it). */
+typedef struct {
+    const launch_options *o;
+    const char *control, *master;
+    int port, fd, first;
+    pid_t *pids, *groups;
+} agent;
+
+/* Set by SIGTERM, SIGINT and SIGHUP: the agent ends its ranks and leaves. */
+static volatile sig_atomic_t agent_stop_signal;
+
+static void agent_on_signal(int sig) {
+    agent_stop_signal = sig;
+}
+
+/* Tells the driver how local rank i ended (waitpid status `st`). Cannot fail (a gone
+ * driver is noticed by the main loop). */
+static void agent_report_exit(agent *a, int i, int st) {
+    char msg[48];
+    int len = snprintf(msg, sizeof msg, "%d%c%d", a->first + i, 0, st);
+    (void)proto_send(a->fd, MSG_RANK_EXIT, msg, (size_t)len);
+}
+
+/* Ends every rank this agent started, with everything in their process groups (as the
+ * driver does on node 0): SIGTERM to each group, SIGKILL after a grace period, then
+ * SIGKILL to each group again for what outlived its rank. Reaps the ranks and reports the
+ * exits not reported yet. Cannot fail. */
+static void agent_end_ranks(agent *a) {
+    int n = a->o->nproc;
     for (int i = 0; i < n; i++)
-        if (pids[i] > 0) kill(pids[i], SIGTERM);
-    for (int i = 0; i < n; i++)
-        if (pids[i] > 0) (void)launcher_kill(pids[i], 500);
+        if (a->pids[i] > 0) kill(-a->pids[i], SIGTERM);
+    for (int i = 0; i < n; i++) {
+        if (a->pids[i] <= 0) continue;
+        int st = launcher_kill(a->pids[i], 500);
+        a->pids[i] = 0;
+        agent_report_exit(a, i, st);
+    }
+    /* Each group's id stays taken while a member lives; with none left the kill finds
+     * nothing (see kill_leftovers in driver.c). */
+    for (int i = 0; i < n; i++) {
+        if (a->groups[i] > 0) kill(-a->groups[i], SIGKILL);
+        a->groups[i] = 0;
+    }
+}
+
+/* Starts this node's ranks (ending any left from an earlier world first). A rank that
+ * cannot be started is reported as exited with status 127, so that the driver names it
+ * at once instead of waiting for its hello. Cannot fail. */
+static void agent_start_ranks(agent *a) {
+    const launch_options *o = a->o;
+    agent_end_ranks(a);
+    for (int i = 0; i < o->nproc; i++) {
+        launcher_rank_spec sp = {a->control, a->first + i,
+                                 i,          o->nnodes * o->nproc,
+                                 o->nproc,   o->node_rank,
+                                 a->master,  a->port,
+                                 o,          -1};
+        if (launcher_spawn_rank(&sp, &a->pids[i]) != DDP_OK) {
+            fprintf(stderr, "ddplab agent (node %d): %s\n", o->node_rank, ddp_last_error());
+            a->pids[i] = 0;
+            agent_report_exit(a, i, 127 << 8);
+            continue;
+        }
+        a->groups[i] = a->pids[i];
+    }
+}
+
+/* Acts on one frame from the driver; returns false on BYE. */
+static bool agent_take_frame(agent *a, proto_frame *f) {
+    char *fields[2] = {0};
+    switch (f->type) {
+    case MSG_BYE:
+        return false;
+    case MSG_START_RANKS:
+        agent_start_ranks(a);
+        break;
+    case MSG_END_RANKS:
+        agent_end_ranks(a);
+        (void)proto_send(a->fd, MSG_RANKS_ENDED, NULL, 0);
+        break;
+    case MSG_SIGNAL_RANK:
+        if (proto_split(f->data, f->len, fields, 2) == 2) {
+            int i = atoi(fields[0]) - a->first;
+            union sigval v = {.sival_int = atoi(fields[1])};
+            if (i >= 0 && i < a->o->nproc && a->pids[i] > 0) {
+                sigqueue(a->pids[i], SIGINT, v);
+                kill(-a->pids[i], SIGINT); /* and what it started, as on node 0 */
+            }
+        }
+        break;
+    default:
+        break;
+    }
+    return true;
+}
+
+/* Dials the driver, proves the session secret and says which node this is. Returns the
+ * connected fd, or -1 after printing why. */
+static int agent_connect(const launch_options *o, const char *master, int port) {
+    unsigned char key[PROTO_KEY_BYTES];
+    int fd = -1;
+    char node[16];
+    int nlen = snprintf(node, sizeof node, "%d", o->node_rank);
+    if (proto_load_secret(key) != DDP_OK ||
+        proto_connect_tcp(master, launcher_control_port(port), 60000, &fd) != DDP_OK ||
+        proto_auth_client(fd, key, 10000) != DDP_OK ||
+        proto_send(fd, MSG_AGENT_HELLO, node, (size_t)nlen) != DDP_OK) {
+        fprintf(stderr, "ddplab agent (node %d): %s\n", o->node_rank, ddp_last_error());
+        if (fd >= 0) close(fd);
+        fd = -1;
+    }
+    memset(key, 0, sizeof key); /* the ranks derive their own copy */
+    return fd;
 }
 
 int launcher_agent_main(const launch_options *o) {
-    unsigned char key[PROTO_KEY_BYTES];
-    const char *master = o->master_addr;
-    int port = o->master_port > 0 ? o->master_port : 29500;
-    int fd = -1;
-    if (!master) {
+    if (!o->master_addr) {
         fprintf(stderr, "ddplab agent: --master-addr is needed on node %d\n", o->node_rank);
         return 2;
     }
+    agent a = {.o = o, .master = o->master_addr, .first = o->node_rank * o->nproc};
+    a.port = o->master_port > 0 ? o->master_port : 29500;
     char control[300];
-    snprintf(control, sizeof control, "tcp:%s:%d", master, launcher_control_port(port));
-    if (proto_load_secret(key) != DDP_OK ||
-        proto_connect_tcp(master, launcher_control_port(port), 60000, &fd) != DDP_OK ||
-        proto_auth_client(fd, key, 10000) != DDP_OK) {
-        fprintf(stderr, "ddplab agent (node %d): %s\n", o->node_rank, ddp_last_error());
-        if (fd >= 0) close(fd);
+    snprintf(control, sizeof control, "tcp:%s:%d", a.master, launcher_control_port(a.port));
+    a.control = control;
+    a.pids = calloc((size_t)o->nproc, sizeof *a.pids);
+    a.groups = calloc((size_t)o->nproc, sizeof *a.groups);
+    if (!a.pids || !a.groups) {
+        fprintf(stderr, "ddplab agent (node %d): no memory\n", o->node_rank);
+        free(a.pids);
+        free(a.groups);
         return 2;
     }
-    memset(key, 0, sizeof key); /* the ranks derive their own copy */
-    char node[16];
-    int nlen = snprintf(node, sizeof node, "%d", o->node_rank);
-    pid_t *pids = calloc((size_t)o->nproc, sizeof *pids);
-    if (!pids || proto_send(fd, MSG_AGENT_HELLO, node, (size_t)nlen) != DDP_OK) {
-        fprintf(stderr, "ddplab agent (node %d): lost the driver\n", o->node_rank);
-        free(pids);
-        close(fd);
-        return 2;
-    }
-    int first = o->node_rank * o->nproc, status = 0;
-    for (int i = 0; i < o->nproc; i++) {
-        launcher_rank_spec sp = {
-            control, first + i, i, o->nnodes * o->nproc, o->nproc, o->node_rank, master,
-            port,    o,         -1};
-        if (launcher_spawn_rank(&sp, &pids[i]) != DDP_OK) {
-            fprintf(stderr, "ddplab agent (node %d): %s\n", o->node_rank, ddp_last_error());
-            status = 2;
-            break;
-        }
-    }
+    a.fd = agent_connect(o, a.master, a.port);
+    /* From here on there are ranks to end first (until now the signals' default action,
+     * ending the agent at once, was right). No SA_RESTART: the poll below wakes. */
+    struct sigaction sa = {.sa_handler = agent_on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    int status = a.fd < 0 ? 2 : 0;
     proto_reader in;
     proto_reader_init(&in);
-    bool done = status != 0;
-    while (!done) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
+    bool done = a.fd < 0;
+    while (!done) { /* the driver says when to start and end the ranks (START_RANKS) */
+        struct pollfd p = {.fd = a.fd, .events = POLLIN};
         if (poll(&p, 1, 100) > 0) {
-            if (proto_reader_fill(&in, fd) != DDP_OK) in.eof = true;
+            if (proto_reader_fill(&in, a.fd) != DDP_OK) in.eof = true;
             proto_frame f;
             bool got;
-            while (proto_reader_next(&in, &f, &got) == DDP_OK && got) {
-                char *fields[2] = {0};
-                if (f.type == MSG_BYE) done = true;
-                if (f.type == MSG_SIGNAL_RANK && proto_split(f.data, f.len, fields, 2) == 2) {
-                    int local_rank = atoi(fields[0]) - first;
-                    union sigval v = {.sival_int = atoi(fields[1])};
-                    if (local_rank >= 0 && local_rank < o->nproc && pids[local_rank] > 0)
-                        sigqueue(pids[local_rank], SIGINT, v);
-                }
+            while (!done && proto_reader_next(&in, &f, &got) == DDP_OK && got) {
+                done = !agent_take_frame(&a, &f);
                 proto_frame_free(&f);
             }
             if (in.eof && !done) {
@@ -352,18 +442,23 @@ int launcher_agent_main(const launch_options *o) {
                 done = true;
             }
         }
+        if (agent_stop_signal && !done) {
+            fprintf(stderr, "ddplab agent (node %d): stopped by signal %d\n", o->node_rank,
+                    (int)agent_stop_signal);
+            status = 128 + agent_stop_signal;
+            done = true;
+        }
         for (int i = 0; i < o->nproc; i++) { /* report exits as they happen */
             int st;
-            if (pids[i] <= 0 || waitpid(pids[i], &st, WNOHANG) != pids[i]) continue;
-            pids[i] = 0;
-            char msg[48];
-            int len = snprintf(msg, sizeof msg, "%d%c%d", first + i, 0, st);
-            (void)proto_send(fd, MSG_RANK_EXIT, msg, (size_t)len);
+            if (a.pids[i] <= 0 || waitpid(a.pids[i], &st, WNOHANG) != a.pids[i]) continue;
+            a.pids[i] = 0;
+            agent_report_exit(&a, i, st);
         }
     }
-    agent_end_ranks(pids, o->nproc);
+    if (a.fd >= 0) agent_end_ranks(&a);
     proto_reader_free(&in);
-    free(pids);
-    close(fd);
+    free(a.pids);
+    free(a.groups);
+    if (a.fd >= 0) close(a.fd);
     return status;
 }

@@ -53,9 +53,11 @@ ddp_status launcher_spawn_rank(const launcher_rank_spec *spec, pid_t *pid_out);
 
 /* The agent on node K > 0 of a multi-node session (`ddplab --nnodes M --node-rank K
  * --master-addr A`): dials the driver on node 0 (port MASTER_PORT + 1, authenticated
- * with DDPLAB_SECRET), starts this node's ranks, relays Ctrl-C to them and reports their
- * exits, and ends them when the driver says goodbye or goes away. Returns the exit
- * status for main(). */
+ * with DDPLAB_SECRET), starts this node's ranks whenever the driver asks (START_RANKS: at
+ * start-up and on :restart), relays Ctrl-C to them and reports their exits, and ends each
+ * rank's whole process group when the driver asks (END_RANKS), says goodbye or goes away,
+ * and on SIGTERM, SIGINT or SIGHUP. Returns the exit status for main(): 0 after goodbye,
+ * 1 when the driver went away, 2 when it could not be reached, 128 + signal. */
 int launcher_agent_main(const launch_options *opts);
 
 /* The TCP port of the control channel across nodes: the store's port plus one. */

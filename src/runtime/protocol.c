@@ -27,6 +27,12 @@ static const char *const type_names[MSG_TYPE_END] = {
     [MSG_RUN_FILE] = "RUN_FILE",
     [MSG_COMPLETE] = "COMPLETE",
     [MSG_BYE] = "BYE",
+    [MSG_AGENT_HELLO] = "AGENT_HELLO",
+    [MSG_SIGNAL_RANK] = "SIGNAL_RANK",
+    [MSG_RANK_EXIT] = "RANK_EXIT",
+    [MSG_START_RANKS] = "START_RANKS",
+    [MSG_END_RANKS] = "END_RANKS",
+    [MSG_RANKS_ENDED] = "RANKS_ENDED",
 };
 
 const char *proto_type_name(int type) {

@@ -39,6 +39,13 @@ typedef enum {
     MSG_AGENT_HELLO, /* agent -> driver: "node_rank" */
     MSG_SIGNAL_RANK, /* driver -> agent: "rank\0chunk id": interrupt that local rank */
     MSG_RANK_EXIT,   /* agent -> driver: "rank\0waitpid status" */
+    /* Each world of ranks (start-up, every :restart) starts with START_RANKS and, on a
+     * restart, the old one ends with END_RANKS first. The agent takes them in order on its
+     * one connection, so what it sends before RANKS_ENDED is about the old ranks and what
+     * follows about the new ones. */
+    MSG_START_RANKS, /* driver -> agent: start this node's ranks (empty) */
+    MSG_END_RANKS,   /* driver -> agent: end this node's ranks and their process groups */
+    MSG_RANKS_ENDED, /* agent -> driver: they are all reaped (empty) */
     MSG_TYPE_END,    /* one past the last valid type */
 } msg_type;
 

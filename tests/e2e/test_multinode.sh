@@ -2,18 +2,39 @@
 # test_multinode.sh — a session over two nodes: node 0 runs the driver and its two ranks,
 # node 1 runs the agent (ddplab --node-rank 1) whose ranks dial the driver with the
 # session secret. Each rank sees torchrun's environment (RANK, GROUP_RANK, LOCAL_RANK)
-# and its lines come back labelled; a peer without the secret is turned away and logged.
+# and its lines come back labelled; a peer without the secret is turned away and logged;
+# what a remote rank started in the background is gone when the session ends. Then a REPL
+# session over the two nodes: a remote rank is killed, `:restart replay` brings every rank
+# back (new pids, same RANK and GROUP_RANK) and re-runs the earlier input, `:restart` ends
+# what the old remote ranks left behind, and with node 1's agent gone `:restart` fails with
+# a clear message and the driver still quits.
 . "$(dirname "$0")/check_lib.sh"
 
 # Two nodes: network namespaces joined by a veth pair (two loopback addresses where
 #    namespaces are not permitted). Node 1's agent starts ranks 2 and 3, which dial the
 #    driver on node 0 with the shared secret; a peer without it is turned away.
+# Kills what a failed check may have left running (the sessions, background sleeps).
+cleanup() {
+    for f in "$work"/bg.* "$work"/*.pid; do
+        [ -e "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+# Whether process $1 still runs a few seconds on (a zombie waiting for its reaper does
+# not): a SIGKILL just sent takes effect when the process is next scheduled.
+alive() {
+    for _ in $(seq 50); do
+        kill -0 "$1" 2>/dev/null && ! grep -q zombie "/proc/$1/status" 2>/dev/null || return 1
+        sleep 0.1
+    done
+}
 export DDPLAB_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 ns0=() ns1=() addr0=127.0.0.1
 nsA=ddpA$$ nsB=ddpB$$
 if ip netns add "$nsA" 2>/dev/null && ip netns add "$nsB" 2>/dev/null &&
     ip link add "va$$" type veth peer name "vb$$" 2>/dev/null; then
-    trap 'ip netns del "$nsA" 2>/dev/null; ip netns del "$nsB" 2>/dev/null; rm -rf "$work"' EXIT
+    trap 'cleanup; ip netns del "$nsA" 2>/dev/null; ip netns del "$nsB" 2>/dev/null' EXIT
     ip link set "va$$" netns "$nsA" && ip link set "vb$$" netns "$nsB"
     ip -n "$nsA" addr add 10.231.7.1/24 dev "va$$" && ip -n "$nsA" link set "va$$" up
     ip -n "$nsB" addr add 10.231.7.2/24 dev "vb$$" && ip -n "$nsB" link set "vb$$" up
@@ -25,7 +46,11 @@ else
 fi
 cat >"$work/nodes.lua" <<'LUA'
 print("rank", os.getenv("RANK"), "node", os.getenv("GROUP_RANK"), "local", os.getenv("LOCAL_RANK"))
+if os.getenv("GROUP_RANK") == "1" then -- node 1's ranks leave a process behind
+    os.execute("sleep 300 >/dev/null 2>&1 & echo $! > WORK/bg.script" .. os.getenv("RANK"))
+end
 LUA
+sed -i "s|WORK|$work|" "$work/nodes.lua"
 cat >"$work/stranger.py" <<'PY'
 import socket, sys, time
 deadline = time.time() + 30
@@ -85,7 +110,86 @@ else
     expect_line "$work/stranger" "challenge 40 then 0"
     grep -q "dropped a control connection" "$work/err" ||
         fail "two nodes: the refused peer was not logged: $(cat "$work/err")"
+    for r in 2 3; do
+        [ -s "$work/bg.script$r" ] || { fail "two nodes: rank $r did not start its sleep"; continue; }
+        alive "$(cat "$work/bg.script$r")" &&
+            fail "two nodes: the sleep rank $r started outlived the session"
+    done
 fi
+
+# ---- :restart over two nodes, driven through the REPL on a pipe -------------------------
+# Lines go in through a FIFO held open on fd 3; each step waits for its output (bounded).
+out="$work/repl"
+# Polls $out (about 30 s at most) until it holds the fixed string $1 at least $2 (1) times.
+wait_for() {
+    for _ in $(seq 300); do
+        [ "$(grep -cF -- "$1" "$out")" -ge "${2:-1}" ] && return 0
+        sleep 0.1
+    done
+    fail "REPL over two nodes: waited for '$1'; the session so far:"$'\n'"$(cat "$out")"
+    return 1
+}
+say() { printf '%s\n' "$1" >&3; }
+# The pid that rank $1 printed on its line starting with word $2.
+pid_of() { awk -v r="[$1]" -v w="$2" '$1 == r && $2 == w { p = $5 } END { print p }' "$out"; }
+
+mkfifo "$work/in"
+"${ns0[@]}" timeout 60 "$DDPLAB" -i "${common[@]}" --node-rank 0 <"$work/in" >"$out" 2>&1 &
+echo $! >"$work/driver.pid"
+exec 3>"$work/in"
+"${ns1[@]}" timeout 60 "$DDPLAB" "${common[@]}" --node-rank 1 >"$work/agent2.out" 2>&1 &
+agent=$!
+echo $agent >"$work/agent.pid"
+repl_steps() {
+    say 'x = 41'
+    say 'pid = io.open("/proc/self/stat"):read("n")'
+    say 'print("who", os.getenv("RANK"), os.getenv("GROUP_RANK"), pid, x)'
+    wait_for "[3] who" || return
+    # a remote rank leaves a sleep behind (this chunk is replayed too: one sleep per world)
+    say "if os.getenv('RANK') == '2' then os.execute('sleep 300 >/dev/null 2>&1 & echo \$! > $work/bg.' .. pid) end"
+    say 'if os.getenv("RANK") == "3" then os.execute("kill -9 " .. pid) end'
+    wait_for "rank 3 died" || return
+    local old2 old3
+    old2=$(pid_of 2 who) old3=$(pid_of 3 who)
+    say ':restart replay'
+    wait_for "replay done" || return
+    wait_for "[3] who" 2 || return
+    say 'print("after", os.getenv("RANK"), os.getenv("GROUP_RANK"), pid, x)'
+    wait_for "[3] after" || return
+    for r in 0 1 2 3; do # every rank is back, where it was, with the replayed state
+        grep -qE "^(\[all\]> )*\[$r\] after	$r	$((r / 2))	[0-9]+	41$" "$out" ||
+            fail "REPL over two nodes: rank $r after :restart replay:"$'\n'"$(cat "$out")"
+    done
+    [ "$(pid_of 2 after)" != "$old2" ] && [ "$(pid_of 3 after)" != "$old3" ] ||
+        fail "REPL over two nodes: ranks 2 and 3 kept their pids ($old2 $old3) over :restart"
+    [ -s "$work/bg.$old2" ] || fail "REPL over two nodes: rank 2 did not start its sleep"
+    alive "$(cat "$work/bg.$old2")" &&
+        fail "REPL over two nodes: the sleep of the old rank 2 outlived :restart replay"
+    say ':restart'
+    wait_for "restarted: every rank starts fresh" || return
+    say 'print("fresh", os.getenv("RANK"), x)'
+    wait_for "[3] fresh" || return
+    expect_line "$out" "[2] fresh	2	nil"
+    for f in "$work"/bg.[0-9]*; do
+        alive "$(cat "$f")" && fail "REPL over two nodes: $(basename "$f") outlived :restart"
+    done
+    # node 1's agent goes away: :restart says so at once, and the driver still quits
+    kill -TERM "$agent"
+    wait "$agent"
+    local arc=$?
+    [ $arc -eq 143 ] || fail "REPL over two nodes: the agent ended with $arc on SIGTERM"
+    say ':restart'
+    wait_for "restart failed: node 1's agent (ddplab --node-rank 1) has gone away" || return
+    say ':restart'
+    wait_for "restart failed: node 1's agent" 2 || return
+    say ':quit'
+}
+repl_steps
+exec 3>&-
+wait "$(cat "$work/driver.pid")"
+rc=$?
+[ $rc -eq 0 ] || fail "REPL over two nodes: the driver exited with $rc:"$'\n'"$(cat "$out")"
+kill -9 "$agent" 2>/dev/null
 unset DDPLAB_SECRET
 
 finish "multinode"
