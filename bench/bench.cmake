@@ -13,3 +13,10 @@ target_link_libraries(gloo_raw PRIVATE gloo Threads::Threads)
 add_executable(bench_roundtrip EXCLUDE_FROM_ALL ${CMAKE_SOURCE_DIR}/bench/roundtrip.c)
 target_compile_options(bench_roundtrip PRIVATE ${DDP_C_WARNINGS})
 target_link_libraries(bench_roundtrip PRIVATE ddp_runtime)
+
+# ddplab's Lua API against raw Gloo on the same connections, window by window
+# (bench/collectives.sh): reaches into src/dist's private header for the communicator.
+add_executable(bench_overhead EXCLUDE_FROM_ALL ${CMAKE_SOURCE_DIR}/bench/overhead.c)
+target_compile_options(bench_overhead PRIVATE ${DDP_C_WARNINGS})
+target_include_directories(bench_overhead PRIVATE ${CMAKE_SOURCE_DIR}/src)
+target_link_libraries(bench_overhead PRIVATE ddp_runtime)

@@ -15,11 +15,10 @@
 # for all_reduce, algbw for broadcast, algbw x (n-1)/n for all_gather, whose bytes are
 # the whole gathered output. overhead = ddplab's time / Gloo's time - 1.
 # --quick runs small sizes only to check the scripts (figures then mean nothing).
-# The target is judged without the check, the benchmark mode the issue provides
-# (--no-collective-check); the check's own cost (one store round trip per collective) is
-# printed beside it.
-# Exit status: 0 when every overhead without the check at 1 MiB and above is under 5%,
-# 1 when one is not, 2 on a setup problem.
+# This gives the throughput tables (algbw, busbw) and a first look at the overhead; two
+# separate programs differ by 20 to 40% from run to run on a shared machine, so the
+# verdict on the 5% target comes from bench/overhead.sh, which times both sides in the
+# same processes. Exit status: 0, or 2 on a setup problem.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -96,7 +95,7 @@ END {
     for (i = 2; i <= nsz; i++) for (j = i; j > 1 && sz[j - 1] > sz[j]; j--) {
         x = sz[j]; sz[j] = sz[j - 1]; sz[j - 1] = x
     }
-    worst = 0; all_met = 1; summary = ""
+    summary = ""
     for (n = 1; n <= 1024; n++) {
         if (!(n in nranks)) continue
         for (o = 1; o <= nops; o++) {
@@ -124,17 +123,12 @@ END {
                 }
             }
             if (max_off > -1e9) {
-                met_off = max_off < 0.05
-                all_met = all_met && met_off
                 summary = summary sprintf("%-24s %d ranks: worst overhead at >= 1 MiB: " \
-                    "%6.1f%% (%s); with the check %6.1f%%\n", op, n, max_off * 100,
-                    met_off ? "met" : "MISSED", max_on * 100)
+                    "%6.1f%%; with the check %6.1f%%\n", op, n, max_off * 100, max_on * 100)
                 seen = 1
             }
         }
     }
-    if (seen) printf "\ntarget: overhead under 5%% at 1 MiB and above, without the check\n%s",
-        summary
-    else print "\n(no size of 1 MiB or more was measured: no verdict)"
-    exit seen && !all_met
+    if (seen) printf "\nseparate programs (for the verdict on the 5%% target: " \
+        "bench/overhead.sh)\n%s", summary
 }' "$data"

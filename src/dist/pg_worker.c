@@ -28,9 +28,12 @@
  * variable. Each call hands off twice between threads (job posted, job done), and a
  * wake-up through the scheduler cost 30 to 50 us a call on the 2-core development machine
  * (measured: a 1 MiB broadcast took 230 to 340 us against 180 to 250 us for raw Gloo, and
- * as much as raw Gloo once the call ran on the Lua thread or both sides spun). A spin
- * this long covers calls of up to about 1 MiB and the gap between back-to-back calls. */
-#define SPIN_US 250
+ * as much as raw Gloo once the call ran on the Lua thread or both sides spun). The Lua
+ * thread spins through calls of up to a millisecond (a 1 MiB all_reduce on 2 ranks takes
+ * about 600 us there: with a 250 us spin it stayed 8 to 29% slower than raw Gloo, with
+ * 1 ms it was not); the helper spins through the gap between back-to-back calls. */
+#define SPIN_CALL_US 1000
+#define SPIN_NEXT_US 250
 
 typedef struct worker {
     pthread_t thread;
@@ -80,9 +83,9 @@ static ddp_status run_call(comm *c, const pg_call *k) {
     return DDP_FAIL(DDP_ERR_ARG, "collective: unknown backend call %d", (int)k->kind);
 }
 
-/* Spins for at most SPIN_US until *flag is true, yielding the CPU; true when it is. Called
- * without the worker's lock. */
-static bool spin_for(const atomic_bool *flag) {
+/* Spins for at most limit_us until *flag is true, yielding the CPU; true when it is.
+ * Called without the worker's lock. */
+static bool spin_for(const atomic_bool *flag, long limit_us) {
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
@@ -90,7 +93,7 @@ static bool spin_for(const atomic_bool *flag) {
         sched_yield();
         clock_gettime(CLOCK_MONOTONIC, &t);
         long us = (t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000L;
-        if (us >= SPIN_US) return false;
+        if (us >= limit_us) return false;
     }
 }
 
@@ -100,7 +103,7 @@ static void *worker_main(void *arg) {
     for (;;) {
         if (!w->has_job && !w->quit) { /* the next call often follows at once */
             pthread_mutex_unlock(&w->lock);
-            spin_for(&w->has_job);
+            spin_for(&w->has_job, SPIN_NEXT_US);
             pthread_mutex_lock(&w->lock);
         }
         while (!w->has_job && !w->quit) pthread_cond_wait(&w->cond, &w->lock);
@@ -242,7 +245,7 @@ static void post_job(worker *w, const pg_call *call, comm *c) {
 /* Waits, holding w's lock, until w's job is done (true) or Ctrl-C was pressed (false). */
 static bool wait_job(worker *w) {
     pthread_mutex_unlock(&w->lock);
-    spin_for(&w->job_done); /* a short call is over before a sleep would even begin */
+    spin_for(&w->job_done, SPIN_CALL_US); /* a short call ends before a sleep would begin */
     pthread_mutex_lock(&w->lock);
     while (!w->job_done) {
         struct timespec until = deadline_ms(SLICE_MS);
