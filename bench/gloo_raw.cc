@@ -14,9 +14,9 @@
  * where bytes is the tensor size (all_reduce, broadcast) or the whole gathered output
  * (all_gather), as nccl-tests counts them.
  *
- * usage: gloo_raw [-n N] [--min-bytes B] [--max-bytes B] [--windows W] [--ops all_reduce,broadcast,...]
- * A benchmark, not a test: it asserts nothing about time. It exits non-zero only when a
- * rank fails (the reason is printed). */
+ * usage: gloo_raw [-n N] [--min-bytes B] [--max-bytes B] [--windows W] [--ops
+ * all_reduce,broadcast,...] A benchmark, not a test: it asserts nothing about time. It exits
+ * non-zero only when a rank fails (the reason is printed). */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -177,7 +177,8 @@ int rank_main(int rank, const options &o, const std::string &dir) {
 
 int usage(const char *prog) {
     fprintf(stderr,
-            "usage: %s [-n N] [--min-bytes B] [--max-bytes B] [--windows W] [--ops all_reduce,broadcast,"
+            "usage: %s [-n N] [--min-bytes B] [--max-bytes B] [--windows W] [--ops "
+            "all_reduce,broadcast,"
             "all_gather]\n",
             prog);
     return 2;

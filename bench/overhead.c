@@ -52,8 +52,7 @@ static void raw_check(lua_State *L, ddp_status s) {
 /* raw.all_reduce(t): SUM in place. */
 static int l_raw_all_reduce(lua_State *L) {
     pg_buffer b = raw_buffer(L, 1);
-    raw_check(L, comm_all_reduce(raw_comm(L), b.data, b.dt, (size_t)pg_buffer_numel(&b),
-                                 COMM_SUM));
+    raw_check(L, comm_all_reduce(raw_comm(L), b.data, b.dt, (size_t)pg_buffer_numel(&b), COMM_SUM));
     return 0;
 }
 
@@ -69,8 +68,8 @@ static int l_raw_broadcast(lua_State *L) {
  * both forms of dist.all_gather. */
 static int l_raw_all_gather(lua_State *L) {
     pg_buffer out = raw_buffer(L, 1), in = raw_buffer(L, 2);
-    raw_check(L, comm_all_gather(raw_comm(L), in.data, out.data, in.dt,
-                                 (size_t)pg_buffer_numel(&in)));
+    raw_check(L,
+              comm_all_gather(raw_comm(L), in.data, out.data, in.dt, (size_t)pg_buffer_numel(&in)));
     return 0;
 }
 
@@ -120,7 +119,9 @@ static int run_rank(int rank, int size, int port, const char *script, char **arg
     } else {
         luaL_newlib(L, raw_functions);
         lua_setglobal(L, "raw");
-        lua_createtable(L, nargs, 0);
+        lua_createtable(L, nargs, 1); /* arg, as lua.c makes it: arg[0] is the script */
+        lua_pushstring(L, script);
+        lua_rawseti(L, -2, 0);
         for (int i = 0; i < nargs; i++) {
             lua_pushstring(L, args[i]);
             lua_rawseti(L, -2, i + 1);
@@ -150,8 +151,7 @@ int main(int argc, char **argv) {
             break;
     }
     if (i >= argc || size < 2 || size > 64) {
-        fprintf(stderr, "usage: %s [-n N] [--no-collective-check] overhead.lua [args]\n",
-                argv[0]);
+        fprintf(stderr, "usage: %s [-n N] [--no-collective-check] overhead.lua [args]\n", argv[0]);
         return 2;
     }
     int port;
