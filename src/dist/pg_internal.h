@@ -64,6 +64,11 @@ extern pg_world pg_W;
 /* Sets the activity text ("in all_reduce #3 float32[4]"); NULL clears it. */
 void pg_set_activity(const char *text);
 double pg_now(void);
+/* The store keys of the collective check: member m's fingerprint of collective #seq
+ * (0-based) of g in the current chunk, and the marker that m finished chunk `chunk` (its
+ * value: how many collectives of g it called). */
+void pg_key_fp(char *out, size_t len, const process_group *g, uint64_t seq, int member);
+void pg_key_done(char *out, size_t len, const process_group *g, uint64_t chunk, int member);
 /* Resets the per-chunk counters of g when a new chunk began. */
 void pg_sync_chunk(process_group *g);
 /* Makes (or re-makes, after a failure) g's communicator. */

@@ -69,25 +69,40 @@ static void describe(char *out, size_t len, const pg_work *w) {
              w->is_send ? peer : me);
 }
 
-/* Waits for the peer's matching fingerprint and compares. */
+/* Waits for the peer's matching fingerprint and compares. Fails at once when the peer
+ * finished the chunk, or (in the chunk the message belongs to) waits in a collective of
+ * the same group that this rank has not called: the two would wait for each other. */
 static ddp_status match_peer(pg_work *w) {
-    char peer_key[192], done_key[128], what[96];
+    char peer_key[192], done_key[128], coll_key[128], what[96];
     p2p_key(peer_key, sizeof peer_key, w, false);
-    snprintf(done_key, sizeof done_key, "pg/%llu/%d/done/c%llu/r%d",
-             (unsigned long long)w->g->world_gen, w->g->id, (unsigned long long)w->chunk, w->peer);
+    pg_key_done(done_key, sizeof done_key, w->g, w->chunk, w->peer);
+    bool same_chunk = w->chunk == pg_W.chunk_id;
+    uint64_t next_seq = w->g->chunk_seq; /* the collective the peer would be waiting in */
+    pg_key_fp(coll_key, sizeof coll_key, w->g, next_seq, w->peer);
     describe(what, sizeof what, w);
     int peer = w->g->ranks[w->peer];
     const char *role = w->is_send ? "recv" : "send";
     double until = pg_now() + pg_W.timeout;
-    const char *pk[1] = {peer_key}, *dk[1] = {done_key};
+    const char *pk[1] = {peer_key}, *dk[2] = {done_key, coll_key};
     for (;;) {
-        char *v[1], *dv[1];
-        size_t l[1], dl[1];
+        char *v[1], *dv[2];
+        size_t l[1], dl[2];
         DDP_CHECK(store_multi_wait(pg_W.store, pk, 1, 50, v, l));
         if (!v[0]) {
-            DDP_CHECK(store_multi_wait(pg_W.store, dk, 1, 0, dv, dl));
+            DDP_CHECK(store_multi_wait(pg_W.store, dk, same_chunk ? 2 : 1, 0, dv, dl));
             bool finished = dv[0] != NULL;
+            char theirs[FP_MAX] = "";
+            if (same_chunk && dv[1]) {
+                char *nl = strchr(dv[1], '\n');
+                snprintf(theirs, sizeof theirs, "%.*s", nl ? (int)(nl - dv[1]) : 0, dv[1]);
+            }
             free(dv[0]);
+            if (same_chunk) free(dv[1]);
+            if (theirs[0])
+                return DDP_FAIL(DDP_ERR_MISMATCH,
+                                "%s: rank %d called %s (collective #%llu of this chunk) instead "
+                                "of a matching %s; the two ranks would wait for each other",
+                                what, peer, theirs, (unsigned long long)next_seq + 1, role);
             if (finished) {
                 /* its fingerprint would have been set before its marker: one last look */
                 DDP_CHECK(store_multi_wait(pg_W.store, pk, 1, 0, v, l));

@@ -652,8 +652,7 @@ void pg_chunk_end(void) {
         if (g->my < 0 || g->size == 1) continue;
         pg_sync_chunk(g);
         char key[128], value[32];
-        snprintf(key, sizeof key, "pg/%llu/%d/done/c%llu/r%d", (unsigned long long)g->world_gen,
-                 g->id, (unsigned long long)pg_W.chunk_id, g->my);
+        pg_key_done(key, sizeof key, g, pg_W.chunk_id, g->my);
         snprintf(value, sizeof value, "%llu", (unsigned long long)g->chunk_seq);
         store_set(pg_W.store, key, value, strlen(value)); /* best effort: cannot fail here */
     }

@@ -75,15 +75,14 @@ ddp_status pg_ready(process_group **gp, const char *op) {
 
 /* ---- the fingerprint exchange --------------------------------------------------------- */
 
-static void key_of(char *out, size_t len, const process_group *g, const char *kind, uint64_t seq,
-                   int r) {
-    snprintf(out, len, "pg/%llu/%d/%s/c%llu/s%llu/r%d", (unsigned long long)g->world_gen, g->id,
-             kind, (unsigned long long)pg_W.chunk_id, (unsigned long long)seq, r);
+void pg_key_fp(char *out, size_t len, const process_group *g, uint64_t seq, int member) {
+    snprintf(out, len, "pg/%llu/%d/fp/c%llu/s%llu/r%d", (unsigned long long)g->world_gen, g->id,
+             (unsigned long long)pg_W.chunk_id, (unsigned long long)seq, member);
 }
 
-static void done_key_of(char *out, size_t len, const process_group *g, int r) {
+void pg_key_done(char *out, size_t len, const process_group *g, uint64_t chunk, int member) {
     snprintf(out, len, "pg/%llu/%d/done/c%llu/r%d", (unsigned long long)g->world_gen, g->id,
-             (unsigned long long)pg_W.chunk_id, r);
+             (unsigned long long)chunk, member);
 }
 
 /* Allocated key arrays for the n members. */
@@ -184,8 +183,8 @@ static ddp_status exchange_run(process_group *g, const char *op, uint64_t seq, c
     exchange x;
     DDP_CHECK(exchange_alloc(&x, g->size));
     for (int i = 0; i < g->size; i++) {
-        key_of(x.fp[i], sizeof x.fp[i], g, "fp", seq, i);
-        done_key_of(x.done[i], sizeof x.done[i], g, i);
+        pg_key_fp(x.fp[i], sizeof x.fp[i], g, seq, i);
+        pg_key_done(x.done[i], sizeof x.done[i], g, pg_W.chunk_id, i);
         x.fp_ptr[i] = x.fp[i];
         x.done_ptr[i] = x.done[i];
         x.ranks[i] = g->ranks[i];
@@ -194,7 +193,7 @@ static ddp_status exchange_run(process_group *g, const char *op, uint64_t seq, c
     snprintf(published, sizeof published, "%s\n%d %d", mine, g->comm_gen, g->broken ? 1 : 0);
     /* #seq-2 can go: publishing #seq-1 took everyone past reading #seq-2 */
     char old[128];
-    if (seq >= 2) key_of(old, sizeof old, g, "fp", seq - 2, g->my);
+    if (seq >= 2) pg_key_fp(old, sizeof old, g, seq - 2, g->my);
     bool first = true;
     ddp_status s = DDP_OK;
     bool rebuild = false;

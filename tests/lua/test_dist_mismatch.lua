@@ -1,8 +1,9 @@
 -- ranks: 2 4
 -- test_dist_mismatch.lua — collectives that do not match across ranks are caught before
 -- they hang, and every rank raises the same story: different op, reduce op, shape, dtype,
--- root, order; after each the group still works. Last, the odd ranks finish the script
--- without calling, and the even ranks are told so.
+-- root, order; after each the group still works. A recv whose peer waits in a collective
+-- fails at once. Last, the odd ranks finish the script without calling, and the even
+-- ranks are told so.
 local T = require "support"
 
 dist.init_process_group{backend = "gloo"}
@@ -90,6 +91,18 @@ T.test("send and recv of different sizes", function()
     if even then dist.send(torch.ones(3), peer) else dist.recv(torch.zeros(4), peer) end
   end, "must match")
   T.is_true(err:find("float32[3]", 1, true) and err:find("float32[4]", 1, true), err)
+end)
+
+T.test("a recv whose peer waits in a collective instead of sending", function()
+  if even then
+    local err = T.raises(function() dist.recv(torch.zeros(2), rank + 1) end,
+                         "instead of a matching send; the two ranks would wait for each other")
+    T.is_true(err:find("rank " .. rank + 1 .. " called barrier() (collective #", 1, true), err)
+  end
+  dist.barrier() -- the even ranks join the odd ones' barrier: everyone goes on
+  local t = torch.ones(1)
+  dist.all_reduce(t)
+  T.eq(t:item(), n)
 end)
 
 T.test("the odd ranks finish without calling", function()
