@@ -106,6 +106,12 @@ static ddp_status match_peer(pg_work *w) {
             if (finished) {
                 /* its fingerprint would have been set before its marker: one last look */
                 DDP_CHECK(store_multi_wait(pg_W.store, pk, 1, 0, v, l));
+                if (!v[0] && !same_chunk)
+                    return DDP_FAIL(DDP_ERR_MISMATCH,
+                                    "%s, posted in an earlier chunk: rank %d posted no matching "
+                                    "%s in that chunk (a message's send and recv must be posted "
+                                    "in the same chunk; waiting may come later)",
+                                    what, peer, role);
                 if (!v[0])
                     return DDP_FAIL(DDP_ERR_MISMATCH,
                                     "%s: rank %d called no matching %s and finished the chunk",

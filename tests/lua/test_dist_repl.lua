@@ -1,8 +1,9 @@
 -- test_dist_repl.lua — what the learner sees of the dist checks in a REPL of 4 ranks,
 -- driven through stdin: a chunk sent to some ranks only (:on) fails at once and says why;
 -- a mismatch reads the same on every rank however many collectives each called before,
--- so it shows as one block; a rank whose init_process_group fails tells the others at
--- once. This test runs on one rank and starts its own 4-rank REPL.
+-- so it shows as one block; isend/irecv posted in one chunk may be waited on in the next,
+-- and a pair posted in different chunks says so; a rank whose init_process_group fails
+-- tells the others at once. This test runs on one rank and starts its own 4-rank REPL.
 local T = require "support"
 
 -- Runs `ddplab -n 4 -i` on the given input lines in a clean environment; returns its
@@ -53,6 +54,23 @@ T.test("a mismatch after chunks with different numbers of calls is one block", f
            .. "all_reduce(float32[3], op=SUM); ranks 2,3 called nothing and finished the chunk")
   has(out, "[0-3] error: stdin:1: collective #1 of this chunk: ranks 0,1,2 called "
            .. "all_reduce(float32[3], op=SUM); rank 3 called all_reduce(float32[4], op=SUM)")
+end)
+
+T.test("isend and irecv posted in one chunk may be waited on in the next; not posted apart",
+       function()
+  local out = repl({
+    'dist.init_process_group{backend = "gloo"}',
+    "r = dist.get_rank(); t = torch.full({2}, r + 1.0)",
+    "if r == 0 then w = dist.isend(t, 1) elseif r == 1 then w = dist.irecv(t, 0) end",
+    "if r < 2 then w:wait() end; print(t)",
+    "if r == 0 then w = dist.isend(t, 1) end",
+    "if r == 1 then w = dist.irecv(t, 0) end; if r < 2 then w:wait() end",
+  })
+  has(out, "[0,1] tensor([1., 1.])")
+  has(out, "[0] error: stdin:1: send #1 from rank 0 to rank 1, posted in an earlier chunk: "
+           .. "rank 1 posted no matching recv in that chunk (a message's send and recv must be "
+           .. "posted in the same chunk; waiting may come later)")
+  lacks(out, "did not arrive")
 end)
 
 T.test("a rank whose init fails tells the others at once", function()
