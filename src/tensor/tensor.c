@@ -7,6 +7,7 @@
 #include "tensor/tensor_internal.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +122,10 @@ ddp_status device_parse(const char *name, device *out) {
                     name ? name : "(null)");
 }
 
+bool tensor_is_integral(double v) {
+    return v == floor(v) && fabs(v) < 9.2e18;
+}
+
 ddp_status tensor_check_cpu(const char *op, const tensor *t) {
     if (t->storage->device.type != DEVICE_CPU)
         return DDP_FAIL(DDP_ERR_UNSUPPORTED, "%s: ddplab was built without CUDA", op);
@@ -130,7 +135,7 @@ ddp_status tensor_check_cpu(const char *op, const tensor *t) {
 /* ---- life cycle ------------------------------------------------------------------ */
 
 /* A CPU storage is one 64-byte aligned block: the header, padding to 64 bytes, then the
- * data. A storage whose data lives elsewhere (a future device allocation) frees it too. */
+ * data. */
 #define STORAGE_HEADER_BYTES 64
 _Static_assert(sizeof(storage) <= STORAGE_HEADER_BYTES, "storage header must fit its slot");
 
@@ -190,11 +195,9 @@ static void *block_alloc(size_t bytes) {
     return aligned_alloc(64, bytes);
 }
 
+/* Drops a reference to s (NULL-safe); the last one hands its block back. */
 static void storage_release(storage *s) {
-    if (s && --s->refcount == 0) {
-        if (s->data != (char *)s + STORAGE_HEADER_BYTES) free(s->data);
-        block_free(s, block_bytes(s->nbytes));
-    }
+    if (s && --s->refcount == 0) block_free(s, block_bytes(s->nbytes));
 }
 
 /* A new storage of nbytes on the CPU (data 64-byte aligned, never NULL). */
@@ -529,14 +532,23 @@ ddp_status tensor_contiguous(const tensor *t, tensor **out) {
     return tensor_clone(t, out);
 }
 
-ddp_status tensor_clone(const tensor *t, tensor **out) {
-    DDP_CHECK(tensor_empty_like(t, out));
-    ddp_status s = tensor_copy_fresh(*out, t);
+/* A new contiguous tensor of t's shape and device holding t's values converted to dt
+ * (the copy behind clone and to_dtype). */
+static ddp_status copy_as(const tensor *t, dtype dt, tensor **out) {
+    tensor *r;
+    DDP_CHECK(tensor_empty(t->sizes, t->ndim, dt, t->storage->device, &r));
+    ddp_status s = tensor_copy_fresh(r, t);
     if (s != DDP_OK) {
-        tensor_release(*out);
-        *out = NULL;
+        tensor_release(r);
+        return s;
     }
-    return s;
+    *out = r;
+    return DDP_OK;
+}
+
+ddp_status tensor_clone(const tensor *t, tensor **out) {
+    *out = NULL;
+    return copy_as(t, t->dtype, out);
 }
 
 /* Copies one row of `n` elements between dtypes (strides in elements). */
@@ -597,15 +609,7 @@ ddp_status tensor_to_dtype(const tensor *t, dtype dt, tensor **out) {
         *out = tensor_retain((tensor *)t);
         return DDP_OK;
     }
-    tensor *r;
-    DDP_CHECK(tensor_empty(t->sizes, t->ndim, dt, t->storage->device, &r));
-    ddp_status s = tensor_copy_fresh(r, t);
-    if (s != DDP_OK) {
-        tensor_release(r);
-        return s;
-    }
-    *out = r;
-    return DDP_OK;
+    return copy_as(t, dt, out);
 }
 
 ddp_status tensor_copy_(tensor *dst, const tensor *src) {

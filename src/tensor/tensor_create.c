@@ -11,10 +11,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-static bool integral(double v) {
-    return v == floor(v) && fabs(v) < 9.2e18;
-}
-
 ddp_status tensor_arange(double start, double end, double step, const dtype *dt, tensor **out) {
     *out = NULL;
     if (step == 0 || isnan(step) || isnan(start) || isnan(end))
@@ -30,12 +26,14 @@ ddp_status tensor_arange(double start, double end, double step, const dtype *dt,
     if (count > 9.0e15) return DDP_FAIL(DDP_ERR_NOMEM, "arange: %g elements is too many", count);
     dtype type =
         dt ? *dt
-           : (integral(start) && integral(end) && integral(step) ? DTYPE_INT64 : DTYPE_FLOAT32);
+           : (tensor_is_integral(start) && tensor_is_integral(end) && tensor_is_integral(step)
+                  ? DTYPE_INT64
+                  : DTYPE_FLOAT32);
     int64_t n = (int64_t)count;
     tensor *r;
     DDP_CHECK(tensor_empty(&n, 1, type, DEVICE_CPU_VALUE, &r));
     void *data = tensor_data(r);
-    if (type == DTYPE_INT64 && integral(start) && integral(step)) {
+    if (type == DTYPE_INT64 && tensor_is_integral(start) && tensor_is_integral(step)) {
         for (int64_t i = 0; i < n; i++) ((int64_t *)data)[i] = (int64_t)start + i * (int64_t)step;
     } else {
         for (int64_t i = 0; i < n; i++) tensor_store(type, data, i, start + (double)i * step);

@@ -74,15 +74,11 @@ static dtype binary_result_dtype(binary_op op, dtype p) {
     return p;
 }
 
-static bool is_integral(double s) {
-    return s == floor(s) && fabs(s) < 9.2e18;
-}
-
 /* The dtype a Lua number takes next to a tensor of dtype `t` (PyTorch's "wrapped
  * number" rule: it never widens a float tensor). */
 static dtype scalar_dtype(dtype t, double s) {
     if (dtype_is_float(t)) return t;
-    return is_integral(s) ? DTYPE_INT64 : DTYPE_FLOAT32;
+    return tensor_is_integral(s) ? DTYPE_INT64 : DTYPE_FLOAT32;
 }
 
 /* A 0-dim tensor on the stack, so that tensor-op-scalar needs no allocation. */
@@ -474,7 +470,7 @@ static ddp_status check_bool_sub(binary_op op, const tensor *a, const tensor *b)
  * answer would be 0 for every base but 1 and -1, which is never what was meant. (A
  * tensor of exponents is allowed and gives those integers, as in PyTorch.) */
 static ddp_status check_int_pow(binary_op op, const tensor *a, double s) {
-    if (op == BINARY_POW && !dtype_is_float(a->dtype) && is_integral(s) && s < 0)
+    if (op == BINARY_POW && !dtype_is_float(a->dtype) && tensor_is_integral(s) && s < 0)
         return DDP_FAIL(DDP_ERR_ARG,
                         "pow: integers to negative integer powers are not allowed (%s tensor, "
                         "exponent %.0f); use a float tensor, e.g. t:float():pow(%.0f)",
@@ -521,8 +517,8 @@ ddp_status tensor_binary_(binary_op op, tensor *a, const tensor *b) {
     char inplace_name[32];
     snprintf(inplace_name, sizeof inplace_name, "%s_", name);
     DDP_CHECK(tensor_check_writable(inplace_name, a));
-    DDP_CHECK(tensor_check_inplace_dtype(name, binary_result_dtype(op, promote_operands(a, b)),
-                                         a->dtype));
+    dtype p = promote_operands(a, b);
+    DDP_CHECK(tensor_check_inplace_dtype(name, binary_result_dtype(op, p), a->dtype));
     int64_t bstr[TENSOR_MAX_DIMS];
     if (tensor_broadcast_strides(name, b, a->sizes, a->ndim, bstr) != DDP_OK) {
         char ba[128], bb[128];
@@ -532,7 +528,7 @@ ddp_status tensor_binary_(binary_op op, tensor *a, const tensor *b) {
                         name, tensor_shape_str(b, bb, sizeof bb),
                         tensor_shape_str(a, ba, sizeof ba));
     }
-    DDP_CHECK(binary_into(op, binary_compute_dtype(op, promote_operands(a, b)), a, a, b));
+    DDP_CHECK(binary_into(op, binary_compute_dtype(op, p), a, a, b));
     tensor_bump_version(a);
     return DDP_OK;
 }
@@ -546,7 +542,7 @@ ddp_status tensor_binary_scalar_(binary_op op, tensor *a, double s) {
 ddp_status tensor_add_scaled_(tensor *a, const tensor *b, double alpha) {
     DDP_CHECK(check_devices("add_", a, b));
     DDP_CHECK(tensor_check_writable("add_", a));
-    if (!dtype_is_float(a->dtype) && (!is_integral(alpha) || dtype_is_float(b->dtype)))
+    if (!dtype_is_float(a->dtype) && (!tensor_is_integral(alpha) || dtype_is_float(b->dtype)))
         return tensor_check_inplace_dtype("add", DTYPE_FLOAT32, a->dtype);
     int64_t bstr[TENSOR_MAX_DIMS];
     DDP_CHECK(tensor_broadcast_strides("add_", b, a->sizes, a->ndim, bstr));

@@ -61,6 +61,10 @@ ddp_status tensor_fill_fresh(tensor *t, double value);
 ddp_status tensor_gemm_fresh(bool ta, bool tb, double alpha, const tensor *a, const tensor *b,
                              double beta, tensor *c);
 
+/* True when v is a whole number that int64 holds: how a Lua number next to a tensor (an
+ * operand, a bound, an arange step) tells an integer from a float. */
+bool tensor_is_integral(double v);
+
 /* DDP_ERR_UNSUPPORTED for a CUDA tensor (this build has no CUDA); names `op`. */
 ddp_status tensor_check_cpu(const char *op, const tensor *t);
 /* DDP_ERR_ARG when an op that computes `result` would store it in place into a tensor of

@@ -12,6 +12,7 @@
  * place, so a failed save never leaves a half-written file under the target name. Data is
  * stored little-endian, which is this host's order (checked at compile time). */
 #include "tensor/tensor_io.h"
+#include "tensor/tensor_internal.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -108,15 +109,6 @@ static void normalise_bools(tensor *t) {
     for (int64_t i = 0; i < n; i++) p[i] = p[i] != 0;
 }
 
-/* "(4x5)" for a shape; "()" for a scalar. */
-static void shape_text(const int64_t *sizes, int ndim, char *buf, size_t len) {
-    size_t used = (size_t)snprintf(buf, len, "(");
-    for (int i = 0; i < ndim && used < len; i++)
-        used +=
-            (size_t)snprintf(buf + used, len - used, "%s%lld", i ? "x" : "", (long long)sizes[i]);
-    if (used < len) snprintf(buf + used, len - used, ")");
-}
-
 /* ---- writing: a temporary file renamed into place ------------------------------------ */
 
 typedef struct {
@@ -178,21 +170,21 @@ static ddp_status out_write_tensor(out_file *o, const tensor *t) {
     unsigned char buf[1 << 16];
     size_t used = 0;
     const unsigned char *base = (const unsigned char *)t->storage->data;
-    int64_t idx[TENSOR_MAX_DIMS] = {0};
-    int64_t off = t->offset;
-    for (int64_t k = 0; k < numel; k++) {
-        memcpy(buf + used, base + (size_t)off * esize, esize);
-        used += esize;
-        if (used + esize > sizeof buf) {
-            DDP_CHECK(out_write(o, buf, used));
-            used = 0;
+    const int64_t *strides[1] = {t->strides};
+    int64_t offsets[1] = {t->offset};
+    tensor_iter it;
+    tensor_iter_init(&it, t->ndim, t->sizes, 1, strides, offsets);
+    for (int64_t r = 0; r < it.rows; r++) {
+        for (int64_t i = 0; i < it.inner; i++) {
+            size_t off = (size_t)(it.offsets[0] + i * it.inner_strides[0]);
+            memcpy(buf + used, base + off * esize, esize);
+            used += esize;
+            if (used + esize > sizeof buf) {
+                DDP_CHECK(out_write(o, buf, used));
+                used = 0;
+            }
         }
-        for (int d = t->ndim - 1; d >= 0; d--) { /* odometer step over the view */
-            off += t->strides[d];
-            if (++idx[d] < t->sizes[d]) break;
-            off -= t->strides[d] * t->sizes[d];
-            idx[d] = 0;
-        }
+        tensor_iter_next_row(&it);
     }
     return out_write(o, buf, used);
 }
@@ -296,7 +288,7 @@ ddp_status tensor_save_safetensors(const char *path, const char *const *names,
     }
     s = out_write(&o, prefix, 8);
     if (s == DDP_OK) s = out_write(&o, json, len);
-    for (size_t i = len; s == DDP_OK && i < padded; i++) s = out_write(&o, " ", 1);
+    if (s == DDP_OK) s = out_write(&o, "       ", padded - len); /* at most 7 */
     for (int i = 0; s == DDP_OK && i < n; i++) s = out_write_tensor(&o, tensors[i]);
     cJSON_free(json);
     return out_finish(&o, s);
@@ -373,7 +365,7 @@ static ddp_status st_parse_entry(const char *path, const cJSON *item, uint64_t d
                          (unsigned long long)data_size);
     int64_t numel;
     char shape[200];
-    shape_text(e->sizes, ndim, shape, sizeof shape);
+    tensor_sizes_str(e->sizes, ndim, shape, sizeof shape);
     if (!checked_numel(e->sizes, ndim, dtype_size(e->dtype), &numel))
         return ST_FORMAT(path, "the shape %s of '%s' is too large", shape, name);
     uint64_t want = (uint64_t)numel * dtype_size(e->dtype);
@@ -793,13 +785,13 @@ ddp_status tensor_load_npy(const char *path, tensor **out) {
     ddp_status s = npy_read_header(&in, &dt, sizes, &ndim, &start);
     if (s == DDP_OK && !checked_numel(sizes, ndim, dtype_size(dt), &numel)) {
         char shape[200];
-        shape_text(sizes, ndim, shape, sizeof shape);
+        tensor_sizes_str(sizes, ndim, shape, sizeof shape);
         s = NPY_FORMAT(path, "the shape %s is too large", shape);
     }
     uint64_t nbytes = (uint64_t)numel * dtype_size(dt);
     if (s == DDP_OK && nbytes != in.size - start) {
         char shape[200];
-        shape_text(sizes, ndim, shape, sizeof shape);
+        tensor_sizes_str(sizes, ndim, shape, sizeof shape);
         s = NPY_FORMAT(path, "%s %s needs %llu data bytes but the file has %llu%s", dtype_name(dt),
                        shape, (unsigned long long)nbytes, (unsigned long long)(in.size - start),
                        nbytes > in.size - start ? " (truncated file)" : "");

@@ -7,7 +7,6 @@
 #include "tensor/tensor_internal.h"
 
 #include <inttypes.h>
-#include <stdio.h>
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic") /* see tensor_elementwise.c */
@@ -134,7 +133,6 @@ void tensor_iter_init(tensor_iter *it, int ndim, const int64_t *sizes, int nops,
         it->rows *= sz[d];
         for (int k = 0; k < nops; k++) it->strides[k][d] = st[k][d];
     }
-    if (it->inner == 0) it->rows = 0;
 }
 
 void tensor_iter_next_row(tensor_iter *it) {

@@ -76,6 +76,18 @@ static void gemm_int64(bool ta, bool tb, int64_t alpha, const tensor *a, const t
     }
 }
 
+/* c *= beta over its `count` elements (c contiguous float32 or float64), counting no
+ * version: what is left of c = beta * c + a @ b when the product is empty. */
+static void scale_contiguous(tensor *c, double beta, int64_t count) {
+    if (c->dtype == DTYPE_FLOAT32) {
+        float *p = tensor_data(c), f = (float)beta;
+        for (int64_t i = 0; i < count; i++) p[i] *= f;
+    } else {
+        double *p = tensor_data(c);
+        for (int64_t i = 0; i < count; i++) p[i] *= beta;
+    }
+}
+
 ddp_status tensor_gemm_fresh(bool ta, bool tb, double alpha, const tensor *a, const tensor *b,
                              double beta, tensor *c) {
     char sa[128], sb[128], sc[128];
@@ -110,7 +122,8 @@ ddp_status tensor_gemm_fresh(bool ta, bool tb, double alpha, const tensor *a, co
     }
     if (k == 0) { /* BLAS may reject ld of an empty operand; the product is zero */
         if (beta == 0) return tensor_fill_fresh(c, 0);
-        return tensor_binary_scalar_(BINARY_MUL, c, beta);
+        scale_contiguous(c, beta, m * n);
+        return DDP_OK;
     }
     blas_operand oa, ob;
     DDP_CHECK(blas_operand_of(a, &oa));
@@ -136,9 +149,8 @@ ddp_status tensor_gemm_fresh(bool ta, bool tb, double alpha, const tensor *a, co
 
 ddp_status tensor_gemm_(bool ta, bool tb, double alpha, const tensor *a, const tensor *b,
                         double beta, tensor *c) {
-    uint64_t version = c->storage->version; /* one write, even where k == 0 scaled c */
     DDP_CHECK(tensor_gemm_fresh(ta, tb, alpha, a, b, beta, c));
-    c->storage->version = version + 1;
+    tensor_bump_version(c);
     return DDP_OK;
 }
 
@@ -184,10 +196,10 @@ ddp_status tensor_mm(const tensor *a, const tensor *b, tensor **out) {
     return DDP_OK;
 }
 
-/* matmul of two tensors of at least 2 dims: batch dims broadcast. */
+/* matmul of two tensors of at least 2 dims whose inner sizes agree (tensor_matmul has
+ * checked them): batch dims broadcast. */
 static ddp_status matmul_batched(const tensor *a, const tensor *b, tensor **out) {
     int64_t n = a->sizes[a->ndim - 2], k = a->sizes[a->ndim - 1], m = b->sizes[b->ndim - 1];
-    if (b->sizes[b->ndim - 2] != k) return inner_mismatch("matmul", a, b, k, b->sizes[b->ndim - 2]);
     /* (..., n, k) @ (k, m): one GEMM over all rows of a. */
     if (b->ndim == 2) {
         int64_t rows[2] = {-1, k};

@@ -10,7 +10,6 @@
 #include "tensor/tensor.h"
 #include "tensor/tensor_internal.h"
 
-#include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,14 +23,17 @@ const char *reduce_op_name(reduce_op op) {
     return (unsigned)op < sizeof names / sizeof names[0] ? names[op] : "?";
 }
 
-/* Strides that read a buffer shaped `keep` (row-major) at t's positions: 0 where t is
- * reduced. */
-static void keep_strides(const int64_t *keep, int ndim, int64_t *strides) {
-    int64_t s = 1;
-    for (int d = ndim - 1; d >= 0; d--) {
-        strides[d] = keep[d] == 1 ? 0 : s;
+/* Walks t (operand 1) together with a row-major buffer shaped `keep` (operand 0, offset
+ * 0), whose strides are 0 where t is reduced: the walk both accumulators share. */
+static void keep_iter_init(const tensor *t, const int64_t *keep, tensor_iter *it) {
+    int64_t ks[TENSOR_MAX_DIMS], s = 1;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        ks[d] = keep[d] == 1 ? 0 : s;
         s *= keep[d];
     }
+    const int64_t *strides[2] = {ks, t->strides};
+    int64_t offsets[2] = {0, t->offset};
+    tensor_iter_init(it, t->ndim, t->sizes, 2, strides, offsets);
 }
 
 /* acc (numel of keep) = sum / prod / sum of squares of t over the dims where keep is 1. */
@@ -39,12 +41,8 @@ static void accumulate_f64(reduce_op op, const tensor *t, const int64_t *keep, d
                            int64_t nacc) {
     double init = op == REDUCE_PROD ? 1.0 : 0.0;
     for (int64_t i = 0; i < nacc; i++) acc[i] = init;
-    int64_t ks[TENSOR_MAX_DIMS];
-    keep_strides(keep, t->ndim, ks);
-    const int64_t *strides[2] = {ks, t->strides};
-    int64_t offsets[2] = {0, t->offset};
     tensor_iter it;
-    tensor_iter_init(&it, t->ndim, t->sizes, 2, strides, offsets);
+    keep_iter_init(t, keep, &it);
     bool f32 = t->dtype == DTYPE_FLOAT32;
     for (int64_t r = 0; r < it.rows; r++) {
         double *a = acc + it.offsets[0];
@@ -87,12 +85,8 @@ static void accumulate_f64(reduce_op op, const tensor *t, const int64_t *keep, d
 static void accumulate_i64(reduce_op op, const tensor *t, const int64_t *keep, int64_t *acc,
                            int64_t nacc) {
     for (int64_t i = 0; i < nacc; i++) acc[i] = op == REDUCE_PROD ? 1 : 0;
-    int64_t ks[TENSOR_MAX_DIMS];
-    keep_strides(keep, t->ndim, ks);
-    const int64_t *strides[2] = {ks, t->strides};
-    int64_t offsets[2] = {0, t->offset};
     tensor_iter it;
-    tensor_iter_init(&it, t->ndim, t->sizes, 2, strides, offsets);
+    keep_iter_init(t, keep, &it);
     for (int64_t r = 0; r < it.rows; r++) {
         for (int64_t i = 0; i < it.inner; i++) {
             uint64_t v = (uint64_t)tensor_load_int64(t->dtype, t->storage->data,
@@ -104,6 +98,17 @@ static void accumulate_i64(reduce_op op, const tensor *t, const int64_t *keep, i
     }
 }
 
+/* DDP_ERR_ARG naming `op` unless t is float: mean, norm and softmax refuse integers, as
+ * PyTorch does. */
+static ddp_status need_float(const char *op, const tensor *t) {
+    if (!dtype_is_float(t->dtype))
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "%s: needs a floating point tensor, got %s (convert it first, e.g. "
+                        "t:float())",
+                        op, dtype_name(t->dtype));
+    return DDP_OK;
+}
+
 /* Result dtype of a reduction, or an error naming the op for dtypes it refuses. */
 static ddp_status reduce_dtype(reduce_op op, const tensor *t, dtype *out) {
     switch (op) {
@@ -113,11 +118,7 @@ static ddp_status reduce_dtype(reduce_op op, const tensor *t, dtype *out) {
         return DDP_OK;
     case REDUCE_MEAN:
     case REDUCE_NORM:
-        if (!dtype_is_float(t->dtype))
-            return DDP_FAIL(DDP_ERR_ARG,
-                            "%s: needs a floating point tensor, got %s (convert it first, e.g. "
-                            "t:float())",
-                            reduce_op_name(op), dtype_name(t->dtype));
+        DDP_CHECK(need_float(reduce_op_name(op), t));
         *out = t->dtype;
         return DDP_OK;
     case REDUCE_MAX:
@@ -137,13 +138,8 @@ static ddp_status reduce_accumulating(reduce_op op, const tensor *t, const int64
                                       tensor *r) {
     int64_t nacc = tensor_numel(r), count = tensor_numel(t) / (nacc ? nacc : 1);
     if (nacc == 0) return DDP_OK;
-    if (tensor_numel(t) == 0) count = 0;
-    if (r->dtype == DTYPE_INT64) {
-        int64_t *acc = malloc(sizeof(int64_t) * (size_t)nacc);
-        if (!acc) return DDP_FAIL(DDP_ERR_NOMEM, "%s: out of memory", reduce_op_name(op));
-        accumulate_i64(op, t, keep, acc, nacc);
-        memcpy(tensor_data(r), acc, sizeof(int64_t) * (size_t)nacc);
-        free(acc);
+    if (r->dtype == DTYPE_INT64) { /* r is fresh and contiguous: the buffer's own layout */
+        accumulate_i64(op, t, keep, tensor_data(r), nacc);
         return DDP_OK;
     }
     double *acc = malloc(sizeof(double) * (size_t)nacc);
@@ -157,6 +153,11 @@ static ddp_status reduce_accumulating(reduce_op op, const tensor *t, const int64
     }
     free(acc);
     return DDP_OK;
+}
+
+/* max, min, argmax, argmin: the reductions that pick an element instead of accumulating. */
+static bool is_extreme(reduce_op op) {
+    return op == REDUCE_MAX || op == REDUCE_MIN || op == REDUCE_ARGMAX || op == REDUCE_ARGMIN;
 }
 
 /* Is v a better extreme than best? NaN beats everything (PyTorch propagates it). */
@@ -174,8 +175,7 @@ static void extreme_along(const tensor *t, int d, bool is_min, tensor *values, t
     memcpy(sizes, t->sizes, sizeof sizes);
     int64_t len = t->sizes[d], step = t->strides[d];
     sizes[d] = 1;
-    int64_t s = 1;
-    for (int i = t->ndim - 1; i >= 0; i--) ostr[i] = s, s *= sizes[i];
+    tensor_contiguous_strides(sizes, t->ndim, ostr);
     const int64_t *strides[2] = {ostr, t->strides};
     int64_t offsets[2] = {0, t->offset};
     tensor_iter it;
@@ -227,8 +227,7 @@ ddp_status tensor_reduce_all(reduce_op op, const tensor *t, tensor **out) {
     DDP_CHECK(tensor_check_cpu(reduce_op_name(op), t));
     dtype dt = t->dtype;
     DDP_CHECK(reduce_dtype(op, t, &dt));
-    bool extreme =
-        op == REDUCE_MAX || op == REDUCE_MIN || op == REDUCE_ARGMAX || op == REDUCE_ARGMIN;
+    bool extreme = is_extreme(op);
     if (extreme && tensor_numel(t) == 0) return refuse_empty(op, t);
     tensor *r;
     DDP_CHECK(tensor_empty(NULL, 0, dt, t->storage->device, &r));
@@ -286,8 +285,7 @@ ddp_status tensor_reduce_dim(reduce_op op, const tensor *t, int64_t dim, bool ke
     if (t->ndim == 0) return tensor_reduce_all(op, t, out); /* PyTorch: dim 0 of a scalar */
     dtype dt = t->dtype;
     DDP_CHECK(reduce_dtype(op, t, &dt));
-    bool extreme =
-        op == REDUCE_MAX || op == REDUCE_MIN || op == REDUCE_ARGMAX || op == REDUCE_ARGMIN;
+    bool extreme = is_extreme(op);
     if (extreme && t->sizes[d] == 0) return refuse_empty_dim(op, t, d);
     int64_t sizes[TENSOR_MAX_DIMS], keep[TENSOR_MAX_DIMS];
     int n = reduced_sizes(t, d, keepdim, sizes);
@@ -412,7 +410,30 @@ static void softmax_row_f32(const float *x, int64_t xs, float *o, int64_t os, in
     }
 }
 
-/* out = softmax or log_softmax of t along d; out contiguous, same shape and dtype. */
+/* One float64 row of length len: o = softmax(x) or log_softmax(x), with libm's exp. */
+static void softmax_row_f64(const double *x, int64_t xs, double *o, int64_t os, int64_t len,
+                            bool log_form) {
+    double m = -INFINITY, sum = 0;
+    for (int64_t k = 0; k < len; k++) {
+        double v = x[k * xs];
+        if (v > m || v != v) m = v;
+    }
+    if (m == -INFINITY) m = 0; /* all -inf: the result is NaN, as in PyTorch */
+    for (int64_t k = 0; k < len; k++) {
+        double e = exp(x[k * xs] - m);
+        sum += e;
+        if (!log_form) o[k * os] = e;
+    }
+    if (log_form) {
+        double lse = log(sum);
+        for (int64_t k = 0; k < len; k++) o[k * os] = (x[k * xs] - m) - lse;
+    } else {
+        for (int64_t k = 0; k < len; k++) o[k * os] /= sum;
+    }
+}
+
+/* out = softmax or log_softmax of t along d; out contiguous, same shape and dtype (float32
+ * or float64, as softmax_common has checked). */
 static void softmax_along(const tensor *t, int d, bool log_form, tensor *out) {
     int64_t sizes[TENSOR_MAX_DIMS];
     memcpy(sizes, t->sizes, sizeof sizes);
@@ -425,29 +446,17 @@ static void softmax_along(const tensor *t, int d, bool log_form, tensor *out) {
     tensor_iter_init(&it, t->ndim, sizes, 2, strides, offsets);
     void *od = out->storage->data;
     const void *td = t->storage->data;
-    dtype dt = t->dtype;
     if (len == 0) return;
     for (int64_t r = 0; r < it.rows; r++) {
         for (int64_t i = 0; i < it.inner; i++) {
             int64_t ob = it.offsets[0] + i * it.inner_strides[0];
             int64_t tb = it.offsets[1] + i * it.inner_strides[1];
-            if (dt == DTYPE_FLOAT32) {
+            if (t->dtype == DTYPE_FLOAT32)
                 softmax_row_f32((const float *)td + tb, tstep, (float *)od + ob, ostep, len,
                                 log_form);
-                continue;
-            }
-            double mx = -INFINITY, sum = 0;
-            for (int64_t k = 0; k < len; k++) {
-                double v = tensor_load(dt, td, tb + k * tstep);
-                if (v > mx || v != v) mx = v;
-            }
-            if (mx == -INFINITY) mx = 0;
-            for (int64_t k = 0; k < len; k++) sum += exp(tensor_load(dt, td, tb + k * tstep) - mx);
-            double lse = log(sum);
-            for (int64_t k = 0; k < len; k++) {
-                double z = tensor_load(dt, td, tb + k * tstep) - mx;
-                tensor_store(dt, od, ob + k * ostep, log_form ? z - lse : exp(z) / sum);
-            }
+            else
+                softmax_row_f64((const double *)td + tb, tstep, (double *)od + ob, ostep, len,
+                                log_form);
         }
         tensor_iter_next_row(&it);
     }
@@ -457,11 +466,7 @@ static ddp_status softmax_common(const char *name, const tensor *t, int64_t dim,
                                  tensor **out) {
     *out = NULL;
     DDP_CHECK(tensor_check_cpu(name, t));
-    if (!dtype_is_float(t->dtype))
-        return DDP_FAIL(DDP_ERR_ARG,
-                        "%s: needs a floating point tensor, got %s (convert it first, e.g. "
-                        "t:float())",
-                        name, dtype_name(t->dtype));
+    DDP_CHECK(need_float(name, t));
     int d = 0;
     DDP_CHECK(tensor_wrap_dim(name, dim, t->ndim, &d));
     tensor *r;

@@ -20,10 +20,6 @@ const char *unary_op_name(unary_op op) {
     return (unsigned)op < sizeof names / sizeof names[0] ? names[op] : "?";
 }
 
-static bool is_integral(double s) {
-    return s == floor(s) && fabs(s) < 9.2e18;
-}
-
 /* ---- unary ops ------------------------------------------------------------------- */
 
 static bool unary_needs_float(unary_op op) {
@@ -251,7 +247,8 @@ static void clamp_into(tensor *out, const tensor *a, bool has_lo, double lo, boo
 
 static dtype clamp_result_dtype(const tensor *a, bool has_lo, double lo, bool has_hi, double hi) {
     if (dtype_is_float(a->dtype)) return a->dtype;
-    if ((has_lo && !is_integral(lo)) || (has_hi && !is_integral(hi))) return DTYPE_FLOAT32;
+    if ((has_lo && !tensor_is_integral(lo)) || (has_hi && !tensor_is_integral(hi)))
+        return DTYPE_FLOAT32;
     return a->dtype == DTYPE_BOOL ? DTYPE_INT64 : a->dtype;
 }
 

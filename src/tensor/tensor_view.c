@@ -7,7 +7,6 @@
 #include "tensor/tensor_internal.h"
 
 #include <inttypes.h>
-#include <stdio.h>
 #include <string.h>
 
 /* Resolves a -1 in `sizes` against numel and checks the product; fills `resolved`. */

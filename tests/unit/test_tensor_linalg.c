@@ -118,12 +118,11 @@ static void test_mm_int64_and_errors(void **state) {
 static void test_matmul_shapes(void **state) {
     (void)state;
     int64_t s4[1] = {4}, s34[2] = {3, 4}, s45[2] = {4, 5}, s234[3] = {2, 3, 4};
-    int64_t s1245[4] = {1, 2, 4, 5}, s2345[4] = {2, 2, 4, 5};
+    int64_t s1245[4] = {1, 2, 4, 5};
     tensor *v = randn_tensor(DTYPE_FLOAT64, s4, 1, 1), *m = randn_tensor(DTYPE_FLOAT64, s34, 2, 2);
     tensor *n = randn_tensor(DTYPE_FLOAT64, s45, 2, 3),
            *b3 = randn_tensor(DTYPE_FLOAT64, s234, 3, 4);
     tensor *b4 = randn_tensor(DTYPE_FLOAT64, s1245, 4, 5), *r;
-    (void)s2345;
     OK(tensor_matmul(v, v, &r)); /* dot */
     assert_int_equal(r->ndim, 0);
     double dot = 0;
