@@ -196,24 +196,41 @@ ddp_status tensor_mm(const tensor *a, const tensor *b, tensor **out) {
     return DDP_OK;
 }
 
+/* x (..., k) as a matrix of all its rows (rows x k); the rows are counted, not inferred
+ * with -1, which cannot be inferred when k is 0. */
+static ddp_status as_rows(const tensor *x, tensor **out) {
+    if (x->ndim == 2) {
+        *out = tensor_retain((tensor *)x);
+        return DDP_OK;
+    }
+    int64_t rows[2] = {1, x->sizes[x->ndim - 1]};
+    for (int d = 0; d < x->ndim - 1; d++) rows[0] *= x->sizes[d];
+    return tensor_reshape(x, rows, 2, out);
+}
+
+/* The rows r2 (rows x last) viewed back in the leading shape of `like` (..., last);
+ * releases r2. */
+static ddp_status rows_back(tensor *r2, const tensor *like, int64_t last, tensor **out) {
+    int64_t sizes[TENSOR_MAX_DIMS];
+    memcpy(sizes, like->sizes, sizeof sizes);
+    sizes[like->ndim - 1] = last;
+    ddp_status s = tensor_view(r2, sizes, like->ndim, out);
+    tensor_release(r2);
+    return s;
+}
+
 /* matmul of two tensors of at least 2 dims whose inner sizes agree (tensor_matmul has
  * checked them): batch dims broadcast. */
 static ddp_status matmul_batched(const tensor *a, const tensor *b, tensor **out) {
     int64_t n = a->sizes[a->ndim - 2], k = a->sizes[a->ndim - 1], m = b->sizes[b->ndim - 1];
     /* (..., n, k) @ (k, m): one GEMM over all rows of a. */
     if (b->ndim == 2) {
-        int64_t rows[2] = {-1, k};
         tensor *a2, *r2;
-        DDP_CHECK(tensor_reshape(a, rows, 2, &a2));
+        DDP_CHECK(as_rows(a, &a2));
         ddp_status s = tensor_mm(a2, b, &r2);
         tensor_release(a2);
         if (s != DDP_OK) return s;
-        int64_t sizes[TENSOR_MAX_DIMS];
-        memcpy(sizes, a->sizes, sizeof sizes);
-        sizes[a->ndim - 1] = m;
-        s = tensor_view(r2, sizes, a->ndim, out);
-        tensor_release(r2);
-        return s;
+        return rows_back(r2, a, m, out);
     }
     /* Broadcast the batch dims of both. */
     tensor ba = *a, bb = *b;
@@ -334,13 +351,7 @@ ddp_status tensor_linear(const tensor *x, const tensor *w, const tensor *b, tens
     DDP_CHECK(tensor_check_cpu("linear", w));
     if (b) DDP_CHECK(tensor_check_cpu("linear", b));
     tensor *x2;
-    if (x->ndim == 2) {
-        x2 = tensor_retain((tensor *)x);
-    } else {
-        int64_t rows[2] = {1, in};
-        for (int d = 0; d < x->ndim - 1; d++) rows[0] *= x->sizes[d];
-        DDP_CHECK(tensor_reshape(x, rows, 2, &x2));
-    }
+    DDP_CHECK(as_rows(x, &x2));
     int64_t sizes[2] = {x2->sizes[0], nout};
     tensor *r = NULL;
     ddp_status s = tensor_empty(sizes, 2, x->dtype, x->storage->device, &r);
@@ -354,12 +365,7 @@ ddp_status tensor_linear(const tensor *x, const tensor *w, const tensor *b, tens
             *out = r;
         return s;
     }
-    int64_t osizes[TENSOR_MAX_DIMS];
-    memcpy(osizes, x->sizes, sizeof osizes);
-    osizes[x->ndim - 1] = nout;
-    s = tensor_view(r, osizes, x->ndim, out);
-    tensor_release(r);
-    return s;
+    return rows_back(r, x, nout, out);
 }
 
 /* ---- joining and indexing -------------------------------------------------------- */
