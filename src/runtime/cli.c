@@ -148,7 +148,6 @@ ddp_status cli_parse(int argc, char **argv, cli_options *out) {
     };
     cli_options o = {
         .action = CLI_RUN, .nnodes = 1, .collective_timeout = 5.0, .collective_check = true};
-    bool node_rank_given = false;
     int i = 1;
     for (; i < argc; i++) {
         const char *a = argv[i];
@@ -180,10 +179,7 @@ ddp_status cli_parse(int argc, char **argv, cli_options *out) {
             const char *v = NULL;
             DDP_CHECK(
                 take_value(argc, argv, &i, valued[k].name, valued[k].shortname, &v, &matched));
-            if (matched) {
-                DDP_CHECK(apply_valued(&o, valued[k].name, v));
-                if (strcmp(valued[k].name, "--node-rank") == 0) node_rank_given = true;
-            }
+            if (matched) DDP_CHECK(apply_valued(&o, valued[k].name, v));
         }
         if (!matched) return DDP_FAIL(DDP_ERR_ARG, "unknown option '%s'", a);
     }
@@ -196,7 +192,7 @@ ddp_status cli_parse(int argc, char **argv, cli_options *out) {
         return DDP_FAIL(DDP_ERR_ARG,
                         "--node-rank %d is out of range: with --nnodes %d it must be 0..%d",
                         o.node_rank, o.nnodes, o.nnodes - 1);
-    if (node_rank_given && o.node_rank > 0 && o.master_addr == NULL)
+    if (o.node_rank > 0 && o.master_addr == NULL)
         return DDP_FAIL(DDP_ERR_ARG, "--node-rank %d needs --master-addr (the address of node 0)",
                         o.node_rank);
     *out = o;

@@ -24,11 +24,11 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
+#include "base/clock.h"
 #include "runtime/launcher.h"
 
 #define START_TIMEOUT_MS 10000
@@ -44,12 +44,6 @@
  * without pause must not keep the poll loop from Ctrl-C and the other ranks. Larger than
  * a pipe's buffer, so one call still takes everything a rank printed before its outcome. */
 #define DRAIN_BUDGET_BYTES (1u << 20)
-
-int64_t driver_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- the rendezvous store ------------------------------------------------------------ */
 
@@ -156,10 +150,18 @@ static void drain_output(rank_slot *s, int r, run_ctx *rc) {
         total += (size_t)n;
         remember_tail(s, buf, (size_t)n);
         if (rc && s->state == SLOT_RUNNING) {
-            rc->last_output_ms = driver_now_ms();
+            rc->last_output_ms = ddp_now_ms();
             append_output(&rc->results[r], buf, (size_t)n);
             if (rc->on_output) rc->on_output(r, buf, (size_t)n, rc->ctx);
         }
+    }
+}
+
+/* Empties the Ctrl-C self-pipe (non-blocking): presses from before now are not for what
+ * starts next. Cannot fail. */
+static void drain_interrupts(driver *d) {
+    char drain[64];
+    while (read(d->interrupt_pipe[0], drain, sizeof drain) > 0) {
     }
 }
 
@@ -336,7 +338,7 @@ static int reap_until(driver *d, int64_t deadline) {
             if (!first) first = s->pid;
             left_running++;
         }
-        int64_t left_ms = deadline - driver_now_ms();
+        int64_t left_ms = deadline - ddp_now_ms();
         if (left_running == 0 || left_ms <= 0) {
             free(running);
             return left_running;
@@ -359,11 +361,11 @@ static void stop_world(driver *d, bool keep_nodes) {
         driver_nodes_end_ranks(d);
     else
         driver_nodes_close(d);
-    if (reap_until(d, driver_now_ms() + 1000) > 0) {
+    if (reap_until(d, ddp_now_ms() + 1000) > 0) {
         signal_unreaped(d, SIGTERM);
-        if (reap_until(d, driver_now_ms() + 500) > 0) {
+        if (reap_until(d, ddp_now_ms() + 500) > 0) {
             signal_unreaped(d, SIGKILL);
-            reap_until(d, driver_now_ms() + 5000);
+            reap_until(d, ddp_now_ms() + 5000);
         }
     }
     kill_leftovers(d);
@@ -404,7 +406,7 @@ static ddp_status open_control_socket(driver *d) {
 /* Waits (bounded) until every rank said hello; names the first rank that failed. */
 static ddp_status wait_for_hellos(driver *d) {
     int timeout_ms = d->opts.nnodes > 1 ? START_TIMEOUT_MULTINODE_MS : START_TIMEOUT_MS;
-    int64_t deadline = driver_now_ms() + timeout_ms;
+    int64_t deadline = ddp_now_ms() + timeout_ms;
     struct pollfd *p = calloc((size_t)d->world + 3, sizeof *p);
     if (!p) return DDP_FAIL(DDP_ERR_NOMEM, "driver: no memory");
     ddp_status result = DDP_OK;
@@ -412,7 +414,7 @@ static ddp_status wait_for_hellos(driver *d) {
         int ready = 0;
         for (int r = 0; r < d->world; r++) ready += d->ranks[r].state == SLOT_IDLE;
         if (ready == d->world) break;
-        int64_t left = deadline - driver_now_ms();
+        int64_t left = deadline - ddp_now_ms();
         if (left <= 0) {
             for (int r = 0; r < d->world; r++)
                 if (d->ranks[r].state != SLOT_IDLE) {
@@ -476,9 +478,7 @@ static ddp_status start_world(driver *d) {
         d->ranks[r].remote = r >= d->nproc;
         d->ranks[r].state = SLOT_STARTING;
     }
-    char drain[64];
-    while (read(d->interrupt_pipe[0], drain, sizeof drain) > 0) {
-    }
+    drain_interrupts(d);
     ddp_status s = open_control_socket(d);
     if (s == DDP_OK) s = host_store(d);
     if (s == DDP_OK && d->opts.nnodes > 1) s = driver_nodes_listen(d);
@@ -533,12 +533,7 @@ ddp_status driver_start(const launch_options *opts, driver **out) {
     if (nnodes > 1) s = proto_load_secret(d->key);
     if (s == DDP_OK) s = start_world(d);
     if (s != DDP_OK) {
-        driver_nodes_close(d);
-        close(d->interrupt_pipe[0]);
-        close(d->interrupt_pipe[1]);
-        free(d->backend);
-        free(d->master_addr);
-        free(d);
+        driver_stop(d); /* start_world left no ranks: this ends the agents and frees d */
         return s;
     }
     *out = d;
@@ -594,7 +589,7 @@ static bool take_run_frame(driver *d, int r, proto_frame *f, void *arg) {
     case MSG_OUTPUT:
         remember_tail(s, f->data, f->len);
         if (s->state != SLOT_RUNNING) break; /* late output of a rank that is not running */
-        rc->last_output_ms = driver_now_ms();
+        rc->last_output_ms = ddp_now_ms();
         append_output(res, f->data, f->len);
         if (rc->on_output) rc->on_output(r, f->data, f->len, rc->ctx);
         break;
@@ -640,8 +635,7 @@ static void interrupt_rank(driver *d, int r) {
 static void report_death(driver *d, int r, rank_result *results, run_ctx *rc) {
     rank_slot *s = &d->ranks[r];
     bool was_running = s->state == SLOT_RUNNING;
-    for (int64_t until = driver_now_ms() + 1000;
-         s->remote && !s->reaped && driver_now_ms() < until;)
+    for (int64_t until = ddp_now_ms() + 1000; s->remote && !s->reaped && ddp_now_ms() < until;)
         driver_nodes_poll(d, 50); /* its agent says how it ended */
     if (was_running && !s->remote && !s->reaped) {
         /* Let it finish exiting (driver_mark_dead would wait as long), so that everything
@@ -682,7 +676,7 @@ static char *run_payload(const driver *d, const bool *targets, const char *body,
 /* Calls the quiet report once the chunk has gone quiet_after_s without output. */
 static void maybe_report_quiet(driver *d, run_ctx *rc) {
     if (!d->quiet_fn || rc->quiet_told ||
-        driver_now_ms() - rc->last_output_ms < (int64_t)(d->quiet_after_s * 1000))
+        ddp_now_ms() - rc->last_output_ms < (int64_t)(d->quiet_after_s * 1000))
         return;
     rc->quiet_told = true;
     driver_quiet_report(d, rc->results);
@@ -709,11 +703,9 @@ static ddp_status run_frame(driver *d, msg_type type, const char *body, size_t b
     char *payload = run_payload(d, targets, body, body_len, &len);
     if (!payload)
         return DDP_FAIL(DDP_ERR_NOMEM, "driver: no memory for a chunk of %zu bytes", body_len);
-    char drain[64];
-    while (read(d->interrupt_pipe[0], drain, sizeof drain) > 0) {
-    } /* a Ctrl-C from before this chunk is not for it */
+    drain_interrupts(d); /* a Ctrl-C from before this chunk is not for it */
     driver_check_exits(d);
-    run_ctx rc = {results, on_output, ctx, -1, false, driver_now_ms(), false};
+    run_ctx rc = {results, on_output, ctx, -1, false, ddp_now_ms(), false};
     for (int r = 0; r < d->world; r++) {
         rank_slot *s = &d->ranks[r];
         if (targets && !targets[r]) continue;
@@ -765,8 +757,7 @@ static ddp_status run_frame(driver *d, msg_type type, const char *body, size_t b
         }
         /* a session that is ending stops every chunk, even one that started after */
         if ((p[0].revents & POLLIN) || (d->terminating && !rc.user_interrupt)) {
-            while (read(d->interrupt_pipe[0], drain, sizeof drain) > 0) {
-            }
+            drain_interrupts(d);
             rc.user_interrupt = true;
             for (int r = 0; r < d->world; r++)
                 if (d->ranks[r].state == SLOT_RUNNING) interrupt_rank(d, r);
@@ -824,13 +815,8 @@ ddp_status driver_run_file(driver *d, const char *path, int argc, char **argv,
     for (int i = 0; i < argc; i++) len += strlen(argv[i]) + 1;
     char *body = malloc(len);
     if (!body) return DDP_FAIL(DDP_ERR_NOMEM, "driver: no memory");
-    size_t at = 0;
-    memcpy(body, path, strlen(path) + 1);
-    at += strlen(path) + 1;
-    for (int i = 0; i < argc; i++) {
-        memcpy(body + at, argv[i], strlen(argv[i]) + 1);
-        at += strlen(argv[i]) + 1;
-    }
+    char *at = stpcpy(body, path) + 1;
+    for (int i = 0; i < argc; i++) at = stpcpy(at, argv[i]) + 1;
     /* The last NUL is implied by the frame (received payloads are NUL-terminated). */
     ddp_status s = run_frame(d, MSG_RUN_FILE, body, len - 1, NULL, on_output, ctx, results);
     free(body);

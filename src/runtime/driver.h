@@ -57,11 +57,12 @@ typedef struct {
 typedef void (*rank_output_fn)(int rank, const char *bytes, size_t len, void *ctx);
 
 /* Runs `chunk` (already known to compile: the terminal side checks syntax first) on the
- * ranks whose entries in `targets` (length world size) are true. The chunk runs as sent
- * and the values it returns are printed; a leading "=" means "return" (the REPL turns
- * bare expressions into "return ..." itself, as lua.c does). Fills results[world
- * size]; free them with rank_results_free. Returns DDP_OK even when ranks raised errors
- * or died (that is in the results); fails only when the driver itself cannot go on. */
+ * ranks whose entries in `targets` (length world size; NULL: every rank) are true. The
+ * chunk runs as sent and the values it returns are printed; a leading "=" means "return"
+ * (the REPL turns bare expressions into "return ..." itself, as lua.c does). Fills
+ * results[world size]; free them with rank_results_free. Returns DDP_OK even when ranks
+ * raised errors or died (that is in the results); fails only when the driver itself cannot
+ * go on. */
 ddp_status driver_run(driver *d, const char *chunk, size_t len, const char *chunkname,
                       const bool *targets, rank_output_fn on_output, void *ctx,
                       rank_result *results);

@@ -73,8 +73,6 @@ struct driver {
 
 /* ---- driver.c: shared with driver_query.c and driver_nodes.c ------------------------ */
 
-/* Milliseconds on the monotonic clock, for deadlines. */
-int64_t driver_now_ms(void);
 /* Appends the last few lines a rank printed to `msg` ("; its last output:\n..."), for
  * death reports. */
 void driver_append_tail(const rank_slot *s, char *msg, size_t cap);

@@ -17,6 +17,14 @@
 #include "runtime/driver_internal.h"
 #include "runtime/launcher.h"
 
+/* Closes agent k's connection; it stays `joined`, so driver_nodes_check names it as gone.
+ * Cannot fail. */
+static void drop_agent(driver *d, int k) {
+    if (d->agents[k].fd >= 0) close(d->agents[k].fd);
+    d->agents[k].fd = -1;
+    proto_reader_free(&d->agents[k].in);
+}
+
 /* Reads what agent k sent: RANK_EXIT frames say how its ranks ended. Drops a gone agent. */
 static void pump_agent(driver *d, int k) {
     proto_reader *in = &d->agents[k].in;
@@ -36,11 +44,7 @@ static void pump_agent(driver *d, int k) {
         }
         proto_frame_free(&f);
     }
-    if (in->eof) {
-        close(d->agents[k].fd);
-        d->agents[k].fd = -1;
-        proto_reader_free(in);
-    }
+    if (in->eof) drop_agent(d, k);
 }
 
 void driver_nodes_poll(driver *d, int wait_ms) {
@@ -67,7 +71,7 @@ void driver_nodes_accept(driver *d) {
         why = ddp_last_error();
     } else if (f.type == MSG_AGENT_HELLO) {
         int k = atoi(f.data);
-        if (k >= 1 && k < d->opts.nnodes && d->agents[k].fd < 0 && !d->agents[k].joined) {
+        if (k >= 1 && k < d->opts.nnodes && !d->agents[k].joined) {
             proto_frame_free(&f);
             if (proto_send(fd, MSG_START_RANKS, NULL, 0) != DDP_OK) {
                 fprintf(stderr, "ddplab: node %d's agent left as it joined\n", k);
@@ -106,19 +110,14 @@ ddp_status driver_nodes_listen(driver *d) {
         if (!d->agents) return DDP_FAIL(DDP_ERR_NOMEM, "driver: no memory");
         for (int k = 0; k < d->opts.nnodes; k++) d->agents[k].fd = -1;
     }
-    DDP_CHECK(driver_nodes_check(d));
     if (d->tcp_fd < 0)
         DDP_CHECK(
             proto_listen_tcp(d->master_addr, launcher_control_port(d->master_port), &d->tcp_fd));
     for (int k = 1; k < d->opts.nnodes; k++) { /* a restart: the agents are in already */
-        if (d->agents[k].fd >= 0 &&
-            proto_send(d->agents[k].fd, MSG_START_RANKS, NULL, 0) != DDP_OK) {
-            close(d->agents[k].fd);
-            d->agents[k].fd = -1;
-            proto_reader_free(&d->agents[k].in);
-        }
+        if (d->agents[k].fd >= 0 && proto_send(d->agents[k].fd, MSG_START_RANKS, NULL, 0) != DDP_OK)
+            drop_agent(d, k);
     }
-    return driver_nodes_check(d);
+    return driver_nodes_check(d); /* an agent that was in and has gone away */
 }
 
 ddp_status driver_nodes_check(driver *d) {
@@ -155,12 +154,8 @@ void driver_nodes_end_ranks(driver *d) {
 
 void driver_nodes_close(driver *d) {
     for (int k = 1; d->agents && k < d->opts.nnodes; k++) { /* agents end their ranks */
-        if (d->agents[k].fd >= 0) {
-            (void)proto_send(d->agents[k].fd, MSG_BYE, NULL, 0);
-            close(d->agents[k].fd);
-        }
-        d->agents[k].fd = -1;
-        proto_reader_free(&d->agents[k].in);
+        if (d->agents[k].fd >= 0) (void)proto_send(d->agents[k].fd, MSG_BYE, NULL, 0);
+        drop_agent(d, k);
     }
     free(d->agents);
     d->agents = NULL;

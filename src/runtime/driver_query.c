@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "runtime/driver_internal.h"
 #include "runtime/launcher.h"
 
@@ -25,9 +26,9 @@ ddp_status driver_complete(driver *d, int rank, const char *word, char ***matche
         driver_mark_dead(s);
         return DDP_FAIL(DDP_ERR_COMM, "complete: rank %d %s", rank, s->death);
     }
-    int64_t deadline = driver_now_ms() + 2000;
+    int64_t deadline = ddp_now_ms() + 2000;
     while (!s->completions_ready) {
-        int64_t left = deadline - driver_now_ms();
+        int64_t left = deadline - ddp_now_ms();
         if (left <= 0) return DDP_FAIL(DDP_ERR_TIMEOUT, "complete: rank %d did not answer", rank);
         struct pollfd p = {.fd = s->fd, .events = POLLIN};
         if (poll(&p, 1, (int)left) > 0 && !driver_pump_rank(d, rank, NULL, NULL)) {

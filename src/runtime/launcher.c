@@ -21,16 +21,10 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "runtime/protocol.h"
 
 extern char **environ;
-
-/* Milliseconds on the monotonic clock. */
-static int64_t monotonic_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 ddp_status launcher_private_dir(char *out, size_t cap) {
     const char *base = getenv("XDG_RUNTIME_DIR");
@@ -178,7 +172,7 @@ void launcher_wait_exit(const pid_t *pids, int n, int timeout_ms) {
 }
 
 bool launcher_reap(pid_t pid, int timeout_ms, int *status) {
-    int64_t deadline = monotonic_ms() + timeout_ms;
+    int64_t deadline = ddp_now_ms() + timeout_ms;
     for (;;) {
         pid_t r = waitpid(pid, status, WNOHANG);
         if (r == pid) return true;
@@ -186,7 +180,7 @@ bool launcher_reap(pid_t pid, int timeout_ms, int *status) {
             *status = -1;
             return true; /* not our child any more (already reaped) */
         }
-        int64_t left = deadline - monotonic_ms();
+        int64_t left = deadline - ddp_now_ms();
         if (left <= 0) return false;
         launcher_wait_exit(&pid, 1, (int)left);
     }

@@ -184,18 +184,15 @@ static int run_everywhere(driver *d, const char *chunk, size_t len, const char *
     int n = driver_world_size(d);
     render_style style = {.labels = n > 1, .color = render_color_wanted(STDOUT_FILENO)};
     rank_result *results = calloc((size_t)n, sizeof *results);
-    bool *targets = malloc((size_t)n * sizeof *targets);
     line_labeller *lab = labeller_new(n, &style, stdout);
-    if (!results || !targets || !lab) {
+    if (!results || !lab) {
         fprintf(stderr, "ddplab: out of memory\n");
         free(results);
-        free(targets);
         labeller_free(lab);
         return 1;
     }
-    for (int i = 0; i < n; i++) targets[i] = true;
     ddp_status st = path ? driver_run_file(d, path, argc, argv, on_output, lab, results)
-                         : driver_run(d, chunk, len, name, targets, on_output, lab, results);
+                         : driver_run(d, chunk, len, name, NULL, on_output, lab, results);
     labeller_flush(lab);
     int status;
     if (script_terminated) { /* ended from outside: no report of the ranks we stopped */
@@ -208,7 +205,6 @@ static int run_everywhere(driver *d, const char *chunk, size_t len, const char *
     }
     rank_results_free(results, n);
     free(results);
-    free(targets);
     labeller_free(lab);
     return status;
 }

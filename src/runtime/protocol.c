@@ -15,6 +15,8 @@
 
 #include <sodium.h>
 
+#include "base/clock.h"
+
 static const char *const type_names[MSG_TYPE_END] = {
     [MSG_HELLO] = "HELLO",
     [MSG_OUTPUT] = "OUTPUT",
@@ -110,24 +112,15 @@ ddp_status proto_send(int fd, msg_type type, const void *data, size_t len) {
     return write_all(fd, data, len);
 }
 
-/* Milliseconds on the monotonic clock, for deadlines. */
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Reads exactly len bytes before `deadline` (ms on the monotonic clock; -1: none). */
 static ddp_status read_exact(int fd, void *buf, size_t len, int64_t deadline) {
     char *p = buf;
     while (len > 0) {
-        int wait = -1;
+        int wait = 50;
         if (deadline >= 0) {
-            int64_t left = deadline - now_ms();
+            int64_t left = deadline - ddp_now_ms();
             if (left <= 0) return DDP_FAIL(DDP_ERR_TIMEOUT, "control channel: no message in time");
-            wait = left > 50 ? 50 : (int)left;
-        } else {
-            wait = 50;
+            if (left < wait) wait = (int)left;
         }
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         int pr = poll(&pfd, 1, wait);
@@ -149,7 +142,7 @@ static ddp_status read_exact(int fd, void *buf, size_t len, int64_t deadline) {
 ddp_status proto_recv(int fd, int timeout_ms, proto_frame *out) {
     out->data = NULL;
     out->len = 0;
-    int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? -1 : ddp_now_ms() + timeout_ms;
     unsigned char h[PROTO_HEADER_SIZE];
     DDP_CHECK(read_exact(fd, h, sizeof h, deadline));
     msg_type type;
@@ -158,7 +151,7 @@ ddp_status proto_recv(int fd, int timeout_ms, proto_frame *out) {
     char *data = malloc((size_t)len + 1);
     if (!data) return DDP_FAIL(DDP_ERR_NOMEM, "control channel: no memory for %u bytes", len);
     /* Once the header is in, the rest follows promptly: allow it a generous deadline. */
-    ddp_status s = read_exact(fd, data, len, deadline < 0 ? -1 : now_ms() + 10000);
+    ddp_status s = read_exact(fd, data, len, deadline < 0 ? -1 : ddp_now_ms() + 10000);
     if (s != DDP_OK) {
         free(data);
         return s;
@@ -187,6 +180,11 @@ void proto_reader_free(proto_reader *r) {
 }
 
 ddp_status proto_reader_push(proto_reader *r, const void *bytes, size_t len) {
+    if (r->start > 0) { /* what proto_reader_next took: moved once here, not once a frame */
+        memmove(r->buf, r->buf + r->start, r->len - r->start);
+        r->len -= r->start;
+        r->start = 0;
+    }
     if (r->len + len > r->cap) {
         size_t cap = r->cap ? r->cap : 4096;
         while (cap < r->len + len) cap *= 2;
@@ -227,18 +225,19 @@ ddp_status proto_reader_next(proto_reader *r, proto_frame *out, bool *got) {
     *got = false;
     out->data = NULL;
     out->len = 0;
-    if (r->len < PROTO_HEADER_SIZE) return DDP_OK;
+    size_t avail = r->len - r->start;
+    if (avail < PROTO_HEADER_SIZE) return DDP_OK;
+    const char *frame = r->buf + r->start;
     msg_type type;
     uint32_t len;
-    DDP_CHECK(decode_header((const unsigned char *)r->buf, &type, &len));
-    if (r->len - PROTO_HEADER_SIZE < len) return DDP_OK;
+    DDP_CHECK(decode_header((const unsigned char *)frame, &type, &len));
+    if (avail - PROTO_HEADER_SIZE < len) return DDP_OK;
     char *data = malloc((size_t)len + 1);
     if (!data) return DDP_FAIL(DDP_ERR_NOMEM, "control channel: no memory for %u bytes", len);
-    memcpy(data, r->buf + PROTO_HEADER_SIZE, len);
+    memcpy(data, frame + PROTO_HEADER_SIZE, len);
     data[len] = '\0';
-    size_t used = PROTO_HEADER_SIZE + (size_t)len;
-    memmove(r->buf, r->buf + used, r->len - used);
-    r->len -= used;
+    r->start += PROTO_HEADER_SIZE + (size_t)len;
+    if (r->start == r->len) r->start = r->len = 0; /* all read: start over at no cost */
     out->type = type;
     out->len = len;
     out->data = data;
@@ -306,7 +305,7 @@ static bool auth_tag_ok(const unsigned char *tag, char role, const unsigned char
 
 ddp_status proto_auth_server(int fd, const unsigned char key[PROTO_KEY_BYTES], int timeout_ms) {
     if (sodium_init() < 0) return DDP_FAIL(DDP_ERR_IO, "control channel: libsodium failed");
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = ddp_now_ms() + timeout_ms;
     unsigned char hello[sizeof auth_magic + AUTH_NONCE];
     memcpy(hello, auth_magic, sizeof auth_magic);
     unsigned char *ns = hello + sizeof auth_magic;
@@ -324,7 +323,7 @@ ddp_status proto_auth_server(int fd, const unsigned char key[PROTO_KEY_BYTES], i
 
 ddp_status proto_auth_client(int fd, const unsigned char key[PROTO_KEY_BYTES], int timeout_ms) {
     if (sodium_init() < 0) return DDP_FAIL(DDP_ERR_IO, "control channel: libsodium failed");
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = ddp_now_ms() + timeout_ms;
     unsigned char hello[sizeof auth_magic + AUTH_NONCE];
     DDP_CHECK(read_exact(fd, hello, sizeof hello, deadline));
     if (memcmp(hello, auth_magic, sizeof auth_magic) != 0)
@@ -367,7 +366,7 @@ ddp_status proto_listen_tcp(const char *addr, int port, int *fd_out) {
 }
 
 ddp_status proto_connect_tcp(const char *host, int port, int timeout_ms, int *fd_out) {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = ddp_now_ms() + timeout_ms;
     char portstr[16];
     snprintf(portstr, sizeof portstr, "%d", port);
     int last = 0;
@@ -391,7 +390,7 @@ ddp_status proto_connect_tcp(const char *host, int port, int timeout_ms, int *fd
             }
             freeaddrinfo(ai);
         }
-        if (now_ms() >= deadline)
+        if (ddp_now_ms() >= deadline)
             return DDP_FAIL(DDP_ERR_TIMEOUT, "control channel: cannot reach %s:%d (%s)", host, port,
                             g ? gai_strerror(g) : strerror(last));
         struct timespec nap = {0, 100 * 1000000};

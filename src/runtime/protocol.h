@@ -74,7 +74,7 @@ void proto_frame_free(proto_frame *f);
 /* A buffered reader for one non-blocking fd, fed when poll() says it is readable. */
 typedef struct {
     char *buf;
-    size_t len, cap;
+    size_t start, len, cap; /* unread bytes are buf[start, len) */
     bool eof;
 } proto_reader;
 

@@ -375,7 +375,8 @@ static void *reader_main(void *arg) {
     return NULL;
 }
 
-/* Makes sure every byte printed so far reached the driver (bounded: 5 s). */
+/* Makes sure every byte printed so far reached the driver (bounded: 5 s). Also registered
+ * with atexit, so that output printed before os.exit or a normal exit still arrives. */
 static void output_sync(void) {
     fflush(stdout);
     fflush(stderr);
@@ -392,11 +393,6 @@ static void output_sync(void) {
         if (pthread_cond_timedwait(&sync_cond, &sync_lock, &deadline) == ETIMEDOUT) break;
     }
     pthread_mutex_unlock(&sync_lock);
-}
-
-/* os.exit and a normal exit both run this: output printed before exit still arrives. */
-static void flush_at_exit(void) {
-    output_sync();
 }
 
 /* Starts the reader thread. With `forward`, fd 1 and 2 become a pipe that the thread
@@ -431,7 +427,7 @@ static ddp_status start_output_forwarding(bool forward) {
     if (pthread_create(&reader_thread, NULL, reader_main, NULL) != 0)
         return DDP_FAIL(DDP_ERR_IO, "rank: cannot start the output thread");
     reader_running = true;
-    atexit(flush_at_exit);
+    atexit(output_sync);
     return DDP_OK;
 }
 

@@ -343,15 +343,13 @@ static int display_width(const char *s, size_t len) {
 }
 
 /* The text one rank contributes to :show (borrowed, or in *owned). */
-static const char *show_text(const rank_result *r, size_t *len, char **owned,
-                             const render_style *style) {
+static const char *show_text(const rank_result *r, size_t *len, char **owned) {
     *owned = NULL;
     if (r->outcome == RANK_DONE) {
         *len = r->output_len;
         if (*len > 0 && r->output[*len - 1] == '\n') (*len)--;
         return r->output ? r->output : "";
     }
-    (void)style;
     char buf[64];
     if (r->outcome == RANK_ERROR) { /* "error: " as render_results says it: not a value */
         const char *e = r->error ? r->error : "";
@@ -439,7 +437,7 @@ void render_show(FILE *out, const rank_result *results, int n, int width,
     for (int i = 0; i < n; i++) {
         if (results[i].outcome == RANK_SKIPPED) continue;
         targets++;
-        texts[i] = show_text(&results[i], &lens[i], &owned[i], style);
+        texts[i] = show_text(&results[i], &lens[i], &owned[i]);
         char head[16];
         colw[i] = snprintf(head, sizeof head, "[%d]", i);
         int nrows = 0;

@@ -23,10 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <time.h>
 #include <unistd.h>
 #include <wchar.h>
 
+#include "base/clock.h"
 #include "build_config.h"
 #include "runtime/render.h"
 #include "runtime/xdg.h"
@@ -117,6 +117,14 @@ static char *prompt_of(EditLine *el) {
     return r->prompt;
 }
 
+/* The current targets in words, for the prompt and the transcript: "all", or their
+ * ranges ("0,2") written into buf. */
+static const char *targets_label(const repl *r, char *buf, size_t size) {
+    bool all = true;
+    for (int i = 0; i < r->world; i++) all = all && r->targets[i];
+    return all ? "all" : render_ranges(r->targets, r->world, buf, size);
+}
+
 /* Sets r->prompt for the targets ("[all]> ", "[0,2]> ") or the continuation ("...> ",
  * right-aligned under it). A world of 1 gets lua's "> " and ">> ". */
 static void set_prompt(repl *r, bool continuation) {
@@ -125,10 +133,7 @@ static void set_prompt(repl *r, bool continuation) {
         snprintf(r->prompt, sizeof r->prompt, "%s", continuation ? ">> " : "> ");
         return;
     }
-    bool all = true;
-    for (int i = 0; i < r->world; i++) all = all && r->targets[i];
-    snprintf(main_prompt, sizeof main_prompt, "[%s]> ",
-             all ? "all" : render_ranges(r->targets, r->world, ranks, sizeof ranks));
+    snprintf(main_prompt, sizeof main_prompt, "[%s]> ", targets_label(r, ranks, sizeof ranks));
     if (!continuation) {
         snprintf(r->prompt, sizeof r->prompt, "%s", main_prompt);
         return;
@@ -318,24 +323,18 @@ static unsigned char show_notice(EditLine *el, int ch) {
 typedef struct {
     int world;
     render_style style;
-    struct timespec start;
-    char **held; /* per rank: output held back for grouping (malloc'd) */
+    int64_t start_ms; /* when the chunk was sent */
+    char **held;      /* per rank: output held back for grouping (malloc'd) */
     size_t *held_len;
     size_t held_total;   /* bytes in held[] */
     line_labeller *live; /* non-NULL once streaming */
 } live_output;
 
-static long elapsed_ms(const struct timespec *since) {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (long)(now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
-}
-
 /* driver_run's on_output: hold the bytes, or stream them once the chunk runs long. */
 static void on_chunk_output(int rank, const char *bytes, size_t len, void *ctx) {
     live_output *lo = ctx;
     if (!lo->live &&
-        (elapsed_ms(&lo->start) >= LIVE_AFTER_MS || lo->held_total + len > LIVE_AFTER_BYTES)) {
+        (ddp_now_ms() - lo->start_ms >= LIVE_AFTER_MS || lo->held_total + len > LIVE_AFTER_BYTES)) {
         lo->live = labeller_new(lo->world, &lo->style, stdout);
         for (int i = 0; lo->live && i < lo->world; i++)
             if (lo->held_len[i] > 0) labeller_feed(lo->live, i, lo->held[i], lo->held_len[i]);
@@ -356,10 +355,9 @@ static void on_chunk_output(int rank, const char *bytes, size_t len, void *ctx) 
 ddp_status repl_run_chunk(repl *r, const char *chunk, const bool *targets, bool show_mode,
                           bool *all_done) {
     rank_result *results = calloc((size_t)r->world, sizeof *results);
-    live_output lo = {.world = r->world, .style = r->style};
+    live_output lo = {.world = r->world, .style = r->style, .start_ms = ddp_now_ms()};
     lo.held = calloc((size_t)r->world, sizeof *lo.held);
     lo.held_len = calloc((size_t)r->world, sizeof *lo.held_len);
-    clock_gettime(CLOCK_MONOTONIC, &lo.start);
     ddp_status st = DDP_OK;
     if (!results || !lo.held || !lo.held_len) {
         st = DDP_FAIL(DDP_ERR_NOMEM, "out of memory for the results of a chunk");
@@ -422,13 +420,9 @@ static void keep_for_replay(repl *r, const char *chunk) {
 /* Sends one compiled chunk to the current targets: transcript first, then the ranks. */
 static void send_chunk(repl *r, const char *chunk) {
     char ranks[64];
-    bool all = true;
-    for (int i = 0; i < r->world; i++) all = all && r->targets[i];
     if (r->transcript_path[0] &&
-        xdg_transcript_append(r->transcript_path,
-                              all ? "all"
-                                  : render_ranges(r->targets, r->world, ranks, sizeof ranks),
-                              chunk) != DDP_OK) {
+        xdg_transcript_append(r->transcript_path, targets_label(r, ranks, sizeof ranks), chunk) !=
+            DDP_OK) {
         fprintf(stderr, "ddplab: %s (the session goes on without a transcript)\n",
                 ddp_last_error());
         r->transcript_path[0] = '\0';

@@ -10,9 +10,6 @@
 # a clear message and the driver still quits.
 . "$(dirname "$0")/check_lib.sh"
 
-# Two nodes: network namespaces joined by a veth pair (two loopback addresses where
-#    namespaces are not permitted). Node 1's agent starts ranks 2 and 3, which dial the
-#    driver on node 0 with the shared secret; a peer without it is turned away.
 # Kills what a failed check may have left running (the sessions, background sleeps).
 cleanup() {
     for f in "$work"/bg.* "$work"/*.pid; do
@@ -30,6 +27,9 @@ alive() {
     done
 }
 export DDPLAB_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+# Two nodes: network namespaces joined by a veth pair (two loopback addresses where
+#    namespaces are not permitted). Node 1's agent starts ranks 2 and 3, which dial the
+#    driver on node 0 with the shared secret; a peer without it is turned away.
 ns0=() ns1=() addr0=127.0.0.1
 nsA=ddpA$$ nsB=ddpB$$
 if ip netns add "$nsA" 2>/dev/null && ip netns add "$nsB" 2>/dev/null &&
@@ -42,6 +42,7 @@ if ip netns add "$nsA" 2>/dev/null && ip netns add "$nsB" 2>/dev/null &&
     ns0=(ip netns exec "$nsA") ns1=(ip netns exec "$nsB") addr0=10.231.7.1
 else
     ip netns del "$nsA" 2>/dev/null
+    ip netns del "$nsB" 2>/dev/null
     echo "note: no network namespaces here; two nodes share the loopback device"
 fi
 cat >"$work/nodes.lua" <<'LUA'
@@ -99,23 +100,19 @@ driver=$!
 arc=$?
 wait $driver
 rc=$?
-if grep -q "launcher_agent_main" "$work/agent.err"; then
-    echo "SKIP: two nodes (main.c does not start the agent for --node-rank > 0 yet)"
-else
-    [ $rc -eq 0 ] || fail "two nodes: node 0 exited with $rc: $(cat "$work/err")"
-    [ $arc -eq 0 ] || fail "two nodes: the agent exited with $arc: $(cat "$work/agent.err")"
-    for r in 0 1 2 3; do
-        expect_line "$work/out" "[$r] rank	$r	node	$((r / 2))	local	$((r % 2))"
-    done
-    expect_line "$work/stranger" "challenge 40 then 0"
-    grep -q "dropped a control connection" "$work/err" ||
-        fail "two nodes: the refused peer was not logged: $(cat "$work/err")"
-    for r in 2 3; do
-        [ -s "$work/bg.script$r" ] || { fail "two nodes: rank $r did not start its sleep"; continue; }
-        alive "$(cat "$work/bg.script$r")" &&
-            fail "two nodes: the sleep rank $r started outlived the session"
-    done
-fi
+[ $rc -eq 0 ] || fail "two nodes: node 0 exited with $rc: $(cat "$work/err")"
+[ $arc -eq 0 ] || fail "two nodes: the agent exited with $arc: $(cat "$work/agent.err")"
+for r in 0 1 2 3; do
+    expect_line "$work/out" "[$r] rank	$r	node	$((r / 2))	local	$((r % 2))"
+done
+expect_line "$work/stranger" "challenge 40 then 0"
+grep -q "dropped a control connection" "$work/err" ||
+    fail "two nodes: the refused peer was not logged: $(cat "$work/err")"
+for r in 2 3; do
+    [ -s "$work/bg.script$r" ] || { fail "two nodes: rank $r did not start its sleep"; continue; }
+    alive "$(cat "$work/bg.script$r")" &&
+        fail "two nodes: the sleep rank $r started outlived the session"
+done
 
 # ---- :restart over two nodes, driven through the REPL on a pipe -------------------------
 # Lines go in through a FIFO held open on fd 3; each step waits for its output (bounded).

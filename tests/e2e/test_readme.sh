@@ -58,8 +58,7 @@ for ((i = 1; i <= sessions; i++)); do
     screen | expand | sed 's/ *$//' | awk -v re="$prompt_re" '
         { line[NR] = $0 } $0 ~ re { last = NR }
         END { for (j = 1; j < last; j++) print line[j] }' >"$WORK/got"
-    tmux -L "$SOCK" send-keys C-d
-    for _ in $(seq 300); do [ -s "$WORK/status" ] && break; sleep 0.1; done
+    ctrl_d_and_wait
     if ! diff -u "$WORK/expected" "$WORK/got" >"$WORK/diff"; then
         echo "FAIL: README.md's session '$command' differs from what ddplab shows (- README, + ddplab):"
         cat "$WORK/diff"

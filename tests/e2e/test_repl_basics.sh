@@ -75,8 +75,7 @@ wait_for "unknown command ':frobnicate'"
 send ":help"
 wait_for "This session is saved in"
 
-tmux -L "$SOCK" send-keys C-d
-for _ in $(seq 300); do [ -s "$WORK/status" ] && break; sleep 0.1; done
+ctrl_d_and_wait
 [ "$(cat "$WORK/status" 2>/dev/null)" = 0 ] || fail "Ctrl-D did not exit with status 0"
 # A rank counts as gone once it has exited (a zombie waiting for its new parent is gone).
 alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:.*zombie' "/proc/$1/status" 2>/dev/null; }

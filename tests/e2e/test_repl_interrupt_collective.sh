@@ -40,7 +40,6 @@ wait_count "[0-3] tensor([10., 10.])" 2
 send 'dist.destroy_process_group(); dist.init_process_group{backend="gloo"}'
 send '=tostring(dist.is_initialized()) .. "/" .. dist.get_world_size()'
 wait_for "[0-3] true/4"
-tmux -L "$SOCK" send-keys C-d
-for _ in $(seq 300); do [ -s "$WORK/status" ] && break; sleep 0.1; done
+ctrl_d_and_wait
 [ "$(cat "$WORK/status" 2>/dev/null)" = 0 ] || fail "ddplab did not exit with status 0"
 echo "test_repl_interrupt_collective: passed"

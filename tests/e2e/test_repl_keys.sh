@@ -68,7 +68,6 @@ wait_for "[3] tick3"
 send '="fin" .. "ished"'
 wait_for "[0-3] finished"
 
-tmux -L "$SOCK" send-keys C-d
-for _ in $(seq 300); do [ -s "$WORK/status" ] && break; sleep 0.1; done
+ctrl_d_and_wait
 [ "$(cat "$WORK/status" 2>/dev/null)" = 0 ] || fail "Ctrl-D did not exit with status 0"
 echo "PASS"

@@ -53,7 +53,6 @@ wait_count "] 12.0" 3
 send ":ranks"
 wait_for "idle (last: all_reduce #"
 
-tmux -L "$SOCK" send-keys C-d
-for _ in $(seq 300); do [ -s "$WORK/status" ] && break; sleep 0.1; done
+ctrl_d_and_wait
 [ "$(cat "$WORK/status" 2>/dev/null)" = 0 ] || fail "Ctrl-D did not exit with status 0"
 echo "PASS"

@@ -47,3 +47,9 @@ start_ddplab() {
     tmux -L "$SOCK" new-session -d -x 220 -y 60 \
         "env HOME='$WORK' XDG_STATE_HOME='$WORK/state' NO_COLOR=1 '$DDPLAB' $*; echo \$? > '$WORK/status'"
 }
+# Presses Ctrl-D and waits (bounded, as wait_for) until ddplab's exit status is in
+# $WORK/status.
+ctrl_d_and_wait() {
+    tmux -L "$SOCK" send-keys C-d
+    for _ in $(seq 300); do [ -s "$WORK/status" ] && break; sleep 0.1; done
+}

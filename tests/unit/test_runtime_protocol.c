@@ -80,6 +80,46 @@ static void test_reader_byte_at_a_time(void **state) {
     close(sv[1]);
 }
 
+/* Several frames arrive in one read, the last cut short: the reader hands them out one by
+ * one and completes the cut one when its rest arrives. */
+static void test_reader_frames_in_one_read(void **state) {
+    (void)state;
+    int sv[2];
+    make_pair(sv);
+    assert_int_equal(proto_send(sv[0], MSG_OUTPUT, "one\n", 4), DDP_OK);
+    assert_int_equal(proto_send(sv[0], MSG_STATE, "running", 7), DDP_OK);
+    assert_int_equal(proto_send(sv[0], MSG_ERROR, "third frame", 11), DDP_OK);
+    char wire[64];
+    ssize_t n = read(sv[1], wire, sizeof wire);
+    assert_int_equal(n, 3 * PROTO_HEADER_SIZE + 22);
+    proto_reader r;
+    proto_reader_init(&r);
+    size_t cut = (size_t)n - 5; /* the third frame misses its last 5 bytes */
+    assert_int_equal(proto_reader_push(&r, wire, cut), DDP_OK);
+    const char *expected[] = {"one\n", "running"};
+    proto_frame f;
+    bool got;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(proto_reader_next(&r, &f, &got), DDP_OK);
+        assert_true(got);
+        assert_string_equal(f.data, expected[i]);
+        proto_frame_free(&f);
+    }
+    assert_int_equal(proto_reader_next(&r, &f, &got), DDP_OK);
+    assert_false(got);
+    assert_int_equal(proto_reader_push(&r, wire + cut, 5), DDP_OK);
+    assert_int_equal(proto_reader_next(&r, &f, &got), DDP_OK);
+    assert_true(got);
+    assert_int_equal(f.type, MSG_ERROR);
+    assert_string_equal(f.data, "third frame");
+    proto_frame_free(&f);
+    assert_int_equal(proto_reader_next(&r, &f, &got), DDP_OK);
+    assert_false(got);
+    proto_reader_free(&r);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 /* A frame larger than the socket buffer: the writer runs in a child process. */
 static void test_large_frame(void **state) {
     (void)state;
@@ -256,6 +296,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_blocking),
         cmocka_unit_test(test_reader_byte_at_a_time),
+        cmocka_unit_test(test_reader_frames_in_one_read),
         cmocka_unit_test(test_large_frame),
         cmocka_unit_test(test_bad_frames_rejected),
         cmocka_unit_test(test_eof_and_timeout),
