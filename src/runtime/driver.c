@@ -193,6 +193,12 @@ void driver_mark_dead(rank_slot *s) {
     launcher_describe_exit(s->wait_status, s->death, sizeof s->death);
 }
 
+int driver_exit_status(const rank_slot *s) {
+    if (!s->reaped) return RANK_EXIT_UNKNOWN; /* a remote rank whose agent said nothing */
+    char scratch[128];
+    return launcher_describe_exit(s->wait_status, scratch, sizeof scratch);
+}
+
 void driver_check_exits(driver *d) {
     for (int r = 0; r < d->world; r++) {
         rank_slot *s = &d->ranks[r];
@@ -713,7 +719,7 @@ static ddp_status run_frame(driver *d, msg_type type, const char *body, size_t b
         if (s->state == SLOT_DEAD) {
             char msg[256];
             results[r].outcome = RANK_DIED;
-            results[r].exit_status = launcher_describe_exit(s->wait_status, msg, sizeof msg);
+            results[r].exit_status = driver_exit_status(s);
             snprintf(msg, sizeof msg,
                      "rank %d is not running (it %s); :restart starts the "
                      "ranks again",

@@ -8,6 +8,7 @@
 #ifndef DDP_RUNTIME_DRIVER_H
 #define DDP_RUNTIME_DRIVER_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -49,8 +50,12 @@ typedef struct {
                    * bare expressions included, in order (owned; NULL if none) */
     size_t output_len;
     char *error;     /* RANK_ERROR / RANK_DIED: the message in words (owned) */
-    int exit_status; /* RANK_DIED: exit code, or -signal */
+    int exit_status; /* RANK_DIED: exit code, or -signal, or RANK_EXIT_UNKNOWN */
 } rank_result;
+
+/* The exit_status of a rank whose end nobody could report: a rank on another node whose
+ * connection was lost while its node's agent said nothing (gone too, say). */
+#define RANK_EXIT_UNKNOWN INT_MIN
 
 /* Called as output arrives, before driver_run returns (for live streaming, e.g. script
  * mode's "[2] ..." lines); may be NULL. */

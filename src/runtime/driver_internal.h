@@ -83,6 +83,9 @@ void driver_mark_dead(rank_slot *s);
  * with its last output (res->error, owned by res; NULL when memory is short) and the exit
  * code. Marks the death told, so it is reported once. */
 void driver_death_result(rank_slot *s, int r, rank_result *res);
+/* The exit_status of a dead rank's result (rank_result): its exit code or -signal, or
+ * RANK_EXIT_UNKNOWN when it was never reaped (a remote rank whose agent said nothing). */
+int driver_exit_status(const rank_slot *s);
 /* Notices ranks that exited without closing their channel yet (cheap: WNOHANG). */
 void driver_check_exits(driver *d);
 /* Reads what rank r sent; returns false when its channel ended or is corrupt. Frames go

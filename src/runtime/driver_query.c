@@ -93,7 +93,7 @@ void driver_death_result(rank_slot *s, int r, rank_result *res) {
     driver_append_tail(s, msg, sizeof msg);
     res->outcome = RANK_DIED;
     res->error = strdup(msg);
-    res->exit_status = launcher_describe_exit(s->wait_status, msg, sizeof msg);
+    res->exit_status = driver_exit_status(s);
 }
 
 int driver_check_idle(driver *d, rank_result *results) {

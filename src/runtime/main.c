@@ -86,6 +86,7 @@ static int outcome_status(const rank_result *r) {
     case RANK_ERROR:
         return 1;
     case RANK_DIED:
+        if (r->exit_status == RANK_EXIT_UNKNOWN) return 1; /* it may have failed: say so */
         return r->exit_status >= 0 ? r->exit_status : 128 - r->exit_status;
     case RANK_INTERRUPTED:
         return 130;

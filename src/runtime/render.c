@@ -109,7 +109,9 @@ ddp_status render_parse_ranges(const char *text, int n, bool *set) {
 }
 
 char *render_describe_exit(int exit_status, char *buf, size_t size) {
-    if (exit_status >= 0) {
+    if (exit_status == RANK_EXIT_UNKNOWN) {
+        snprintf(buf, size, "lost its connection (exit status unknown)");
+    } else if (exit_status >= 0) {
         snprintf(buf, size, "exited with status %d", exit_status);
     } else {
         const char *abbrev = sigabbrev_np(-exit_status);

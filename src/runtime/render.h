@@ -32,8 +32,8 @@ char *render_ranges(const bool *set, int n, char *buf, size_t size);
  * untouched. */
 ddp_status render_parse_ranges(const char *text, int n, bool *set);
 
-/* "exited with status 3" / "killed by signal 9 (SIGKILL)" for a RANK_DIED exit_status
- * (an exit code, or -signal). Writes into buf and returns it. */
+/* "exited with status 3" / "killed by signal 9 (SIGKILL)" / "lost its connection (exit
+ * status unknown)" for a RANK_DIED exit_status. Writes into buf and returns it. */
 char *render_describe_exit(int exit_status, char *buf, size_t size);
 
 /* Prints the results of one chunk (n = world size; RANK_SKIPPED entries are ignored):

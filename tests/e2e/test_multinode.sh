@@ -3,7 +3,8 @@
 # node 1 runs the agent (ddplab --node-rank 1) whose ranks dial the driver with the
 # session secret. Each rank sees torchrun's environment (RANK, GROUP_RANK, LOCAL_RANK)
 # and its lines come back labelled; a peer without the secret is turned away and logged;
-# what a remote rank started in the background is gone when the session ends. Then a REPL
+# what a remote rank started in the background is gone when the session ends; a remote
+# rank lost with its agent is reported as lost, and the session fails. Then a REPL
 # session over the two nodes: a remote rank is killed, `:restart replay` brings every rank
 # back (new pids, same RANK and GROUP_RANK) and re-runs the earlier input, `:restart` ends
 # what the old remote ranks left behind, and with node 1's agent gone `:restart` fails with
@@ -113,6 +114,25 @@ for r in 2 3; do
     alive "$(cat "$work/bg.script$r")" &&
         fail "two nodes: the sleep rank $r started outlived the session"
 done
+
+# A remote rank lost together with its agent (both killed at once, so nobody reports how
+# it ended): the driver says so and fails; it used to count the rank as a clean exit.
+cat >"$work/lost.lua" <<'LUA'
+if os.getenv("RANK") == "3" then -- the agent is this rank's parent: kill both
+    os.execute("kill -9 $(cut -d' ' -f4 /proc/$PPID/stat) $PPID")
+end
+print("done", os.getenv("RANK"))
+LUA
+"${ns0[@]}" timeout 90 "$DDPLAB" "${common[@]}" --node-rank 0 "$work/lost.lua" >"$work/lost.out" \
+    2>"$work/lost.err" &
+driver=$!
+"${ns1[@]}" timeout 90 "$DDPLAB" "${common[@]}" --node-rank 1 >/dev/null 2>&1
+wait $driver
+rc=$?
+[ $rc -eq 1 ] || fail "lost rank: node 0 exited with $rc: $(cat "$work/lost.err")"
+grep -qF "rank 3 died: lost its connection (exit status unknown)" "$work/lost.err" ||
+    fail "lost rank: not reported: $(cat "$work/lost.err")"
+expect_line "$work/lost.out" "[2] done	2"
 
 # ---- :restart over two nodes, driven through the REPL on a pipe -------------------------
 # Lines go in through a FIFO held open on fd 3; each step waits for its output (bounded).
