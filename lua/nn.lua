@@ -192,6 +192,13 @@ function Module:add_module(name, m)
 end
 Module.register_module = Module.add_module
 
+-- The second items of a list of {name, value} pairs, as a new list.
+local function values_of(pair_list)
+  local list = {}
+  for i, nv in ipairs(pair_list) do list[i] = nv[2] end
+  return list
+end
+
 -- named_children(): list of {name, module}, in registration order.
 function Module:named_children()
   need_module(self, "named_children")
@@ -205,9 +212,7 @@ end
 
 function Module:children()
   need_module(self, "children")
-  local list = {}
-  for _, nm in ipairs(self:named_children()) do list[#list + 1] = nm[2] end
-  return list
+  return values_of(self:named_children())
 end
 
 -- named_modules(): self first (name ""), then every descendant depth-first.
@@ -229,9 +234,7 @@ end
 
 function Module:modules()
   need_module(self, "modules")
-  local list = {}
-  for _, nm in ipairs(self:named_modules()) do list[#list + 1] = nm[2] end
-  return list
+  return values_of(self:named_modules())
 end
 
 -- A list of {name, value} pairs that is also a `for name, value in list do` iterator.
@@ -273,9 +276,7 @@ end
 -- parameters(): a Lua list of the parameter tensors, in PyTorch's order.
 function Module:parameters(recurse)
   need_module(self, "parameters")
-  local list = {}
-  for _, np in ipairs(self:named_parameters(recurse)) do list[#list + 1] = np[2] end
-  return list
+  return values_of(self:named_parameters(recurse))
 end
 
 function Module:named_buffers(recurse)
@@ -285,9 +286,7 @@ end
 
 function Module:buffers(recurse)
   need_module(self, "buffers")
-  local list = {}
-  for _, nb in ipairs(self:named_buffers(recurse)) do list[#list + 1] = nb[2] end
-  return list
+  return values_of(self:named_buffers(recurse))
 end
 
 -- state_dict(): an ordered table (pairs() follows PyTorch's key order, see

@@ -84,7 +84,7 @@ local function check_types(name, g, types)
       raise(string.format("%s: option '%s' must be a %s, got %s", name, k, want, util.describe(v)))
     end
   end
-  if types.betas == nil and g.betas ~= nil then
+  if g.betas ~= nil then
     local b = g.betas
     if type(b) ~= "table" or type(b[1]) ~= "number" or type(b[2]) ~= "number" then
       raise(name .. ": option 'betas' must be a list of two numbers, e.g. {0.9, 0.999}; got " ..

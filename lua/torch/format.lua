@@ -27,7 +27,10 @@ end
 
 -- A formatter from the values that will be printed (a flat list).
 local function new_formatter(values, is_float)
-  local f = {is_float = is_float, int_mode = true, sci_mode = false, width = 1}
+  -- spec and point: every finite element prints as fmt(spec, v) .. point ("." after
+  -- integral values, as in `tensor([1., 2.])`)
+  local f = {is_float = is_float, int_mode = true, sci_mode = false, width = 1, spec = "%.0f",
+             point = "."}
   local p = M.options.precision
   if not is_float then
     for _, v in ipairs(values) do
@@ -48,21 +51,16 @@ local function new_formatter(values, is_float)
     if a > hi then hi = a end
     if f.int_mode and v ~= math.ceil(v) then f.int_mode = false end
   end
-  local spec
   if f.int_mode then
-    if hi / lo > 1000 or hi > 1e8 then
-      f.sci_mode, spec = true, "%." .. p .. "e"
-    else
-      spec = "%.0f"
-    end
+    if hi / lo > 1000 or hi > 1e8 then f.sci_mode, f.spec = true, "%." .. p .. "e" end
   elseif hi / lo > 1000 or hi > 1e8 or lo < 1e-4 then
-    f.sci_mode, spec = true, "%." .. p .. "e"
+    f.sci_mode, f.spec = true, "%." .. p .. "e"
   else
-    spec = "%." .. p .. "f"
+    f.spec = "%." .. p .. "f"
   end
-  local extra = (f.int_mode and not f.sci_mode) and 1 or 0
+  f.point = (f.int_mode and not f.sci_mode) and "." or ""
   for _, v in ipairs(nz) do
-    local n = #fmt(spec, v) + extra
+    local n = #fmt(f.spec, v) + #f.point
     if n > f.width then f.width = n end
   end
   return f
@@ -74,15 +72,7 @@ local function format_value(f, v)
   if not f.is_float then
     s = type(v) == "boolean" and (v and "True" or "False") or tostring(v)
   else
-    local p = M.options.precision
-    s = special(v)
-    if f.sci_mode then
-      s = s or fmt("%." .. p .. "e", v)
-    elseif f.int_mode then
-      s = s and s or (fmt("%.0f", v) .. ".")
-    else
-      s = s or fmt("%." .. p .. "f", v)
-    end
+    s = special(v) or (fmt(f.spec, v) .. f.point)
   end
   if #s < f.width then s = rep(" ", f.width - #s) .. s end
   return s

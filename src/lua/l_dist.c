@@ -29,8 +29,11 @@ typedef struct {
 
 typedef struct {
     pg_work *w; /* owned; NULL when completed at creation (synchronous collectives) */
-    int failed; /* wait raised an error already */
 } work_box;
+
+/* The reduce ops in enum order; comm_reduce_op_name gives each one's name ("SUM"), which
+ * is what parse_op accepts and what dist.ReduceOp holds. */
+#define N_REDUCE_OPS (COMM_MAX + 1)
 
 /* ---- argument parsing ------------------------------------------------------------- */
 
@@ -74,16 +77,17 @@ static tensor *check_one_tensor(lua_State *L, int idx, const char *op) {
     return ddp_lua_check_tensor(L, idx); /* raises "tensor expected, got ..." */
 }
 
+/* The reduce op named by the string at idx (any case: "sum" is SUM); raises otherwise. */
 static comm_reduce_op parse_op(lua_State *L, int idx, const char *op) {
-    static const char *const names[] = {"SUM", "AVG", "PRODUCT", "MIN", "MAX"};
     const char *s = lua_tostring(L, idx);
-    for (int i = 0; s && i < 5; i++)
-        if (strcasecmp(s, names[i]) == 0) return (comm_reduce_op)i;
+    for (int i = 0; s && i < N_REDUCE_OPS; i++)
+        if (strcasecmp(s, comm_reduce_op_name((comm_reduce_op)i)) == 0) return (comm_reduce_op)i;
     luaL_error(L, "%s: unknown reduce op '%s' (use dist.ReduceOp.SUM, AVG, PRODUCT, MIN or MAX)",
                op, s ? s : luaL_typename(L, idx));
     return COMM_SUM;
 }
 
+/* The process group at idx, for a member of it; raises for anything else. */
 static process_group *check_group(lua_State *L, int idx, const char *op) {
     group_box *b = luaL_testudata(L, idx, GROUP_MT);
     if (!b) luaL_error(L, "%s: group must be a process group from dist.new_group", op);
@@ -95,6 +99,7 @@ static process_group *check_group(lua_State *L, int idx, const char *op) {
     return b->g;
 }
 
+/* The rank at idx: an integer from 0 to 2^20; raises otherwise. */
 static int check_rank(lua_State *L, int idx, const char *op) {
     if (!lua_isinteger(L, idx))
         luaL_error(L, "%s: a rank must be an integer, got %s", op, luaL_typename(L, idx));
@@ -196,7 +201,6 @@ static int finish(lua_State *L, ddp_status s, const call_args *a) {
     if (!a->async_op) return 0;
     work_box *w = lua_newuserdatauv(L, sizeof *w, 1);
     w->w = NULL;
-    w->failed = 0;
     luaL_setmetatable(L, WORK_MT);
     return 1;
 }
@@ -236,16 +240,19 @@ static int l_init_process_group(lua_State *L) {
     return 0;
 }
 
+/* dist.is_available() and dist.is_gloo_available(): always true in ddplab. */
 static int l_is_available(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
 }
 
+/* dist.is_initialized() */
 static int l_is_initialized(lua_State *L) {
     lua_pushboolean(L, pg_is_initialized());
     return 1;
 }
 
+/* dist.is_nccl_available(): whether this build has NCCL. */
 static int l_is_nccl_available(lua_State *L) {
     lua_pushboolean(L, DDP_HAVE_NCCL);
     return 1;
@@ -263,24 +270,28 @@ static process_group *group_or_default(lua_State *L, int idx) {
     return g;
 }
 
+/* dist.get_rank(group?): -1 on a rank outside the group, as PyTorch. */
 static int l_get_rank(lua_State *L) {
     process_group *g = group_or_default(L, 1);
     lua_pushinteger(L, g ? pg_rank(g) : -1);
     return 1;
 }
 
+/* dist.get_world_size(group?): -1 on a rank outside the group. */
 static int l_get_world_size(lua_State *L) {
     process_group *g = group_or_default(L, 1);
     lua_pushinteger(L, g ? pg_size(g) : -1);
     return 1;
 }
 
+/* dist.get_backend(group?): "gloo", or "undefined" outside the group. */
 static int l_get_backend(lua_State *L) {
     process_group *g = group_or_default(L, 1);
     lua_pushstring(L, g ? pg_backend(g) : "undefined");
     return 1;
 }
 
+/* dist.destroy_process_group() */
 static int l_destroy_process_group(lua_State *L) {
     ddp_status s = pg_destroy();
     if (s != DDP_OK) return ddp_lua_raise(L, s);
@@ -319,6 +330,7 @@ static int l_new_group(lua_State *L) {
     return 1;
 }
 
+/* __gc of a group box: drops the box's reference to the group. */
 static int l_group_gc(lua_State *L) {
     group_box *b = luaL_checkudata(L, 1, GROUP_MT);
     process_group *g = b->g;
@@ -327,12 +339,14 @@ static int l_group_gc(lua_State *L) {
     return 0;
 }
 
+/* Two group boxes are equal when they are the same box, or both NON_GROUP_MEMBER. */
 static int l_group_eq(lua_State *L) {
     group_box *a = luaL_checkudata(L, 1, GROUP_MT), *b = luaL_checkudata(L, 2, GROUP_MT);
     lua_pushboolean(L, a == b || (a->non_member && b->non_member));
     return 1;
 }
 
+/* "ProcessGroup(ranks={0, 2}, rank=1, backend=gloo)" or "GroupMember.NON_GROUP_MEMBER". */
 static int l_group_tostring(lua_State *L) {
     group_box *b = luaL_checkudata(L, 1, GROUP_MT);
     if (b->non_member || !b->g) {
@@ -353,6 +367,7 @@ static int l_group_tostring(lua_State *L) {
     return 1;
 }
 
+/* group:rank() and group:size(): -1 for NON_GROUP_MEMBER. */
 static int l_group_rank(lua_State *L) {
     group_box *b = luaL_checkudata(L, 1, GROUP_MT);
     lua_pushinteger(L, b->g ? pg_rank(b->g) : -1);
@@ -371,12 +386,12 @@ static int l_group_size(lua_State *L) {
 static void push_work(lua_State *L, pg_work *w, int tidx) {
     work_box *b = lua_newuserdatauv(L, sizeof *b, 1);
     b->w = w;
-    b->failed = 0;
     luaL_setmetatable(L, WORK_MT);
     lua_pushvalue(L, tidx);
     lua_setiuservalue(L, -2, 1);
 }
 
+/* work:wait(): blocks until the work completes; raises its error. Returns true. */
 static int l_work_wait(lua_State *L) {
     work_box *b = luaL_checkudata(L, 1, WORK_MT);
     if (b->w) {
@@ -387,12 +402,14 @@ static int l_work_wait(lua_State *L) {
     return 1;
 }
 
+/* work:is_completed() */
 static int l_work_is_completed(lua_State *L) {
     work_box *b = luaL_checkudata(L, 1, WORK_MT);
     lua_pushboolean(L, !b->w || pg_work_is_completed(b->w));
     return 1;
 }
 
+/* __gc and __close of a work box: frees the work (a pending op is cancelled). */
 static int l_work_gc(lua_State *L) {
     work_box *b = luaL_checkudata(L, 1, WORK_MT);
     pg_work *w = b->w;
@@ -403,6 +420,7 @@ static int l_work_gc(lua_State *L) {
 
 /* ---- collectives ---------------------------------------------------------------------- */
 
+/* broadcast(t, src): src's t into every rank's t. */
 static int l_broadcast(lua_State *L) {
     int top = lua_gettop(L);
     tensor *t = check_one_tensor(L, 1, "broadcast");
@@ -415,6 +433,7 @@ static int l_broadcast(lua_State *L) {
     return finish(L, pg_broadcast(a.group, &b, root_arg(&a, 0)), &a);
 }
 
+/* all_reduce(t, op=SUM): t reduced over the group, on every rank. */
 static int l_all_reduce(lua_State *L) {
     int top = lua_gettop(L);
     tensor *t = check_one_tensor(L, 1, "all_reduce");
@@ -426,6 +445,7 @@ static int l_all_reduce(lua_State *L) {
     return finish(L, pg_all_reduce(a.group, &b, a.has_op ? a.op : COMM_SUM), &a);
 }
 
+/* reduce(t, dst, op=SUM): t reduced over the group into dst's t. */
 static int l_reduce(lua_State *L) {
     int top = lua_gettop(L);
     tensor *t = check_one_tensor(L, 1, "reduce");
@@ -438,6 +458,7 @@ static int l_reduce(lua_State *L) {
     return finish(L, pg_reduce(a.group, &b, root_arg(&a, 0), a.has_op ? a.op : COMM_SUM), &a);
 }
 
+/* all_gather(tensor_list, t): every rank's t into tensor_list, in rank order. */
 static int l_all_gather(lua_State *L) {
     int top = lua_gettop(L);
     int n;
@@ -450,6 +471,7 @@ static int l_all_gather(lua_State *L) {
     return finish(L, pg_all_gather(a.group, outs, n, &in), &a);
 }
 
+/* all_gather_into_tensor(out, t): every rank's t, concatenated into out. */
 static int l_all_gather_into_tensor(lua_State *L) {
     int top = lua_gettop(L);
     tensor *out = check_one_tensor(L, 1, "all_gather_into_tensor");
@@ -462,6 +484,8 @@ static int l_all_gather_into_tensor(lua_State *L) {
     return finish(L, pg_all_gather_into(a.group, &ob, &ib), &a);
 }
 
+/* reduce_scatter(out, input_list, op=SUM): the lists reduced over the group, rank r
+ * getting entry r in out. */
 static int l_reduce_scatter(lua_State *L) {
     int top = lua_gettop(L);
     tensor *out = check_one_tensor(L, 1, "reduce_scatter");
@@ -505,6 +529,7 @@ static int l_scatter(lua_State *L) {
     return rooted_list_call(L, false);
 }
 
+/* barrier(): returns once every rank of the group has called it. */
 static int l_barrier(lua_State *L) {
     int top = lua_gettop(L);
     call_args a;
@@ -546,6 +571,7 @@ static int p2p(lua_State *L, int is_send, int is_async) {
     return 1;
 }
 
+/* send(t, dst), recv(t, src), isend(t, dst), irecv(t, src): see p2p. */
 static int l_send(lua_State *L) {
     return p2p(L, 1, 0);
 }
@@ -631,11 +657,11 @@ int luaopen_ddp_dist(lua_State *L) {
     create_meta(L, WORK_MT, work_meta, work_methods);
     luaL_newlib(L, dist_functions);
     /* dist.ReduceOp.SUM == "SUM", ... (strings print well and compare simply) */
-    lua_createtable(L, 0, 5);
-    static const char *const ops[] = {"SUM", "AVG", "PRODUCT", "MIN", "MAX"};
-    for (int i = 0; i < 5; i++) {
-        lua_pushstring(L, ops[i]);
-        lua_setfield(L, -2, ops[i]);
+    lua_createtable(L, 0, N_REDUCE_OPS);
+    for (int i = 0; i < N_REDUCE_OPS; i++) {
+        const char *name = comm_reduce_op_name((comm_reduce_op)i);
+        lua_pushstring(L, name);
+        lua_setfield(L, -2, name);
     }
     lua_setfield(L, -2, "ReduceOp");
     /* dist.GroupMember.NON_GROUP_MEMBER: what new_group returns on non-members */

@@ -35,6 +35,10 @@ void l_check_operand(lua_State *L, int idx);
 /* A second tensor operand at idx: l_check_operand, then ddp_lua_check_tensor. */
 tensor *l_check_other(lua_State *L, int idx);
 
+/* Raises ddp_lua_raise(L, s) unless s is DDP_OK; whatever result box is on the stack is
+ * then left to the GC. */
+void l_check(lua_State *L, ddp_status s);
+
 /* Pushes a box for t, reusing the live box that already holds t when there is one
  * (so `p.grad` is the same Lua value every time). Takes a NEW reference from the
  * caller, like ddp_lua_push_tensor. */
@@ -95,6 +99,9 @@ void l_push_tensor_methods(lua_State *L);
 
 /* Pushes Lua nested lists of the tensor's values (tolist). */
 void l_push_tolist(lua_State *L, const tensor *t);
+
+/* l_setup.c: require(name), leaving the module on the stack; raises as require does. */
+void l_require(lua_State *L, const char *name);
 
 /* l_io.c: sets torch.save / torch.load into the torch table at the top. */
 int luaopen_ddp_torch_io(lua_State *L);

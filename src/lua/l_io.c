@@ -11,12 +11,13 @@
 
 typedef enum { FILE_NPY, FILE_SAFETENSORS, FILE_UNKNOWN } file_kind;
 
-/* The file kind comes from the name's extension only. */
+/* True when s ends with suffix. */
 static int ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), m = strlen(suffix);
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
+/* The file kind comes from the name's extension only. */
 static file_kind l_file_kind(const char *path) {
     if (ends_with(path, ".npy")) return FILE_NPY;
     if (ends_with(path, ".safetensors")) return FILE_SAFETENSORS;
@@ -38,15 +39,13 @@ static int l_torch_save(lua_State *L) {
     file_kind kind = l_file_kind(path);
     if (kind == FILE_UNKNOWN) return l_unknown_kind(L, "save", path);
     tensor *single = ddp_lua_to_tensor(L, 1);
-    ddp_status s;
     if (kind == FILE_NPY) {
         if (!single)
             return luaL_error(L,
                               "save: a .npy file holds one tensor, got a %s (save a table of "
                               "tensors as .safetensors)",
                               luaL_typename(L, 1));
-        s = tensor_save_npy(path, ddp_lua_check_tensor(L, 1));
-        if (s != DDP_OK) return ddp_lua_raise(L, s);
+        l_check(L, tensor_save_npy(path, ddp_lua_check_tensor(L, 1)));
         return 0;
     }
     if (single || !lua_istable(L, 1))
@@ -93,8 +92,7 @@ static int l_torch_save(lua_State *L) {
         ts[i] = ddp_lua_check_tensor(L, -1);
         lua_pop(L, 1);
     }
-    s = tensor_save_safetensors(path, names, ts, n);
-    if (s != DDP_OK) return ddp_lua_raise(L, s);
+    l_check(L, tensor_save_safetensors(path, names, ts, n));
     return 0;
 }
 
@@ -121,9 +119,7 @@ static void loaded_file_free(loaded_file *f) {
  * (arg 1: lightuserdata loaded_file). */
 static int l_build_dict(lua_State *L) {
     loaded_file *f = lua_touserdata(L, 1);
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "torch.ordered");
-    lua_call(L, 1, 1);
+    l_require(L, "torch.ordered");
     lua_getfield(L, -1, "new");
     lua_call(L, 0, 1);
     for (int i = 0; i < f->n; i++) {
@@ -141,14 +137,11 @@ static int l_torch_load(lua_State *L) {
     file_kind kind = l_file_kind(path);
     if (kind == FILE_UNKNOWN) return l_unknown_kind(L, "load", path);
     if (kind == FILE_NPY) {
-        tensor **slot = l_new_box(L);
-        ddp_status s = tensor_load_npy(path, slot);
-        if (s != DDP_OK) return ddp_lua_raise(L, s);
+        l_check(L, tensor_load_npy(path, l_new_box(L)));
         return 1;
     }
     loaded_file f = {NULL, NULL, 0};
-    ddp_status s = tensor_load_safetensors(path, &f.names, &f.tensors, &f.n);
-    if (s != DDP_OK) return ddp_lua_raise(L, s);
+    l_check(L, tensor_load_safetensors(path, &f.names, &f.tensors, &f.n));
     lua_pushcfunction(L, l_build_dict);
     lua_pushlightuserdata(L, &f);
     int rc = lua_pcall(L, 1, 1, 0);

@@ -12,11 +12,6 @@
 #include "nn/autograd.h"
 #include "nn/optim.h"
 
-/* Raises unless s is DDP_OK (the result box on the stack is then garbage). */
-static void l_check(lua_State *L, ddp_status s) {
-    if (s != DDP_OK) ddp_lua_raise(L, s);
-}
-
 /* reduction="mean"|"sum"|"none", given as a string or {reduction=} at idx. */
 static loss_reduction l_check_reduction(lua_State *L, int idx, const char *op) {
     const char *name = "mean";
@@ -51,22 +46,23 @@ static int l_f_linear(lua_State *L) {
     return 1;
 }
 
-/* F.mse_loss(input, target, {reduction=}) */
-static int l_f_mse_loss(lua_State *L) {
+/* The losses of autograd.h share one signature. */
+typedef ddp_status (*loss_fn)(const tensor *, const tensor *, loss_reduction, tensor **);
+
+/* F.<op>(input, target, {reduction=}) computed by fn. */
+static int l_f_loss(lua_State *L, const char *op, loss_fn fn) {
     tensor *input = ddp_lua_check_tensor(L, 1), *target = ddp_lua_check_tensor(L, 2);
-    loss_reduction r = l_check_reduction(L, 3, "mse_loss");
+    loss_reduction r = l_check_reduction(L, 3, op);
     tensor **slot = l_new_box(L);
-    l_check(L, ag_mse_loss(input, target, r, slot));
+    l_check(L, fn(input, target, r, slot));
     return 1;
 }
-
-/* F.cross_entropy(input, target, {reduction=}) */
+/* F.mse_loss and F.cross_entropy */
+static int l_f_mse_loss(lua_State *L) {
+    return l_f_loss(L, "mse_loss", ag_mse_loss);
+}
 static int l_f_cross_entropy(lua_State *L) {
-    tensor *input = ddp_lua_check_tensor(L, 1), *target = ddp_lua_check_tensor(L, 2);
-    loss_reduction r = l_check_reduction(L, 3, "cross_entropy");
-    tensor **slot = l_new_box(L);
-    l_check(L, ag_cross_entropy(input, target, r, slot));
-    return 1;
+    return l_f_loss(L, "cross_entropy", ag_cross_entropy);
 }
 
 /* The tensor in list[i], or NULL when that entry is nil; raises for other values. */

@@ -87,8 +87,8 @@ static void l_set_loaded(lua_State *L, const char *name) {
     lua_pop(L, 1);
 }
 
-/* require(name), leaving the module on the stack. */
-static void l_require(lua_State *L, const char *name) {
+/* See l_internal.h. */
+void l_require(lua_State *L, const char *name) {
     lua_getglobal(L, "require");
     lua_pushstring(L, name);
     lua_call(L, 1, 1);

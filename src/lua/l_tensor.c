@@ -134,8 +134,8 @@ int ddp_lua_raise(lua_State *L, ddp_status s) {
     return lua_error(L);
 }
 
-/* Raises unless s is DDP_OK (the box holding any result is on the stack and GC'd). */
-static void l_check(lua_State *L, ddp_status s) {
+/* See l_internal.h. */
+void l_check(lua_State *L, ddp_status s) {
     if (s != DDP_OK) ddp_lua_raise(L, s);
 }
 
@@ -312,9 +312,7 @@ static int l_tensor_tostring(lua_State *L) {
         lua_pushliteral(L, "tensor(<released>)");
         return 1;
     }
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "torch.format");
-    lua_call(L, 1, 1);
+    l_require(L, "torch.format");
     lua_getfield(L, -1, "tensor_repr");
     lua_pushvalue(L, 1);
     lua_call(L, 1, 1);
@@ -323,42 +321,38 @@ static int l_tensor_tostring(lua_State *L) {
 
 /* ---- shape and storage methods -------------------------------------------------------- */
 
-/* t:size() -> torch.Size; t:size(dim) -> integer. */
-static int l_tensor_size(lua_State *L) {
+/* t:size() -> torch.Size and t:stride() -> list of strides (in elements); with a dim,
+ * t:size(dim) / t:stride(dim) -> integer. `op` is "size" or "stride". */
+static int l_per_dim(lua_State *L, const char *op, bool strides) {
     tensor *t = l_check_self(L);
+    const int64_t *v = strides ? t->strides : t->sizes;
     if (lua_isnoneornil(L, 2)) {
-        l_push_size(L, t->sizes, t->ndim);
-        return 1;
-    }
-    int d;
-    lua_Integer dim = luaL_checkinteger(L, 2);
-    if (t->ndim == 0) /* wrap_dim accepts 0 for a scalar, but there is no size to read */
-        luaL_error(L, "size: dimension %I given, but a 0-dim tensor has no dimensions",
-                   (LUAI_UACINT)dim);
-    l_check(L, tensor_wrap_dim("size", dim, t->ndim, &d));
-    lua_pushinteger(L, (lua_Integer)t->sizes[d]);
-    return 1;
-}
-
-/* t:stride() -> list of strides (in elements); t:stride(dim) -> integer. */
-static int l_tensor_stride(lua_State *L) {
-    tensor *t = l_check_self(L);
-    if (lua_isnoneornil(L, 2)) {
+        if (!strides) {
+            l_push_size(L, v, t->ndim);
+            return 1;
+        }
         lua_createtable(L, t->ndim, 0);
         for (int i = 0; i < t->ndim; i++) {
-            lua_pushinteger(L, (lua_Integer)t->strides[i]);
+            lua_pushinteger(L, (lua_Integer)v[i]);
             lua_rawseti(L, -2, i + 1);
         }
         return 1;
     }
     int d;
     lua_Integer dim = luaL_checkinteger(L, 2);
-    if (t->ndim == 0)
-        luaL_error(L, "stride: dimension %I given, but a 0-dim tensor has no dimensions",
+    if (t->ndim == 0) /* wrap_dim accepts 0 for a scalar, but there is no value to read */
+        luaL_error(L, "%s: dimension %I given, but a 0-dim tensor has no dimensions", op,
                    (LUAI_UACINT)dim);
-    l_check(L, tensor_wrap_dim("stride", dim, t->ndim, &d));
-    lua_pushinteger(L, (lua_Integer)t->strides[d]);
+    l_check(L, tensor_wrap_dim(op, dim, t->ndim, &d));
+    lua_pushinteger(L, (lua_Integer)v[d]);
     return 1;
+}
+/* t:size(dim?) and t:stride(dim?), see l_per_dim. */
+static int l_tensor_size(lua_State *L) {
+    return l_per_dim(L, "size", false);
+}
+static int l_tensor_stride(lua_State *L) {
+    return l_per_dim(L, "stride", true);
 }
 
 /* Plain queries: dim/ndimension, numel/nelement, is_contiguous, is_floating_point. */
@@ -650,6 +644,19 @@ static int l_tensor_backward(lua_State *L) {
     return 0;
 }
 
+/* self converted to dt (differentiable), or self itself when it has dt already: to()
+ * and its shorthands float()/double()/long()/bool(). */
+static int l_to_dtype(lua_State *L, dtype dt) {
+    tensor *t = l_check_self(L);
+    if (t->dtype == dt) {
+        lua_settop(L, 1);
+        return 1;
+    }
+    tensor **slot = l_new_box(L);
+    l_check(L, ag_to_dtype(t, dt, slot));
+    return 1;
+}
+
 /* t:to(dtype | "cpu" | "cuda" | other tensor | {dtype=, device=}) */
 static int l_tensor_to(lua_State *L) {
     tensor *t = l_check_self(L);
@@ -682,26 +689,9 @@ static int l_tensor_to(lua_State *L) {
                    "no GPU tensors)",
                    device_name(t->storage->device, a, sizeof a), device_name(dev, b, sizeof b));
     }
-    if (dt == t->dtype) {
-        lua_settop(L, 1);
-        return 1;
-    }
-    tensor **slot = l_new_box(L);
-    l_check(L, ag_to_dtype(t, dt, slot));
-    return 1;
+    return l_to_dtype(L, dt);
 }
 
-/* float()/double()/long()/bool(): shorthands of to(dtype). */
-static int l_to_dtype(lua_State *L, dtype dt) {
-    tensor *t = l_check_self(L);
-    if (t->dtype == dt) {
-        lua_settop(L, 1);
-        return 1;
-    }
-    tensor **slot = l_new_box(L);
-    l_check(L, ag_to_dtype(t, dt, slot));
-    return 1;
-}
 /* float(), double(), long(), bool() */
 static int l_tensor_float(lua_State *L) {
     return l_to_dtype(L, DTYPE_FLOAT32);

@@ -14,11 +14,6 @@
 #include "lua/l_internal.h"
 #include "nn/autograd.h"
 
-/* Raises unless s is DDP_OK (the result box on the stack is then garbage). */
-static void l_check(lua_State *L, ddp_status s) {
-    if (s != DDP_OK) ddp_lua_raise(L, s);
-}
-
 /* A real number (not a numeric string, which Lua would otherwise accept). */
 static int l_is_number(lua_State *L, int idx) {
     return lua_type(L, idx) == LUA_TNUMBER;
@@ -42,14 +37,12 @@ static int l_float_meets_ints(lua_State *L, int idx, const tensor *t) {
 
 /* a op b with a tensor on at least one side; `grad` picks ag_* over tensor_*. */
 static int l_binary_common(lua_State *L, binary_op op, int grad, double alpha) {
-    tensor *a = l_opt_tensor(L, 1), *b = l_opt_tensor(L, 2);
+    tensor *a = l_opt_tensor(L, 1), *b = l_opt_tensor(L, 2); /* a released box raises */
     if (a) {
-        l_check_self(L); /* a released box raises here */
         if (!b && !l_is_number(L, 2) && !lua_isboolean(L, 2)) {
             l_check_operand(L, 2); /* t.add(u) says to use a colon */
             return luaL_typeerror(L, 2, "tensor or number");
         }
-        if (b) ddp_lua_check_tensor(L, 2);
     } else if (b) {
         if (!l_is_number(L, 1)) return luaL_typeerror(L, 1, "tensor or number");
     } else {
@@ -140,12 +133,11 @@ static int l_square(lua_State *L) {
 /* In place: t = t op other (tensor or number). Returns t. */
 static int l_binary_inplace(lua_State *L, binary_op op, double alpha) {
     tensor *t = l_check_self(L);
-    tensor *b = l_opt_tensor(L, 2);
+    tensor *b = l_opt_tensor(L, 2); /* a released box raises */
     if (!b && !l_is_number(L, 2)) {
         l_check_operand(L, 2); /* t.add_(u) says to use a colon */
         return luaL_typeerror(L, 2, "tensor or number");
     }
-    if (b) ddp_lua_check_tensor(L, 2);
     char name[32];
     snprintf(name, sizeof name, "%s_", binary_op_name(op));
     l_check(L, ag_check_inplace(t, name));
@@ -218,7 +210,6 @@ L_UNARY(sigmoid, UNARY_SIGMOID)
 L_UNARY(sign, UNARY_SIGN)
 #undef L_UNARY
 
-/* clamp(min, max) or clamp{min=, max=}; either bound may be nil. */
 /* True when the field `name` of the table at idx is a Lua float (see l_float_meets_ints). */
 static int l_field_is_float(lua_State *L, int idx, const char *name) {
     int is_float = lua_getfield(L, idx, name) == LUA_TNUMBER && !lua_isinteger(L, -1);
@@ -226,8 +217,9 @@ static int l_field_is_float(lua_State *L, int idx, const char *name) {
     return is_float;
 }
 
-/* Reads the bounds; returns whether one of them is a Lua float (2.0 included), which
- * makes the result of an integer tensor float, as a Python float does in PyTorch. */
+/* Reads the bounds of clamp(min, max) or clamp{min=, max=} (either may be nil); returns
+ * whether one of them is a Lua float (2.0 included), which makes the result of an
+ * integer tensor float, as a Python float does in PyTorch. */
 static int l_clamp_args(lua_State *L, int *has_lo, double *lo, int *has_hi, double *hi) {
     int float_bound;
     *has_lo = *has_hi = 0;
@@ -527,10 +519,10 @@ static int l_tensor_split(lua_State *L) {
 
 /* ---- metamethods ------------------------------------------------------------------- */
 
+/* __add, __sub and __unm; alpha never applies to operators. */
 static int l_mm_add(lua_State *L) {
     return l_binary_common(L, BINARY_ADD, 1, 1.0);
 }
-/* __sub and __unm (the __add above); alpha never applies to operators. */
 static int l_mm_sub(lua_State *L) {
     return l_binary_common(L, BINARY_SUB, 1, 1.0);
 }

@@ -15,11 +15,6 @@
 #include "lua/l_internal.h"
 #include "nn/autograd.h"
 
-/* Raises unless s is DDP_OK (the result box on the stack is then garbage). */
-static void l_check(lua_State *L, ddp_status s) {
-    if (s != DDP_OK) ddp_lua_raise(L, s);
-}
-
 /* The index of a trailing options table, or 0; *last is set to the last other arg. */
 static int l_trailing_options(lua_State *L, int *last) {
     int top = lua_gettop(L);
@@ -165,6 +160,15 @@ static void l_check_int64_range(lua_State *L, const nested_reader *r) {
     }
 }
 
+/* t itself when it has dtype dt, else a converted copy in a new box pushed on the stack.
+ * Raises on failure. */
+static tensor *l_convert_new(lua_State *L, tensor *t, dtype dt) {
+    if (t->dtype == dt) return t;
+    tensor **conv = l_new_box(L);
+    l_check(L, tensor_to_dtype(t, dt, conv));
+    return *conv;
+}
+
 /* torch.tensor(data, {dtype=, requires_grad=}) */
 static int l_torch_tensor(lua_State *L) {
     l_create_options o;
@@ -174,11 +178,7 @@ static int l_torch_tensor(lua_State *L) {
     if (src) { /* torch.tensor(t): a detached copy */
         tensor **slot = l_new_box(L);
         l_check(L, tensor_clone(src, slot));
-        if (o.has_dtype && (*slot)->dtype != o.dt) {
-            tensor **conv = l_new_box(L);
-            l_check(L, tensor_to_dtype(*slot, o.dt, conv));
-        }
-        l_finish_created(L, ddp_lua_to_tensor(L, -1), &o);
+        l_finish_created(L, o.has_dtype ? l_convert_new(L, *slot, o.dt) : *slot, &o);
         return 1;
     }
     int t = lua_type(L, 1);
@@ -210,11 +210,7 @@ static int l_torch_tensor(lua_State *L) {
     if (base == DTYPE_FLOAT64 && want == DTYPE_INT64) l_check_int64_range(L, &r);
     tensor **slot = l_new_box(L);
     l_check(L, tensor_from_data(data, r.sizes, r.ndim, base, slot));
-    if (want != (*slot)->dtype) {
-        tensor **conv = l_new_box(L);
-        l_check(L, tensor_to_dtype(*slot, want, conv));
-    }
-    l_finish_created(L, ddp_lua_to_tensor(L, -1), &o);
+    l_finish_created(L, l_convert_new(L, *slot, want), &o);
     return 1;
 }
 
@@ -226,8 +222,7 @@ typedef enum { FILL_EMPTY, FILL_ZEROS, FILL_ONES, FILL_RAND, FILL_RANDN } fill_k
 static void l_fill_new(lua_State *L, tensor *t, fill_kind kind) {
     switch (kind) {
     case FILL_EMPTY:
-        break;
-    case FILL_ZEROS:
+    case FILL_ZEROS: /* made by tensor_zeros */
         break;
     case FILL_ONES:
         l_check(L, tensor_fill_(t, 1.0));
@@ -372,11 +367,7 @@ static int l_torch_randint(lua_State *L) {
     tensor **slot = l_new_box(L);
     l_check(L, tensor_empty(sizes, n, DTYPE_INT64, o.dev, slot));
     l_check(L, tensor_randint_(*slot, lo, hi, NULL));
-    if (o.dt != DTYPE_INT64) {
-        tensor **conv = l_new_box(L);
-        l_check(L, tensor_to_dtype(*slot, o.dt, conv));
-    }
-    l_finish_created(L, ddp_lua_to_tensor(L, -1), &o);
+    l_finish_created(L, l_convert_new(L, *slot, o.dt), &o);
     return 1;
 }
 
@@ -387,10 +378,7 @@ static int l_torch_randperm(lua_State *L) {
     l_check_create_options(L, 2, DTYPE_INT64, &o);
     tensor **slot = l_new_box(L);
     l_check(L, tensor_randperm(n, NULL, slot));
-    if (o.dt != DTYPE_INT64) {
-        tensor **conv = l_new_box(L);
-        l_check(L, tensor_to_dtype(*slot, o.dt, conv));
-    }
+    l_convert_new(L, *slot, o.dt);
     return 1;
 }
 
@@ -569,12 +557,11 @@ static int l_with_grad_mode(lua_State *L, int on) {
         return 1;
     }
     luaL_checktype(L, 1, LUA_TFUNCTION);
-    int base = 1;
     grad_mode_set(on);
     int rc = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
     grad_mode_set(previous);
     if (rc != LUA_OK) return lua_error(L);
-    return lua_gettop(L) - base + 1;
+    return lua_gettop(L); /* fn and its arguments were replaced by fn's results */
 }
 /* torch.no_grad(fn?) / torch.enable_grad(fn?) */
 static int l_torch_no_grad(lua_State *L) {
@@ -612,9 +599,7 @@ static int l_torch_device(lua_State *L) {
  * lives in lua/torch/format.lua). */
 static int l_torch_set_printoptions(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "torch.format");
-    lua_call(L, 1, 1);
+    l_require(L, "torch.format");
     lua_getfield(L, -1, "set_printoptions");
     lua_pushvalue(L, 1);
     lua_call(L, 1, 0);

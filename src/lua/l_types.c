@@ -227,10 +227,7 @@ void l_finish_created(lua_State *L, tensor *t, const l_create_options *o) {
     /* the fills that made it were no in-place writes of the learner's: a new tensor is
      * at version 0, as after PyTorch's creation functions */
     t->storage->version = 0;
-    if (o->requires_grad) {
-        ddp_status s = ag_set_requires_grad(t, true);
-        if (s != DDP_OK) ddp_lua_raise(L, s);
-    }
+    if (o->requires_grad) l_check(L, ag_set_requires_grad(t, true));
 }
 
 /* Creates the dtype objects (userdata holding the enum) into the registry. */

@@ -62,10 +62,6 @@ ddp_status ag_pointwise(const tensor *const *xs, int k, const int64_t *sizes, in
 
 /* ---- small helpers for backward formulas ------------------------------------------ */
 
-static ddp_status bin(binary_op op, const tensor *a, const tensor *b, tensor **out) {
-    return tensor_binary(op, a, b, out);
-}
-
 /* out = (a op1 b) op2 c, releasing the intermediate. */
 static ddp_status bin2(binary_op op1, const tensor *a, const tensor *b, binary_op op2,
                        const tensor *c, tensor **out) {
@@ -78,6 +74,7 @@ static ddp_status bin2(binary_op op1, const tensor *a, const tensor *b, binary_o
 
 /* ---- pointwise formulas (x[0] is always the incoming gradient) -------------------- */
 
+/* relu: g where the output is positive; x = {g, y} */
 static double pw_relu(const double *x, const double *p) {
     (void)p;
     return x[1] > 0 ? x[0] : 0.0;
@@ -173,15 +170,15 @@ static ddp_status binary_backward(ag_node *n, const tensor *g, tensor **gi) {
         if (nb && n->op == BINARY_SUB) s = tensor_unary(UNARY_NEG, g, &gi[1]);
         return s;
     case BINARY_MUL:
-        if (na) s = bin(BINARY_MUL, g, b, &gi[0]);
-        if (nb && s == DDP_OK) s = bin(BINARY_MUL, g, a, &gi[1]);
+        if (na) s = tensor_binary(BINARY_MUL, g, b, &gi[0]);
+        if (nb && s == DDP_OK) s = tensor_binary(BINARY_MUL, g, a, &gi[1]);
         return s;
     case BINARY_DIV:
-        if (na) s = bin(BINARY_DIV, g, b, &gi[0]);
+        if (na) s = tensor_binary(BINARY_DIV, g, b, &gi[0]);
         if (nb && s == DDP_OK) { /* -g a / b^2 */
             tensor *t, *bb;
             DDP_CHECK(bin2(BINARY_MUL, g, a, BINARY_DIV, b, &t));
-            s = bin(BINARY_DIV, t, b, &bb);
+            s = tensor_binary(BINARY_DIV, t, b, &bb);
             tensor_release(t);
             DDP_CHECK(s);
             s = tensor_unary(UNARY_NEG, bb, &gi[1]);
@@ -226,8 +223,7 @@ ddp_status ag_binary(binary_op op, const tensor *a, const tensor *b, tensor **ou
     if (!name) return DDP_OK;
     const tensor *in[2] = {a, b};
     ag_node *n;
-    ddp_status s = ag_record(name, binary_backward, in, 2, y, &n);
-    if (s != DDP_OK) *out = NULL;
+    ddp_status s = ag_record(name, binary_backward, in, 2, y, out, &n);
     if (s != DDP_OK || !n) return s;
     n->op = (int)op;
     /* only what binary_backward reads for the gradients needed (see ag_save): add and
@@ -315,8 +311,7 @@ static ddp_status record_scalar(binary_op op, const tensor *a, double sc, bool r
     const char *name = scalar_name(op, rev);
     if (!name) return DDP_OK;
     ag_node *n;
-    ddp_status s = ag_record(name, scalar_backward, &a, 1, y, &n);
-    if (s != DDP_OK) *out = NULL;
+    ddp_status s = ag_record(name, scalar_backward, &a, 1, y, out, &n);
     if (s != DDP_OK || !n) return s;
     n->op = (int)op;
     n->scalar = sc;
@@ -440,10 +435,8 @@ ddp_status ag_unary(unary_op op, const tensor *a, tensor **out) {
     tensor *y;
     *out = NULL;
     DDP_CHECK(tensor_unary(op, a, &y));
-    *out = y;
     ag_node *n;
-    ddp_status s = ag_record(unary_name(op), unary_backward, &a, 1, y, &n);
-    if (s != DDP_OK) *out = NULL;
+    ddp_status s = ag_record(unary_name(op), unary_backward, &a, 1, y, out, &n);
     if (s != DDP_OK || !n) return s;
     n->op = (int)op;
     if (op == UNARY_LOG || op == UNARY_ABS)
@@ -468,10 +461,8 @@ ddp_status ag_clamp(const tensor *a, bool has_lo, double lo, bool has_hi, double
     tensor *y;
     *out = NULL;
     DDP_CHECK(tensor_clamp(a, has_lo, lo, has_hi, hi, &y));
-    *out = y;
     ag_node *n;
-    ddp_status s = ag_record("ClampBackward1", clamp_backward, &a, 1, y, &n);
-    if (s != DDP_OK) *out = NULL;
+    ddp_status s = ag_record("ClampBackward1", clamp_backward, &a, 1, y, out, &n);
     if (s != DDP_OK || !n) return s;
     n->flag = has_lo;
     n->scalar = lo;
@@ -593,8 +584,7 @@ ddp_status ag_reduce_all(reduce_op op, const tensor *t, tensor **out) {
     *out = y;
     if (!name) return DDP_OK;
     ag_node *n;
-    ddp_status s = ag_record(name, reduce_backward, &t, 1, y, &n);
-    if (s != DDP_OK) *out = NULL;
+    ddp_status s = ag_record(name, reduce_backward, &t, 1, y, out, &n);
     if (s != DDP_OK || !n) return s;
     n->op = (int)op;
     n->dim = -1;
@@ -630,7 +620,7 @@ ddp_status ag_reduce_dim(reduce_op op, const tensor *t, int64_t dim, bool keepdi
     ag_node *n;
     ddp_status s = tensor_wrap_dim(reduce_op_name(op), dim, t->ndim, &d);
     if (s == DDP_OK)
-        s = ag_record(name, reduce_backward, &t, 1, y, &n);
+        s = ag_record(name, reduce_backward, &t, 1, y, out, &n);
     else
         tensor_release(y);
     if (s != DDP_OK) *out = NULL;

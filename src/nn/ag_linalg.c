@@ -81,9 +81,7 @@ ddp_status ag_mm(const tensor *a, const tensor *b, tensor **out) {
     DDP_CHECK(tensor_mm(a, b, &y));
     const tensor *in[2] = {a, b};
     ag_node *n;
-    *out = y;
-    ddp_status s = ag_record("MmBackward0", mm_backward, in, 2, y, &n);
-    if (s != DDP_OK) *out = NULL;
+    ddp_status s = ag_record("MmBackward0", mm_backward, in, 2, y, out, &n);
     if (s != DDP_OK || !n) return s;
     save_mm_operands(n, a, b);
     return DDP_OK;
@@ -144,10 +142,8 @@ ddp_status ag_matmul(const tensor *a, const tensor *b, tensor **out) {
     const tensor *in[2] = {a, b};
     bool plain = a->ndim == 2 && b->ndim == 2;
     ag_node *n;
-    *out = y;
     ddp_status s = ag_record(matmul_name(a->ndim, b->ndim), plain ? mm_backward : matmul_backward,
-                             in, 2, y, &n);
-    if (s != DDP_OK) *out = NULL;
+                             in, 2, y, out, &n);
     if (s != DDP_OK || !n) return s;
     if (plain) { /* matmul_backward reads both operands' shapes */
         save_mm_operands(n, a, b);
@@ -196,9 +192,7 @@ ddp_status ag_linear(const tensor *x, const tensor *w, const tensor *b, tensor *
                        : x->ndim == 1 ? (b ? "AddBackward0" : "MvBackward0")
                                       : (b ? "ViewBackward0" : "UnsafeViewBackward0");
     ag_node *n;
-    *out = y;
-    ddp_status s = ag_record(name, linear_backward, in, b ? 3 : 2, y, &n);
-    if (s != DDP_OK) *out = NULL;
+    ddp_status s = ag_record(name, linear_backward, in, b ? 3 : 2, y, out, &n);
     if (s != DDP_OK || !n) return s;
     if (n->edges[1].needed) ag_save(n, 0, x);
     if (n->edges[0].needed) ag_save(n, 1, w);
@@ -232,8 +226,7 @@ static ddp_status softmax_backward(ag_node *n, const tensor *g, tensor **gi) {
 static ddp_status record_softmax(const char *name, bool log, const tensor *t, int64_t dim,
                                  tensor *y, tensor **out) {
     ag_node *n;
-    *out = y;
-    ddp_status s = ag_record(name, softmax_backward, &t, 1, y, &n);
+    ddp_status s = ag_record(name, softmax_backward, &t, 1, y, out, &n);
     if (s == DDP_OK && n) {
         n->dim = dim;
         n->flag = log;

@@ -5,15 +5,6 @@
  * expand's gradient is returned as is; the engine sums it down to the input's shape. */
 #include "nn/autograd_internal.h"
 
-/* Records a one-input op; *out is y on success, NULL (y released) on failure. */
-static ddp_status record1(const char *name, ag_backward_fn fn, const tensor *t, tensor *y,
-                          tensor **out, ag_node **n) {
-    *out = y;
-    ddp_status s = ag_record(name, fn, &t, 1, y, n);
-    if (s != DDP_OK) *out = NULL;
-    return s;
-}
-
 /* view, reshape, flatten, squeeze: the gradient reshaped to the input's sizes. */
 static ddp_status reshape_backward(ag_node *n, const tensor *g, tensor **gi) {
     return tensor_reshape(g, n->edges[0].sizes, n->edges[0].ndim, &gi[0]);
@@ -30,7 +21,7 @@ static ddp_status identity_backward(ag_node *n, const tensor *g, tensor **gi) {
 /* Records a reshape-like op whose backward reshapes the gradient back. */
 static ddp_status view_like(const char *name, const tensor *t, tensor *y, tensor **out) {
     ag_node *n;
-    return record1(name, reshape_backward, t, y, out, &n);
+    return ag_record(name, reshape_backward, &t, 1, y, out, &n);
 }
 
 ddp_status ag_view(const tensor *t, const int64_t *sizes, int ndim, tensor **out) {
@@ -72,7 +63,7 @@ ddp_status ag_transpose(const tensor *t, int64_t dim0, int64_t dim1, tensor **ou
     *out = NULL;
     DDP_CHECK(tensor_transpose(t, dim0, dim1, &y));
     ag_node *n;
-    DDP_CHECK(record1("TransposeBackward0", transpose_backward, t, y, out, &n));
+    DDP_CHECK(ag_record("TransposeBackward0", transpose_backward, &t, 1, y, out, &n));
     if (n) {
         n->ints[0] = dim0;
         n->ints[1] = dim1;
@@ -90,7 +81,7 @@ ddp_status ag_permute(const tensor *t, const int64_t *dims, int ndim, tensor **o
     *out = NULL;
     DDP_CHECK(tensor_permute(t, dims, ndim, &y));
     ag_node *n;
-    DDP_CHECK(record1("PermuteBackward0", permute_backward, t, y, out, &n));
+    DDP_CHECK(ag_record("PermuteBackward0", permute_backward, &t, 1, y, out, &n));
     if (n) { /* the inverse permutation; dims were validated by tensor_permute */
         n->nints = ndim;
         for (int i = 0; i < ndim; i++) {
@@ -111,7 +102,7 @@ ddp_status ag_unsqueeze(const tensor *t, int64_t dim, tensor **out) {
     *out = NULL;
     DDP_CHECK(tensor_unsqueeze(t, dim, &y));
     ag_node *n;
-    DDP_CHECK(record1("UnsqueezeBackward0", unsqueeze_backward, t, y, out, &n));
+    DDP_CHECK(ag_record("UnsqueezeBackward0", unsqueeze_backward, &t, 1, y, out, &n));
     if (n) n->dim = dim < 0 ? dim + t->ndim + 1 : dim;
     return DDP_OK;
 }
@@ -121,7 +112,7 @@ ddp_status ag_expand(const tensor *t, const int64_t *sizes, int ndim, tensor **o
     *out = NULL;
     DDP_CHECK(tensor_expand(t, sizes, ndim, &y));
     ag_node *n;
-    return record1("ExpandBackward0", identity_backward, t, y, out, &n);
+    return ag_record("ExpandBackward0", identity_backward, &t, 1, y, out, &n);
 }
 
 /* narrow (flag false) and select (flag true): the gradient lands in a zero tensor of
@@ -147,7 +138,7 @@ ddp_status ag_narrow(const tensor *t, int64_t dim, int64_t start, int64_t length
     *out = NULL;
     DDP_CHECK(tensor_narrow(t, dim, start, length, &y));
     ag_node *n;
-    DDP_CHECK(record1("SliceBackward0", slice_backward, t, y, out, &n));
+    DDP_CHECK(ag_record("SliceBackward0", slice_backward, &t, 1, y, out, &n));
     if (n) {
         int d = 0;
         (void)tensor_wrap_dim("narrow", dim, t->ndim, &d); /* checked by tensor_narrow */
@@ -163,7 +154,7 @@ ddp_status ag_select(const tensor *t, int64_t dim, int64_t index, tensor **out) 
     *out = NULL;
     DDP_CHECK(tensor_select(t, dim, index, &y));
     ag_node *n;
-    DDP_CHECK(record1("SelectBackward0", slice_backward, t, y, out, &n));
+    DDP_CHECK(ag_record("SelectBackward0", slice_backward, &t, 1, y, out, &n));
     if (n) {
         int d = 0;
         (void)tensor_wrap_dim("select", dim, t->ndim, &d); /* checked by tensor_select */
@@ -179,7 +170,7 @@ ddp_status ag_contiguous(const tensor *t, tensor **out) {
     *out = NULL;
     DDP_CHECK(tensor_contiguous(t, &y));
     ag_node *n; /* nothing is recorded when t was already contiguous (y == t) */
-    return record1("CloneBackward0", identity_backward, t, y, out, &n);
+    return ag_record("CloneBackward0", identity_backward, &t, 1, y, out, &n);
 }
 
 ddp_status ag_clone(const tensor *t, tensor **out) {
@@ -187,7 +178,7 @@ ddp_status ag_clone(const tensor *t, tensor **out) {
     *out = NULL;
     DDP_CHECK(tensor_clone(t, &y));
     ag_node *n;
-    return record1("CloneBackward0", identity_backward, t, y, out, &n);
+    return ag_record("CloneBackward0", identity_backward, &t, 1, y, out, &n);
 }
 
 ddp_status ag_to_dtype(const tensor *t, dtype dt, tensor **out) {
@@ -195,7 +186,7 @@ ddp_status ag_to_dtype(const tensor *t, dtype dt, tensor **out) {
     *out = NULL;
     DDP_CHECK(tensor_to_dtype(t, dt, &y));
     ag_node *n; /* nothing is recorded for a non-float result or when y == t */
-    return record1("ToCopyBackward0", identity_backward, t, y, out, &n);
+    return ag_record("ToCopyBackward0", identity_backward, &t, 1, y, out, &n);
 }
 
 /* cat (flag false): each input's gradient is its slab of g along dim; stack (flag
@@ -219,13 +210,8 @@ static ddp_status join_backward(ag_node *n, const tensor *g, tensor **gi) {
 /* Records cat (name CatBackward0) or stack (StackBackward0) around y. */
 static ddp_status record_join(const char *name, bool stack, tensor *const *ts, int n, int64_t dim,
                               int ndim, tensor *y, tensor **out) {
-    *out = y;
     ag_node *node;
-    ddp_status s = ag_record(name, join_backward, (const tensor *const *)ts, n, y, &node);
-    if (s != DDP_OK) {
-        *out = NULL;
-        return s;
-    }
+    DDP_CHECK(ag_record(name, join_backward, (const tensor *const *)ts, n, y, out, &node));
     if (node) {
         int d = 0;
         (void)tensor_wrap_dim(name, dim, ndim, &d); /* checked by the forward op */

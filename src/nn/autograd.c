@@ -7,8 +7,8 @@
  * the leaves it feeds, and to the tensors its backward needs. Nothing points back up,
  * so there are no cycles and reference counting frees everything. Both destruction
  * and backward use explicit work lists, never recursion, so a chain of 100k ops does
- * not overflow the C stack. The recorded ops themselves live in ag_ops.c, ag_linalg.c
- * and losses.c. */
+ * not overflow the C stack. The recorded ops themselves live in ag_elementwise.c,
+ * ag_shape.c, ag_linalg.c and losses.c. */
 #include "nn/autograd_internal.h"
 
 #include <stdio.h>
@@ -73,17 +73,19 @@ bool ag_any_requires_grad(const tensor *const *inputs, int n) {
 }
 
 ddp_status ag_record(const char *name, ag_backward_fn backward, const tensor *const *inputs, int n,
-                     tensor *out, ag_node **node_out) {
+                     tensor *y, tensor **out, ag_node **node_out) {
+    *out = y;
     *node_out = NULL;
-    if (!ag_any_requires_grad(inputs, n) || !dtype_is_float(out->dtype)) return DDP_OK;
+    if (!ag_any_requires_grad(inputs, n) || !dtype_is_float(y->dtype)) return DDP_OK;
     for (int i = 0; i < n; i++)
-        if (inputs[i] == out) return DDP_OK; /* the op returned its input (a no-op) */
+        if (inputs[i] == y) return DDP_OK; /* the op returned its input (a no-op) */
     ag_node *node = calloc(1, sizeof *node);
     ag_edge *edges = calloc((size_t)(n > 0 ? n : 1), sizeof *edges);
     if (!node || !edges) {
         free(node);
         free(edges);
-        tensor_release(out);
+        tensor_release(y);
+        *out = NULL;
         return DDP_FAIL(DDP_ERR_NOMEM, "%s: out of memory while recording the autograd graph",
                         name);
     }
@@ -109,9 +111,9 @@ ddp_status ag_record(const char *name, ag_backward_fn backward, const tensor *co
             e->leaf = tensor_retain((tensor *)in);
         }
     }
-    out->requires_grad = true;
-    out->grad_fn = &node->header;
-    out->grad_fn_slot = 0;
+    y->requires_grad = true;
+    y->grad_fn = &node->header;
+    y->grad_fn_slot = 0;
     *node_out = node;
     return DDP_OK;
 }

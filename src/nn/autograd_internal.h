@@ -1,6 +1,6 @@
-/* autograd_internal.h — what the recorded ops (ag_ops.c, ag_linalg.c, losses.c) share
- * with the engine (autograd.c): the graph node, its edges, and the helpers that build a
- * node around an op's output.
+/* autograd_internal.h — what the recorded ops (ag_elementwise.c, ag_shape.c,
+ * ag_linalg.c, losses.c) share with the engine (autograd.c): the graph node, its edges,
+ * and the helpers that build a node around an op's output.
  *
  * A node is created by ag_record() after the forward tensor op succeeded; the output
  * tensor then owns the node's first reference. Each edge points at what an input's
@@ -71,14 +71,15 @@ struct ag_node {
 /* True when grad mode is on and one of the n inputs (NULLs skipped) requires grad. */
 bool ag_any_requires_grad(const tensor *const *inputs, int n);
 
-/* Records a node for the op that produced `out` from inputs[0..n) (NULL inputs are
- * allowed and get an edge that is not needed) and attaches it to `out` (which then
- * requires grad and owns the node). *node receives the node (borrowed) for saving
- * tensors and parameters; it is NULL when nothing was recorded (grad mode off, no
- * input requires grad, `out` is not a float tensor, or `out` is one of the inputs).
- * On failure `out` is released and the caller must return the status. */
+/* Records a node for the op that produced `y` (a new reference the call takes over) from
+ * inputs[0..n) (NULL inputs are allowed and get an edge that is not needed) and attaches
+ * it to y (which then requires grad and owns the node). *out receives y on success; on
+ * failure y is released, *out is NULL and the caller must return the status. *node
+ * receives the node (borrowed) for saving tensors and parameters; it is NULL when
+ * nothing was recorded (grad mode off, no input requires grad, y is not a float tensor,
+ * or y is one of the inputs). */
 ddp_status ag_record(const char *name, ag_backward_fn backward, const tensor *const *inputs, int n,
-                     tensor *out, ag_node **node);
+                     tensor *y, tensor **out, ag_node **node);
 
 /* Saves a new reference to t in slot i (t may be an input; never the op's output), with
  * the version of its storage: if t is changed in place before the backward pass runs,

@@ -117,9 +117,7 @@ ddp_status ag_mse_loss(const tensor *input, const tensor *target, loss_reduction
     }
     const tensor *in[2] = {input, target};
     ag_node *n;
-    *out = y;
-    s = ag_record("MseLossBackward0", mse_backward, in, 2, y, &n);
-    if (s != DDP_OK) *out = NULL;
+    s = ag_record("MseLossBackward0", mse_backward, in, 2, y, out, &n);
     if (s == DDP_OK && n) {
         ag_save(n, 0, diff);
         n->scalar = r == REDUCTION_MEAN ? 2.0 / (double)tensor_numel(input) : 2.0;
@@ -314,9 +312,7 @@ ddp_status ag_cross_entropy(const tensor *input, const tensor *target, loss_redu
     }
     const tensor *in[2] = {input, target};
     ag_node *n;
-    *out = y;
-    s = ag_record(ce_name(prob, r), ce_backward, in, 2, y, &n);
-    if (s != DDP_OK) *out = NULL;
+    s = ag_record(ce_name(prob, r), ce_backward, in, 2, y, out, &n);
     if (s == DDP_OK && n) {
         ag_save(n, 0, lsm);
         ag_save(n, 1, target);

@@ -102,51 +102,46 @@ end
 
 -- ---- forward and backward -----------------------------------------------------------
 
-do
-    local fx = fixture("mlp_mse")
-    local model = mlp()
+-- One forward and backward pass on fixture mlp_<case>: the model's output (the fixture's
+-- `out_key`), the criterion's loss against `target_key`, and every parameter's gradient.
+local function forward_backward(case, model, criterion, out_key, target_key)
+    local fx = fixture("mlp_" .. case)
     model:load_state_dict(with_prefix(fx, "init."))
     local out = model(fx.x)
-    check("mse forward out", out, fx.out)
-    local loss = nn.MSELoss()(out, fx.y)
-    check("mse loss", loss, fx.loss)
+    check(case .. " forward " .. out_key, out, fx[out_key])
+    local loss = criterion(out, fx[target_key])
+    check(case .. " loss", loss, fx.loss)
     loss:backward()
-    check_grads("mse", model, with_prefix(fx, "grad."))
+    check_grads(case, model, with_prefix(fx, "grad."))
 end
 
-do
-    local fx = fixture("mlp_ce")
-    local model = LinearModel()
-    model:load_state_dict(with_prefix(fx, "init."))
-    local logits = model(fx.x)
-    check("ce forward logits", logits, fx.logits)
-    local loss = nn.CrossEntropyLoss()(logits, fx.target)
-    check("ce loss", loss, fx.loss)
-    loss:backward()
-    check_grads("ce", model, with_prefix(fx, "grad."))
-end
+forward_backward("mse", mlp(), nn.MSELoss(), "out", "y")
+forward_backward("ce", LinearModel(), nn.CrossEntropyLoss(), "logits", "target")
 
 -- ---- optimizers: 10 steps each, parameters compared after every step -----------------
 
 local function hp(fx, name) return fx["hp." .. name]:item() end
 
+-- The constructor of an SGD (with or without Nesterov momentum) or Adam-like optimizer
+-- taking its hyper-parameters from the fixture.
+local function sgd(nesterov)
+    return function(params, fx)
+        return optim.SGD(params, { lr = hp(fx, "lr"), momentum = hp(fx, "momentum"),
+            weight_decay = hp(fx, "weight_decay"), nesterov = nesterov })
+    end
+end
+local function adam_like(cls)
+    return function(params, fx)
+        return cls(params, { lr = hp(fx, "lr"), betas = { hp(fx, "beta1"), hp(fx, "beta2") },
+            eps = hp(fx, "eps"), weight_decay = hp(fx, "weight_decay") })
+    end
+end
+
 local optimizers = {
-    sgd = function(params, fx)
-        return optim.SGD(params, { lr = hp(fx, "lr"), momentum = hp(fx, "momentum"),
-            weight_decay = hp(fx, "weight_decay") })
-    end,
-    sgd_nesterov = function(params, fx)
-        return optim.SGD(params, { lr = hp(fx, "lr"), momentum = hp(fx, "momentum"),
-            weight_decay = hp(fx, "weight_decay"), nesterov = true })
-    end,
-    adam = function(params, fx)
-        return optim.Adam(params, { lr = hp(fx, "lr"), betas = { hp(fx, "beta1"), hp(fx, "beta2") },
-            eps = hp(fx, "eps"), weight_decay = hp(fx, "weight_decay") })
-    end,
-    adamw = function(params, fx)
-        return optim.AdamW(params, { lr = hp(fx, "lr"), betas = { hp(fx, "beta1"), hp(fx, "beta2") },
-            eps = hp(fx, "eps"), weight_decay = hp(fx, "weight_decay") })
-    end,
+    sgd = sgd(false),
+    sgd_nesterov = sgd(true),
+    adam = adam_like(optim.Adam),
+    adamw = adam_like(optim.AdamW),
 }
 
 for _, name in ipairs({ "sgd", "sgd_nesterov", "adam", "adamw" }) do

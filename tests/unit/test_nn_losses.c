@@ -17,13 +17,11 @@
 #define NEAR(a, b) assert_true(fabs((a) - (b)) < 1e-12 * (1.0 + fabs(b)))
 #define NEAR32(a, b) assert_true(fabs((a) - (b)) < 1e-6 * (1.0 + fabs(b)))
 
+/* make_tensor, made a leaf that requires grad when `grad` says so. */
 static tensor *make(const double *v, const int64_t *sizes, int ndim, dtype dt, bool grad) {
-    tensor *t, *c;
-    OK(tensor_from_data(v, sizes, ndim, DTYPE_FLOAT64, &t));
-    OK(tensor_to_dtype(t, dt, &c));
-    tensor_release(t);
-    if (grad) OK(ag_set_requires_grad(c, true));
-    return c;
+    tensor *t = make_tensor(dt, sizes, ndim, v);
+    if (grad) OK(ag_set_requires_grad(t, true));
+    return t;
 }
 
 static void test_reduction_parse(void **state) {
