@@ -217,6 +217,7 @@ static ddp_status binary_backward(ag_node *n, const tensor *g, tensor **gi) {
 
 ddp_status ag_binary(binary_op op, const tensor *a, const tensor *b, tensor **out) {
     tensor *y;
+    *out = NULL;
     DDP_CHECK(tensor_binary(op, a, b, &y));
     *out = y;
     const char *name = binary_name(op);
