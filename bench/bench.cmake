@@ -15,7 +15,7 @@ target_compile_options(bench_roundtrip PRIVATE ${DDP_C_WARNINGS})
 target_link_libraries(bench_roundtrip PRIVATE ddp_runtime)
 
 # ddplab's Lua API against raw Gloo on the same connections, window by window
-# (bench/collectives.sh): reaches into src/dist's private header for the communicator.
+# (bench/overhead.sh): reaches into src/dist's private header for the communicator.
 add_executable(bench_overhead EXCLUDE_FROM_ALL ${CMAKE_SOURCE_DIR}/bench/overhead.c)
 target_compile_options(bench_overhead PRIVATE ${DDP_C_WARNINGS})
 target_include_directories(bench_overhead PRIVATE ${CMAKE_SOURCE_DIR}/src)

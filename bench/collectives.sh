@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
     --max-bytes) max_bytes=$2; shift 2 ;;
     --windows) windows=$2; shift 2 ;;
     --quick) max_bytes=4096; windows=2; shift ;;
-    -h | --help) sed -n "2,23p" "$0"; exit 0 ;;
+    -h | --help) sed -n "2,21p" "$0"; exit 0 ;;
     *) ddplab=$1; shift ;;
     esac
 done

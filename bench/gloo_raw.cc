@@ -43,7 +43,7 @@
 
 namespace {
 
-/* The schedule; bench/collectives.lua uses the same numbers. */
+/* The schedule; bench/collectives_lib.lua holds the same numbers for collectives.lua. */
 const int WARMUP = 2;
 const double WINDOW_BYTES = 8.0 * 1024 * 1024;
 const int MAX_CALLS = 10;

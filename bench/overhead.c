@@ -36,17 +36,16 @@ static comm *raw_comm(lua_State *L) {
     return g->comm;
 }
 
+/* Raises the error of a failed call. */
+static void raw_check(lua_State *L, ddp_status s) {
+    if (s != DDP_OK) ddp_lua_raise(L, s);
+}
+
 /* The contiguous CPU buffer of the tensor at idx. */
 static pg_buffer raw_buffer(lua_State *L, int idx) {
     pg_buffer b;
-    ddp_status s = pg_buffer_from_tensor("raw", ddp_lua_check_tensor(L, idx), &b);
-    if (s != DDP_OK) ddp_lua_raise(L, s);
+    raw_check(L, pg_buffer_from_tensor("raw", ddp_lua_check_tensor(L, idx), &b));
     return b;
-}
-
-/* Raises the error of a failed comm.h call. */
-static void raw_check(lua_State *L, ddp_status s) {
-    if (s != DDP_OK) ddp_lua_raise(L, s);
 }
 
 /* raw.all_reduce(t): SUM in place. */

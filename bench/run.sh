@@ -8,8 +8,7 @@
 # Each round runs ddplab then PyTorch; the best (lowest) median of the rounds is kept for
 # each, so a burst of load from elsewhere on the machine hurts neither side unfairly.
 # --quick shrinks the windows to check the script itself (figures then mean nothing).
-# Until ddplab has a monotonic wall clock for Lua, both sides are timed in process CPU
-# time (os.clock / time.process_time), which ignores time spent waiting for a core.
+# Both sides time wall time on a monotonic clock (torch.time / time.perf_counter).
 # Exit status: 0 when both targets are met, 1 when one is missed, 2 on a setup problem.
 set -euo pipefail
 
@@ -49,13 +48,10 @@ declare -A ours theirs
 clock=""
 for ((r = 1; r <= rounds; r++)); do
     out=$("$ddplab" -n 1 "$root/bench/train_step.lua")
-    # time PyTorch with the same kind of clock ddplab had (CPU time for os.clock)
     clock=$(grep -o 'RESULT [a-z]* [0-9.eE+-]* [a-z._]*' <<<"$out" | awk '{print $4; exit}')
-    torch_clock=wall
-    [ "$clock" = os.clock ] && torch_clock=process
     while read -r name secs; do keep_best ours "$name" "$secs"; done < <(results <<<"$out")
     while read -r name secs; do keep_best theirs "$name" "$secs"; done \
-        < <("$python" "$root/bench/train_step_torch.py" --clock "$torch_clock" | results)
+        < <("$python" "$root/bench/train_step_torch.py" | results)
 done
 
 for name in a b; do

@@ -4,15 +4,11 @@
 -- several timed windows after a warm-up. Run on one rank with one BLAS thread:
 --   OPENBLAS_NUM_THREADS=1 build/ddplab -n 1 bench/train_step.lua
 -- (DDP_BENCH_QUICK=1 shrinks the windows, to check the script itself.) The clock is
--- torch.time() when the build has a monotonic wall clock, else os.clock(): process CPU
--- time, which equals wall time for this single-threaded loop on an idle machine and does
--- not count time the process waited for a core. The RESULT lines name the clock so that
--- bench/run.sh times PyTorch with the same kind (time.process_time for os.clock).
+-- torch.time(), a monotonic wall clock, as time.perf_counter is on PyTorch's side; the
+-- RESULT lines name it, and bench/run.sh prints that name.
 
 local quick = os.getenv("DDP_BENCH_QUICK") == "1"
-local ok_time, time_fn = pcall(function() return torch.time end)
-local clock = (ok_time and type(time_fn) == "function") and time_fn or os.clock
-local clock_name = clock == os.clock and "os.clock" or "torch.time"
+local clock, clock_name = torch.time, "torch.time"
 
 local cases = {
     { name = "a", sizes = { 5, 10, 5 }, batch = 64, warmup = 300, windows = 9, steps = 400 },

@@ -3,15 +3,10 @@
 (forward, MSE loss, backward, Adam step, zero_grad) in eager mode on the CPU with one
 thread, printing "RESULT <case> <seconds per step> <clock>" lines: the median over
 several timed windows after a warm-up. Needs Debian's python3-torch (/usr/bin/python3).
-
-    train_step_torch.py [--clock wall|process]
-
---clock process (time.process_time, CPU time of this process) matches ddplab's
-os.clock(); wall (time.perf_counter, the default) matches a monotonic wall clock.
+The clock is time.perf_counter, the twin of ddplab's torch.time().
 DDP_BENCH_QUICK=1 shrinks the windows, to check the script itself."""
 import os
 import statistics
-import sys
 import time
 
 import torch
@@ -35,8 +30,6 @@ def build(sizes):
 
 def main():
     clock, clock_name = time.perf_counter, "perf_counter"
-    if len(sys.argv) > 2 and sys.argv[1] == "--clock" and sys.argv[2] == "process":
-        clock, clock_name = time.process_time, "process_time"
     torch.set_num_threads(1)
     torch.manual_seed(0)
     for c in CASES:

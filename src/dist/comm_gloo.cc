@@ -511,13 +511,8 @@ void comm_p2p_abort(comm_p2p *p) {
 
 void comm_p2p_free(comm_p2p *p) {
     if (!p) return;
+    if (!p->done) comm_p2p_abort(p);
     try {
-        if (!p->done) {
-            if (p->is_send)
-                p->buf->abortWaitSend();
-            else
-                p->buf->abortWaitRecv();
-        }
         delete p;
     } catch (...) {
     }

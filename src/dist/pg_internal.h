@@ -42,10 +42,8 @@ typedef struct {
      * a fresh store (another init_method) starts from 1 again, it never repeats */
     uint64_t epoch;
     int rank, size;
-    char host[256];
-    int port;
+    char host[256]; /* the store's host (127.0.0.1 for file://): Gloo binds its route */
     store_client *store;
-    char backend[16];
     process_group *default_group;
     process_group *live; /* every group of this generation */
     int next_group_id;
@@ -63,6 +61,7 @@ extern pg_world pg_W;
 
 /* Sets the activity text ("in all_reduce #3 float32[4]"); NULL clears it. */
 void pg_set_activity(const char *text);
+/* Seconds on the monotonic clock (base/clock.h), for deadlines. */
 double pg_now(void);
 /* The store keys of the collective check: member m's fingerprint of collective #seq
  * (0-based) of g in the current chunk, and the marker that m finished chunk `chunk` (its

@@ -64,9 +64,8 @@ static void fail_work(pg_work *w, ddp_status s) {
 /* Describes the direction for messages: "send #1 from rank 0 to rank 1". */
 static void describe(char *out, size_t len, const pg_work *w) {
     int me = w->g->ranks[w->g->my], peer = w->g->ranks[w->peer];
-    snprintf(out, len, "%s #%llu %s rank %d %s rank %d", w->is_send ? "send" : "recv",
-             (unsigned long long)w->k + 1, "from", w->is_send ? me : peer, "to",
-             w->is_send ? peer : me);
+    snprintf(out, len, "%s #%llu from rank %d to rank %d", w->is_send ? "send" : "recv",
+             (unsigned long long)w->k + 1, w->is_send ? me : peer, w->is_send ? peer : me);
 }
 
 /* Waits for the peer's matching fingerprint and compares. Fails at once when the peer

@@ -305,8 +305,6 @@ ddp_status pg_p2p_wait(comm_p2p *p, int timeout_ms) {
     comm_p2p_abort(p);
     pthread_mutex_lock(&w->lock);
     while (!w->job_done) pthread_cond_wait(&w->cond, &w->lock);
-    if (w->status == DDP_OK) return finish_job(w); /* it arrived before the abort */
-    w->comm = NULL;
-    pthread_mutex_unlock(&w->lock);
+    if (finish_job(w) == DDP_OK) return DDP_OK; /* it arrived before the abort */
     return DDP_FAIL(DDP_ERR_INTERRUPTED, "interrupted (Ctrl-C) while the message was in flight");
 }

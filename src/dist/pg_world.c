@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/interrupt.h"
 #include "build_config.h"
 #include "dist/fingerprint.h"
@@ -44,9 +45,7 @@ const char *pg_current_activity(void) {
 }
 
 double pg_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return (double)ddp_now_ms() / 1000.0;
 }
 
 /* ---- environment ---------------------------------------------------------------- */
@@ -178,7 +177,6 @@ static ddp_status reach_store(const char *init_method, int rank, double timeout)
                                          "is not set (env:// reads it, as torchrun sets it)");
         DDP_CHECK(env_int("MASTER_PORT", &port));
         snprintf(pg_W.host, sizeof pg_W.host, "%s", addr);
-        pg_W.port = port;
         return connect_tcp(addr, port, rank, timeout);
     }
     if (strncmp(m, "tcp://", 6) == 0) {
@@ -189,7 +187,6 @@ static ddp_status reach_store(const char *init_method, int rank, double timeout)
             return DDP_FAIL(DDP_ERR_ARG,
                             "init_process_group: init_method '%s' should read tcp://host:port", m);
         snprintf(pg_W.host, sizeof pg_W.host, "%.*s", (int)(colon - hp), hp);
-        pg_W.port = port;
         return connect_tcp(pg_W.host, port, rank, timeout);
     }
     if (strncmp(m, "file://", 7) == 0) {
@@ -472,7 +469,6 @@ ddp_status pg_init(const pg_init_options *o) {
     g->next_live = pg_W.live;
     pg_W.live = g;
     pg_W.default_group = g;
-    snprintf(pg_W.backend, sizeof pg_W.backend, "gloo");
     pg_W.initialized = true;
     return DDP_OK;
 fail:

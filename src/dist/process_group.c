@@ -92,8 +92,9 @@ typedef struct {
     char (*done)[128];
     const char **fp_ptr;
     const char **done_ptr;
-    char **vals; /* what each member called (NULL: not yet / finished) */
-    size_t *lens;
+    char **vals;  /* what each member called (NULL: not yet / finished) */
+    char **got;   /* one store answer, before it is sorted into vals */
+    size_t *lens; /* the lengths of got */
     bool *finished;
     int *ranks;
 } exchange;
@@ -105,6 +106,7 @@ static void exchange_free(exchange *x) {
     free(x->fp_ptr);
     free(x->done_ptr);
     free(x->vals);
+    free(x->got);
     free(x->lens);
     free(x->finished);
     free(x->ranks);
@@ -118,26 +120,33 @@ static ddp_status exchange_alloc(exchange *x, int n) {
     x->fp_ptr = calloc((size_t)n, sizeof *x->fp_ptr);
     x->done_ptr = calloc((size_t)n, sizeof *x->done_ptr);
     x->vals = calloc((size_t)n, sizeof *x->vals);
+    x->got = calloc((size_t)n, sizeof *x->got);
     x->lens = calloc((size_t)n, sizeof *x->lens);
     x->finished = calloc((size_t)n, sizeof *x->finished);
     x->ranks = calloc((size_t)n, sizeof *x->ranks);
-    if (!x->fp || !x->done || !x->fp_ptr || !x->done_ptr || !x->vals || !x->lens || !x->finished ||
-        !x->ranks) {
+    if (!x->fp || !x->done || !x->fp_ptr || !x->done_ptr || !x->vals || !x->got || !x->lens ||
+        !x->finished || !x->ranks) {
         exchange_free(x);
         return DDP_FAIL(DDP_ERR_NOMEM, "collective check: out of memory");
     }
     return DDP_OK;
 }
 
+/* How many members neither published their call nor finished the chunk. */
+static int count_missing(const exchange *x) {
+    int missing = 0;
+    for (int i = 0; i < x->n; i++) missing += !x->vals[i] && !x->finished[i];
+    return missing;
+}
+
 /* Looks at the done markers of the members still missing; marks those that finished
- * the chunk having called at most seq collectives (so they will never call #seq). */
+ * the chunk having called at most seq collectives (so they will never call #seq). The
+ * answer lands in x->got, which is empty between two store requests. */
 static ddp_status check_finished(exchange *x, uint64_t seq) {
     const char **keys = calloc((size_t)x->n, sizeof *keys);
     int *idx = calloc((size_t)x->n, sizeof *idx);
-    char **vals = calloc((size_t)x->n, sizeof *vals);
-    size_t *lens = calloc((size_t)x->n, sizeof *lens);
     ddp_status s = DDP_OK;
-    if (!keys || !idx || !vals || !lens) {
+    if (!keys || !idx) {
         s = DDP_FAIL(DDP_ERR_NOMEM, "collective check: out of memory");
         goto out;
     }
@@ -148,16 +157,15 @@ static ddp_status check_finished(exchange *x, uint64_t seq) {
         idx[m++] = i;
     }
     if (m == 0) goto out;
-    s = store_multi_wait(pg_W.store, keys, m, 0, vals, lens);
+    s = store_multi_wait(pg_W.store, keys, m, 0, x->got, x->lens);
     for (int j = 0; s == DDP_OK && j < m; j++) {
-        if (vals[j] && strtoull(vals[j], NULL, 10) <= seq) x->finished[idx[j]] = true;
-        free(vals[j]);
+        if (x->got[j] && strtoull(x->got[j], NULL, 10) <= seq) x->finished[idx[j]] = true;
+        free(x->got[j]);
+        x->got[j] = NULL;
     }
 out:
     free(keys);
     free(idx);
-    free(vals);
-    free(lens);
     return s;
 }
 
@@ -202,39 +210,24 @@ static ddp_status exchange_run(process_group *g, const char *op, uint64_t seq, c
     /* the same words on every rank: the call's number in this chunk, not this rank's count */
     char label[320];
     fp_call_label(label, sizeof label, seq + 1, g->id == 0 ? NULL : g->ranks, g->size);
-    while (s == DDP_OK) {
-        int missing = 0;
-        for (int i = 0; i < g->size; i++) missing += !x.vals[i] && !x.finished[i];
-        if (missing == 0) break;
-        char **vals = calloc((size_t)g->size, sizeof *vals);
-        size_t *lens = calloc((size_t)g->size, sizeof *lens);
-        if (!vals || !lens) {
-            free(vals);
-            free(lens);
-            s = DDP_FAIL(DDP_ERR_NOMEM, "collective check: out of memory");
-            break;
-        }
+    while (s == DDP_OK && count_missing(&x) > 0) {
         if (first) /* publish ours, drop the old one and wait: one round trip */
             s = store_exchange(pg_W.store, x.fp[g->my], published, strlen(published),
-                               seq >= 2 ? old : NULL, x.fp_ptr, g->size, SLICE_MS, vals, lens);
+                               seq >= 2 ? old : NULL, x.fp_ptr, g->size, SLICE_MS, x.got, x.lens);
         else
-            s = store_multi_wait(pg_W.store, x.fp_ptr, g->size, SLICE_MS, vals, lens);
+            s = store_multi_wait(pg_W.store, x.fp_ptr, g->size, SLICE_MS, x.got, x.lens);
         first = false;
         for (int i = 0; i < g->size; i++) {
-            if (s == DDP_OK && vals[i] && !x.vals[i]) {
-                split_state(vals[i], g, &rebuild, &max_gen);
-                x.vals[i] = vals[i];
+            if (s == DDP_OK && x.got[i] && !x.vals[i]) {
+                split_state(x.got[i], g, &rebuild, &max_gen);
+                x.vals[i] = x.got[i];
                 x.finished[i] = false;
             } else {
-                free(vals[i]);
+                free(x.got[i]);
             }
+            x.got[i] = NULL;
         }
-        free(vals);
-        free(lens);
-        if (s != DDP_OK) break;
-        missing = 0;
-        for (int i = 0; i < g->size; i++) missing += !x.vals[i] && !x.finished[i];
-        if (missing == 0) break;
+        if (s != DDP_OK || count_missing(&x) == 0) break;
         s = check_finished(&x, seq);
         if (s != DDP_OK) break;
         if (ddp_interrupt_pending()) {

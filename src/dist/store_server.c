@@ -190,16 +190,17 @@ static bool serve_multi_wait(peer *p, const unsigned char *list, size_t len, uin
         if (present == n || s->stopping) break;
         if (pthread_cond_timedwait(&s->changed, &s->lock, &until) == ETIMEDOUT) break;
     }
+    entry *found[STORE_MAX_MULTI]; /* looked up once for the size and the answer */
     size_t total = 0;
     for (int i = 0; i < n; i++) {
-        entry *e = find(s, keys[i]);
-        total += 5 + (e ? e->len : 0);
+        found[i] = find(s, keys[i]);
+        total += 5 + (found[i] ? found[i]->len : 0);
     }
     unsigned char *answer = total <= STORE_MAX_MULTI_REPLY ? malloc(total ? total : 1) : NULL;
     if (answer) {
         size_t w = 0;
         for (int i = 0; i < n; i++) {
-            entry *e = find(s, keys[i]);
+            const entry *e = found[i];
             answer[w] = e ? STORE_FOUND : STORE_ABSENT;
             store_put_u32(answer + w + 1, e ? (uint32_t)e->len : 0);
             if (e && e->len) memcpy(answer + w + 5, e->value, e->len);

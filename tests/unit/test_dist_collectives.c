@@ -15,11 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "dist/process_group.h"
-#include "dist/store.h"
 #include "support/support_dist_ranks.h"
 
 /* The error must be `code` and contain `text`. */
@@ -48,42 +45,25 @@ static int init_child(int rank, int size) {
     return 0;
 }
 
-/* Forks `size` ranks running fn, after init_process_group when `init`; all must exit 0.
- * The ranks are forked before the store's threads start and wait for a byte on `go`:
- * a child forked while a server thread held a lock (the allocator's) would find it
- * locked forever (seen as a rare hang of the sanitizer build). */
+static rank_fn world_fn; /* what the ranks of run_world run, and whether they init first */
+static bool world_init;
+
+/* One rank of run_world; its exit status. */
+static int world_rank(int rank, int size, int store_port) {
+    port = store_port;
+    if (!getenv("DDPLAB_COLLECTIVE_CHECK")) setenv("DDPLAB_COLLECTIVE_TIMEOUT", "2", 1);
+    if (world_init && init_child(rank, size) != 0) return 2;
+    int rc = world_fn(rank, size);
+    if (pg_is_initialized()) pg_destroy();
+    return rc;
+}
+
+/* Forks `size` ranks running fn, after init_process_group when `init`, around a store this
+ * process hosts as the driver does (ranks_run_hosted); all must exit 0. */
 static void run_world(int size, rank_fn fn, bool init) {
-    port = ranks_free_port();
-    assert_true(port > 0);
-    int go[2];
-    assert_int_equal(pipe(go), 0);
-    pid_t pids[8];
-    for (int r = 0; r < size; r++) {
-        pids[r] = fork();
-        assert_true(pids[r] >= 0);
-        if (pids[r] == 0) {
-            char c;
-            close(go[1]);
-            if (read(go[0], &c, 1) != 1) _exit(3); /* the parent could not start the store */
-            close(go[0]);
-            if (!getenv("DDPLAB_COLLECTIVE_CHECK")) setenv("DDPLAB_COLLECTIVE_TIMEOUT", "2", 1);
-            if (init && init_child(r, size) != 0) _exit(2);
-            int rc = fn(r, size);
-            if (pg_is_initialized()) pg_destroy();
-            _exit(rc);
-        }
-    }
-    close(go[0]);
-    store_server *server = NULL;
-    ddp_status started = store_server_start("127.0.0.1", port, &server);
-    if (started == DDP_OK)
-        for (int r = 0; r < size; r++)
-            if (write(go[1], "x", 1) != 1) break;
-    close(go[1]); /* without the store, the ranks read end-of-file and exit 3 */
-    int failures = ranks_wait_all(pids, size);
-    store_server_stop(server);
-    assert_int_equal(started, DDP_OK);
-    assert_int_equal(failures, 0);
+    world_fn = fn;
+    world_init = init;
+    ranks_run_hosted(size, world_rank);
 }
 
 static void run_ranks(int size, rank_fn fn) {

@@ -1,4 +1,4 @@
-/* test_dist_gloo.c — the Gloo shim (comm.h) on 2 and 4 forked processes on 127.0.0.1:
+/* test_dist_gloo.c — the Gloo shim (comm.h) on 2 to 4 forked processes on 127.0.0.1:
  * every collective, every dtype and reduce op, against values computed by hand, plus
  * point-to-point, a dead peer and the per-operation timeout. */
 #include <setjmp.h>
@@ -9,12 +9,10 @@
 #include <cmocka.h>
 
 #include <math.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "dist/comm.h"
@@ -23,45 +21,37 @@
 
 typedef int (*rank_fn)(int rank, int size, comm *c);
 
-static int port;
-static int generation;
+static int generation; /* each world's store keys are apart from the last one's */
+static rank_fn world_fn;
+
+/* One rank of run_ranks: sets up its communicator and runs world_fn; its exit status. */
+static int comm_rank(int rank, int size, int port) {
+    store_client *sc;
+    if (store_connect("127.0.0.1", port, 5.0, &sc) != DDP_OK) return 2;
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "test/%d/", generation);
+    comm_init_options o = {.store = sc,
+                           .prefix = prefix,
+                           .iface_host = "127.0.0.1",
+                           .rank = rank,
+                           .size = size,
+                           .timeout_s = 5.0};
+    comm *c;
+    if (comm_gloo_init(&o, &c) != DDP_OK) {
+        fprintf(stderr, "rank %d: init: %s\n", rank, ddp_last_error());
+        return 2;
+    }
+    int rc = world_fn(rank, size, c);
+    comm_destroy(c);
+    store_close(sc);
+    return rc;
+}
 
 /* Forks `size` ranks that each set up a communicator and run fn; every rank must exit 0. */
 static void run_ranks(int size, rank_fn fn) {
-    store_server *server;
-    assert_int_equal(store_server_start("127.0.0.1", 0, &server), DDP_OK);
-    port = store_server_port(server);
     generation++;
-    pid_t pids[8];
-    for (int r = 0; r < size; r++) {
-        pids[r] = fork();
-        assert_true(pids[r] >= 0);
-        if (pids[r] == 0) {
-            int rank = r;
-            store_client *sc;
-            if (store_connect("127.0.0.1", port, 5.0, &sc) != DDP_OK) _exit(2);
-            char prefix[64];
-            snprintf(prefix, sizeof prefix, "test/%d/", generation);
-            comm_init_options o = {.store = sc,
-                                   .prefix = prefix,
-                                   .iface_host = "127.0.0.1",
-                                   .rank = r,
-                                   .size = size,
-                                   .timeout_s = 5.0};
-            comm *c;
-            if (comm_gloo_init(&o, &c) != DDP_OK) {
-                fprintf(stderr, "rank %d: init: %s\n", rank, ddp_last_error());
-                _exit(2);
-            }
-            int rc = fn(r, size, c);
-            comm_destroy(c);
-            store_close(sc);
-            _exit(rc);
-        }
-    }
-    int failures = ranks_wait_all(pids, size);
-    store_server_stop(server);
-    assert_int_equal(failures, 0);
+    world_fn = fn;
+    ranks_run_hosted(size, comm_rank);
 }
 
 /* ---- all_reduce ----------------------------------------------------------------- */
@@ -252,24 +242,20 @@ static void test_ring_4(void **state) {
 
 /* ---- failures -------------------------------------------------------------------- */
 
-/* Rank 0 tells rank 1 through this pipe (made before the fork) that its receive has ended,
- * so that rank 1 stays connected, and silent, exactly until then. */
-static int recv_done[2] = {-1, -1};
-
 /* A receive whose sender is late ends with a timeout error within the bound (Gloo then
- * closes the pair: the communicator must be replaced, which process_group.c does). */
+ * closes the pair: the communicator must be replaced, which process_group.c does). Rank 1
+ * stays connected, and silent, until rank 0's cue says that the receive has ended. */
 static int recv_timeout_ranks(int rank, int size, comm *c) {
     (void)size;
-    if (rank == 1) { /* the minute bounds the wait only if rank 0 failed before telling */
-        struct pollfd p = {.fd = recv_done[0], .events = POLLIN};
-        CHILD_CHECK(poll(&p, 1, 60 * 1000) == 1);
+    if (rank == 1) {
+        CHILD_CHECK(cue_take());
         return 0;
     }
     float v = 0;
     comm_p2p *r;
     CHILD_CHECK(comm_recv_post(c, &v, sizeof v, 1, 3, &r) == DDP_OK);
     ddp_status s = comm_p2p_wait(r, 300);
-    CHILD_CHECK(write(recv_done[1], "x", 1) == 1);
+    cue_give(1);
     CHILD_CHECK(s == DDP_ERR_TIMEOUT);
     CHILD_CHECK(strstr(ddp_last_error(), "recv") != NULL);
     comm_p2p_free(r);
@@ -278,10 +264,9 @@ static int recv_timeout_ranks(int rank, int size, comm *c) {
 
 static void test_recv_timeout(void **state) {
     (void)state;
-    assert_int_equal(pipe(recv_done), 0);
+    cue_open();
     run_ranks(2, recv_timeout_ranks);
-    close(recv_done[0]);
-    close(recv_done[1]);
+    cue_close();
 }
 
 /* A peer that dies wakes a blocked collective with an error. */

@@ -4,11 +4,10 @@
  * collective timeout: Gloo would hold it for the hour (ctest's timeout would fail the
  * test). A timer thread raises the Ctrl-C flag (what the rank's SIGINT handler does); the
  * call must come back with an "interrupted" error, its tensor must stay alive for the
- * abandoned call even
- * after the caller dropped it (ASan sees a use after free otherwise), and the next
- * all_reduce of every rank must work and give the right sum. Also: the same for an
- * all_gather into a list, destroy_process_group while an abandoned call still runs, and
- * a blocking send or recv whose peer never answers. */
+ * abandoned call even after the caller dropped it (ASan sees a use after free otherwise),
+ * and the next all_reduce of every rank must work and give the right sum. Also: the same
+ * for an all_gather into a list, destroy_process_group while an abandoned call still runs,
+ * and a blocking send or recv whose peer never answers. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

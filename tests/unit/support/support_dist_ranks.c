@@ -1,5 +1,6 @@
 /* support_dist_ranks.c — the shared forked-rank helpers declared in support_dist_ranks.h:
- * a free port, waiting for the ranks, and the cue pipe. */
+ * a free port, forking ranks around a hosted store, waiting for the ranks, and the cue
+ * pipe. */
 #include "support_dist_ranks.h"
 
 #include <setjmp.h>
@@ -10,6 +11,7 @@
 #include <cmocka.h>
 
 #include "dist/process_group.h"
+#include "dist/store.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -54,6 +56,39 @@ int ranks_wait_all(const pid_t *pids, int n) {
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) failures++;
     }
     return failures;
+}
+
+/* The ranks wait for one byte each on a pipe before they start, so that they are forked
+ * before the store's threads exist; end-of-file (no store) sends them away with 3. */
+void ranks_run_hosted(int size, int (*body)(int rank, int size, int port)) {
+    int port = ranks_free_port();
+    assert_true(port > 0);
+    assert_true(size >= 1 && size <= 8);
+    int go[2];
+    assert_int_equal(pipe(go), 0);
+    pid_t pids[8];
+    for (int r = 0; r < size; r++) {
+        pids[r] = fork();
+        assert_true(pids[r] >= 0);
+        if (pids[r] == 0) {
+            char c;
+            close(go[1]);
+            if (read(go[0], &c, 1) != 1) _exit(3);
+            close(go[0]);
+            _exit(body(r, size, port));
+        }
+    }
+    close(go[0]);
+    store_server *server = NULL;
+    ddp_status started = store_server_start("127.0.0.1", port, &server);
+    if (started == DDP_OK)
+        for (int r = 0; r < size; r++)
+            if (write(go[1], "x", 1) != 1) break;
+    close(go[1]);
+    int failures = ranks_wait_all(pids, size);
+    store_server_stop(server);
+    assert_int_equal(started, DDP_OK);
+    assert_int_equal(failures, 0);
 }
 
 /* The pipe of the cue; both ends are inherited by the ranks forked after cue_open. */
