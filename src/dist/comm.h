@@ -86,7 +86,9 @@ ddp_status comm_recv_post(comm *c, void *buf, size_t nbytes, int peer, uint64_t 
 ddp_status comm_p2p_wait(comm_p2p *p, int timeout_ms);
 /* Wakes a comm_p2p_wait on p blocked in another thread: it returns DDP_ERR_COMM
  * ("aborted"). The message may still be in flight, so the communicator must be replaced,
- * as after a timeout. Safe to call from any thread while p is alive. */
+ * as after a timeout (checked: once p is freed, the peer's late message is dropped and a
+ * later receive on the same slot times out). Safe to call from any thread while p is
+ * alive. */
 void comm_p2p_abort(comm_p2p *p);
 /* Aborts a pending wait and frees p. NULL-safe. */
 void comm_p2p_free(comm_p2p *p);

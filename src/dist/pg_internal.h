@@ -82,6 +82,11 @@ ddp_status pg_agree(process_group *g, const char *op, const char *fp);
  * chunk, naming them, the ranks it was sent to, and `why` a rank that is not running
  * matters; DDP_OK when every one runs it (or the runtime did not say). */
 ddp_status pg_check_running(const char *op, const int *ranks, int n, const char *why);
+/* Posts, without waiting, every queued isend/irecv whose peer has published its matching
+ * side (every one with the check off): called while this rank waits in a collective, so
+ * that the collective does not hold up data a peer waits for (PyTorch's isend starts at
+ * once; here data moves once both sides are posted). Failures stay in the works. */
+void pg_p2p_pump(void);
 /* The group rank of global rank r in g, or -1. */
 int pg_group_rank_of(const process_group *g, int global);
 /* Frees g's scratch buffer (pg_chunk_end, pg_group_clear). */

@@ -7,6 +7,7 @@
  * for the peer's matching fingerprint, compares, posts to Gloo), then waits on its own.
  * So a ring of isend/irecv pairs cannot deadlock, and a Gloo wait starts only when the
  * peer has posted its side (Gloo closes the pair on a timed-out wait, see comm.h). */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,14 +98,15 @@ static ddp_status match_peer(pg_work *w) {
             }
             free(dv[0]);
             if (same_chunk) free(dv[1]);
-            if (theirs[0])
+            /* its fingerprint would have been set before it went on to a collective or
+             * ended the chunk, but maybe after our first look: one last look */
+            if (theirs[0] || finished) DDP_CHECK(store_multi_wait(pg_W.store, pk, 1, 0, v, l));
+            if (!v[0] && theirs[0])
                 return DDP_FAIL(DDP_ERR_MISMATCH,
                                 "%s: rank %d called %s (collective #%llu of this chunk) instead "
                                 "of a matching %s; the two ranks would wait for each other",
                                 what, peer, theirs, (unsigned long long)next_seq + 1, role);
             if (finished) {
-                /* its fingerprint would have been set before its marker: one last look */
-                DDP_CHECK(store_multi_wait(pg_W.store, pk, 1, 0, v, l));
                 if (!v[0] && !same_chunk)
                     return DDP_FAIL(DDP_ERR_MISMATCH,
                                     "%s, posted in an earlier chunk: rank %d posted no matching "
@@ -144,32 +146,65 @@ static ddp_status match_peer(pg_work *w) {
     }
 }
 
-/* Resolves and posts every queued work, oldest first. */
+/* Matches (with the check on) and posts one work taken off the queue; a failure is kept
+ * in the work, for its wait to raise. */
+static void resolve(pg_work *w) {
+    ddp_status s = DDP_OK;
+    if (!pg_is_alive(w->g)) {
+        s = DDP_FAIL(DDP_ERR_STATE,
+                     "%s: the process group was destroyed before the message "
+                     "was sent",
+                     w->is_send ? "isend" : "irecv");
+    } else if (w->g->broken || !w->g->comm) {
+        s = DDP_FAIL(DDP_ERR_COMM,
+                     "%s: this group's connections broke before the message was sent; "
+                     "every rank must call a collective (e.g. dist.barrier()) to rebuild "
+                     "them, then send again",
+                     w->is_send ? "isend" : "irecv");
+    } else if (pg_W.check) {
+        s = match_peer(w);
+    }
+    if (s == DDP_OK) {
+        uint64_t slot = (1ull << 62) | ((w->chunk & 0xfffffffull) << 32) | (w->k & 0xffffffffull);
+        s = w->is_send ? comm_send_post(w->g->comm, w->data, w->nbytes, w->peer, slot, &w->p2p)
+                       : comm_recv_post(w->g->comm, w->data, w->nbytes, w->peer, slot, &w->p2p);
+        if (s != DDP_OK) pg_mark_broken(w->g);
+    }
+    if (s == DDP_OK)
+        w->state = WORK_POSTED;
+    else
+        fail_work(w, s);
+}
+
+/* Resolves and posts every queued work, oldest first, waiting for each peer's side. */
 static void flush_queue(void) {
     while (queue_head) {
         pg_work *w = queue_head;
         queue_head = w->next_queued;
         w->next_queued = NULL;
-        ddp_status s = DDP_OK;
-        if (!pg_is_alive(w->g)) {
-            s = DDP_FAIL(DDP_ERR_STATE,
-                         "%s: the process group was destroyed before the message "
-                         "was sent",
-                         w->is_send ? "isend" : "irecv");
-        } else if (pg_W.check) {
-            s = match_peer(w);
+        resolve(w);
+    }
+}
+
+void pg_p2p_pump(void) {
+    for (pg_work **p = &queue_head; *p;) {
+        pg_work *w = *p;
+        if (pg_W.check && pg_is_alive(w->g) && !w->g->broken && w->g->comm) {
+            char key[192];
+            p2p_key(key, sizeof key, w, false);
+            const char *k[1] = {key};
+            char *v[1] = {NULL};
+            size_t l[1];
+            bool posted = store_multi_wait(pg_W.store, k, 1, 0, v, l) == DDP_OK && v[0];
+            free(v[0]);
+            if (!posted) { /* the peer has not posted its side yet: later */
+                p = &w->next_queued;
+                continue;
+            }
         }
-        if (s == DDP_OK) {
-            uint64_t slot =
-                (1ull << 62) | ((w->chunk & 0xfffffffull) << 32) | (w->k & 0xffffffffull);
-            s = w->is_send ? comm_send_post(w->g->comm, w->data, w->nbytes, w->peer, slot, &w->p2p)
-                           : comm_recv_post(w->g->comm, w->data, w->nbytes, w->peer, slot, &w->p2p);
-            if (s != DDP_OK) pg_mark_broken(w->g);
-        }
-        if (s == DDP_OK)
-            w->state = WORK_POSTED;
-        else
-            fail_work(w, s);
+        *p = w->next_queued;
+        w->next_queued = NULL;
+        resolve(w);
     }
 }
 
@@ -242,7 +277,9 @@ ddp_status pg_work_wait(pg_work *w) {
     char line[400];
     snprintf(line, sizeof line, "in %s %s", act, w->mine);
     pg_set_activity(line);
-    ddp_status s = pg_p2p_wait(w->p2p, (int)(pg_W.timeout * 1000));
+    /* the watchdog in ms; an absurd --collective-timeout must not overflow an int */
+    double ms = pg_W.timeout * 1000;
+    ddp_status s = pg_p2p_wait(w->p2p, ms < INT_MAX ? (int)ms : INT_MAX);
     pg_set_activity(NULL);
     comm_p2p_free(w->p2p);
     w->p2p = NULL;

@@ -230,6 +230,7 @@ static ddp_status exchange_run(process_group *g, const char *op, uint64_t seq, c
         if (s != DDP_OK || count_missing(&x) == 0) break;
         s = check_finished(&x, seq);
         if (s != DDP_OK) break;
+        pg_p2p_pump(); /* a missing member may be waiting for a message we queued */
         if (ddp_interrupt_pending()) {
             s = DDP_FAIL(DDP_ERR_INTERRUPTED,
                          "%s (%s): interrupted (Ctrl-C) while waiting for the other ranks", op,
@@ -269,6 +270,7 @@ static ddp_status enter(process_group **gp, const char *op, const char *fp, cons
     DDP_CHECK(pg_check_running(op, g->ranks, g->size,
                                "a collective needs every rank of its "
                                "group"));
+    pg_p2p_pump(); /* queued messages a peer may be waiting for go out first */
     uint64_t seq = g->chunk_seq++;
     char act[160], shape[96] = "";
     if (b) fp_shape(shape, sizeof shape, b->dt, b->ndim, b->sizes);

@@ -132,7 +132,6 @@ rc=$?
 [ $rc -eq 1 ] || fail "lost rank: node 0 exited with $rc: $(cat "$work/lost.err")"
 grep -qF "rank 3 died: lost its connection (exit status unknown)" "$work/lost.err" ||
     fail "lost rank: not reported: $(cat "$work/lost.err")"
-expect_line "$work/lost.out" "[2] done	2"
 
 # ---- :restart over two nodes, driven through the REPL on a pipe -------------------------
 # Lines go in through a FIFO held open on fd 3; each step waits for its output (bounded).

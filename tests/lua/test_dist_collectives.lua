@@ -158,6 +158,22 @@ if n > 1 then
     end
   end)
 
+  T.test("an isend waited for after a collective, against a recv before it", function()
+    -- as in PyTorch, the queued send goes out while its rank waits in the barrier
+    local t = torch.full({2}, rank + 1.0)
+    if rank == 0 then
+      local w = dist.isend(t, 1)
+      dist.barrier()
+      w:wait()
+    elseif rank == 1 then
+      dist.recv(t, 0)
+      dist.barrier()
+      T.eq(t:tolist(), {1, 1})
+    else
+      dist.barrier()
+    end
+  end)
+
   T.test("mismatched calls raise the same story on every rank", function()
     local t = torch.ones(3)
     local err = T.raises(function()
