@@ -6,7 +6,8 @@
  * some wait runs: it first resolves every queued work of this process in order (waits
  * for the peer's matching fingerprint, compares, posts to Gloo), then waits on its own.
  * So a ring of isend/irecv pairs cannot deadlock, and a Gloo wait starts only when the
- * peer has posted its side (Gloo closes the pair on a timed-out wait, see comm.h). */
+ * peer has posted its side (Gloo closes the pair on a timed-out wait, see comm.h). A rank
+ * waiting in a collective posts the queued works whose peers have posted (pg_p2p_pump). */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
