@@ -33,4 +33,12 @@ void ddp_lua_push_tensor(lua_State *L, tensor *t);
  * returns. Call only after releasing what the failed call's caller owned. */
 int ddp_lua_raise(lua_State *L, ddp_status s);
 
+/* l_options.c: raises "fn: unknown option 'opp' (did you mean 'op'?)" when the options
+ * table at idx has a key not in `known` (a NULL-terminated list); a non-table at idx
+ * passes. Call it before anything is allocated. */
+void ddp_lua_check_option_keys(lua_State *L, int idx, const char *fn, const char *const *known);
+/* The entry of `known` (NULL-terminated) closest to `name` by edit distance, or NULL
+ * when none is close enough to suggest. */
+const char *ddp_lua_closest_name(const char *name, const char *const *known);
+
 #endif
