@@ -123,6 +123,9 @@ ddp_status pg_isend(process_group *g, const pg_buffer *buf, int dst, pg_work **o
 ddp_status pg_irecv(process_group *g, pg_buffer *buf, int src, pg_work **out);
 ddp_status pg_work_wait(pg_work *w);
 bool pg_work_is_completed(const pg_work *w);
+/* When an asynchronous collective's backend call started and ended on the helper thread
+ * (CLOCK_MONOTONIC seconds), 0 while it runs and for point-to-point works. */
+void pg_work_times(const pg_work *w, double *start, double *end);
 void pg_work_free(pg_work *w); /* NULL-safe; a pending op is cancelled */
 
 /* ---- hooks for the rank runtime ------------------------------------------------- */
