@@ -7,9 +7,10 @@
  * src=, dst=}. Extra positional arguments are told apart by type: a number is a rank, a
  * string (dist.ReduceOp.SUM is "SUM") a reduce op, a ProcessGroup a group, a boolean
  * async_op. Every argument is checked before anything is sent, so a wrong call fails on
- * the rank that made it and never leaves the others waiting in the backend. Collectives
- * run synchronously; with async_op=true they return an already completed work object
- * (isend/irecv return real pending ones). */
+ * the rank that made it and never leaves the others waiting in the backend. all_reduce
+ * with async_op=true returns a pending work (the call runs on the helper thread, in
+ * order with the others); the other collectives run synchronously and with async_op
+ * return an already completed work object (isend/irecv return real pending ones). */
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -384,6 +385,7 @@ static int l_group_size(lua_State *L) {
 
 /* Pushes a work box holding w and keeping tensor box `tidx` alive until it is freed. */
 static void push_work(lua_State *L, pg_work *w, int tidx) {
+    luaL_checkstack(L, 2, "work");
     work_box *b = lua_newuserdatauv(L, sizeof *b, 1);
     b->w = w;
     luaL_setmetatable(L, WORK_MT);
@@ -442,7 +444,13 @@ static int l_all_reduce(lua_State *L) {
     if (a.nranks) return luaL_error(L, "all_reduce: takes no rank (every rank gets the result)");
     pg_buffer b;
     to_buffer(L, "all_reduce", t, &b, true);
-    return finish(L, pg_all_reduce(a.group, &b, a.has_op ? a.op : COMM_SUM), &a);
+    comm_reduce_op op = a.has_op ? a.op : COMM_SUM;
+    if (!a.async_op) return finish(L, pg_all_reduce(a.group, &b, op), &a);
+    push_work(L, NULL, 1); /* the box exists before the work, so an error cannot leak it */
+    work_box *box = lua_touserdata(L, -1);
+    ddp_status s = pg_all_reduce_async(a.group, &b, op, &box->w);
+    if (s != DDP_OK) return ddp_lua_raise(L, s);
+    return 1;
 }
 
 /* reduce(t, dst, op=SUM): t reduced over the group into dst's t. */

@@ -597,9 +597,9 @@ session("collectives", {[==[
 [3] tensor([8.])
 ]==], [==[
 [all]> dist.barrier()
-[all]> w = dist.all_reduce(torch.ones(1), {async_op = true})
-[all]> =w:is_completed(), w:wait()
-[0-3] true	true
+[all]> t = torch.ones(1); w = dist.all_reduce(t, {async_op = true})
+[all]> =w:wait(), w:is_completed(), t
+[0-3] true	true	tensor([4.])
 ]==], [==[
 [all]> x = torch.tensor({rank * 1.0})
 [all]> if rank == 0 then dist.send(x, 1) elseif rank == 1 then print(dist.recv(x, 0), x) end
@@ -792,9 +792,11 @@ end)
 
 T.test("dist: barrier and async_op", function()
   dist.barrier()
-  local w = dist.all_reduce(torch.ones(1), {async_op = true})
-  T.eq(w:is_completed(), true)
+  local t = torch.ones(1)
+  local w = dist.all_reduce(t, {async_op = true})
   T.eq(w:wait(), true)
+  T.eq(w:is_completed(), true)
+  T.eq(t:item(), world)
 end)
 
 if world > 1 then
