@@ -111,6 +111,13 @@ void l_push_tolist(lua_State *L, const tensor *t);
 /* l_setup.c: require(name), leaving the module on the stack; raises as require does. */
 void l_require(lua_State *L, const char *name);
 
+/* l_random.c: sets torch.Generator, the seed and rng-state functions and
+ * torch.default_generator into the torch table at the top. */
+void l_random_open(lua_State *L);
+/* The generator of an options table's `generator=` field (opts 0 or nil: none); NULL
+ * when absent (the default generator); raises when it is not a torch.Generator. */
+ddp_generator *l_opt_generator(lua_State *L, int opts);
+
 /* l_io.c: sets torch.save / torch.load into the torch table at the top. */
 int luaopen_ddp_torch_io(lua_State *L);
 
