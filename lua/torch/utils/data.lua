@@ -345,7 +345,13 @@ function DataLoader:_order()
   if self.sampler ~= nil then return sampler_indices(self.sampler) end
   local n = self._n
   if self.shuffle then
-    if self.generator ~= nil then return torch.randperm(n, {generator = self.generator}):tolist() end
+    if self.generator ~= nil then
+      -- as PyTorch's loader iterator: first one 64-bit draw (the base seed it gives worker
+      -- processes; randint over two values takes 32 bits per element), then RandomSampler's
+      -- randperm, so the same seed gives the same batches
+      torch.randint(0, 2, {2}, {generator = self.generator})
+      return torch.randperm(n, {generator = self.generator}):tolist()
+    end
     return torch.randperm(n):tolist() -- from the global generator
   end
   local list = {}
@@ -368,8 +374,12 @@ function DataLoader:_fetch(indices)
     return {b}
   end
   local b = collate(items)
-  if torch.is_tensor(b) or type(b) ~= "table" then return {b} end
-  return b
+  -- a sample that is a list (x, y) gives the loop one value per position; anything else
+  -- (a tensor, a table with named fields) is one value
+  if type(b) == "table" and not torch.is_tensor(b) and type(items[1]) == "table" and #items[1] > 0 then
+    return b
+  end
+  return {b}
 end
 
 -- loader:iter() -> an iterator over one epoch's batches (each a list of values)
