@@ -7,9 +7,9 @@
 --     1.0, as Python's json writes int and float); reading gives back the same subtype.
 --     NaN and infinities are written as Python's json writes them (NaN, Infinity).
 --   * a table whose keys are exactly 1..n (n >= 1) is a JSON array; any other table an
---     object. Integer keys are written as decimal strings and read back as integers; a
---     string key that happens to spell an integer is listed under "__string_keys__" so
---     it stays a string.
+--     object. Integer keys are written as decimal strings and read back as integers;
+--     string keys that happen to spell integers go into an object of their own under
+--     "__string_keys__", so they stay strings.
 --   * a string that is not valid UTF-8 (JSON text must be) is written as
 --     {"__bytes__": "<hex>"}; a tensor is handed to the caller's `on_tensor`, which
 --     returns the JSON to write for it (a {"__tensor__": name} reference), and read back
@@ -100,18 +100,28 @@ local function encode_table(t, where, out, seen, on_tensor)
     end)
     out[#out + 1] = "{"
     local first = true
+    local kept_apart = {}
     if #string_ints > 0 then
+      -- string keys that spell integers go in an object of their own, so that they can
+      -- neither turn into integers nor collide with the integer key of the same spelling
       table.sort(string_ints)
-      local list = {}
-      for i, s in ipairs(string_ints) do list[i] = quote(s) end
-      out[#out + 1] = '"__string_keys__":[' .. table.concat(list, ",") .. "]"
+      out[#out + 1] = '"__string_keys__":{'
+      for i, k in ipairs(string_ints) do
+        kept_apart[k] = true
+        if i > 1 then out[#out + 1] = "," end
+        out[#out + 1] = quote(k) .. ":"
+        encode(t[k], place(where, k), out, seen, on_tensor)
+      end
+      out[#out + 1] = "}"
       first = false
     end
     for _, k in ipairs(keys) do
+      if kept_apart[k] then goto continue end
       if not first then out[#out + 1] = "," end
       first = false
       out[#out + 1] = quote(tostring(k)) .. ":"
       encode(t[k], place(where, k), out, seen, on_tensor)
+      ::continue::
     end
     out[#out + 1] = "}"
   end
@@ -282,15 +292,16 @@ function Parser:object()
   if #keys == 1 and keys[1] == "__bytes__" and type(raw.__bytes__) == "string" then
     return (raw.__bytes__:gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end))
   end
-  local keep = {}
-  if type(raw.__string_keys__) == "table" then
-    for _, s in ipairs(raw.__string_keys__) do keep[s] = true end
-    raw.__string_keys__ = nil
-  end
+  local apart = raw.__string_keys__
+  raw.__string_keys__ = nil
   local t = {}
   for k, v in pairs(raw) do
-    if not keep[k] and spells_integer(k) then k = math.tointeger(tonumber(k)) end
+    if spells_integer(k) then k = math.tointeger(tonumber(k)) end
     t[k] = v
+  end
+  if type(apart) == "table" then
+    -- decoded as an object, so its keys came back as integers: they were strings
+    for k, v in pairs(apart) do t[tostring(k)] = v end
   end
   return t
 end
