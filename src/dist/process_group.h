@@ -110,6 +110,11 @@ ddp_status pg_gather(process_group *g, const pg_buffer *in, pg_buffer *outs, int
 /* ins[size] on src (NULL elsewhere). */
 ddp_status pg_scatter(process_group *g, pg_buffer *out, const pg_buffer *ins, int nin, int src);
 ddp_status pg_barrier(process_group *g);
+/* monitored_barrier: a barrier whose wait is bounded by timeout_s (<= 0: the collective
+ * timeout) and always cross-checked, even under --no-collective-check, so that a rank
+ * that does not arrive is named: DDP_ERR_TIMEOUT "monitored_barrier: ... rank 1 did not
+ * arrive within 2 s ...". */
+ddp_status pg_monitored_barrier(process_group *g, double timeout_s);
 
 /* Point to point, blocking. */
 ddp_status pg_send(process_group *g, const pg_buffer *buf, int dst);

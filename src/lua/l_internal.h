@@ -118,7 +118,8 @@ void l_random_open(lua_State *L);
  * when absent (the default generator); raises when it is not a torch.Generator. */
 ddp_generator *l_opt_generator(lua_State *L, int opts);
 
-/* l_io.c: sets torch.save / torch.load into the torch table at the top. */
-int luaopen_ddp_torch_io(lua_State *L);
+/* l_io.c: pushes the module "ddp.io_core", the file primitives under torch.save and
+ * torch.load (lua/torch/serialization.lua). */
+int luaopen_ddp_io_core(lua_State *L);
 
 #endif
