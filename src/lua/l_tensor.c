@@ -639,6 +639,8 @@ static int l_tensor_backward(lua_State *L) {
     else if (!lua_isnoneornil(L, 2))
         grad = ddp_lua_check_tensor(L, 2);
     if (lua_istable(L, 3)) opts = 3;
+    static const char *const keys[] = {"retain_graph", NULL};
+    if (opts) ddp_lua_check_option_keys(L, opts, "backward", keys);
     int retain = l_opt_boolean(L, opts, "retain_graph", 0);
     l_check(L, ag_backward(t, grad, retain));
     return 0;
@@ -674,6 +676,8 @@ static int l_tensor_to(lua_State *L) {
             luaL_argerror(L, 2, "expected a dtype, a device (\"cpu\", \"cuda\") or a tensor");
         if (lua_type(L, 3) == LUA_TSTRING || l_is_dtype(L, 3)) dt = l_check_dtype(L, 3);
     } else if (lua_istable(L, 2)) {
+        static const char *const keys[] = {"dtype", "device", NULL};
+        ddp_lua_check_option_keys(L, 2, "to", keys);
         l_create_options o;
         l_check_create_options(L, 2, t->dtype, &o);
         dt = o.dt;
