@@ -496,6 +496,10 @@ end
 
 function Linear:forward(x)
   if not module_mts[getmetatable(self)] then forward_dot_call(self, "model", "x") end
+  if self.weight == nil then -- PyTorch lets m.weight = None through and fails here too
+    raise("Linear: weight is nil (was it set to nil?); give it a parameter again, e.g. " ..
+          "m.weight = nn.Parameter(torch.randn(" .. self.out_features .. ", " .. self.in_features .. "))")
+  end
   return F.linear(x, self.weight, self.bias)
 end
 
