@@ -600,10 +600,10 @@ static int p2p(lua_State *L, int is_send, int is_async) {
     call_args a;
     parse_args(L, 2, top, op, &a);
     int has = a.nranks > 0 || (is_send ? a.has_dst : a.has_src);
-    if (!has)
-        return luaL_error(L, "%s: which rank? pass %s, e.g. dist.%s(t, 1)", op,
-                          is_send ? "dst" : "src", op);
-    int peer = a.nranks > 0 ? a.ranks[0] : is_send ? a.dst : a.src;
+    if (!has && is_send)
+        return luaL_error(L, "%s: which rank? pass dst, e.g. dist.%s(t, 1)", op, op);
+    /* recv without src receives from any rank, as PyTorch's src=None */
+    int peer = !has ? PG_ANY_SOURCE : a.nranks > 0 ? a.ranks[0] : is_send ? a.dst : a.src;
     pg_buffer b;
     to_buffer(L, op, t, &b, !is_send);
     pg_work *w = NULL;
@@ -619,10 +619,16 @@ static int p2p(lua_State *L, int is_send, int is_async) {
         return 1;
     }
     s = pg_work_wait(w);
+    if (s != DDP_OK) {
+        pg_work_free(w);
+        return ddp_lua_raise(L, s);
+    }
+    if (is_send) {
+        pg_work_free(w);
+        return 0;
+    }
+    lua_pushinteger(L, pg_work_source(w)); /* recv returns the sender's rank, as PyTorch */
     pg_work_free(w);
-    if (s != DDP_OK) return ddp_lua_raise(L, s);
-    if (is_send) return 0;
-    lua_pushinteger(L, peer); /* recv returns the sender's rank, as PyTorch */
     return 1;
 }
 
