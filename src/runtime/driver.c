@@ -637,7 +637,10 @@ static void interrupt_rank(driver *d, int r) {
 }
 
 /* Records rank r's death in its result (if it was part of this run) and asks the other
- * running ranks to stop, so that a collective waiting for the dead rank ends. */
+ * running ranks to stop, so that a collective waiting for the dead rank ends. A rank
+ * that ended with status 0 (os.exit(0), os.exit(true)) finished, as a torchrun worker
+ * that returns 0 does: the others go on (a collective that waits for it fails on its
+ * own, naming it). */
 static void report_death(driver *d, int r, rank_result *results, run_ctx *rc) {
     rank_slot *s = &d->ranks[r];
     bool was_running = s->state == SLOT_RUNNING;
@@ -655,8 +658,9 @@ static void report_death(driver *d, int r, rank_result *results, run_ctx *rc) {
     if (was_running) drain_output(s, r, rc);
     driver_mark_dead(s);
     if (!was_running) return; /* driver_check_idle reports it */
-    if (rc->first_dead < 0) rc->first_dead = r;
     driver_death_result(s, r, &results[r]);
+    if (s->reaped && driver_exit_status(s) == 0) return;
+    if (rc->first_dead < 0) rc->first_dead = r;
     for (int o = 0; o < d->world; o++)
         if (d->ranks[o].state == SLOT_RUNNING) interrupt_rank(d, o);
 }
