@@ -51,12 +51,18 @@ static lua_State *volatile interrupt_target; /* the state whose hook SIGINT sets
 static volatile sig_atomic_t current_chunk;     /* 0 while idle */
 static volatile sig_atomic_t interrupted_chunk; /* the last chunk someone interrupted */
 static volatile sig_atomic_t standalone;        /* no driver: a second Ctrl-C kills */
+/* A second Ctrl-C for the same chunk: the hook stays and raises at every instruction, so
+ * a loop that catches the interrupt with pcall still ends (the state is kept). */
+static volatile sig_atomic_t interrupt_sticky;
 
 /* The hook SIGINT installs: raises the error at the next Lua instruction (lua.c's lstop). */
 static void interrupt_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
-    lua_sethook(L, NULL, 0, 0);
-    luaL_error(L, "interrupted!");
+    if (!interrupt_sticky) {
+        lua_sethook(L, NULL, 0, 0);
+        luaL_error(L, "interrupted!");
+    }
+    luaL_error(L, "interrupted! (a second Ctrl-C: pcall cannot catch this one)");
 }
 
 /* Stops the running chunk: the core's flag for C waits, a hook for Lua code. */
@@ -81,6 +87,7 @@ static void on_sigint(int sig, siginfo_t *info, void *uctx) {
         return;
     }
     if (id == 0) return;
+    if (id == current_chunk && interrupted_chunk == id) interrupt_sticky = 1;
     interrupted_chunk = id;
     if (id == current_chunk) stop_running_chunk();
 }
@@ -276,6 +283,7 @@ static void begin_run(lua_State *L, int id, run_result *res) {
     res->message = NULL;
     lua_sethook(L, NULL, 0, 0);
     ddp_interrupt_clear();
+    interrupt_sticky = 0;
     current_chunk = id;
     if (interrupted_chunk == id) stop_running_chunk();
 }
@@ -284,6 +292,7 @@ static void begin_run(lua_State *L, int id, run_result *res) {
 static void end_run(lua_State *L) {
     current_chunk = 0;
     lua_sethook(L, NULL, 0, 0);
+    interrupt_sticky = 0;
     ddp_interrupt_clear();
 }
 
