@@ -127,6 +127,13 @@ ddp_status pg_recv(process_group *g, pg_buffer *buf, int src);
 ddp_status pg_isend(process_group *g, const pg_buffer *buf, int dst, pg_work **out);
 ddp_status pg_irecv(process_group *g, pg_buffer *buf, int src, pg_work **out);
 ddp_status pg_work_wait(pg_work *w);
+/* src of pg_irecv / pg_recv meaning "from any rank of the group" (PyTorch's src=None):
+ * the sender is the first rank whose next send to this one is posted (it needs the
+ * collective check, which publishes every send). */
+#define PG_ANY_SOURCE (-1)
+/* The global rank w exchanges with: for a recv from any rank, its sender once known
+ * (after pg_work_wait), else -1. */
+int pg_work_source(const pg_work *w);
 bool pg_work_is_completed(const pg_work *w);
 void pg_work_free(pg_work *w); /* NULL-safe; a pending op is cancelled */
 

@@ -66,6 +66,10 @@ int l_check_sizes(lua_State *L, int first, int last, const char *op,
  * to recognise a trailing `{dtype=..., requires_grad=...}`. */
 int l_is_options(lua_State *L, int idx);
 
+/* Gives the torch table at idx a metatable under which PyTorch's dtype names that ddplab
+ * lacks (torch.float16, torch.int32, ...) raise an error naming the dtypes it has. */
+void l_guard_missing_dtypes(lua_State *L, int idx);
+
 /* Options every creation function takes. */
 typedef struct {
     dtype dt;

@@ -15,10 +15,28 @@
 #include "lua/l_internal.h"
 #include "nn/autograd.h"
 
+/* Whether the value at idx is {}: a table with no metatable and no entries. */
+static int l_is_empty_plain_table(lua_State *L, int idx) {
+    if (lua_type(L, idx) != LUA_TTABLE) return 0;
+    if (lua_getmetatable(L, idx)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_pushnil(L);
+    if (lua_next(L, idx)) {
+        lua_pop(L, 2);
+        return 0;
+    }
+    return 1;
+}
+
 /* The index of a trailing options table, or 0; *last is set to the last other arg. */
 static int l_trailing_options(lua_State *L, int *last) {
     int top = lua_gettop(L);
-    if (top > 0 && l_is_options(L, top)) {
+    /* {} after other arguments is an empty options table (torch.zeros(2, {})); alone it
+     * is the sizes of a 0-dim tensor (torch.zeros({})) */
+    int empty_after_args = top > 1 && l_is_empty_plain_table(L, top);
+    if (top > 0 && (empty_after_args || l_is_options(L, top))) {
         *last = top - 1;
         return top;
     }
@@ -691,5 +709,6 @@ int luaopen_ddp_torch(lua_State *L) {
     lua_setfield(L, -2, "is_available");
     lua_setfield(L, -2, "cuda");
     l_random_open(L);
+    l_guard_missing_dtypes(L, -1);
     return 1;
 }

@@ -732,6 +732,8 @@ session("collectives", {[==[
 [1] tensor([0.])
 [2] tensor([1.])
 [3] tensor([2.])
+[all]> if rank == 0 then total = 0; for _ = 1, world - 1 do total = total + dist.recv(torch.zeros(1)) end; print(total) else dist.send(torch.ones(1), 0) end
+[0] 6
 ]==], [==[
 [all]> g = dist.new_group({0, 1})
 [all]> g
