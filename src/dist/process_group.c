@@ -633,3 +633,25 @@ ddp_status pg_barrier(process_group *g) {
     pg_call k = {.kind = PG_CALL_BARRIER, .op = "barrier"};
     return leave(g, pg_call_run(g, &k, NULL, 0, NULL, 0));
 }
+
+ddp_status pg_monitored_barrier(process_group *g, double timeout_s) {
+    /* the fingerprint exchange is what tells who arrived, so it runs even when the check
+     * is off (every member runs this same call, so all of them exchange), bounded by the
+     * caller's timeout instead of the watchdog's */
+    double saved_timeout = pg_W.timeout;
+    bool saved_check = pg_W.check;
+    if (timeout_s > 0) pg_W.timeout = timeout_s;
+    pg_W.check = true;
+    ddp_status s = enter(&g, "monitored_barrier", "monitored_barrier()", NULL);
+    pg_W.timeout = saved_timeout;
+    pg_W.check = saved_check;
+    if (s == DDP_ERR_TIMEOUT) {
+        char msg[1200];
+        snprintf(msg, sizeof msg, "%s", ddp_last_error());
+        return DDP_FAIL(s, "monitored_barrier: %s", msg);
+    }
+    DDP_CHECK(s);
+    if (g->size == 1) return leave(g, DDP_OK);
+    pg_call k = {.kind = PG_CALL_BARRIER, .op = "monitored_barrier"};
+    return leave(g, pg_call_run(g, &k, NULL, 0, NULL, 0));
+}

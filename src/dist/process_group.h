@@ -110,6 +110,11 @@ ddp_status pg_gather(process_group *g, const pg_buffer *in, pg_buffer *outs, int
 /* ins[size] on src (NULL elsewhere). */
 ddp_status pg_scatter(process_group *g, pg_buffer *out, const pg_buffer *ins, int nin, int src);
 ddp_status pg_barrier(process_group *g);
+/* monitored_barrier: a barrier whose wait is bounded by timeout_s (<= 0: the collective
+ * timeout) and always cross-checked, even under --no-collective-check, so that a rank
+ * that does not arrive is named: DDP_ERR_TIMEOUT "monitored_barrier: ... rank 1 did not
+ * arrive within 2 s ...". */
+ddp_status pg_monitored_barrier(process_group *g, double timeout_s);
 
 /* Point to point, blocking. */
 ddp_status pg_send(process_group *g, const pg_buffer *buf, int dst);
@@ -122,6 +127,13 @@ ddp_status pg_recv(process_group *g, pg_buffer *buf, int src);
 ddp_status pg_isend(process_group *g, const pg_buffer *buf, int dst, pg_work **out);
 ddp_status pg_irecv(process_group *g, pg_buffer *buf, int src, pg_work **out);
 ddp_status pg_work_wait(pg_work *w);
+/* src of pg_irecv / pg_recv meaning "from any rank of the group" (PyTorch's src=None):
+ * the sender is the first rank whose next send to this one is posted (it needs the
+ * collective check, which publishes every send). */
+#define PG_ANY_SOURCE (-1)
+/* The global rank w exchanges with: for a recv from any rank, its sender once known
+ * (after pg_work_wait), else -1. */
+int pg_work_source(const pg_work *w);
 bool pg_work_is_completed(const pg_work *w);
 /* When an asynchronous collective's backend call started and ended on the helper thread
  * (CLOCK_MONOTONIC seconds), 0 while it runs and for point-to-point works. */
