@@ -191,6 +191,9 @@ return function(nn)
     local t0 = core.now()
     local last = self._steps
     local grad = torch.is_grad_enabled()
+    -- the picture of the step that ended: taken before this forward resets the reducer
+    local snap = grad and self.require_backward_grad_sync and last.forward and not r:armed()
+                 and self:_snapshot(last.forward, t0)
     join_notify(self)
     if grad and self.require_backward_grad_sync then r:check_finished() end
     if grad then
@@ -202,8 +205,7 @@ return function(nn)
       rawset(self, "require_forward_param_sync", true)
       r:prepare(self.find_unused_parameters and not self.static_graph and out or nil)
       rawset(self, "_iterations", (self._iterations or 0) + 1)
-      -- the step before this one is complete now: keep its picture
-      if last.forward then rawset(self, "_last", self:_snapshot(last.forward, t0)) end
+      if snap then rawset(self, "_last", snap) end
       rawset(self, "_steps", {forward = {t0, core.now()}})
     else
       rawset(self, "require_forward_param_sync", false)
@@ -370,8 +372,12 @@ return function(nn)
 
   -- ---- state dict, repr ---------------------------------------------------------------
 
+  -- PyTorch's repr, then a compact summary (buckets, the last step), so that `print(ddp)`
+  -- and the REPL's `:show ddp` show every rank's buckets and timeline side by side.
   function DDP:__repr()
-    return "DistributedDataParallel(\n  (module): " .. tostring(self.module):gsub("\n", "\n  ") .. "\n)"
+    local inner = tostring(self.module):gsub("\n", "\n  ")
+    return "DistributedDataParallel(\n  (module): " .. inner .. "\n)\n" ..
+           self:summary({print = false, width = 20, compact = true})
   end
 
   -- ---- the summary: buckets and the last step's timeline -------------------------------
@@ -437,23 +443,25 @@ return function(nn)
   -- timeline: forward, loss and backward, each bucket's all-reduce from the moment its
   -- last gradient was ready (.) through the backend call (=), so overlap shows.
   function DDP:summary(opts)
-    util.check_options(opts, "summary", {"width", "print"})
+    util.check_options(opts, "summary", {"width", "print", "compact"})
     opts = opts or {}
     local width = opts.width or 50
     local lines = {}
     local function add(s) lines[#lines + 1] = s end
     local bs = self:buckets()
-    add(string.format("DistributedDataParallel: rank %d of %d, %d parameters in %d bucket%s (cap %.4g MiB%s)%s",
+    add(string.format("%s: rank %d of %d, %d parameters in %d bucket%s (cap %.4g MiB%s)%s",
+                      opts.compact and "DDP" or "DistributedDataParallel",
                       self._rank, self._world, #self._params, #bs, #bs == 1 and "" or "s",
                       self.bucket_bytes_cap / MiB,
                       self._reducer:rebuilt() and ", rebuilt in gradient-ready order" or "",
                       self.find_unused_parameters and ", find_unused_parameters" or ""))
+    local compact = opts.compact
     for _, b in ipairs(bs) do
-      add(string.format("  bucket %d: %d params, %d elements, %s  %s", b.index, #b.params, b.numel,
+      add(string.format("  bucket %d: %d params, %d elements, %s%s", b.index, #b.params, b.numel,
                         b.bytes >= MiB and string.format("%.2f MiB", b.bytes / MiB)
                           or b.bytes >= 1024 and string.format("%.1f KiB", b.bytes / 1024)
                           or (b.bytes .. " B"),
-                        table.concat(b.params, ", ")))
+                        compact and "" or "  " .. table.concat(b.params, ", ")))
     end
     local tl = self:timeline()
     if not tl then
@@ -483,7 +491,10 @@ return function(nn)
                           bar(width, total, {{tl.backward_end, tl.next_forward, "~"}}),
                           tl.backward_end, tl.next_forward))
       end
-      add("  (# computing   . gradients ready, waiting for the link   = all-reduce running   ~ optimizer step and next batch)")
+      if not compact then
+        add("  (# computing   . gradients ready, waiting for the link   = all-reduce running   " ..
+            "~ optimizer step and next batch)")
+      end
     end
     local text = table.concat(lines, "\n")
     if opts.print ~= false then print(text) end
