@@ -279,9 +279,13 @@ static void describe_unmarked(const reducer *r, char *out, size_t len) {
 
 ddp_status reducer_check_finished(reducer *r) {
     if (!r->armed) return DDP_OK;
-    bool any = false;
-    for (int i = 0; i < r->n; i++) any |= r->marked[i];
-    if (!any) { /* no backward ran since the forward (evaluation, or a new forward) */
+    int marked = 0;
+    for (int i = 0; i < r->n; i++) marked += r->marked[i];
+    if (marked == 0 || marked == r->n) {
+        /* no backward ran since the forward (evaluation, or a new forward), or one ran to
+         * its last hook and its reduction failed (Ctrl-C, a broken link), which that
+         * backward reported: start afresh */
+        wait_all(r);
         r->armed = false;
         return DDP_OK;
     }
