@@ -78,12 +78,13 @@ ddp_status tensor_eye(int64_t n, int64_t m, dtype dt, tensor **out) {
     return DDP_OK;
 }
 
-/* The contiguous buffer a random fill writes into: t's own data when it is contiguous
- * with the wanted dtype, else a temporary copied into t afterwards by fill_finish. */
-static ddp_status fill_begin(const char *op, tensor *t, dtype want, tensor **buf) {
+/* The contiguous buffer a random fill writes into: t's own data when it is a contiguous
+ * CPU tensor with the wanted dtype, else a CPU temporary copied into t afterwards by
+ * fill_finish (so a CUDA tensor gets the numbers the CPU generator gives, until the
+ * device's own generator lands). */
+static ddp_status fill_begin(tensor *t, dtype want, tensor **buf) {
     *buf = NULL;
-    DDP_CHECK(tensor_check_cpu(op, t));
-    if (tensor_is_contiguous(t) && t->dtype == want) {
+    if (tensor_is_cpu(t) && tensor_is_contiguous(t) && t->dtype == want) {
         *buf = tensor_retain(t);
         return DDP_OK;
     }
@@ -115,7 +116,7 @@ ddp_status tensor_uniform_(tensor *t, double lo, double hi, ddp_generator *g) {
         return DDP_FAIL(DDP_ERR_ARG, "uniform_: expects from <= to, got from=%g and to=%g", lo, hi);
     if (!g) g = generator_default();
     tensor *buf;
-    DDP_CHECK(fill_begin("uniform_", t, t->dtype, &buf));
+    DDP_CHECK(fill_begin(t, t->dtype, &buf));
     int64_t n = tensor_numel(buf);
     if (buf->dtype == DTYPE_FLOAT32)
         generator_uniform_f32(g, tensor_data(buf), n, lo, hi);
@@ -129,7 +130,7 @@ ddp_status tensor_normal_(tensor *t, double mean, double std, ddp_generator *g) 
     if (!(std >= 0)) return DDP_FAIL(DDP_ERR_ARG, "normal_: std must be non-negative, got %g", std);
     if (!g) g = generator_default();
     tensor *buf;
-    DDP_CHECK(fill_begin("normal_", t, t->dtype, &buf));
+    DDP_CHECK(fill_begin(t, t->dtype, &buf));
     int64_t n = tensor_numel(buf);
     if (buf->dtype == DTYPE_FLOAT32)
         generator_normal_f32(g, tensor_data(buf), n, mean, std);
@@ -147,7 +148,7 @@ ddp_status tensor_randint_(tensor *t, int64_t lo, int64_t hi, ddp_generator *g) 
         return DDP_FAIL(DDP_ERR_ARG, "randint_: a bool tensor can only hold values in [0, 2)");
     if (!g) g = generator_default();
     tensor *buf;
-    DDP_CHECK(fill_begin("randint_", t, DTYPE_INT64, &buf));
+    DDP_CHECK(fill_begin(t, DTYPE_INT64, &buf));
     generator_randint(g, tensor_data(buf), tensor_numel(buf), lo, hi);
     return fill_finish(t, buf);
 }
