@@ -613,4 +613,6 @@ for _, cls in ipairs({Sequential, ModuleList}) do
   cls._instance_mt.__len = function(self) return #rawget(self, "_module_names") end
 end
 
+require("nn.batchnorm")(nn) -- BatchNorm1d, SyncBatchNorm
+
 return nn

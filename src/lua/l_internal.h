@@ -118,6 +118,9 @@ void l_random_open(lua_State *L);
  * when absent (the default generator); raises when it is not a torch.Generator. */
 ddp_generator *l_opt_generator(lua_State *L, int opts);
 
+/* l_batchnorm.c: sets F.batch_norm and F._sync_batch_norm into the table at the top. */
+void l_batchnorm_register(lua_State *L);
+
 /* l_io.c: sets torch.save / torch.load into the torch table at the top. */
 int luaopen_ddp_torch_io(lua_State *L);
 
