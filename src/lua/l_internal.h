@@ -143,6 +143,9 @@ void l_random_open(lua_State *L);
  * when absent (the default generator); raises when it is not a torch.Generator. */
 ddp_generator *l_opt_generator(lua_State *L, int opts);
 
+/* l_batchnorm.c: sets F.batch_norm and F._sync_batch_norm into the table at the top. */
+void l_batchnorm_register(lua_State *L);
+
 /* l_io.c: pushes the module "ddp.io_core", the file primitives under torch.save and
  * torch.load (lua/torch/serialization.lua). */
 int luaopen_ddp_io_core(lua_State *L);

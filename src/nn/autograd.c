@@ -42,6 +42,7 @@ static void node_free_contents(ag_node *n) {
     free(n->edges);
     for (int i = 0; i < AG_MAX_SAVED; i++) tensor_release(n->saved[i]);
     tensor_release(n->grad_acc);
+    if (n->ctx_release) n->ctx_release(n->ctx);
     free(n);
 }
 
