@@ -379,6 +379,27 @@ ddp_status pg_all_reduce(process_group *g, pg_buffer *b, comm_reduce_op op) {
     return leave(g, pg_call_run(g, &k, b, 1, NULL, 0));
 }
 
+ddp_status pg_all_reduce_async(process_group *g, pg_buffer *b, comm_reduce_op op, pg_work **out) {
+    *out = NULL;
+    DDP_CHECK(check_reduce("all_reduce", b, op));
+    char fp[FP_MAX], extra[32];
+    snprintf(extra, sizeof extra, ", op=%s", comm_reduce_op_name(op));
+    fp_format(fp, sizeof fp, "all_reduce", b->dt, b->ndim, b->sizes, extra);
+    /* the check runs now, so a mismatch fails here, on every rank, before Gloo */
+    DDP_CHECK(enter(&g, "all_reduce", fp, b));
+    pg_set_activity(NULL); /* the rank is not blocked: the call runs on the helper */
+    if (g->size == 1) return pg_work_for_job(g, "all_reduce", b, NULL, out);
+    pg_call k = {.kind = PG_CALL_ALL_REDUCE,
+                 .op = "all_reduce",
+                 .out = b->data,
+                 .dt = b->dt,
+                 .count = (size_t)pg_buffer_numel(b),
+                 .rop = op};
+    pg_job *job;
+    DDP_CHECK(pg_call_post(g, &k, b->owner, &job));
+    return pg_work_for_job(g, "all_reduce", b, job, out);
+}
+
 ddp_status pg_broadcast(process_group *g, pg_buffer *b, int src) {
     DDP_CHECK(check_dtype("broadcast", b));
     int root;

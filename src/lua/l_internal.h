@@ -66,6 +66,10 @@ int l_check_sizes(lua_State *L, int first, int last, const char *op,
  * to recognise a trailing `{dtype=..., requires_grad=...}`. */
 int l_is_options(lua_State *L, int idx);
 
+/* Gives the torch table at idx a metatable under which PyTorch's dtype names that ddplab
+ * lacks (torch.float16, torch.int32, ...) raise an error naming the dtypes it has. */
+void l_guard_missing_dtypes(lua_State *L, int idx);
+
 /* Options every creation function takes. */
 typedef struct {
     dtype dt;
@@ -110,6 +114,13 @@ void l_push_tolist(lua_State *L, const tensor *t);
 
 /* l_setup.c: require(name), leaving the module on the stack; raises as require does. */
 void l_require(lua_State *L, const char *name);
+
+/* l_random.c: sets torch.Generator, the seed and rng-state functions and
+ * torch.default_generator into the torch table at the top. */
+void l_random_open(lua_State *L);
+/* The generator of an options table's `generator=` field (opts 0 or nil: none); NULL
+ * when absent (the default generator); raises when it is not a torch.Generator. */
+ddp_generator *l_opt_generator(lua_State *L, int opts);
 
 /* l_io.c: pushes the module "ddp.io_core", the file primitives under torch.save and
  * torch.load (lua/torch/serialization.lua). */
