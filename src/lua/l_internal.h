@@ -79,6 +79,9 @@ typedef struct {
 } l_create_options;
 /* Reads {dtype=, device=, requires_grad=} at idx (absent or nil: defaults). */
 void l_check_create_options(lua_State *L, int idx, dtype default_dt, l_create_options *o);
+/* The same without the check for unknown keys, for a caller that checked them against a
+ * longer list (the random functions' generator=). */
+void l_read_create_options(lua_State *L, int idx, dtype default_dt, l_create_options *o);
 
 /* Reads field `name` of the options table at idx (which may be absent: 0 = none). */
 int l_opt_boolean(lua_State *L, int idx, const char *name, int def);

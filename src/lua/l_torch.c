@@ -271,8 +271,10 @@ static int l_create(lua_State *L, fill_kind kind, const char *op) {
     if (kind == FILL_RAND || kind == FILL_RANDN) {
         ddp_lua_check_option_keys(L, opts, op, random_option_keys);
         g = l_opt_generator(L, opts);
+        l_read_create_options(L, opts, DTYPE_FLOAT32, &o);
+    } else {
+        l_check_create_options(L, opts, DTYPE_FLOAT32, &o);
     }
-    l_check_create_options(L, opts, DTYPE_FLOAT32, &o);
     if ((kind == FILL_RAND || kind == FILL_RANDN) && !dtype_is_float(o.dt))
         luaL_error(L, "%s: needs a floating point dtype, got %s", op, dtype_name(o.dt));
     tensor **slot = l_new_box(L);
@@ -394,7 +396,7 @@ static int l_torch_randint(lua_State *L) {
     ddp_lua_check_option_keys(L, opts, "randint", random_option_keys);
     ddp_generator *g = l_opt_generator(L, opts);
     l_create_options o;
-    l_check_create_options(L, opts, DTYPE_INT64, &o);
+    l_read_create_options(L, opts, DTYPE_INT64, &o);
     tensor **slot = l_new_box(L);
     l_check(L, tensor_empty(sizes, n, DTYPE_INT64, o.dev, slot));
     l_check(L, tensor_randint_(*slot, lo, hi, g));
@@ -408,7 +410,7 @@ static int l_torch_randperm(lua_State *L) {
     ddp_lua_check_option_keys(L, 2, "randperm", random_option_keys);
     ddp_generator *g = l_opt_generator(L, 2);
     l_create_options o;
-    l_check_create_options(L, 2, DTYPE_INT64, &o);
+    l_read_create_options(L, 2, DTYPE_INT64, &o);
     tensor **slot = l_new_box(L);
     l_check(L, tensor_randperm(n, g, slot));
     l_convert_new(L, *slot, o.dt);

@@ -202,14 +202,21 @@ double l_opt_number(lua_State *L, int idx, const char *name, double def) {
 
 /* See l_internal.h. Raises on a bad dtype or device name. */
 void l_check_create_options(lua_State *L, int idx, dtype default_dt, l_create_options *o) {
+    if (idx != 0 && lua_istable(L, idx)) {
+        static const char *const keys[] = {"dtype", "device", "requires_grad", NULL};
+        ddp_lua_check_option_keys_here(L, idx, keys);
+    }
+    l_read_create_options(L, idx, default_dt, o);
+}
+
+/* See l_internal.h. Raises on a bad dtype or device name. */
+void l_read_create_options(lua_State *L, int idx, dtype default_dt, l_create_options *o) {
     o->dt = default_dt;
     o->has_dtype = 0;
     o->dev = DEVICE_CPU_VALUE;
     o->requires_grad = 0;
     if (idx == 0 || lua_isnoneornil(L, idx)) return;
     luaL_checktype(L, idx, LUA_TTABLE);
-    static const char *const keys[] = {"dtype", "device", "requires_grad", NULL};
-    ddp_lua_check_option_keys_here(L, idx, keys);
     if (lua_getfield(L, idx, "dtype") != LUA_TNIL) {
         o->dt = l_check_dtype(L, lua_gettop(L));
         o->has_dtype = 1;
