@@ -11,7 +11,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "build_config.h"
 #include "lua/l_internal.h"
 #include "nn/autograd.h"
 
@@ -607,15 +606,6 @@ static int l_torch_is_grad_enabled(lua_State *L) {
     return 1;
 }
 
-/* torch.device("cuda") -> "cuda:0" style name; errors on a malformed name. */
-static int l_torch_device(lua_State *L) {
-    device d;
-    char buf[32];
-    l_check(L, device_parse(luaL_checkstring(L, 1), &d));
-    lua_pushstring(L, device_name(d, buf, sizeof buf));
-    return 1;
-}
-
 /* torch.set_printoptions{precision=, threshold=, edgeitems=, linewidth=} (the printing
  * lives in lua/torch/format.lua). */
 static int l_torch_set_printoptions(lua_State *L) {
@@ -625,12 +615,6 @@ static int l_torch_set_printoptions(lua_State *L) {
     lua_pushvalue(L, 1);
     lua_call(L, 1, 0);
     return 0;
-}
-
-/* torch.cuda.is_available(): whether this build has CUDA. */
-static int l_cuda_is_available(lua_State *L) {
-    lua_pushboolean(L, DDP_HAVE_CUDA);
-    return 1;
 }
 
 static const luaL_Reg torch_functions[] = {
@@ -661,7 +645,6 @@ static const luaL_Reg torch_functions[] = {
     {"enable_grad", l_torch_enable_grad},
     {"set_grad_enabled", l_torch_set_grad_enabled},
     {"is_grad_enabled", l_torch_is_grad_enabled},
-    {"device", l_torch_device},
     {"set_printoptions", l_torch_set_printoptions},
     {NULL, NULL},
 };
@@ -706,10 +689,7 @@ int luaopen_ddp_torch(lua_State *L) {
         l_push_dtype(L, dtypes[i].dt);
         lua_setfield(L, -2, dtypes[i].name);
     }
-    lua_createtable(L, 0, 1); /* torch.cuda */
-    lua_pushcfunction(L, l_cuda_is_available);
-    lua_setfield(L, -2, "is_available");
-    lua_setfield(L, -2, "cuda");
+    l_cuda_open(L); /* torch.device, torch.cuda */
     l_random_open(L);
     l_guard_missing_dtypes(L, -1);
     return 1;
