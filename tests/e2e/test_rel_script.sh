@@ -83,4 +83,25 @@ done
 grep -q "cannot read '$work/pipe.npy' as .npy: it is not a regular file (a FIFO)" "$work/out" ||
     fail "torch.load of a FIFO was not refused:"$'\n'"$(cat "$work/out")"
 
+# 2. ranks that disagree in dtype with the collective check off: Gloo's network thread
+# fails where nothing can catch it; the rank ends saying what happened, not with a bare
+# "terminate called after throwing an instance of 'gloo::EnforceNotMet'"
+timeout 60 "$DDPLAB" -n 2 --no-collective-check -e 'dist.init_process_group{backend="gloo"}
+local t = dist.get_rank() == 0 and torch.ones(4, {dtype = torch.float64}) or torch.ones(4)
+dist.all_reduce(t)' >"$work/out" 2>"$work/err"
+rc=$?
+[ $rc -ne 0 ] || fail "a dtype mismatch without the check exited with 0"
+cat "$work/out" "$work/err" >"$work/all"
+grep -q "Gloo failed inside its network thread, and this rank has to end" "$work/all" ||
+    fail "no death message:"$'\n'"$(cat "$work/all")"
+grep -q "the collective check is off (--no-collective-check)" "$work/all" ||
+    fail "the message does not say the check was off:"$'\n'"$(cat "$work/all")"
+grep -q "terminate called after" "$work/all" && fail "the bare C++ message is shown"
+# ... and with the check on, the same call is a mismatch error, no death
+timeout 60 "$DDPLAB" -n 2 -e 'dist.init_process_group{backend="gloo"}
+local t = dist.get_rank() == 0 and torch.ones(4, {dtype = torch.float64}) or torch.ones(4)
+dist.all_reduce(t)' >"$work/out" 2>"$work/err"
+grep -q "float64\[4\]" "$work/err" || fail "the checked mismatch is not named: $(cat "$work/err")"
+grep -q "died" "$work/err" && fail "a rank died with the check on: $(cat "$work/err")"
+
 finish test_rel_script
