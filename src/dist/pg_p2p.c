@@ -34,6 +34,10 @@ struct pg_work {
     ddp_status status;
     char message[768];
     struct pg_work *next_queued;
+    /* an asynchronous collective (all_reduce with async_op): its backend call, queued on
+     * the helper thread; the fields above except g, mine and state are unused */
+    pg_job *job;
+    const char *op;
 };
 
 static pg_work *queue_head;
@@ -518,7 +522,46 @@ ddp_status pg_irecv(process_group *g, pg_buffer *buf, int src, pg_work **out) {
     return post(g, buf, src, false, out);
 }
 
+ddp_status pg_work_for_job(process_group *g, const char *op, const pg_buffer *b, pg_job *job,
+                           pg_work **out) {
+    *out = NULL;
+    pg_work *w = calloc(1, sizeof *w);
+    if (!w) {
+        pg_job_free(job);
+        return DDP_FAIL(DDP_ERR_NOMEM, "%s: out of memory", op);
+    }
+    w->g = pg_retain(g);
+    w->job = job;
+    w->op = op;
+    w->state = job ? WORK_POSTED : WORK_DONE;
+    if (b) fp_shape(w->mine, sizeof w->mine, b->dt, b->ndim, b->sizes);
+    *out = w;
+    return DDP_OK;
+}
+
+/* pg_work_wait of an asynchronous collective. */
+static ddp_status wait_collective(pg_work *w) {
+    char line[FP_MAX + 64];
+    snprintf(line, sizeof line, "waiting for %s %s (async_op)", w->op, w->mine);
+    pg_set_activity(line);
+    ddp_status s = pg_job_wait(w->job);
+    pg_set_activity(NULL);
+    pg_job_free(w->job);
+    w->job = NULL;
+    if (s != DDP_OK) {
+        if (!w->g->broken) pg_mark_broken(w->g);
+        fail_work(w, s);
+        return s;
+    }
+    w->state = WORK_DONE;
+    return DDP_OK;
+}
+
 ddp_status pg_work_wait(pg_work *w) {
+    if (w->state == WORK_FAILED)
+        return ddp_fail_at(__FILE__, __LINE__, w->status, "%s", w->message);
+    if (w->job) return wait_collective(w);
+    if (w->state == WORK_DONE) return DDP_OK;
     flush_queue();
     if (w->state == WORK_FAILED)
         return ddp_fail_at(__FILE__, __LINE__, w->status, "%s", w->message);
@@ -553,11 +596,13 @@ int pg_work_source(const pg_work *w) {
 }
 
 bool pg_work_is_completed(const pg_work *w) {
+    if (w->job) return pg_job_done(w->job);
     return w->state == WORK_DONE || w->state == WORK_FAILED;
 }
 
 void pg_work_free(pg_work *w) {
     if (!w) return;
+    pg_job_free(w->job);
     queue_remove(w);
     comm_p2p_free(w->p2p);
     pg_release(w->g);

@@ -7,10 +7,12 @@
  * src=, dst=}. Extra positional arguments are told apart by type: a number is a rank, a
  * string (dist.ReduceOp.SUM is "SUM") a reduce op, a ProcessGroup a group, a boolean
  * async_op. Every argument is checked before anything is sent, so a wrong call fails on
- * the rank that made it and never leaves the others waiting in the backend. Collectives
- * run synchronously; with async_op=true they return an already completed work object
- * (isend/irecv return real pending ones). */
+ * the rank that made it and never leaves the others waiting in the backend. all_reduce
+ * with async_op=true returns a pending work (the call runs on the helper thread, in
+ * order with the others); the other collectives run synchronously and with async_op
+ * return an already completed work object (isend/irecv return real pending ones). */
 #include <lauxlib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -439,6 +441,7 @@ static int l_group_size(lua_State *L) {
 
 /* Pushes a work box holding w and keeping tensor box `tidx` alive until it is freed. */
 static void push_work(lua_State *L, pg_work *w, int tidx) {
+    luaL_checkstack(L, 2, "work");
     work_box *b = lua_newuserdatauv(L, sizeof *b, 1);
     b->w = w;
     luaL_setmetatable(L, WORK_MT);
@@ -497,7 +500,13 @@ static int l_all_reduce(lua_State *L) {
     if (a.nranks) return luaL_error(L, "all_reduce: takes no rank (every rank gets the result)");
     pg_buffer b;
     to_buffer(L, "all_reduce", t, &b, true);
-    return finish(L, pg_all_reduce(a.group, &b, a.has_op ? a.op : COMM_SUM), &a);
+    comm_reduce_op op = a.has_op ? a.op : COMM_SUM;
+    if (!a.async_op) return finish(L, pg_all_reduce(a.group, &b, op), &a);
+    push_work(L, NULL, 1); /* the box exists before the work, so an error cannot leak it */
+    work_box *box = lua_touserdata(L, -1);
+    ddp_status s = pg_all_reduce_async(a.group, &b, op, &box->w);
+    if (s != DDP_OK) return ddp_lua_raise(L, s);
+    return 1;
 }
 
 /* reduce(t, dst, op=SUM): t reduced over the group into dst's t. */
@@ -592,6 +601,53 @@ static int l_barrier(lua_State *L) {
     return finish(L, pg_barrier(a.group), &a);
 }
 
+/* The timeout at idx for monitored_barrier: a positive, finite number of seconds. */
+static double check_timeout(lua_State *L, int idx) {
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        luaL_error(L, "monitored_barrier: timeout must be a number of seconds, got %s",
+                   luaL_typename(L, idx));
+    double t = lua_tonumber(L, idx);
+    if (!(t > 0) || t > 1e6) {
+        char got[64];
+        snprintf(got, sizeof got, "%g", t);
+        luaL_error(L, "monitored_barrier: timeout must be a positive number of seconds, got %s",
+                   got);
+    }
+    return t;
+}
+
+/* monitored_barrier([group][, timeout][, wait_all_ranks]) or monitored_barrier{timeout=,
+ * group=, wait_all_ranks=}: a barrier that names the ranks that did not arrive within the
+ * timeout (seconds; default: the collective timeout). Every missing rank is named, which
+ * is PyTorch's wait_all_ranks=true; the flag is accepted for PyTorch's signature. */
+static int l_monitored_barrier(lua_State *L) {
+    static const char *const known[] = {"timeout", "group", "wait_all_ranks", NULL};
+    int top = lua_gettop(L);
+    process_group *group = NULL;
+    double timeout = 0;
+    for (int i = 1; i <= top; i++) {
+        int t = lua_type(L, i);
+        if (t == LUA_TNIL || t == LUA_TBOOLEAN) continue;
+        if (t == LUA_TNUMBER) {
+            timeout = check_timeout(L, i);
+        } else if (t == LUA_TUSERDATA && luaL_testudata(L, i, GROUP_MT)) {
+            group = check_group(L, i, "monitored_barrier");
+        } else if (t == LUA_TTABLE && i == top) {
+            ddp_lua_check_option_keys(L, i, "monitored_barrier", known);
+            if (lua_getfield(L, i, "timeout") != LUA_TNIL) timeout = check_timeout(L, -1);
+            if (lua_getfield(L, i, "group") != LUA_TNIL)
+                group = check_group(L, -1, "monitored_barrier");
+            lua_pop(L, 2);
+        } else {
+            luaL_error(L, "monitored_barrier: unexpected argument #%d (%s)", i,
+                       luaL_typename(L, i));
+        }
+    }
+    ddp_status s = pg_monitored_barrier(group, timeout);
+    if (s != DDP_OK) return ddp_lua_raise(L, s);
+    return 0;
+}
+
 /* send/recv/isend/irecv share this: is_send picks the direction, is_async the result. */
 static int p2p(lua_State *L, int is_send, int is_async) {
     int top = lua_gettop(L);
@@ -671,6 +727,7 @@ static const luaL_Reg dist_functions[] = {
     {"gather", l_gather},
     {"scatter", l_scatter},
     {"barrier", l_barrier},
+    {"monitored_barrier", l_monitored_barrier},
     {"send", l_send},
     {"recv", l_recv},
     {"isend", l_isend},

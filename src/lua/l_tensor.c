@@ -13,6 +13,7 @@
 
 #include "lua/l_internal.h"
 #include "nn/autograd.h"
+#include "tensor/device.h"
 
 typedef struct {
     tensor *t; /* owned reference; NULL once released */
@@ -233,13 +234,12 @@ static int l_tensor_index(lua_State *L) {
         lua_pop(L, 1);
         tensor *t = l_check_self(L);
         const char *k = lua_tostring(L, 2);
-        char buf[32];
         if (strcmp(k, "shape") == 0)
             l_push_size(L, t->sizes, t->ndim);
         else if (strcmp(k, "dtype") == 0)
             l_push_dtype(L, t->dtype);
         else if (strcmp(k, "device") == 0)
-            lua_pushstring(L, device_name(t->storage->device, buf, sizeof buf));
+            l_push_device(L, t->storage->device);
         else if (strcmp(k, "grad") == 0) {
             if (t->grad)
                 l_push_shared_tensor(L, tensor_retain(t->grad));
@@ -570,22 +570,40 @@ static int l_tensor_zero_(lua_State *L) {
     return 1;
 }
 
-/* t:uniform_(a=0, b=1) from the default generator. Returns t. */
+/* The trailing {generator=} of t:uniform_ / t:normal_: its generator (NULL: the default
+ * one); *nargs is set to the count of the arguments before it. */
+static ddp_generator *l_fill_generator(lua_State *L, const char *fn, int *nargs) {
+    static const char *const keys[] = {"generator", NULL};
+    int top = lua_gettop(L);
+    *nargs = top;
+    if (top < 2 || !lua_istable(L, top)) return NULL;
+    *nargs = top - 1;
+    ddp_lua_check_option_keys(L, top, fn, keys);
+    return l_opt_generator(L, top);
+}
+
+/* t:uniform_(a=0, b=1, {generator=}). Returns t. */
 static int l_tensor_uniform_(lua_State *L) {
     tensor *t = l_check_self(L);
-    double lo = luaL_optnumber(L, 2, 0.0), hi = luaL_optnumber(L, 3, 1.0);
+    int nargs;
+    ddp_generator *g = l_fill_generator(L, "uniform_", &nargs);
+    double lo = nargs >= 2 ? luaL_optnumber(L, 2, 0.0) : 0.0;
+    double hi = nargs >= 3 ? luaL_optnumber(L, 3, 1.0) : 1.0;
     l_check(L, ag_check_inplace(t, "uniform_"));
-    l_check(L, tensor_uniform_(t, lo, hi, NULL));
+    l_check(L, tensor_uniform_(t, lo, hi, g));
     lua_settop(L, 1);
     return 1;
 }
 
-/* t:normal_(mean=0, std=1) from the default generator. Returns t. */
+/* t:normal_(mean=0, std=1, {generator=}). Returns t. */
 static int l_tensor_normal_(lua_State *L) {
     tensor *t = l_check_self(L);
-    double mean = luaL_optnumber(L, 2, 0.0), std = luaL_optnumber(L, 3, 1.0);
+    int nargs;
+    ddp_generator *g = l_fill_generator(L, "normal_", &nargs);
+    double mean = nargs >= 2 ? luaL_optnumber(L, 2, 0.0) : 0.0;
+    double std = nargs >= 3 ? luaL_optnumber(L, 3, 1.0) : 1.0;
     l_check(L, ag_check_inplace(t, "normal_"));
-    l_check(L, tensor_normal_(t, mean, std, NULL));
+    l_check(L, tensor_normal_(t, mean, std, g));
     lua_settop(L, 1);
     return 1;
 }
@@ -657,7 +675,13 @@ void l_push_tolist(lua_State *L, const tensor *t) {
 
 /* t:tolist() */
 static int l_tensor_tolist(lua_State *L) {
-    l_push_tolist(L, l_check_self(L));
+    tensor *t = l_check_self(L);
+    if (!tensor_is_cpu(t)) { /* one copy across, not one per element */
+        tensor **host = l_new_box(L);
+        l_check(L, tensor_to_device(t, DEVICE_CPU_VALUE, t->dtype, host));
+        t = *host;
+    }
+    l_push_tolist(L, t);
     return 1;
 }
 
@@ -674,7 +698,11 @@ static int l_tensor_backward(lua_State *L) {
     static const char *const keys[] = {"retain_graph", NULL};
     if (opts) ddp_lua_check_option_keys(L, opts, "backward", keys);
     int retain = l_opt_boolean(L, opts, "retain_graph", 0);
-    l_check(L, ag_backward(t, grad, retain));
+    lua_State *prev = l_grad_hook_enter(L);
+    ddp_status s = ag_backward(t, grad, retain);
+    l_grad_hook_leave(prev);
+    if (s != DDP_OK) l_grad_hook_raise_pending(L);
+    l_check(L, s);
     return 0;
 }
 
@@ -691,7 +719,28 @@ static int l_to_dtype(lua_State *L, dtype dt) {
     return 1;
 }
 
-/* t:to(dtype | "cpu" | "cuda" | other tensor | {dtype=, device=}) */
+/* Moves self to dev as dtype dt (plain "cuda" is the current GPU), or converts its
+ * dtype when the device stays. A move is no autograd op yet: a tensor that requires grad
+ * is refused while grad mode is on (module:to() moves detached parameters). */
+static int l_to_device(lua_State *L, device dev, dtype dt) {
+    tensor *t = l_check_self(L);
+    l_check(L, device_resolve(&dev));
+    if (device_equal(dev, t->storage->device)) return l_to_dtype(L, dt);
+    if (t->requires_grad && grad_mode_enabled()) {
+        char a[32], b[32];
+        return luaL_error(L,
+                          "to: moving a tensor that requires grad from %s to %s is not "
+                          "recorded by autograd yet; move it inside torch.no_grad(), or "
+                          "detach() it first",
+                          device_name(t->storage->device, a, sizeof a),
+                          device_name(dev, b, sizeof b));
+    }
+    tensor **slot = l_new_box(L);
+    l_check(L, tensor_to_device(t, dev, dt, slot));
+    return 1;
+}
+
+/* t:to(dtype | device | "cpu" | "cuda:1" | other tensor | {dtype=, device=}) */
 static int l_tensor_to(lua_State *L) {
     tensor *t = l_check_self(L);
     dtype dt = t->dtype;
@@ -702,6 +751,9 @@ static int l_tensor_to(lua_State *L) {
         dev = other->storage->device;
     } else if (l_is_dtype(L, 2)) {
         dt = l_check_dtype(L, 2);
+    } else if (l_is_device(L, 2)) {
+        dev = l_check_device(L, 2);
+        if (!lua_isnoneornil(L, 3)) dt = l_check_dtype(L, 3);
     } else if (lua_type(L, 2) == LUA_TSTRING) {
         const char *s = lua_tostring(L, 2);
         if (!dtype_parse(s, &dt) && device_parse(s, &dev) != DDP_OK)
@@ -718,14 +770,8 @@ static int l_tensor_to(lua_State *L) {
     } else {
         luaL_typeerror(L, 2, "dtype, device or tensor");
     }
-    if (!device_equal(dev, t->storage->device)) {
-        char a[32], b[32];
-        luaL_error(L,
-                   "to: moving a tensor from %s to %s is not supported yet (this build has "
-                   "no GPU tensors)",
-                   device_name(t->storage->device, a, sizeof a), device_name(dev, b, sizeof b));
-    }
-    return l_to_dtype(L, dt);
+    lua_settop(L, 1);
+    return l_to_device(L, dev, dt);
 }
 
 /* float(), double(), long(), bool() */
@@ -742,13 +788,26 @@ static int l_tensor_bool(lua_State *L) {
     return l_to_dtype(L, DTYPE_BOOL);
 }
 
-/* t:cpu(): t itself (every tensor is on the CPU in this build). */
+/* t:cpu(): t itself when on the CPU, else a copy there. */
 static int l_tensor_cpu(lua_State *L) {
     tensor *t = l_check_self(L);
-    if (t->storage->device.type != DEVICE_CPU)
-        luaL_error(L, "cpu: copying from a GPU is not supported yet");
     lua_settop(L, 1);
-    return 1;
+    return l_to_device(L, DEVICE_CPU_VALUE, t->dtype);
+}
+
+/* t:cuda(device=current): t itself when already there, else a copy there. */
+static int l_tensor_cuda(lua_State *L) {
+    tensor *t = l_check_self(L);
+    device dev = {DEVICE_CUDA, DEVICE_INDEX_CURRENT};
+    if (lua_isinteger(L, 2)) {
+        lua_Integer i = lua_tointeger(L, 2);
+        dev.index = i >= 0 && i < 1024 ? (int)i : 1024;
+    } else if (!lua_isnoneornil(L, 2)) {
+        dev = l_check_device(L, 2);
+        if (dev.type != DEVICE_CUDA) luaL_argerror(L, 2, "expected a CUDA device");
+    }
+    lua_settop(L, 1);
+    return l_to_device(L, dev, t->dtype);
 }
 
 static const luaL_Reg tensor_methods[] = {
@@ -791,6 +850,7 @@ static const luaL_Reg tensor_methods[] = {
     {"long", l_tensor_long},
     {"bool", l_tensor_bool},
     {"cpu", l_tensor_cpu},
+    {"cuda", l_tensor_cuda},
     {"free", l_tensor_free},
     {NULL, NULL},
 };
@@ -840,6 +900,7 @@ void l_tensor_open(lua_State *L) {
     lua_newtable(L);          /* methods */
     luaL_setfuncs(L, tensor_methods, 0);
     l_tensor_ops_methods(L);
+    l_grad_hook_methods(L);
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "methods");
     lua_pushcclosure(L, l_tensor_index, 1);

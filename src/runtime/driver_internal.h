@@ -70,6 +70,9 @@ struct driver {
     rank_quiet_fn quiet_fn;
     void *quiet_ctx;
     double quiet_after_s;
+    /* driver_set_event_handler */
+    rank_event_fn event_fn;
+    void *event_ctx;
 };
 
 /* ---- driver.c: shared with driver_query.c and driver_nodes.c ------------------------ */

@@ -34,6 +34,7 @@
 #include "lua/bindings.h"
 #include "runtime/protocol.h"
 #include "runtime/rank_complete.h"
+#include "runtime/rank_events.h"
 
 /* ---- the Lua side: running chunks and files, Ctrl-C (completion: rank_complete.c) -- */
 
@@ -149,6 +150,7 @@ static ddp_status open_lua(lua_State **out) {
         return s;
     }
     wrap_os_execute(L);
+    rank_events_open(L);
     *out = L;
     return DDP_OK;
 }
@@ -375,6 +377,16 @@ static unsigned long syncs_requested, syncs_done;
 
 /* Sends one frame under the lock (the reader thread and the main thread share the fd).
  * Errors are returned; a lost driver shows up as DDP_ERR_COMM. */
+static ddp_status control_send(msg_type type, const void *data, size_t len);
+
+ddp_status rank_control_send(int type, const void *data, size_t len) {
+    return control_send((msg_type)type, data, len);
+}
+
+int rank_control_fd(void) {
+    return control_fd;
+}
+
 static ddp_status control_send(msg_type type, const void *data, size_t len) {
     if (control_fd < 0) return DDP_FAIL(DDP_ERR_COMM, "rank: no control channel");
     pthread_mutex_lock(&control_lock);
