@@ -20,6 +20,8 @@
 #include "runtime/cli.h"
 #include "runtime/driver.h"
 #include "runtime/launcher.h"
+#include "runtime/lesson.h"
+#include "runtime/lesson_verify.h"
 #include "runtime/rank.h"
 #include "runtime/render.h"
 #include "runtime/repl.h"
@@ -282,8 +284,18 @@ int main(int argc, char **argv) {
                                    o.script ? o.script_argc - 1 : 0,
                                    o.script ? o.script_argv + 1 : NULL);
     }
+    int nproc = o.nproc ? o.nproc : cli_default_nproc();
+    if (o.lesson && o.nnodes == 1) { /* a lesson says how many ranks it needs at least */
+        int need = lesson_min_ranks(o.lesson);
+        if (nproc < need) {
+            if (o.nproc)
+                fprintf(stderr, "ddplab: lesson %s needs %d ranks: starting %d instead of %d\n",
+                        o.lesson, need, need, nproc);
+            nproc = need;
+        }
+    }
     launch_options lo = {
-        .nproc = o.nproc ? o.nproc : cli_default_nproc(),
+        .nproc = nproc,
         .backend = o.backend,
         .nnodes = o.nnodes,
         .node_rank = o.node_rank,
@@ -295,9 +307,22 @@ int main(int argc, char **argv) {
     };
     if (o.node_rank > 0) /* another machine's agent: it starts and tends its own ranks */
         return launcher_agent_main(&lo);
+    if (o.verify_lessons) {
+        install_script_signals();
+        driver *vd = NULL;
+        if (driver_start(&lo, &vd) != DDP_OK) {
+            fprintf(stderr, "ddplab: %s\n", ddp_last_error());
+            return 1;
+        }
+        script_driver = vd;
+        int vstatus = lesson_verify(vd, o.verify_which);
+        script_driver = NULL;
+        driver_stop(vd);
+        return script_terminated ? 128 + script_terminated : vstatus;
+    }
     /* lua.c: no script, no -e and stdin not a terminal means "run stdin as the script" */
-    bool want_repl = o.interactive || (!o.script && o.nchunks == 0);
-    if (!o.script && o.nchunks == 0 && !o.interactive && !isatty(STDIN_FILENO)) {
+    bool want_repl = o.interactive || o.lesson || (!o.script && o.nchunks == 0);
+    if (!o.script && o.nchunks == 0 && !o.interactive && !o.lesson && !isatty(STDIN_FILENO)) {
         static char *dash[] = {"-", NULL};
         o.script = "-";
         o.script_argc = 1;
@@ -333,7 +358,15 @@ int main(int argc, char **argv) {
     }
     if (script_terminated) status = 128 + script_terminated;
     free(stdin_text);
-    if (want_repl && !script_terminated) status = repl_run(d, NULL);
+    if (want_repl && !script_terminated) {
+        repl_options ro = {
+            .lesson = o.lesson,
+            /* plain `ddplab` at a terminal offers to go on with the course */
+            .offer_continue =
+                !o.script && o.nchunks == 0 && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO),
+        };
+        status = repl_run(d, &ro);
+    }
     driver_stop(d);
     return status;
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "runtime/lesson.h"
 #include "runtime/render.h"
 #include "runtime/repl_internal.h"
 
@@ -110,6 +111,7 @@ ddp_status repl_run_chunk(repl *r, const char *chunk, const bool *targets, bool 
         labeller_flush(lo.live);
         for (int i = 0; i < r->world; i++) results[i].output_len = 0;
     }
+    if (r->lesson && r->recording) lesson_record(r->lesson, chunk, results, r->world);
     if (show_mode)
         render_show(stdout, results, r->world, repl_terminal_width(), &r->style);
     else
