@@ -127,6 +127,7 @@ typedef struct {
     void *ctx;
     int first_dead;         /* the first rank that died during this run, or -1 */
     bool user_interrupt;    /* Ctrl-C was pressed during this run */
+    int presses;            /* how many times */
     int64_t last_output_ms; /* when a rank last printed (or the chunk started) */
     bool quiet_told;        /* the quiet report was made for this chunk */
     /* c.gather in progress: what each rank sent (NULL: nothing yet), answered once every
@@ -164,10 +165,12 @@ static void drain_output(rank_slot *s, int r, run_ctx *rc) {
 
 /* Empties the Ctrl-C self-pipe (non-blocking): presses from before now are not for what
  * starts next. Cannot fail. */
-static void drain_interrupts(driver *d) {
+static int drain_interrupts(driver *d) {
     char drain[64];
-    while (read(d->interrupt_pipe[0], drain, sizeof drain) > 0) {
-    }
+    int presses = 0;
+    ssize_t n;
+    while ((n = read(d->interrupt_pipe[0], drain, sizeof drain)) > 0) presses += (int)n;
+    return presses;
 }
 
 /* ---- rank lifetime ------------------------------------------------------------------- */
@@ -196,6 +199,10 @@ void driver_mark_dead(rank_slot *s) {
         s->reaped = true;
     }
     launcher_describe_exit(s->wait_status, s->death, sizeof s->death);
+    if (s->killed_by_interrupt) {
+        size_t n = strlen(s->death);
+        snprintf(s->death + n, sizeof s->death - n, "; the third Ctrl-C killed it");
+    }
 }
 
 int driver_exit_status(const rank_slot *s) {
@@ -699,7 +706,10 @@ static void interrupt_rank(driver *d, int r) {
 }
 
 /* Records rank r's death in its result (if it was part of this run) and asks the other
- * running ranks to stop, so that a collective waiting for the dead rank ends. */
+ * running ranks to stop, so that a collective waiting for the dead rank ends. A rank
+ * that ended with status 0 (os.exit(0), os.exit(true)) finished, as a torchrun worker
+ * that returns 0 does: the others go on (a collective that waits for it fails on its
+ * own, naming it). */
 static void report_death(driver *d, int r, rank_result *results, run_ctx *rc) {
     rank_slot *s = &d->ranks[r];
     bool was_running = s->state == SLOT_RUNNING;
@@ -717,8 +727,9 @@ static void report_death(driver *d, int r, rank_result *results, run_ctx *rc) {
     if (was_running) drain_output(s, r, rc);
     driver_mark_dead(s);
     if (!was_running) return; /* driver_check_idle reports it */
-    if (rc->first_dead < 0) rc->first_dead = r;
     driver_death_result(s, r, &results[r]);
+    if (s->reaped && driver_exit_status(s) == 0) return;
+    if (rc->first_dead < 0) rc->first_dead = r;
     for (int o = 0; o < d->world; o++)
         if (d->ranks[o].state == SLOT_RUNNING) interrupt_rank(d, o);
 }
@@ -773,7 +784,11 @@ static ddp_status run_frame(driver *d, msg_type type, const char *body, size_t b
         return DDP_FAIL(DDP_ERR_NOMEM, "driver: no memory for a chunk of %zu bytes", body_len);
     drain_interrupts(d); /* a Ctrl-C from before this chunk is not for it */
     driver_check_exits(d);
-    run_ctx rc = {results, on_output, ctx, -1, false, ddp_now_ms(), false, NULL, NULL, 0};
+    run_ctx rc = {.results = results,
+                  .on_output = on_output,
+                  .ctx = ctx,
+                  .first_dead = -1,
+                  .last_output_ms = ddp_now_ms()};
     rc.gather = calloc((size_t)d->world, sizeof *rc.gather);
     rc.gather_len = calloc((size_t)d->world, sizeof *rc.gather_len);
     for (int r = 0; r < d->world; r++) {
@@ -829,10 +844,22 @@ static ddp_status run_frame(driver *d, msg_type type, const char *body, size_t b
         }
         /* a session that is ending stops every chunk, even one that started after */
         if ((p[0].revents & POLLIN) || (d->terminating && !rc.user_interrupt)) {
-            drain_interrupts(d);
+            rc.presses += drain_interrupts(d);
             rc.user_interrupt = true;
-            for (int r = 0; r < d->world; r++)
-                if (d->ranks[r].state == SLOT_RUNNING) interrupt_rank(d, r);
+            /* The first Ctrl-C interrupts (lua.c's hook); the second makes it one that
+             * pcall cannot keep (the rank raises it at every instruction); a rank still
+             * running at the third is stuck in C code (a read that never ends) and is
+             * killed, as a terminal's repeated Ctrl-C would end a plain lua. */
+            for (int r = 0; r < d->world; r++) {
+                if (d->ranks[r].state != SLOT_RUNNING) continue;
+                if (rc.presses >= 3 && !d->ranks[r].remote) {
+                    kill(-d->ranks[r].pid, SIGKILL);
+                    kill(d->ranks[r].pid, SIGKILL);
+                    d->ranks[r].killed_by_interrupt = true;
+                } else {
+                    interrupt_rank(d, r);
+                }
+            }
         }
         for (int i = 1; i < n; i++) {
             int r = who[i];
