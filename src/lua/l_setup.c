@@ -154,6 +154,13 @@ static int l_setup_body(lua_State *L) {
     l_set_loaded(L, "torch.optim");
     lua_setglobal(L, "optim");
 
+    l_require(L, "plot"); /* the globals plot(...) and progress(n) of the lessons */
+    lua_getfield(L, -1, "plot");
+    lua_setglobal(L, "plot");
+    lua_getfield(L, -1, "progress");
+    lua_setglobal(L, "progress");
+    lua_pop(L, 1);
+
     l_require(L, "torch.distributed_objects"); /* adds the object collectives to dist */
     lua_pop(L, 1);
 

@@ -20,6 +20,8 @@
 #include "runtime/cli.h"
 #include "runtime/driver.h"
 #include "runtime/launcher.h"
+#include "runtime/progress_bar.h"
+#include "runtime/protocol.h"
 #include "runtime/lesson.h"
 #include "runtime/lesson_verify.h"
 #include "runtime/rank.h"
@@ -142,9 +144,27 @@ static int report_failures(rank_result *results, int n, const render_style *styl
     return status;
 }
 
-/* Feeds streamed output to the line labeller. */
+/* Script mode's streaming: the line labeller, and the one progress bar on a terminal. */
+typedef struct {
+    line_labeller *lab;
+    progress_bar *bar;
+    int world;
+} script_stream;
+
+/* Feeds streamed output to the line labeller, above the progress bar. */
 static void on_output(int rank, const char *bytes, size_t len, void *ctx) {
-    labeller_feed(ctx, rank, bytes, len);
+    script_stream *ss = ctx;
+    progress_bar_hide(ss->bar);
+    labeller_feed(ss->lab, rank, bytes, len);
+    progress_bar_show(ss->bar);
+}
+
+/* progress() ticks from the ranks move one bar (only when stdout is a terminal). */
+static void on_event(int rank, const struct proto_event *ev, void *ctx) {
+    script_stream *ss = ctx;
+    if (ev->kind != PROTO_EVENT_PROGRESS || !isatty(STDOUT_FILENO)) return;
+    if (!ss->bar) ss->bar = progress_bar_new(ss->world, 80, stdout);
+    progress_bar_tick(ss->bar, rank, ev->done, ev->total, ev->label);
 }
 
 /* Reads all of standard input (malloc'd, NUL-terminated) or returns NULL. */
@@ -194,9 +214,13 @@ static int run_everywhere(driver *d, const char *chunk, size_t len, const char *
         labeller_free(lab);
         return 1;
     }
-    ddp_status st = path ? driver_run_file(d, path, argc, argv, on_output, lab, results)
-                         : driver_run(d, chunk, len, name, NULL, on_output, lab, results);
+    script_stream ss = {.lab = lab, .world = n};
+    driver_set_event_handler(d, on_event, &ss);
+    ddp_status st = path ? driver_run_file(d, path, argc, argv, on_output, &ss, results)
+                         : driver_run(d, chunk, len, name, NULL, on_output, &ss, results);
+    driver_set_event_handler(d, NULL, NULL);
     labeller_flush(lab);
+    progress_bar_free(ss.bar);
     int status;
     if (script_terminated) { /* ended from outside: no report of the ranks we stopped */
         status = 128 + script_terminated;
