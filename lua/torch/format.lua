@@ -210,8 +210,9 @@ local option_checks = {
 }
 
 function M.set_printoptions(opts)
-  for k, v in pairs(opts) do
-    if M.options[k] == nil then raise("set_printoptions: unknown option '" .. tostring(k) .. "'") end
+  require("torch.util").check_options(opts, "set_printoptions",
+                                      {"precision", "threshold", "edgeitems", "linewidth"})
+  for k, v in pairs(opts or {}) do
     if not option_checks[k](v) then
       raise(string.format("set_printoptions: %s must be a %s, got %s", k,
                           k == "precision" and "whole number from 0 to 99"
@@ -220,7 +221,7 @@ function M.set_printoptions(opts)
                             or "whole number >= 0", tostring(v)))
     end
   end
-  for k, v in pairs(opts) do M.options[k] = v end
+  for k, v in pairs(opts or {}) do M.options[k] = v end
 end
 
 return M

@@ -76,6 +76,10 @@ int l_check_sizes(lua_State *L, int first, int last, const char *op,
  * to recognise a trailing `{dtype=..., requires_grad=...}`. */
 int l_is_options(lua_State *L, int idx);
 
+/* Gives the torch table at idx a metatable under which PyTorch's dtype names that ddplab
+ * lacks (torch.float16, torch.int32, ...) raise an error naming the dtypes it has. */
+void l_guard_missing_dtypes(lua_State *L, int idx);
+
 /* Options every creation function takes. */
 typedef struct {
     dtype dt;
@@ -86,6 +90,9 @@ typedef struct {
 } l_create_options;
 /* Reads {dtype=, device=, requires_grad=} at idx (absent or nil: defaults). */
 void l_check_create_options(lua_State *L, int idx, dtype default_dt, l_create_options *o);
+/* The same without refusing other keys: for functions that take more options (generator=)
+ * and checked the keys themselves. */
+void l_read_create_options(lua_State *L, int idx, dtype default_dt, l_create_options *o);
 
 /* Reads field `name` of the options table at idx (which may be absent: 0 = none). */
 int l_opt_boolean(lua_State *L, int idx, const char *name, int def);
@@ -107,6 +114,14 @@ void l_tensor_open(lua_State *L);
  * the arithmetic methods into the methods table at the top. */
 void l_tensor_ops_register(lua_State *L);
 void l_tensor_ops_methods(lua_State *L);
+/* l_grad_hook.c: sets register_post_accumulate_grad_hook into the methods table at the
+ * top. Around a backward pass: l_grad_hook_enter(L) makes L the thread hooks run on and
+ * returns the previous one for l_grad_hook_leave; after a failed pass,
+ * l_grad_hook_raise_pending raises the error a Lua hook raised (returns 0 when none). */
+void l_grad_hook_methods(lua_State *L);
+lua_State *l_grad_hook_enter(lua_State *L);
+void l_grad_hook_leave(lua_State *prev);
+int l_grad_hook_raise_pending(lua_State *L);
 /* Pushes the Tensor methods table (the functions `t:add` etc. resolve to). */
 void l_push_tensor_methods(lua_State *L);
 
@@ -116,7 +131,15 @@ void l_push_tolist(lua_State *L, const tensor *t);
 /* l_setup.c: require(name), leaving the module on the stack; raises as require does. */
 void l_require(lua_State *L, const char *name);
 
-/* l_io.c: sets torch.save / torch.load into the torch table at the top. */
-int luaopen_ddp_torch_io(lua_State *L);
+/* l_random.c: sets torch.Generator, the seed and rng-state functions and
+ * torch.default_generator into the torch table at the top. */
+void l_random_open(lua_State *L);
+/* The generator of an options table's `generator=` field (opts 0 or nil: none); NULL
+ * when absent (the default generator); raises when it is not a torch.Generator. */
+ddp_generator *l_opt_generator(lua_State *L, int opts);
+
+/* l_io.c: pushes the module "ddp.io_core", the file primitives under torch.save and
+ * torch.load (lua/torch/serialization.lua). */
+int luaopen_ddp_io_core(lua_State *L);
 
 #endif

@@ -194,6 +194,38 @@ static lua_Integer l_check_index(lua_State *L) {
     return i;
 }
 
+/* Raises for t[k] with k neither a name nor a number: a PyTorch user's x[0, 1] written
+ * x[{0, 1}] gets the indexing ddplab has (x[0][1]), a mask or a list a way to do it;
+ * returning nil made a typo look like a missing value. */
+static int l_bad_index_key(lua_State *L) {
+    if (lua_type(L, 2) == LUA_TTABLE && !ddp_lua_to_tensor(L, 2)) {
+        char ours[160] = "", theirs[160] = "";
+        size_t n = lua_rawlen(L, 2), a = 0, b = 0;
+        int ints = n > 0 && n <= 8;
+        for (size_t i = 1; i <= n && ints; i++) {
+            ints = lua_rawgeti(L, 2, (lua_Integer)i) == LUA_TNUMBER && lua_isinteger(L, -1);
+            long long v = (long long)lua_tointeger(L, -1);
+            lua_pop(L, 1);
+            if (!ints) break;
+            a += (size_t)snprintf(ours + a, sizeof ours - a, "[%lld]", v);
+            b += (size_t)snprintf(theirs + b, sizeof theirs - b, i > 1 ? ", %lld" : "%lld", v);
+        }
+        if (ints)
+            return luaL_error(L,
+                              "x[{...}]: a tensor is indexed one dimension at a time; write "
+                              "x%s (PyTorch's x[%s])",
+                              ours, theirs);
+        return luaL_error(L, "x[{...}]: index with integers one dimension at a time (x[0][1]); "
+                             "for slices use x:narrow(dim, start, length), for a list of "
+                             "indices x:index_select(dim, idx)");
+    }
+    if (ddp_lua_to_tensor(L, 2))
+        return luaL_error(L, "x[t]: indexing with a tensor (a mask or a list of indices) is not "
+                             "supported; use x:index_select(dim, idx) or torch.where");
+    return luaL_error(L, "a tensor is indexed by an integer from 0 or a field name, got %s",
+                      luaL_typename(L, 2));
+}
+
 /* __index: methods first (upvalue 1), then fields, then integer indices from 0. */
 static int l_tensor_index(lua_State *L) {
     if (lua_type(L, 2) == LUA_TSTRING) {
@@ -238,8 +270,7 @@ static int l_tensor_index(lua_State *L) {
         l_push_row(L, l_check_self(L), l_check_index(L));
         return 1;
     }
-    lua_pushnil(L);
-    return 1;
+    return l_bad_index_key(L);
 }
 
 /* t.grad = g (or nil): g must have t's shape. */
@@ -282,6 +313,7 @@ static int l_tensor_newindex(lua_State *L) {
         l_set_row(L, t);
         return 0;
     }
+    if (lua_type(L, 2) != LUA_TSTRING) return l_bad_index_key(L);
     const char *k = luaL_checkstring(L, 2);
     if (strcmp(k, "requires_grad") == 0) {
         luaL_checktype(L, 3, LUA_TBOOLEAN);
@@ -538,22 +570,40 @@ static int l_tensor_zero_(lua_State *L) {
     return 1;
 }
 
-/* t:uniform_(a=0, b=1) from the default generator. Returns t. */
+/* The trailing {generator=} of t:uniform_ / t:normal_: its generator (NULL: the default
+ * one); *nargs is set to the count of the arguments before it. */
+static ddp_generator *l_fill_generator(lua_State *L, const char *fn, int *nargs) {
+    static const char *const keys[] = {"generator", NULL};
+    int top = lua_gettop(L);
+    *nargs = top;
+    if (top < 2 || !lua_istable(L, top)) return NULL;
+    *nargs = top - 1;
+    ddp_lua_check_option_keys(L, top, fn, keys);
+    return l_opt_generator(L, top);
+}
+
+/* t:uniform_(a=0, b=1, {generator=}). Returns t. */
 static int l_tensor_uniform_(lua_State *L) {
     tensor *t = l_check_self(L);
-    double lo = luaL_optnumber(L, 2, 0.0), hi = luaL_optnumber(L, 3, 1.0);
+    int nargs;
+    ddp_generator *g = l_fill_generator(L, "uniform_", &nargs);
+    double lo = nargs >= 2 ? luaL_optnumber(L, 2, 0.0) : 0.0;
+    double hi = nargs >= 3 ? luaL_optnumber(L, 3, 1.0) : 1.0;
     l_check(L, ag_check_inplace(t, "uniform_"));
-    l_check(L, tensor_uniform_(t, lo, hi, NULL));
+    l_check(L, tensor_uniform_(t, lo, hi, g));
     lua_settop(L, 1);
     return 1;
 }
 
-/* t:normal_(mean=0, std=1) from the default generator. Returns t. */
+/* t:normal_(mean=0, std=1, {generator=}). Returns t. */
 static int l_tensor_normal_(lua_State *L) {
     tensor *t = l_check_self(L);
-    double mean = luaL_optnumber(L, 2, 0.0), std = luaL_optnumber(L, 3, 1.0);
+    int nargs;
+    ddp_generator *g = l_fill_generator(L, "normal_", &nargs);
+    double mean = nargs >= 2 ? luaL_optnumber(L, 2, 0.0) : 0.0;
+    double std = nargs >= 3 ? luaL_optnumber(L, 3, 1.0) : 1.0;
     l_check(L, ag_check_inplace(t, "normal_"));
-    l_check(L, tensor_normal_(t, mean, std, NULL));
+    l_check(L, tensor_normal_(t, mean, std, g));
     lua_settop(L, 1);
     return 1;
 }
@@ -645,8 +695,14 @@ static int l_tensor_backward(lua_State *L) {
     else if (!lua_isnoneornil(L, 2))
         grad = ddp_lua_check_tensor(L, 2);
     if (lua_istable(L, 3)) opts = 3;
+    static const char *const keys[] = {"retain_graph", NULL};
+    if (opts) ddp_lua_check_option_keys(L, opts, "backward", keys);
     int retain = l_opt_boolean(L, opts, "retain_graph", 0);
-    l_check(L, ag_backward(t, grad, retain));
+    lua_State *prev = l_grad_hook_enter(L);
+    ddp_status s = ag_backward(t, grad, retain);
+    l_grad_hook_leave(prev);
+    if (s != DDP_OK) l_grad_hook_raise_pending(L);
+    l_check(L, s);
     return 0;
 }
 
@@ -704,6 +760,8 @@ static int l_tensor_to(lua_State *L) {
             luaL_argerror(L, 2, "expected a dtype, a device (\"cpu\", \"cuda\") or a tensor");
         if (lua_type(L, 3) == LUA_TSTRING || l_is_dtype(L, 3)) dt = l_check_dtype(L, 3);
     } else if (lua_istable(L, 2)) {
+        static const char *const keys[] = {"dtype", "device", NULL};
+        ddp_lua_check_option_keys(L, 2, "to", keys);
         l_create_options o;
         l_check_create_options(L, 2, t->dtype, &o);
         dt = o.dt;
@@ -842,6 +900,7 @@ void l_tensor_open(lua_State *L) {
     lua_newtable(L);          /* methods */
     luaL_setfuncs(L, tensor_methods, 0);
     l_tensor_ops_methods(L);
+    l_grad_hook_methods(L);
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "methods");
     lua_pushcclosure(L, l_tensor_index, 1);

@@ -14,10 +14,28 @@
 #include "lua/l_internal.h"
 #include "nn/autograd.h"
 
+/* Whether the value at idx is {}: a table with no metatable and no entries. */
+static int l_is_empty_plain_table(lua_State *L, int idx) {
+    if (lua_type(L, idx) != LUA_TTABLE) return 0;
+    if (lua_getmetatable(L, idx)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_pushnil(L);
+    if (lua_next(L, idx)) {
+        lua_pop(L, 2);
+        return 0;
+    }
+    return 1;
+}
+
 /* The index of a trailing options table, or 0; *last is set to the last other arg. */
 static int l_trailing_options(lua_State *L, int *last) {
     int top = lua_gettop(L);
-    if (top > 0 && l_is_options(L, top)) {
+    /* {} after other arguments is an empty options table (torch.zeros(2, {})); alone it
+     * is the sizes of a 0-dim tensor (torch.zeros({})) */
+    int empty_after_args = top > 1 && l_is_empty_plain_table(L, top);
+    if (top > 0 && (empty_after_args || l_is_options(L, top))) {
         *last = top - 1;
         return top;
     }
@@ -217,8 +235,9 @@ static int l_torch_tensor(lua_State *L) {
 
 typedef enum { FILL_EMPTY, FILL_ZEROS, FILL_ONES, FILL_RAND, FILL_RANDN } fill_kind;
 
-/* Fills a fresh tensor (in the box at the top) as `kind` says. */
-static void l_fill_new(lua_State *L, tensor *t, fill_kind kind) {
+/* Fills a fresh tensor (in the box at the top) as `kind` says, random ones from g (NULL:
+ * the default generator). */
+static void l_fill_new(lua_State *L, tensor *t, fill_kind kind, ddp_generator *g) {
     switch (kind) {
     case FILL_EMPTY:
     case FILL_ZEROS: /* made by tensor_zeros */
@@ -227,22 +246,34 @@ static void l_fill_new(lua_State *L, tensor *t, fill_kind kind) {
         l_check(L, tensor_fill_(t, 1.0));
         break;
     case FILL_RAND:
-        l_check(L, tensor_uniform_(t, 0.0, 1.0, NULL));
+        l_check(L, tensor_uniform_(t, 0.0, 1.0, g));
         break;
     case FILL_RANDN:
-        l_check(L, tensor_normal_(t, 0.0, 1.0, NULL));
+        l_check(L, tensor_normal_(t, 0.0, 1.0, g));
         break;
     }
 }
 
-/* torch.zeros/ones/empty/rand/randn(sizes..., {dtype=, device=, requires_grad=}) */
+/* The options of the random creation functions. */
+static const char *const random_option_keys[] = {"dtype", "device", "requires_grad", "generator",
+                                                 NULL};
+
+/* torch.zeros/ones/empty/rand/randn(sizes..., {dtype=, device=, requires_grad=}); rand
+ * and randn also take generator=. */
 static int l_create(lua_State *L, fill_kind kind, const char *op) {
     int last;
     int opts = l_trailing_options(L, &last);
     int64_t sizes[TENSOR_MAX_DIMS];
     int n = l_check_sizes(L, 1, last, op, sizes);
     l_create_options o;
-    l_check_create_options(L, opts, DTYPE_FLOAT32, &o);
+    ddp_generator *g = NULL;
+    if (kind == FILL_RAND || kind == FILL_RANDN) {
+        ddp_lua_check_option_keys(L, opts, op, random_option_keys);
+        g = l_opt_generator(L, opts);
+        l_read_create_options(L, opts, DTYPE_FLOAT32, &o);
+    } else {
+        l_check_create_options(L, opts, DTYPE_FLOAT32, &o);
+    }
     if ((kind == FILL_RAND || kind == FILL_RANDN) && !dtype_is_float(o.dt))
         luaL_error(L, "%s: needs a floating point dtype, got %s", op, dtype_name(o.dt));
     tensor **slot = l_new_box(L);
@@ -250,7 +281,7 @@ static int l_create(lua_State *L, fill_kind kind, const char *op) {
         l_check(L, tensor_zeros(sizes, n, o.dt, o.dev, slot));
     else
         l_check(L, tensor_empty(sizes, n, o.dt, o.dev, slot));
-    l_fill_new(L, *slot, kind);
+    l_fill_new(L, *slot, kind, g);
     l_finish_created(L, *slot, &o);
     return 1;
 }
@@ -317,7 +348,7 @@ static int l_create_like(lua_State *L, fill_kind kind, int has_value) {
         l_check(L, tensor_zeros(like->sizes, like->ndim, o.dt, o.dev, slot));
     else
         l_check(L, tensor_empty(like->sizes, like->ndim, o.dt, o.dev, slot));
-    l_fill_new(L, *slot, kind);
+    l_fill_new(L, *slot, kind, NULL);
     l_finish_created(L, *slot, &o);
     return 1;
 }
@@ -361,11 +392,13 @@ static int l_torch_randint(lua_State *L) {
     if (hi <= lo)
         luaL_error(L, "randint: empty range: low (%I) must be below high (%I)", (LUAI_UACINT)lo,
                    (LUAI_UACINT)hi);
+    ddp_lua_check_option_keys(L, opts, "randint", random_option_keys);
+    ddp_generator *g = l_opt_generator(L, opts);
     l_create_options o;
-    l_check_create_options(L, opts, DTYPE_INT64, &o);
+    l_read_create_options(L, opts, DTYPE_INT64, &o);
     tensor **slot = l_new_box(L);
     l_check(L, tensor_empty(sizes, n, DTYPE_INT64, o.dev, slot));
-    l_check(L, tensor_randint_(*slot, lo, hi, NULL));
+    l_check(L, tensor_randint_(*slot, lo, hi, g));
     l_finish_created(L, l_convert_new(L, *slot, o.dt), &o);
     return 1;
 }
@@ -373,11 +406,13 @@ static int l_torch_randint(lua_State *L) {
 /* torch.randperm(n, opts) */
 static int l_torch_randperm(lua_State *L) {
     lua_Integer n = luaL_checkinteger(L, 1);
+    ddp_lua_check_option_keys(L, 2, "randperm", random_option_keys);
+    ddp_generator *g = l_opt_generator(L, 2);
     l_create_options o;
-    l_check_create_options(L, 2, DTYPE_INT64, &o);
+    l_read_create_options(L, 2, DTYPE_INT64, &o);
     tensor **slot = l_new_box(L);
-    l_check(L, tensor_randperm(n, NULL, slot));
-    l_convert_new(L, *slot, o.dt);
+    l_check(L, tensor_randperm(n, g, slot));
+    l_finish_created(L, l_convert_new(L, *slot, o.dt), &o);
     return 1;
 }
 
@@ -500,20 +535,6 @@ static int l_torch_is_tensor(lua_State *L) {
     return 1;
 }
 
-/* ---- random seed -------------------------------------------------------------------- */
-
-static int l_torch_manual_seed(lua_State *L) {
-    lua_Integer s = luaL_checkinteger(L, 1);
-    generator_seed(generator_default(), (uint64_t)s);
-    return 0;
-}
-
-/* torch.initial_seed(): the seed of the default generator. */
-static int l_torch_initial_seed(lua_State *L) {
-    lua_pushinteger(L, (lua_Integer)generator_default()->seed);
-    return 1;
-}
-
 /* torch.time(): seconds on a monotonic clock, for timing code (Lua's os.clock is CPU
  * time and os.time has whole seconds). Python's time.perf_counter is the twin. */
 static int l_torch_time(lua_State *L) {
@@ -619,9 +640,7 @@ static const luaL_Reg torch_functions[] = {
     {"stack", l_torch_stack},
     {"where", l_torch_where},
     {"is_tensor", l_torch_is_tensor},
-    {"manual_seed", l_torch_manual_seed},
     {"time", l_torch_time},
-    {"initial_seed", l_torch_initial_seed},
     {"no_grad", l_torch_no_grad},
     {"enable_grad", l_torch_enable_grad},
     {"set_grad_enabled", l_torch_set_grad_enabled},
@@ -670,7 +689,8 @@ int luaopen_ddp_torch(lua_State *L) {
         l_push_dtype(L, dtypes[i].dt);
         lua_setfield(L, -2, dtypes[i].name);
     }
-    l_cuda_open(L); /* torch.device, torch.cuda */
-    luaopen_ddp_torch_io(L);
+    l_cuda_open(L); /* torch.device, torch.cuda, torch.backends.cuda */
+    l_random_open(L);
+    l_guard_missing_dtypes(L, -1);
     return 1;
 }

@@ -34,6 +34,7 @@
 #include "lua/bindings.h"
 #include "runtime/protocol.h"
 #include "runtime/rank_complete.h"
+#include "runtime/rank_events.h"
 
 /* ---- the Lua side: running chunks and files, Ctrl-C (completion: rank_complete.c) -- */
 
@@ -51,12 +52,18 @@ static lua_State *volatile interrupt_target; /* the state whose hook SIGINT sets
 static volatile sig_atomic_t current_chunk;     /* 0 while idle */
 static volatile sig_atomic_t interrupted_chunk; /* the last chunk someone interrupted */
 static volatile sig_atomic_t standalone;        /* no driver: a second Ctrl-C kills */
+/* A second Ctrl-C for the same chunk: the hook stays and raises at every instruction, so
+ * a loop that catches the interrupt with pcall still ends (the state is kept). */
+static volatile sig_atomic_t interrupt_sticky;
 
 /* The hook SIGINT installs: raises the error at the next Lua instruction (lua.c's lstop). */
 static void interrupt_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
-    lua_sethook(L, NULL, 0, 0);
-    luaL_error(L, "interrupted!");
+    if (!interrupt_sticky) {
+        lua_sethook(L, NULL, 0, 0);
+        luaL_error(L, "interrupted!");
+    }
+    luaL_error(L, "interrupted! (a second Ctrl-C: pcall cannot catch this one)");
 }
 
 /* Stops the running chunk: the core's flag for C waits, a hook for Lua code. */
@@ -81,6 +88,7 @@ static void on_sigint(int sig, siginfo_t *info, void *uctx) {
         return;
     }
     if (id == 0) return;
+    if (id == current_chunk && interrupted_chunk == id) interrupt_sticky = 1;
     interrupted_chunk = id;
     if (id == current_chunk) stop_running_chunk();
 }
@@ -142,11 +150,49 @@ static ddp_status open_lua(lua_State **out) {
         return s;
     }
     wrap_os_execute(L);
+    rank_events_open(L);
     *out = L;
     return DDP_OK;
 }
 
-/* Keeps a traceback short: drops the C frames that only show how ddplab called the chunk. */
+/* Whether a chunk name or traceback position (without its '@') is in ddplab's own lua/
+ * library: embedded ("lua/nn.lua") or loaded from DDPLAB_LUA_PATH. */
+static bool is_library_source(const char *src, size_t len) {
+    const char *dir = getenv("DDPLAB_LUA_PATH");
+    size_t dlen = dir ? strlen(dir) : 0;
+    if (len >= 4 && memcmp(src, "lua/", 4) == 0) return true;
+    return dlen && len > dlen && memcmp(src, dir, dlen) == 0 && src[dlen] == '/';
+}
+
+/* The length of a leading "lua/nn.lua:499: " in msg when it names the library, else 0. */
+static size_t library_position_length(const char *msg) {
+    const char *colon = strchr(msg, ':');
+    if (!colon || !is_library_source(msg, (size_t)(colon - msg))) return 0;
+    const char *p = colon + 1;
+    if (*p < '0' || *p > '9') return 0;
+    while (*p >= '0' && *p <= '9') p++;
+    return p[0] == ':' && p[1] == ' ' ? (size_t)(p + 2 - msg) : 0;
+}
+
+/* Pushes msg with a position inside ddplab's lua/ library (an argument error that a C
+ * function raised for a call the library made: `m.weight = nil; m(x)`) replaced by the
+ * learner's line, the innermost frame outside the library (none: no position), as
+ * util.raise does for the library's own errors. */
+static const char *push_learner_message(lua_State *L, const char *msg) {
+    size_t cut = library_position_length(msg);
+    if (cut == 0) return lua_pushstring(L, msg);
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0) continue;
+        if (ar.source[0] == '@' && is_library_source(ar.source + 1, strlen(ar.source + 1)))
+            continue;
+        return lua_pushfstring(L, "%s:%d: %s", ar.short_src, ar.currentline, msg + cut);
+    }
+    return lua_pushstring(L, msg + cut);
+}
+
+/* Keeps a traceback short: drops the C frames that only show how ddplab called the chunk
+ * and the frames inside ddplab's own lua/ library (the learner's lines are what help). */
 static void push_trimmed_traceback(lua_State *L, const char *msg) {
     luaL_traceback(L, L, msg, 1);
     const char *tb = lua_tostring(L, -1);
@@ -156,7 +202,9 @@ static void push_trimmed_traceback(lua_State *L, const char *msg) {
     for (const char *line = tb; *line;) {
         const char *end = strchr(line, '\n');
         size_t n = end ? (size_t)(end - line) : strlen(line);
-        bool internal = memmem(line, n, "[C]: in ?", 9) != NULL;
+        const char *frame = line + (n > 0 && line[0] == '\t');
+        bool internal = memmem(line, n, "[C]: in ?", 9) != NULL ||
+                        (kept > 0 && is_library_source(frame, n - (size_t)(frame - line)));
         if (!internal && kept < 12) {
             if (kept) luaL_addchar(&b, '\n');
             luaL_addlstring(&b, line, n);
@@ -175,6 +223,7 @@ static int message_handler(lua_State *L) {
         if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
         msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
     }
+    msg = push_learner_message(L, msg);
     push_trimmed_traceback(L, msg);
     return 1;
 }
@@ -196,17 +245,28 @@ static int protected_call(lua_State *L, int narg, int nres, run_result *res) {
     return status;
 }
 
+/* Calls the global print with every argument. Runs protected: looking the global up can
+ * run the learner's own __index on _G (which may raise), and print itself may be gone. */
+static int call_global_print(lua_State *L) {
+    int n = lua_gettop(L);
+    lua_getglobal(L, "print");
+    lua_insert(L, 1);
+    lua_call(L, n, 0);
+    return 0;
+}
+
 /* Prints the values on the stack above `base` with the global print, in protected mode
- * since a __tostring can fail (lua.c's l_print); a failure becomes the chunk's error. */
+ * since a __tostring or the lookup of `print` itself can fail (lua.c's l_print); a
+ * failure becomes the chunk's error, never an unprotected one that would abort the rank. */
 static void print_results(lua_State *L, int base, run_result *res) {
     int n = lua_gettop(L) - base;
     if (n <= 0) return;
-    if (!lua_checkstack(L, 2)) {
+    if (!lua_checkstack(L, 3)) {
         res->outcome = RUN_ERROR;
         res->message = strdup("too many results to print");
         return;
     }
-    lua_getglobal(L, "print");
+    lua_pushcfunction(L, call_global_print);
     lua_insert(L, base + 1);
     if (protected_call(L, n, 0, res) != LUA_OK) {
         char *m = res->message;
@@ -225,6 +285,7 @@ static void begin_run(lua_State *L, int id, run_result *res) {
     res->message = NULL;
     lua_sethook(L, NULL, 0, 0);
     ddp_interrupt_clear();
+    interrupt_sticky = 0;
     current_chunk = id;
     if (interrupted_chunk == id) stop_running_chunk();
 }
@@ -233,6 +294,7 @@ static void begin_run(lua_State *L, int id, run_result *res) {
 static void end_run(lua_State *L) {
     current_chunk = 0;
     lua_sethook(L, NULL, 0, 0);
+    interrupt_sticky = 0;
     ddp_interrupt_clear();
 }
 
@@ -282,7 +344,12 @@ static void run_file(lua_State *L, int id, const char *path, int argc, char **ar
         lua_pushstring(L, argv[i]);
         lua_rawseti(L, -2, i + 1);
     }
-    lua_setglobal(L, "arg");
+    /* raw: a metatable the learner gave _G must not run (unprotected) here */
+    lua_pushglobaltable(L);
+    lua_pushliteral(L, "arg");
+    lua_pushvalue(L, -3);
+    lua_rawset(L, -3);
+    lua_pop(L, 2);
     if (luaL_loadfile(L, path) != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
         res->outcome = RUN_ERROR;
@@ -310,6 +377,16 @@ static unsigned long syncs_requested, syncs_done;
 
 /* Sends one frame under the lock (the reader thread and the main thread share the fd).
  * Errors are returned; a lost driver shows up as DDP_ERR_COMM. */
+static ddp_status control_send(msg_type type, const void *data, size_t len);
+
+ddp_status rank_control_send(int type, const void *data, size_t len) {
+    return control_send((msg_type)type, data, len);
+}
+
+int rank_control_fd(void) {
+    return control_fd;
+}
+
 static ddp_status control_send(msg_type type, const void *data, size_t len) {
     if (control_fd < 0) return DDP_FAIL(DDP_ERR_COMM, "rank: no control channel");
     pthread_mutex_lock(&control_lock);
@@ -541,11 +618,28 @@ static void serve_run(lua_State *L, const proto_frame *f) {
     free(res.message);
 }
 
+typedef struct {
+    const char *word;
+    char *list;
+    size_t len;
+} complete_request;
+
+/* rank_complete_word under lua_pcall: it reads raw and calls no Lua function, but a Lua
+ * string it pushes can still fail for memory, and nothing may abort an idle rank. */
+static int complete_protected(lua_State *L) {
+    complete_request *r = lua_touserdata(L, 1);
+    rank_complete_word(L, r->word, &r->list, &r->len);
+    return 0;
+}
+
 /* Answers a COMPLETE request with the candidates, NUL-separated. */
 static void serve_complete(lua_State *L, const char *word) {
-    char *list = NULL;
-    size_t len = 0;
-    rank_complete_word(L, word, &list, &len);
+    complete_request r = {word, NULL, 0};
+    lua_pushcfunction(L, complete_protected);
+    lua_pushlightuserdata(L, &r);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+    char *list = r.list;
+    size_t len = r.len;
     (void)control_send(MSG_COMPLETIONS, list ? list : "", list ? len : 0);
     free(list);
 }

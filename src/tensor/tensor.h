@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/rng.h"
+#include "base/generator.h"
 #include "base/status.h"
 
 #define TENSOR_MAX_DIMS 8
@@ -100,6 +100,8 @@ typedef struct tensor {
     struct tensor *grad;       /* owned; NULL until a backward pass reaches this leaf */
     grad_node_header *grad_fn; /* owned; the node that produced this tensor, or NULL */
     int grad_fn_slot;          /* which output of grad_fn this tensor is */
+    /* owned; a leaf's gradient-ready hooks (ag_add_grad_hook), or NULL */
+    grad_node_header *grad_hooks;
 } tensor;
 
 /* ---- life cycle ------------------------------------------------------------------ */
@@ -212,7 +214,7 @@ ddp_status tensor_uniform_(tensor *t, double lo, double hi, ddp_generator *g);
 ddp_status tensor_normal_(tensor *t, double mean, double std, ddp_generator *g);
 /* int64 values in [lo, hi). */
 ddp_status tensor_randint_(tensor *t, int64_t lo, int64_t hi, ddp_generator *g);
-/* A random permutation of 0..n-1 (int64), Fisher-Yates driven by the generator. */
+/* A random permutation of 0..n-1 (int64), PyTorch's randperm (base/generator.h). */
 ddp_status tensor_randperm(int64_t n, ddp_generator *g, tensor **out);
 
 /* ---- element-wise ---------------------------------------------------------------- */

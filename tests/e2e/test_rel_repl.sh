@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# test_rel_repl.sh — reliability defects of the REPL (issue 10), through a real terminal:
+# nothing a learner types aborts a rank (a _G whose __index raises, print removed, Tab
+# on such a _G); a second Ctrl-C ends a loop that catches the first with pcall, keeping
+# the state, and a third kills a rank stuck in C (a FIFO that never opens), which is then
+# reported, as is a rank killed with kill -9 afterwards; the checks of each defect are
+# grouped under its number.
+. "$(dirname "$0")/tmux_lib.sh"
+
+SYNC=0
+sync_ranks() {
+    SYNC=$((SYNC + 1))
+    send "=\"sy\" .. \"nc$SYNC\""
+    wait_for "sync$SYNC"
+}
+
+start_ddplab -n 2
+wait_for "[all]>"
+
+# 1. a global lookup the rank makes to show a value runs protected
+send 'setmetatable(_G, {__index = function(_, k) error("no global " .. k) end}); print = nil'
+send '=1'
+wait_for "error calling 'print'"
+wait_for "no global print"
+keys 'tor'
+tmux -L "$SOCK" send-keys Tab
+sleep 0.5
+tmux -L "$SOCK" send-keys C-u
+send 'setmetatable(_G, nil); print = function() error("print broke") end'
+send '=2'
+wait_for "print broke"
+send 'print = nil'
+send '=3'
+wait_for "error calling 'print'"
+send 'print = rawget(_G, "tostring") and function(...) io.write(table.concat({...}, " "), "\n") end'
+sync_ranks
+screen | grep -q "SIGABRT\|PANIC\|died" && fail "a rank died"
+
+# 4. a second Ctrl-C escalates: pcall cannot keep it; the state stays
+send 'x = 5; while true do pcall(function() while true do end end) end'
+sleep 1
+tmux -L "$SOCK" send-keys C-c
+sleep 1
+tmux -L "$SOCK" send-keys C-c
+wait_for "[0,1] interrupted"
+send '=x + 1'
+wait_for "[0,1] 6"
+# ... and a rank killed with kill -9 after that is reported
+send 'io.open(os.getenv("HOME") .. "/pid" .. os.getenv("RANK"), "w"):write(io.open("/proc/self/stat"):read("n")):close()'
+sync_ranks
+kill -9 "$(cat "$WORK/pid1")"
+wait_for "rank 1 died: killed by signal 9 (SIGKILL)"
+send ':restart'
+wait_for "restarted"
+# a rank stuck in C (open of a FIFO nobody writes) is killed at the third Ctrl-C
+mkfifo "$WORK/fifo"
+send "f = io.open('$WORK/fifo')"
+sleep 1
+for _ in 1 2 3; do tmux -L "$SOCK" send-keys C-c; sleep 0.5; done
+wait_for "the third Ctrl-C killed it"
+send ':restart'
+wait_count "restarted: every rank" 2
+send '=40 + 2'
+wait_for "[0,1] 42"
+
+ctrl_d_and_wait
+[ "$(cat "$WORK/status")" = 0 ] || fail "exit status $(cat "$WORK/status")"
+echo "test_rel_repl: all checks passed"
