@@ -90,8 +90,8 @@ typedef struct {
 } l_create_options;
 /* Reads {dtype=, device=, requires_grad=} at idx (absent or nil: defaults). */
 void l_check_create_options(lua_State *L, int idx, dtype default_dt, l_create_options *o);
-/* The same without refusing other keys: for functions that take more options (generator=)
- * and checked the keys themselves. */
+/* The same without the unknown-key check, for a function that takes more options than
+ * these and has checked the keys itself (the random functions' generator=). */
 void l_read_create_options(lua_State *L, int idx, dtype default_dt, l_create_options *o);
 
 /* Reads field `name` of the options table at idx (which may be absent: 0 = none). */

@@ -412,7 +412,7 @@ static int l_torch_randperm(lua_State *L) {
     l_read_create_options(L, 2, DTYPE_INT64, &o);
     tensor **slot = l_new_box(L);
     l_check(L, tensor_randperm(n, g, slot));
-    l_finish_created(L, l_convert_new(L, *slot, o.dt), &o);
+    l_convert_new(L, *slot, o.dt);
     return 1;
 }
 
@@ -689,7 +689,7 @@ int luaopen_ddp_torch(lua_State *L) {
         l_push_dtype(L, dtypes[i].dt);
         lua_setfield(L, -2, dtypes[i].name);
     }
-    l_cuda_open(L); /* torch.device, torch.cuda, torch.backends.cuda */
+    l_cuda_open(L); /* torch.device, torch.cuda */
     l_random_open(L);
     l_guard_missing_dtypes(L, -1);
     return 1;

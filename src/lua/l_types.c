@@ -203,10 +203,9 @@ double l_opt_number(lua_State *L, int idx, const char *name, double def) {
 
 /* See l_internal.h. Raises on a bad dtype or device name. */
 void l_check_create_options(lua_State *L, int idx, dtype default_dt, l_create_options *o) {
-    if (idx != 0 && lua_istable(L, idx)) {
-        static const char *const keys[] = {"dtype", "device", "requires_grad", NULL};
-        ddp_lua_check_option_keys_here(L, idx, keys);
-    }
+    if (!(idx == 0 || lua_isnoneornil(L, idx))) luaL_checktype(L, idx, LUA_TTABLE);
+    static const char *const keys[] = {"dtype", "device", "requires_grad", NULL};
+    ddp_lua_check_option_keys_here(L, idx, keys);
     l_read_create_options(L, idx, default_dt, o);
 }
 
