@@ -321,6 +321,19 @@ print(math.type(seconds), seconds >= 0)
 float	true
 ]==])
 
+example("gpus and devices", [==[
+local d = torch.device("cuda:1")
+print(d, d.type, d.index, torch.device("cuda").index)
+local t = torch.zeros(2)
+print(t.device, t.is_cuda, t.device == torch.device("cpu"), t:cpu() == t)
+local device = torch.cuda.is_available() and "cuda" or "cpu"
+print(torch.ones(2, {device = device}):cpu())
+]==], [==[
+cuda:1	cuda	1	nil
+cpu	false	true	true
+tensor([1., 1.])
+]==])
+
 -- ---- Tensor ----------------------------------------------------------------------------
 
 example("fields", [==[
