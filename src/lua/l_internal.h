@@ -94,6 +94,14 @@ void l_tensor_open(lua_State *L);
  * the arithmetic methods into the methods table at the top. */
 void l_tensor_ops_register(lua_State *L);
 void l_tensor_ops_methods(lua_State *L);
+/* l_grad_hook.c: sets register_post_accumulate_grad_hook into the methods table at the
+ * top. Around a backward pass: l_grad_hook_enter(L) makes L the thread hooks run on and
+ * returns the previous one for l_grad_hook_leave; after a failed pass,
+ * l_grad_hook_raise_pending raises the error a Lua hook raised (returns 0 when none). */
+void l_grad_hook_methods(lua_State *L);
+lua_State *l_grad_hook_enter(lua_State *L);
+void l_grad_hook_leave(lua_State *prev);
+int l_grad_hook_raise_pending(lua_State *L);
 /* Pushes the Tensor methods table (the functions `t:add` etc. resolve to). */
 void l_push_tensor_methods(lua_State *L);
 

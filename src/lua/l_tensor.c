@@ -640,7 +640,11 @@ static int l_tensor_backward(lua_State *L) {
         grad = ddp_lua_check_tensor(L, 2);
     if (lua_istable(L, 3)) opts = 3;
     int retain = l_opt_boolean(L, opts, "retain_graph", 0);
-    l_check(L, ag_backward(t, grad, retain));
+    lua_State *prev = l_grad_hook_enter(L);
+    ddp_status s = ag_backward(t, grad, retain);
+    l_grad_hook_leave(prev);
+    if (s != DDP_OK) l_grad_hook_raise_pending(L);
+    l_check(L, s);
     return 0;
 }
 
@@ -804,6 +808,7 @@ void l_tensor_open(lua_State *L) {
     lua_newtable(L);          /* methods */
     luaL_setfuncs(L, tensor_methods, 0);
     l_tensor_ops_methods(L);
+    l_grad_hook_methods(L);
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "methods");
     lua_pushcclosure(L, l_tensor_index, 1);

@@ -31,31 +31,14 @@ static ddp_status mm_op(bool tx, bool ty, const tensor *x, const tensor *y, tens
 }
 
 /* For an input that is a leaf (a weight), op(x) @ op(y) goes straight into its .grad
- * with one accumulating GEMM (beta 1; beta 0 when .grad does not exist yet) instead of
- * a temporary and an add: the engine's leaf.grad += g, fused. *done says whether it
- * could (same float dtype, .grad absent or contiguous of the leaf's shape). */
+ * through the engine's one leaf-writing path (ag_accumulate_leaf: one accumulating GEMM,
+ * the engine's leaf.grad += g fused). *done says whether it could. */
 static ddp_status mm_into_leaf(const ag_edge *e, bool tx, bool ty, const tensor *x, const tensor *y,
                                bool *done) {
     *done = false;
-    tensor *leaf = e->leaf;
-    if (!leaf || leaf->ndim != 2 || x->dtype != leaf->dtype || y->dtype != leaf->dtype ||
-        !dtype_is_float(leaf->dtype))
-        return DDP_OK;
-    tensor *grad = leaf->grad;
-    if (grad &&
-        (grad->dtype != leaf->dtype || !tensor_same_shape(grad, leaf) ||
-         !tensor_is_contiguous(grad) || grad->storage == x->storage || grad->storage == y->storage))
-        return DDP_OK;
-    bool fresh = grad == NULL;
-    if (fresh) DDP_CHECK(tensor_empty(leaf->sizes, 2, leaf->dtype, leaf->storage->device, &grad));
-    ddp_status s = tensor_gemm_(tx, ty, 1.0, x, y, fresh ? 0.0 : 1.0, grad);
-    if (s != DDP_OK) {
-        if (fresh) tensor_release(grad);
-        return s;
-    }
-    leaf->grad = grad;
-    *done = true;
-    return DDP_OK;
+    if (!e->leaf) return DDP_OK;
+    ag_leaf_grad u = {.g = NULL, .tx = tx, .ty = ty, .x = x, .y = y};
+    return ag_accumulate_leaf(e->leaf, &u, done);
 }
 
 /* a (n x k) @ b (k x m): ga = g @ b^T, gb = a^T @ g */

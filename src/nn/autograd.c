@@ -237,9 +237,34 @@ static ddp_status conform_grad(tensor *g, const ag_edge *e, tensor **out) {
     return DDP_OK;
 }
 
-/* leaf.grad += g; on first use .grad is g itself when nothing else holds g, else zeros
- * like the leaf plus g. Borrows g (retains it when adopted). */
-static ddp_status accumulate_leaf(tensor *leaf, tensor *g) {
+/* The GEMM half of ag_accumulate_leaf: leaf.grad += op(x) @ op(y) when it can go in
+ * directly (see autograd_internal.h). */
+static ddp_status accumulate_product(tensor *leaf, const ag_leaf_grad *u, bool *done) {
+    if (leaf->ndim != 2 || u->x->dtype != leaf->dtype || u->y->dtype != leaf->dtype ||
+        !dtype_is_float(leaf->dtype))
+        return DDP_OK;
+    tensor *grad = leaf->grad;
+    if (grad && (grad->dtype != leaf->dtype || !tensor_same_shape(grad, leaf) ||
+                 !tensor_is_contiguous(grad) || grad->storage == u->x->storage ||
+                 grad->storage == u->y->storage))
+        return DDP_OK;
+    bool fresh = grad == NULL;
+    if (fresh) DDP_CHECK(tensor_empty(leaf->sizes, 2, leaf->dtype, leaf->storage->device, &grad));
+    ddp_status s = tensor_gemm_(u->tx, u->ty, 1.0, u->x, u->y, fresh ? 0.0 : 1.0, grad);
+    if (s != DDP_OK) {
+        if (fresh) tensor_release(grad);
+        return s;
+    }
+    leaf->grad = grad;
+    *done = true;
+    return DDP_OK;
+}
+
+ddp_status ag_accumulate_leaf(tensor *leaf, const ag_leaf_grad *u, bool *done) {
+    *done = false;
+    if (!u->g) return accumulate_product(leaf, u, done);
+    tensor *g = (tensor *)u->g;
+    *done = true;
     if (!leaf->grad && ag_grad_is_exclusive(g) && g->dtype == leaf->dtype &&
         tensor_same_shape(g, leaf) && device_equal(g->storage->device, leaf->storage->device)) {
         leaf->grad = tensor_retain(g); /* adopt it, as PyTorch's AccumulateGrad does */
@@ -247,6 +272,137 @@ static ddp_status accumulate_leaf(tensor *leaf, tensor *g) {
     }
     if (!leaf->grad) DDP_CHECK(ag_zeros(leaf, leaf->sizes, leaf->ndim, leaf->dtype, &leaf->grad));
     return tensor_add_scaled_(leaf->grad, g, 1.0);
+}
+
+/* leaf.grad += g through the one path. Borrows g (retains it when adopted). */
+static ddp_status accumulate_leaf(tensor *leaf, tensor *g) {
+    bool done;
+    ag_leaf_grad u = {.g = g};
+    return ag_accumulate_leaf(leaf, &u, &done);
+}
+
+/* ---- gradient-ready hooks ------------------------------------------------------------ */
+
+typedef struct grad_hook {
+    uint64_t id;
+    ag_grad_hook_fn fn; /* NULL once removed while the list was running */
+    void *ctx;
+    void (*free_ctx)(void *);
+    struct grad_hook *next;
+} grad_hook;
+
+/* What a leaf's tensor owns through its grad_hooks header. */
+typedef struct {
+    grad_node_header header; /* must stay first */
+    grad_hook *hooks;
+    int pending; /* engine scratch: uses of the leaf the running pass has still to do */
+    int running; /* > 0 while the hooks run: removal then only marks a hook */
+} leaf_hooks;
+
+static uint64_t next_hook_id = 1;
+
+static void hook_free(grad_hook *h) {
+    if (h->free_ctx) h->free_ctx(h->ctx);
+    free(h);
+}
+
+static void leaf_hooks_destroy(grad_node_header *header) {
+    leaf_hooks *lh = (leaf_hooks *)header;
+    while (lh->hooks) {
+        grad_hook *h = lh->hooks;
+        lh->hooks = h->next;
+        hook_free(h);
+    }
+    free(lh);
+}
+
+ddp_status ag_add_grad_hook(tensor *leaf, ag_grad_hook_fn fn, void *ctx, void (*free_ctx)(void *),
+                            uint64_t *id) {
+    ddp_status s = DDP_OK;
+    if (!leaf->requires_grad)
+        s = DDP_FAIL(DDP_ERR_ARG, "register_post_accumulate_grad_hook: cannot register a hook on "
+                                  "a tensor that doesn't require gradient");
+    else if (leaf->grad_fn)
+        s = DDP_FAIL(DDP_ERR_ARG,
+                     "register_post_accumulate_grad_hook: post accumulate grad hooks cannot be "
+                     "registered on non-leaf tensors (this one was computed by %s)",
+                     ((ag_node *)leaf->grad_fn)->name);
+    grad_hook *h = s == DDP_OK ? calloc(1, sizeof *h) : NULL;
+    if (s == DDP_OK && !h)
+        s = DDP_FAIL(DDP_ERR_NOMEM, "register_post_accumulate_grad_hook: out of memory");
+    leaf_hooks *lh = (leaf_hooks *)leaf->grad_hooks;
+    if (s == DDP_OK && !lh) {
+        lh = calloc(1, sizeof *lh);
+        if (!lh) {
+            s = DDP_FAIL(DDP_ERR_NOMEM, "register_post_accumulate_grad_hook: out of memory");
+        } else {
+            lh->header.refcount = 1; /* owned by the leaf */
+            lh->header.destroy = leaf_hooks_destroy;
+            leaf->grad_hooks = &lh->header;
+        }
+    }
+    if (s != DDP_OK) {
+        free(h);
+        if (free_ctx) free_ctx(ctx);
+        return s;
+    }
+    h->id = next_hook_id++;
+    h->fn = fn;
+    h->ctx = ctx;
+    h->free_ctx = free_ctx;
+    grad_hook **tail = &lh->hooks;
+    while (*tail) tail = &(*tail)->next;
+    *tail = h;
+    *id = h->id;
+    return DDP_OK;
+}
+
+/* Unlinks and frees the hooks removed while the list was running. */
+static void sweep_removed(leaf_hooks *lh) {
+    for (grad_hook **p = &lh->hooks; *p;) {
+        grad_hook *h = *p;
+        if (h->fn) {
+            p = &h->next;
+            continue;
+        }
+        *p = h->next;
+        hook_free(h);
+    }
+}
+
+bool ag_remove_grad_hook(tensor *leaf, uint64_t id) {
+    leaf_hooks *lh = (leaf_hooks *)leaf->grad_hooks;
+    if (!lh) return false;
+    for (grad_hook *h = lh->hooks; h; h = h->next) {
+        if (h->id != id || !h->fn) continue;
+        h->fn = NULL;
+        if (!lh->running) sweep_removed(lh);
+        return true;
+    }
+    return false;
+}
+
+/* Runs the leaf's hooks in order; the first failure stops them and is returned. A hook
+ * may remove hooks (itself included) or add new ones (they run from the next pass). */
+static ddp_status fire_hooks(tensor *leaf) {
+    leaf_hooks *lh = (leaf_hooks *)leaf->grad_hooks;
+    if (!lh) return DDP_OK;
+    lh->header.refcount++; /* a hook dropping the last reference to leaf must not free lh */
+    lh->running++;
+    uint64_t last = next_hook_id; /* hooks added by a hook wait for the next pass */
+    ddp_status s = DDP_OK;
+    for (grad_hook *h = lh->hooks; h && s == DDP_OK; h = h->next)
+        if (h->fn && h->id < last) s = h->fn(leaf, h->ctx);
+    if (--lh->running == 0) sweep_removed(lh);
+    if (--lh->header.refcount == 0) lh->header.destroy(&lh->header);
+    return s;
+}
+
+/* One use of a leaf in the running pass is done: its hooks run when it was the last. */
+static ddp_status leaf_use_done(tensor *leaf) {
+    leaf_hooks *lh = (leaf_hooks *)leaf->grad_hooks;
+    if (!lh || lh->pending <= 0 || --lh->pending > 0) return DDP_OK;
+    return fire_hooks(leaf);
 }
 
 /* node.grad_acc += g (the sum of every gradient flowing into the node's output). Takes
@@ -350,6 +506,7 @@ static ddp_status run_node(ag_node *n, bool retain_graph, node_list *ready) {
             }
         }
         tensor_release(gi);
+        if (e->leaf && s == DDP_OK) s = leaf_use_done(e->leaf);
         if (e->node && --e->node->deps == 0 && s == DDP_OK) s = node_list_push(ready, e->node);
     }
     if (grads != small) free(grads);
@@ -379,6 +536,8 @@ static ddp_status collect_graph(ag_node *start, node_list *all) {
                             "backward through the graph a second time (%s)",
                             n->name);
         for (int k = 0; k < n->n_edges; k++) {
+            tensor *leaf = n->edges[k].leaf;
+            if (leaf && leaf->grad_hooks) ((leaf_hooks *)leaf->grad_hooks)->pending++;
             ag_node *m = n->edges[k].node;
             if (!m) continue;
             m->deps++;
@@ -434,7 +593,7 @@ ddp_status ag_backward(tensor *root, const tensor *grad, bool retain_graph) {
     if (!root->grad_fn) { /* backward on a leaf: its grad is just g */
         ddp_status s = accumulate_leaf(root, g);
         tensor_release(g);
-        return s;
+        return s == DDP_OK ? fire_hooks(root) : s;
     }
     ag_node *start = (ag_node *)root->grad_fn;
     node_list all = {0}, ready = {0};
@@ -455,6 +614,10 @@ ddp_status ag_backward(tensor *root, const tensor *grad, bool retain_graph) {
         n->deps = 0;
         tensor_release(n->grad_acc);
         n->grad_acc = NULL;
+        for (int k = 0; k < n->n_edges; k++) { /* a failed pass leaves uses uncounted */
+            tensor *leaf = n->edges[k].leaf;
+            if (leaf && leaf->grad_hooks) ((leaf_hooks *)leaf->grad_hooks)->pending = 0;
+        }
     }
     free(all.items);
     free(ready.items);

@@ -76,6 +76,25 @@ ddp_status ag_cross_entropy(const tensor *input, const tensor *target, loss_redu
  * created only for scalar outputs"); root must require grad. */
 ddp_status ag_backward(tensor *root, const tensor *grad, bool retain_graph);
 
+/* ---- gradient-ready hooks (PyTorch's register_post_accumulate_grad_hook) ------------ */
+/* Called once per backward pass for a leaf whose .grad has just become final for that
+ * pass: every use of the leaf in the graph being walked has added its share (or, for a
+ * backward called on the leaf itself, once its gradient was added). A leaf the pass does
+ * not reach gets no call. The hook may read leaf->grad and change it in place (DDP copies
+ * it into a bucket); it must not start another backward pass. A failure it returns stops
+ * the backward pass with that error. */
+typedef ddp_status (*ag_grad_hook_fn)(tensor *leaf, void *ctx);
+
+/* Adds fn(leaf, ctx) to the leaf's hooks (they run in the order added). leaf must be a
+ * tensor that requires grad and has no grad_fn (DDP_ERR_ARG otherwise, in PyTorch's
+ * words). free_ctx (may be NULL) is called on ctx when the hook is removed or the leaf is
+ * freed, also when adding fails. *id receives the hook's handle for ag_remove_grad_hook. */
+ddp_status ag_add_grad_hook(tensor *leaf, ag_grad_hook_fn fn, void *ctx, void (*free_ctx)(void *),
+                            uint64_t *id);
+/* Removes hook `id` from leaf; false when it is not there (removed before). Safe to call
+ * from inside a hook, also for the hook that is running. Cannot fail. */
+bool ag_remove_grad_hook(tensor *leaf, uint64_t id);
+
 /* A short name of the op that produced t ("AddBackward0", "MmBackward0", ... as
  * PyTorch prints grad_fn), or NULL for a leaf. */
 const char *ag_grad_fn_name(const tensor *t);

@@ -91,6 +91,26 @@ void ag_save(ag_node *node, int slot, const tensor *t);
  * (allocation). */
 ddp_status ag_save_output(ag_node *node, int slot, const tensor *out);
 
+/* What a backward formula adds to a leaf's .grad: the gradient g (already of the
+ * leaf's shape and dtype), or, when g is NULL, the product op(x) @ op(y) of two 2-D
+ * tensors (op = transpose when tx / ty), which goes straight into .grad with one
+ * accumulating GEMM instead of a temporary and an add. */
+typedef struct {
+    const tensor *g;
+    bool tx, ty;
+    const tensor *x, *y;
+} ag_leaf_grad;
+
+/* The one path that writes a leaf's .grad in a backward pass (the engine's += for every
+ * edge into a leaf, and the fused GEMM of mm and linear): leaf.grad += u. On first use
+ * .grad adopts g when nothing else holds it, as PyTorch's AccumulateGrad does. *done is
+ * false, with nothing written, when a product cannot go in directly (dtypes differ, or
+ * .grad is not a contiguous tensor of the leaf's shape, or aliases x or y): the caller
+ * then computes it and hands it back to the engine as an ordinary gradient. A gradient
+ * g is always written. The gradient-ready hooks run later, once the engine has seen the
+ * leaf's last use (autograd.c, run_node). */
+ddp_status ag_accumulate_leaf(tensor *leaf, const ag_leaf_grad *u, bool *done);
+
 /* Releases one reference to a node (NULL-safe). */
 void ag_node_unref(ag_node *node);
 

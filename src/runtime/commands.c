@@ -1,40 +1,121 @@
-/* commands.c — the REPL's `:` commands: :on (choose target ranks), :show (a value on
- * every rank side by side), :ranks (the table of rank processes), :restart [replay],
- * :help and :quit. Each prints what it did or one helpful line; none can end the session
- * except :quit. */
+/* commands.c — the table of the REPL's `:` commands and the core rows: :on (choose target
+ * ranks), :show (a value on every rank side by side), :ranks (the table of rank processes),
+ * :restart [replay], :help and :quit. One row per command holds its name, aliases, help
+ * line, argument completion and handler; :help, completion and dispatch all read the table,
+ * and other files (lesson_commands.c) add their rows. Each command prints what it did or one
+ * helpful line; none can end the session except :quit. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "runtime/render.h"
-#include "runtime/repl.h"
+#include "runtime/repl_internal.h"
 
-static const char *const command_names[] = {":on", ":show", ":ranks", ":restart", ":help", ":quit"};
+/* ---- the table ------------------------------------------------------------------------ */
 
-int repl_command_candidates(const char *word, char ***out) {
-    size_t total = sizeof command_names / sizeof command_names[0];
-    char **c = calloc(total, sizeof *c);
-    int n = 0;
-    for (size_t i = 0; c && i < total; i++)
-        if (strncmp(command_names[i], word, strlen(word)) == 0) {
-            c[n] = strdup(command_names[i]);
-            if (c[n]) n++;
+#define MAX_GROUPS 64
+
+static struct {
+    const repl_command_def *defs;
+    int n;
+} groups[MAX_GROUPS];
+static int ngroups;
+
+bool repl_commands_add(const repl_command_def *defs, int n) {
+    for (int g = 0; g < ngroups; g++)
+        if (groups[g].defs == defs) return true; /* added already */
+    if (ngroups == MAX_GROUPS) return false;
+    groups[ngroups].defs = defs;
+    groups[ngroups].n = n;
+    ngroups++;
+    return true;
+}
+
+/* Whether `name` is one of the space-separated words in `list`. */
+static bool in_word_list(const char *list, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = list; p && *p;) {
+        while (*p == ' ') p++;
+        const char *end = p;
+        while (*end && *end != ' ') end++;
+        if ((size_t)(end - p) == n && n > 0 && strncmp(p, name, n) == 0) return true;
+        p = end;
+    }
+    return false;
+}
+
+const repl_command_def *repl_command_find(const char *name) {
+    for (int g = 0; g < ngroups; g++)
+        for (int i = 0; i < groups[g].n; i++) {
+            const repl_command_def *c = &groups[g].defs[i];
+            if (strcmp(c->name, name) == 0 || in_word_list(c->aliases, name)) return c;
         }
-    *out = c;
+    return NULL;
+}
+
+/* Appends strdup(s) to the candidate list when it starts with prefix. */
+static void add_candidate(char ***list, int *n, int *cap, const char *s, const char *prefix) {
+    if (strncmp(s, prefix, strlen(prefix)) != 0) return;
+    if (*n == *cap) {
+        int grown_cap = *cap ? 2 * *cap : 16;
+        char **grown = realloc(*list, (size_t)grown_cap * sizeof *grown);
+        if (!grown) return;
+        *list = grown;
+        *cap = grown_cap;
+    }
+    char *copy = strdup(s);
+    if (copy) (*list)[(*n)++] = copy;
+}
+
+int repl_command_candidates(repl *r, const char *cmd, const char *word, bool line_start,
+                            char ***out) {
+    char **list = NULL;
+    int n = 0, cap = 0;
+    if (line_start) {
+        for (int g = 0; g < ngroups; g++)
+            for (int i = 0; i < groups[g].n; i++) {
+                char name[40];
+                snprintf(name, sizeof name, ":%s", groups[g].defs[i].name);
+                add_candidate(&list, &n, &cap, name, word);
+            }
+        *out = list;
+        return n;
+    }
+    const repl_command_def *c = cmd ? repl_command_find(cmd) : NULL;
+    if (!c) return -1;
+    if (!c->words && !c->complete) return -1; /* its argument is Lua (:show) */
+    for (const char *p = c->words; p && *p;) {
+        while (*p == ' ') p++;
+        const char *end = p;
+        while (*end && *end != ' ') end++;
+        char w[64];
+        snprintf(w, sizeof w, "%.*s", (int)(end - p), p);
+        if (w[0]) add_candidate(&list, &n, &cap, w, word);
+        p = end;
+    }
+    if (c->complete) {
+        char **more = NULL;
+        int m = c->complete(r, word, &more);
+        for (int i = 0; i < m; i++) {
+            add_candidate(&list, &n, &cap, more[i], word);
+            free(more[i]);
+        }
+        free(more);
+    }
+    *out = list;
     return n;
 }
 
-/* :help — the commands, three Lua idioms, and where the transcript is. */
-static void command_help(repl *r) {
-    printf(":on 0,2  :on 1-3  :on all  choose the ranks that run what you type\n"
-           ":show expr                 the value of expr on every rank, side by side\n"
-           ":ranks                     each rank's host, pid, device, state and memory\n"
-           ":restart                   restart every rank, on every node (state is lost)\n"
-           ":restart replay            restart, then re-run what succeeded this session\n"
-           ":help                      this help\n"
-           ":quit                      stop the ranks and leave (or Ctrl-D)\n"
-           "\n"
+/* ---- the core commands ------------------------------------------------------------------ */
+
+/* :help — every row of the table, three Lua idioms, and where the transcript is. */
+static void command_help(repl *r, const char *arg) {
+    (void)arg;
+    for (int g = 0; g < ngroups; g++)
+        for (int i = 0; i < groups[g].n; i++)
+            printf("%-26s %s\n", groups[g].defs[i].usage, groups[g].defs[i].help);
+    printf("\n"
            "Lua:\n"
            "  =expr or a bare expression shows its value:  =dist.get_rank()\n"
            "  local x lasts one line only; x = ... (a global) stays for the next lines\n"
@@ -73,7 +154,8 @@ static void command_show(repl *r, const char *arg) {
 }
 
 /* :ranks — one row per rank. */
-static void command_ranks(repl *r) {
+static void command_ranks(repl *r, const char *arg) {
+    (void)arg;
     rank_info *info = calloc((size_t)r->world, sizeof *info);
     if (!info) return;
     if (driver_ranks(r->d, info) == DDP_OK)
@@ -117,6 +199,37 @@ static void command_restart(repl *r, const char *arg) {
     printf("replay done\n");
 }
 
+/* :quit */
+static void command_quit(repl *r, const char *arg) {
+    (void)arg;
+    r->quit = true;
+}
+
+static const repl_command_def core_commands[] = {
+    {"on", NULL, ":on 0,2  :on 1-3  :on all", "choose the ranks that run what you type", "all",
+     NULL, command_on, false},
+    {"show", NULL, ":show expr", "the value of expr on every rank, side by side", NULL, NULL,
+     command_show, false},
+    {"ranks", NULL, ":ranks", "each rank's host, pid, device, state and memory", NULL, NULL,
+     command_ranks, true},
+    {"restart", NULL, ":restart [replay]",
+     "restart every rank, on every node (state is lost); replay re-runs what succeeded", "replay",
+     NULL, command_restart, false},
+    {"help", "h ?", ":help", "this help", NULL, NULL, command_help, true},
+    {"quit", "q exit", ":quit", "stop the ranks and leave (or Ctrl-D)", NULL, NULL, command_quit,
+     true},
+};
+
+void repl_commands_add_core(void) {
+    repl_commands_add(core_commands, (int)(sizeof core_commands / sizeof core_commands[0]));
+}
+
+/* The names of every command, for the "unknown command" line (":on :show ..."). */
+static void print_command_names(void) {
+    for (int g = 0; g < ngroups; g++)
+        for (int i = 0; i < groups[g].n; i++) printf(" :%s", groups[g].defs[i].name);
+}
+
 bool repl_command(repl *r, const char *cmd) {
     char name[32];
     size_t n = 0;
@@ -131,24 +244,15 @@ bool repl_command(repl *r, const char *cmd) {
     if (!trimmed) return true;
     for (size_t k = strlen(trimmed); k > 0 && isspace((unsigned char)trimmed[k - 1]); k--)
         trimmed[k - 1] = '\0';
-    bool go_on = true;
-    if (strcmp(name, "on") == 0)
-        command_on(r, trimmed);
-    else if (strcmp(name, "show") == 0)
-        command_show(r, trimmed);
-    else if (strcmp(name, "ranks") == 0)
-        command_ranks(r);
-    else if (strcmp(name, "restart") == 0)
-        command_restart(r, trimmed);
-    else if (strcmp(name, "help") == 0 || strcmp(name, "h") == 0 || strcmp(name, "?") == 0)
-        command_help(r);
-    else if (strcmp(name, "quit") == 0 || strcmp(name, "q") == 0 || strcmp(name, "exit") == 0)
-        go_on = false;
-    else
-        printf("unknown command ':%s': the commands are :on :show :ranks :restart :help "
-               ":quit (:help explains them)\n",
-               name);
+    const repl_command_def *c = repl_command_find(name);
+    if (c) {
+        c->run(r, trimmed);
+    } else {
+        printf("unknown command ':%s': the commands are", name);
+        print_command_names();
+        printf(" (:help explains them)\n");
+    }
     fflush(stdout);
     free(trimmed);
-    return go_on;
+    return !r->quit;
 }

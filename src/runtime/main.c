@@ -333,7 +333,7 @@ int main(int argc, char **argv) {
     }
     if (script_terminated) status = 128 + script_terminated;
     free(stdin_text);
-    if (want_repl && !script_terminated) status = repl_run(d);
+    if (want_repl && !script_terminated) status = repl_run(d, NULL);
     driver_stop(d);
     return status;
 }

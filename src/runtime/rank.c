@@ -196,17 +196,28 @@ static int protected_call(lua_State *L, int narg, int nres, run_result *res) {
     return status;
 }
 
+/* Calls the global print with every argument. Runs protected: looking the global up can
+ * run the learner's own __index on _G (which may raise), and print itself may be gone. */
+static int call_global_print(lua_State *L) {
+    int n = lua_gettop(L);
+    lua_getglobal(L, "print");
+    lua_insert(L, 1);
+    lua_call(L, n, 0);
+    return 0;
+}
+
 /* Prints the values on the stack above `base` with the global print, in protected mode
- * since a __tostring can fail (lua.c's l_print); a failure becomes the chunk's error. */
+ * since a __tostring or the lookup of `print` itself can fail (lua.c's l_print); a
+ * failure becomes the chunk's error, never an unprotected one that would abort the rank. */
 static void print_results(lua_State *L, int base, run_result *res) {
     int n = lua_gettop(L) - base;
     if (n <= 0) return;
-    if (!lua_checkstack(L, 2)) {
+    if (!lua_checkstack(L, 3)) {
         res->outcome = RUN_ERROR;
         res->message = strdup("too many results to print");
         return;
     }
-    lua_getglobal(L, "print");
+    lua_pushcfunction(L, call_global_print);
     lua_insert(L, base + 1);
     if (protected_call(L, n, 0, res) != LUA_OK) {
         char *m = res->message;
@@ -282,7 +293,12 @@ static void run_file(lua_State *L, int id, const char *path, int argc, char **ar
         lua_pushstring(L, argv[i]);
         lua_rawseti(L, -2, i + 1);
     }
-    lua_setglobal(L, "arg");
+    /* raw: a metatable the learner gave _G must not run (unprotected) here */
+    lua_pushglobaltable(L);
+    lua_pushliteral(L, "arg");
+    lua_pushvalue(L, -3);
+    lua_rawset(L, -3);
+    lua_pop(L, 2);
     if (luaL_loadfile(L, path) != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
         res->outcome = RUN_ERROR;
@@ -541,11 +557,28 @@ static void serve_run(lua_State *L, const proto_frame *f) {
     free(res.message);
 }
 
+typedef struct {
+    const char *word;
+    char *list;
+    size_t len;
+} complete_request;
+
+/* rank_complete_word under lua_pcall: it reads raw and calls no Lua function, but a Lua
+ * string it pushes can still fail for memory, and nothing may abort an idle rank. */
+static int complete_protected(lua_State *L) {
+    complete_request *r = lua_touserdata(L, 1);
+    rank_complete_word(L, r->word, &r->list, &r->len);
+    return 0;
+}
+
 /* Answers a COMPLETE request with the candidates, NUL-separated. */
 static void serve_complete(lua_State *L, const char *word) {
-    char *list = NULL;
-    size_t len = 0;
-    rank_complete_word(L, word, &list, &len);
+    complete_request r = {word, NULL, 0};
+    lua_pushcfunction(L, complete_protected);
+    lua_pushlightuserdata(L, &r);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+    char *list = r.list;
+    size_t len = r.len;
     (void)control_send(MSG_COMPLETIONS, list ? list : "", list ? len : 0);
     free(list);
 }

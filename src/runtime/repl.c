@@ -8,8 +8,9 @@
  * seconds gets one line saying what each rank is doing. Ctrl-C while a chunk runs asks the
  * ranks to stop (driver_interrupt); at the prompt it clears the line. A rank that dies
  * between chunks is reported before the next prompt, or at once while libedit waits for a
- * key (its key reader polls the ranks). The `:` commands live in commands.c. */
-#include "runtime/repl.h"
+ * key (its key reader polls the ranks). The `:` commands live in commands.c (their table)
+ * and running a chunk in repl_chunk.c. */
+#include "runtime/repl_internal.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -35,14 +36,12 @@
 
 /* The handler only sets flags and, while a chunk runs, calls the async-signal-safe
  * driver_interrupt (lua.c's laction does no more). */
-static volatile sig_atomic_t sigint_seen;
-static volatile sig_atomic_t chunk_running;
 static driver *sigint_driver;
 
 static void on_sigint(int sig) {
     (void)sig;
-    sigint_seen = 1;
-    if (chunk_running && sigint_driver) driver_interrupt(sigint_driver);
+    repl_sigint_seen = 1;
+    if (repl_chunk_running && sigint_driver) driver_interrupt(sigint_driver);
 }
 
 /* SIGTERM or SIGHUP (the terminal closed): the session ends as at Ctrl-D, so that the
@@ -96,18 +95,6 @@ static bool is_incomplete(int st, const char *msg) {
            strcmp(msg + n - (sizeof eof - 1), eof) == 0;
 }
 
-ddp_status repl_check_syntax(const char *chunk, size_t len, const char *chunkname) {
-    lua_State *L = luaL_newstate();
-    if (!L) return DDP_FAIL(DDP_ERR_NOMEM, "cannot create a Lua state to check syntax");
-    char *msg = NULL;
-    int st = compile(L, chunk, len, chunkname, &msg);
-    lua_close(L);
-    if (st == LUA_OK) return DDP_OK;
-    ddp_status s = DDP_FAIL(DDP_ERR_ARG, "%s", msg ? msg : "syntax error");
-    free(msg);
-    return s;
-}
-
 /* ---- reading lines ------------------------------------------------------------------------- */
 
 /* The prompt function libedit calls. */
@@ -146,7 +133,7 @@ static void set_prompt(repl *r, bool continuation) {
  * was pressed (then *interrupted is set). */
 static char *read_line(repl *r, bool *interrupted) {
     *interrupted = false;
-    sigint_seen = 0;
+    repl_sigint_seen = 0;
     if (terminate_seen) return NULL;
     if (r->el) {
         int count = 0;
@@ -154,7 +141,7 @@ static char *read_line(repl *r, bool *interrupted) {
         const char *line = el_gets(r->el, &count);
         if (terminate_seen) return NULL;
         if (!line || count <= 0) {
-            if (sigint_seen || (count < 0 && errno == EINTR)) {
+            if (repl_sigint_seen || (count < 0 && errno == EINTR)) {
                 *interrupted = true;
                 fputc('\n', stdout);
                 el_reset(r->el);
@@ -172,7 +159,7 @@ static char *read_line(repl *r, bool *interrupted) {
     ssize_t n = getline(&line, &cap, stdin);
     if (n < 0 || terminate_seen) {
         free(line);
-        if (sigint_seen && !terminate_seen) {
+        if (repl_sigint_seen && !terminate_seen) {
             *interrupted = true;
             clearerr(stdin);
             fputc('\n', stdout);
@@ -192,21 +179,6 @@ static void remember(repl *r, const char *text) {
 }
 
 /* ---- running chunks ---------------------------------------------------------------------- */
-
-/* Width of the terminal for :show columns. */
-int repl_terminal_width(void) {
-    struct winsize ws;
-    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
-    const char *cols = getenv("COLUMNS");
-    int c = cols ? atoi(cols) : 0;
-    return c > 0 ? c : 80;
-}
-
-/* After a rank died: how to carry on. */
-static void print_restart_hint(void) {
-    printf(":restart starts every rank afresh; :restart replay also re-runs "
-           "what succeeded so far\n");
-}
 
 /* A chunk that has printed nothing for QUIET_AFTER_S gets one status line saying what
  * each rank is doing (the "explain a hang" of the design): who waits in which collective,
@@ -248,7 +220,7 @@ static bool report_idle_deaths(repl *r, bool new_line) {
     if (died) {
         if (new_line) fputc('\n', stdout);
         render_results(stdout, res, r->world, &r->style);
-        print_restart_hint();
+        repl_print_restart_hint();
         fflush(stdout);
     }
     free_notice(r, res);
@@ -276,7 +248,7 @@ static int read_key(EditLine *el, wchar_t *wc) {
         struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
         int ready = poll(&p, 1, n == 0 ? IDLE_CHECK_MS : -1);
         if (ready < 0) {
-            if (errno == EINTR && !sigint_seen && !terminate_seen) continue; /* keep waiting */
+            if (errno == EINTR && !repl_sigint_seen && !terminate_seen) continue; /* keep waiting */
             return -1;
         }
         if (ready == 0) {
@@ -288,7 +260,8 @@ static int read_key(EditLine *el, wchar_t *wc) {
         ssize_t got = read(STDIN_FILENO, &c, 1);
         if (got == 0) return 0;
         if (got < 0) {
-            if ((errno == EINTR && !sigint_seen && !terminate_seen) || errno == EAGAIN) continue;
+            if ((errno == EINTR && !repl_sigint_seen && !terminate_seen) || errno == EAGAIN)
+                continue;
             return -1;
         }
         buf[n++] = c;
@@ -311,89 +284,6 @@ static unsigned char show_notice(EditLine *el, int ch) {
     el_get(el, EL_CLIENTDATA, &r);
     if (!r->notice) return CC_NORM;
     return report_idle_deaths(r, true) ? CC_REDISPLAY : CC_NORM;
-}
-
-/* A chunk's output is shown grouped once every rank has finished; a chunk that runs
- * longer than LIVE_AFTER_MS (a training loop printing its loss) switches to showing each
- * line as it arrives, labelled, so that the learner is not left staring at nothing. */
-#define LIVE_AFTER_MS 2000
-/* Output larger than this is streamed at once too: grouping it would hold it all. */
-#define LIVE_AFTER_BYTES (256u * 1024u)
-
-typedef struct {
-    int world;
-    render_style style;
-    int64_t start_ms; /* when the chunk was sent */
-    char **held;      /* per rank: output held back for grouping (malloc'd) */
-    size_t *held_len;
-    size_t held_total;   /* bytes in held[] */
-    line_labeller *live; /* non-NULL once streaming */
-} live_output;
-
-/* driver_run's on_output: hold the bytes, or stream them once the chunk runs long. */
-static void on_chunk_output(int rank, const char *bytes, size_t len, void *ctx) {
-    live_output *lo = ctx;
-    if (!lo->live &&
-        (ddp_now_ms() - lo->start_ms >= LIVE_AFTER_MS || lo->held_total + len > LIVE_AFTER_BYTES)) {
-        lo->live = labeller_new(lo->world, &lo->style, stdout);
-        for (int i = 0; lo->live && i < lo->world; i++)
-            if (lo->held_len[i] > 0) labeller_feed(lo->live, i, lo->held[i], lo->held_len[i]);
-    }
-    if (lo->live) {
-        labeller_feed(lo->live, rank, bytes, len);
-        return;
-    }
-    if (rank < 0 || rank >= lo->world) return;
-    char *grown = realloc(lo->held[rank], lo->held_len[rank] + len);
-    if (!grown) return; /* the results still carry the output */
-    memcpy(grown + lo->held_len[rank], bytes, len);
-    lo->held[rank] = grown;
-    lo->held_len[rank] += len;
-    lo->held_total += len;
-}
-
-ddp_status repl_run_chunk(repl *r, const char *chunk, const bool *targets, bool show_mode,
-                          bool *all_done) {
-    rank_result *results = calloc((size_t)r->world, sizeof *results);
-    live_output lo = {.world = r->world, .style = r->style, .start_ms = ddp_now_ms()};
-    lo.held = calloc((size_t)r->world, sizeof *lo.held);
-    lo.held_len = calloc((size_t)r->world, sizeof *lo.held_len);
-    ddp_status st = DDP_OK;
-    if (!results || !lo.held || !lo.held_len) {
-        st = DDP_FAIL(DDP_ERR_NOMEM, "out of memory for the results of a chunk");
-        goto out;
-    }
-    sigint_seen = 0;
-    chunk_running = 1;
-    st = driver_run(r->d, chunk, strlen(chunk), "=stdin", targets,
-                    show_mode ? NULL : on_chunk_output, &lo, results);
-    chunk_running = 0;
-    if (sigint_seen && r->el) fputc('\n', stdout); /* after the terminal's "^C" */
-    if (st != DDP_OK) goto out;
-    if (lo.live) { /* the output is on the screen already: only the outcomes are left */
-        labeller_flush(lo.live);
-        for (int i = 0; i < r->world; i++) results[i].output_len = 0;
-    }
-    if (show_mode)
-        render_show(stdout, results, r->world, repl_terminal_width(), &r->style);
-    else
-        render_results(stdout, results, r->world, &r->style);
-    bool ok = true, died = false;
-    for (int i = 0; i < r->world; i++) {
-        if (targets[i] && results[i].outcome != RANK_DONE) ok = false;
-        if (targets[i] && results[i].outcome == RANK_DIED) died = true;
-    }
-    if (died) print_restart_hint();
-    if (all_done) *all_done = ok;
-out:
-    if (results) rank_results_free(results, r->world);
-    free(results);
-    labeller_free(lo.live);
-    for (int i = 0; lo.held && i < r->world; i++) free(lo.held[i]);
-    free(lo.held);
-    free(lo.held_len);
-    fflush(stdout);
-    return st;
 }
 
 /* Records a chunk that ran without error everywhere, for :restart replay. */
@@ -542,8 +432,41 @@ static void list_candidates(char **cands, int n) {
     fflush(stdout);
 }
 
-/* libedit's Tab: completes `:` commands at the start of the line, else Lua names from
- * the first target rank (driver_complete). Inserts the common prefix; lists the
+/* Lua names starting with `word` from the first target rank (driver_complete), as whole
+ * words in a malloc'd array; returns how many, or -1 when no rank can answer. */
+static int lua_candidates(repl *r, const char *word, char ***out) {
+    size_t wlen = strlen(word);
+    int first = 0, n = 0;
+    while (first < r->world && !r->targets[first]) first++;
+    char **matches = NULL;
+    int count = 0;
+    if (first == r->world || driver_complete(r->d, first, word, &matches, &count) != DDP_OK)
+        return -1;
+    /* the driver may answer with whole words ("torch.zeros") or with the field after
+     * the last "." / ":" ("zeros"): accept both */
+    const char *sep = word + wlen;
+    while (sep > word && sep[-1] != '.' && sep[-1] != ':') sep--;
+    size_t stem = (size_t)(sep - word);
+    char **cands = calloc((size_t)count + 1, sizeof *cands);
+    for (int i = 0; cands && i < count; i++) {
+        char *full = NULL;
+        if (strncmp(matches[i], word, wlen) == 0)
+            full = strdup(matches[i]);
+        else if (asprintf(&full, "%.*s%s", (int)stem, word, matches[i]) < 0)
+            full = NULL;
+        if (full && strncmp(full, word, wlen) == 0)
+            cands[n++] = full;
+        else
+            free(full);
+    }
+    for (int i = 0; i < count; i++) free(matches[i]);
+    free(matches);
+    *out = cands;
+    return n;
+}
+
+/* libedit's Tab: completes `:` commands at the start of the line and their arguments (the
+ * command table), else Lua names from the first target rank. Inserts the common prefix; lists the
  * candidates when there is more than one. */
 static unsigned char complete(EditLine *el, int ch) {
     (void)ch;
@@ -561,41 +484,15 @@ static unsigned char complete(EditLine *el, int ch) {
     int n = 0;
     const char *lead = li->buffer;
     while (lead < start && isspace((unsigned char)*lead)) lead++;
-    const char *argword = NULL; /* the one word :on and :restart take */
-    if (strncmp(lead, ":on ", 4) == 0) argword = "all";
-    if (strncmp(lead, ":restart ", 9) == 0) argword = "replay";
-    if (lead == start && word[0] == ':') {
-        n = repl_command_candidates(word, &cands);
-    } else if (argword) {
-        cands = calloc(1, sizeof *cands);
-        if (cands && strncmp(argword, word, wlen) == 0 && (cands[0] = strdup(argword))) n = 1;
-    } else {
-        int first = 0;
-        while (first < r->world && !r->targets[first]) first++;
-        char **matches = NULL;
-        int count = 0;
-        if (first == r->world || driver_complete(r->d, first, word, &matches, &count) != DDP_OK)
-            return CC_REFRESH_BEEP;
-        /* the driver may answer with whole words ("torch.zeros") or with the field after
-         * the last "." / ":" ("zeros"): accept both */
-        const char *sep = word + wlen;
-        while (sep > word && sep[-1] != '.' && sep[-1] != ':') sep--;
-        size_t stem = (size_t)(sep - word);
-        cands = calloc((size_t)count + 1, sizeof *cands);
-        for (int i = 0; cands && i < count; i++) {
-            char *full = NULL;
-            if (strncmp(matches[i], word, wlen) == 0)
-                full = strdup(matches[i]);
-            else if (asprintf(&full, "%.*s%s", (int)stem, word, matches[i]) < 0)
-                full = NULL;
-            if (full && strncmp(full, word, wlen) == 0)
-                cands[n++] = full;
-            else
-                free(full);
-        }
-        for (int i = 0; i < count; i++) free(matches[i]);
-        free(matches);
+    n = -1;               /* not a command's word: a Lua name */
+    if (lead[0] == ':') { /* a command name at the start, or that command's argument */
+        const char *name_end = lead + 1;
+        while (*name_end && !isspace((unsigned char)*name_end)) name_end++;
+        char name[32];
+        snprintf(name, sizeof name, "%.*s", (int)(name_end - lead - 1), lead + 1);
+        n = repl_command_candidates(r, lead == start ? NULL : name, word, lead == start, &cands);
     }
+    if (n < 0 && (n = lua_candidates(r, word, &cands)) < 0) return CC_REFRESH_BEEP;
     unsigned char result = CC_REFRESH_BEEP;
     if (n > 0) {
         size_t common = strlen(cands[0]);
@@ -648,7 +545,8 @@ static void setup_editline(repl *r) {
     el_source(r->el, NULL); /* the learner's ~/.editrc, if any */
 }
 
-int repl_run(driver *d) {
+int repl_run(driver *d, const repl_options *opts) {
+    (void)opts;
     repl r;
     memset(&r, 0, sizeof r);
     r.d = d;
@@ -669,6 +567,7 @@ int repl_run(driver *d) {
                 ddp_last_error());
         r.transcript_path[0] = '\0';
     }
+    repl_commands_add_core();
     setup_editline(&r);
     install_sigint(d);
     if (r.el) /* for someone at a terminal, who can press Ctrl-C; piped input is not */

@@ -348,6 +348,7 @@ void tensor_release(tensor *t) {
     storage_release(t->storage);
     tensor_release(t->grad);
     if (t->grad_fn && --t->grad_fn->refcount == 0) t->grad_fn->destroy(t->grad_fn);
+    if (t->grad_hooks && --t->grad_hooks->refcount == 0) t->grad_hooks->destroy(t->grad_hooks);
     free(t);
 }
 

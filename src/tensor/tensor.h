@@ -88,6 +88,8 @@ typedef struct tensor {
     struct tensor *grad;       /* owned; NULL until a backward pass reaches this leaf */
     grad_node_header *grad_fn; /* owned; the node that produced this tensor, or NULL */
     int grad_fn_slot;          /* which output of grad_fn this tensor is */
+    /* owned; a leaf's gradient-ready hooks (ag_add_grad_hook), or NULL */
+    grad_node_header *grad_hooks;
 } tensor;
 
 /* ---- life cycle ------------------------------------------------------------------ */

@@ -20,6 +20,7 @@ static void slice_header(const tensor *t, int dim, int64_t index, tensor *hdr) {
     hdr->refcount = 1;
     hdr->grad = NULL;
     hdr->grad_fn = NULL;
+    hdr->grad_hooks = NULL;
     hdr->requires_grad = false;
     hdr->offset = t->offset + index * t->strides[dim];
     for (int d = dim; d < t->ndim - 1; d++) {

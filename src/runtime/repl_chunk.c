@@ -1,0 +1,133 @@
+/* repl_chunk.c — running one chunk for the REPL and its commands: syntax checked first in
+ * a throwaway plain state (repl_check_syntax), then sent to the target ranks with
+ * driver_run; the results are shown grouped (render.c), or line by line as they arrive
+ * when a chunk runs for more than two seconds. Uses neither repl.c nor commands.c, so that
+ * both can call it (repl_internal.h). */
+#include <lauxlib.h>
+#include <lua.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "runtime/render.h"
+#include "runtime/repl_internal.h"
+
+volatile sig_atomic_t repl_chunk_running;
+volatile sig_atomic_t repl_sigint_seen;
+
+ddp_status repl_check_syntax(const char *chunk, size_t len, const char *chunkname) {
+    lua_State *L = luaL_newstate();
+    if (!L) return DDP_FAIL(DDP_ERR_NOMEM, "cannot create a Lua state to check syntax");
+    char *msg = NULL;
+    int st = luaL_loadbuffer(L, chunk, len, chunkname);
+    if (st != LUA_OK) msg = strdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "syntax error");
+    lua_close(L);
+    if (st == LUA_OK) return DDP_OK;
+    ddp_status s = DDP_FAIL(DDP_ERR_ARG, "%s", msg ? msg : "syntax error");
+    free(msg);
+    return s;
+}
+
+/* ---- running ---------------------------------------------------------------------------- */
+
+/* Width of the terminal for :show columns. */
+int repl_terminal_width(void) {
+    struct winsize ws;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+    const char *cols = getenv("COLUMNS");
+    int c = cols ? atoi(cols) : 0;
+    return c > 0 ? c : 80;
+}
+
+/* After a rank died: how to carry on. */
+void repl_print_restart_hint(void) {
+    printf(":restart starts every rank afresh; :restart replay also re-runs "
+           "what succeeded so far\n");
+}
+
+/* A chunk's output is shown grouped once every rank has finished; a chunk that runs
+ * longer than LIVE_AFTER_MS (a training loop printing its loss) switches to showing each
+ * line as it arrives, labelled, so that the learner is not left staring at nothing. */
+#define LIVE_AFTER_MS 2000
+/* Output larger than this is streamed at once too: grouping it would hold it all. */
+#define LIVE_AFTER_BYTES (256u * 1024u)
+
+typedef struct {
+    int world;
+    render_style style;
+    int64_t start_ms; /* when the chunk was sent */
+    char **held;      /* per rank: output held back for grouping (malloc'd) */
+    size_t *held_len;
+    size_t held_total;   /* bytes in held[] */
+    line_labeller *live; /* non-NULL once streaming */
+} live_output;
+
+/* driver_run's on_output: hold the bytes, or stream them once the chunk runs long. */
+static void on_chunk_output(int rank, const char *bytes, size_t len, void *ctx) {
+    live_output *lo = ctx;
+    if (!lo->live &&
+        (ddp_now_ms() - lo->start_ms >= LIVE_AFTER_MS || lo->held_total + len > LIVE_AFTER_BYTES)) {
+        lo->live = labeller_new(lo->world, &lo->style, stdout);
+        for (int i = 0; lo->live && i < lo->world; i++)
+            if (lo->held_len[i] > 0) labeller_feed(lo->live, i, lo->held[i], lo->held_len[i]);
+    }
+    if (lo->live) {
+        labeller_feed(lo->live, rank, bytes, len);
+        return;
+    }
+    if (rank < 0 || rank >= lo->world) return;
+    char *grown = realloc(lo->held[rank], lo->held_len[rank] + len);
+    if (!grown) return; /* the results still carry the output */
+    memcpy(grown + lo->held_len[rank], bytes, len);
+    lo->held[rank] = grown;
+    lo->held_len[rank] += len;
+    lo->held_total += len;
+}
+
+ddp_status repl_run_chunk(repl *r, const char *chunk, const bool *targets, bool show_mode,
+                          bool *all_done) {
+    rank_result *results = calloc((size_t)r->world, sizeof *results);
+    live_output lo = {.world = r->world, .style = r->style, .start_ms = ddp_now_ms()};
+    lo.held = calloc((size_t)r->world, sizeof *lo.held);
+    lo.held_len = calloc((size_t)r->world, sizeof *lo.held_len);
+    ddp_status st = DDP_OK;
+    if (!results || !lo.held || !lo.held_len) {
+        st = DDP_FAIL(DDP_ERR_NOMEM, "out of memory for the results of a chunk");
+        goto out;
+    }
+    repl_sigint_seen = 0;
+    repl_chunk_running = 1;
+    st = driver_run(r->d, chunk, strlen(chunk), "=stdin", targets,
+                    show_mode ? NULL : on_chunk_output, &lo, results);
+    repl_chunk_running = 0;
+    if (repl_sigint_seen && r->el) fputc('\n', stdout); /* after the terminal's "^C" */
+    if (st != DDP_OK) goto out;
+    if (lo.live) { /* the output is on the screen already: only the outcomes are left */
+        labeller_flush(lo.live);
+        for (int i = 0; i < r->world; i++) results[i].output_len = 0;
+    }
+    if (show_mode)
+        render_show(stdout, results, r->world, repl_terminal_width(), &r->style);
+    else
+        render_results(stdout, results, r->world, &r->style);
+    bool ok = true, died = false;
+    for (int i = 0; i < r->world; i++) {
+        if (targets[i] && results[i].outcome != RANK_DONE) ok = false;
+        if (targets[i] && results[i].outcome == RANK_DIED) died = true;
+    }
+    if (died) repl_print_restart_hint();
+    if (all_done) *all_done = ok;
+out:
+    if (results) rank_results_free(results, r->world);
+    free(results);
+    labeller_free(lo.live);
+    for (int i = 0; lo.held && i < r->world; i++) free(lo.held[i]);
+    free(lo.held);
+    free(lo.held_len);
+    fflush(stdout);
+    return st;
+}
