@@ -111,7 +111,8 @@ void l_push_tolist(lua_State *L, const tensor *t);
 /* l_setup.c: require(name), leaving the module on the stack; raises as require does. */
 void l_require(lua_State *L, const char *name);
 
-/* l_io.c: sets torch.save / torch.load into the torch table at the top. */
-int luaopen_ddp_torch_io(lua_State *L);
+/* l_io.c: pushes the module "ddp.io_core", the file primitives under torch.save and
+ * torch.load (lua/torch/serialization.lua). */
+int luaopen_ddp_io_core(lua_State *L);
 
 #endif

@@ -691,6 +691,5 @@ int luaopen_ddp_torch(lua_State *L) {
     lua_pushcfunction(L, l_cuda_is_available);
     lua_setfield(L, -2, "is_available");
     lua_setfield(L, -2, "cuda");
-    luaopen_ddp_torch_io(L);
     return 1;
 }

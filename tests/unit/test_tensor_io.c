@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <stdio.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -532,6 +533,156 @@ static void test_fuzz_truncate_and_flip(void **state) {
     for (int i = 0; i < 3; i++) tensor_release(ts[i]);
 }
 
+/* ---- readers over memory, metadata, NUL names, the save lock ---------------------- */
+
+/* The buffer readers give what the path readers give, and name the caller's label. */
+static void test_buffer_readers(void **state) {
+    (void)state;
+    const int64_t s23[] = {2, 3}, s4[] = {4};
+    tensor *ts[2] = {make(DTYPE_FLOAT32, s23, 2), make(DTYPE_INT64, s4, 1)};
+    const char *names[2] = {"w", "steps"};
+    const char *path = tmp_path("buf.safetensors");
+    assert_int_equal(tensor_save_safetensors(path, names, ts, 2), DDP_OK);
+    size_t len;
+    unsigned char *bytes = read_bytes(path, &len);
+    tensor_file f;
+    assert_int_equal(tensor_read_safetensors_buffer(bytes, len, "<fuzz input>", &f), DDP_OK);
+    assert_int_equal(f.n, 2);
+    assert_string_equal(f.names[0], "w");
+    assert_same(f.tensors[0], ts[0]);
+    assert_same(f.tensors[1], ts[1]);
+    tensor_file_free(&f);
+    assert_int_equal(f.n, 0);
+    for (size_t k = 0; k < len; k++) { /* every proper prefix fails cleanly */
+        ddp_status s = tensor_read_safetensors_buffer(bytes, k, "<fuzz input>", &f);
+        if (s != DDP_ERR_FORMAT) fail_msg("prefix of %zu bytes: status %d", k, s);
+        assert_non_null(strstr(ddp_last_error(), "<fuzz input>"));
+        assert_int_equal(f.n, 0);
+        assert_null(f.tensors);
+    }
+    free(bytes);
+
+    const char *npath = tmp_path("buf.npy");
+    assert_int_equal(tensor_save_npy(npath, ts[0]), DDP_OK);
+    bytes = read_bytes(npath, &len);
+    tensor *t = NULL;
+    assert_int_equal(tensor_load_npy_buffer(bytes, len, "<npy bytes>", &t), DDP_OK);
+    assert_same(t, ts[0]);
+    tensor_release(t);
+    assert_int_equal(tensor_load_npy_buffer(bytes, len - 1, "<npy bytes>", &t), DDP_ERR_FORMAT);
+    assert_non_null(strstr(ddp_last_error(), "<npy bytes>"));
+    assert_null(t);
+    free(bytes);
+    for (int i = 0; i < 2; i++) tensor_release(ts[i]);
+}
+
+/* Metadata strings go into the header and come back in order, beside "format": "pt". */
+static void test_metadata_round_trip(void **state) {
+    (void)state;
+    const int64_t s2[] = {2};
+    tensor *t = make(DTYPE_FLOAT32, s2, 1);
+    const char *names[1] = {"w"};
+    const char *keys[2] = {"param_groups", "ddplab.keys"};
+    const char *values[2] = {"[{\"lr\":0.1}]", "[\"w\",\"param_groups\"]"};
+    const char *path = tmp_path("meta.safetensors");
+    assert_int_equal(tensor_save_safetensors_meta(path, names, &t, 1, keys, values, 2), DDP_OK);
+    tensor_file f;
+    assert_int_equal(tensor_read_safetensors(path, &f), DDP_OK);
+    assert_int_equal(f.n_meta, 3);
+    assert_string_equal(f.meta_keys[0], "format");
+    assert_string_equal(f.meta_values[0], "pt");
+    assert_string_equal(f.meta_keys[1], "param_groups");
+    assert_string_equal(f.meta_values[1], values[0]);
+    assert_string_equal(f.meta_values[2], values[1]);
+    tensor_file_free(&f);
+    const char *dup[2] = {"a", "a"};
+    assert_int_equal(tensor_save_safetensors_meta(path, names, &t, 1, dup, values, 2), DDP_ERR_ARG);
+    assert_non_null(strstr(ddp_last_error(), "'a' appears twice"));
+    tensor_release(t);
+}
+
+/* Issue 10, defect 13: a NUL in a header name would be cut ("a\0b" read as "a"); the
+ * reader refuses it, escaped or raw, and leaves an escaped backslash alone. */
+static void test_nul_in_header_refused(void **state) {
+    (void)state;
+    const char *p = tmp_path("nul.safetensors");
+    float four[1] = {1};
+    write_st(p, "{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", four,
+             4);
+    expect_st_error(p, "NUL character");
+    write_st(p,
+             "{\"__metadata__\":{\"x\":\"1\\u0000\"},\"a\":{\"dtype\":\"F32\",\"shape\":[1],"
+             "\"data_offsets\":[0,4]}}",
+             four, 4);
+    expect_st_error(p, "NUL character");
+    static const char raw[] = "{\"a\0b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+    unsigned char buf[128];
+    size_t hlen = sizeof raw - 1;
+    for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
+    memcpy(buf + 8, raw, hlen);
+    memcpy(buf + 8 + hlen, four, 4);
+    write_bytes(p, buf, 8 + hlen + 4);
+    expect_st_error(p, "NUL character");
+    /* "\\u0000" is a backslash followed by text, not a NUL: accepted and kept */
+    write_st(p, "{\"a\\\\u0000b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", four,
+             4);
+    tensor_file f;
+    assert_int_equal(tensor_read_safetensors(p, &f), DDP_OK);
+    assert_string_equal(f.names[0], "a\\u0000b");
+    tensor_file_free(&f);
+}
+
+/* A save that finds the lock of a live process fails with the explanation and leaves the
+ * old file alone; a lock left by a dead process is taken over and its temporary removed. */
+static void test_save_lock(void **state) {
+    (void)state;
+    const int64_t s2[] = {2}, s3[] = {3};
+    tensor *old = make(DTYPE_FLOAT32, s2, 1), *fresh = make(DTYPE_FLOAT32, s3, 1);
+    const char *names[1] = {"w"};
+    char path[512], lock[600], tmp[700];
+    snprintf(path, sizeof path, "%s", tmp_path("locked.safetensors"));
+    snprintf(lock, sizeof lock, "%s.lock", path);
+    assert_int_equal(tensor_save_safetensors(path, names, &old, 1), DDP_OK);
+    int before = count_files();
+
+    FILE *f = fopen(lock, "w"); /* held by our parent, alive, "rank 3" */
+    assert_non_null(f);
+    fprintf(f, "%ld 3\n%s.%ld.0.tmp\n", (long)getppid(), path, (long)getppid());
+    fclose(f);
+    assert_int_equal(tensor_save_safetensors(path, names, &fresh, 1), DDP_ERR_STATE);
+    assert_non_null(strstr(ddp_last_error(), "rank 3 (pid"));
+    assert_non_null(strstr(ddp_last_error(), "is saving the same file at this moment"));
+    assert_non_null(strstr(ddp_last_error(), "if dist.get_rank() == 0 then torch.save"));
+    assert_int_equal(tensor_save_npy(path, fresh), DDP_ERR_STATE); /* the same for .npy */
+    assert_int_equal(access(lock, F_OK), 0);                       /* not ours to remove */
+    char **got_names;
+    tensor **got;
+    int n;
+    assert_int_equal(tensor_load_safetensors(path, &got_names, &got, &n), DDP_OK);
+    assert_same(got[0], old); /* the old checkpoint is intact */
+    free_loaded(got_names, got, n);
+
+    pid_t child = fork(); /* a process that is gone by the time we save */
+    assert_true(child >= 0);
+    if (child == 0) _exit(0);
+    assert_int_equal(waitpid(child, NULL, 0), child);
+    snprintf(tmp, sizeof tmp, "%s.%ld.0.tmp", path, (long)child);
+    write_bytes(tmp, "half a checkpoint", 17);
+    f = fopen(lock, "w");
+    assert_non_null(f);
+    fprintf(f, "%ld 1\n%s\n", (long)child, tmp);
+    fclose(f);
+    assert_int_equal(tensor_save_safetensors(path, names, &fresh, 1), DDP_OK);
+    assert_int_equal(access(lock, F_OK), -1);
+    assert_int_equal(access(tmp, F_OK), -1);
+    assert_int_equal(count_files(), before); /* the lock and the stale temporary gone */
+    assert_int_equal(tensor_load_safetensors(path, &got_names, &got, &n), DDP_OK);
+    assert_same(got[0], fresh);
+    free_loaded(got_names, got, n);
+    tensor_release(old);
+    tensor_release(fresh);
+}
+
 static int make_dir(void **state) {
     (void)state;
     snprintf(dir, sizeof dir, "%s/ddp_tensor_io_XXXXXX",
@@ -566,6 +717,10 @@ int main(void) {
         cmocka_unit_test(test_safetensors_corrupt),
         cmocka_unit_test(test_npy_corrupt),
         cmocka_unit_test(test_fuzz_truncate_and_flip),
+        cmocka_unit_test(test_buffer_readers),
+        cmocka_unit_test(test_metadata_round_trip),
+        cmocka_unit_test(test_nul_in_header_refused),
+        cmocka_unit_test(test_save_lock),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }
