@@ -10,13 +10,10 @@
 -- checked its lessons while the engine was being written, and stays useful to try one
 -- step quickly. It prints one line per step and rank and exits non-zero on a failure.
 
-local path, only = arg[1], tonumber(arg[2])
-assert(path, "usage: ddplab -n N scripts/course_check.lua LESSON.lua [step]")
-local lesson = assert(loadfile(path))()
 local rank = tonumber(os.getenv("RANK"))
 local world = tonumber(os.getenv("WORLD_SIZE"))
-local dir = "/tmp/course_check_" .. os.getenv("MASTER_PORT")
-if rank == 0 then os.execute("mkdir -p " .. dir) end
+local runs = 0
+local dir
 
 -- Serialise plain values and tensors as Lua source.
 local function ser(v)
@@ -107,7 +104,7 @@ local function close(a, b, tol)
   return false
 end
 
-local typed, last_err = {}, nil
+local typed, last_err
 local c = {
   rank = rank, world_size = world,
   global = function(name) return rawget(_G, name) end,
@@ -132,7 +129,7 @@ local function run_chunk(src, name)
   return pcall(fn)
 end
 
-local failed, passed = 0, 0
+local failed, passed
 local verbose = os.getenv("COURSE_CHECK_VERBOSE")
 local function report(i, what, ok, msg)
   if verbose or not ok then
@@ -148,43 +145,61 @@ local function both(t, where)
     report(0, where, false, "missing en or zh text")
   end
 end
-both(lesson.title, "title")
-if lesson.intro then both(lesson.intro, "intro") end
+-- run(path, steps): checks the lesson at `path`, only the steps listed in `steps` (a
+-- set of step numbers) when given; returns the number of failed checks.
+local function run(path, steps)
+  runs = runs + 1
+  dir = string.format("/tmp/course_check_%s_%d", os.getenv("MASTER_PORT"), runs)
+  ngather = 0
+  failed, passed = 0, 0
+  os.execute("mkdir -p " .. dir)
+  local lesson = assert(loadfile(path))()
+  both(lesson.title, "title")
+  if lesson.intro then both(lesson.intro, "intro") end
 
-for i, step in ipairs(lesson.steps) do
-  if not only or only == i then
-    both(step.text, "text")
-    for h, hint in ipairs(step.hints or {}) do both(hint, "hint " .. h) end
-    typed, last_err = {}, nil
-    if step.setup then
-      local ok, err = run_chunk(step.setup, "setup")
-      if not ok then report(i, "setup", false, err) end
-    end
-    local ok, verdict, msg = pcall(step.check, c)
-    if not ok then
-      report(i, "check raised before the solution", false, verdict)
-    else
-      report(i, "fails before the solution", not verdict, verdict and "it passed" or msg)
-    end
-    typed[#typed + 1] = step.solution
-    local sok, serr = run_chunk(step.solution, "stdin")
-    if not sok then last_err = tostring(serr) end
-    ok, verdict, msg = pcall(step.check, c)
-    if not ok then
-      report(i, "check raised after the solution", false, verdict)
-    else
-      report(i, "passes after the solution", verdict == true, msg or (not sok and serr) or nil)
+  for i, step in ipairs(lesson.steps) do
+    if not steps or steps[i] then
+      both(step.text, "text")
+      for h, hint in ipairs(step.hints or {}) do both(hint, "hint " .. h) end
+      typed, last_err = {}, nil
+      if step.setup then
+        local ok, err = run_chunk(step.setup, "setup")
+        if not ok then report(i, "setup", false, err) end
+      end
+      local ok, verdict, msg = pcall(step.check, c)
+      if not ok then
+        report(i, "check raised before the solution", false, verdict)
+      else
+        report(i, "fails before the solution", not verdict, verdict and "it passed" or msg)
+      end
+      typed[#typed + 1] = step.solution
+      local sok, serr = run_chunk(step.solution, "stdin")
+      if not sok then last_err = tostring(serr) end
+      ok, verdict, msg = pcall(step.check, c)
+      if not ok then
+        report(i, "check raised after the solution", false, verdict)
+      else
+        report(i, "passes after the solution", verdict == true, msg or (not sok and serr) or nil)
+      end
     end
   end
+
+  gather(true) -- everyone has read every gather; then rank 0 cleans up
+  io.open(dir .. "/done_" .. rank, "w"):close()
+  if rank == 0 then
+    for r = 0, world - 1 do
+      while not io.open(dir .. "/done_" .. r) do sleep() end
+    end
+    os.execute("rm -rf " .. dir)
+  end
+  print(string.format("%s: %d checks ok, %d failed", path, passed, failed))
+  return failed
 end
 
-gather(true) -- everyone has read every gather; then rank 0 cleans up
-io.open(dir .. "/done_" .. rank, "w"):close()
-if rank == 0 then
-  for r = 0, world - 1 do
-    while not io.open(dir .. "/done_" .. r) do sleep() end
-  end
-  os.execute("rm -rf " .. dir)
+if arg and arg[0] and arg[0]:find("course_check%.lua$") then
+  assert(arg[1], "usage: ddplab -n N scripts/course_check.lua LESSON.lua [step]")
+  local only = tonumber(arg[2])
+  local failed = run(arg[1], only and {[only] = true} or nil)
+  if failed > 0 then error(failed .. " failure(s) in " .. arg[1]) end
 end
-print(string.format("%s: %d checks ok, %d failed", path, passed, failed))
-if failed > 0 then error(failed .. " failure(s) in " .. path) end
+return run
