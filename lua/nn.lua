@@ -459,8 +459,9 @@ local Linear = Module:extend("Linear")
 nn.Linear = Linear
 
 -- nn.Linear(in, out, {bias=true, dtype=}) or nn.Linear(in, out, false) (PyTorch's third
--- positional argument is bias): weight (out x in) then bias (out), each uniform in
--- +-1/sqrt(in) from the default generator, as PyTorch initialises them.
+-- positional argument is bias): weight (out x in) then bias (out), drawn from the default
+-- generator as PyTorch's reset_parameters draws them, bit for bit: the weight by
+-- kaiming_uniform_(a=sqrt(5)), the bias uniform in +-1/sqrt(in).
 function Linear:__init(in_features, out_features, opts)
   if out_features == nil and (in_features == nil or type(in_features) == "number") then
     raise("Linear: __init__() missing " ..
@@ -484,11 +485,20 @@ function Linear:__init(in_features, out_features, opts)
   opts = opts or {}
   self.in_features, self.out_features = in_features, out_features
   local dt = opts.dtype or torch.float32
-  local bound = in_features > 0 and 1 / math.sqrt(in_features) or 0
-  self.weight = nn.Parameter(torch.empty(out_features, in_features, {dtype = dt}):uniform_(-bound, bound))
+  -- kaiming_uniform_'s bound, computed in PyTorch's order (gain, std, sqrt(3) * std) so
+  -- that it rounds as PyTorch's does; a zero-element weight is left as it is, as there
+  local weight = torch.empty(out_features, in_features, {dtype = dt})
+  if in_features > 0 and out_features > 0 then
+    local a = math.sqrt(5)
+    local gain = math.sqrt(2.0 / (1 + a ^ 2))
+    local bound = math.sqrt(3.0) * (gain / math.sqrt(in_features))
+    weight:uniform_(-bound, bound)
+  end
+  self.weight = nn.Parameter(weight)
   if opts.bias == false then
     self:register_parameter("bias", nil)
   else
+    local bound = in_features > 0 and 1 / math.sqrt(in_features) or 0
     self.bias = nn.Parameter(torch.empty(out_features, {dtype = dt}):uniform_(-bound, bound))
   end
 end

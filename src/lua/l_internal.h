@@ -115,4 +115,11 @@ void l_require(lua_State *L, const char *name);
  * torch.load (lua/torch/serialization.lua). */
 int luaopen_ddp_io_core(lua_State *L);
 
+/* l_random.c: sets torch.Generator, the seed and rng-state functions and
+ * torch.default_generator into the torch table at the top. */
+void l_random_open(lua_State *L);
+/* The generator of an options table's `generator=` field (opts 0 or nil: none); NULL
+ * when absent (the default generator); raises when it is not a torch.Generator. */
+ddp_generator *l_opt_generator(lua_State *L, int opts);
+
 #endif

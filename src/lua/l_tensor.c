@@ -538,22 +538,40 @@ static int l_tensor_zero_(lua_State *L) {
     return 1;
 }
 
-/* t:uniform_(a=0, b=1) from the default generator. Returns t. */
+/* The trailing {generator=} of t:uniform_ / t:normal_: its generator (NULL: the default
+ * one); *nargs is set to the count of the arguments before it. */
+static ddp_generator *l_fill_generator(lua_State *L, const char *fn, int *nargs) {
+    static const char *const keys[] = {"generator", NULL};
+    int top = lua_gettop(L);
+    *nargs = top;
+    if (top < 2 || !lua_istable(L, top)) return NULL;
+    *nargs = top - 1;
+    ddp_lua_check_option_keys(L, top, fn, keys);
+    return l_opt_generator(L, top);
+}
+
+/* t:uniform_(a=0, b=1, {generator=}). Returns t. */
 static int l_tensor_uniform_(lua_State *L) {
     tensor *t = l_check_self(L);
-    double lo = luaL_optnumber(L, 2, 0.0), hi = luaL_optnumber(L, 3, 1.0);
+    int nargs;
+    ddp_generator *g = l_fill_generator(L, "uniform_", &nargs);
+    double lo = nargs >= 2 ? luaL_optnumber(L, 2, 0.0) : 0.0;
+    double hi = nargs >= 3 ? luaL_optnumber(L, 3, 1.0) : 1.0;
     l_check(L, ag_check_inplace(t, "uniform_"));
-    l_check(L, tensor_uniform_(t, lo, hi, NULL));
+    l_check(L, tensor_uniform_(t, lo, hi, g));
     lua_settop(L, 1);
     return 1;
 }
 
-/* t:normal_(mean=0, std=1) from the default generator. Returns t. */
+/* t:normal_(mean=0, std=1, {generator=}). Returns t. */
 static int l_tensor_normal_(lua_State *L) {
     tensor *t = l_check_self(L);
-    double mean = luaL_optnumber(L, 2, 0.0), std = luaL_optnumber(L, 3, 1.0);
+    int nargs;
+    ddp_generator *g = l_fill_generator(L, "normal_", &nargs);
+    double mean = nargs >= 2 ? luaL_optnumber(L, 2, 0.0) : 0.0;
+    double std = nargs >= 3 ? luaL_optnumber(L, 3, 1.0) : 1.0;
     l_check(L, ag_check_inplace(t, "normal_"));
-    l_check(L, tensor_normal_(t, mean, std, NULL));
+    l_check(L, tensor_normal_(t, mean, std, g));
     lua_settop(L, 1);
     return 1;
 }

@@ -218,8 +218,9 @@ static int l_torch_tensor(lua_State *L) {
 
 typedef enum { FILL_EMPTY, FILL_ZEROS, FILL_ONES, FILL_RAND, FILL_RANDN } fill_kind;
 
-/* Fills a fresh tensor (in the box at the top) as `kind` says. */
-static void l_fill_new(lua_State *L, tensor *t, fill_kind kind) {
+/* Fills a fresh tensor (in the box at the top) as `kind` says, random ones from g (NULL:
+ * the default generator). */
+static void l_fill_new(lua_State *L, tensor *t, fill_kind kind, ddp_generator *g) {
     switch (kind) {
     case FILL_EMPTY:
     case FILL_ZEROS: /* made by tensor_zeros */
@@ -228,21 +229,31 @@ static void l_fill_new(lua_State *L, tensor *t, fill_kind kind) {
         l_check(L, tensor_fill_(t, 1.0));
         break;
     case FILL_RAND:
-        l_check(L, tensor_uniform_(t, 0.0, 1.0, NULL));
+        l_check(L, tensor_uniform_(t, 0.0, 1.0, g));
         break;
     case FILL_RANDN:
-        l_check(L, tensor_normal_(t, 0.0, 1.0, NULL));
+        l_check(L, tensor_normal_(t, 0.0, 1.0, g));
         break;
     }
 }
 
-/* torch.zeros/ones/empty/rand/randn(sizes..., {dtype=, device=, requires_grad=}) */
+/* The options of the random creation functions. */
+static const char *const random_option_keys[] = {"dtype", "device", "requires_grad", "generator",
+                                                 NULL};
+
+/* torch.zeros/ones/empty/rand/randn(sizes..., {dtype=, device=, requires_grad=}); rand
+ * and randn also take generator=. */
 static int l_create(lua_State *L, fill_kind kind, const char *op) {
     int last;
     int opts = l_trailing_options(L, &last);
     int64_t sizes[TENSOR_MAX_DIMS];
     int n = l_check_sizes(L, 1, last, op, sizes);
     l_create_options o;
+    ddp_generator *g = NULL;
+    if (kind == FILL_RAND || kind == FILL_RANDN) {
+        ddp_lua_check_option_keys(L, opts, op, random_option_keys);
+        g = l_opt_generator(L, opts);
+    }
     l_check_create_options(L, opts, DTYPE_FLOAT32, &o);
     if ((kind == FILL_RAND || kind == FILL_RANDN) && !dtype_is_float(o.dt))
         luaL_error(L, "%s: needs a floating point dtype, got %s", op, dtype_name(o.dt));
@@ -251,7 +262,7 @@ static int l_create(lua_State *L, fill_kind kind, const char *op) {
         l_check(L, tensor_zeros(sizes, n, o.dt, o.dev, slot));
     else
         l_check(L, tensor_empty(sizes, n, o.dt, o.dev, slot));
-    l_fill_new(L, *slot, kind);
+    l_fill_new(L, *slot, kind, g);
     l_finish_created(L, *slot, &o);
     return 1;
 }
@@ -318,7 +329,7 @@ static int l_create_like(lua_State *L, fill_kind kind, int has_value) {
         l_check(L, tensor_zeros(like->sizes, like->ndim, o.dt, o.dev, slot));
     else
         l_check(L, tensor_empty(like->sizes, like->ndim, o.dt, o.dev, slot));
-    l_fill_new(L, *slot, kind);
+    l_fill_new(L, *slot, kind, NULL);
     l_finish_created(L, *slot, &o);
     return 1;
 }
@@ -362,11 +373,13 @@ static int l_torch_randint(lua_State *L) {
     if (hi <= lo)
         luaL_error(L, "randint: empty range: low (%I) must be below high (%I)", (LUAI_UACINT)lo,
                    (LUAI_UACINT)hi);
+    ddp_lua_check_option_keys(L, opts, "randint", random_option_keys);
+    ddp_generator *g = l_opt_generator(L, opts);
     l_create_options o;
     l_check_create_options(L, opts, DTYPE_INT64, &o);
     tensor **slot = l_new_box(L);
     l_check(L, tensor_empty(sizes, n, DTYPE_INT64, o.dev, slot));
-    l_check(L, tensor_randint_(*slot, lo, hi, NULL));
+    l_check(L, tensor_randint_(*slot, lo, hi, g));
     l_finish_created(L, l_convert_new(L, *slot, o.dt), &o);
     return 1;
 }
@@ -374,10 +387,12 @@ static int l_torch_randint(lua_State *L) {
 /* torch.randperm(n, opts) */
 static int l_torch_randperm(lua_State *L) {
     lua_Integer n = luaL_checkinteger(L, 1);
+    ddp_lua_check_option_keys(L, 2, "randperm", random_option_keys);
+    ddp_generator *g = l_opt_generator(L, 2);
     l_create_options o;
     l_check_create_options(L, 2, DTYPE_INT64, &o);
     tensor **slot = l_new_box(L);
-    l_check(L, tensor_randperm(n, NULL, slot));
+    l_check(L, tensor_randperm(n, g, slot));
     l_convert_new(L, *slot, o.dt);
     return 1;
 }
@@ -501,20 +516,6 @@ static int l_torch_is_tensor(lua_State *L) {
     return 1;
 }
 
-/* ---- random seed -------------------------------------------------------------------- */
-
-static int l_torch_manual_seed(lua_State *L) {
-    lua_Integer s = luaL_checkinteger(L, 1);
-    generator_seed(generator_default(), (uint64_t)s);
-    return 0;
-}
-
-/* torch.initial_seed(): the seed of the default generator. */
-static int l_torch_initial_seed(lua_State *L) {
-    lua_pushinteger(L, (lua_Integer)generator_default()->seed);
-    return 1;
-}
-
 /* torch.time(): seconds on a monotonic clock, for timing code (Lua's os.clock is CPU
  * time and os.time has whole seconds). Python's time.perf_counter is the twin. */
 static int l_torch_time(lua_State *L) {
@@ -635,9 +636,7 @@ static const luaL_Reg torch_functions[] = {
     {"stack", l_torch_stack},
     {"where", l_torch_where},
     {"is_tensor", l_torch_is_tensor},
-    {"manual_seed", l_torch_manual_seed},
     {"time", l_torch_time},
-    {"initial_seed", l_torch_initial_seed},
     {"no_grad", l_torch_no_grad},
     {"enable_grad", l_torch_enable_grad},
     {"set_grad_enabled", l_torch_set_grad_enabled},
@@ -691,5 +690,6 @@ int luaopen_ddp_torch(lua_State *L) {
     lua_pushcfunction(L, l_cuda_is_available);
     lua_setfield(L, -2, "is_available");
     lua_setfield(L, -2, "cuda");
+    l_random_open(L);
     return 1;
 }

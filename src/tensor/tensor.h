@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/rng.h"
+#include "base/generator.h"
 #include "base/status.h"
 
 #define TENSOR_MAX_DIMS 8
@@ -188,7 +188,7 @@ ddp_status tensor_uniform_(tensor *t, double lo, double hi, ddp_generator *g);
 ddp_status tensor_normal_(tensor *t, double mean, double std, ddp_generator *g);
 /* int64 values in [lo, hi). */
 ddp_status tensor_randint_(tensor *t, int64_t lo, int64_t hi, ddp_generator *g);
-/* A random permutation of 0..n-1 (int64), Fisher-Yates driven by the generator. */
+/* A random permutation of 0..n-1 (int64), PyTorch's randperm (base/generator.h). */
 ddp_status tensor_randperm(int64_t n, ddp_generator *g, tensor **out);
 
 /* ---- element-wise ---------------------------------------------------------------- */

@@ -1,15 +1,14 @@
 /* tensor_create.c — tensors made from ranges and random numbers: arange, linspace, eye,
  * and the in-place random fills (uniform_, normal_, randint_) and randperm, all driven by
- * the counter-based generator of src/base/rng.h (g == NULL is the default generator), so
- * that the same seed gives the same tensors on every machine. A non-contiguous target is
- * filled through a contiguous buffer in logical order, so a view and a fresh tensor of
- * the same shape draw the same numbers. */
+ * PyTorch's CPU generator of src/base/generator.h (g == NULL is the default generator),
+ * so that the same seed gives PyTorch's tensors. A non-contiguous target is filled as
+ * PyTorch fills it: values drawn in memory order (see fill_begin), and normal_ one value
+ * at a time. */
 #include "tensor/tensor.h"
 #include "tensor/tensor_internal.h"
 
 #include <inttypes.h>
 #include <math.h>
-#include <stdlib.h>
 
 ddp_status tensor_arange(double start, double end, double step, const dtype *dt, tensor **out) {
     *out = NULL;
@@ -78,27 +77,51 @@ ddp_status tensor_eye(int64_t n, int64_t m, dtype dt, tensor **out) {
     return DDP_OK;
 }
 
-/* The contiguous buffer a random fill writes into: t's own data when it is contiguous
- * with the wanted dtype, else a temporary copied into t afterwards by fill_finish. */
-static ddp_status fill_begin(const char *op, tensor *t, dtype want, tensor **buf) {
-    *buf = NULL;
+/* A random fill draws its values in the order PyTorch's TensorIterator visits t: memory
+ * order, i.e. the dimensions sorted by stride, largest first (a transposed tensor is
+ * filled as its storage lies, not in its logical order). `*order` is t viewed in that
+ * order of dimensions; the fill writes `*buf`, contiguous with that view's sizes: t's own
+ * data when t is contiguous with the wanted dtype, else a temporary that fill_finish
+ * copies into the view. */
+static ddp_status fill_begin(const char *op, tensor *t, dtype want, tensor **order, tensor **buf) {
+    *order = *buf = NULL;
     DDP_CHECK(tensor_check_cpu(op, t));
     if (tensor_is_contiguous(t) && t->dtype == want) {
+        *order = tensor_retain(t);
         *buf = tensor_retain(t);
         return DDP_OK;
     }
-    return tensor_empty(t->sizes, t->ndim, want, DEVICE_CPU_VALUE, buf);
+    /* dimensions of size > 1 sorted by stride, largest first (insertion sort, stable);
+     * those of size 1 take no part in the order and go last */
+    int64_t perm[TENSOR_MAX_DIMS];
+    int n = 0;
+    for (int d = 0; d < t->ndim; d++) {
+        if (t->sizes[d] == 1) continue;
+        int at = n++;
+        for (; at > 0 && t->strides[perm[at - 1]] < t->strides[d]; at--) perm[at] = perm[at - 1];
+        perm[at] = d;
+    }
+    for (int d = 0; d < t->ndim; d++)
+        if (t->sizes[d] == 1) perm[n++] = d;
+    DDP_CHECK(tensor_permute(t, perm, t->ndim, order));
+    ddp_status s = tensor_empty((*order)->sizes, t->ndim, want, DEVICE_CPU_VALUE, buf);
+    if (s != DDP_OK) {
+        tensor_release(*order);
+        *order = NULL;
+    }
+    return s;
 }
 
-/* Ends a random fill: copies the temporary into t, and counts the one write to t's
- * version either way (tensor_copy_ counts it when it runs). */
-static ddp_status fill_finish(tensor *t, tensor *buf) {
+/* Ends a random fill: copies the temporary into t (through the view), and counts the one
+ * write to t's version either way (tensor_copy_ counts it when it runs). */
+static ddp_status fill_finish(tensor *t, tensor *order, tensor *buf) {
     ddp_status s = DDP_OK;
     if (buf == t)
         tensor_bump_version(t);
     else
-        s = tensor_copy_(t, buf);
+        s = tensor_copy_(order, buf);
     tensor_release(buf);
+    tensor_release(order);
     return s;
 }
 
@@ -114,28 +137,30 @@ ddp_status tensor_uniform_(tensor *t, double lo, double hi, ddp_generator *g) {
     if (!(lo <= hi))
         return DDP_FAIL(DDP_ERR_ARG, "uniform_: expects from <= to, got from=%g and to=%g", lo, hi);
     if (!g) g = generator_default();
-    tensor *buf;
-    DDP_CHECK(fill_begin("uniform_", t, t->dtype, &buf));
+    tensor *order, *buf;
+    DDP_CHECK(fill_begin("uniform_", t, t->dtype, &order, &buf));
     int64_t n = tensor_numel(buf);
     if (buf->dtype == DTYPE_FLOAT32)
         generator_uniform_f32(g, tensor_data(buf), n, lo, hi);
     else
         generator_uniform_f64(g, tensor_data(buf), n, lo, hi);
-    return fill_finish(t, buf);
+    return fill_finish(t, order, buf);
 }
 
 ddp_status tensor_normal_(tensor *t, double mean, double std, ddp_generator *g) {
     DDP_CHECK(need_float("normal_", t));
     if (!(std >= 0)) return DDP_FAIL(DDP_ERR_ARG, "normal_: std must be non-negative, got %g", std);
     if (!g) g = generator_default();
-    tensor *buf;
-    DDP_CHECK(fill_begin("normal_", t, t->dtype, &buf));
+    tensor *order, *buf;
+    DDP_CHECK(fill_begin("normal_", t, t->dtype, &order, &buf));
     int64_t n = tensor_numel(buf);
+    /* PyTorch fills a contiguous tensor 16 at a time, any other one value by value */
+    bool contiguous = tensor_is_contiguous(t);
     if (buf->dtype == DTYPE_FLOAT32)
-        generator_normal_f32(g, tensor_data(buf), n, mean, std);
+        generator_normal_f32(g, tensor_data(buf), n, mean, std, contiguous);
     else
-        generator_normal_f64(g, tensor_data(buf), n, mean, std);
-    return fill_finish(t, buf);
+        generator_normal_f64(g, tensor_data(buf), n, mean, std, contiguous);
+    return fill_finish(t, order, buf);
 }
 
 ddp_status tensor_randint_(tensor *t, int64_t lo, int64_t hi, ddp_generator *g) {
@@ -146,10 +171,10 @@ ddp_status tensor_randint_(tensor *t, int64_t lo, int64_t hi, ddp_generator *g) 
     if (t->dtype == DTYPE_BOOL && (lo < 0 || hi > 2))
         return DDP_FAIL(DDP_ERR_ARG, "randint_: a bool tensor can only hold values in [0, 2)");
     if (!g) g = generator_default();
-    tensor *buf;
-    DDP_CHECK(fill_begin("randint_", t, DTYPE_INT64, &buf));
+    tensor *order, *buf;
+    DDP_CHECK(fill_begin("randint_", t, DTYPE_INT64, &order, &buf));
     generator_randint(g, tensor_data(buf), tensor_numel(buf), lo, hi);
-    return fill_finish(t, buf);
+    return fill_finish(t, order, buf);
 }
 
 ddp_status tensor_randperm(int64_t n, ddp_generator *g, tensor **out) {
@@ -158,24 +183,7 @@ ddp_status tensor_randperm(int64_t n, ddp_generator *g, tensor **out) {
     if (!g) g = generator_default();
     tensor *r;
     DDP_CHECK(tensor_empty(&n, 1, DTYPE_INT64, DEVICE_CPU_VALUE, &r));
-    int64_t *p = tensor_data(r);
-    for (int64_t i = 0; i < n; i++) p[i] = i;
-    if (n > 1) {
-        /* One draw per swap, all taken in a single generator call. */
-        int64_t *draws = malloc(sizeof(int64_t) * (size_t)(n - 1));
-        if (!draws) {
-            tensor_release(r);
-            return DDP_FAIL(DDP_ERR_NOMEM, "randperm: out of memory for n = %" PRId64, n);
-        }
-        generator_randint(g, draws, n - 1, 0, INT64_MAX);
-        for (int64_t i = n - 1; i > 0; i--) {
-            int64_t j = draws[n - 1 - i] % (i + 1);
-            int64_t tmp = p[i];
-            p[i] = p[j];
-            p[j] = tmp;
-        }
-        free(draws);
-    }
+    generator_randperm(g, tensor_data(r), n);
     *out = r;
     return DDP_OK;
 }

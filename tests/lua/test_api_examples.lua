@@ -163,17 +163,30 @@ tensor([ True, False])	torch.float32
 
 example("random seeds", [==[
 torch.manual_seed(0)
+print(torch.randn(3))
 local a = torch.rand(3)
-print(a)
 torch.manual_seed(0)
+torch.randn(3)
 print(torch.equal(a, torch.rand(3)), torch.initial_seed())
-print(torch.randn(2))
-print(torch.randint(0, 10, {4}), torch.randperm(4))
+print(torch.randint(0, 10, {4}), torch.randperm(8))
 ]==], [==[
-tensor([0.3990, 0.8805, 0.7357])
+tensor([ 1.5410, -0.2934, -2.1788])
 true	0
-tensor([-1.7336,  2.0404])
-tensor([4, 4, 6, 8])	tensor([1, 2, 0, 3])
+tensor([6, 6, 9, 8])	tensor([0, 5, 2, 7, 1, 3, 4, 6])
+]==])
+
+example("generators and state", [==[
+local g = torch.Generator():manual_seed(42)
+local perm = torch.randperm(6, {generator = g})
+print(perm, g:initial_seed())
+torch.manual_seed(1)
+local state = torch.get_rng_state()
+local x = torch.empty(2):uniform_(-1, 1)
+torch.set_rng_state(state)
+print(torch.equal(x, torch.empty(2):uniform_(-1, 1)), state:numel())
+]==], [==[
+tensor([0, 3, 2, 4, 1, 5])	42
+true	5056
 ]==])
 
 example("grad mode", [==[
@@ -462,11 +475,11 @@ for step = 1, 5 do
   print(step, string.format("%.3f", loss:item()))
 end
 ]==], [==[
-1	1.217
-2	1.200
-3	1.173
-4	1.144
-5	1.118
+1	1.263
+2	1.243
+3	1.211
+4	1.175
+5	1.143
 ]==])
 
 example("Adam and its state", [==[

@@ -2,7 +2,7 @@
  * support_tensor_checks.h: making small tensors from arrays or a seed, reading one value. */
 #include "support_tensor_checks.h"
 
-#include "base/rng.h"
+#include "base/generator.h"
 
 /* Owned by the caller; any failure fails the running test. */
 tensor *make_tensor(dtype dt, const int64_t *sizes, int ndim, const double *values) {

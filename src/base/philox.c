@@ -1,11 +1,8 @@
-/* rng.c — Philox-4x32-10 and the value transforms described in rng.h. */
-#include "base/rng.h"
+/* philox.c — Philox-4x32-10 and the value transforms described in philox.h. */
+#include "base/philox.h"
+#include "base/generator.h"
 
 #include <math.h>
-#include <stdbool.h>
-#include <sys/random.h>
-#include <time.h>
-#include <unistd.h>
 
 #define PHILOX_M0 0xD2511F53u
 #define PHILOX_M1 0xCD9E8D57u
@@ -33,26 +30,16 @@ void philox4x32_10(uint64_t key, uint64_t counter, uint32_t out[4]) {
     out[0] = c0, out[1] = c1, out[2] = c2, out[3] = c3;
 }
 
-void generator_seed(ddp_generator *g, uint64_t seed) {
+void philox_seed(philox_generator *g, uint64_t seed) {
     g->seed = seed;
     g->position = 0;
 }
 
-/* Like PyTorch, a process that never calls manual_seed draws from a seed of its own, so
- * unseeded ranks start from different weights (the reason DDP broadcasts them). */
-static uint64_t nondeterministic_seed(void) {
-    uint64_t seed;
-    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) == (ssize_t)sizeof seed) return seed;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40);
-}
-
-ddp_generator *generator_default(void) {
-    static ddp_generator g;
+philox_generator *philox_default(void) {
+    static philox_generator g;
     static bool seeded;
     if (!seeded) {
-        generator_seed(&g, nondeterministic_seed());
+        philox_seed(&g, generator_nondeterministic_seed());
         seeded = true;
     }
     return &g;
@@ -61,7 +48,7 @@ ddp_generator *generator_default(void) {
 /* Word `k` of the stream starting at the generator's position. Cached per block, since
  * callers read words in order. */
 typedef struct {
-    const ddp_generator *g;
+    const philox_generator *g;
     uint64_t block;
     uint32_t words[4];
 } word_reader;
@@ -75,7 +62,7 @@ static uint32_t word_at(word_reader *r, uint64_t k) {
     return r->words[pos % 4];
 }
 
-static void advance(ddp_generator *g, uint64_t words) {
+static void advance(philox_generator *g, uint64_t words) {
     g->position += (words + 3) & ~(uint64_t)3;
 }
 
@@ -88,14 +75,14 @@ static inline double u64_to_unit_f64(uint32_t a, uint32_t b) {
     return (double)bits * (1.0 / 9007199254740992.0);
 }
 
-void generator_uniform_f32(ddp_generator *g, float *out, int64_t n, double lo, double hi) {
+void philox_uniform_f32(philox_generator *g, float *out, int64_t n, double lo, double hi) {
     word_reader r = {g, UINT64_MAX, {0}};
     for (int64_t i = 0; i < n; i++)
         out[i] = (float)(lo + (hi - lo) * u32_to_unit_f32(word_at(&r, i)));
     advance(g, (uint64_t)n);
 }
 
-void generator_uniform_f64(ddp_generator *g, double *out, int64_t n, double lo, double hi) {
+void philox_uniform_f64(philox_generator *g, double *out, int64_t n, double lo, double hi) {
     word_reader r = {g, UINT64_MAX, {0}};
     for (int64_t i = 0; i < n; i++) {
         double u = u64_to_unit_f64(word_at(&r, 2 * i), word_at(&r, 2 * i + 1));
@@ -111,7 +98,7 @@ static void box_muller(double u1, double u2, double *z0, double *z1) {
     *z1 = radius * sin(angle);
 }
 
-void generator_normal_f32(ddp_generator *g, float *out, int64_t n, double mean, double std) {
+void philox_normal_f32(philox_generator *g, float *out, int64_t n, double mean, double std) {
     word_reader r = {g, UINT64_MAX, {0}};
     for (int64_t j = 0; 2 * j < n; j++) {
         double z0, z1;
@@ -123,7 +110,7 @@ void generator_normal_f32(ddp_generator *g, float *out, int64_t n, double mean, 
     advance(g, (uint64_t)(n + 1) / 2 * 2);
 }
 
-void generator_normal_f64(ddp_generator *g, double *out, int64_t n, double mean, double std) {
+void philox_normal_f64(philox_generator *g, double *out, int64_t n, double mean, double std) {
     word_reader r = {g, UINT64_MAX, {0}};
     for (int64_t j = 0; 2 * j < n; j++) {
         double u1 = u64_to_unit_f64(word_at(&r, 4 * j), word_at(&r, 4 * j + 1));
@@ -136,7 +123,7 @@ void generator_normal_f64(ddp_generator *g, double *out, int64_t n, double mean,
     advance(g, (uint64_t)(n + 1) / 2 * 4);
 }
 
-void generator_randint(ddp_generator *g, int64_t *out, int64_t n, int64_t lo, int64_t hi) {
+void philox_randint(philox_generator *g, int64_t *out, int64_t n, int64_t lo, int64_t hi) {
     word_reader r = {g, UINT64_MAX, {0}};
     uint64_t range = (uint64_t)(hi - lo);
     for (int64_t i = 0; i < n; i++) {

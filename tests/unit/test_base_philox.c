@@ -1,5 +1,5 @@
-/* test_base_rng.c — the Philox-4x32-10 generator: known-answer vectors of Random123,
- * reproducibility from the seed, the documented word-to-value transforms, ranges and
+/* test_base_philox.c — the device generator, Philox-4x32-10 generator: known-answer vectors of
+ * Random123, reproducibility from the seed, the documented word-to-value transforms, ranges and
  * rough moments of uniform / normal / randint, and positions advancing by whole blocks. */
 #include <math.h>
 #include <setjmp.h>
@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "base/rng.h"
+#include "base/philox.h"
 
 /* Philox-4x32-10 with the full 128-bit counter and 64-bit key (two words), written from
  * the Random123 paper; rng.c's version is this one with counter words 2 and 3 zero. */
@@ -58,50 +58,50 @@ static void test_known_answers(void **state) {
 
 static void test_reproducible(void **state) {
     (void)state;
-    ddp_generator g1, g2, g3;
-    generator_seed(&g1, 42);
-    generator_seed(&g2, 42);
-    generator_seed(&g3, 43);
+    philox_generator g1, g2, g3;
+    philox_seed(&g1, 42);
+    philox_seed(&g2, 42);
+    philox_seed(&g3, 43);
     float a[100], b[100], c[100];
-    generator_uniform_f32(&g1, a, 100, 0, 1);
-    generator_uniform_f32(&g2, b, 100, 0, 1);
-    generator_uniform_f32(&g3, c, 100, 0, 1);
+    philox_uniform_f32(&g1, a, 100, 0, 1);
+    philox_uniform_f32(&g2, b, 100, 0, 1);
+    philox_uniform_f32(&g3, c, 100, 0, 1);
     assert_memory_equal(a, b, sizeof a);
     assert_memory_not_equal(a, c, sizeof a);
     /* a second call continues the stream instead of repeating it */
-    generator_uniform_f32(&g1, b, 100, 0, 1);
+    philox_uniform_f32(&g1, b, 100, 0, 1);
     assert_memory_not_equal(a, b, sizeof a);
     assert_int_equal(g1.position % 4, 0);
     assert_int_equal(g1.position, 200);
 
     /* positions advance by whole blocks even for odd counts */
-    ddp_generator g;
-    generator_seed(&g, 1);
+    philox_generator g;
+    philox_seed(&g, 1);
     float one;
-    generator_uniform_f32(&g, &one, 1, 0, 1);
+    philox_uniform_f32(&g, &one, 1, 0, 1);
     assert_int_equal(g.position, 4);
     double two[1];
-    generator_normal_f64(&g, two, 1, 0, 1);
+    philox_normal_f64(&g, two, 1, 0, 1);
     assert_int_equal(g.position, 8);
 
     /* the default generator is a process-wide one, reseedable */
-    generator_seed(generator_default(), 42);
-    generator_uniform_f32(generator_default(), b, 100, 0, 1);
+    philox_seed(philox_default(), 42);
+    philox_uniform_f32(philox_default(), b, 100, 0, 1);
     assert_memory_equal(a, b, sizeof a);
 }
 
 static void test_transforms(void **state) {
     (void)state;
-    ddp_generator g;
-    generator_seed(&g, 7);
+    philox_generator g;
+    philox_seed(&g, 7);
     uint32_t w[4];
     philox4x32_10(7, 0, w);
     float f[4];
-    generator_uniform_f32(&g, f, 4, 0, 1);
+    philox_uniform_f32(&g, f, 4, 0, 1);
     for (int i = 0; i < 4; i++) assert_true(f[i] == (float)((w[i] >> 8) * (1.0 / 16777216.0)));
-    generator_seed(&g, 7);
+    philox_seed(&g, 7);
     double d[1];
-    generator_uniform_f64(&g, d, 1, 0, 1);
+    philox_uniform_f64(&g, d, 1, 0, 1);
     uint64_t bits = (((uint64_t)w[0] << 21) ^ ((uint64_t)w[1] >> 11)) & ((1ull << 53) - 1);
     assert_true(d[0] == (double)bits / 9007199254740992.0);
 }
@@ -111,10 +111,10 @@ static void test_uniform_range_and_moments(void **state) {
     enum { N = 100000 };
     static float f[N];
     static double d[N];
-    ddp_generator g;
-    generator_seed(&g, 3);
-    generator_uniform_f32(&g, f, N, -2, 3);
-    generator_uniform_f64(&g, d, N, -2, 3);
+    philox_generator g;
+    philox_seed(&g, 3);
+    philox_uniform_f32(&g, f, N, -2, 3);
+    philox_uniform_f64(&g, d, N, -2, 3);
     double sf = 0, sd = 0;
     for (int i = 0; i < N; i++) {
         assert_true(f[i] >= -2 && f[i] < 3);
@@ -131,10 +131,10 @@ static void test_normal_moments(void **state) {
     enum { N = 100001 }; /* odd: the last pair is half used */
     static float f[N];
     static double d[N];
-    ddp_generator g;
-    generator_seed(&g, 11);
-    generator_normal_f32(&g, f, N, 1.5, 2.0);
-    generator_normal_f64(&g, d, N, 1.5, 2.0);
+    philox_generator g;
+    philox_seed(&g, 11);
+    philox_normal_f32(&g, f, N, 1.5, 2.0);
+    philox_normal_f64(&g, d, N, 1.5, 2.0);
     double s1 = 0, s2 = 0, t1 = 0, t2 = 0;
     for (int i = 0; i < N; i++) {
         assert_true(isfinite(f[i]) && isfinite(d[i]));
@@ -150,9 +150,9 @@ static void test_randint(void **state) {
     (void)state;
     enum { N = 10000 };
     static int64_t v[N];
-    ddp_generator g;
-    generator_seed(&g, 5);
-    generator_randint(&g, v, N, -3, 4);
+    philox_generator g;
+    philox_seed(&g, 5);
+    philox_randint(&g, v, N, -3, 4);
     int seen[7] = {0};
     for (int i = 0; i < N; i++) {
         assert_true(v[i] >= -3 && v[i] < 4);
@@ -160,7 +160,7 @@ static void test_randint(void **state) {
     }
     for (int k = 0; k < 7; k++) assert_true(seen[k] > N / 7 / 2); /* every value, roughly evenly */
     int64_t big[4];
-    generator_randint(&g, big, 4, INT64_MIN / 2, INT64_MAX / 2);
+    philox_randint(&g, big, 4, INT64_MIN / 2, INT64_MAX / 2);
     for (int i = 0; i < 4; i++) assert_true(big[i] >= INT64_MIN / 2 && big[i] < INT64_MAX / 2);
 }
 
