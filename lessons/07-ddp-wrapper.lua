@@ -121,11 +121,19 @@ return {
 Everything you wrote by hand in lessons 4 to 6 (broadcast the weights once, average the
 gradients every step) is what `nn.DistributedDataParallel` does for you, with one
 improvement: it starts averaging some gradients while backward is still computing
-others. The training loop then reads exactly like single-process training.]],
+others. The training loop then reads exactly like single-process training.
+
+(A widely copied tutorial says DDP needs PyTorch 1.9 or later. It is much older:
+`DistributedDataParallel` was already part of PyTorch 1.0, released in December 2018,
+where torch.distributed was rebuilt on its c10d library.)]],
     zh = [[
 你在第 4 到第 6 课里手写的一切（开始时广播一次权重，每一步平均梯度），
 `nn.DistributedDataParallel` 都会替你完成，而且还多了一项改进：在 backward 还在计算
-其他梯度的时候，它就开始对已经算好的梯度求平均。这样训练循环看起来和单进程训练完全一样。]],
+其他梯度的时候，它就开始对已经算好的梯度求平均。这样训练循环看起来和单进程训练完全一样。
+
+（一篇流传很广的教程说 DDP 需要 PyTorch 1.9 或更高版本。其实它早得多：2018 年 12 月发布的
+PyTorch 1.0 就已经包含 `DistributedDataParallel`，那一版把 torch.distributed 重建在了
+c10d 库之上。）]],
   },
   steps = {
     {
