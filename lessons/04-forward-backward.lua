@@ -117,7 +117,7 @@ rank's slice of one batch, and look at the gradients.
 
 The globals `rank` and `world` are set for you, and so is the class `LinearModel`.]],
     zh = [[
-数据并行训练（DistributedDataParallel，简称 DDP，做的就是这件事）在每个 rank 上都放一份
+数据并行训练，也就是 DistributedDataParallel（简称 DDP）所做的事，在每个 rank 上都放一份
 完整的模型，再让每个 rank 处理数据的不同部分。模型并没有被切开：每个 rank 都持有全部权重。
 （把一个模型拆到多个设备上是另一种技术，叫模型并行，DDP 并不这样做。）
 

@@ -13,7 +13,7 @@ data = torch.randn(world * 3)
 local SOL_RS = [[
 function ring_reduce_scatter(t)
   local n, left, right = world, (rank - 1) % world, (rank + 1) % world
-  local chunks = t:chunk(n)              -- views into t; chunk k is chunks[k + 1]
+  local chunks = t:chunk(n)     -- views into t; chunk k is chunks[k + 1]
   local inbox = torch.empty_like(chunks[1])
   for s = 0, n - 2 do
     local send_k, recv_k = (rank - s) % n, (rank - s - 1) % n
@@ -55,7 +55,7 @@ function time_it(f)
 end
 t_ring = time_it(ring_all_reduce)
 t_lib = time_it(dist.all_reduce)
-print(string.format("ring %.2f ms, dist.all_reduce %.2f ms", t_ring * 1e3, t_lib * 1e3))]]
+print(("ring %.2f ms, library %.2f ms"):format(t_ring * 1e3, t_lib * 1e3))]]
 
 local function msg(en, zh) return { en = en, zh = zh } end
 
@@ -174,7 +174,7 @@ After the last step rank `r` holds the complete sum of chunk `(r + 1) % world`. 
 ```lua
 function ring_reduce_scatter(t)
   local n, left, right = world, (rank - 1) % world, (rank + 1) % world
-  local chunks = t:chunk(n)              -- views into t; chunk k is chunks[k + 1]
+  local chunks = t:chunk(n)     -- views into t; chunk k is chunks[k + 1]
   local inbox = torch.empty_like(chunks[1])
   for s = 0, n - 2 do
     local send_k, recv_k = (rank - s) % n, (rank - s - 1) % n
@@ -213,7 +213,7 @@ step 2 发送  C230        D301        A012        B123
 ```lua
 function ring_reduce_scatter(t)
   local n, left, right = world, (rank - 1) % world, (rank + 1) % world
-  local chunks = t:chunk(n)              -- views into t; chunk k is chunks[k + 1]
+  local chunks = t:chunk(n)     -- views into t; chunk k is chunks[k + 1]
   local inbox = torch.empty_like(chunks[1])
   for s = 0, n - 2 do
     local send_k, recv_k = (rank - s) % n, (rank - s - 1) % n
@@ -378,7 +378,7 @@ function time_it(f)
 end
 t_ring = time_it(ring_all_reduce)
 t_lib = time_it(dist.all_reduce)
-print(string.format("ring %.2f ms, dist.all_reduce %.2f ms", t_ring * 1e3, t_lib * 1e3))
+print(("ring %.2f ms, library %.2f ms"):format(t_ring * 1e3, t_lib * 1e3))
 ```
 
 Count what one rank sends. A tensor of S bytes is cut into n chunks of S/n. Phase 1 sends
@@ -407,7 +407,7 @@ function time_it(f)
 end
 t_ring = time_it(ring_all_reduce)
 t_lib = time_it(dist.all_reduce)
-print(string.format("ring %.2f ms, dist.all_reduce %.2f ms", t_ring * 1e3, t_lib * 1e3))
+print(("ring %.2f ms, library %.2f ms"):format(t_ring * 1e3, t_lib * 1e3))
 ```
 
 数一数一个 rank 发送了多少数据。大小为 S 字节的张量被切成 n 块，每块 S/n。第一阶段

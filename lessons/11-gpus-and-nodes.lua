@@ -11,8 +11,9 @@ rank, world = dist.get_rank(), dist.get_world_size()
 
 local SOL_DEVICE = [[
 local_rank = tonumber(os.getenv("LOCAL_RANK"))
-if torch.cuda.is_available() then device = "cuda:" .. local_rank else device = "cpu" end
-if torch.cuda.is_available() and dist.is_nccl_available() then backend = "nccl" else backend = "gloo" end]]
+gpu = torch.cuda.is_available()
+device = gpu and ("cuda:" .. local_rank) or "cpu"
+backend = (gpu and dist.is_nccl_available()) and "nccl" or "gloo"]]
 
 local SOL_LAYOUT = [[
 nnodes = 2
@@ -112,12 +113,13 @@ One rank per GPU. A launcher (torchrun, or ddplab) starts as many ranks on a mac
 it has GPUs (`-n`, torchrun's `--nproc_per_node`) and gives each its `LOCAL_RANK`, its
 index on this machine. A rank uses the GPU of that number: `LOCAL_RANK`, not `RANK`,
 because on the second machine the ranks are 4 to 7 but the GPUs are still 0 to 3.
-Write the choice so that it runs anywhere:
+Write the choice so that it runs anywhere (`a and b or c` is Lua's `b if a else c`):
 
 ```lua
 local_rank = tonumber(os.getenv("LOCAL_RANK"))
-if torch.cuda.is_available() then device = "cuda:" .. local_rank else device = "cpu" end
-if torch.cuda.is_available() and dist.is_nccl_available() then backend = "nccl" else backend = "gloo" end
+gpu = torch.cuda.is_available()
+device = gpu and ("cuda:" .. local_rank) or "cpu"
+backend = (gpu and dist.is_nccl_available()) and "nccl" or "gloo"
 ```
 
 In PyTorch the rest follows: `torch.cuda.set_device(local_rank)`, the model moved with
@@ -130,12 +132,13 @@ rank's work on GPU 0.]],
 （`-n`，即 torchrun 的 `--nproc_per_node`），并给每个 rank 设置 `LOCAL_RANK`，也就是它
 在本机上的序号。rank 使用编号与之相同的那块 GPU：用 `LOCAL_RANK` 而不是 `RANK`，因为在
 第二台机器上 rank 是 4 到 7，GPU 却仍然是 0 到 3。把这个选择写成在任何地方都能运行的
-形式：
+形式（`a and b or c` 相当于 Python 的 `b if a else c`）：
 
 ```lua
 local_rank = tonumber(os.getenv("LOCAL_RANK"))
-if torch.cuda.is_available() then device = "cuda:" .. local_rank else device = "cpu" end
-if torch.cuda.is_available() and dist.is_nccl_available() then backend = "nccl" else backend = "gloo" end
+gpu = torch.cuda.is_available()
+device = gpu and ("cuda:" .. local_rank) or "cpu"
+backend = (gpu and dist.is_nccl_available()) and "nccl" or "gloo"
 ```
 
 在 PyTorch 中接下来是：`torch.cuda.set_device(local_rank)`，用 `model.to(device)` 移动
@@ -145,11 +148,12 @@ if torch.cuda.is_available() and dist.is_nccl_available() then backend = "nccl" 
       },
       pytorch = [[
 local_rank = int(os.environ["LOCAL_RANK"])
-device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-backend = "nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
-if torch.cuda.is_available():
+gpu = torch.cuda.is_available()
+device = f"cuda:{local_rank}" if gpu else "cpu"
+backend = "nccl" if gpu and dist.is_nccl_available() else "gloo"
+if gpu:
     torch.cuda.set_device(local_rank)]],
-      setup = INIT .. "local_rank, device, backend = nil, nil, nil\n",
+      setup = INIT .. "local_rank, gpu, device, backend = nil, nil, nil, nil\n",
       solution = SOL_DEVICE,
       hints = {
         msg("`os.getenv` gives a string: `tonumber` turns it into a number.",
