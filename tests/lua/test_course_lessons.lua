@@ -21,9 +21,10 @@ local plan = {
   { "05-all-reduce.lua" },
   { "06-training-loop.lua" },
   { "07-ddp-wrapper.lua", need = has_ddp },
-  { "08-data.lua", steps = (has_data and has_generator and has_ddp) and nil
-      or (has_data and { [1] = true, [4] = true } or {}),
-    partial = not (has_data and has_generator and has_ddp) },
+  { "08-data.lua", partial = not (has_data and has_generator and has_ddp),
+    steps = (has_data and has_generator and has_ddp) and nil
+      or (has_data and has_generator) and { [1] = true, [2] = true, [3] = true, [4] = true }
+      or has_data and { [1] = true, [4] = true } or {} },
   { "09-pitfalls.lua", steps = has_ddp
       and { [2] = true, [3] = true, [4] = true, [5] = true, [6] = true, [7] = true, [8] = true,
             [9] = true, [10] = true, [11] = true }
