@@ -394,8 +394,8 @@ function Module:apply(fn)
   return self
 end
 
--- to(dtype | "cpu"): converts floating parameters and buffers; parameters are replaced
--- by converted ones (make the optimizer after calling this, as in PyTorch).
+-- to(dtype | device): converts or moves floating parameters and buffers; parameters are
+-- replaced by converted ones (make the optimizer after calling this, as in PyTorch).
 function Module:to(target)
   need_module(self, "to", "target")
   for _, m in ipairs(self:modules()) do
@@ -403,7 +403,7 @@ function Module:to(target)
       local p = m._parameters[name]
       if p ~= nil and p.dtype.is_floating_point then
         local q = p:detach():to(target)
-        if q.dtype ~= p.dtype then
+        if q.dtype ~= p.dtype or q.device ~= p.device then
           local np = nn.Parameter(q:clone(), p.requires_grad)
           m._parameters[name] = np
         end
@@ -482,6 +482,7 @@ function Linear:__init(in_features, out_features, opts)
   if opts ~= nil and type(opts) ~= "table" then
     raise("Linear: the third argument is bias (true or false) or an options table {bias=, dtype=}, got " .. type(opts))
   end
+  util.check_options(opts, "Linear", {"bias", "dtype"})
   opts = opts or {}
   self.in_features, self.out_features = in_features, out_features
   local dt = opts.dtype or torch.float32
@@ -505,6 +506,10 @@ end
 
 function Linear:forward(x)
   if not module_mts[getmetatable(self)] then forward_dot_call(self, "model", "x") end
+  if self.weight == nil then -- PyTorch lets m.weight = None through and fails here too
+    raise("Linear: weight is nil (was it set to nil?); give it a parameter again, e.g. " ..
+          "m.weight = nn.Parameter(torch.randn(" .. self.out_features .. ", " .. self.in_features .. "))")
+  end
   return F.linear(x, self.weight, self.bias)
 end
 
@@ -556,6 +561,7 @@ local function loss_init(self, opts)
     raise(string.format("%s: options go in a table, e.g. nn.%s({reduction = \"sum\"}); got %s",
                         self.__name, self.__name, util.describe(opts)))
   end
+  util.check_options(opts, self.__name, {"reduction"})
   opts = opts or {}
   local r = opts.reduction or "mean"
   if r ~= "mean" and r ~= "sum" and r ~= "none" then

@@ -125,6 +125,10 @@ function Optimizer:add_param_group(g)
   if type(g) ~= "table" or type(g.params) ~= "table" then
     raise(self.name .. ": a parameter group is a table like {params = {...}, lr = 0.01}")
   end
+  local known = {"params"}
+  for k in pairs(self.defaults) do known[#known + 1] = k end
+  table.sort(known)
+  util.check_options(g, self.name .. " parameter group", known)
   local group = {}
   for k, v in pairs(g) do group[k] = v end
   local list = {}

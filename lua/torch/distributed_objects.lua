@@ -90,7 +90,8 @@ pack = function(v, where, out, seen)
     end
     seen[v] = nil
   else
-    local what = tv == "table" and "a table with a metatable (an object such as a module)" or util.describe(v)
+    local what = tv == "table" and "a table with a metatable (an object such as a module)"
+        or (tv == "userdata" or tv == "thread") and "a " .. tv or util.describe(v)
     util.raise(string.format("%s is %s; objects sent between ranks hold numbers, strings, "
                              .. "booleans, tensors and plain tables of them", where, what))
   end
@@ -205,10 +206,17 @@ function M.broadcast_object_list(list, src, group)
   end
   need_init(fn)
   local me = dist.get_rank()
-  local bytes = me == src and M.pack(list, "list") or ""
-  local len = torch.tensor({#bytes}, {dtype = torch.int64})
+  -- a list src cannot pack still takes part in the length broadcast (as -1), so that
+  -- every rank fails at the same call instead of the others waiting for bytes
+  local ok, bytes = true, ""
+  if me == src then ok, bytes = pcall(M.pack, list, "list") end
+  local len = torch.tensor({ok and #bytes or -1}, {dtype = torch.int64})
   dist.broadcast(len, src, group)
+  if not ok then error(bytes, 0) end
   local nbytes = len:item()
+  if nbytes < 0 then
+    util.raise(string.format("%s: rank %d could not send its list (its error says why)", fn, src))
+  end
   local payload = me == src and to_tensor(bytes, words_for(nbytes))
       or torch.zeros(words_for(nbytes), {dtype = torch.int64})
   if nbytes > 0 then dist.broadcast(payload, src, group) end
@@ -227,13 +235,22 @@ function M.all_gather_object(out, obj, group)
                              fn, util.describe(out)))
   end
   need_init(fn)
-  local bytes = M.pack(obj, "obj")
+  local ok, bytes = pcall(M.pack, obj, "obj")
   local size = dist.get_world_size(group)
   local lens = {}
   for i = 1, size do lens[i] = torch.zeros(1, {dtype = torch.int64}) end
-  dist.all_gather(lens, torch.tensor({#bytes}, {dtype = torch.int64}), group)
+  -- a rank that cannot pack its object sends -1 as its length, so every rank fails here
+  dist.all_gather(lens, torch.tensor({ok and #bytes or -1}, {dtype = torch.int64}), group)
+  if not ok then error(bytes, 0) end
   local most = 0
-  for i = 1, size do most = math.max(most, lens[i]:item()) end
+  for i = 1, size do
+    local n = lens[i]:item()
+    if n < 0 then
+      util.raise(string.format("%s: the group's rank %d could not send its object (its error says why)",
+                               fn, i - 1))
+    end
+    most = math.max(most, n)
+  end
   local words = math.max(words_for(most), 1)
   local parts = {}
   for i = 1, size do parts[i] = torch.zeros(words, {dtype = torch.int64}) end

@@ -170,7 +170,7 @@ end
 function M.tensor_repr(t)
   local prefix, indent = "tensor(", 7
   local suffixes = {}
-  local dev = t.device
+  local dev = tostring(t.device)
   if dev ~= "cpu" then suffixes[#suffixes + 1] = "device='" .. dev .. "'" end
   local dt = t.dtype
   local body
@@ -185,7 +185,8 @@ function M.tensor_repr(t)
     body = "[]"
   else
     if dt == torch.float64 then suffixes[#suffixes + 1] = "dtype=" .. tostring(dt) end
-    body = M.tensor_str(t, indent)
+    -- a GPU tensor's values come across once; the host never reads device memory
+    body = M.tensor_str(dev ~= "cpu" and t:cpu() or t, indent)
   end
   local grad_fn = t.grad_fn
   if grad_fn then
@@ -209,8 +210,9 @@ local option_checks = {
 }
 
 function M.set_printoptions(opts)
-  for k, v in pairs(opts) do
-    if M.options[k] == nil then raise("set_printoptions: unknown option '" .. tostring(k) .. "'") end
+  require("torch.util").check_options(opts, "set_printoptions",
+                                      {"precision", "threshold", "edgeitems", "linewidth"})
+  for k, v in pairs(opts or {}) do
     if not option_checks[k](v) then
       raise(string.format("set_printoptions: %s must be a %s, got %s", k,
                           k == "precision" and "whole number from 0 to 99"
@@ -219,7 +221,7 @@ function M.set_printoptions(opts)
                             or "whole number >= 0", tostring(v)))
     end
   end
-  for k, v in pairs(opts) do M.options[k] = v end
+  for k, v in pairs(opts or {}) do M.options[k] = v end
 end
 
 return M

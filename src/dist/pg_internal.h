@@ -146,6 +146,32 @@ ddp_status pg_call_run(process_group *g, const pg_call *call, const pg_buffer *k
  * abandoned, but the message may still be in flight, so the caller marks the group
  * broken. A message that completed before the abort counts as done (DDP_OK). */
 ddp_status pg_p2p_wait(comm_p2p *p, int timeout_ms);
+/* An asynchronous backend call (all_reduce with async_op): queued on the helper behind
+ * every call posted before it, so calls run in the order posted. pg_call_post returns at
+ * once with the job (*out, owned by the caller: pg_job_free). keep is the tensor whose
+ * memory the call writes (borrowed: the caller keeps it alive until pg_job_free; it is
+ * retained should the helper be abandoned). Without a helper thread the call runs here
+ * and the job comes back done. */
+typedef struct pg_job pg_job;
+ddp_status pg_call_post(process_group *g, const pg_call *call, tensor *keep, pg_job **out);
+bool pg_job_done(const pg_job *job);
+/* Waits for the job (and so for every call queued before it), looking at Ctrl-C every
+ * 50 ms: on Ctrl-C the helper is abandoned as in pg_call_run (with every job queued on
+ * it, which then fail without running) and DDP_ERR_INTERRUPTED returned. Returns the
+ * call's status; the caller marks the group broken on a failure. */
+ddp_status pg_job_wait(pg_job *job);
+/* Frees the caller's share of a job (NULL-safe); a job still running is waited for
+ * first, since the helper writes into its tensor. */
+void pg_job_free(pg_job *job);
+/* A work object for an asynchronous collective on g: it takes over job (NULL: a work
+ * that is complete already, for a group of one); b describes the buffer for messages.
+ * On failure (memory) the job is freed. pg_work_wait waits for the job and marks g broken
+ * when the call failed. */
+ddp_status pg_work_for_job(process_group *g, const char *op, const pg_buffer *b, pg_job *job,
+                           pg_work **out);
+/* Waits, without looking at Ctrl-C, until the idle helper's queue is empty (before a
+ * communicator that queued calls may use is destroyed). */
+void pg_worker_drain(void);
 /* Frees what every abandoned call that has finished held: joins its thread, destroys its
  * communicator, releases its tensors. Never blocks on a call still running. */
 void pg_worker_reap(void);

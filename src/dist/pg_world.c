@@ -247,6 +247,7 @@ ddp_status pg_connect(process_group *g, double rendezvous_timeout) {
 /* pg_connect with an abort key (comm_init_options) for init_process_group. */
 static ddp_status pg_connect_as(process_group *g, double rendezvous_timeout,
                                 const char *abort_key) {
+    pg_worker_drain(); /* a queued all_reduce may still use the old communicator */
     comm_destroy(g->comm);
     g->comm = NULL;
     if (g->my < 0 || g->size == 1) return DDP_OK;
@@ -494,6 +495,7 @@ ddp_status pg_destroy(void) {
     if (!pg_W.initialized)
         return DDP_FAIL(DDP_ERR_STATE, "Default process group has not been initialized, please "
                                        "make sure to call init_process_group.");
+    pg_worker_drain(); /* queued all_reduces finish on the communicators first */
     /* groups that Lua still holds stay allocated but lose their communicators */
     for (process_group *g = pg_W.live; g; g = g->next_live) {
         comm_destroy(g->comm);

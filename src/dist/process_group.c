@@ -379,6 +379,27 @@ ddp_status pg_all_reduce(process_group *g, pg_buffer *b, comm_reduce_op op) {
     return leave(g, pg_call_run(g, &k, b, 1, NULL, 0));
 }
 
+ddp_status pg_all_reduce_async(process_group *g, pg_buffer *b, comm_reduce_op op, pg_work **out) {
+    *out = NULL;
+    DDP_CHECK(check_reduce("all_reduce", b, op));
+    char fp[FP_MAX], extra[32];
+    snprintf(extra, sizeof extra, ", op=%s", comm_reduce_op_name(op));
+    fp_format(fp, sizeof fp, "all_reduce", b->dt, b->ndim, b->sizes, extra);
+    /* the check runs now, so a mismatch fails here, on every rank, before Gloo */
+    DDP_CHECK(enter(&g, "all_reduce", fp, b));
+    pg_set_activity(NULL); /* the rank is not blocked: the call runs on the helper */
+    if (g->size == 1) return pg_work_for_job(g, "all_reduce", b, NULL, out);
+    pg_call k = {.kind = PG_CALL_ALL_REDUCE,
+                 .op = "all_reduce",
+                 .out = b->data,
+                 .dt = b->dt,
+                 .count = (size_t)pg_buffer_numel(b),
+                 .rop = op};
+    pg_job *job;
+    DDP_CHECK(pg_call_post(g, &k, b->owner, &job));
+    return pg_work_for_job(g, "all_reduce", b, job, out);
+}
+
 ddp_status pg_broadcast(process_group *g, pg_buffer *b, int src) {
     DDP_CHECK(check_dtype("broadcast", b));
     int root;
@@ -610,5 +631,27 @@ ddp_status pg_barrier(process_group *g) {
     DDP_CHECK(enter(&g, "barrier", "barrier()", NULL));
     if (g->size == 1) return leave(g, DDP_OK);
     pg_call k = {.kind = PG_CALL_BARRIER, .op = "barrier"};
+    return leave(g, pg_call_run(g, &k, NULL, 0, NULL, 0));
+}
+
+ddp_status pg_monitored_barrier(process_group *g, double timeout_s) {
+    /* the fingerprint exchange is what tells who arrived, so it runs even when the check
+     * is off (every member runs this same call, so all of them exchange), bounded by the
+     * caller's timeout instead of the watchdog's */
+    double saved_timeout = pg_W.timeout;
+    bool saved_check = pg_W.check;
+    if (timeout_s > 0) pg_W.timeout = timeout_s;
+    pg_W.check = true;
+    ddp_status s = enter(&g, "monitored_barrier", "monitored_barrier()", NULL);
+    pg_W.timeout = saved_timeout;
+    pg_W.check = saved_check;
+    if (s == DDP_ERR_TIMEOUT) {
+        char msg[1200];
+        snprintf(msg, sizeof msg, "%s", ddp_last_error());
+        return DDP_FAIL(s, "monitored_barrier: %s", msg);
+    }
+    DDP_CHECK(s);
+    if (g->size == 1) return leave(g, DDP_OK);
+    pg_call k = {.kind = PG_CALL_BARRIER, .op = "monitored_barrier"};
     return leave(g, pg_call_run(g, &k, NULL, 0, NULL, 0));
 }

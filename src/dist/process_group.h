@@ -89,6 +89,14 @@ bool pg_is_alive(const process_group *g);
 
 ddp_status pg_broadcast(process_group *g, pg_buffer *buf, int src);
 ddp_status pg_all_reduce(process_group *g, pg_buffer *buf, comm_reduce_op op);
+typedef struct pg_work pg_work;
+/* all_reduce with async_op=true: checks the call across ranks (as pg_all_reduce does,
+ * so a mismatch fails here), queues the backend call on the helper thread and returns a
+ * pending work at once (*out; pg_work_wait, pg_work_is_completed, pg_work_free). Calls
+ * queued this way, and blocking collectives called after them, run in the order called.
+ * buf->data must stay alive until pg_work_wait returned or pg_work_free (which waits for
+ * a call still running). */
+ddp_status pg_all_reduce_async(process_group *g, pg_buffer *buf, comm_reduce_op op, pg_work **out);
 ddp_status pg_reduce(process_group *g, pg_buffer *buf, int dst, comm_reduce_op op);
 /* outs[size]: each like in. */
 ddp_status pg_all_gather(process_group *g, pg_buffer *outs, int nout, const pg_buffer *in);
@@ -102,6 +110,11 @@ ddp_status pg_gather(process_group *g, const pg_buffer *in, pg_buffer *outs, int
 /* ins[size] on src (NULL elsewhere). */
 ddp_status pg_scatter(process_group *g, pg_buffer *out, const pg_buffer *ins, int nin, int src);
 ddp_status pg_barrier(process_group *g);
+/* monitored_barrier: a barrier whose wait is bounded by timeout_s (<= 0: the collective
+ * timeout) and always cross-checked, even under --no-collective-check, so that a rank
+ * that does not arrive is named: DDP_ERR_TIMEOUT "monitored_barrier: ... rank 1 did not
+ * arrive within 2 s ...". */
+ddp_status pg_monitored_barrier(process_group *g, double timeout_s);
 
 /* Point to point, blocking. */
 ddp_status pg_send(process_group *g, const pg_buffer *buf, int dst);
@@ -111,10 +124,16 @@ ddp_status pg_recv(process_group *g, pg_buffer *buf, int src);
  * (the Lua work object holds the tensor). Posting publishes the fingerprint only; data
  * moves when some pg_work_wait runs (it first posts every pending op of this process in
  * order, so a ring of isend/irecv cannot deadlock). */
-typedef struct pg_work pg_work;
 ddp_status pg_isend(process_group *g, const pg_buffer *buf, int dst, pg_work **out);
 ddp_status pg_irecv(process_group *g, pg_buffer *buf, int src, pg_work **out);
 ddp_status pg_work_wait(pg_work *w);
+/* src of pg_irecv / pg_recv meaning "from any rank of the group" (PyTorch's src=None):
+ * the sender is the first rank whose next send to this one is posted (it needs the
+ * collective check, which publishes every send). */
+#define PG_ANY_SOURCE (-1)
+/* The global rank w exchanges with: for a recv from any rank, its sender once known
+ * (after pg_work_wait), else -1. */
+int pg_work_source(const pg_work *w);
 bool pg_work_is_completed(const pg_work *w);
 void pg_work_free(pg_work *w); /* NULL-safe; a pending op is cancelled */
 

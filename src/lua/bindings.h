@@ -37,6 +37,9 @@ int ddp_lua_raise(lua_State *L, ddp_status s);
  * table at idx has a key not in `known` (a NULL-terminated list); a non-table at idx
  * passes. Call it before anything is allocated. */
 void ddp_lua_check_option_keys(lua_State *L, int idx, const char *fn, const char *const *known);
+/* The same, naming the running C function as the call named it ("zeros", "sum"), for
+ * option readers that several functions share. */
+void ddp_lua_check_option_keys_here(lua_State *L, int idx, const char *const *known);
 /* The entry of `known` (NULL-terminated) closest to `name` by edit distance, or NULL
  * when none is close enough to suggest. */
 const char *ddp_lua_closest_name(const char *name, const char *const *known);

@@ -7,10 +7,12 @@
  * src=, dst=}. Extra positional arguments are told apart by type: a number is a rank, a
  * string (dist.ReduceOp.SUM is "SUM") a reduce op, a ProcessGroup a group, a boolean
  * async_op. Every argument is checked before anything is sent, so a wrong call fails on
- * the rank that made it and never leaves the others waiting in the backend. Collectives
- * run synchronously; with async_op=true they return an already completed work object
- * (isend/irecv return real pending ones). */
+ * the rank that made it and never leaves the others waiting in the backend. all_reduce
+ * with async_op=true returns a pending work (the call runs on the helper thread, in
+ * order with the others); the other collectives run synchronously and with async_op
+ * return an already completed work object (isend/irecv return real pending ones). */
 #include <lauxlib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -99,13 +101,52 @@ static process_group *check_group(lua_State *L, int idx, const char *op) {
     return b->g;
 }
 
-/* The rank at idx: an integer from 0 to 2^20; raises otherwise. */
+/* The rank at idx: an integer from 0 to 2^20; raises otherwise, naming the value as
+ * given (a huge one is not cut to an int first, which made math.maxinteger "rank -1"). */
 static int check_rank(lua_State *L, int idx, const char *op) {
+    if (lua_type(L, idx) == LUA_TSTRING)
+        luaL_error(L, "%s: a rank must be an integer, got the string \"%s\" (write %s, no quotes)",
+                   op, lua_tostring(L, idx), lua_tostring(L, idx));
     if (!lua_isinteger(L, idx))
-        luaL_error(L, "%s: a rank must be an integer, got %s", op, luaL_typename(L, idx));
+        luaL_error(L, "%s: a rank must be an integer, got %s", op,
+                   lua_type(L, idx) == LUA_TNUMBER ? lua_tostring(L, idx) : luaL_typename(L, idx));
     lua_Integer r = lua_tointeger(L, idx);
-    if (r < 0 || r > 1 << 20) luaL_error(L, "%s: rank %d is out of range", op, (int)r);
+    if (r < 0 || r > 1 << 20)
+        luaL_error(L, "%s: rank %I is out of range (ranks count from 0 to the world size - 1)", op,
+                   (LUAI_UACINT)r);
     return (int)r;
+}
+
+/* What each call takes besides its tensors: the names of its options table, and whether
+ * a positional string is its reduce op. Unknown options are errors naming the closest
+ * one (a misspelt {opp=MAX} used to reduce with SUM in silence). */
+typedef struct {
+    const char *op;
+    int takes_reduce_op;
+    const char *const *keys;
+} call_spec;
+
+static const char *const KEYS_REDUCE[] = {"op", "group", "async_op", NULL};
+static const char *const KEYS_REDUCE_DST[] = {"dst", "op", "group", "async_op", NULL};
+static const char *const KEYS_SRC[] = {"src", "group", "async_op", NULL};
+static const char *const KEYS_DST[] = {"dst", "group", "async_op", NULL};
+static const char *const KEYS_GROUP[] = {"group", "async_op", NULL};
+static const char *const KEYS_SEND[] = {"dst", "group", NULL};
+static const char *const KEYS_RECV[] = {"src", "group", NULL};
+static const call_spec CALL_SPECS[] = {
+    {"all_reduce", 1, KEYS_REDUCE}, {"reduce_scatter", 1, KEYS_REDUCE},
+    {"reduce", 1, KEYS_REDUCE_DST}, {"broadcast", 0, KEYS_SRC},
+    {"scatter", 0, KEYS_SRC},       {"gather", 0, KEYS_DST},
+    {"all_gather", 0, KEYS_GROUP},  {"all_gather_into_tensor", 0, KEYS_GROUP},
+    {"barrier", 0, KEYS_GROUP},     {"send", 0, KEYS_SEND},
+    {"isend", 0, KEYS_SEND},        {"recv", 0, KEYS_RECV},
+    {"irecv", 0, KEYS_RECV},
+};
+
+static const call_spec *find_call_spec(const char *op) {
+    for (size_t i = 0; i < sizeof CALL_SPECS / sizeof CALL_SPECS[0]; i++)
+        if (strcmp(CALL_SPECS[i].op, op) == 0) return &CALL_SPECS[i];
+    return NULL;
 }
 
 /* Whether the value at idx is an options table: a plain table without [1]. */
@@ -120,10 +161,11 @@ static int is_options(lua_State *L, int idx) {
  * before any scratch value was pushed) and a trailing options table. */
 static void parse_args(lua_State *L, int first, int top, const char *op, call_args *a) {
     memset(a, 0, sizeof *a);
+    const call_spec *spec = find_call_spec(op);
     for (int i = first; i <= top; i++) {
         int t = lua_type(L, i);
         if (t == LUA_TNIL) continue;
-        if (t == LUA_TNUMBER) {
+        if (t == LUA_TNUMBER || (t == LUA_TSTRING && spec && !spec->takes_reduce_op)) {
             if (a->nranks == 2) luaL_error(L, "%s: too many rank arguments", op);
             a->ranks[a->nranks++] = check_rank(L, i, op);
         } else if (t == LUA_TSTRING) {
@@ -134,6 +176,7 @@ static void parse_args(lua_State *L, int first, int top, const char *op, call_ar
         } else if (t == LUA_TUSERDATA && luaL_testudata(L, i, GROUP_MT)) {
             a->group = check_group(L, i, op);
         } else if (i == top && is_options(L, i)) {
+            if (spec) ddp_lua_check_option_keys(L, i, op, spec->keys);
             if (lua_getfield(L, i, "op") != LUA_TNIL) {
                 a->op = parse_op(L, -1, op);
                 a->has_op = 1;
@@ -225,13 +268,23 @@ static int l_init_process_group(lua_State *L) {
                           luaL_typename(L, 1));
     }
     if (opts) {
+        static const char *const keys[] = {"backend",    "init_method", "rank",
+                                           "world_size", "timeout",     NULL};
+        ddp_lua_check_option_keys(L, opts, "init_process_group", keys);
         if (lua_getfield(L, opts, "backend") != LUA_TNIL) o.backend = luaL_checkstring(L, -1);
         if (lua_getfield(L, opts, "init_method") != LUA_TNIL)
             o.init_method = luaL_checkstring(L, -1);
         if (lua_getfield(L, opts, "rank") != LUA_TNIL) o.rank = (int)luaL_checkinteger(L, -1);
         if (lua_getfield(L, opts, "world_size") != LUA_TNIL)
             o.world_size = (int)luaL_checkinteger(L, -1);
-        if (lua_getfield(L, opts, "timeout") != LUA_TNIL) o.timeout_s = luaL_checknumber(L, -1);
+        if (lua_getfield(L, opts, "timeout") != LUA_TNIL) {
+            o.timeout_s = luaL_checknumber(L, -1);
+            if (!(o.timeout_s > 0) || o.timeout_s > 86400.0 * 365)
+                luaL_error(L,
+                           "init_process_group: timeout must be a positive number of seconds "
+                           "(e.g. timeout=30), got %s",
+                           lua_tostring(L, -1));
+        }
         lua_pop(L, 5);
         /* strings stay alive: they are fields of the options table */
     }
@@ -301,6 +354,10 @@ static int l_destroy_process_group(lua_State *L) {
 /* new_group(ranks) or new_group{ranks=...}: every rank must call it, as in PyTorch. */
 static int l_new_group(lua_State *L) {
     int idx = 1;
+    if (is_options(L, 1)) {
+        static const char *const keys[] = {"ranks", NULL};
+        ddp_lua_check_option_keys(L, 1, "new_group", keys);
+    }
     if (lua_istable(L, 1) && lua_getfield(L, 1, "ranks") != LUA_TNIL) {
         idx = lua_gettop(L);
     } else if (lua_istable(L, 1)) {
@@ -384,6 +441,7 @@ static int l_group_size(lua_State *L) {
 
 /* Pushes a work box holding w and keeping tensor box `tidx` alive until it is freed. */
 static void push_work(lua_State *L, pg_work *w, int tidx) {
+    luaL_checkstack(L, 2, "work");
     work_box *b = lua_newuserdatauv(L, sizeof *b, 1);
     b->w = w;
     luaL_setmetatable(L, WORK_MT);
@@ -442,7 +500,13 @@ static int l_all_reduce(lua_State *L) {
     if (a.nranks) return luaL_error(L, "all_reduce: takes no rank (every rank gets the result)");
     pg_buffer b;
     to_buffer(L, "all_reduce", t, &b, true);
-    return finish(L, pg_all_reduce(a.group, &b, a.has_op ? a.op : COMM_SUM), &a);
+    comm_reduce_op op = a.has_op ? a.op : COMM_SUM;
+    if (!a.async_op) return finish(L, pg_all_reduce(a.group, &b, op), &a);
+    push_work(L, NULL, 1); /* the box exists before the work, so an error cannot leak it */
+    work_box *box = lua_touserdata(L, -1);
+    ddp_status s = pg_all_reduce_async(a.group, &b, op, &box->w);
+    if (s != DDP_OK) return ddp_lua_raise(L, s);
+    return 1;
 }
 
 /* reduce(t, dst, op=SUM): t reduced over the group into dst's t. */
@@ -537,6 +601,53 @@ static int l_barrier(lua_State *L) {
     return finish(L, pg_barrier(a.group), &a);
 }
 
+/* The timeout at idx for monitored_barrier: a positive, finite number of seconds. */
+static double check_timeout(lua_State *L, int idx) {
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        luaL_error(L, "monitored_barrier: timeout must be a number of seconds, got %s",
+                   luaL_typename(L, idx));
+    double t = lua_tonumber(L, idx);
+    if (!(t > 0) || t > 1e6) {
+        char got[64];
+        snprintf(got, sizeof got, "%g", t);
+        luaL_error(L, "monitored_barrier: timeout must be a positive number of seconds, got %s",
+                   got);
+    }
+    return t;
+}
+
+/* monitored_barrier([group][, timeout][, wait_all_ranks]) or monitored_barrier{timeout=,
+ * group=, wait_all_ranks=}: a barrier that names the ranks that did not arrive within the
+ * timeout (seconds; default: the collective timeout). Every missing rank is named, which
+ * is PyTorch's wait_all_ranks=true; the flag is accepted for PyTorch's signature. */
+static int l_monitored_barrier(lua_State *L) {
+    static const char *const known[] = {"timeout", "group", "wait_all_ranks", NULL};
+    int top = lua_gettop(L);
+    process_group *group = NULL;
+    double timeout = 0;
+    for (int i = 1; i <= top; i++) {
+        int t = lua_type(L, i);
+        if (t == LUA_TNIL || t == LUA_TBOOLEAN) continue;
+        if (t == LUA_TNUMBER) {
+            timeout = check_timeout(L, i);
+        } else if (t == LUA_TUSERDATA && luaL_testudata(L, i, GROUP_MT)) {
+            group = check_group(L, i, "monitored_barrier");
+        } else if (t == LUA_TTABLE && i == top) {
+            ddp_lua_check_option_keys(L, i, "monitored_barrier", known);
+            if (lua_getfield(L, i, "timeout") != LUA_TNIL) timeout = check_timeout(L, -1);
+            if (lua_getfield(L, i, "group") != LUA_TNIL)
+                group = check_group(L, -1, "monitored_barrier");
+            lua_pop(L, 2);
+        } else {
+            luaL_error(L, "monitored_barrier: unexpected argument #%d (%s)", i,
+                       luaL_typename(L, i));
+        }
+    }
+    ddp_status s = pg_monitored_barrier(group, timeout);
+    if (s != DDP_OK) return ddp_lua_raise(L, s);
+    return 0;
+}
+
 /* send/recv/isend/irecv share this: is_send picks the direction, is_async the result. */
 static int p2p(lua_State *L, int is_send, int is_async) {
     int top = lua_gettop(L);
@@ -545,10 +656,10 @@ static int p2p(lua_State *L, int is_send, int is_async) {
     call_args a;
     parse_args(L, 2, top, op, &a);
     int has = a.nranks > 0 || (is_send ? a.has_dst : a.has_src);
-    if (!has)
-        return luaL_error(L, "%s: which rank? pass %s, e.g. dist.%s(t, 1)", op,
-                          is_send ? "dst" : "src", op);
-    int peer = a.nranks > 0 ? a.ranks[0] : is_send ? a.dst : a.src;
+    if (!has && is_send)
+        return luaL_error(L, "%s: which rank? pass dst, e.g. dist.%s(t, 1)", op, op);
+    /* recv without src receives from any rank, as PyTorch's src=None */
+    int peer = !has ? PG_ANY_SOURCE : a.nranks > 0 ? a.ranks[0] : is_send ? a.dst : a.src;
     pg_buffer b;
     to_buffer(L, op, t, &b, !is_send);
     pg_work *w = NULL;
@@ -564,10 +675,16 @@ static int p2p(lua_State *L, int is_send, int is_async) {
         return 1;
     }
     s = pg_work_wait(w);
+    if (s != DDP_OK) {
+        pg_work_free(w);
+        return ddp_lua_raise(L, s);
+    }
+    if (is_send) {
+        pg_work_free(w);
+        return 0;
+    }
+    lua_pushinteger(L, pg_work_source(w)); /* recv returns the sender's rank, as PyTorch */
     pg_work_free(w);
-    if (s != DDP_OK) return ddp_lua_raise(L, s);
-    if (is_send) return 0;
-    lua_pushinteger(L, peer); /* recv returns the sender's rank, as PyTorch */
     return 1;
 }
 
@@ -610,6 +727,7 @@ static const luaL_Reg dist_functions[] = {
     {"gather", l_gather},
     {"scatter", l_scatter},
     {"barrier", l_barrier},
+    {"monitored_barrier", l_monitored_barrier},
     {"send", l_send},
     {"recv", l_recv},
     {"isend", l_isend},
@@ -641,6 +759,24 @@ static const luaL_Reg work_meta[] = {
     {NULL, NULL},
 };
 
+/* __index of dist.ReduceOp: a name it lacks raises (dist.ReduceOp.MEAN was nil, and a
+ * nil op is SUM), naming the ops there are. */
+static int l_reduce_op_missing(lua_State *L) {
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 0; i < N_REDUCE_OPS; i++) {
+        if (i) luaL_addstring(&b, i == N_REDUCE_OPS - 1 ? " or " : ", ");
+        luaL_addstring(&b, comm_reduce_op_name((comm_reduce_op)i));
+    }
+    luaL_pushresult(&b);
+    const char *have = lua_tostring(L, -1);
+    const char *name = luaL_tolstring(L, 2, NULL);
+    const char *mean = lua_type(L, 2) == LUA_TSTRING && strcasecmp(lua_tostring(L, 2), "mean") == 0
+                           ? " (the mean is AVG)"
+                           : "";
+    return luaL_error(L, "dist.ReduceOp has no %s%s; it has %s", name, mean, have);
+}
+
 /* Makes metatable `name` with metamethods `meta` and methods as __index. */
 static void create_meta(lua_State *L, const char *name, const luaL_Reg *meta,
                         const luaL_Reg *methods) {
@@ -663,6 +799,10 @@ int luaopen_ddp_dist(lua_State *L) {
         lua_pushstring(L, name);
         lua_setfield(L, -2, name);
     }
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, l_reduce_op_missing);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
     lua_setfield(L, -2, "ReduceOp");
     /* dist.GroupMember.NON_GROUP_MEMBER: what new_group returns on non-members */
     lua_createtable(L, 0, 2);

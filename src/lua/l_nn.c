@@ -18,6 +18,8 @@ static loss_reduction l_check_reduction(lua_State *L, int idx, const char *op) {
     if (lua_type(L, idx) == LUA_TSTRING) {
         name = lua_tostring(L, idx);
     } else if (lua_istable(L, idx)) {
+        static const char *const keys[] = {"reduction", NULL};
+        ddp_lua_check_option_keys(L, idx, op, keys);
         if (lua_getfield(L, idx, "reduction") != LUA_TNIL) name = luaL_checkstring(L, -1);
         lua_pop(L, 1);
     } else if (!lua_isnoneornil(L, idx)) {

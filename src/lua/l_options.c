@@ -2,6 +2,7 @@
  * function does not know is an error naming the closest key it does know, so that a
  * misspelt option (`{opp=dist.ReduceOp.MAX}`) is never silently ignored. */
 #include <lauxlib.h>
+#include <lua.h>
 #include <string.h>
 
 #include "lua/bindings.h"
@@ -40,6 +41,14 @@ const char *ddp_lua_closest_name(const char *name, const char *const *known) {
     /* A suggestion further than half the key away helps nobody. */
     size_t len = strlen(name);
     return best && (size_t)best_d * 2 <= (len > 2 ? len : 2) ? best : NULL;
+}
+
+/* See bindings.h: the name is the one the call used (t:sum{dimm=0} says "sum"). */
+void ddp_lua_check_option_keys_here(lua_State *L, int idx, const char *const *known) {
+    lua_Debug ar;
+    const char *fn = "options";
+    if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name) fn = ar.name;
+    ddp_lua_check_option_keys(L, idx, fn, known);
 }
 
 void ddp_lua_check_option_keys(lua_State *L, int idx, const char *fn, const char *const *known) {

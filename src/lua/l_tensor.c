@@ -13,6 +13,7 @@
 
 #include "lua/l_internal.h"
 #include "nn/autograd.h"
+#include "tensor/device.h"
 
 typedef struct {
     tensor *t; /* owned reference; NULL once released */
@@ -193,6 +194,38 @@ static lua_Integer l_check_index(lua_State *L) {
     return i;
 }
 
+/* Raises for t[k] with k neither a name nor a number: a PyTorch user's x[0, 1] written
+ * x[{0, 1}] gets the indexing ddplab has (x[0][1]), a mask or a list a way to do it;
+ * returning nil made a typo look like a missing value. */
+static int l_bad_index_key(lua_State *L) {
+    if (lua_type(L, 2) == LUA_TTABLE && !ddp_lua_to_tensor(L, 2)) {
+        char ours[160] = "", theirs[160] = "";
+        size_t n = lua_rawlen(L, 2), a = 0, b = 0;
+        int ints = n > 0 && n <= 8;
+        for (size_t i = 1; i <= n && ints; i++) {
+            ints = lua_rawgeti(L, 2, (lua_Integer)i) == LUA_TNUMBER && lua_isinteger(L, -1);
+            long long v = (long long)lua_tointeger(L, -1);
+            lua_pop(L, 1);
+            if (!ints) break;
+            a += (size_t)snprintf(ours + a, sizeof ours - a, "[%lld]", v);
+            b += (size_t)snprintf(theirs + b, sizeof theirs - b, i > 1 ? ", %lld" : "%lld", v);
+        }
+        if (ints)
+            return luaL_error(L,
+                              "x[{...}]: a tensor is indexed one dimension at a time; write "
+                              "x%s (PyTorch's x[%s])",
+                              ours, theirs);
+        return luaL_error(L, "x[{...}]: index with integers one dimension at a time (x[0][1]); "
+                             "for slices use x:narrow(dim, start, length), for a list of "
+                             "indices x:index_select(dim, idx)");
+    }
+    if (ddp_lua_to_tensor(L, 2))
+        return luaL_error(L, "x[t]: indexing with a tensor (a mask or a list of indices) is not "
+                             "supported; use x:index_select(dim, idx) or torch.where");
+    return luaL_error(L, "a tensor is indexed by an integer from 0 or a field name, got %s",
+                      luaL_typename(L, 2));
+}
+
 /* __index: methods first (upvalue 1), then fields, then integer indices from 0. */
 static int l_tensor_index(lua_State *L) {
     if (lua_type(L, 2) == LUA_TSTRING) {
@@ -201,13 +234,12 @@ static int l_tensor_index(lua_State *L) {
         lua_pop(L, 1);
         tensor *t = l_check_self(L);
         const char *k = lua_tostring(L, 2);
-        char buf[32];
         if (strcmp(k, "shape") == 0)
             l_push_size(L, t->sizes, t->ndim);
         else if (strcmp(k, "dtype") == 0)
             l_push_dtype(L, t->dtype);
         else if (strcmp(k, "device") == 0)
-            lua_pushstring(L, device_name(t->storage->device, buf, sizeof buf));
+            l_push_device(L, t->storage->device);
         else if (strcmp(k, "grad") == 0) {
             if (t->grad)
                 l_push_shared_tensor(L, tensor_retain(t->grad));
@@ -238,8 +270,7 @@ static int l_tensor_index(lua_State *L) {
         l_push_row(L, l_check_self(L), l_check_index(L));
         return 1;
     }
-    lua_pushnil(L);
-    return 1;
+    return l_bad_index_key(L);
 }
 
 /* t.grad = g (or nil): g must have t's shape. */
@@ -282,6 +313,7 @@ static int l_tensor_newindex(lua_State *L) {
         l_set_row(L, t);
         return 0;
     }
+    if (lua_type(L, 2) != LUA_TSTRING) return l_bad_index_key(L);
     const char *k = luaL_checkstring(L, 2);
     if (strcmp(k, "requires_grad") == 0) {
         luaL_checktype(L, 3, LUA_TBOOLEAN);
@@ -643,7 +675,13 @@ void l_push_tolist(lua_State *L, const tensor *t) {
 
 /* t:tolist() */
 static int l_tensor_tolist(lua_State *L) {
-    l_push_tolist(L, l_check_self(L));
+    tensor *t = l_check_self(L);
+    if (!tensor_is_cpu(t)) { /* one copy across, not one per element */
+        tensor **host = l_new_box(L);
+        l_check(L, tensor_to_device(t, DEVICE_CPU_VALUE, t->dtype, host));
+        t = *host;
+    }
+    l_push_tolist(L, t);
     return 1;
 }
 
@@ -657,6 +695,8 @@ static int l_tensor_backward(lua_State *L) {
     else if (!lua_isnoneornil(L, 2))
         grad = ddp_lua_check_tensor(L, 2);
     if (lua_istable(L, 3)) opts = 3;
+    static const char *const keys[] = {"retain_graph", NULL};
+    if (opts) ddp_lua_check_option_keys(L, opts, "backward", keys);
     int retain = l_opt_boolean(L, opts, "retain_graph", 0);
     lua_State *prev = l_grad_hook_enter(L);
     ddp_status s = ag_backward(t, grad, retain);
@@ -679,7 +719,28 @@ static int l_to_dtype(lua_State *L, dtype dt) {
     return 1;
 }
 
-/* t:to(dtype | "cpu" | "cuda" | other tensor | {dtype=, device=}) */
+/* Moves self to dev as dtype dt (plain "cuda" is the current GPU), or converts its
+ * dtype when the device stays. A move is no autograd op yet: a tensor that requires grad
+ * is refused while grad mode is on (module:to() moves detached parameters). */
+static int l_to_device(lua_State *L, device dev, dtype dt) {
+    tensor *t = l_check_self(L);
+    l_check(L, device_resolve(&dev));
+    if (device_equal(dev, t->storage->device)) return l_to_dtype(L, dt);
+    if (t->requires_grad && grad_mode_enabled()) {
+        char a[32], b[32];
+        return luaL_error(L,
+                          "to: moving a tensor that requires grad from %s to %s is not "
+                          "recorded by autograd yet; move it inside torch.no_grad(), or "
+                          "detach() it first",
+                          device_name(t->storage->device, a, sizeof a),
+                          device_name(dev, b, sizeof b));
+    }
+    tensor **slot = l_new_box(L);
+    l_check(L, tensor_to_device(t, dev, dt, slot));
+    return 1;
+}
+
+/* t:to(dtype | device | "cpu" | "cuda:1" | other tensor | {dtype=, device=}) */
 static int l_tensor_to(lua_State *L) {
     tensor *t = l_check_self(L);
     dtype dt = t->dtype;
@@ -690,12 +751,17 @@ static int l_tensor_to(lua_State *L) {
         dev = other->storage->device;
     } else if (l_is_dtype(L, 2)) {
         dt = l_check_dtype(L, 2);
+    } else if (l_is_device(L, 2)) {
+        dev = l_check_device(L, 2);
+        if (!lua_isnoneornil(L, 3)) dt = l_check_dtype(L, 3);
     } else if (lua_type(L, 2) == LUA_TSTRING) {
         const char *s = lua_tostring(L, 2);
         if (!dtype_parse(s, &dt) && device_parse(s, &dev) != DDP_OK)
             luaL_argerror(L, 2, "expected a dtype, a device (\"cpu\", \"cuda\") or a tensor");
         if (lua_type(L, 3) == LUA_TSTRING || l_is_dtype(L, 3)) dt = l_check_dtype(L, 3);
     } else if (lua_istable(L, 2)) {
+        static const char *const keys[] = {"dtype", "device", NULL};
+        ddp_lua_check_option_keys(L, 2, "to", keys);
         l_create_options o;
         l_check_create_options(L, 2, t->dtype, &o);
         dt = o.dt;
@@ -704,14 +770,8 @@ static int l_tensor_to(lua_State *L) {
     } else {
         luaL_typeerror(L, 2, "dtype, device or tensor");
     }
-    if (!device_equal(dev, t->storage->device)) {
-        char a[32], b[32];
-        luaL_error(L,
-                   "to: moving a tensor from %s to %s is not supported yet (this build has "
-                   "no GPU tensors)",
-                   device_name(t->storage->device, a, sizeof a), device_name(dev, b, sizeof b));
-    }
-    return l_to_dtype(L, dt);
+    lua_settop(L, 1);
+    return l_to_device(L, dev, dt);
 }
 
 /* float(), double(), long(), bool() */
@@ -728,13 +788,26 @@ static int l_tensor_bool(lua_State *L) {
     return l_to_dtype(L, DTYPE_BOOL);
 }
 
-/* t:cpu(): t itself (every tensor is on the CPU in this build). */
+/* t:cpu(): t itself when on the CPU, else a copy there. */
 static int l_tensor_cpu(lua_State *L) {
     tensor *t = l_check_self(L);
-    if (t->storage->device.type != DEVICE_CPU)
-        luaL_error(L, "cpu: copying from a GPU is not supported yet");
     lua_settop(L, 1);
-    return 1;
+    return l_to_device(L, DEVICE_CPU_VALUE, t->dtype);
+}
+
+/* t:cuda(device=current): t itself when already there, else a copy there. */
+static int l_tensor_cuda(lua_State *L) {
+    tensor *t = l_check_self(L);
+    device dev = {DEVICE_CUDA, DEVICE_INDEX_CURRENT};
+    if (lua_isinteger(L, 2)) {
+        lua_Integer i = lua_tointeger(L, 2);
+        dev.index = i >= 0 && i < 1024 ? (int)i : 1024;
+    } else if (!lua_isnoneornil(L, 2)) {
+        dev = l_check_device(L, 2);
+        if (dev.type != DEVICE_CUDA) luaL_argerror(L, 2, "expected a CUDA device");
+    }
+    lua_settop(L, 1);
+    return l_to_device(L, dev, t->dtype);
 }
 
 static const luaL_Reg tensor_methods[] = {
@@ -777,6 +850,7 @@ static const luaL_Reg tensor_methods[] = {
     {"long", l_tensor_long},
     {"bool", l_tensor_bool},
     {"cpu", l_tensor_cpu},
+    {"cuda", l_tensor_cuda},
     {"free", l_tensor_free},
     {NULL, NULL},
 };

@@ -22,7 +22,11 @@ static int l_is_number(lua_State *L, int idx) {
 /* The `alpha` of add/sub: a number at idx or {alpha=} there; 1 by default. */
 static double l_alpha(lua_State *L, int idx) {
     if (l_is_number(L, idx)) return lua_tonumber(L, idx);
-    if (lua_istable(L, idx)) return l_opt_number(L, idx, "alpha", 1.0);
+    if (lua_istable(L, idx)) {
+        static const char *const keys[] = {"alpha", NULL};
+        ddp_lua_check_option_keys_here(L, idx, keys);
+        return l_opt_number(L, idx, "alpha", 1.0);
+    }
     if (!lua_isnoneornil(L, idx)) luaL_typeerror(L, idx, "number or {alpha=...}");
     return 1.0;
 }
@@ -225,6 +229,8 @@ static int l_clamp_args(lua_State *L, int *has_lo, double *lo, int *has_hi, doub
     *has_lo = *has_hi = 0;
     *lo = *hi = 0;
     if (lua_istable(L, 2)) {
+        static const char *const keys[] = {"min", "max", NULL};
+        ddp_lua_check_option_keys_here(L, 2, keys);
         *has_lo = l_opt_has_number(L, 2, "min", lo);
         *has_hi = l_opt_has_number(L, 2, "max", hi);
         float_bound = l_field_is_float(L, 2, "min") || l_field_is_float(L, 2, "max");
@@ -278,6 +284,8 @@ static int l_dim_args(lua_State *L, int idx, int64_t *dim, int *keepdim) {
     if (lua_istable(L, idx) && lua_rawlen(L, idx) > 0) /* {1, 2}: see l_reduce_dims */
         luaL_argerror(L, idx, "a list of dims is taken by sum, mean and norm only; give one dim");
     if (lua_istable(L, idx)) {
+        static const char *const keys[] = {"dim", "keepdim", NULL};
+        ddp_lua_check_option_keys_here(L, idx, keys);
         int has = lua_getfield(L, idx, "dim") != LUA_TNIL;
         int is_int;
         lua_Integer d = lua_tointegerx(L, -1, &is_int);
@@ -421,6 +429,8 @@ static int l_allclose(lua_State *L) {
     double rtol = 1e-5, atol = 1e-8;
     int equal_nan = 0;
     if (lua_istable(L, 3)) {
+        static const char *const keys[] = {"rtol", "atol", "equal_nan", NULL};
+        ddp_lua_check_option_keys(L, 3, "allclose", keys);
         rtol = l_opt_number(L, 3, "rtol", rtol);
         atol = l_opt_number(L, 3, "atol", atol);
         equal_nan = l_opt_boolean(L, 3, "equal_nan", 0);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lua/l_internal.h"
+#include "tensor/device.h"
 #include "nn/autograd.h"
 
 static const char *const REG_DTYPES = "ddp.dtypes"; /* enum -> dtype object */
@@ -202,9 +203,18 @@ double l_opt_number(lua_State *L, int idx, const char *name, double def) {
 
 /* See l_internal.h. Raises on a bad dtype or device name. */
 void l_check_create_options(lua_State *L, int idx, dtype default_dt, l_create_options *o) {
+    if (!(idx == 0 || lua_isnoneornil(L, idx))) luaL_checktype(L, idx, LUA_TTABLE);
+    static const char *const keys[] = {"dtype", "device", "requires_grad", NULL};
+    ddp_lua_check_option_keys_here(L, idx, keys);
+    l_read_create_options(L, idx, default_dt, o);
+}
+
+/* See l_internal.h. */
+void l_read_create_options(lua_State *L, int idx, dtype default_dt, l_create_options *o) {
     o->dt = default_dt;
     o->has_dtype = 0;
     o->dev = DEVICE_CPU_VALUE;
+    o->has_device = 0;
     o->requires_grad = 0;
     if (idx == 0 || lua_isnoneornil(L, idx)) return;
     luaL_checktype(L, idx, LUA_TTABLE);
@@ -216,6 +226,7 @@ void l_check_create_options(lua_State *L, int idx, dtype default_dt, l_create_op
     if (lua_getfield(L, idx, "device") != LUA_TNIL) {
         const char *name = luaL_tolstring(L, -1, NULL);
         if (device_parse(name, &o->dev) != DDP_OK) ddp_lua_raise(L, DDP_ERR_ARG);
+        o->has_device = 1;
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -227,7 +238,52 @@ void l_finish_created(lua_State *L, tensor *t, const l_create_options *o) {
     /* the fills that made it were no in-place writes of the learner's: a new tensor is
      * at version 0, as after PyTorch's creation functions */
     t->storage->version = 0;
+    if (o->has_device && !device_equal(o->dev, t->storage->device)) {
+        device dev = o->dev;
+        l_check(L, device_resolve(&dev));
+        if (!device_equal(dev, t->storage->device)) {
+            tensor **moved = l_new_box(L);
+            l_check(L, tensor_to_device(t, dev, t->dtype, moved));
+            t = *moved;
+        }
+    }
     if (o->requires_grad) l_check(L, ag_set_requires_grad(t, true));
+}
+
+/* PyTorch's dtype names that ddplab does not have: reading one from torch raises, so
+ * that torch.zeros(2, {dtype=torch.float16}) cannot quietly become float32 (a nil dtype
+ * is no option at all). */
+static const char *const MISSING_DTYPES[] = {
+    "float16",   "half",   "bfloat16",  "int32",         "int",         "int16",
+    "short",     "int8",   "uint8",     "uint16",        "uint32",      "uint64",
+    "complex32", "chalf",  "complex64", "cfloat",        "complex128",  "cdouble",
+    "qint8",     "quint8", "qint32",    "float8_e4m3fn", "float8_e5m2", NULL};
+
+/* __index of the torch table: a missing PyTorch dtype raises; anything else is nil. */
+static int l_torch_missing_index(lua_State *L) {
+    const char *k = lua_tostring(L, 2);
+    for (int i = 0; k && lua_type(L, 2) == LUA_TSTRING && MISSING_DTYPES[i]; i++) {
+        if (strcmp(k, MISSING_DTYPES[i]) != 0) continue;
+        int is_float = k[0] == 'f' || k[0] == 'h' || k[0] == 'b';
+        const char *use = k[0] == 'c' ? "(complex numbers are not supported)"
+                          : is_float  ? "(use torch.float32)"
+                                      : "(use torch.int64 for integers)";
+        return luaL_error(L,
+                          "torch.%s: ddplab has no such dtype %s; it has torch.float32 "
+                          "(torch.float), torch.float64 (torch.double), torch.int64 "
+                          "(torch.long) and torch.bool",
+                          k, use);
+    }
+    return 0;
+}
+
+/* See l_internal.h. */
+void l_guard_missing_dtypes(lua_State *L, int idx) {
+    idx = lua_absindex(L, idx);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, l_torch_missing_index);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, idx);
 }
 
 /* Creates the dtype objects (userdata holding the enum) into the registry. */

@@ -127,8 +127,14 @@ typedef struct {
     void *ctx;
     int first_dead;         /* the first rank that died during this run, or -1 */
     bool user_interrupt;    /* Ctrl-C was pressed during this run */
+    int presses;            /* how many times */
     int64_t last_output_ms; /* when a rank last printed (or the chunk started) */
     bool quiet_told;        /* the quiet report was made for this chunk */
+    /* c.gather in progress: what each rank sent (NULL: nothing yet), answered once every
+     * running rank has sent */
+    char **gather;
+    uint32_t *gather_len;
+    int ngathered;
 } run_ctx;
 
 /* Takes in what rank r printed (local ranks write straight into a pipe we read, so their
@@ -159,10 +165,12 @@ static void drain_output(rank_slot *s, int r, run_ctx *rc) {
 
 /* Empties the Ctrl-C self-pipe (non-blocking): presses from before now are not for what
  * starts next. Cannot fail. */
-static void drain_interrupts(driver *d) {
+static int drain_interrupts(driver *d) {
     char drain[64];
-    while (read(d->interrupt_pipe[0], drain, sizeof drain) > 0) {
-    }
+    int presses = 0;
+    ssize_t n;
+    while ((n = read(d->interrupt_pipe[0], drain, sizeof drain)) > 0) presses += (int)n;
+    return presses;
 }
 
 /* ---- rank lifetime ------------------------------------------------------------------- */
@@ -191,6 +199,10 @@ void driver_mark_dead(rank_slot *s) {
         s->reaped = true;
     }
     launcher_describe_exit(s->wait_status, s->death, sizeof s->death);
+    if (s->killed_by_interrupt) {
+        size_t n = strlen(s->death);
+        snprintf(s->death + n, sizeof s->death - n, "; the third Ctrl-C killed it");
+    }
 }
 
 int driver_exit_status(const rank_slot *s) {
@@ -614,11 +626,68 @@ static bool take_run_frame(driver *d, int r, proto_frame *f, void *arg) {
         s->state = SLOT_IDLE;
         s->activity[0] = '\0';
         break;
+    case MSG_EVENT: {
+        proto_event ev;
+        if (s->state != SLOT_RUNNING || proto_event_decode(f->data, f->len, &ev) != DDP_OK) break;
+        if (ev.kind == PROTO_EVENT_VERDICT) {
+            free(res->verdict_message);
+            res->verdict_message = strdup(ev.message);
+            res->has_verdict = true;
+            res->verdict = (int)ev.verdict;
+        }
+        if (d->event_fn) d->event_fn(r, &ev, d->event_ctx);
+        break;
+    }
+    case MSG_GATHER:
+        if (s->state != SLOT_RUNNING || !rc->gather || rc->gather[r]) break;
+        rc->gather[r] = f->data;
+        rc->gather_len[r] = f->len;
+        rc->ngathered++;
+        f->data = NULL;
+        break;
     default:
         take_side_frame(s, f);
         break;
     }
     return true;
+}
+
+/* Answers a c.gather once every rank still running the chunk has sent its value: each
+ * sender gets every rank's bytes (PROTO_GATHER_MISSING for a rank that ended without
+ * sending). Then the next gather starts empty. */
+static void answer_gather(driver *d, run_ctx *rc) {
+    if (!rc->gather || rc->ngathered == 0) return;
+    for (int r = 0; r < d->world; r++)
+        if (d->ranks[r].state == SLOT_RUNNING && !rc->gather[r]) return; /* not yet */
+    size_t len = 0;
+    for (int r = 0; r < d->world; r++) len += 4 + (rc->gather[r] ? rc->gather_len[r] : 0);
+    unsigned char *payload = malloc(len ? len : 1);
+    size_t at = 0;
+    for (int r = 0; payload && r < d->world; r++) {
+        uint32_t n = rc->gather[r] ? rc->gather_len[r] : PROTO_GATHER_MISSING;
+        payload[at++] = (unsigned char)(n >> 24);
+        payload[at++] = (unsigned char)(n >> 16);
+        payload[at++] = (unsigned char)(n >> 8);
+        payload[at++] = (unsigned char)n;
+        if (rc->gather[r]) memcpy(payload + at, rc->gather[r], rc->gather_len[r]);
+        if (rc->gather[r]) at += rc->gather_len[r];
+    }
+    for (int r = 0; r < d->world; r++) {
+        if (rc->gather[r] && d->ranks[r].state == SLOT_RUNNING && d->ranks[r].fd >= 0) {
+            /* no memory: an empty answer, which the rank reports as a failed gather */
+            if (proto_send(d->ranks[r].fd, MSG_GATHERED, payload, payload ? len : 0) != DDP_OK)
+                continue; /* its death shows up in the loop */
+        }
+        free(rc->gather[r]);
+        rc->gather[r] = NULL;
+    }
+    rc->ngathered = 0;
+    free(payload);
+}
+
+void driver_set_event_handler(driver *d, rank_event_fn fn, void *ctx) {
+    d->event_fn = fn;
+    d->event_ctx = ctx;
 }
 
 /* SIGINT carrying the chunk id, so that the rank knows which chunk it is meant for. */
@@ -637,7 +706,10 @@ static void interrupt_rank(driver *d, int r) {
 }
 
 /* Records rank r's death in its result (if it was part of this run) and asks the other
- * running ranks to stop, so that a collective waiting for the dead rank ends. */
+ * running ranks to stop, so that a collective waiting for the dead rank ends. A rank
+ * that ended with status 0 (os.exit(0), os.exit(true)) finished, as a torchrun worker
+ * that returns 0 does: the others go on (a collective that waits for it fails on its
+ * own, naming it). */
 static void report_death(driver *d, int r, rank_result *results, run_ctx *rc) {
     rank_slot *s = &d->ranks[r];
     bool was_running = s->state == SLOT_RUNNING;
@@ -655,8 +727,9 @@ static void report_death(driver *d, int r, rank_result *results, run_ctx *rc) {
     if (was_running) drain_output(s, r, rc);
     driver_mark_dead(s);
     if (!was_running) return; /* driver_check_idle reports it */
-    if (rc->first_dead < 0) rc->first_dead = r;
     driver_death_result(s, r, &results[r]);
+    if (s->reaped && driver_exit_status(s) == 0) return;
+    if (rc->first_dead < 0) rc->first_dead = r;
     for (int o = 0; o < d->world; o++)
         if (d->ranks[o].state == SLOT_RUNNING) interrupt_rank(d, o);
 }
@@ -711,7 +784,13 @@ static ddp_status run_frame(driver *d, msg_type type, const char *body, size_t b
         return DDP_FAIL(DDP_ERR_NOMEM, "driver: no memory for a chunk of %zu bytes", body_len);
     drain_interrupts(d); /* a Ctrl-C from before this chunk is not for it */
     driver_check_exits(d);
-    run_ctx rc = {results, on_output, ctx, -1, false, ddp_now_ms(), false};
+    run_ctx rc = {.results = results,
+                  .on_output = on_output,
+                  .ctx = ctx,
+                  .first_dead = -1,
+                  .last_output_ms = ddp_now_ms()};
+    rc.gather = calloc((size_t)d->world, sizeof *rc.gather);
+    rc.gather_len = calloc((size_t)d->world, sizeof *rc.gather_len);
     for (int r = 0; r < d->world; r++) {
         rank_slot *s = &d->ranks[r];
         if (targets && !targets[r]) continue;
@@ -739,6 +818,8 @@ static ddp_status run_frame(driver *d, msg_type type, const char *body, size_t b
     if (!p || !who) {
         free(p);
         free(who);
+        free(rc.gather);
+        free(rc.gather_len);
         return DDP_FAIL(DDP_ERR_NOMEM, "driver: no memory");
     }
     for (;;) {
@@ -763,10 +844,22 @@ static ddp_status run_frame(driver *d, msg_type type, const char *body, size_t b
         }
         /* a session that is ending stops every chunk, even one that started after */
         if ((p[0].revents & POLLIN) || (d->terminating && !rc.user_interrupt)) {
-            drain_interrupts(d);
+            rc.presses += drain_interrupts(d);
             rc.user_interrupt = true;
-            for (int r = 0; r < d->world; r++)
-                if (d->ranks[r].state == SLOT_RUNNING) interrupt_rank(d, r);
+            /* The first Ctrl-C interrupts (lua.c's hook); the second makes it one that
+             * pcall cannot keep (the rank raises it at every instruction); a rank still
+             * running at the third is stuck in C code (a read that never ends) and is
+             * killed, as a terminal's repeated Ctrl-C would end a plain lua. */
+            for (int r = 0; r < d->world; r++) {
+                if (d->ranks[r].state != SLOT_RUNNING) continue;
+                if (rc.presses >= 3 && !d->ranks[r].remote) {
+                    kill(-d->ranks[r].pid, SIGKILL);
+                    kill(d->ranks[r].pid, SIGKILL);
+                    d->ranks[r].killed_by_interrupt = true;
+                } else {
+                    interrupt_rank(d, r);
+                }
+            }
         }
         for (int i = 1; i < n; i++) {
             int r = who[i];
@@ -784,10 +877,14 @@ static ddp_status run_frame(driver *d, msg_type type, const char *body, size_t b
                 if (d->ranks[r].fd >= 0) (void)driver_pump_rank(d, r, take_run_frame, &rc);
                 if (d->ranks[r].state == SLOT_RUNNING) report_death(d, r, results, &rc);
             }
+        answer_gather(d, &rc);
         maybe_report_quiet(d, &rc);
     }
     free(p);
     free(who);
+    for (int r = 0; rc.gather && r < d->world; r++) free(rc.gather[r]);
+    free(rc.gather);
+    free(rc.gather_len);
     /* Ranks we stopped because another died: say so, not "interrupted!". */
     if (rc.first_dead >= 0 && !rc.user_interrupt)
         for (int r = 0; r < d->world; r++) {
@@ -834,6 +931,9 @@ void rank_results_free(rank_result *results, int n) {
     for (int i = 0; i < n; i++) {
         free(results[i].output);
         free(results[i].error);
+        free(results[i].verdict_message);
+        results[i].verdict_message = NULL;
+        results[i].has_verdict = false;
         results[i].output = results[i].error = NULL;
         results[i].output_len = 0;
     }

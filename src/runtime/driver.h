@@ -51,6 +51,10 @@ typedef struct {
     size_t output_len;
     char *error;     /* RANK_ERROR / RANK_DIED: the message in words (owned) */
     int exit_status; /* RANK_DIED: exit code, or -signal, or RANK_EXIT_UNKNOWN */
+    /* A lesson check's verdict sent during the chunk (the last one, if several) */
+    bool has_verdict;
+    int verdict;           /* PROTO_VERDICT_PASS / _FAIL / _DEFECT (protocol.h) */
+    char *verdict_message; /* in words, "" when none (owned) */
 } rank_result;
 
 /* The exit_status of a rank whose end nobody could report: a rank on another node whose
@@ -60,6 +64,14 @@ typedef struct {
 /* Called as output arrives, before driver_run returns (for live streaming, e.g. script
  * mode's "[2] ..." lines); may be NULL. */
 typedef void (*rank_output_fn)(int rank, const char *bytes, size_t len, void *ctx);
+
+/* A typed event a rank sent while a chunk runs (protocol.h's proto_event, already parsed:
+ * the strings live only during the call). */
+struct proto_event;
+typedef void (*rank_event_fn)(int rank, const struct proto_event *ev, void *ctx);
+/* Sets who receives the events of the chunks run from now on (a progress bar; verdicts are
+ * also kept in the results). fn NULL: nobody (the default). */
+void driver_set_event_handler(driver *d, rank_event_fn fn, void *ctx);
 
 /* Runs `chunk` (already known to compile: the terminal side checks syntax first) on the
  * ranks whose entries in `targets` (length world size; NULL: every rank) are true. The

@@ -33,6 +33,7 @@ typedef struct {
     char activity[96];        /* last STATE frame */
     char last_collective[96]; /* the last "in <collective>" activity seen, for :ranks */
     bool death_told;          /* its death was reported (driver_run or driver_check_idle) */
+    bool killed_by_interrupt; /* the driver killed it at a third Ctrl-C in one chunk */
     char tail[TAIL_BYTES];
     size_t tail_len;   /* the last bytes it printed, for death reports */
     char *completions; /* reply to a COMPLETE request (owned) */
@@ -69,6 +70,9 @@ struct driver {
     rank_quiet_fn quiet_fn;
     void *quiet_ctx;
     double quiet_after_s;
+    /* driver_set_event_handler */
+    rank_event_fn event_fn;
+    void *event_ctx;
 };
 
 /* ---- driver.c: shared with driver_query.c and driver_nodes.c ------------------------ */

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -35,7 +36,48 @@ static const char *const type_names[MSG_TYPE_END] = {
     [MSG_START_RANKS] = "START_RANKS",
     [MSG_END_RANKS] = "END_RANKS",
     [MSG_RANKS_ENDED] = "RANKS_ENDED",
+    [MSG_EVENT] = "EVENT",
+    [MSG_GATHER] = "GATHER",
+    [MSG_GATHERED] = "GATHERED",
 };
+
+static const char *const verdict_names[] = {"pass", "fail", "defect"};
+
+size_t proto_event_encode(const proto_event *ev, char *buf, size_t cap) {
+    int n;
+    if (ev->kind == PROTO_EVENT_VERDICT)
+        n = snprintf(buf, cap, "verdict%c%s%c%s", 0, verdict_names[ev->verdict], 0,
+                     ev->message ? ev->message : "");
+    else
+        n = snprintf(buf, cap, "progress%c%ld%c%ld%c%s", 0, ev->done, 0, ev->total, 0,
+                     ev->label ? ev->label : "");
+    if (n < 0) return 0;
+    return (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+ddp_status proto_event_decode(char *data, uint32_t len, proto_event *out) {
+    char *f[4] = {0};
+    int n = proto_split(data, len, f, 4);
+    memset(out, 0, sizeof *out);
+    if (n == 3 && strcmp(f[0], "verdict") == 0) {
+        out->kind = PROTO_EVENT_VERDICT;
+        out->message = f[2];
+        for (int v = 0; v < 3; v++)
+            if (strcmp(f[1], verdict_names[v]) == 0) {
+                out->verdict = (proto_verdict)v;
+                return DDP_OK;
+            }
+    } else if (n == 4 && strcmp(f[0], "progress") == 0) {
+        char *end1, *end2;
+        out->kind = PROTO_EVENT_PROGRESS;
+        out->done = strtol(f[1], &end1, 10);
+        out->total = strtol(f[2], &end2, 10);
+        out->label = f[3];
+        if (*f[1] && !*end1 && *f[2] && !*end2) return DDP_OK;
+    }
+    return DDP_FAIL(DDP_ERR_FORMAT, "control channel: a corrupt EVENT frame (%s)",
+                    n > 0 ? f[0] : "empty");
+}
 
 const char *proto_type_name(int type) {
     if (type <= 0 || type >= MSG_TYPE_END) return "unknown";

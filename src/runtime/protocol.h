@@ -46,7 +46,17 @@ typedef enum {
     MSG_START_RANKS, /* driver -> agent: start this node's ranks (empty) */
     MSG_END_RANKS,   /* driver -> agent: end this node's ranks and their process groups */
     MSG_RANKS_ENDED, /* agent -> driver: they are all reaped (empty) */
-    MSG_TYPE_END,    /* one past the last valid type */
+    /* Typed events, rank -> driver, while a chunk runs (proto_event below): what a lesson's
+     * check concluded, a progress bar's tick. The driver renders them; it never parses a
+     * rank's printed output for meaning. */
+    MSG_EVENT,
+    /* c.gather of the lesson checks, without the learner's process group: every rank of
+     * the chunk sends its value (serialised by the engine, opaque here); once each one has
+     * sent or ended, the driver answers every sender with all of them. */
+    MSG_GATHER,   /* rank -> driver: the value's bytes */
+    MSG_GATHERED, /* driver -> rank: per global rank a u32 big-endian length (or
+                   * PROTO_GATHER_MISSING: that rank sent nothing) and the bytes */
+    MSG_TYPE_END, /* one past the last valid type */
 } msg_type;
 
 typedef struct {
@@ -54,6 +64,32 @@ typedef struct {
     uint32_t len;
     char *data; /* owned, len bytes plus a terminating NUL (never NULL after a receive) */
 } proto_frame;
+
+#define PROTO_GATHER_MISSING 0xffffffffu
+
+/* ---- typed events (MSG_EVENT) ------------------------------------------------------------ */
+
+typedef enum {
+    PROTO_EVENT_VERDICT = 1, /* "verdict\0pass|fail|defect\0message" */
+    PROTO_EVENT_PROGRESS,    /* "progress\0done\0total\0label" */
+} proto_event_kind;
+
+typedef enum { PROTO_VERDICT_PASS, PROTO_VERDICT_FAIL, PROTO_VERDICT_DEFECT } proto_verdict;
+
+typedef struct proto_event {
+    proto_event_kind kind;
+    proto_verdict verdict;
+    const char *message; /* verdict: in words ("" when none); points into the payload */
+    long done, total;    /* progress: done of total steps */
+    const char *label;   /* progress: "" when none; points into the payload */
+} proto_event;
+
+/* Writes the payload of a MSG_EVENT into buf (cap bytes; the message or label is cut to
+ * fit). Returns its length. */
+size_t proto_event_encode(const proto_event *ev, char *buf, size_t cap);
+/* Parses a MSG_EVENT payload in place (fields become NUL-terminated strings in data).
+ * Fails with DDP_ERR_FORMAT on an unknown kind or missing fields. */
+ddp_status proto_event_decode(char *data, uint32_t len, proto_event *out);
 
 /* A short name for a frame type ("HELLO", "RUN", ...), for messages. */
 const char *proto_type_name(int type);

@@ -34,6 +34,7 @@
 #include "lua/bindings.h"
 #include "runtime/protocol.h"
 #include "runtime/rank_complete.h"
+#include "runtime/rank_events.h"
 
 /* ---- the Lua side: running chunks and files, Ctrl-C (completion: rank_complete.c) -- */
 
@@ -51,12 +52,18 @@ static lua_State *volatile interrupt_target; /* the state whose hook SIGINT sets
 static volatile sig_atomic_t current_chunk;     /* 0 while idle */
 static volatile sig_atomic_t interrupted_chunk; /* the last chunk someone interrupted */
 static volatile sig_atomic_t standalone;        /* no driver: a second Ctrl-C kills */
+/* A second Ctrl-C for the same chunk: the hook stays and raises at every instruction, so
+ * a loop that catches the interrupt with pcall still ends (the state is kept). */
+static volatile sig_atomic_t interrupt_sticky;
 
 /* The hook SIGINT installs: raises the error at the next Lua instruction (lua.c's lstop). */
 static void interrupt_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
-    lua_sethook(L, NULL, 0, 0);
-    luaL_error(L, "interrupted!");
+    if (!interrupt_sticky) {
+        lua_sethook(L, NULL, 0, 0);
+        luaL_error(L, "interrupted!");
+    }
+    luaL_error(L, "interrupted! (a second Ctrl-C: pcall cannot catch this one)");
 }
 
 /* Stops the running chunk: the core's flag for C waits, a hook for Lua code. */
@@ -81,6 +88,7 @@ static void on_sigint(int sig, siginfo_t *info, void *uctx) {
         return;
     }
     if (id == 0) return;
+    if (id == current_chunk && interrupted_chunk == id) interrupt_sticky = 1;
     interrupted_chunk = id;
     if (id == current_chunk) stop_running_chunk();
 }
@@ -142,11 +150,49 @@ static ddp_status open_lua(lua_State **out) {
         return s;
     }
     wrap_os_execute(L);
+    rank_events_open(L);
     *out = L;
     return DDP_OK;
 }
 
-/* Keeps a traceback short: drops the C frames that only show how ddplab called the chunk. */
+/* Whether a chunk name or traceback position (without its '@') is in ddplab's own lua/
+ * library: embedded ("lua/nn.lua") or loaded from DDPLAB_LUA_PATH. */
+static bool is_library_source(const char *src, size_t len) {
+    const char *dir = getenv("DDPLAB_LUA_PATH");
+    size_t dlen = dir ? strlen(dir) : 0;
+    if (len >= 4 && memcmp(src, "lua/", 4) == 0) return true;
+    return dlen && len > dlen && memcmp(src, dir, dlen) == 0 && src[dlen] == '/';
+}
+
+/* The length of a leading "lua/nn.lua:499: " in msg when it names the library, else 0. */
+static size_t library_position_length(const char *msg) {
+    const char *colon = strchr(msg, ':');
+    if (!colon || !is_library_source(msg, (size_t)(colon - msg))) return 0;
+    const char *p = colon + 1;
+    if (*p < '0' || *p > '9') return 0;
+    while (*p >= '0' && *p <= '9') p++;
+    return p[0] == ':' && p[1] == ' ' ? (size_t)(p + 2 - msg) : 0;
+}
+
+/* Pushes msg with a position inside ddplab's lua/ library (an argument error that a C
+ * function raised for a call the library made: `m.weight = nil; m(x)`) replaced by the
+ * learner's line, the innermost frame outside the library (none: no position), as
+ * util.raise does for the library's own errors. */
+static const char *push_learner_message(lua_State *L, const char *msg) {
+    size_t cut = library_position_length(msg);
+    if (cut == 0) return lua_pushstring(L, msg);
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0) continue;
+        if (ar.source[0] == '@' && is_library_source(ar.source + 1, strlen(ar.source + 1)))
+            continue;
+        return lua_pushfstring(L, "%s:%d: %s", ar.short_src, ar.currentline, msg + cut);
+    }
+    return lua_pushstring(L, msg + cut);
+}
+
+/* Keeps a traceback short: drops the C frames that only show how ddplab called the chunk
+ * and the frames inside ddplab's own lua/ library (the learner's lines are what help). */
 static void push_trimmed_traceback(lua_State *L, const char *msg) {
     luaL_traceback(L, L, msg, 1);
     const char *tb = lua_tostring(L, -1);
@@ -156,7 +202,9 @@ static void push_trimmed_traceback(lua_State *L, const char *msg) {
     for (const char *line = tb; *line;) {
         const char *end = strchr(line, '\n');
         size_t n = end ? (size_t)(end - line) : strlen(line);
-        bool internal = memmem(line, n, "[C]: in ?", 9) != NULL;
+        const char *frame = line + (n > 0 && line[0] == '\t');
+        bool internal = memmem(line, n, "[C]: in ?", 9) != NULL ||
+                        (kept > 0 && is_library_source(frame, n - (size_t)(frame - line)));
         if (!internal && kept < 12) {
             if (kept) luaL_addchar(&b, '\n');
             luaL_addlstring(&b, line, n);
@@ -175,6 +223,7 @@ static int message_handler(lua_State *L) {
         if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
         msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
     }
+    msg = push_learner_message(L, msg);
     push_trimmed_traceback(L, msg);
     return 1;
 }
@@ -236,6 +285,7 @@ static void begin_run(lua_State *L, int id, run_result *res) {
     res->message = NULL;
     lua_sethook(L, NULL, 0, 0);
     ddp_interrupt_clear();
+    interrupt_sticky = 0;
     current_chunk = id;
     if (interrupted_chunk == id) stop_running_chunk();
 }
@@ -244,6 +294,7 @@ static void begin_run(lua_State *L, int id, run_result *res) {
 static void end_run(lua_State *L) {
     current_chunk = 0;
     lua_sethook(L, NULL, 0, 0);
+    interrupt_sticky = 0;
     ddp_interrupt_clear();
 }
 
@@ -326,6 +377,16 @@ static unsigned long syncs_requested, syncs_done;
 
 /* Sends one frame under the lock (the reader thread and the main thread share the fd).
  * Errors are returned; a lost driver shows up as DDP_ERR_COMM. */
+static ddp_status control_send(msg_type type, const void *data, size_t len);
+
+ddp_status rank_control_send(int type, const void *data, size_t len) {
+    return control_send((msg_type)type, data, len);
+}
+
+int rank_control_fd(void) {
+    return control_fd;
+}
+
 static ddp_status control_send(msg_type type, const void *data, size_t len) {
     if (control_fd < 0) return DDP_FAIL(DDP_ERR_COMM, "rank: no control channel");
     pthread_mutex_lock(&control_lock);

@@ -208,6 +208,8 @@ static void describe_death(FILE *f, const rank_result *results, const rank_resul
         return;
     }
     fprintf(f, "%s %s died: %s", count > 1 ? "ranks" : "rank", ranks, how);
+    if (r->error && strstr(r->error, "the third Ctrl-C killed it")) /* the driver's doing */
+        fputs(" (it did not stop at Ctrl-C, and the third Ctrl-C killed it)", f);
     for (int i = 0; i < n; i++) {
         const char *tail = set[i] ? death_tail(&results[i]) : NULL;
         if (!tail || tail_already_shown(tail, results[i].output)) continue;

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # test_rel_repl.sh — reliability defects of the REPL (issue 10), through a real terminal:
 # nothing a learner types aborts a rank (a _G whose __index raises, print removed, Tab
-# on such a _G); the checks of each defect are grouped under its number.
+# on such a _G); a second Ctrl-C ends a loop that catches the first with pcall, keeping
+# the state, and a third kills a rank stuck in C (a FIFO that never opens), which is then
+# reported, as is a rank killed with kill -9 afterwards; the checks of each defect are
+# grouped under its number.
 . "$(dirname "$0")/tmux_lib.sh"
 
 SYNC=0
@@ -32,6 +35,33 @@ wait_for "error calling 'print'"
 send 'print = rawget(_G, "tostring") and function(...) io.write(table.concat({...}, " "), "\n") end'
 sync_ranks
 screen | grep -q "SIGABRT\|PANIC\|died" && fail "a rank died"
+
+# 4. a second Ctrl-C escalates: pcall cannot keep it; the state stays
+send 'x = 5; while true do pcall(function() while true do end end) end'
+sleep 1
+tmux -L "$SOCK" send-keys C-c
+sleep 1
+tmux -L "$SOCK" send-keys C-c
+wait_for "[0,1] interrupted"
+send '=x + 1'
+wait_for "[0,1] 6"
+# ... and a rank killed with kill -9 after that is reported
+send 'io.open(os.getenv("HOME") .. "/pid" .. os.getenv("RANK"), "w"):write(io.open("/proc/self/stat"):read("n")):close()'
+sync_ranks
+kill -9 "$(cat "$WORK/pid1")"
+wait_for "rank 1 died: killed by signal 9 (SIGKILL)"
+send ':restart'
+wait_for "restarted"
+# a rank stuck in C (open of a FIFO nobody writes) is killed at the third Ctrl-C
+mkfifo "$WORK/fifo"
+send "f = io.open('$WORK/fifo')"
+sleep 1
+for _ in 1 2 3; do tmux -L "$SOCK" send-keys C-c; sleep 0.5; done
+wait_for "the third Ctrl-C killed it"
+send ':restart'
+wait_count "restarted: every rank" 2
+send '=40 + 2'
+wait_for "[0,1] 42"
 
 ctrl_d_and_wait
 [ "$(cat "$WORK/status")" = 0 ] || fail "exit status $(cat "$WORK/status")"

@@ -227,6 +227,74 @@ true
 tensor([0, 1, 2])
 ]==])
 
+example("data: TensorDataset and DataLoader", [==[
+local x = torch.arange(10):reshape(5, 2):float()
+local y = torch.arange(5)
+local ds = data.TensorDataset(x, y)
+print(#ds, ds[0][1], ds[0][2])
+local loader = data.DataLoader(ds, {batch_size = 2})
+print(#loader)
+for xb, yb in loader do print(xb:size(0), yb) end
+]==], [==[
+5	tensor([0., 1.])	tensor(0)
+3
+2	tensor([0, 1])
+2	tensor([2, 3])
+1	tensor([4])
+]==])
+
+example("data: DistributedSampler padding and drop_last", [==[
+local ds = data.TensorDataset(torch.arange(10))
+for rank = 0, 3 do
+  local s = data.DistributedSampler(ds, {num_replicas = 4, rank = rank, shuffle = false})
+  print(rank, table.concat(s:indices(), " "))
+end
+local s = data.DistributedSampler(ds, {num_replicas = 4, rank = 3, shuffle = false, drop_last = true})
+print(#s, table.concat(s:indices(), " "))
+]==], [==[
+0	0 4 8
+1	1 5 9
+2	2 6 0
+3	3 7 1
+2	3 7
+]==])
+
+example("data: synthetic and CSV", [==[
+local ds, x, y = data.synthetic.spiral{n = 6, classes = 2, seed = 0}
+print(#ds, x.shape, y)
+local path = os.tmpname() .. ".csv"
+local f = io.open(path, "w")
+f:write("height,weight,label\n1.5,60,0\n1.8,85,1\n")
+f:close()
+local t, names = data.load_csv(path)
+print(table.concat(names, " "))
+print(t)
+os.remove(path)
+]==], [==[
+6	torch.Size([6, 2])	tensor([0, 0, 0, 1, 1, 1])
+height weight label
+tensor([[ 1.5000, 60.0000,  0.0000],
+        [ 1.8000, 85.0000,  1.0000]])
+]==])
+
+example("checkpoints: an optimizer state dict", [==[
+local model = nn.Linear(2, 1)
+local opt = optim.SGD(model:parameters(), {lr = 0.1, momentum = 0.9})
+nn.MSELoss()(model(torch.ones(4, 2)), torch.zeros(4, 1)):backward()
+opt:step()
+local base = os.tmpname()
+torch.save(opt:state_dict(), base .. ".safetensors")
+local sd = torch.load(base .. ".safetensors", {map_location = "cpu"})
+local g = sd.param_groups[1]
+print(g.lr, math.type(g.lr), g.momentum, g.nesterov, g.params[1], math.type(g.params[1]))
+for k, v in pairs(sd.state[0]) do print(k, v.shape) end
+opt:load_state_dict(sd)
+os.remove(base); os.remove(base .. ".safetensors")
+]==], [==[
+0.1	float	0.9	false	0	integer
+momentum_buffer	torch.Size([1, 2])
+]==])
+
 example("timing", [==[
 local t0 = torch.time()
 local x = torch.randn(64, 64)
@@ -510,6 +578,46 @@ local function session(name, blocks)
   sessions[#sessions + 1] = {name = name, blocks = blocks}
 end
 
+session("data: a sampler per rank", {[==[
+[all]> dist.init_process_group{backend = "gloo"}
+[all]> ds = data.synthetic.regression{n = 64, seed = 0}
+[all]> sampler = data.DistributedSampler(ds, {shuffle = false})
+[all]> loader = data.DataLoader(ds, {batch_size = 8, sampler = sampler})
+[all]> =#sampler, #loader
+[0-3] 16	2
+[all]> =sampler:indices()[1], sampler:indices()[2]
+[0] 0	4
+[1] 1	5
+[2] 2	6
+[3] 3	7
+[all]> for x, y in loader do print(x.shape, y.shape) break end
+[0-3] torch.Size([8, 5])	torch.Size([8, 5])
+]==]})
+
+session("checkpoints: rank 0 saves, barrier, every rank loads", {[==[
+[all]> dist.init_process_group{backend = "gloo"}
+[all]> rank = dist.get_rank()
+[all]> torch.manual_seed(rank)
+[all]> model = nn.Linear(5, 5)
+[all]> opt = optim.Adam(model:parameters(), {lr = 1e-3})
+[all]> base = {rank == 0 and os.tmpname() or nil}
+[all]> dist.broadcast_object_list(base, 0)
+[all]> if rank == 0 then
+  ...>   torch.save(model:state_dict(), base[1] .. ".model.safetensors")
+  ...>   torch.save(opt:state_dict(), base[1] .. ".opt.safetensors")
+  ...> end
+[all]> dist.barrier()
+[all]> result = model:load_state_dict(torch.load(base[1] .. ".model.safetensors", {map_location = "cpu"}))
+[all]> =#result.missing_keys, #result.unexpected_keys
+[0-3] 0	0
+[all]> opt:load_state_dict(torch.load(base[1] .. ".opt.safetensors", {map_location = "cpu"}))
+[all]> biases = {}
+[all]> dist.all_gather_object(biases, model.bias)
+[all]> =biases[1]:equal(biases[4]), #biases
+[0-3] true	4
+[all]> if rank == 0 then os.remove(base[1] .. ".model.safetensors"); os.remove(base[1] .. ".opt.safetensors"); os.remove(base[1]) end
+]==]})
+
 session("the REPL", {[==[
 [all]> dist.init_process_group{backend = "gloo"}
 [all]> rank = dist.get_rank()
@@ -610,9 +718,9 @@ session("collectives", {[==[
 [3] tensor([8.])
 ]==], [==[
 [all]> dist.barrier()
-[all]> w = dist.all_reduce(torch.ones(1), {async_op = true})
-[all]> =w:is_completed(), w:wait()
-[0-3] true	true
+[all]> t = torch.ones(1); w = dist.all_reduce(t, {async_op = true})
+[all]> =w:wait(), w:is_completed(), t
+[0-3] true	true	tensor([4.])
 ]==], [==[
 [all]> x = torch.tensor({rank * 1.0})
 [all]> if rank == 0 then dist.send(x, 1) elseif rank == 1 then print(dist.recv(x, 0), x) end
@@ -624,6 +732,8 @@ session("collectives", {[==[
 [1] tensor([0.])
 [2] tensor([1.])
 [3] tensor([2.])
+[all]> if rank == 0 then total = 0; for _ = 1, world - 1 do total = total + dist.recv(torch.zeros(1)) end; print(total) else dist.send(torch.ones(1), 0) end
+[0] 6
 ]==], [==[
 [all]> g = dist.new_group({0, 1})
 [all]> g
@@ -805,9 +915,11 @@ end)
 
 T.test("dist: barrier and async_op", function()
   dist.barrier()
-  local w = dist.all_reduce(torch.ones(1), {async_op = true})
-  T.eq(w:is_completed(), true)
+  local t = torch.ones(1)
+  local w = dist.all_reduce(t, {async_op = true})
   T.eq(w:wait(), true)
+  T.eq(w:is_completed(), true)
+  T.eq(t:item(), world)
 end)
 
 if world > 1 then

@@ -227,4 +227,97 @@ T.test("DistributedSampler: defaults from the process group", function()
   dist.destroy_process_group()
 end)
 
+T.test("synthetic.regression: seeded, the tutorial's shapes, exactly affine without noise", function()
+  local ds, x, y = data.synthetic.regression{n = 64, seed = 3}
+  T.eq(#ds, 64)
+  T.eq(tostring(x.shape), "torch.Size([64, 5])")
+  T.eq(tostring(y.shape), "torch.Size([64, 5])")
+  T.eq(tostring(x.dtype), "torch.float32")
+  local _, x2, y2 = data.synthetic.regression{n = 64, seed = 3}
+  T.is_true(x:equal(x2) and y:equal(y2), "the same seed gives the same data")
+  local _, x3 = data.synthetic.regression{n = 64, seed = 4}
+  T.is_true(not x:equal(x3), "another seed gives other data")
+  -- making a dataset leaves torch's own random numbers alone
+  torch.manual_seed(5)
+  local a = torch.randn(3)
+  torch.manual_seed(5)
+  data.synthetic.regression{n = 16}
+  T.is_true(torch.randn(3):equal(a), "the dataset moved torch's generator")
+  -- noise = 0: a Linear(5, 5) fits it to float32 rounding
+  local _, xe, ye = data.synthetic.regression{n = 64, noise = 0, seed = 1}
+  torch.manual_seed(0)
+  local lin = nn.Linear(5, 5)
+  local opt = optim.Adam(lin:parameters(), {lr = 0.05})
+  local loss
+  for _ = 1, 400 do
+    opt:zero_grad()
+    loss = nn.MSELoss()(lin(xe), ye)
+    loss:backward()
+    opt:step()
+  end
+  T.is_true(loss:item() < 1e-4, "noise-free data is not affine: loss " .. loss:item())
+  local _, xo, yo = data.synthetic.regression{n = 10, in_features = 3, out_features = 2}
+  T.eq(tostring(xo.shape), "torch.Size([10, 3])")
+  T.eq(tostring(yo.shape), "torch.Size([10, 2])")
+  T.raises(function() data.synthetic.regression{n = 0} end, "n must be an integer >= 1, got 0")
+  T.raises(function() data.synthetic.regression{noise = -1} end, "noise must be a number >= 0")
+  T.raises(function() data.synthetic.regression{sed = 1} end, "did you mean 'seed'?")
+end)
+
+T.test("synthetic.spiral: arms, labels, radius, seed", function()
+  local ds, x, y = data.synthetic.spiral{n = 101, classes = 3, seed = 2}
+  T.eq(#ds, 101)
+  T.eq(tostring(x.shape), "torch.Size([101, 2])")
+  T.eq(tostring(y.dtype), "torch.int64")
+  local counts = {0, 0, 0}
+  for _, k in ipairs(y:tolist()) do counts[k + 1] = counts[k + 1] + 1 end
+  T.eq(counts, {34, 34, 33})
+  local r = (x * x):sum(1):sqrt()
+  T.is_true(r:max():item() <= 1.0 + 1e-6, "a point lies outside the unit disc")
+  local _, x2 = data.synthetic.spiral{n = 101, classes = 3, seed = 2}
+  T.is_true(x:equal(x2), "the same seed gives the same points")
+  local _, x3 = data.synthetic.spiral{n = 101, classes = 3, seed = 9}
+  T.is_true(not x:equal(x3), "the noise depends on the seed")
+  T.raises(function() data.synthetic.spiral{classes = 1} end, "classes must be an integer >= 2")
+  T.raises(function() data.synthetic.spiral{n = 2, classes = 3} end, "n (2) must be at least classes (3)")
+end)
+
+T.test("load_csv: numbers, header, dtype, and errors naming line and column", function()
+  local base = os.tmpname()
+  local function csv(name, text)
+    local f = assert(io.open(base .. name, "wb"))
+    f:write(text)
+    f:close()
+    return base .. name
+  end
+  local p = csv("ok.csv", "\239\187\191x, y ,label\r\n1,2.5,0\n\n-3e2, nan ,1\n4,inf,\"1\"\n")
+  local t, names = data.load_csv(p)
+  T.eq(names, {"x", "y", "label"})
+  T.eq(tostring(t.shape), "torch.Size([3, 3])")
+  T.eq(tostring(t.dtype), "torch.float32")
+  T.eq(t[0]:tolist(), {1.0, 2.5, 0.0})
+  T.eq(t[1][0]:item(), -300.0)
+  T.is_true(t[1][1]:item() ~= t[1][1]:item(), "nan")
+  T.eq(t[2][1]:item(), math.huge)
+  local ds = data.TensorDataset(t:narrow(1, 0, 2), t:narrow(1, 2, 1))
+  T.eq(#ds, 3)
+  local i = data.load_csv(csv("int.csv", "1,2\n3,4\n"), {header = false, dtype = torch.int64})
+  T.eq(tostring(i.dtype), "torch.int64")
+  T.eq(i:tolist(), {{1, 2}, {3, 4}})
+  T.eq(data.load_csv(csv("semi.csv", "a;b\n1;2\n"), {delimiter = ";"})[0]:tolist(), {1.0, 2.0})
+  T.eq(tostring(data.load_csv(csv("empty.csv", "a,b\n")).shape), "torch.Size([0, 2])")
+  T.raises(function() data.load_csv(csv("ragged.csv", "a,b,c\n1,2,3\n4,5\n")) end,
+           "line 3 has 2 columns, but line 1 has 3")
+  T.raises(function() data.load_csv(csv("word.csv", "a,b\n1,2\n3,four\n")) end,
+           "line 3, column 2: \"four\" is not a number")
+  T.raises(function() data.load_csv(csv("hole.csv", "1,,3\n"), {header = false}) end,
+           "line 1, column 2: an empty field is not a number")
+  T.raises(function() data.load_csv(csv("frac.csv", "1,2.5\n"), {header = false, dtype = torch.int64}) end,
+           "line 1, column 2: 2.5 is not an integer (dtype int64)")
+  T.raises(function() data.load_csv(base .. "missing.csv") end, "cannot open")
+  T.raises(function() data.load_csv(p, {dtype = torch.bool}) end, "dtype must be torch.float32")
+  T.raises(function() data.load_csv(p, {headers = false}) end, "did you mean 'header'?")
+  os.execute("rm -f " .. T.shell_quote(base) .. "*")
+end)
+
 T.done()

@@ -132,9 +132,11 @@ T.test("barrier and async_op work objects", function()
   dist.barrier()
   local t = torch.ones(3)
   local work = dist.all_reduce(t, {async_op = true})
-  T.is_true(work:is_completed())
   T.eq(work:wait(), true)
+  T.is_true(work:is_completed())
   T.eq(t:tolist(), {n, n, n})
+  work = dist.broadcast(t, 0, {async_op = true}) -- the others complete before they return
+  T.is_true(work:is_completed())
 end)
 
 if n > 1 then

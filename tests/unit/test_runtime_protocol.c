@@ -292,6 +292,33 @@ static void test_auth_rejects_raw_frames(void **state) {
     close(sv[1]);
 }
 
+/* Typed events survive encoding, and a corrupt one is refused rather than half-read. */
+static void test_events_round_trip(void **state) {
+    (void)state;
+    char buf[128];
+    proto_event v = {.kind = PROTO_EVENT_VERDICT, .verdict = PROTO_VERDICT_FAIL,
+                     .message = "w differs from rank 0's"};
+    size_t n = proto_event_encode(&v, buf, sizeof buf);
+    proto_event got;
+    assert_int_equal(proto_event_decode(buf, (uint32_t)n, &got), DDP_OK);
+    assert_int_equal(got.kind, PROTO_EVENT_VERDICT);
+    assert_int_equal(got.verdict, PROTO_VERDICT_FAIL);
+    assert_string_equal(got.message, "w differs from rank 0's");
+    proto_event p = {.kind = PROTO_EVENT_PROGRESS, .done = 42, .total = 100, .label = "epoch"};
+    n = proto_event_encode(&p, buf, sizeof buf);
+    assert_int_equal(proto_event_decode(buf, (uint32_t)n, &got), DDP_OK);
+    assert_int_equal(got.kind, PROTO_EVENT_PROGRESS);
+    assert_int_equal(got.done, 42);
+    assert_int_equal(got.total, 100);
+    assert_string_equal(got.label, "epoch");
+    char bad1[] = "verdict\0maybe\0x";
+    assert_int_equal(proto_event_decode(bad1, sizeof bad1 - 1, &got), DDP_ERR_FORMAT);
+    char bad2[] = "progress\0ten\0100\0";
+    assert_int_equal(proto_event_decode(bad2, sizeof bad2 - 1, &got), DDP_ERR_FORMAT);
+    char bad3[] = "sparkles";
+    assert_int_equal(proto_event_decode(bad3, sizeof bad3 - 1, &got), DDP_ERR_FORMAT);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_blocking),
@@ -304,6 +331,7 @@ int main(void) {
         cmocka_unit_test(test_auth_same_secret),
         cmocka_unit_test(test_auth_wrong_secret_refused),
         cmocka_unit_test(test_auth_rejects_raw_frames),
+        cmocka_unit_test(test_events_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

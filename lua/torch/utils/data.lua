@@ -422,4 +422,10 @@ DataLoader.__tostring = function(self)
   return string.format("DataLoader(%d batches of %d)", #self, self.batch_size)
 end
 
+-- ---- data sources (torch/utils/data_sources.lua) ---------------------------------------
+
+local sources = require "torch.utils.data_sources"
+data.synthetic = sources.synthetic
+data.load_csv = sources.load_csv
+
 return data
