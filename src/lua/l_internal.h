@@ -122,6 +122,11 @@ void l_grad_hook_methods(lua_State *L);
 lua_State *l_grad_hook_enter(lua_State *L);
 void l_grad_hook_leave(lua_State *prev);
 int l_grad_hook_raise_pending(lua_State *L);
+/* Inside a hook: the Lua thread backward runs on (fallback outside a backward), and a
+ * pcall of the function and nargs arguments on its stack whose error backward raises
+ * again (DDP_ERR_STATE with the message when it fails). */
+lua_State *l_grad_hook_running(lua_State *fallback);
+ddp_status l_grad_hook_pcall(lua_State *L, int nargs);
 /* Pushes the Tensor methods table (the functions `t:add` etc. resolve to). */
 void l_push_tensor_methods(lua_State *L);
 

@@ -578,6 +578,30 @@ local function session(name, blocks)
   sessions[#sessions + 1] = {name = name, blocks = blocks}
 end
 
+session("nn.DistributedDataParallel: the tutorial's training stage", {[==[
+[all]> dist.init_process_group{backend = "gloo"}
+[all]> rank, world = dist.get_rank(), dist.get_world_size()
+[all]> torch.manual_seed(rank) -- a different model on every rank, until DDP broadcasts rank 0's
+[all]> model = nn.Sequential(nn.Linear(5, 10), nn.ReLU(), nn.Linear(10, 5))
+[all]> ddp = nn.DistributedDataParallel(model)
+[all]> loss_fn = nn.MSELoss()
+[all]> opt = optim.Adam(ddp:parameters(), {lr = 1e-3})
+[all]> torch.manual_seed(100 + rank) -- each rank its own data
+[all]> x, y = torch.randn(64, 5), torch.randn(64, 5)
+[all]> for step = 1, 5 do opt:zero_grad(); loss_fn(ddp(x), y):backward(); opt:step() end
+[all]> w = model[2].bias:clone(); dist.broadcast(w, 0)
+[all]> =torch.equal(w, model[2].bias), model[2].bias.grad.shape
+[0-3] true	torch.Size([5])
+[all]> b = ddp:buckets()[1]
+[all]> =#ddp:buckets(), b.bytes, table.concat(b.params, " ")
+[0-3] 1	460	2.weight 2.bias 0.weight 0.bias
+[all]> sd = ddp:state_dict(); keys = {}; for k in pairs(sd) do keys[#keys + 1] = k end
+[all]> =table.concat(keys, " ")
+[0-3] module.0.weight module.0.bias module.2.weight module.2.bias
+[all]> sd = nn.utils.consume_prefix_in_state_dict_if_present(sd, "module.")
+[all]> _ = nn.Sequential(nn.Linear(5, 10), nn.ReLU(), nn.Linear(10, 5)):load_state_dict(sd)
+]==]})
+
 session("data: a sampler per rank", {[==[
 [all]> dist.init_process_group{backend = "gloo"}
 [all]> ds = data.synthetic.regression{n = 64, seed = 0}
