@@ -838,12 +838,16 @@ options:
   --no-collective-check    do not cross-check collectives (for benchmarks)
   -e CHUNK                 run the Lua CHUNK on every rank
   -i                       enter the REPL after running the script or -e
+  --lesson N               open lesson N of the course (or a lesson file's path)
+  --verify-lessons [N]     run every lesson's (or lesson N's) steps: each check must
+                           fail from the step's setup and pass after its solution
   -h, --help               show this help
   --version                show the version and what this build has
   script.lua [args]        run a script on every rank ('-' reads standard input)
 
 examples:
   ddplab -n 2                          open the REPL on 2 ranks
+  ddplab --lesson 1                    start the course at lesson 1
   ddplab -n 4 -e 'dist.init_process_group{backend="gloo"}; print(dist.get_rank())'
                                        run one line on 4 ranks and exit
 ]==], 0, false},
