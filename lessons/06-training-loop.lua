@@ -140,7 +140,9 @@ end
 
 Every rank runs this loop at the same time, each on its own rows. Note what is not
 here: no `if rank == ...`, no ranks taking turns. `:show losses[20]` differs per rank
-(each is the loss on that rank's rows); `:show model.fc1.weight:sum():item()` does not.]],
+(each is the loss on that rank's rows); `:show model.fc1.weight:sum():item()` does not.
+`plot(losses, {per_rank = true})` draws every rank's loss curve on one chart: the curves
+differ, yet they all come down together, because one shared model is learning.]],
         zh = [[
 `model`（每个 rank 上都相同）、分片 `x` 和 `y`、`criterion`，以及 `lr = 0.01` 的 Adam
 优化器 `optimizer` 都已准备好。写出训练循环：共 20 步，每一步依次是 zero_grad、在分片上
@@ -162,7 +164,9 @@ end
 
 所有 rank 同时运行这个循环，各自处理自己的数据行。注意这里没有的东西：没有
 `if rank == ...`，也没有让各 rank 轮流执行。`:show losses[20]` 在各 rank 上不同（每个
-都是该 rank 数据行上的损失）；`:show model.fc1.weight:sum():item()` 则完全相同。]],
+都是该 rank 数据行上的损失）；`:show model.fc1.weight:sum():item()` 则完全相同。
+`plot(losses, {per_rank = true})` 会把每个 rank 的损失曲线画在同一张图上：各条曲线不同，
+却一起下降，因为在学习的是同一个共享的模型。]],
       },
       pytorch = [[
 losses = []
