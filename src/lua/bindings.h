@@ -15,6 +15,12 @@
  * ddp_last_error() when a module fails to load (a build bug, never a learner's). */
 ddp_status ddp_lua_setup(lua_State *L);
 
+/* Opens only the standard libraries and the searcher for the embedded files (lua/ and the
+ * lessons/ built into the binary, as modules "lessons.NN-slug"), and sets
+ * package.embedded to the list of embedded module names: a trusted state without torch,
+ * for the driver's lesson engine. Returns DDP_ERR_* as ddp_lua_setup. */
+ddp_status ddp_lua_setup_plain(lua_State *L);
+
 /* Module openers (each pushes its table). */
 int luaopen_ddp_torch(lua_State *L);   /* l_torch.c: torch.*, with Tensor methods */
 int luaopen_ddp_nn(lua_State *L);      /* l_nn.c: the C half of nn / functional / optim */
