@@ -350,7 +350,12 @@ function DataLoader:_order()
       -- processes; randint over two values takes 32 bits per element), then RandomSampler's
       -- randperm, so the same seed gives the same batches
       torch.randint(0, 2, {2}, {generator = self.generator})
-      return torch.randperm(n, {generator = self.generator}):tolist()
+      local order = torch.randperm(n, {generator = self.generator}):tolist()
+      -- PyTorch 1.13's RandomSampler draws one more randperm (for num_samples % n, here
+      -- 0 of it) when the epoch runs out; drawn here, so the next epoch starts where
+      -- PyTorch's does
+      torch.randperm(n, {generator = self.generator})
+      return order
     end
     return torch.randperm(n):tolist() -- from the global generator
   end
