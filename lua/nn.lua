@@ -620,5 +620,6 @@ for _, cls in ipairs({Sequential, ModuleList}) do
 end
 
 require("nn.batchnorm")(nn) -- BatchNorm1d, SyncBatchNorm
+require("nn.ddp")(nn) -- nn.DistributedDataParallel, nn.utils (lua/nn/ddp.lua)
 
 return nn
