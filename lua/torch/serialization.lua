@@ -151,10 +151,16 @@ local function placer(map_location)
   return to_device(tostring(map_location))
 end
 
--- torch.load(path[, {map_location = ...}]) -> tensor (.npy), or the saved table
+-- torch.load(path[, {map_location = ..., weights_only = ...}]) -> tensor (.npy), or the
+-- saved table. weights_only is accepted for PyTorch's signature: these files hold no code,
+-- so every load is as safe as PyTorch's weights_only = true.
 function M.load(path, opts)
   check_path(path, "load")
-  util.check_options(opts, "load", {"map_location"})
+  util.check_options(opts, "load", {"map_location", "weights_only"})
+  if opts and opts.weights_only ~= nil and type(opts.weights_only) ~= "boolean" then
+    util.raise(string.format("load: weights_only must be true or false, got %s",
+                             util.describe(opts.weights_only)))
+  end
   local place = placer(opts and opts.map_location)
   if kind_of(path, "load") == "npy" then return place(core.read_npy(path)) end
   local names, tensors, meta_keys, meta_values = core.read_safetensors(path)
