@@ -63,6 +63,23 @@ wait_count "restarted: every rank" 2
 send '=40 + 2'
 wait_for "[0,1] 42"
 
+# 9. a dead rank, or one that left with destroy_process_group, is not "late": the next
+# collective fails at once naming it and the cause
+send ':restart'
+wait_count "restarted: every rank" 3
+send 'dist.init_process_group{backend = "gloo"}; rank = dist.get_rank()'
+send 'if rank == 1 then os.exit(3) end'
+wait_for "rank 1 died: exited with status 3"
+send 't = torch.ones(1); dist.all_reduce(t)'
+wait_for "[0] error: stdin:1: all_reduce (collective #1 of this chunk): rank 1 exited with status 3, so this collective can never complete"
+send ':restart'
+wait_count "restarted: every rank" 4
+send 'dist.init_process_group{backend = "gloo"}; rank = dist.get_rank()'
+send 'if rank == 0 then dist.destroy_process_group() end'
+send 'if rank == 1 then dist.barrier() end'
+wait_for "[1] error: stdin:1: barrier (collective #1 of this chunk): rank 0 called dist.destroy_process_group() and left"
+screen | grep -q "did not arrive" && fail "a departed or dead rank was reported as late"
+
 ctrl_d_and_wait
 [ "$(cat "$WORK/status")" = 0 ] || fail "exit status $(cat "$WORK/status")"
 
