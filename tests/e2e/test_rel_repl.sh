@@ -7,6 +7,16 @@
 # grouped under its number.
 . "$(dirname "$0")/tmux_lib.sh"
 
+# Polls the screen (bounded, as wait_for) until a line matches the extended regex $1
+# (tabs reach the screen as spaces).
+wait_re() {
+    for _ in $(seq 300); do
+        screen | grep -qE -- "$1" && return 0
+        sleep 0.1
+    done
+    fail "waited for a line matching: $1"
+}
+
 SYNC=0
 sync_ranks() {
     SYNC=$((SYNC + 1))
@@ -82,6 +92,25 @@ screen | grep -q "did not arrive" && fail "a departed or dead rank was reported 
 
 ctrl_d_and_wait
 [ "$(cat "$WORK/status")" = 0 ] || fail "exit status $(cat "$WORK/status")"
+
+# 8. :restart replay gives every rank the state it had, also after a chunk that failed
+# on one rank only (what it did on the others, and before the error, is replayed)
+rm -f "$WORK/status"
+start_ddplab -n 3
+wait_for "[all]>"
+send 'r = tonumber(os.getenv("RANK")); v = 1'
+send 'if r == 2 then v = 2; error("boom") end; w = 10'
+wait_for "[2] error: stdin:1: boom"
+send '=w, v'
+wait_re '^\[2\] +nil +2$'
+send ':restart replay'
+wait_for "replay done"
+send '=w, v, "after"'
+wait_re '^\[0,1\] 10 +1 +after$'
+wait_re '^\[2\] +nil +2 +after$'
+
+screen | grep -q "replay stopped" && fail "the replay stopped at the chunk that failed on rank 2"
+ctrl_d_and_wait
 
 # 3. the terminal closing (SIGHUP) ends the session even while a rank does not stop at
 # the interrupt: after a short grace its ranks are killed, none is left behind
