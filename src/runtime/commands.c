@@ -165,7 +165,10 @@ static void command_ranks(repl *r, const char *arg) {
     free(info);
 }
 
-/* :restart [replay] — a fresh world; with replay, the chunks that succeeded, in order. */
+/* :restart [replay] — a fresh world; with replay, every chunk that ran to an outcome, in
+ * order, on the ranks it ran on, so that each rank gets back the state it had: a chunk
+ * that raised an error on some ranks is replayed there too (what it did before the error
+ * counts), and only a rank whose outcome differs from the first time stops the replay. */
 static void command_restart(repl *r, const char *arg) {
     bool replay = strcmp(arg, "replay") == 0;
     if (*arg && !replay) {
@@ -190,7 +193,10 @@ static void command_restart(repl *r, const char *arg) {
             fprintf(stderr, "ddplab: %s\n", ddp_last_error());
             return;
         }
-        if (!ok) {
+        bool same = r->run_clean;
+        for (int k = 0; same && k < r->world; k++)
+            same = !r->kept[i].targets[k] || r->kept[i].errored[k] == r->run_errored[k];
+        if (!ok && !same) {
             printf("replay stopped at chunk %d of %d, which failed this time:\n%s\n", i + 1,
                    r->nkept, r->kept[i].chunk);
             return;

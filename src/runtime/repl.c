@@ -288,7 +288,9 @@ static unsigned char show_notice(EditLine *el, int ch) {
     return report_idle_deaths(r, true) ? CC_REDISPLAY : CC_NORM;
 }
 
-/* Records a chunk that ran without error everywhere, for :restart replay. */
+/* Records a chunk that ran to an outcome on every target, for :restart replay: with the
+ * ranks where it raised an error, since what it did there before the error (and all it
+ * did on the others) is state a replay must give back. */
 static void keep_for_replay(repl *r, const char *chunk) {
     if (r->nkept == r->capkept) {
         int cap = r->capkept ? 2 * r->capkept : 16;
@@ -300,12 +302,15 @@ static void keep_for_replay(repl *r, const char *chunk) {
     kept_chunk *k = &r->kept[r->nkept];
     k->chunk = strdup(chunk);
     k->targets = malloc((size_t)r->world * sizeof *k->targets);
-    if (!k->chunk || !k->targets) {
+    k->errored = malloc((size_t)r->world * sizeof *k->errored);
+    if (!k->chunk || !k->targets || !k->errored || !r->run_errored) {
         free(k->chunk);
         free(k->targets);
+        free(k->errored);
         return;
     }
     memcpy(k->targets, r->targets, (size_t)r->world * sizeof *k->targets);
+    memcpy(k->errored, r->run_errored, (size_t)r->world * sizeof *k->errored);
     r->nkept++;
 }
 
@@ -327,7 +332,7 @@ static void send_chunk(repl *r, const char *chunk) {
         fprintf(stderr, "ddplab: %s\n", ddp_last_error());
         return;
     }
-    if (ok) keep_for_replay(r, chunk);
+    if (ok || r->run_clean) keep_for_replay(r, chunk);
 }
 
 /* Prints a syntax error once, in red on a terminal. */
@@ -601,8 +606,10 @@ int repl_run(driver *d, const repl_options *opts) {
     for (int i = 0; i < r.nkept; i++) {
         free(r.kept[i].chunk);
         free(r.kept[i].targets);
+        free(r.kept[i].errored);
     }
     free(r.kept);
+    free(r.run_errored);
     free_notice(&r, r.notice);
     lesson_close_session(r.lesson);
     free(r.targets);
