@@ -685,6 +685,12 @@ static void answer_gather(driver *d, run_ctx *rc) {
     free(payload);
 }
 
+void driver_set_input_hook(driver *d, int fd, driver_input_fn fn, void *ctx) {
+    d->input_fd = fn ? fd : -1;
+    d->input_fn = fn;
+    d->input_ctx = ctx;
+}
+
 void driver_set_event_handler(driver *d, rank_event_fn fn, void *ctx) {
     d->event_fn = fn;
     d->event_ctx = ctx;
@@ -813,8 +819,8 @@ static ddp_status run_frame(driver *d, msg_type type, const char *body, size_t b
         if (proto_send(s->fd, type, payload, len) != DDP_OK) report_death(d, r, results, &rc);
     }
     free(payload);
-    struct pollfd *p = calloc(2 * (size_t)d->world + 1, sizeof *p);
-    int *who = calloc(2 * (size_t)d->world + 1, sizeof *who); /* r, or -1 - r for output */
+    struct pollfd *p = calloc(2 * (size_t)d->world + 2, sizeof *p);
+    int *who = calloc(2 * (size_t)d->world + 2, sizeof *who); /* r, or -1 - r for output */
     if (!p || !who) {
         free(p);
         free(who);
@@ -837,6 +843,12 @@ static ddp_status run_frame(driver *d, msg_type type, const char *body, size_t b
             p[n++] = (struct pollfd){.fd = d->ranks[r].fd, .events = POLLIN};
         }
         if (running == 0) break;
+        int input_at = -1; /* the input hook's fd, polled last */
+        if (d->input_fn && d->input_fd >= 0) {
+            input_at = n;
+            who[n] = INT32_MIN;
+            p[n++] = (struct pollfd){.fd = d->input_fd, .events = POLLIN};
+        }
         if (poll(p, (nfds_t)n, 100) < 0 && errno != EINTR) {
             free(p);
             free(who);
@@ -861,9 +873,10 @@ static ddp_status run_frame(driver *d, msg_type type, const char *body, size_t b
                 }
             }
         }
+        if (input_at >= 0 && (p[input_at].revents & (POLLIN | POLLHUP))) d->input_fn(d->input_ctx);
         for (int i = 1; i < n; i++) {
             int r = who[i];
-            if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            if (i == input_at || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
             if (r < 0)
                 drain_output(&d->ranks[-1 - r], -1 - r, &rc);
             else if (d->ranks[r].state != SLOT_DEAD && !driver_pump_rank(d, r, take_run_frame, &rc))
