@@ -135,6 +135,7 @@ typedef struct {
     char **gather;
     uint32_t *gather_len;
     int ngathered;
+    int outcomes; /* outcomes taken so far, for rank_result.order */
 } run_ctx;
 
 /* Takes in what rank r printed (local ranks write straight into a pipe we read, so their
@@ -619,6 +620,7 @@ static bool take_run_frame(driver *d, int r, proto_frame *f, void *arg) {
         res->outcome = f->type == MSG_DONE    ? RANK_DONE
                        : f->type == MSG_ERROR ? RANK_ERROR
                                               : RANK_INTERRUPTED;
+        if (res->order == 0) res->order = ++rc->outcomes; /* else its "ended" event set it */
         if (f->type != MSG_DONE) {
             res->error = f->data;
             f->data = NULL;
@@ -629,6 +631,10 @@ static bool take_run_frame(driver *d, int r, proto_frame *f, void *arg) {
     case MSG_EVENT: {
         proto_event ev;
         if (s->state != SLOT_RUNNING || proto_event_decode(f->data, f->len, &ev) != DDP_OK) break;
+        if (ev.kind == PROTO_EVENT_ENDED) {
+            if (res->order == 0) res->order = ++rc->outcomes;
+            break;
+        }
         if (ev.kind == PROTO_EVENT_VERDICT) {
             free(res->verdict_message);
             res->verdict_message = strdup(ev.message);
@@ -734,6 +740,7 @@ static void report_death(driver *d, int r, rank_result *results, run_ctx *rc) {
     driver_mark_dead(s);
     if (!was_running) return; /* driver_check_idle reports it */
     driver_death_result(s, r, &results[r]);
+    if (results[r].order == 0) results[r].order = ++rc->outcomes;
     if (s->reaped && driver_exit_status(s) == 0) return;
     if (rc->first_dead < 0) rc->first_dead = r;
     for (int o = 0; o < d->world; o++)

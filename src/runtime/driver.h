@@ -51,6 +51,7 @@ typedef struct {
     size_t output_len;
     char *error;     /* RANK_ERROR / RANK_DIED: the message in words (owned) */
     int exit_status; /* RANK_DIED: exit code, or -signal, or RANK_EXIT_UNKNOWN */
+    int order; /* when its outcome arrived among this run's ranks: 1 first, 0 never (skipped) */
     /* A lesson check's verdict sent during the chunk (the last one, if several) */
     bool has_verdict;
     int verdict;           /* PROTO_VERDICT_PASS / _FAIL / _DEFECT (protocol.h) */

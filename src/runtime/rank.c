@@ -618,6 +618,9 @@ static void serve_run(lua_State *L, const proto_frame *f) {
         int n = proto_split(rest, rest_len, fields, 256);
         run_file(L, id, fields[0], n - 1, fields + 1, &res);
     }
+    /* who ended first, said before the peers can learn it from the store (pg_chunk_end):
+     * the driver names the first failure as the cause of the others */
+    (void)control_send(MSG_EVENT, "ended", 5);
     pg_chunk_end();
     end_run(L);
     output_sync();
