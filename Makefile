@@ -20,7 +20,9 @@ build: deps $(BUILD)/CMakeCache.txt
 run: build
 	./$(BUILD)/ddplab $(ARGS)
 
-# The whole suite, then the unit and Lua tests again under ASan + UBSan.
+# The whole suite, then the unit and Lua tests again under ASan + UBSan. The sanitizer
+# build is the CPU-only one (-DDDP_CUDA=OFF): it keeps nvcc out of the second build and
+# checks that a build without the CUDA toolkit still works.
 test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 	$(MAKE) --no-print-directory sanitize
@@ -29,7 +31,7 @@ test-fast: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
 sanitize: deps
-	cmake -S . -B $(SAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DDDP_SANITIZE=ON >/dev/null
+	cmake -S . -B $(SAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DDDP_SANITIZE=ON -DDDP_CUDA=OFF >/dev/null
 	cmake --build $(SAN_BUILD) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1 ctest --test-dir $(SAN_BUILD) -L san --output-on-failure -j $(JOBS)
 

@@ -394,8 +394,8 @@ function Module:apply(fn)
   return self
 end
 
--- to(dtype | "cpu"): converts floating parameters and buffers; parameters are replaced
--- by converted ones (make the optimizer after calling this, as in PyTorch).
+-- to(dtype | device): converts or moves floating parameters and buffers; parameters are
+-- replaced by converted ones (make the optimizer after calling this, as in PyTorch).
 function Module:to(target)
   need_module(self, "to", "target")
   for _, m in ipairs(self:modules()) do
@@ -403,7 +403,7 @@ function Module:to(target)
       local p = m._parameters[name]
       if p ~= nil and p.dtype.is_floating_point then
         local q = p:detach():to(target)
-        if q.dtype ~= p.dtype then
+        if q.dtype ~= p.dtype or q.device ~= p.device then
           local np = nn.Parameter(q:clone(), p.requires_grad)
           m._parameters[name] = np
         end
@@ -618,5 +618,8 @@ ModuleList.append = Sequential.append
 for _, cls in ipairs({Sequential, ModuleList}) do
   cls._instance_mt.__len = function(self) return #rawget(self, "_module_names") end
 end
+
+require("nn.batchnorm")(nn) -- BatchNorm1d, SyncBatchNorm
+require("nn.ddp")(nn) -- nn.DistributedDataParallel, nn.utils (lua/nn/ddp.lua)
 
 return nn

@@ -170,7 +170,7 @@ end
 function M.tensor_repr(t)
   local prefix, indent = "tensor(", 7
   local suffixes = {}
-  local dev = t.device
+  local dev = tostring(t.device)
   if dev ~= "cpu" then suffixes[#suffixes + 1] = "device='" .. dev .. "'" end
   local dt = t.dtype
   local body
@@ -185,7 +185,8 @@ function M.tensor_repr(t)
     body = "[]"
   else
     if dt == torch.float64 then suffixes[#suffixes + 1] = "dtype=" .. tostring(dt) end
-    body = M.tensor_str(t, indent)
+    -- a GPU tensor's values come across once; the host never reads device memory
+    body = M.tensor_str(dev ~= "cpu" and t:cpu() or t, indent)
   end
   local grad_fn = t.grad_fn
   if grad_fn then

@@ -139,6 +139,10 @@ static int l_setup_body(lua_State *L) {
     lua_setfield(L, torch, "distributed");
     lua_setglobal(L, "dist");
 
+    luaopen_ddp_reducer(L); /* the C half of nn.DistributedDataParallel */
+    l_set_loaded(L, "ddp.reducer_core");
+    lua_pop(L, 1);
+
     l_require(L, "nn");
     lua_pushvalue(L, -1);
     lua_setfield(L, torch, "nn");

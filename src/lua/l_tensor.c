@@ -13,6 +13,7 @@
 
 #include "lua/l_internal.h"
 #include "nn/autograd.h"
+#include "tensor/device.h"
 
 typedef struct {
     tensor *t; /* owned reference; NULL once released */
@@ -233,13 +234,12 @@ static int l_tensor_index(lua_State *L) {
         lua_pop(L, 1);
         tensor *t = l_check_self(L);
         const char *k = lua_tostring(L, 2);
-        char buf[32];
         if (strcmp(k, "shape") == 0)
             l_push_size(L, t->sizes, t->ndim);
         else if (strcmp(k, "dtype") == 0)
             l_push_dtype(L, t->dtype);
         else if (strcmp(k, "device") == 0)
-            lua_pushstring(L, device_name(t->storage->device, buf, sizeof buf));
+            l_push_device(L, t->storage->device);
         else if (strcmp(k, "grad") == 0) {
             if (t->grad)
                 l_push_shared_tensor(L, tensor_retain(t->grad));
@@ -298,7 +298,29 @@ static void l_set_row(lua_State *L, tensor *t) {
     int is_number = lua_type(L, 3) == LUA_TNUMBER || lua_type(L, 3) == LUA_TBOOLEAN;
     tensor *src = is_number ? NULL : ddp_lua_check_tensor(L, 3);
     if (t->ndim == 0) luaL_error(L, "t[%I] = v: a 0-dim tensor cannot be indexed", (LUAI_UACINT)i);
-    l_check(L, ag_check_inplace(t, "index assignment"));
+    tensor *c = l_inplace_clone(L, t, src, "index assignment");
+    if (c) { /* recorded: t = old t * keep + placed, keep 0 on row i and 1 elsewhere */
+        if (src && src->requires_grad)
+            ddp_lua_raise(L, DDP_FAIL(DDP_ERR_ARG,
+                                      "t[%lld] = v: ddplab cannot record an assignment of a "
+                                      "tensor that requires grad; build the tensor with "
+                                      "torch.cat or torch.stack instead",
+                                      (long long)i));
+        tensor **keep = l_new_box(L), **placed = l_new_box(L), **krow = l_new_box(L),
+               **prow = l_new_box(L);
+        l_check(L, tensor_full(t->sizes, t->ndim, t->dtype, t->storage->device, 1.0, keep));
+        l_check(L, tensor_zeros(t->sizes, t->ndim, t->dtype, t->storage->device, placed));
+        l_check(L, tensor_select(*keep, 0, (int64_t)i, krow));
+        l_check(L, tensor_fill_(*krow, 0.0));
+        l_check(L, tensor_select(*placed, 0, (int64_t)i, prow));
+        double v = lua_type(L, 3) == LUA_TBOOLEAN ? lua_toboolean(L, 3) : lua_tonumber(L, 3);
+        l_check(L, is_number ? tensor_fill_(*prow, v) : tensor_copy_(*prow, src));
+        tensor **kept = l_new_box(L), **r = l_new_box(L);
+        l_check(L, ag_binary(BINARY_MUL, c, *keep, kept));
+        l_check(L, ag_binary(BINARY_ADD, *kept, *placed, r));
+        l_inplace_finish(L, t, *r, "index assignment");
+        return;
+    }
     tensor **row = l_new_box(L);
     l_check(L, tensor_select(t, 0, (int64_t)i, row));
     double v = lua_type(L, 3) == LUA_TBOOLEAN ? lua_toboolean(L, 3) : lua_tonumber(L, 3);
@@ -541,11 +563,49 @@ static int l_tensor_detach(lua_State *L) {
     return 1;
 }
 
+/* See l_internal.h. */
+tensor *l_inplace_clone(lua_State *L, tensor *t, const tensor *other, const char *op) {
+    bool record;
+    l_check(L, ag_inplace_begin(t, other, op, &record));
+    if (!record) return NULL;
+    tensor **c = l_new_box(L);
+    l_check(L, ag_clone(t, c));
+    return *c;
+}
+
+/* See l_internal.h. */
+void l_inplace_finish(lua_State *L, tensor *t, const tensor *result, const char *op) {
+    l_check(L, ag_inplace_adopt(t, result, op));
+    lua_settop(L, 1);
+}
+
+/* The recorded form of filling t with v, or with src (broadcast, converted to t's dtype)
+ * when src is given: old t * 0 + v, so the gradient of t's old value is zero and src's
+ * is the incoming one summed to its shape, as PyTorch's fill_ and copy_. Leaves t on top. */
+static void l_fill_recorded(lua_State *L, tensor *t, tensor *c, double v, tensor *src,
+                            const char *op) {
+    tensor **zero = l_new_box(L);
+    l_check(L, ag_binary_scalar(BINARY_MUL, c, 0.0, zero));
+    tensor **r = l_new_box(L);
+    if (src) {
+        tensor **conv = l_new_box(L);
+        l_check(L, src->dtype == t->dtype ? ag_clone(src, conv) : ag_to_dtype(src, t->dtype, conv));
+        l_check(L, ag_binary(BINARY_ADD, *zero, *conv, r));
+    } else {
+        l_check(L, ag_binary_scalar(BINARY_ADD, *zero, v, r));
+    }
+    l_inplace_finish(L, t, *r, op);
+}
+
 /* t:copy_(src): src broadcast into t, converting dtype. Returns t. */
 static int l_tensor_copy_(lua_State *L) {
     tensor *t = l_check_self(L);
     tensor *src = l_check_other(L, 2);
-    l_check(L, ag_check_inplace(t, "copy_"));
+    tensor *c = l_inplace_clone(L, t, src, "copy_");
+    if (c) {
+        l_fill_recorded(L, t, c, 0.0, src, "copy_");
+        return 1;
+    }
     l_check(L, tensor_copy_(t, src));
     lua_settop(L, 1);
     return 1;
@@ -555,7 +615,11 @@ static int l_tensor_copy_(lua_State *L) {
 static int l_tensor_fill_(lua_State *L) {
     tensor *t = l_check_self(L);
     double v = lua_isboolean(L, 2) ? lua_toboolean(L, 2) : luaL_checknumber(L, 2);
-    l_check(L, ag_check_inplace(t, "fill_"));
+    tensor *c = l_inplace_clone(L, t, NULL, "fill_");
+    if (c) {
+        l_fill_recorded(L, t, c, v, NULL, "fill_");
+        return 1;
+    }
     l_check(L, tensor_fill_(t, v));
     lua_settop(L, 1);
     return 1;
@@ -564,7 +628,11 @@ static int l_tensor_fill_(lua_State *L) {
 /* t:zero_(): fill with 0. Returns t. */
 static int l_tensor_zero_(lua_State *L) {
     tensor *t = l_check_self(L);
-    l_check(L, ag_check_inplace(t, "zero_"));
+    tensor *c = l_inplace_clone(L, t, NULL, "zero_");
+    if (c) {
+        l_fill_recorded(L, t, c, 0.0, NULL, "zero_");
+        return 1;
+    }
     l_check(L, tensor_fill_(t, 0.0));
     lua_settop(L, 1);
     return 1;
@@ -675,7 +743,13 @@ void l_push_tolist(lua_State *L, const tensor *t) {
 
 /* t:tolist() */
 static int l_tensor_tolist(lua_State *L) {
-    l_push_tolist(L, l_check_self(L));
+    tensor *t = l_check_self(L);
+    if (!tensor_is_cpu(t)) { /* one copy across, not one per element */
+        tensor **host = l_new_box(L);
+        l_check(L, tensor_to_device(t, DEVICE_CPU_VALUE, t->dtype, host));
+        t = *host;
+    }
+    l_push_tolist(L, t);
     return 1;
 }
 
@@ -713,7 +787,28 @@ static int l_to_dtype(lua_State *L, dtype dt) {
     return 1;
 }
 
-/* t:to(dtype | "cpu" | "cuda" | other tensor | {dtype=, device=}) */
+/* Moves self to dev as dtype dt (plain "cuda" is the current GPU), or converts its
+ * dtype when the device stays. A move is no autograd op yet: a tensor that requires grad
+ * is refused while grad mode is on (module:to() moves detached parameters). */
+static int l_to_device(lua_State *L, device dev, dtype dt) {
+    tensor *t = l_check_self(L);
+    l_check(L, device_resolve(&dev));
+    if (device_equal(dev, t->storage->device)) return l_to_dtype(L, dt);
+    if (t->requires_grad && grad_mode_enabled()) {
+        char a[32], b[32];
+        return luaL_error(L,
+                          "to: moving a tensor that requires grad from %s to %s is not "
+                          "recorded by autograd yet; move it inside torch.no_grad(), or "
+                          "detach() it first",
+                          device_name(t->storage->device, a, sizeof a),
+                          device_name(dev, b, sizeof b));
+    }
+    tensor **slot = l_new_box(L);
+    l_check(L, tensor_to_device(t, dev, dt, slot));
+    return 1;
+}
+
+/* t:to(dtype | device | "cpu" | "cuda:1" | other tensor | {dtype=, device=}) */
 static int l_tensor_to(lua_State *L) {
     tensor *t = l_check_self(L);
     dtype dt = t->dtype;
@@ -724,6 +819,9 @@ static int l_tensor_to(lua_State *L) {
         dev = other->storage->device;
     } else if (l_is_dtype(L, 2)) {
         dt = l_check_dtype(L, 2);
+    } else if (l_is_device(L, 2)) {
+        dev = l_check_device(L, 2);
+        if (!lua_isnoneornil(L, 3)) dt = l_check_dtype(L, 3);
     } else if (lua_type(L, 2) == LUA_TSTRING) {
         const char *s = lua_tostring(L, 2);
         if (!dtype_parse(s, &dt) && device_parse(s, &dev) != DDP_OK)
@@ -740,14 +838,8 @@ static int l_tensor_to(lua_State *L) {
     } else {
         luaL_typeerror(L, 2, "dtype, device or tensor");
     }
-    if (!device_equal(dev, t->storage->device)) {
-        char a[32], b[32];
-        luaL_error(L,
-                   "to: moving a tensor from %s to %s is not supported yet (this build has "
-                   "no GPU tensors)",
-                   device_name(t->storage->device, a, sizeof a), device_name(dev, b, sizeof b));
-    }
-    return l_to_dtype(L, dt);
+    lua_settop(L, 1);
+    return l_to_device(L, dev, dt);
 }
 
 /* float(), double(), long(), bool() */
@@ -764,13 +856,26 @@ static int l_tensor_bool(lua_State *L) {
     return l_to_dtype(L, DTYPE_BOOL);
 }
 
-/* t:cpu(): t itself (every tensor is on the CPU in this build). */
+/* t:cpu(): t itself when on the CPU, else a copy there. */
 static int l_tensor_cpu(lua_State *L) {
     tensor *t = l_check_self(L);
-    if (t->storage->device.type != DEVICE_CPU)
-        luaL_error(L, "cpu: copying from a GPU is not supported yet");
     lua_settop(L, 1);
-    return 1;
+    return l_to_device(L, DEVICE_CPU_VALUE, t->dtype);
+}
+
+/* t:cuda(device=current): t itself when already there, else a copy there. */
+static int l_tensor_cuda(lua_State *L) {
+    tensor *t = l_check_self(L);
+    device dev = {DEVICE_CUDA, DEVICE_INDEX_CURRENT};
+    if (lua_isinteger(L, 2)) {
+        lua_Integer i = lua_tointeger(L, 2);
+        dev.index = i >= 0 && i < 1024 ? (int)i : 1024;
+    } else if (!lua_isnoneornil(L, 2)) {
+        dev = l_check_device(L, 2);
+        if (dev.type != DEVICE_CUDA) luaL_argerror(L, 2, "expected a CUDA device");
+    }
+    lua_settop(L, 1);
+    return l_to_device(L, dev, t->dtype);
 }
 
 static const luaL_Reg tensor_methods[] = {
@@ -813,6 +918,7 @@ static const luaL_Reg tensor_methods[] = {
     {"long", l_tensor_long},
     {"bool", l_tensor_bool},
     {"cpu", l_tensor_cpu},
+    {"cuda", l_tensor_cuda},
     {"free", l_tensor_free},
     {NULL, NULL},
 };

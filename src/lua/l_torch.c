@@ -11,7 +11,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "build_config.h"
 #include "lua/l_internal.h"
 #include "nn/autograd.h"
 
@@ -271,8 +270,10 @@ static int l_create(lua_State *L, fill_kind kind, const char *op) {
     if (kind == FILL_RAND || kind == FILL_RANDN) {
         ddp_lua_check_option_keys(L, opts, op, random_option_keys);
         g = l_opt_generator(L, opts);
+        l_read_create_options(L, opts, DTYPE_FLOAT32, &o);
+    } else {
+        l_check_create_options(L, opts, DTYPE_FLOAT32, &o);
     }
-    l_check_create_options(L, opts, DTYPE_FLOAT32, &o);
     if ((kind == FILL_RAND || kind == FILL_RANDN) && !dtype_is_float(o.dt))
         luaL_error(L, "%s: needs a floating point dtype, got %s", op, dtype_name(o.dt));
     tensor **slot = l_new_box(L);
@@ -394,7 +395,7 @@ static int l_torch_randint(lua_State *L) {
     ddp_lua_check_option_keys(L, opts, "randint", random_option_keys);
     ddp_generator *g = l_opt_generator(L, opts);
     l_create_options o;
-    l_check_create_options(L, opts, DTYPE_INT64, &o);
+    l_read_create_options(L, opts, DTYPE_INT64, &o);
     tensor **slot = l_new_box(L);
     l_check(L, tensor_empty(sizes, n, DTYPE_INT64, o.dev, slot));
     l_check(L, tensor_randint_(*slot, lo, hi, g));
@@ -408,7 +409,7 @@ static int l_torch_randperm(lua_State *L) {
     ddp_lua_check_option_keys(L, 2, "randperm", random_option_keys);
     ddp_generator *g = l_opt_generator(L, 2);
     l_create_options o;
-    l_check_create_options(L, 2, DTYPE_INT64, &o);
+    l_read_create_options(L, 2, DTYPE_INT64, &o);
     tensor **slot = l_new_box(L);
     l_check(L, tensor_randperm(n, g, slot));
     l_convert_new(L, *slot, o.dt);
@@ -605,15 +606,6 @@ static int l_torch_is_grad_enabled(lua_State *L) {
     return 1;
 }
 
-/* torch.device("cuda") -> "cuda:0" style name; errors on a malformed name. */
-static int l_torch_device(lua_State *L) {
-    device d;
-    char buf[32];
-    l_check(L, device_parse(luaL_checkstring(L, 1), &d));
-    lua_pushstring(L, device_name(d, buf, sizeof buf));
-    return 1;
-}
-
 /* torch.set_printoptions{precision=, threshold=, edgeitems=, linewidth=} (the printing
  * lives in lua/torch/format.lua). */
 static int l_torch_set_printoptions(lua_State *L) {
@@ -623,12 +615,6 @@ static int l_torch_set_printoptions(lua_State *L) {
     lua_pushvalue(L, 1);
     lua_call(L, 1, 0);
     return 0;
-}
-
-/* torch.cuda.is_available(): whether this build has CUDA. */
-static int l_cuda_is_available(lua_State *L) {
-    lua_pushboolean(L, DDP_HAVE_CUDA);
-    return 1;
 }
 
 static const luaL_Reg torch_functions[] = {
@@ -659,7 +645,6 @@ static const luaL_Reg torch_functions[] = {
     {"enable_grad", l_torch_enable_grad},
     {"set_grad_enabled", l_torch_set_grad_enabled},
     {"is_grad_enabled", l_torch_is_grad_enabled},
-    {"device", l_torch_device},
     {"set_printoptions", l_torch_set_printoptions},
     {NULL, NULL},
 };
@@ -704,10 +689,7 @@ int luaopen_ddp_torch(lua_State *L) {
         l_push_dtype(L, dtypes[i].dt);
         lua_setfield(L, -2, dtypes[i].name);
     }
-    lua_createtable(L, 0, 1); /* torch.cuda */
-    lua_pushcfunction(L, l_cuda_is_available);
-    lua_setfield(L, -2, "is_available");
-    lua_setfield(L, -2, "cuda");
+    l_cuda_open(L); /* torch.device, torch.cuda */
     l_random_open(L);
     l_guard_missing_dtypes(L, -1);
     return 1;

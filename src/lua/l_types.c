@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lua/l_internal.h"
+#include "tensor/device.h"
 #include "nn/autograd.h"
 
 static const char *const REG_DTYPES = "ddp.dtypes"; /* enum -> dtype object */
@@ -202,14 +203,21 @@ double l_opt_number(lua_State *L, int idx, const char *name, double def) {
 
 /* See l_internal.h. Raises on a bad dtype or device name. */
 void l_check_create_options(lua_State *L, int idx, dtype default_dt, l_create_options *o) {
+    if (!(idx == 0 || lua_isnoneornil(L, idx))) luaL_checktype(L, idx, LUA_TTABLE);
+    static const char *const keys[] = {"dtype", "device", "requires_grad", NULL};
+    ddp_lua_check_option_keys_here(L, idx, keys);
+    l_read_create_options(L, idx, default_dt, o);
+}
+
+/* See l_internal.h. */
+void l_read_create_options(lua_State *L, int idx, dtype default_dt, l_create_options *o) {
     o->dt = default_dt;
     o->has_dtype = 0;
     o->dev = DEVICE_CPU_VALUE;
+    o->has_device = 0;
     o->requires_grad = 0;
     if (idx == 0 || lua_isnoneornil(L, idx)) return;
     luaL_checktype(L, idx, LUA_TTABLE);
-    static const char *const keys[] = {"dtype", "device", "requires_grad", NULL};
-    ddp_lua_check_option_keys_here(L, idx, keys);
     if (lua_getfield(L, idx, "dtype") != LUA_TNIL) {
         o->dt = l_check_dtype(L, lua_gettop(L));
         o->has_dtype = 1;
@@ -218,6 +226,7 @@ void l_check_create_options(lua_State *L, int idx, dtype default_dt, l_create_op
     if (lua_getfield(L, idx, "device") != LUA_TNIL) {
         const char *name = luaL_tolstring(L, -1, NULL);
         if (device_parse(name, &o->dev) != DDP_OK) ddp_lua_raise(L, DDP_ERR_ARG);
+        o->has_device = 1;
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -229,6 +238,15 @@ void l_finish_created(lua_State *L, tensor *t, const l_create_options *o) {
     /* the fills that made it were no in-place writes of the learner's: a new tensor is
      * at version 0, as after PyTorch's creation functions */
     t->storage->version = 0;
+    if (o->has_device && !device_equal(o->dev, t->storage->device)) {
+        device dev = o->dev;
+        l_check(L, device_resolve(&dev));
+        if (!device_equal(dev, t->storage->device)) {
+            tensor **moved = l_new_box(L);
+            l_check(L, tensor_to_device(t, dev, t->dtype, moved));
+            t = *moved;
+        }
+    }
     if (o->requires_grad) l_check(L, ag_set_requires_grad(t, true));
 }
 

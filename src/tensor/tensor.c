@@ -1,9 +1,11 @@
 /* tensor.c — the tensor object itself: dtypes and devices, life cycle (refcounted
  * tensors over refcounted, 64-byte aligned storage), inspection, element access,
  * copies and fill. Views live in tensor_view.c, the strided iterator and broadcasting in
- * tensor_iter.c. CUDA tensors are refused with DDP_ERR_UNSUPPORTED until the GPU backend
- * lands. */
+ * tensor_iter.c, the allocators in allocator_cpu.c and cache_alloc.c, copies that cross
+ * devices in tensor_device.c. */
 #include "tensor/tensor.h"
+#include "tensor/allocator.h"
+#include "tensor/device.h"
 #include "tensor/tensor_internal.h"
 
 #include <inttypes.h>
@@ -93,6 +95,8 @@ bool device_equal(device a, device b) {
 const char *device_name(device d, char *buf, size_t len) {
     if (d.type == DEVICE_CPU)
         snprintf(buf, len, "cpu");
+    else if (d.index == DEVICE_INDEX_CURRENT)
+        snprintf(buf, len, "cuda");
     else
         snprintf(buf, len, "cuda:%d", d.index);
     return buf;
@@ -105,7 +109,7 @@ ddp_status device_parse(const char *name, device *out) {
     }
     if (name && strncmp(name, "cuda", 4) == 0) {
         if (name[4] == '\0') {
-            *out = (device){DEVICE_CUDA, 0};
+            *out = (device){DEVICE_CUDA, DEVICE_INDEX_CURRENT};
             return DDP_OK;
         }
         if (name[4] == ':' && name[5] >= '0' && name[5] <= '9') {
@@ -127,92 +131,42 @@ bool tensor_is_integral(double v) {
 }
 
 ddp_status tensor_check_cpu(const char *op, const tensor *t) {
-    if (t->storage->device.type != DEVICE_CPU)
-        return DDP_FAIL(DDP_ERR_UNSUPPORTED, "%s: ddplab was built without CUDA", op);
-    return DDP_OK;
+    if (t->storage->device.type == DEVICE_CPU) return DDP_OK;
+    char buf[16];
+    const char *dev = device_name(t->storage->device, buf, sizeof buf);
+    if (!cuda_built())
+        return DDP_FAIL(DDP_ERR_UNSUPPORTED, "%s: this build has no CUDA support (a tensor on %s)",
+                        op, dev);
+    return DDP_FAIL(DDP_ERR_UNSUPPORTED,
+                    "%s: this op does not run on CUDA tensors yet (a tensor on %s; move it to "
+                    "the CPU with :cpu())",
+                    op, dev);
 }
 
 /* ---- life cycle ------------------------------------------------------------------ */
 
-/* A CPU storage is one 64-byte aligned block: the header, padding to 64 bytes, then the
- * data. */
-#define STORAGE_HEADER_BYTES 64
-_Static_assert(sizeof(storage) <= STORAGE_HEADER_BYTES, "storage header must fit its slot");
-
-/* Large blocks are kept for reuse instead of going back to the C library: a training
- * step frees and re-allocates the same few activation and gradient sizes every
- * iteration, and glibc returns big blocks to the kernel, so each step would pay page
- * faults and kernel zeroing again. The cache is per thread (no locks), holds only blocks
- * of at least BLOCK_CACHE_MIN bytes, reuses a block only for the same rounded size, and
- * is bounded in count and bytes. Off under AddressSanitizer, so that it still sees every
- * use after free. */
-#if defined(__SANITIZE_ADDRESS__)
-#define BLOCK_CACHE_ON 0
-#else
-#define BLOCK_CACHE_ON 1
-#endif
-#define BLOCK_CACHE_SLOTS 16
-#define BLOCK_CACHE_MIN ((size_t)256 << 10)
-#define BLOCK_CACHE_MAX_BYTES ((size_t)256 << 20)
-
-typedef struct {
-    void *blocks[BLOCK_CACHE_SLOTS];
-    size_t bytes[BLOCK_CACHE_SLOTS];
-    int count;
-    size_t total;
-} block_cache;
-static _Thread_local block_cache cache;
-
-/* Bytes of the block behind a storage of nbytes: header, then data rounded to 64 bytes
- * (to 4 KiB for cacheable sizes, so that near sizes share blocks). */
-static size_t block_bytes(size_t nbytes) {
-    size_t total = STORAGE_HEADER_BYTES + ((nbytes + 63) & ~(size_t)63);
-    if (total >= BLOCK_CACHE_MIN) total = (total + 4095) & ~(size_t)4095;
-    return total;
-}
-
-static void block_free(void *block, size_t bytes) {
-    if (BLOCK_CACHE_ON && bytes >= BLOCK_CACHE_MIN && cache.count < BLOCK_CACHE_SLOTS &&
-        cache.total + bytes <= BLOCK_CACHE_MAX_BYTES) {
-        cache.blocks[cache.count] = block;
-        cache.bytes[cache.count++] = bytes;
-        cache.total += bytes;
-        return;
-    }
-    free(block);
-}
-
-static void *block_alloc(size_t bytes) {
-    for (int i = cache.count - 1; i >= 0; i--) {
-        if (cache.bytes[i] != bytes) continue;
-        void *block = cache.blocks[i];
-        cache.total -= bytes;
-        cache.count--;
-        cache.blocks[i] = cache.blocks[cache.count];
-        cache.bytes[i] = cache.bytes[cache.count];
-        return block;
-    }
-    return aligned_alloc(64, bytes);
-}
-
-/* Drops a reference to s (NULL-safe); the last one hands its block back. */
+/* Drops a reference to s (NULL-safe); the last one hands the data block back to the
+ * allocator that made it, then frees the header. */
 static void storage_release(storage *s) {
-    if (s && --s->refcount == 0) block_free(s, block_bytes(s->nbytes));
+    if (!s || --s->refcount > 0) return;
+    s->allocator->free(s->allocator, s->data, s->alloc_ctx, s->nbytes);
+    free(s);
 }
 
-/* A new storage of nbytes on the CPU (data 64-byte aligned, never NULL). */
-static ddp_status storage_new(size_t nbytes, storage **out) {
+/* A new storage of nbytes from allocator `a` (on a's device). */
+static ddp_status storage_new(ddp_allocator *a, size_t nbytes, storage **out) {
     *out = NULL;
-    storage *s = block_alloc(block_bytes(nbytes));
-    if (!s)
-        return DDP_FAIL(DDP_ERR_NOMEM,
-                        "out of memory: a tensor of %zu bytes (%.1f GiB) could not be allocated",
-                        nbytes, (double)nbytes / (double)((size_t)1 << 30));
+    storage *s = calloc(1, sizeof *s);
+    if (!s) return DDP_FAIL(DDP_ERR_NOMEM, "out of memory creating a tensor");
+    ddp_status st = a->alloc(a, nbytes, &s->data, &s->alloc_ctx);
+    if (st != DDP_OK) {
+        free(s);
+        return st;
+    }
     s->refcount = 1;
-    s->device = DEVICE_CPU_VALUE;
+    s->device = a->device;
     s->nbytes = nbytes;
-    s->data = (char *)s + STORAGE_HEADER_BYTES;
-    s->version = 0; /* a cached block keeps its old header bytes */
+    s->allocator = a;
     *out = s;
     return DDP_OK;
 }
@@ -256,8 +210,9 @@ const char *tensor_sizes_str(const int64_t *sizes, int ndim, char *buf, size_t l
     return buf;
 }
 
-ddp_status tensor_empty(const int64_t *sizes, int ndim, dtype dt, device dev, tensor **out) {
-    *out = NULL;
+/* Refuses a shape no tensor may have (DDP_ERR_ARG, or DDP_ERR_NOMEM when too large);
+ * *nbytes receives the bytes of its data. */
+static ddp_status check_new_shape(const int64_t *sizes, int ndim, dtype dt, size_t *nbytes) {
     if (ndim < 0 || ndim > TENSOR_MAX_DIMS)
         return DDP_FAIL(DDP_ERR_ARG,
                         "cannot create a tensor with %d dimensions; at most %d are supported", ndim,
@@ -280,9 +235,6 @@ ddp_status tensor_empty(const int64_t *sizes, int ndim, dtype dt, device dev, te
     for (int d = 0; d < ndim; d++)
         if (sizes[d] == 0) too_big = false; /* an empty tensor is never too big... */
     if (tensor_sizes_overflow(sizes, ndim)) too_big = true; /* ...unless it has no strides */
-    if (dev.type == DEVICE_CUDA)
-        return DDP_FAIL(DDP_ERR_UNSUPPORTED,
-                        "cannot create a tensor on cuda: ddplab was built without CUDA");
     if (too_big || numel > TENSOR_MAX_BYTES / dtype_size(dt)) {
         char buf[128];
         return DDP_FAIL(DDP_ERR_NOMEM,
@@ -291,8 +243,15 @@ ddp_status tensor_empty(const int64_t *sizes, int ndim, dtype dt, device dev, te
                         tensor_sizes_str(sizes, ndim, buf, sizeof buf), dtype_name(dt),
                         TENSOR_MAX_BYTES >> 30);
     }
+    *nbytes = numel * dtype_size(dt);
+    return DDP_OK;
+}
+
+/* A contiguous tensor over nbytes (the shape's, checked) from allocator a. */
+static ddp_status new_on(ddp_allocator *a, const int64_t *sizes, int ndim, dtype dt, size_t nbytes,
+                         tensor **out) {
     storage *s;
-    DDP_CHECK(storage_new(numel * dtype_size(dt), &s));
+    DDP_CHECK(storage_new(a, nbytes, &s));
     tensor *t = tensor_header(s, dt);
     storage_release(s); /* the header holds it now (or nobody does) */
     if (!t) return DDP_FAIL(DDP_ERR_NOMEM, "out of memory creating a tensor");
@@ -302,21 +261,65 @@ ddp_status tensor_empty(const int64_t *sizes, int ndim, dtype dt, device dev, te
     /* A C bool must hold 0 or 1 (reading another byte is undefined behaviour), so the
      * one dtype whose garbage cannot be read is cleared; float and int garbage is fine,
      * as in PyTorch's torch.empty. */
-    if (dt == DTYPE_BOOL) memset(t->storage->data, 0, t->storage->nbytes);
+    if (dt == DTYPE_BOOL) {
+        if (s->device.type == DEVICE_CPU) {
+            memset(s->data, 0, s->nbytes);
+        } else {
+            ddp_status st = cuda_memset_zero(s->data, s->nbytes, "empty");
+            if (st != DDP_OK) {
+                tensor_release(t);
+                return st;
+            }
+        }
+    }
     *out = t;
     return DDP_OK;
 }
 
+ddp_status tensor_empty(const int64_t *sizes, int ndim, dtype dt, device dev, tensor **out) {
+    *out = NULL;
+    size_t nbytes;
+    DDP_CHECK(check_new_shape(sizes, ndim, dt, &nbytes));
+    ddp_allocator *a = allocator_cpu();
+    if (dev.type == DEVICE_CUDA) {
+        DDP_CHECK(device_resolve(&dev));
+        DDP_CHECK(cuda_allocator(dev.index, &a));
+    }
+    return new_on(a, sizes, ndim, dt, nbytes, out);
+}
+
+ddp_status tensor_empty_from(ddp_allocator *a, const int64_t *sizes, int ndim, dtype dt,
+                             tensor **out) {
+    *out = NULL;
+    size_t nbytes;
+    DDP_CHECK(check_new_shape(sizes, ndim, dt, &nbytes));
+    return new_on(a, sizes, ndim, dt, nbytes, out);
+}
+
 ddp_status tensor_zeros(const int64_t *sizes, int ndim, dtype dt, device dev, tensor **out) {
     DDP_CHECK(tensor_empty(sizes, ndim, dt, dev, out));
-    memset((*out)->storage->data, 0, (*out)->storage->nbytes);
-    return DDP_OK;
+    storage *s = (*out)->storage;
+    if (s->device.type == DEVICE_CPU) {
+        memset(s->data, 0, s->nbytes);
+        return DDP_OK;
+    }
+    ddp_status st = cuda_memset_zero(s->data, s->nbytes, "zeros");
+    if (st != DDP_OK) {
+        tensor_release(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 ddp_status tensor_full(const int64_t *sizes, int ndim, dtype dt, device dev, double value,
                        tensor **out) {
     DDP_CHECK(tensor_empty(sizes, ndim, dt, dev, out));
-    return tensor_fill_fresh(*out, value);
+    ddp_status s = tensor_fill_fresh(*out, value);
+    if (s != DDP_OK) {
+        tensor_release(*out);
+        *out = NULL;
+    }
+    return s;
 }
 
 ddp_status tensor_from_data(const void *data, const int64_t *sizes, int ndim, dtype dt,
@@ -381,7 +384,16 @@ bool tensor_is_contiguous(const tensor *t) {
 }
 
 void *tensor_data(const tensor *t) {
+    if (t->storage->device.type != DEVICE_CPU) return NULL;
     return (char *)t->storage->data + t->offset * (int64_t)dtype_size(t->dtype);
+}
+
+void *tensor_device_data(const tensor *t) {
+    return (char *)t->storage->data + t->offset * (int64_t)dtype_size(t->dtype);
+}
+
+bool tensor_is_cpu(const tensor *t) {
+    return t->storage->device.type == DEVICE_CPU;
 }
 
 const char *tensor_shape_str(const tensor *t, char *buf, size_t len) {
@@ -481,14 +493,28 @@ void tensor_store_int64(dtype dt, void *base, int64_t off, int64_t v) {
 }
 
 double tensor_get(const tensor *t, int64_t flat) {
+    if (t->storage->device.type != DEVICE_CPU) {
+        double v = NAN;
+        tensor_device_get(t, flat_to_offset(t, flat), &v, NULL);
+        return v;
+    }
     return tensor_load(t->dtype, t->storage->data, flat_to_offset(t, flat));
 }
 
 void tensor_set(tensor *t, int64_t flat, double value) {
+    if (t->storage->device.type != DEVICE_CPU) {
+        tensor_device_set(t, flat_to_offset(t, flat), value);
+        return;
+    }
     tensor_store(t->dtype, t->storage->data, flat_to_offset(t, flat), value);
 }
 
 int64_t tensor_get_int64(const tensor *t, int64_t flat) {
+    if (t->storage->device.type != DEVICE_CPU) {
+        int64_t v = 0;
+        tensor_device_get(t, flat_to_offset(t, flat), NULL, &v);
+        return v;
+    }
     return tensor_load_int64(t->dtype, t->storage->data, flat_to_offset(t, flat));
 }
 
@@ -501,7 +527,8 @@ ddp_status tensor_item(const tensor *t, double *value) {
                         "converted to a number; only one-element tensors can",
                         n, tensor_shape_str(t, buf, sizeof buf));
     }
-    DDP_CHECK(tensor_check_cpu("item", t));
+    if (t->storage->device.type != DEVICE_CPU)
+        return tensor_device_get(t, flat_to_offset(t, 0), value, NULL);
     *value = tensor_get(t, 0);
     return DDP_OK;
 }
@@ -587,9 +614,9 @@ static void copy_row(dtype dd, void *dbase, int64_t doff, int64_t dstride, dtype
 }
 
 ddp_status tensor_copy_fresh(tensor *dst, const tensor *src) {
-    DDP_CHECK(tensor_check_cpu("copy_", dst));
     DDP_CHECK(tensor_check_writable("copy_", dst));
-    DDP_CHECK(tensor_check_cpu("copy_", src));
+    if (dst->storage->device.type != DEVICE_CPU || src->storage->device.type != DEVICE_CPU)
+        return tensor_device_copy(dst, src);
     int64_t sstrides[TENSOR_MAX_DIMS];
     DDP_CHECK(tensor_broadcast_strides("copy_", src, dst->sizes, dst->ndim, sstrides));
     const int64_t *strides[2] = {dst->strides, sstrides};
@@ -613,6 +640,24 @@ ddp_status tensor_to_dtype(const tensor *t, dtype dt, tensor **out) {
     return copy_as(t, dt, out);
 }
 
+ddp_status tensor_to_device(const tensor *t, device dev, dtype dt, tensor **out) {
+    *out = NULL;
+    DDP_CHECK(device_resolve(&dev));
+    if (t->dtype == dt && device_equal(dev, t->storage->device)) {
+        *out = tensor_retain((tensor *)t);
+        return DDP_OK;
+    }
+    tensor *r;
+    DDP_CHECK(tensor_empty(t->sizes, t->ndim, dt, dev, &r));
+    ddp_status s = tensor_copy_fresh(r, t);
+    if (s != DDP_OK) {
+        tensor_release(r);
+        return s;
+    }
+    *out = r;
+    return DDP_OK;
+}
+
 ddp_status tensor_copy_(tensor *dst, const tensor *src) {
     DDP_CHECK(tensor_copy_fresh(dst, src));
     tensor_bump_version(dst);
@@ -620,8 +665,8 @@ ddp_status tensor_copy_(tensor *dst, const tensor *src) {
 }
 
 ddp_status tensor_fill_fresh(tensor *t, double value) {
-    DDP_CHECK(tensor_check_cpu("fill_", t));
     DDP_CHECK(tensor_check_writable("fill_", t));
+    if (t->storage->device.type != DEVICE_CPU) return tensor_device_fill(t, value);
     const int64_t *strides[1] = {t->strides};
     int64_t offsets[1] = {t->offset};
     tensor_iter it;

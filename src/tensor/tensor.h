@@ -46,22 +46,34 @@ dtype dtype_promote(dtype a, dtype b);
 typedef enum { DEVICE_CPU, DEVICE_CUDA } device_type;
 typedef struct {
     device_type type;
-    int index; /* GPU ordinal for DEVICE_CUDA; 0 for the CPU */
+    int index; /* GPU ordinal for DEVICE_CUDA (or DEVICE_INDEX_CURRENT); 0 for the CPU */
 } device;
 
 #define DEVICE_CPU_VALUE ((device){DEVICE_CPU, 0})
+/* The index of plain "cuda": the current device, resolved when a tensor is made there
+ * (device_resolve in tensor/device.h). A storage always holds a resolved index. */
+#define DEVICE_INDEX_CURRENT (-1)
 bool device_equal(device a, device b);
-/* Writes "cpu" or "cuda:N" into buf (at least 16 bytes) and returns buf. */
+/* Writes "cpu", "cuda:N" (or "cuda" for the current device) into buf (at least 16
+ * bytes) and returns buf. */
 const char *device_name(device d, char *buf, size_t len);
-/* Parses "cpu", "cuda", "cuda:N"; DDP_ERR_ARG with a message if malformed. */
+/* Parses "cpu", "cuda" (index DEVICE_INDEX_CURRENT), "cuda:N"; DDP_ERR_ARG with a
+ * message if malformed. Whether the GPU exists is device_resolve's question. */
 ddp_status device_parse(const char *name, device *out);
 
-/* The bytes behind one or more tensors. Freed when the last reference goes. */
+struct ddp_allocator; /* tensor/allocator.h */
+
+/* The bytes behind one or more tensors. The header is its own host allocation; the data
+ * block comes from `allocator` (host memory for DEVICE_CPU, device memory for
+ * DEVICE_CUDA, never read from the host) and goes back to it when the last reference
+ * goes. */
 typedef struct storage {
     int refcount;
     device device;
     size_t nbytes;
-    void *data; /* host memory for DEVICE_CPU; device memory for DEVICE_CUDA */
+    void *data;
+    struct ddp_allocator *allocator; /* made `data`, takes it back */
+    void *alloc_ctx;                 /* the allocator's record of the block */
     /* Autograd's version counter, as PyTorch's `t._version`: it counts the in-place
      * writes to these bytes, so that a backward pass can tell that a tensor it saved was
      * changed after the forward pass used it (src/nn/autograd.c). Shared by every view. */
@@ -95,8 +107,9 @@ typedef struct tensor {
 /* ---- life cycle ------------------------------------------------------------------ */
 
 /* Uninitialised contiguous tensor. Fails (DDP_ERR_ARG) on a negative size or too many
- * dims, (DDP_ERR_NOMEM) when the bytes cannot be had, (DDP_ERR_UNSUPPORTED) for CUDA
- * in a build without it. ndim 0 is a scalar. */
+ * dims or a GPU that does not exist, (DDP_ERR_NOMEM) when the bytes cannot be had,
+ * (DDP_ERR_UNSUPPORTED) for CUDA in a build without it or without a visible GPU. ndim 0
+ * is a scalar. A CUDA device of index DEVICE_INDEX_CURRENT means the current GPU. */
 ddp_status tensor_empty(const int64_t *sizes, int ndim, dtype dt, device dev, tensor **out);
 ddp_status tensor_zeros(const int64_t *sizes, int ndim, dtype dt, device dev, tensor **out);
 ddp_status tensor_full(const int64_t *sizes, int ndim, dtype dt, device dev, double value,
@@ -131,8 +144,13 @@ uint64_t tensor_version(const tensor *t);
 
 int64_t tensor_numel(const tensor *t);
 bool tensor_is_contiguous(const tensor *t);
-/* Address of element 0 of the view (storage data + offset). CPU only. */
+/* Address of element 0 of the view (storage data + offset) for a CPU tensor; NULL for a
+ * tensor on another device, whose memory the host must not read (callers refuse such
+ * tensors first: tensor_check_cpu inside this layer, a device check outside). */
 void *tensor_data(const tensor *t);
+/* Address of element 0 of the view on its own device (a device pointer for CUDA). */
+void *tensor_device_data(const tensor *t);
+bool tensor_is_cpu(const tensor *t);
 /* "(4x5)" style shape text into buf; returns buf. A scalar is "()". */
 const char *tensor_shape_str(const tensor *t, char *buf, size_t len);
 bool tensor_same_shape(const tensor *a, const tensor *b);
@@ -141,7 +159,10 @@ bool tensor_same_shape(const tensor *a, const tensor *b);
 ddp_status tensor_wrap_dim(const char *op, int64_t dim, int ndim, int *out);
 
 /* Element `flat` in logical row-major order, converted to/from double (slow path for
- * printing, tolist, item and tests; int64 beyond 2^53 loses precision here). */
+ * printing, tolist, item and tests; int64 beyond 2^53 loses precision here). On a CUDA
+ * tensor each call copies one element across (slower still: callers that read many copy
+ * the tensor to the CPU first); a failing copy reads as NaN (0 for int64) and writes
+ * nothing, with the message in ddp_last_error(). */
 double tensor_get(const tensor *t, int64_t flat);
 void tensor_set(tensor *t, int64_t flat, double value);
 int64_t tensor_get_int64(const tensor *t, int64_t flat); /* exact for int64 tensors */
@@ -170,10 +191,15 @@ ddp_status tensor_flatten(const tensor *t, int64_t start_dim, int64_t end_dim, t
 /* t itself (new reference) when already contiguous, else a contiguous copy. */
 ddp_status tensor_contiguous(const tensor *t, tensor **out);
 ddp_status tensor_clone(const tensor *t, tensor **out);
-/* dst[...] = src, broadcasting src to dst's shape and converting dtype. */
+/* dst[...] = src, broadcasting src to dst's shape and converting dtype; dst and src may
+ * be on different devices (host <-> GPU, GPU <-> GPU). */
 ddp_status tensor_copy_(tensor *dst, const tensor *src);
 /* A copy converted to `dt` (a new reference to t itself if it already has it). */
 ddp_status tensor_to_dtype(const tensor *t, dtype dt, tensor **out);
+/* A contiguous copy on `dev` (plain "cuda" is the current GPU) converted to `dt`; a new
+ * reference to t itself when it already has both. Fails as tensor_empty does for a
+ * device that cannot be had. No autograd: the copy is a new leaf. */
+ddp_status tensor_to_device(const tensor *t, device dev, dtype dt, tensor **out);
 ddp_status tensor_fill_(tensor *t, double value);
 
 /* ---- creation -------------------------------------------------------------------- */

@@ -500,12 +500,16 @@ ddp_status tensor_binary(binary_op op, const tensor *a, const tensor *b, tensor 
 
 ddp_status tensor_binary_scalar(binary_op op, const tensor *a, double s, tensor **out) {
     *out = NULL;
+    /* the scalar rides as a CPU 0-dim tensor: name the missing kernel, not the devices */
+    DDP_CHECK(tensor_check_cpu(binary_op_name(op), a));
     DDP_CHECK(check_int_pow(op, a, s));
     stack_scalar ss;
     return tensor_binary(op, a, stack_scalar_init(&ss, s, scalar_dtype(a->dtype, s)), out);
 }
 
 ddp_status tensor_scalar_binary(binary_op op, double s, const tensor *a, tensor **out) {
+    *out = NULL;
+    DDP_CHECK(tensor_check_cpu(binary_op_name(op), a));
     stack_scalar ss;
     return tensor_binary(op, stack_scalar_init(&ss, s, scalar_dtype(a->dtype, s)), a, out);
 }
@@ -534,6 +538,7 @@ ddp_status tensor_binary_(binary_op op, tensor *a, const tensor *b) {
 }
 
 ddp_status tensor_binary_scalar_(binary_op op, tensor *a, double s) {
+    DDP_CHECK(tensor_check_cpu(binary_op_name(op), a));
     DDP_CHECK(check_int_pow(op, a, s));
     stack_scalar ss;
     return tensor_binary_(op, a, stack_scalar_init(&ss, s, scalar_dtype(a->dtype, s)));

@@ -61,11 +61,20 @@ ddp_status tensor_fill_fresh(tensor *t, double value);
 ddp_status tensor_gemm_fresh(bool ta, bool tb, double alpha, const tensor *a, const tensor *b,
                              double beta, tensor *c);
 
+/* tensor_device.c: copy_, fill_ and element access where a tensor is off the CPU (see
+ * there). copy checks broadcasting; the callers checked writability. get and set take a
+ * storage offset in elements; get fills whichever of v and iv is not NULL. */
+ddp_status tensor_device_copy(tensor *dst, const tensor *src);
+ddp_status tensor_device_fill(tensor *t, double value);
+ddp_status tensor_device_get(const tensor *t, int64_t off, double *v, int64_t *iv);
+ddp_status tensor_device_set(tensor *t, int64_t off, double v);
+
 /* True when v is a whole number that int64 holds: how a Lua number next to a tensor (an
  * operand, a bound, an arange step) tells an integer from a float. */
 bool tensor_is_integral(double v);
 
-/* DDP_ERR_UNSUPPORTED for a CUDA tensor (this build has no CUDA); names `op`. */
+/* DDP_ERR_UNSUPPORTED naming `op` for a tensor off the CPU: "this build has no CUDA
+ * support" in a CPU-only build, "this op does not run on CUDA tensors yet" otherwise. */
 ddp_status tensor_check_cpu(const char *op, const tensor *t);
 /* DDP_ERR_ARG when an op that computes `result` would store it in place into a tensor of
  * dtype `target` that cannot hold it (a float result into int64), as PyTorch refuses. */

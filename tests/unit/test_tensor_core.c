@@ -9,8 +9,20 @@
 
 #include <cmocka.h>
 
+#include "build_config.h"
 #include "support/support_tensor_checks.h"
+#include "tensor/device.h"
 #include "tensor/tensor.h"
+
+/* What a CUDA request meets on a machine without a GPU, and what an op without a CUDA
+ * kernel says of a CUDA tensor, in this build. */
+#if DDP_HAVE_CUDA
+#define NO_GPU_MESSAGE "cuda: no GPU is visible (torch.cuda.is_available() is false)"
+#define NO_KERNEL_MESSAGE "this op does not run on CUDA tensors yet (a tensor on cuda:0"
+#else
+#define NO_GPU_MESSAGE "this build has no CUDA support"
+#define NO_KERNEL_MESSAGE "this build has no CUDA support (a tensor on cuda:0)"
+#endif
 
 /* A float32 tensor 0, 1, 2, ... of the given shape. */
 static tensor *iota(const int64_t *sizes, int ndim) {
@@ -54,15 +66,22 @@ static void test_devices(void **state) {
     assert_int_equal(d.index, 3);
     assert_string_equal(device_name(d, buf, sizeof buf), "cuda:3");
     OK(device_parse("cuda", &d));
-    assert_int_equal(d.index, 0);
+    assert_int_equal(d.index, DEVICE_INDEX_CURRENT);
+    assert_string_equal(device_name(d, buf, sizeof buf), "cuda");
     ERR_CONTAINS(device_parse("gpu", &d), DDP_ERR_ARG, "unknown device 'gpu'");
     ERR_CONTAINS(device_parse("cuda:x", &d), DDP_ERR_ARG, "cuda:x");
     assert_true(device_equal(DEVICE_CPU_VALUE, DEVICE_CPU_VALUE));
     assert_false(device_equal((device){DEVICE_CUDA, 0}, (device){DEVICE_CUDA, 1}));
     int64_t sizes[1] = {3};
     tensor *t = (tensor *)1;
+    if (cuda_device_count() > 0) return; /* tests/gpu covers creation on a GPU */
     ERR_CONTAINS(tensor_empty(sizes, 1, DTYPE_FLOAT32, (device){DEVICE_CUDA, 0}, &t),
-                 DDP_ERR_UNSUPPORTED, "built without CUDA");
+                 DDP_ERR_UNSUPPORTED, NO_GPU_MESSAGE);
+    assert_null(t);
+    t = (tensor *)1;
+    ERR_CONTAINS(
+        tensor_zeros(sizes, 1, DTYPE_FLOAT32, (device){DEVICE_CUDA, DEVICE_INDEX_CURRENT}, &t),
+        DDP_ERR_UNSUPPORTED, NO_GPU_MESSAGE);
     assert_null(t);
 }
 
@@ -536,8 +555,10 @@ static void test_more_error_paths(void **state) {
     tensor_release(t);
 }
 
-/* A tensor whose storage claims to be on a GPU (this build has none): every op must
- * refuse it with the build message, and mixing it with a CPU tensor names both devices. */
+/* A tensor whose storage claims to be on a GPU: every op without a CUDA kernel refuses
+ * it (the message says whether the build has CUDA), mixing it with a CPU tensor names
+ * both devices, and without a GPU a copy or item says that none is visible. The host
+ * never reads the fake's memory. */
 static void test_cuda_tensors_refused(void **state) {
     (void)state;
     int64_t sizes[1] = {3};
@@ -548,17 +569,28 @@ static void test_cuda_tensors_refused(void **state) {
     fake.storage = &fake_storage;
     ERR_CONTAINS(tensor_binary(BINARY_ADD, cpu, &fake, &bad), DDP_ERR_ARG,
                  "add: tensors are on different devices (cpu and cuda:0)");
-    ERR_CONTAINS(tensor_unary(UNARY_EXP, &fake, &bad), DDP_ERR_UNSUPPORTED, "built without CUDA");
+    ERR_CONTAINS(tensor_unary(UNARY_EXP, &fake, &bad), DDP_ERR_UNSUPPORTED,
+                 "exp: " NO_KERNEL_MESSAGE);
     ERR_CONTAINS(tensor_reduce_all(REDUCE_SUM, &fake, &bad), DDP_ERR_UNSUPPORTED,
-                 "built without CUDA");
-    ERR_CONTAINS(tensor_copy_(cpu, &fake), DDP_ERR_UNSUPPORTED,
-                 "copy_: ddplab was built without CUDA");
-    ERR_CONTAINS(tensor_empty_like(&fake, &bad), DDP_ERR_UNSUPPORTED, "built without CUDA");
-    double v;
-    tensor one = fake; /* a one-element view of the fake GPU storage */
-    one.ndim = 0;
-    ERR_CONTAINS(tensor_item(&one, &v), DDP_ERR_UNSUPPORTED, "item: ddplab was built without CUDA");
+                 "sum: " NO_KERNEL_MESSAGE);
+    ERR_CONTAINS(tensor_matmul(&fake, &fake, &bad), DDP_ERR_UNSUPPORTED,
+                 "matmul: " NO_KERNEL_MESSAGE);
+    assert_null(tensor_data(&fake)); /* the host gets no address to read */
     assert_false(tensor_equal(cpu, &fake));
+    if (cuda_device_count() == 0) {
+        ERR_CONTAINS(tensor_copy_(cpu, &fake), DDP_ERR_UNSUPPORTED, NO_GPU_MESSAGE);
+        ERR_CONTAINS(tensor_copy_(&fake, cpu), DDP_ERR_UNSUPPORTED, NO_GPU_MESSAGE);
+        ERR_CONTAINS(tensor_empty_like(&fake, &bad), DDP_ERR_UNSUPPORTED, NO_GPU_MESSAGE);
+        double v;
+        tensor one = fake; /* a one-element view of the fake GPU storage */
+        one.ndim = 0;
+        ERR_CONTAINS(tensor_item(&one, &v), DDP_ERR_UNSUPPORTED, NO_GPU_MESSAGE);
+        tensor *moved = (tensor *)1;
+        ERR_CONTAINS(tensor_to_device(cpu, (device){DEVICE_CUDA, DEVICE_INDEX_CURRENT},
+                                      DTYPE_FLOAT32, &moved),
+                     DDP_ERR_UNSUPPORTED, NO_GPU_MESSAGE);
+        assert_null(moved);
+    }
     assert_null(bad);
     tensor_release(cpu);
 }

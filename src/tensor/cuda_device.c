@@ -1,0 +1,231 @@
+/* cuda_device.c — the device layer over the CUDA runtime (device.h): GPU discovery, the
+ * current device, one caching allocator per GPU over cudaMalloc/cudaFree, and copies.
+ * The kernels (fills) are in tensor_cuda.cu.
+ *
+ * CUDA starts lazily: nothing here calls the runtime before a GPU is asked for, so a
+ * CPU-only session on a machine with the toolkit but no GPU pays nothing. A runtime
+ * failure becomes a status with the op, the device and CUDA's own words; nothing aborts.
+ * State is per process and guarded by one mutex (the collectives' helper threads may
+ * free tensors); the current device is set on each calling thread before it works. */
+#include <cuda_runtime_api.h>
+#include <pthread.h>
+#include <stdio.h>
+
+#include "tensor/cuda_kernels.h"
+#include "tensor/device.h"
+#include "tensor/tensor_internal.h"
+
+#define MAX_GPUS 64
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t count_once = PTHREAD_ONCE_INIT;
+static int gpu_count;                        /* visible GPUs, asked once */
+static int default_device;                   /* what cuda_set_default_device gave */
+static int current_device = -1;              /* -1 until set_device or the first use */
+static _Thread_local int thread_device = -1; /* what this thread last told CUDA */
+static cache_alloc *caches[MAX_GPUS];
+static char cache_names[MAX_GPUS][16];
+
+static void count_gpus(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) n = 0; /* no driver, no GPU: none visible */
+    (void)cudaGetLastError(); /* the failure above must not surface in a later call */
+    gpu_count = n < MAX_GPUS ? n : MAX_GPUS;
+}
+
+bool cuda_built(void) {
+    return true;
+}
+
+int cuda_device_count(void) {
+    pthread_once(&count_once, count_gpus);
+    return gpu_count;
+}
+
+ddp_status cuda_require(void) {
+    if (cuda_device_count() > 0) return DDP_OK;
+    return DDP_FAIL(DDP_ERR_UNSUPPORTED,
+                    "cuda: no GPU is visible (torch.cuda.is_available() is false)");
+}
+
+/* DDP_ERR_ARG unless index names a visible GPU. */
+static ddp_status check_index(int index) {
+    DDP_CHECK(cuda_require());
+    int n = cuda_device_count();
+    if (index < 0 || index >= n)
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "cuda: there is no device cuda:%d (%d GPU%s visible: cuda:0 to cuda:%d)",
+                        index, n, n == 1 ? " is" : "s are", n - 1);
+    return DDP_OK;
+}
+
+/* A CUDA error as a status naming the op and the device. */
+static ddp_status cuda_fail(cudaError_t e, const char *op, int index) {
+    (void)cudaGetLastError();
+    if (e == cudaErrorMemoryAllocation)
+        return DDP_FAIL(DDP_ERR_NOMEM, "%s: cuda:%d is out of memory (%s)", op, index,
+                        cudaGetErrorString(e));
+    return DDP_FAIL(DDP_ERR_STATE, "%s: CUDA error on cuda:%d: %s (%s)", op, index,
+                    cudaGetErrorString(e), cudaGetErrorName(e));
+}
+
+void cuda_set_default_device(int index) {
+    pthread_mutex_lock(&lock);
+    default_device = index < 0 ? 0 : index;
+    pthread_mutex_unlock(&lock);
+}
+
+/* The current device, chosen from the default on first use; the lock is not held. */
+static int current(void) {
+    pthread_mutex_lock(&lock);
+    if (current_device < 0) current_device = default_device % cuda_device_count();
+    int d = current_device;
+    pthread_mutex_unlock(&lock);
+    return d;
+}
+
+/* Points this thread's CUDA calls at the current device. */
+static ddp_status enter(const char *op, int *index) {
+    DDP_CHECK(cuda_require());
+    int d = current();
+    if (thread_device != d) {
+        cudaError_t e = cudaSetDevice(d);
+        if (e != cudaSuccess) return cuda_fail(e, op, d);
+        thread_device = d;
+    }
+    if (index) *index = d;
+    return DDP_OK;
+}
+
+ddp_status cuda_set_device(int index) {
+    DDP_CHECK(check_index(index));
+    pthread_mutex_lock(&lock);
+    current_device = index;
+    pthread_mutex_unlock(&lock);
+    return enter("set_device", NULL);
+}
+
+ddp_status cuda_current_device(int *index) {
+    *index = 0;
+    DDP_CHECK(cuda_require());
+    *index = current();
+    return DDP_OK;
+}
+
+ddp_status cuda_synchronize(void) {
+    int d = 0;
+    DDP_CHECK(enter("synchronize", &d));
+    cudaError_t e = cudaDeviceSynchronize();
+    return e == cudaSuccess ? DDP_OK : cuda_fail(e, "synchronize", d);
+}
+
+ddp_status device_resolve(device *d) {
+    if (d->type == DEVICE_CPU) return DDP_OK;
+    if (d->index == DEVICE_INDEX_CURRENT) {
+        DDP_CHECK(cuda_require());
+        d->index = current();
+        return DDP_OK;
+    }
+    return check_index(d->index);
+}
+
+/* ---- the allocator backend: cudaMalloc/cudaFree on one GPU ------------------------ */
+
+/* The backend's context is the GPU ordinal, stored in the pointer itself. */
+static int gpu_alloc(void *ctx, size_t bytes, void **ptr, const char **why) {
+    int index = (int)(intptr_t)ctx;
+    cudaError_t e = cudaSetDevice(index);
+    if (e == cudaSuccess) e = cudaMalloc(ptr, bytes);
+    thread_device = -1; /* the caller's device is set again by its next enter() */
+    if (e != cudaSuccess) {
+        *why = cudaGetErrorString(e);
+        (void)cudaGetLastError();
+        return 1;
+    }
+    return 0;
+}
+
+static void gpu_free(void *ctx, void *ptr) {
+    int index = (int)(intptr_t)ctx;
+    if (cudaSetDevice(index) == cudaSuccess) (void)cudaFree(ptr);
+    (void)cudaGetLastError();
+    thread_device = -1;
+}
+
+ddp_status cuda_allocator(int index, ddp_allocator **out) {
+    *out = NULL;
+    DDP_CHECK(check_index(index));
+    pthread_mutex_lock(&lock);
+    if (!caches[index]) {
+        snprintf(cache_names[index], sizeof cache_names[index], "cuda:%d", index);
+        cache_backend b = {(void *)(intptr_t)index, gpu_alloc, gpu_free};
+        caches[index] = cache_alloc_new(b, (device){DEVICE_CUDA, index}, cache_names[index]);
+    }
+    cache_alloc *c = caches[index];
+    pthread_mutex_unlock(&lock);
+    if (!c) return DDP_FAIL(DDP_ERR_NOMEM, "cuda:%d: out of host memory for the allocator", index);
+    *out = cache_alloc_allocator(c);
+    return DDP_OK;
+}
+
+ddp_status cuda_memory_stats(int index, cache_stats *out) {
+    *out = (cache_stats){0};
+    DDP_CHECK(check_index(index));
+    pthread_mutex_lock(&lock);
+    cache_alloc *c = caches[index];
+    pthread_mutex_unlock(&lock);
+    if (c) *out = cache_alloc_stats(c);
+    return DDP_OK;
+}
+
+ddp_status cuda_reset_peak_memory_stats(int index) {
+    DDP_CHECK(check_index(index));
+    pthread_mutex_lock(&lock);
+    cache_alloc *c = caches[index];
+    pthread_mutex_unlock(&lock);
+    if (c) cache_alloc_reset_peak(c);
+    return DDP_OK;
+}
+
+ddp_status cuda_empty_cache(void) {
+    DDP_CHECK(cuda_require());
+    for (int i = 0; i < cuda_device_count(); i++) {
+        pthread_mutex_lock(&lock);
+        cache_alloc *c = caches[i];
+        pthread_mutex_unlock(&lock);
+        if (c) cache_alloc_empty(c);
+    }
+    return DDP_OK;
+}
+
+/* ---- copies ------------------------------------------------------------------------ */
+
+ddp_status cuda_memcpy(void *dst, const void *src, size_t n, const char *op) {
+    int d = 0;
+    DDP_CHECK(enter(op, &d));
+    if (n == 0) return DDP_OK;
+    /* cudaMemcpyDefault: unified addressing tells host from device pointers, and which
+     * GPU a device pointer lives on (a copy between GPUs goes peer to peer or through
+     * the host, as the driver decides). Synchronous for pageable host memory. */
+    cudaError_t e = cudaMemcpy(dst, src, n, cudaMemcpyDefault);
+    return e == cudaSuccess ? DDP_OK : cuda_fail(e, op, d);
+}
+
+ddp_status cuda_memset_zero(void *dst, size_t n, const char *op) {
+    int d = 0;
+    DDP_CHECK(enter(op, &d));
+    if (n == 0) return DDP_OK;
+    cudaError_t e = cudaMemset(dst, 0, n);
+    return e == cudaSuccess ? DDP_OK : cuda_fail(e, op, d);
+}
+
+ddp_status cuda_fill(void *dst, dtype dt, int64_t n, double value, const char *op) {
+    int d = 0;
+    DDP_CHECK(enter(op, &d));
+    if (n == 0) return DDP_OK;
+    /* the value converted once on the host, exactly as a CPU fill converts it */
+    uint64_t pattern = 0;
+    tensor_store(dt, &pattern, 0, value);
+    int e = ddp_cuda_fill_launch(dst, (int)dtype_size(dt), n, pattern);
+    return e == 0 ? DDP_OK : cuda_fail((cudaError_t)e, op, d);
+}

@@ -1,0 +1,80 @@
+/* device_none.c — the device layer of a build without the CUDA toolkit (device.h): no GPU
+ * exists, and every request for one says that this build has no CUDA support. */
+#include "tensor/device.h"
+
+/* The one message of every refusal. */
+static ddp_status no_cuda(void) {
+    return DDP_FAIL(DDP_ERR_UNSUPPORTED,
+                    "cuda: this build has no CUDA support (ddplab was built without the CUDA "
+                    "toolkit; torch.cuda.is_available() is false)");
+}
+
+bool cuda_built(void) {
+    return false;
+}
+
+int cuda_device_count(void) {
+    return 0;
+}
+
+ddp_status cuda_require(void) {
+    return no_cuda();
+}
+
+void cuda_set_default_device(int index) {
+    (void)index;
+}
+
+ddp_status cuda_set_device(int index) {
+    (void)index;
+    return no_cuda();
+}
+
+ddp_status cuda_current_device(int *index) {
+    *index = 0;
+    return no_cuda();
+}
+
+ddp_status cuda_synchronize(void) {
+    return no_cuda();
+}
+
+ddp_status device_resolve(device *d) {
+    return d->type == DEVICE_CPU ? DDP_OK : no_cuda();
+}
+
+ddp_status cuda_allocator(int index, ddp_allocator **out) {
+    (void)index;
+    *out = NULL;
+    return no_cuda();
+}
+
+ddp_status cuda_memory_stats(int index, cache_stats *out) {
+    (void)index;
+    *out = (cache_stats){0};
+    return no_cuda();
+}
+
+ddp_status cuda_reset_peak_memory_stats(int index) {
+    (void)index;
+    return no_cuda();
+}
+
+ddp_status cuda_empty_cache(void) {
+    return no_cuda();
+}
+
+ddp_status cuda_memcpy(void *dst, const void *src, size_t n, const char *op) {
+    (void)dst, (void)src, (void)n, (void)op;
+    return no_cuda();
+}
+
+ddp_status cuda_memset_zero(void *dst, size_t n, const char *op) {
+    (void)dst, (void)n, (void)op;
+    return no_cuda();
+}
+
+ddp_status cuda_fill(void *dst, dtype dt, int64_t n, double value, const char *op) {
+    (void)dst, (void)dt, (void)n, (void)value, (void)op;
+    return no_cuda();
+}

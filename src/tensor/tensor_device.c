@@ -1,0 +1,116 @@
+/* tensor_device.c — copy_, fill_ and element access for tensors off the CPU.
+ *
+ * The host never reads device memory: every byte crosses through cuda_memcpy. A copy
+ * between contiguous tensors of one dtype and shape is one transfer (host to device,
+ * device to host, or device to device); anything else (broadcasting, a dtype change, a
+ * strided view) is staged through the host: the bytes the view spans come across, the
+ * CPU copy does the strided, converting work, and the result goes back as one transfer.
+ * That is correct for every view and slow for big strided ones; the CUDA kernels for
+ * strided copies replace the staging later, behind the same functions. */
+#include <string.h>
+
+#include "tensor/device.h"
+#include "tensor/tensor_internal.h"
+
+/* The elements [*lo, *hi] of t's storage that its view touches (numel > 0). */
+static void view_span(const tensor *t, int64_t *lo, int64_t *hi) {
+    *lo = *hi = t->offset;
+    for (int d = 0; d < t->ndim; d++) {
+        int64_t reach = (t->sizes[d] - 1) * t->strides[d];
+        if (reach < 0)
+            *lo += reach;
+        else
+            *hi += reach;
+    }
+}
+
+/* A CPU tensor holding a copy of the bytes t's view spans, viewed with t's geometry. */
+static ddp_status host_view(const tensor *t, const char *op, tensor **out) {
+    *out = NULL;
+    int64_t lo, hi;
+    view_span(t, &lo, &hi);
+    int64_t n = hi - lo + 1;
+    size_t es = dtype_size(t->dtype);
+    tensor *span;
+    DDP_CHECK(tensor_empty(&n, 1, t->dtype, DEVICE_CPU_VALUE, &span));
+    ddp_status s = cuda_memcpy(tensor_data(span), (char *)t->storage->data + lo * (int64_t)es,
+                               (size_t)n * es, op);
+    if (s == DDP_OK) s = tensor_make_view(span, t->sizes, t->strides, t->ndim, t->offset - lo, out);
+    tensor_release(span);
+    return s;
+}
+
+/* Writes a host tensor made by host_view for `t` back over t's span. */
+static ddp_status write_span(tensor *t, const tensor *host, const char *op) {
+    int64_t lo, hi;
+    view_span(t, &lo, &hi);
+    size_t es = dtype_size(t->dtype);
+    return cuda_memcpy((char *)t->storage->data + lo * (int64_t)es, host->storage->data,
+                       (size_t)(hi - lo + 1) * es, op);
+}
+
+ddp_status tensor_device_copy(tensor *dst, const tensor *src) {
+    int64_t sstrides[TENSOR_MAX_DIMS];
+    DDP_CHECK(tensor_broadcast_strides("copy_", src, dst->sizes, dst->ndim, sstrides));
+    int64_t n = tensor_numel(dst);
+    if (n == 0) return DDP_OK;
+    if (dst->dtype == src->dtype && tensor_same_shape(dst, src) && tensor_is_contiguous(dst) &&
+        tensor_is_contiguous(src))
+        return cuda_memcpy(tensor_device_data(dst), tensor_device_data(src),
+                           (size_t)n * dtype_size(dst->dtype), "copy_");
+    tensor *hs = NULL, *hd = NULL;
+    ddp_status s;
+    if (tensor_is_cpu(src)) {
+        hs = tensor_retain((tensor *)src);
+        s = DDP_OK;
+    } else {
+        s = host_view(src, "copy_", &hs);
+    }
+    if (s == DDP_OK && tensor_is_cpu(dst)) {
+        s = tensor_copy_fresh(dst, hs);
+    } else if (s == DDP_OK) {
+        if (tensor_is_contiguous(dst))
+            s = tensor_empty(dst->sizes, dst->ndim, dst->dtype, DEVICE_CPU_VALUE, &hd);
+        else
+            s = host_view(dst, "copy_", &hd);
+        if (s == DDP_OK) s = tensor_copy_fresh(hd, hs);
+        if (s == DDP_OK && tensor_is_contiguous(dst))
+            s = cuda_memcpy(tensor_device_data(dst), tensor_data(hd),
+                            (size_t)n * dtype_size(dst->dtype), "copy_");
+        else if (s == DDP_OK)
+            s = write_span(dst, hd, "copy_");
+    }
+    tensor_release(hs);
+    tensor_release(hd);
+    return s;
+}
+
+ddp_status tensor_device_fill(tensor *t, double value) {
+    int64_t n = tensor_numel(t);
+    if (n == 0) return DDP_OK;
+    if (tensor_is_contiguous(t))
+        return cuda_fill(tensor_device_data(t), t->dtype, n, value, "fill_");
+    tensor *h;
+    DDP_CHECK(host_view(t, "fill_", &h));
+    ddp_status s = tensor_fill_fresh(h, value);
+    if (s == DDP_OK) s = write_span(t, h, "fill_");
+    tensor_release(h);
+    return s;
+}
+
+ddp_status tensor_device_get(const tensor *t, int64_t off, double *v, int64_t *iv) {
+    unsigned char buf[8] = {0};
+    size_t es = dtype_size(t->dtype);
+    DDP_CHECK(cuda_memcpy(buf, (char *)t->storage->data + off * (int64_t)es, es, "item"));
+    if (t->dtype == DTYPE_BOOL) buf[0] = buf[0] != 0; /* device bytes are not trusted as bool */
+    if (v) *v = tensor_load(t->dtype, buf, 0);
+    if (iv) *iv = tensor_load_int64(t->dtype, buf, 0);
+    return DDP_OK;
+}
+
+ddp_status tensor_device_set(tensor *t, int64_t off, double v) {
+    unsigned char buf[8];
+    size_t es = dtype_size(t->dtype);
+    tensor_store(t->dtype, buf, 0, v);
+    return cuda_memcpy((char *)t->storage->data + off * (int64_t)es, buf, es, "__newindex");
+}
