@@ -229,3 +229,17 @@ ddp_status cuda_fill(void *dst, dtype dt, int64_t n, double value, const char *o
     int e = ddp_cuda_fill_launch(dst, (int)dtype_size(dt), n, pattern);
     return e == 0 ? DDP_OK : cuda_fail((cudaError_t)e, op, d);
 }
+
+ddp_status cuda_binary(const ddp_cuda_ewise_args *args, const char *op) {
+    int d = 0;
+    DDP_CHECK(enter(op, &d));
+    int e = ddp_cuda_binary_launch(args);
+    return e == 0 ? DDP_OK : cuda_fail((cudaError_t)e, op, d);
+}
+
+ddp_status cuda_unary(const ddp_cuda_ewise_args *args, const char *op) {
+    int d = 0;
+    DDP_CHECK(enter(op, &d));
+    int e = ddp_cuda_unary_launch(args);
+    return e == 0 ? DDP_OK : cuda_fail((cudaError_t)e, op, d);
+}

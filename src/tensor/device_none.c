@@ -78,3 +78,13 @@ ddp_status cuda_fill(void *dst, dtype dt, int64_t n, double value, const char *o
     (void)dst, (void)dt, (void)n, (void)value, (void)op;
     return no_cuda();
 }
+
+ddp_status cuda_binary(const ddp_cuda_ewise_args *args, const char *op) {
+    (void)args, (void)op;
+    return no_cuda();
+}
+
+ddp_status cuda_unary(const ddp_cuda_ewise_args *args, const char *op) {
+    (void)args, (void)op;
+    return no_cuda();
+}
