@@ -31,6 +31,7 @@ typedef struct {
  * unused) over out's shape, evaluated in dtype `compute` (float32, float64 or int64)
  * with the op layer's rules (tensor_elementwise.c, tensor_unary.c). */
 typedef struct {
+    int device; /* the GPU that holds out (and every operand that is not a number) */
     int op;
     int compute;
     int ndim;

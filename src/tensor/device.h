@@ -62,12 +62,13 @@ ddp_status cuda_empty_cache(void);
  * allocator (unified addressing tells which). Returns when the copy is done. `op` names
  * the learner's operation in messages. */
 ddp_status cuda_memcpy(void *dst, const void *src, size_t n, const char *op);
-/* Sets n bytes of device memory to zero. */
-ddp_status cuda_memset_zero(void *dst, size_t n, const char *op);
+/* Sets n bytes of the memory of GPU `index` to zero. The kernels below also run on the
+ * GPU that holds the memory, which need not be the current one. */
+ddp_status cuda_memset_zero(int index, void *dst, size_t n, const char *op);
 /* Sets n contiguous elements of dtype dt at device address dst to value (a kernel). */
-ddp_status cuda_fill(void *dst, dtype dt, int64_t n, double value, const char *op);
+ddp_status cuda_fill(int index, void *dst, dtype dt, int64_t n, double value, const char *op);
 
-/* Runs an element-wise binary kernel on the current device (the op layer has checked
+/* Runs an element-wise binary kernel on GPU args->device (the op layer has checked
  * shapes, dtypes and devices and filled args). Asynchronous: a failure inside the kernel
  * surfaces at the next synchronising call. */
 ddp_status cuda_binary(const ddp_cuda_ewise_args *args, const char *op);

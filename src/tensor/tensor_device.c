@@ -95,7 +95,8 @@ ddp_status tensor_device_fill(tensor *t, double value) {
     int64_t n = tensor_numel(t);
     if (n == 0) return DDP_OK;
     if (tensor_is_contiguous(t))
-        return cuda_fill(tensor_device_data(t), t->dtype, n, value, "fill_");
+        return cuda_fill(t->storage->device.index, tensor_device_data(t), t->dtype, n, value,
+                         "fill_");
     tensor *h;
     DDP_CHECK(host_view(t, "fill_", &h));
     ddp_status s = tensor_fill_fresh(h, value);
@@ -143,6 +144,7 @@ ddp_status tensor_device_binary(binary_op op, dtype compute, tensor *out, const 
     const char *name = binary_op_name(op);
     ddp_cuda_ewise_args args;
     memset(&args, 0, sizeof args);
+    args.device = out->storage->device.index;
     args.op = (int)op;
     args.compute = (int)compute;
     args.ndim = out->ndim;
@@ -159,6 +161,7 @@ ddp_status tensor_device_unary(unary_op op, dtype compute, tensor *out, const te
     const char *name = unary_op_name(op);
     ddp_cuda_ewise_args args;
     memset(&args, 0, sizeof args);
+    args.device = out->storage->device.index;
     args.op = (int)op;
     args.compute = (int)compute;
     args.ndim = out->ndim;
