@@ -99,3 +99,11 @@ foreach(file ${E2E_TESTS})
     LABELS "e2e;san" TIMEOUT 300
     ENVIRONMENT "DDPLAB=$<TARGET_FILE:ddplab>;DDP_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
 endforeach()
+
+# Every built-in lesson's steps: the check fails from the setup and passes after the
+# solution (src/runtime/lesson_verify.c), on 2 and 4 ranks.
+foreach(n 2 4)
+  add_test(NAME lessons.verify.n${n} COMMAND ddplab -n ${n} --verify-lessons)
+  set_tests_properties(lessons.verify.n${n} PROPERTIES
+    LABELS "lessons;san" TIMEOUT 600 ENVIRONMENT "NO_COLOR=1;LANG=C.UTF-8")
+endforeach()

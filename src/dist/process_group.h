@@ -135,6 +135,9 @@ ddp_status pg_work_wait(pg_work *w);
  * (after pg_work_wait), else -1. */
 int pg_work_source(const pg_work *w);
 bool pg_work_is_completed(const pg_work *w);
+/* When an asynchronous collective's backend call started and ended on the helper thread
+ * (CLOCK_MONOTONIC seconds), 0 while it runs and for point-to-point works. */
+void pg_work_times(const pg_work *w, double *start, double *end);
 void pg_work_free(pg_work *w); /* NULL-safe; a pending op is cancelled */
 
 /* ---- hooks for the rank runtime ------------------------------------------------- */

@@ -323,6 +323,11 @@ static process_group *group_or_default(lua_State *L, int idx) {
     return g;
 }
 
+/* bindings.h */
+process_group *ddp_lua_check_group(lua_State *L, int idx) {
+    return group_or_default(L, idx);
+}
+
 /* dist.get_rank(group?): -1 on a rank outside the group, as PyTorch. */
 static int l_get_rank(lua_State *L) {
     process_group *g = group_or_default(L, 1);

@@ -20,6 +20,10 @@
 #include "runtime/cli.h"
 #include "runtime/driver.h"
 #include "runtime/launcher.h"
+#include "runtime/progress_bar.h"
+#include "runtime/protocol.h"
+#include "runtime/lesson.h"
+#include "runtime/lesson_verify.h"
 #include "runtime/rank.h"
 #include "runtime/render.h"
 #include "runtime/repl.h"
@@ -140,9 +144,27 @@ static int report_failures(rank_result *results, int n, const render_style *styl
     return status;
 }
 
-/* Feeds streamed output to the line labeller. */
+/* Script mode's streaming: the line labeller, and the one progress bar on a terminal. */
+typedef struct {
+    line_labeller *lab;
+    progress_bar *bar;
+    int world;
+} script_stream;
+
+/* Feeds streamed output to the line labeller, above the progress bar. */
 static void on_output(int rank, const char *bytes, size_t len, void *ctx) {
-    labeller_feed(ctx, rank, bytes, len);
+    script_stream *ss = ctx;
+    progress_bar_hide(ss->bar);
+    labeller_feed(ss->lab, rank, bytes, len);
+    progress_bar_show(ss->bar);
+}
+
+/* progress() ticks from the ranks move one bar (only when stdout is a terminal). */
+static void on_event(int rank, const struct proto_event *ev, void *ctx) {
+    script_stream *ss = ctx;
+    if (ev->kind != PROTO_EVENT_PROGRESS || !isatty(STDOUT_FILENO)) return;
+    if (!ss->bar) ss->bar = progress_bar_new(ss->world, 80, stdout);
+    progress_bar_tick(ss->bar, rank, ev->done, ev->total, ev->label);
 }
 
 /* Reads all of standard input (malloc'd, NUL-terminated) or returns NULL. */
@@ -192,9 +214,13 @@ static int run_everywhere(driver *d, const char *chunk, size_t len, const char *
         labeller_free(lab);
         return 1;
     }
-    ddp_status st = path ? driver_run_file(d, path, argc, argv, on_output, lab, results)
-                         : driver_run(d, chunk, len, name, NULL, on_output, lab, results);
+    script_stream ss = {.lab = lab, .world = n};
+    driver_set_event_handler(d, on_event, &ss);
+    ddp_status st = path ? driver_run_file(d, path, argc, argv, on_output, &ss, results)
+                         : driver_run(d, chunk, len, name, NULL, on_output, &ss, results);
+    driver_set_event_handler(d, NULL, NULL);
     labeller_flush(lab);
+    progress_bar_free(ss.bar);
     int status;
     if (script_terminated) { /* ended from outside: no report of the ranks we stopped */
         status = 128 + script_terminated;
@@ -282,8 +308,18 @@ int main(int argc, char **argv) {
                                    o.script ? o.script_argc - 1 : 0,
                                    o.script ? o.script_argv + 1 : NULL);
     }
+    int nproc = o.nproc ? o.nproc : cli_default_nproc();
+    if (o.lesson && o.nnodes == 1) { /* a lesson says how many ranks it needs at least */
+        int need = lesson_min_ranks(o.lesson);
+        if (nproc < need) {
+            if (o.nproc)
+                fprintf(stderr, "ddplab: lesson %s needs %d ranks: starting %d instead of %d\n",
+                        o.lesson, need, need, nproc);
+            nproc = need;
+        }
+    }
     launch_options lo = {
-        .nproc = o.nproc ? o.nproc : cli_default_nproc(),
+        .nproc = nproc,
         .backend = o.backend,
         .nnodes = o.nnodes,
         .node_rank = o.node_rank,
@@ -295,9 +331,22 @@ int main(int argc, char **argv) {
     };
     if (o.node_rank > 0) /* another machine's agent: it starts and tends its own ranks */
         return launcher_agent_main(&lo);
+    if (o.verify_lessons) {
+        install_script_signals();
+        driver *vd = NULL;
+        if (driver_start(&lo, &vd) != DDP_OK) {
+            fprintf(stderr, "ddplab: %s\n", ddp_last_error());
+            return 1;
+        }
+        script_driver = vd;
+        int vstatus = lesson_verify(vd, o.verify_which);
+        script_driver = NULL;
+        driver_stop(vd);
+        return script_terminated ? 128 + script_terminated : vstatus;
+    }
     /* lua.c: no script, no -e and stdin not a terminal means "run stdin as the script" */
-    bool want_repl = o.interactive || (!o.script && o.nchunks == 0);
-    if (!o.script && o.nchunks == 0 && !o.interactive && !isatty(STDIN_FILENO)) {
+    bool want_repl = o.interactive || o.lesson || (!o.script && o.nchunks == 0);
+    if (!o.script && o.nchunks == 0 && !o.interactive && !o.lesson && !isatty(STDIN_FILENO)) {
         static char *dash[] = {"-", NULL};
         o.script = "-";
         o.script_argc = 1;
@@ -333,7 +382,15 @@ int main(int argc, char **argv) {
     }
     if (script_terminated) status = 128 + script_terminated;
     free(stdin_text);
-    if (want_repl && !script_terminated) status = repl_run(d, NULL);
+    if (want_repl && !script_terminated) {
+        repl_options ro = {
+            .lesson = o.lesson,
+            /* plain `ddplab` at a terminal offers to go on with the course */
+            .offer_continue =
+                !o.script && o.nchunks == 0 && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO),
+        };
+        status = repl_run(d, &ro);
+    }
     driver_stop(d);
     return status;
 }

@@ -29,6 +29,8 @@
 
 #include "base/clock.h"
 #include "build_config.h"
+#include "runtime/lesson.h"
+#include "runtime/lesson_commands.h"
 #include "runtime/render.h"
 #include "runtime/xdg.h"
 
@@ -318,7 +320,10 @@ static void send_chunk(repl *r, const char *chunk) {
         r->transcript_path[0] = '\0';
     }
     bool ok = false;
-    if (repl_run_chunk(r, chunk, r->targets, false, &ok) != DDP_OK) {
+    r->recording = true; /* a lesson's c.ran and c.last_error see what the learner typed */
+    ddp_status st = repl_run_chunk(r, chunk, r->targets, false, &ok);
+    r->recording = false;
+    if (st != DDP_OK) {
         fprintf(stderr, "ddplab: %s\n", ddp_last_error());
         return;
     }
@@ -546,7 +551,6 @@ static void setup_editline(repl *r) {
 }
 
 int repl_run(driver *d, const repl_options *opts) {
-    (void)opts;
     repl r;
     memset(&r, 0, sizeof r);
     r.d = d;
@@ -568,6 +572,12 @@ int repl_run(driver *d, const repl_options *opts) {
         r.transcript_path[0] = '\0';
     }
     repl_commands_add_core();
+    lesson_commands_add();
+    if (lesson_open_session(r.world, r.style.color, repl_terminal_width(), true, &r.lesson) !=
+        DDP_OK) {
+        fprintf(stderr, "ddplab: %s (the session goes on without lessons)\n", ddp_last_error());
+        r.lesson = NULL;
+    }
     setup_editline(&r);
     install_sigint(d);
     if (r.el) /* for someone at a terminal, who can press Ctrl-C; piped input is not */
@@ -575,6 +585,7 @@ int repl_run(driver *d, const repl_options *opts) {
     if (r.el)
         printf("ddplab %s on %d rank%s. :help for help, Ctrl-D to quit.\n", DDPLAB_VERSION, r.world,
                r.world == 1 ? "" : "s");
+    lesson_repl_start(&r, opts);
     while (!terminate_seen && read_and_run(&r)) {
     }
     if (r.el) fputc('\n', stdout);
@@ -593,6 +604,7 @@ int repl_run(driver *d, const repl_options *opts) {
     }
     free(r.kept);
     free_notice(&r, r.notice);
+    lesson_close_session(r.lesson);
     free(r.targets);
     lua_close(r.L);
     return r.exit_status;

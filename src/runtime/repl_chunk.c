@@ -13,6 +13,9 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "runtime/lesson.h"
+#include "runtime/progress_bar.h"
+#include "runtime/protocol.h"
 #include "runtime/render.h"
 #include "runtime/repl_internal.h"
 
@@ -64,7 +67,18 @@ typedef struct {
     size_t *held_len;
     size_t held_total;   /* bytes in held[] */
     line_labeller *live; /* non-NULL once streaming */
+    progress_bar *bar;   /* the one bar of progress() ticks, on a terminal only */
+    bool terminal;
+    int width;
 } live_output;
+
+/* driver_set_event_handler's callback: progress ticks move the one bar. */
+static void on_chunk_event(int rank, const struct proto_event *ev, void *ctx) {
+    live_output *lo = ctx;
+    if (ev->kind != PROTO_EVENT_PROGRESS || !lo->terminal) return;
+    if (!lo->bar) lo->bar = progress_bar_new(lo->world, lo->width, stdout);
+    progress_bar_tick(lo->bar, rank, ev->done, ev->total, ev->label);
+}
 
 /* driver_run's on_output: hold the bytes, or stream them once the chunk runs long. */
 static void on_chunk_output(int rank, const char *bytes, size_t len, void *ctx) {
@@ -76,7 +90,9 @@ static void on_chunk_output(int rank, const char *bytes, size_t len, void *ctx) 
             if (lo->held_len[i] > 0) labeller_feed(lo->live, i, lo->held[i], lo->held_len[i]);
     }
     if (lo->live) {
+        progress_bar_hide(lo->bar); /* lines go above the bar */
         labeller_feed(lo->live, rank, bytes, len);
+        progress_bar_show(lo->bar);
         return;
     }
     if (rank < 0 || rank >= lo->world) return;
@@ -91,7 +107,11 @@ static void on_chunk_output(int rank, const char *bytes, size_t len, void *ctx) 
 ddp_status repl_run_chunk(repl *r, const char *chunk, const bool *targets, bool show_mode,
                           bool *all_done) {
     rank_result *results = calloc((size_t)r->world, sizeof *results);
-    live_output lo = {.world = r->world, .style = r->style, .start_ms = ddp_now_ms()};
+    live_output lo = {.world = r->world,
+                      .style = r->style,
+                      .start_ms = ddp_now_ms(),
+                      .terminal = r->el != NULL,
+                      .width = repl_terminal_width()};
     lo.held = calloc((size_t)r->world, sizeof *lo.held);
     lo.held_len = calloc((size_t)r->world, sizeof *lo.held_len);
     ddp_status st = DDP_OK;
@@ -101,15 +121,21 @@ ddp_status repl_run_chunk(repl *r, const char *chunk, const bool *targets, bool 
     }
     repl_sigint_seen = 0;
     repl_chunk_running = 1;
+    driver_set_event_handler(r->d, on_chunk_event, &lo);
     st = driver_run(r->d, chunk, strlen(chunk), "=stdin", targets,
                     show_mode ? NULL : on_chunk_output, &lo, results);
+    driver_set_event_handler(r->d, NULL, NULL);
     repl_chunk_running = 0;
+    if (lo.bar && lo.live) labeller_flush(lo.live); /* a last partial line, above the bar */
+    progress_bar_free(lo.bar);
+    lo.bar = NULL;
     if (repl_sigint_seen && r->el) fputc('\n', stdout); /* after the terminal's "^C" */
     if (st != DDP_OK) goto out;
     if (lo.live) { /* the output is on the screen already: only the outcomes are left */
         labeller_flush(lo.live);
         for (int i = 0; i < r->world; i++) results[i].output_len = 0;
     }
+    if (r->lesson && r->recording) lesson_record(r->lesson, chunk, results, r->world);
     if (show_mode)
         render_show(stdout, results, r->world, repl_terminal_width(), &r->style);
     else

@@ -46,6 +46,7 @@ typedef struct repl {
     rank_result *notice;           /* deaths found while waiting for a key, not shown yet */
     struct lesson_session *lesson; /* the course (lesson.h), NULL when it cannot start */
     bool quit;                     /* a command asked to end the session */
+    bool recording;                /* the chunk running was typed: the lesson notes it */
 } repl;
 
 /* ---- the table of `:` commands (commands.c) ------------------------------------------- */
