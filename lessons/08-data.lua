@@ -73,9 +73,10 @@ local function list_equal(a, b)
 end
 
 -- Whether the ranks' lists are disjoint and together are exactly 0 .. n-1.
-local function partition(all, n)
+local function partition(all, n, world)
   local seen, count = {}, 0
-  for _, list in ipairs(all) do
+  for r = 1, world do
+    local list = all[r]
     if type(list) ~= "table" then return false end
     for _, i in ipairs(list) do
       if seen[i] or math.type(i) ~= "integer" or i < 0 or i >= n then return false end
@@ -169,7 +170,7 @@ mine = list(sampler)]],
           return false, msg("`mine` should be this rank's indices, unshuffled: `{shuffle = false}`",
             "`mine` 应该是本 rank 未打乱的序号：`{shuffle = false}`")
         end
-        if not partition(all, 16) then
+        if not partition(all, 16, c.world_size) then
           return false, msg("the ranks' indices should cover 0 to 15 once", "所有 rank 的序号合起来应该恰好覆盖 0 到 15 各一次")
         end
         return true
@@ -312,7 +313,7 @@ for epoch in range(3):
           end
           local shares = {}
           for r = 1, #all do shares[r] = all[r] and all[r][e] end
-          if not partition(shares, 16) then
+          if not partition(shares, 16, c.world_size) then
             return false, msg("in each epoch the ranks' shares should cover the dataset once",
               "每个 epoch 中各 rank 的部分应该恰好覆盖数据集一遍")
           end
@@ -427,7 +428,8 @@ for xb, yb in batches:
       },
       check = function(c)
         local errs = c.gather(c.last_error())
-        for _, e in ipairs(errs) do
+        for r = 1, c.world_size do -- not ipairs: a rank without an error is a nil
+          local e = errs[r]
           if type(e) == "string" and e:find("collective") then return true end
         end
         return false, msg("run the loop over `batches` on every rank and read the error",

@@ -78,7 +78,8 @@ end
 -- Whether some rank's last error in this step contains one of the patterns.
 local function some_rank_saw(c, patterns)
   local errs = c.gather(c.last_error())
-  for _, e in ipairs(errs) do
+  for r = 1, c.world_size do -- not ipairs: a rank without an error is a nil
+    local e = errs[r]
     if type(e) == "string" then
       for _, p in ipairs(patterns) do
         if e:find(p, 1, true) then return true end
