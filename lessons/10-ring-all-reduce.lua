@@ -196,7 +196,7 @@ Mind the two ways of counting: chunk numbers `k` count from 0 like ranks, the Lu
 第一阶段是 reduce-scatter，共 `world - 1` 步：第 `s` 步（从 0 开始），rank `r` 把第
 `(r - s) % world` 块发给右邻居，从左邻居收到第 `(r - s - 1) % world` 块，并把它加到自己
 的那一块上。每一块都沿着环走一圈，沿途收集每个 rank 的那一部分。在 4 个 rank 上，
-记各块为 A、B、C、D，`A01` 表示“rank 0 的 A 加上 rank 1 的 A”：
+记各块为 A、B、C、D，`A01` 表示“rank 0 的 A 加上 rank 1 的 A”，“全部”表示 4 个 rank 的总和：
 
 ```text
              rank 0      rank 1      rank 2      rank 3
@@ -205,7 +205,7 @@ step 0 发送  A           B           C           D
 step 1 发送  D30         A01         B12         C23
        持有  C230        D301        A012        B123
 step 2 发送  C230        D301        A012        B123
-       持有  B（4 份和） C（4 份和） D（4 份和） A（4 份和）
+       持有  B（全部）   C（全部）   D（全部）   A（全部）
 ```
 
 最后一步之后，rank `r` 持有第 `(r + 1) % world` 块的完整总和。写出来：
