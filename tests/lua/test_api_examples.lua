@@ -259,6 +259,22 @@ print(#s, table.concat(s:indices(), " "))
 2	3 7
 ]==])
 
+example("data: shuffled as PyTorch shuffles", [==[
+local ds = data.TensorDataset(torch.arange(10))
+local s = data.DistributedSampler(ds, {num_replicas = 4, rank = 0, seed = 0})
+print(table.concat(s:indices(), " "))
+s:set_epoch(1)
+print(table.concat(s:indices(), " "))
+local g = torch.Generator()
+g:manual_seed(0)
+local loader = data.DataLoader(ds, {batch_size = 3, shuffle = true, generator = g})
+for x in loader do print(x) break end
+]==], [==[
+4 3 6
+5 0 7
+tensor([3, 7, 5])
+]==])
+
 example("data: synthetic and CSV", [==[
 local ds, x, y = data.synthetic.spiral{n = 6, classes = 2, seed = 0}
 print(#ds, x.shape, y)
