@@ -7,6 +7,9 @@
 #                              in DDP_TEST_LAYERS; included as "support/support_....h"
 # tests/lua/test_*.lua         run by ddplab itself; a first line "-- ranks: 1 2 4"
 #                              runs the file once per rank count (default: 1)
+# tests/gpu/test_*.lua         GPU checks run by ddplab on 1 rank (label gpu); where no
+#                              GPU is visible they print why and exit 77, which ctest
+#                              reports as skipped (SKIP_RETURN_CODE)
 # tests/e2e/test_*.sh          whole-program checks (real terminal via tmux, processes);
 #                              helpers they source (tmux_lib.sh, check_lib.sh) are not tests
 set(DDP_LAYER_base ddp_base)
@@ -77,6 +80,15 @@ foreach(file ${LUA_TESTS})
       LABELS "lua;san" TIMEOUT 300
       ENVIRONMENT "LUA_PATH=${CMAKE_SOURCE_DIR}/tests/lua/?.lua;;;DDP_TEST_FIXTURES=${CMAKE_SOURCE_DIR}/tests/fixtures;NO_COLOR=1")
   endforeach()
+endforeach()
+
+file(GLOB GPU_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/gpu/test_*.lua)
+foreach(file ${GPU_TESTS})
+  get_filename_component(name ${file} NAME_WE)
+  add_test(NAME gpu.${name} COMMAND ddplab -n 1 ${file})
+  set_tests_properties(gpu.${name} PROPERTIES
+    LABELS "gpu" TIMEOUT 300 SKIP_RETURN_CODE 77
+    ENVIRONMENT "LUA_PATH=${CMAKE_SOURCE_DIR}/tests/lua/?.lua;;;NO_COLOR=1")
 endforeach()
 
 file(GLOB E2E_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/e2e/test_*.sh)

@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -228,6 +229,48 @@ struct comm_p2p {
     bool done;
 };
 
+namespace {
+
+/* std::terminate's handler. Gloo checks what arrives in its own network thread, where no
+ * shim can catch: ranks whose calls disagree in size (float64 on one rank, float32 on
+ * another, which only the collective check catches first) throw there, and the process
+ * must end. It still ends, but with a line that says what happened and what to do,
+ * instead of "terminate called after throwing an instance of 'gloo::EnforceNotMet'". */
+[[noreturn]] void gloo_terminate() {
+    std::string what = "an unknown error";
+    if (std::exception_ptr e = std::current_exception()) {
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception &x) {
+            what = x.what();
+        } catch (...) {
+        }
+    }
+    const char *check = std::getenv("DDPLAB_COLLECTIVE_CHECK");
+    bool unchecked = check && std::strcmp(check, "0") == 0;
+    std::fprintf(stderr,
+                 "ddplab: Gloo failed inside its network thread, and this rank has to end: "
+                 "%s\n%s",
+                 what.c_str(),
+                 unchecked
+                     ? "ddplab: the collective check is off (--no-collective-check): ranks that "
+                       "call a collective with different dtypes or sizes (float64 on one, "
+                       "float32 on another) break Gloo's messages like this; without that option "
+                       "ddplab compares the calls first and names the mismatch\n"
+                     : "");
+    std::fflush(stderr);
+    std::abort();
+}
+
+/* Installs gloo_terminate once, before the first Gloo thread starts. */
+void install_terminate_handler() {
+    static bool installed = false;
+    if (!installed) std::set_terminate(gloo_terminate);
+    installed = true;
+}
+
+} // namespace
+
 extern "C" {
 
 const char *comm_reduce_op_name(comm_reduce_op op) {
@@ -251,6 +294,7 @@ ddp_status comm_gloo_init(const comm_init_options *o, comm **out) {
     if (o->size < 1 || o->rank < 0 || o->rank >= o->size)
         return DDP_FAIL(DDP_ERR_ARG, "gloo: rank %d is not in a group of %d", o->rank, o->size);
     comm *c = nullptr;
+    install_terminate_handler();
     try {
         c = new comm;
         c->timeout = std::chrono::milliseconds(static_cast<int64_t>(o->timeout_s * 1000));

@@ -80,6 +80,14 @@ int l_is_options(lua_State *L, int idx);
  * lacks (torch.float16, torch.int32, ...) raise an error naming the dtypes it has. */
 void l_guard_missing_dtypes(lua_State *L, int idx);
 
+/* In-place ops as PyTorch records them (l_tensor.c). l_inplace_clone returns NULL when
+ * the op on t (with tensor operand `other`, or NULL) is a plain write, and raises when it
+ * is refused; when it must be recorded it returns a differentiable clone of t (in a new
+ * box on the stack) to compute the result from out of place. l_inplace_finish then makes
+ * that result t's value and history (see ag_inplace_adopt) and leaves t on top. */
+tensor *l_inplace_clone(lua_State *L, tensor *t, const tensor *other, const char *op);
+void l_inplace_finish(lua_State *L, tensor *t, const tensor *result, const char *op);
+
 /* Options every creation function takes. */
 typedef struct {
     dtype dt;
@@ -142,6 +150,9 @@ void l_random_open(lua_State *L);
 /* The generator of an options table's `generator=` field (opts 0 or nil: none); NULL
  * when absent (the default generator); raises when it is not a torch.Generator. */
 ddp_generator *l_opt_generator(lua_State *L, int opts);
+
+/* l_batchnorm.c: sets F.batch_norm and F._sync_batch_norm into the table at the top. */
+void l_batchnorm_register(lua_State *L);
 
 /* l_io.c: pushes the module "ddp.io_core", the file primitives under torch.save and
  * torch.load (lua/torch/serialization.lua). */

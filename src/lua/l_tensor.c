@@ -298,7 +298,29 @@ static void l_set_row(lua_State *L, tensor *t) {
     int is_number = lua_type(L, 3) == LUA_TNUMBER || lua_type(L, 3) == LUA_TBOOLEAN;
     tensor *src = is_number ? NULL : ddp_lua_check_tensor(L, 3);
     if (t->ndim == 0) luaL_error(L, "t[%I] = v: a 0-dim tensor cannot be indexed", (LUAI_UACINT)i);
-    l_check(L, ag_check_inplace(t, "index assignment"));
+    tensor *c = l_inplace_clone(L, t, src, "index assignment");
+    if (c) { /* recorded: t = old t * keep + placed, keep 0 on row i and 1 elsewhere */
+        if (src && src->requires_grad)
+            ddp_lua_raise(L, DDP_FAIL(DDP_ERR_ARG,
+                                      "t[%lld] = v: ddplab cannot record an assignment of a "
+                                      "tensor that requires grad; build the tensor with "
+                                      "torch.cat or torch.stack instead",
+                                      (long long)i));
+        tensor **keep = l_new_box(L), **placed = l_new_box(L), **krow = l_new_box(L),
+               **prow = l_new_box(L);
+        l_check(L, tensor_full(t->sizes, t->ndim, t->dtype, t->storage->device, 1.0, keep));
+        l_check(L, tensor_zeros(t->sizes, t->ndim, t->dtype, t->storage->device, placed));
+        l_check(L, tensor_select(*keep, 0, (int64_t)i, krow));
+        l_check(L, tensor_fill_(*krow, 0.0));
+        l_check(L, tensor_select(*placed, 0, (int64_t)i, prow));
+        double v = lua_type(L, 3) == LUA_TBOOLEAN ? lua_toboolean(L, 3) : lua_tonumber(L, 3);
+        l_check(L, is_number ? tensor_fill_(*prow, v) : tensor_copy_(*prow, src));
+        tensor **kept = l_new_box(L), **r = l_new_box(L);
+        l_check(L, ag_binary(BINARY_MUL, c, *keep, kept));
+        l_check(L, ag_binary(BINARY_ADD, *kept, *placed, r));
+        l_inplace_finish(L, t, *r, "index assignment");
+        return;
+    }
     tensor **row = l_new_box(L);
     l_check(L, tensor_select(t, 0, (int64_t)i, row));
     double v = lua_type(L, 3) == LUA_TBOOLEAN ? lua_toboolean(L, 3) : lua_tonumber(L, 3);
@@ -541,11 +563,49 @@ static int l_tensor_detach(lua_State *L) {
     return 1;
 }
 
+/* See l_internal.h. */
+tensor *l_inplace_clone(lua_State *L, tensor *t, const tensor *other, const char *op) {
+    bool record;
+    l_check(L, ag_inplace_begin(t, other, op, &record));
+    if (!record) return NULL;
+    tensor **c = l_new_box(L);
+    l_check(L, ag_clone(t, c));
+    return *c;
+}
+
+/* See l_internal.h. */
+void l_inplace_finish(lua_State *L, tensor *t, const tensor *result, const char *op) {
+    l_check(L, ag_inplace_adopt(t, result, op));
+    lua_settop(L, 1);
+}
+
+/* The recorded form of filling t with v, or with src (broadcast, converted to t's dtype)
+ * when src is given: old t * 0 + v, so the gradient of t's old value is zero and src's
+ * is the incoming one summed to its shape, as PyTorch's fill_ and copy_. Leaves t on top. */
+static void l_fill_recorded(lua_State *L, tensor *t, tensor *c, double v, tensor *src,
+                            const char *op) {
+    tensor **zero = l_new_box(L);
+    l_check(L, ag_binary_scalar(BINARY_MUL, c, 0.0, zero));
+    tensor **r = l_new_box(L);
+    if (src) {
+        tensor **conv = l_new_box(L);
+        l_check(L, src->dtype == t->dtype ? ag_clone(src, conv) : ag_to_dtype(src, t->dtype, conv));
+        l_check(L, ag_binary(BINARY_ADD, *zero, *conv, r));
+    } else {
+        l_check(L, ag_binary_scalar(BINARY_ADD, *zero, v, r));
+    }
+    l_inplace_finish(L, t, *r, op);
+}
+
 /* t:copy_(src): src broadcast into t, converting dtype. Returns t. */
 static int l_tensor_copy_(lua_State *L) {
     tensor *t = l_check_self(L);
     tensor *src = l_check_other(L, 2);
-    l_check(L, ag_check_inplace(t, "copy_"));
+    tensor *c = l_inplace_clone(L, t, src, "copy_");
+    if (c) {
+        l_fill_recorded(L, t, c, 0.0, src, "copy_");
+        return 1;
+    }
     l_check(L, tensor_copy_(t, src));
     lua_settop(L, 1);
     return 1;
@@ -555,7 +615,11 @@ static int l_tensor_copy_(lua_State *L) {
 static int l_tensor_fill_(lua_State *L) {
     tensor *t = l_check_self(L);
     double v = lua_isboolean(L, 2) ? lua_toboolean(L, 2) : luaL_checknumber(L, 2);
-    l_check(L, ag_check_inplace(t, "fill_"));
+    tensor *c = l_inplace_clone(L, t, NULL, "fill_");
+    if (c) {
+        l_fill_recorded(L, t, c, v, NULL, "fill_");
+        return 1;
+    }
     l_check(L, tensor_fill_(t, v));
     lua_settop(L, 1);
     return 1;
@@ -564,7 +628,11 @@ static int l_tensor_fill_(lua_State *L) {
 /* t:zero_(): fill with 0. Returns t. */
 static int l_tensor_zero_(lua_State *L) {
     tensor *t = l_check_self(L);
-    l_check(L, ag_check_inplace(t, "zero_"));
+    tensor *c = l_inplace_clone(L, t, NULL, "zero_");
+    if (c) {
+        l_fill_recorded(L, t, c, 0.0, NULL, "zero_");
+        return 1;
+    }
     l_check(L, tensor_fill_(t, 0.0));
     lua_settop(L, 1);
     return 1;

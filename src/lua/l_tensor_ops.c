@@ -144,7 +144,21 @@ static int l_binary_inplace(lua_State *L, binary_op op, double alpha) {
     }
     char name[32];
     snprintf(name, sizeof name, "%s_", binary_op_name(op));
-    l_check(L, ag_check_inplace(t, name));
+    tensor *c = l_inplace_clone(L, t, b, name);
+    if (c) { /* recorded, as PyTorch records it: the result computed from a clone */
+        tensor **r = l_new_box(L);
+        if (b && (op == BINARY_ADD || op == BINARY_SUB) && alpha != 1.0) {
+            tensor **scaled = l_new_box(L);
+            l_check(L, ag_binary_scalar(BINARY_MUL, b, alpha, scaled));
+            l_check(L, ag_binary(op, c, *scaled, r));
+        } else if (b) {
+            l_check(L, ag_binary(op, c, b, r));
+        } else {
+            l_check(L, ag_binary_scalar(op, c, lua_tonumber(L, 2) * alpha, r));
+        }
+        l_inplace_finish(L, t, *r, name);
+        return 1;
+    }
     if (!b && l_float_meets_ints(L, 2, t)) /* int64 t:add_(2.0): a float result (PyTorch) */
         ddp_lua_raise(L, DDP_FAIL(DDP_ERR_ARG,
                                   "%s: the result is float32 and cannot be stored in place into "
@@ -190,7 +204,13 @@ static int l_unary_inplace(lua_State *L, unary_op op) {
     tensor *t = l_check_self(L);
     char name[32];
     snprintf(name, sizeof name, "%s_", unary_op_name(op));
-    l_check(L, ag_check_inplace(t, name));
+    tensor *c = l_inplace_clone(L, t, NULL, name);
+    if (c) { /* recorded: h:relu_() on a layer's output works as in PyTorch */
+        tensor **r = l_new_box(L);
+        l_check(L, ag_unary(op, c, r));
+        l_inplace_finish(L, t, *r, name);
+        return 1;
+    }
     l_check(L, tensor_unary_(op, t));
     lua_settop(L, 1);
     return 1;
@@ -269,7 +289,13 @@ static int l_clamp_(lua_State *L) {
                                   "into a tensor of dtype %s (use clamp, or convert the tensor "
                                   "first)",
                                   dtype_name(t->dtype)));
-    l_check(L, ag_check_inplace(t, "clamp_"));
+    tensor *c = l_inplace_clone(L, t, NULL, "clamp_");
+    if (c) {
+        tensor **r = l_new_box(L);
+        l_check(L, ag_clamp(c, has_lo, lo, has_hi, hi, r));
+        l_inplace_finish(L, t, *r, "clamp_");
+        return 1;
+    }
     l_check(L, tensor_clamp_(t, has_lo, lo, has_hi, hi));
     lua_settop(L, 1);
     return 1;

@@ -42,6 +42,7 @@ static void node_free_contents(ag_node *n) {
     free(n->edges);
     for (int i = 0; i < AG_MAX_SAVED; i++) tensor_release(n->saved[i]);
     tensor_release(n->grad_acc);
+    if (n->ctx_release) n->ctx_release(n->ctx);
     free(n);
 }
 
@@ -173,11 +174,11 @@ ddp_status ag_detach(const tensor *t, tensor **out) {
 }
 
 ddp_status ag_check_inplace(const tensor *t, const char *op) {
-    if (t->grad_fn)
+    if (t->grad_fn && !grad_disabled)
         return DDP_FAIL(DDP_ERR_ARG,
-                        "%s: in-place operation on a tensor that autograd needs for backward "
-                        "(it was computed by %s); use the out-of-place form, or :detach() "
-                        "it first",
+                        "%s: ddplab cannot record this in-place operation on a tensor with "
+                        "autograd history (computed by %s), as PyTorch would; use the "
+                        "out-of-place form (x = ...), or :detach() it first",
                         op, ((ag_node *)t->grad_fn)->name);
     if (t->requires_grad && !grad_disabled)
         return DDP_FAIL(DDP_ERR_ARG,
@@ -185,6 +186,59 @@ ddp_status ag_check_inplace(const tensor *t, const char *op) {
                         "operation; do the update inside torch.no_grad(function() ... end), "
                         "as optimizers do",
                         op);
+    return DDP_OK;
+}
+
+/* The nodes of ops whose output shares its input's storage. An in-place change of such
+ * a view would have to rewrite its base's history too (PyTorch's CopySlices), which
+ * ddplab does not do: it refuses instead. */
+static bool is_view_node(const char *name) {
+    static const char *const views[] = {
+        "ViewBackward0",    "SelectBackward0",    "SliceBackward0",      "TransposeBackward0",
+        "PermuteBackward0", "UnsqueezeBackward0", "SqueezeBackward0",    "SqueezeBackward1",
+        "SqueezeBackward3", "ExpandBackward0",    "UnsafeViewBackward0", NULL};
+    for (int i = 0; views[i]; i++)
+        if (strcmp(name, views[i]) == 0) return true;
+    return false;
+}
+
+ddp_status ag_inplace_begin(const tensor *t, const tensor *other, const char *op, bool *record) {
+    *record = false;
+    if (grad_disabled) return DDP_OK; /* optimizer updates: no history to keep */
+    if (!t->grad_fn && t->requires_grad)
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "%s: a leaf tensor that requires grad is being used in an in-place "
+                        "operation; do the update inside torch.no_grad(function() ... end), "
+                        "as optimizers do",
+                        op);
+    if (!t->grad_fn && !(other && other->requires_grad)) return DDP_OK;
+    if (t->grad_fn && is_view_node(((ag_node *)t->grad_fn)->name))
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "%s: in-place operation on a view (made by %s) of a tensor that "
+                        "autograd tracks: ddplab cannot rewrite the base tensor's history, as "
+                        "PyTorch does; :clone() the view first, or change the base tensor "
+                        "itself",
+                        op, ((ag_node *)t->grad_fn)->name);
+    *record = dtype_is_float(t->dtype);
+    return DDP_OK;
+}
+
+ddp_status ag_inplace_adopt(tensor *t, const tensor *result, const char *op) {
+    if (result->ndim != t->ndim ||
+        memcmp(result->sizes, t->sizes, sizeof(int64_t) * (size_t)t->ndim))
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "%s: the result has a different shape than the tensor changed in place "
+                        "(an in-place operation cannot broadcast its tensor to a larger shape)",
+                        op);
+    DDP_CHECK(tensor_copy_(t, result)); /* one in-place write: t's version moves on */
+    grad_node_header *old = t->grad_fn;
+    t->grad_fn = result->grad_fn;
+    t->grad_fn_slot = result->grad_fn_slot;
+    if (t->grad_fn) {
+        t->grad_fn->refcount++;
+        t->requires_grad = true;
+    }
+    ag_node_unref((ag_node *)old);
     return DDP_OK;
 }
 
@@ -457,8 +511,10 @@ static ddp_status check_saved_versions(const ag_node *n) {
             shape[len++] = ']';
             shape[len] = '\0';
         }
-        if (n->saved_from[i])
-            snprintf(from, sizeof from, ", which is output 0 of %s,", n->saved_from[i]);
+        /* PyTorch names what produces the tensor now: after a recorded in-place op that
+         * is the op's node (AddBackward0 for y:add_(1)), else the node it came from */
+        const char *by = t->grad_fn ? ((const ag_node *)t->grad_fn)->name : n->saved_from[i];
+        if (by) snprintf(from, sizeof from, ", which is output 0 of %s,", by);
         return DDP_FAIL(DDP_ERR_STATE,
                         "one of the variables needed for gradient computation has been "
                         "modified by an inplace operation: [%s %s]%s is at version %llu; "

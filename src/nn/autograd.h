@@ -27,6 +27,17 @@ ddp_status ag_detach(const tensor *t, tensor **out);
 /* Refuses in-place ops that would corrupt a graph: on a leaf that requires grad while
  * grad mode is on, or on a tensor produced by a recorded op. `op` names the op. */
 ddp_status ag_check_inplace(const tensor *t, const char *op);
+/* Whether an in-place op `op` on t (with the tensor operand `other`, or NULL) must be
+ * recorded, as PyTorch records in-place ops: under grad mode when t has history or other
+ * requires grad (*record true), else it is a plain write (*record false). Refuses a leaf
+ * that requires grad (under grad mode) and a view of a tracked tensor. When recording,
+ * the caller computes the op's result out of place from ag_clone(t) (so that nothing the
+ * op saves is the tensor about to change) and hands it to ag_inplace_adopt. */
+ddp_status ag_inplace_begin(const tensor *t, const tensor *other, const char *op, bool *record);
+/* Makes `result` (t's shape) t's new value and history: its values are copied into t,
+ * which counts as an in-place write (t's version moves on, so a node that saved t finds
+ * out at backward, naming the op and the versions), and t takes result's grad_fn. */
+ddp_status ag_inplace_adopt(tensor *t, const tensor *result, const char *op);
 
 /* ---- differentiable ops (see tensor.h for semantics) ----------------------------- */
 ddp_status ag_binary(binary_op op, const tensor *a, const tensor *b, tensor **out);

@@ -120,6 +120,10 @@ static void append_output(rank_result *r, const char *bytes, size_t len) {
     r->output = nb;
 }
 
+/* How long a session that is ending waits for ranks to stop at the interrupt before it
+ * kills them. */
+#define TERMINATE_GRACE_MS 2000
+
 /* What a run collects, passed through the frame and output handlers. */
 typedef struct {
     rank_result *results;
@@ -128,6 +132,7 @@ typedef struct {
     int first_dead;         /* the first rank that died during this run, or -1 */
     bool user_interrupt;    /* Ctrl-C was pressed during this run */
     int presses;            /* how many times */
+    int64_t terminate_ms;   /* when this run saw the session end (SIGTERM...), or 0 */
     int64_t last_output_ms; /* when a rank last printed (or the chunk started) */
     bool quiet_told;        /* the quiet report was made for this chunk */
     /* c.gather in progress: what each rank sent (NULL: nothing yet), answered once every
@@ -861,6 +866,15 @@ static ddp_status run_frame(driver *d, msg_type type, const char *body, size_t b
                 }
             }
         }
+        /* A session asked to end (SIGTERM, SIGHUP) does, even when a rank stuck in C does not
+         * stop at the interrupt: after a grace of 2 s its ranks are killed. */
+        if (d->terminating && rc.terminate_ms == 0) rc.terminate_ms = ddp_now_ms();
+        if (rc.terminate_ms && ddp_now_ms() - rc.terminate_ms > TERMINATE_GRACE_MS)
+            for (int r = 0; r < d->world; r++)
+                if (d->ranks[r].state == SLOT_RUNNING && !d->ranks[r].remote) {
+                    kill(-d->ranks[r].pid, SIGKILL);
+                    kill(d->ranks[r].pid, SIGKILL);
+                }
         for (int i = 1; i < n; i++) {
             int r = who[i];
             if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;

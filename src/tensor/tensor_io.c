@@ -35,13 +35,29 @@
 ddp_status io_source_open(io_source *in, const char *path, const char *what) {
     in->path = path;
     in->mem = NULL;
-    in->f = fopen(path, "rb");
-    if (!in->f) return DDP_FAIL(DDP_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    in->f = NULL;
+    /* O_NONBLOCK: opening a FIFO nobody writes to would block for ever (and Ctrl-C cannot
+     * end a blocked open); it is refused below like any file that is not regular. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return DDP_FAIL(DDP_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fileno(in->f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(in->f);
-        in->f = NULL;
-        return DDP_FAIL(DDP_ERR_IO, "cannot read '%s' as %s: it is not a regular file", path, what);
+    memset(&st, 0, sizeof st);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return DDP_FAIL(DDP_ERR_IO, "cannot read '%s' as %s: it is not a regular file%s", path,
+                        what,
+                        S_ISFIFO(st.st_mode)   ? " (a FIFO)"
+                        : S_ISDIR(st.st_mode)  ? " (a directory)"
+                        : S_ISCHR(st.st_mode)  ? " (a device)"
+                        : S_ISSOCK(st.st_mode) ? " (a socket)"
+                                               : "");
+    }
+    (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    in->f = fdopen(fd, "rb");
+    if (!in->f) {
+        int e = errno;
+        close(fd);
+        return DDP_FAIL(DDP_ERR_IO, "cannot open '%s': %s", path, strerror(e));
     }
     in->size = (uint64_t)st.st_size;
     return DDP_OK;

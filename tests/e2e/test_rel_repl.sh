@@ -65,4 +65,22 @@ wait_for "[0,1] 42"
 
 ctrl_d_and_wait
 [ "$(cat "$WORK/status")" = 0 ] || fail "exit status $(cat "$WORK/status")"
+
+# 3. the terminal closing (SIGHUP) ends the session even while a rank does not stop at
+# the interrupt: after a short grace its ranks are killed, none is left behind
+rm -f "$WORK/status" "$WORK"/pid*
+start_ddplab -n 2
+wait_for "[all]>"
+send 'io.open(os.getenv("HOME") .. "/pid" .. os.getenv("RANK"), "w"):write(io.open("/proc/self/stat"):read("n")):close()'
+sync_ranks
+send 'while true do pcall(function() while true do end end) end'
+sleep 1
+tmux -L "$SOCK" kill-server
+for _ in $(seq 100); do
+    alive=0
+    for r in 0 1; do kill -0 "$(cat "$WORK/pid$r")" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.1
+done
+[ $alive = 0 ] || { kill -9 "$(cat "$WORK/pid0")" "$(cat "$WORK/pid1")"; fail "a rank outlived the closed terminal by 10 s"; }
 echo "test_rel_repl: all checks passed"

@@ -52,4 +52,56 @@ rc=$?
 [ $rc -eq 1 ] || fail "exit0.lua fail exited with $rc, expected 1: $(cat "$work/err")"
 grep -q "rank 2 failed" "$work/err" || fail "'rank 2 failed' is missing: $(cat "$work/err")"
 
+# 3. a driver asked to stop (SIGTERM) stops its ranks, even one stuck in C: here opening
+# a FIFO that nobody writes to (torch.load refuses FIFOs; plain io.open blocks)
+mkfifo "$work/pipe.npy"
+cat >"$work/stuck.lua" <<LUA
+io.open("$work/pid" .. os.getenv("RANK"), "w"):write(io.open("/proc/self/stat"):read("n")):close()
+print(pcall(torch.load, "$work/pipe.npy"))
+io.stdout:flush()
+local f = io.open("$work/pipe.npy")
+LUA
+"$DDPLAB" -n 2 "$work/stuck.lua" >"$work/out" 2>"$work/err" &
+driver=$!
+for _ in $(seq 100); do grep -q "^\[1\]" "$work/out" 2>/dev/null && break; sleep 0.1; done
+sleep 0.5
+start=$(date +%s%N)
+kill -TERM $driver
+for _ in $(seq 100); do kill -0 $driver 2>/dev/null || break; sleep 0.1; done
+if kill -0 $driver 2>/dev/null; then
+    fail "the driver did not stop within 10 s of SIGTERM"
+    kill -KILL $driver
+fi
+wait $driver
+rc=$?
+elapsed_ms=$((($(date +%s%N) - start) / 1000000))
+[ $rc -eq 143 ] || fail "SIGTERM: exit status $rc, expected 143: $(cat "$work/err")"
+[ $elapsed_ms -lt 6000 ] || fail "SIGTERM took $elapsed_ms ms"
+for r in 0 1; do
+    kill -0 "$(cat "$work/pid$r")" 2>/dev/null && fail "rank $r outlived the session"
+done
+grep -q "cannot read '$work/pipe.npy' as .npy: it is not a regular file (a FIFO)" "$work/out" ||
+    fail "torch.load of a FIFO was not refused:"$'\n'"$(cat "$work/out")"
+
+# 2. ranks that disagree in dtype with the collective check off: Gloo's network thread
+# fails where nothing can catch it; the rank ends saying what happened, not with a bare
+# "terminate called after throwing an instance of 'gloo::EnforceNotMet'"
+timeout 60 "$DDPLAB" -n 2 --no-collective-check -e 'dist.init_process_group{backend="gloo"}
+local t = dist.get_rank() == 0 and torch.ones(4, {dtype = torch.float64}) or torch.ones(4)
+dist.all_reduce(t)' >"$work/out" 2>"$work/err"
+rc=$?
+[ $rc -ne 0 ] || fail "a dtype mismatch without the check exited with 0"
+cat "$work/out" "$work/err" >"$work/all"
+grep -q "Gloo failed inside its network thread, and this rank has to end" "$work/all" ||
+    fail "no death message:"$'\n'"$(cat "$work/all")"
+grep -q "the collective check is off (--no-collective-check)" "$work/all" ||
+    fail "the message does not say the check was off:"$'\n'"$(cat "$work/all")"
+grep -q "terminate called after" "$work/all" && fail "the bare C++ message is shown"
+# ... and with the check on, the same call is a mismatch error, no death
+timeout 60 "$DDPLAB" -n 2 -e 'dist.init_process_group{backend="gloo"}
+local t = dist.get_rank() == 0 and torch.ones(4, {dtype = torch.float64}) or torch.ones(4)
+dist.all_reduce(t)' >"$work/out" 2>"$work/err"
+grep -q "float64\[4\]" "$work/err" || fail "the checked mismatch is not named: $(cat "$work/err")"
+grep -q "died" "$work/err" && fail "a rank died with the check on: $(cat "$work/err")"
+
 finish test_rel_script

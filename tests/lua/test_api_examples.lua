@@ -321,6 +321,19 @@ print(math.type(seconds), seconds >= 0)
 float	true
 ]==])
 
+example("gpus and devices", [==[
+local d = torch.device("cuda:1")
+print(d, d.type, d.index, torch.device("cuda").index)
+local t = torch.zeros(2)
+print(t.device, t.is_cuda, t.device == torch.device("cpu"), t:cpu() == t)
+local device = torch.cuda.is_available() and "cuda" or "cpu"
+print(torch.ones(2, {device = device}):cpu())
+]==], [==[
+cuda:1	cuda	1	nil
+cpu	false	true	true
+tensor([1., 1.])
+]==])
+
 -- ---- Tensor ----------------------------------------------------------------------------
 
 example("fields", [==[
@@ -526,6 +539,25 @@ tensor(4.3333)
 tensor(5.)
 tensor(1.0986)
 mse_loss: input (4x1) and target (4) have different shapes
+]==])
+
+example("batch norm", [==[
+torch.manual_seed(0)
+local bn = nn.BatchNorm1d(3)
+local x = torch.randn(4, 3)
+print(bn(x)[0])
+print(bn.running_mean, bn.num_batches_tracked)
+bn:eval()
+print(bn(x)[0])
+print(bn)
+local model = nn.SyncBatchNorm.convert_sync_batchnorm(nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3)))
+print(model[1])
+]==], [==[
+tensor([ 1.4666, -0.0131, -1.3234], grad_fn=<SelectBackward0>)
+tensor([ 0.0527, -0.0284, -0.1029])	tensor(1)
+tensor([ 1.5160, -0.2696, -2.0752], grad_fn=<SelectBackward0>)
+BatchNorm1d(3, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)
+SyncBatchNorm(3, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)
 ]==])
 
 example("functional", [==[
