@@ -216,7 +216,7 @@ static const repl_command_def core_commands[] = {
      "replay", NULL, command_restart, false},
     {"help", "h ?", ":help", "this help", NULL, NULL, command_help, true},
     {"quit", "q exit", ":quit", "stop the ranks and leave (or Ctrl-D)", NULL, NULL, command_quit,
-     true},
+     false},
 };
 
 void repl_commands_add_core(void) {

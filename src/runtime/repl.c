@@ -137,6 +137,15 @@ static char *read_line(repl *r, bool *interrupted) {
     *interrupted = false;
     repl_sigint_seen = 0;
     if (terminate_seen) return NULL;
+    if (r->npending > 0) { /* typed while a chunk ran (and echoed then) */
+        char *line = r->pending[0];
+        memmove(r->pending, r->pending + 1, (size_t)(r->npending - 1) * sizeof *r->pending);
+        r->npending--;
+        if (r->el) printf("%s%s\n", r->prompt, line); /* where it ran, in the transcript */
+        fflush(stdout);
+        return line;
+    }
+    if (r->eof_seen) return NULL; /* Ctrl-D came while a chunk ran */
     if (r->el) {
         int count = 0;
         el_resize(r->el); /* the terminal may have changed size while a chunk ran */
@@ -605,6 +614,9 @@ int repl_run(driver *d, const repl_options *opts) {
     free(r.kept);
     free_notice(&r, r.notice);
     lesson_close_session(r.lesson);
+    for (int i = 0; i < r.npending; i++) free(r.pending[i]);
+    free(r.pending);
+    free(r.typeahead);
     free(r.targets);
     lua_close(r.L);
     return r.exit_status;
