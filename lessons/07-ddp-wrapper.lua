@@ -15,7 +15,8 @@ function LinearModel:forward(x)
   return self.fc2(torch.relu(self.fc1(x)))
 end
 torch.manual_seed(0)
-X, Y = torch.randn(16, 5), torch.randn(16, 5)
+N = 4 * world -- one batch: 4 rows per rank (16 on 4 ranks)
+X, Y = torch.randn(N, 5), torch.randn(N, 5)
 b = #X // world
 x = X:narrow(0, rank * b, b)
 y = Y:narrow(0, rank * b, b)
