@@ -50,7 +50,7 @@ return function(nn)
     -- rank 0's shapes, one row per parameter: ndim, then up to 8 sizes
     local width = 9
     local shapes = torch.zeros(#params * width, {dtype = torch.int64})
-    if me == 0 or self._group_rank == 0 then
+    if self._group_rank == 0 then
       local rows = {}
       for i, p in ipairs(params) do
         local row = {p:dim()}

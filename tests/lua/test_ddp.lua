@@ -310,6 +310,31 @@ if n > 1 then
   end)
 end
 
+if n == 4 then
+  T.test("process_group: two pairs of ranks, each a DDP of its own", function()
+    local g01, g23 = dist.new_group({0, 1}), dist.new_group({2, 3})
+    local mine = rank < 2 and g01 or g23
+    local first = rank < 2 and 0 or 2 -- the pair's rank 0
+    local model = make_model(70 + first) -- what the pair's first rank broadcasts
+    local ddp = nn.DistributedDataParallel(make_model(70 + rank), {process_group = mine})
+    same_weights(ddp.module:parameters(), model:parameters(), 0, "the pair's first rank's weights")
+    local opt = make_opt("sgd", ddp:parameters())
+    local xs, ys = make_data(2)
+    for s = 1, 2 do -- the pair splits rows [first*b, (first+2)*b) of every batch
+      opt:zero_grad()
+      nn.MSELoss()(ddp(local_rows(xs[s])), local_rows(ys[s])):backward()
+      opt:step()
+    end
+    local ropt = make_opt("sgd", model:parameters())
+    for s = 1, 2 do
+      ropt:zero_grad()
+      nn.MSELoss()(model(xs[s]:narrow(0, first * b, 2 * b)), ys[s]:narrow(0, first * b, 2 * b)):backward()
+      ropt:step()
+    end
+    same_weights(ddp.module:parameters(), model:parameters(), 1e-5, "pair")
+  end)
+end
+
 -- Every rank's copy of t equals rank 0's.
 local function same_as_rank0(t, what)
   local ref = t:clone()
