@@ -20,7 +20,8 @@ function LinearModel:forward(x)
   return self.fc2(torch.relu(self.fc1(x)))
 end
 torch.manual_seed(0)
-X, Y = torch.randn(16, 5), torch.randn(16, 5)
+N = 4 * world -- one batch: 4 rows per rank (16 on 4 ranks)
+X, Y = torch.randn(N, 5), torch.randn(N, 5)
 torch.manual_seed(100 + rank)
 ]]
 
@@ -182,9 +183,9 @@ for p in model.parameters():
     {
       text = {
         en = [[
-`X` and `Y` are one batch of 16 samples (the same on every rank: they come from the
-same seed). In data parallel training each rank takes its own shard: with `world` ranks,
-rank `r` takes rows `r*b` to `r*b + b - 1`, where `b = 16 / world`.
+`X` and `Y` are one batch of `N = 4 * world` samples (16 on 4 ranks; the same on
+every rank: they come from the same seed). In data parallel training each rank takes its own shard: with `world` ranks,
+rank `r` takes rows `r*b` to `r*b + b - 1`, where `b = N / world`.
 
 ```lua
 b = #X // world
@@ -195,9 +196,10 @@ y = Y:narrow(0, rank * b, b)
 `narrow(dim, start, length)` counts from 0, like ranks. Look at `:show x:sum():item()`:
 every rank now sees different data. Between them, the ranks cover the whole batch once.]],
         zh = [[
-`X` 和 `Y` 是一个包含 16 个样本的 batch（每个 rank 上都一样：它们来自同一个随机种子）。
+`X` 和 `Y` 是一个包含 `N = 4 * world` 个样本的 batch（4 个 rank 时是 16 个；每个 rank
+上都一样：它们来自同一个随机种子）。
 数据并行时每个 rank 只取属于自己的那一份分片：共有 `world` 个 rank 时，rank `r` 取第
-`r*b` 到 `r*b + b - 1` 行，其中 `b = 16 / world`。
+`r*b` 到 `r*b + b - 1` 行，其中 `b = N / world`。
 
 ```lua
 b = #X // world
@@ -225,11 +227,11 @@ y = Y.narrow(0, rank * b, b)]],
         if not (c.is_tensor(x) and c.is_tensor(y)) then
           return false, msg("there are no tensors `x` and `y` yet", "还没有张量 `x` 和 `y`")
         end
-        local b = 16 // c.world_size
+        local b = 4
         if x:dim() ~= 2 or x:size(0) ~= b or x:size(1) ~= 5 or x.shape ~= y.shape then
           return false, msg(
-            string.format("`x` and `y` should each be %d rows of 5 (16 rows over %d ranks)", b, c.world_size),
-            string.format("`x` 和 `y` 应该各有 %d 行、每行 5 个数（16 行分给 %d 个 rank）", b, c.world_size))
+            string.format("`x` and `y` should each be %d rows of 5 (%d rows over %d ranks)", b, 4 * c.world_size, c.world_size),
+            string.format("`x` 和 `y` 应该各有 %d 行、每行 5 个数（%d 行分给 %d 个 rank）", b, 4 * c.world_size, c.world_size))
         end
         if not shard_ok(c) then
           return false, msg(

@@ -16,7 +16,8 @@ function LinearModel:forward(x)
   return self.fc2(torch.relu(self.fc1(x)))
 end
 torch.manual_seed(0)
-X, Y = torch.randn(16, 5), torch.randn(16, 5)
+N = 4 * world -- one batch: 4 rows per rank (16 on 4 ranks)
+X, Y = torch.randn(N, 5), torch.randn(N, 5)
 torch.manual_seed(100 + rank)
 ]]
 
@@ -166,7 +167,7 @@ end
 ```
 
 Why the average and not the sum? Each rank's loss is the mean over its own rows, so the
-mean of the ranks' gradients is the gradient of the mean over all 16 rows: exactly the
+mean of the ranks' gradients is the gradient of the mean over all `N` rows: exactly the
 gradient one process would get on the whole batch. The sum would be `world` times too
 large, as if the learning rate had been multiplied by `world`.
 
@@ -184,7 +185,7 @@ end
 ```
 
 为什么是平均而不是求和？每个 rank 的损失是它自己那几行的平均值，所以各 rank 梯度的
-平均，正好是全部 16 行平均损失的梯度，也就是单个进程在整个 batch 上得到的梯度。
+平均，正好是全部 `N` 行平均损失的梯度，也就是单个进程在整个 batch 上得到的梯度。
 如果只求和，梯度会大 `world` 倍，相当于把学习率乘了 `world`。
 
 整个 state dict 不能一次做 all-reduce（`dist.all_reduce(model:state_dict())` 会被拒绝，

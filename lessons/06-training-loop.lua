@@ -16,7 +16,8 @@ function LinearModel:forward(x)
   return self.fc2(torch.relu(self.fc1(x)))
 end
 torch.manual_seed(0)
-X, Y = torch.randn(16, 5), torch.randn(16, 5)
+N = 4 * world -- one batch: 4 rows per rank (16 on 4 ranks)
+X, Y = torch.randn(N, 5), torch.randn(N, 5)
 torch.manual_seed(100 + rank)
 model = LinearModel()
 for _, p in ipairs(model:parameters()) do dist.broadcast(p, 0) end
@@ -317,7 +318,7 @@ dist.all_reduce(l)
 global_loss = l:item() / world
 ```
 
-Every rank now holds the same number: the MSE of the current model on all 16 rows (check
+Every rank now holds the same number: the MSE of the current model on all `N` rows (check
 it: `criterion(model(X), Y)`). Detach first, so that logging never touches the graph.]],
         zh = [[
 再养成一个习惯。rank 0 上的 `loss` 只是 rank 0 那几行上的损失；在 rank 0 上打印它，
@@ -330,7 +331,7 @@ dist.all_reduce(l)
 global_loss = l:item() / world
 ```
 
-现在每个 rank 上都是同一个数：当前模型在全部 16 行上的 MSE（可以用
+现在每个 rank 上都是同一个数：当前模型在全部 `N` 行上的 MSE（可以用
 `criterion(model(X), Y)` 验证）。先 detach，这样记录日志就不会碰到计算图。]],
       },
       pytorch = [[

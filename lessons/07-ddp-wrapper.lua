@@ -15,7 +15,8 @@ function LinearModel:forward(x)
   return self.fc2(torch.relu(self.fc1(x)))
 end
 torch.manual_seed(0)
-X, Y = torch.randn(16, 5), torch.randn(16, 5)
+N = 4 * world -- one batch: 4 rows per rank (16 on 4 ranks)
+X, Y = torch.randn(N, 5), torch.randn(N, 5)
 b = #X // world
 x = X:narrow(0, rank * b, b)
 y = Y:narrow(0, rank * b, b)
@@ -264,7 +265,8 @@ parameters, because backward produces the last layer's gradients first. As soon 
 gradient of a bucket is ready, that bucket's all-reduce starts (each gradient divided by
 the world size, then summed), while backward carries on with earlier layers. The first
 bucket is kept small (1 MiB) so that communication starts early; the others hold up to
-`bucket_cap_mb` (25 by default). The optimizer step waits for all of them.
+`bucket_cap_mb` (25 by default), and a parameter larger than that gets a bucket of its
+own. The optimizer step waits for all of them.
 
 `big` is a 6 MiB MLP, wrapped with 1 MiB buckets. Run one step and look:
 
@@ -282,8 +284,8 @@ the first step, the buckets are rebuilt in the order the gradients actually arri
 包装器是怎样求平均的：它把梯度分成若干个 bucket，按参数的逆序排列，因为 backward 最先
 算出最后一层的梯度。一个 bucket 里的梯度全部就绪后，这个 bucket 的 all-reduce 就立即
 开始（每个梯度先除以 world size，再求和），与此同时 backward 继续计算前面各层。第一个
-bucket 很小（1 MiB），这样通信能尽早开始；其余的最多容纳 `bucket_cap_mb`（默认 25）。
-优化器的 step 会等待所有 bucket 完成。
+bucket 很小（1 MiB），这样通信能尽早开始；其余的最多容纳 `bucket_cap_mb`（默认 25），
+比这还大的参数则单独占一个 bucket。优化器的 step 会等待所有 bucket 完成。
 
 `big` 是一个 6 MiB 的 MLP，用 1 MiB 的 bucket 包装。运行一步看看：
 

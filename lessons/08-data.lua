@@ -17,8 +17,9 @@ function LinearModel:forward(x)
   return self.fc2(torch.relu(self.fc1(x)))
 end
 torch.manual_seed(0)
-X = torch.randn(16, 5)
-ds = data.TensorDataset(X, torch.arange(16))
+N = 4 * world -- 16 samples on 4 ranks
+X = torch.randn(N, 5)
+ds = data.TensorDataset(X, torch.arange(N))
 ]]
 
 local SOL_EPOCHS_NO_SET = [[
@@ -73,9 +74,10 @@ local function list_equal(a, b)
 end
 
 -- Whether the ranks' lists are disjoint and together are exactly 0 .. n-1.
-local function partition(all, n)
+local function partition(all, n, world)
   local seen, count = {}, 0
-  for _, list in ipairs(all) do
+  for r = 1, world do
+    local list = all[r]
     if type(list) ~= "table" then return false end
     for _, i in ipairs(list) do
       if seen[i] or math.type(i) ~= "integer" or i < 0 or i >= n then return false end
@@ -121,7 +123,7 @@ PyTorch 的 `DistributedSampler` 和 `DataLoader` 负责处理这些，ddplab �
     {
       text = {
         en = [[
-`ds` is a dataset of 16 samples; each sample is a row of `X` and its own index (so you
+`ds` is a dataset of `N = 4 * world` samples (16 on 4 ranks); each sample is a row of `X` and its own index (so you
 can see which samples a rank gets). Make a sampler and ask for this rank's indices:
 
 ```lua
@@ -134,7 +136,7 @@ mine = sampler:indices()
 the rank from the process group; the ranks' shares never overlap and together cover the
 dataset once.]],
         zh = [[
-`ds` 是一个有 16 个样本的数据集；每个样本是 `X` 的一行加上它自己的序号（这样就能看出
+`ds` 是一个有 `N = 4 * world` 个样本的数据集（4 个 rank 时是 16 个）；每个样本是 `X` 的一行加上它自己的序号（这样就能看出
 每个 rank 拿到了哪些样本）。创建一个 sampler，取出本 rank 的序号：
 
 ```lua
@@ -164,13 +166,14 @@ mine = list(sampler)]],
           return false, msg("there is no list `mine` yet", "还没有列表 `mine`")
         end
         local want = {}
-        for i = c.rank, 15, c.world_size do want[#want + 1] = i end
+        for i = c.rank, 4 * c.world_size - 1, c.world_size do want[#want + 1] = i end
         if not list_equal(mine, want) then
           return false, msg("`mine` should be this rank's indices, unshuffled: `{shuffle = false}`",
             "`mine` 应该是本 rank 未打乱的序号：`{shuffle = false}`")
         end
-        if not partition(all, 16) then
-          return false, msg("the ranks' indices should cover 0 to 15 once", "所有 rank 的序号合起来应该恰好覆盖 0 到 15 各一次")
+        if not partition(all, 4 * c.world_size, c.world_size) then
+          return false, msg(string.format("the ranks' indices should cover 0 to %d once", 4 * c.world_size - 1),
+            string.format("所有 rank 的序号合起来应该恰好覆盖 0 到 %d 各一次", 4 * c.world_size - 1))
         end
         return true
       end,
@@ -312,7 +315,7 @@ for epoch in range(3):
           end
           local shares = {}
           for r = 1, #all do shares[r] = all[r] and all[r][e] end
-          if not partition(shares, 16) then
+          if not partition(shares, 4 * c.world_size, c.world_size) then
             return false, msg("in each epoch the ranks' shares should cover the dataset once",
               "每个 epoch 中各 rank 的部分应该恰好覆盖数据集一遍")
           end
@@ -427,7 +430,8 @@ for xb, yb in batches:
       },
       check = function(c)
         local errs = c.gather(c.last_error())
-        for _, e in ipairs(errs) do
+        for r = 1, c.world_size do -- not ipairs: a rank without an error is a nil
+          local e = errs[r]
           if type(e) == "string" and e:find("collective") then return true end
         end
         return false, msg("run the loop over `batches` on every rank and read the error",

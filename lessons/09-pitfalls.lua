@@ -18,7 +18,8 @@ function LinearModel:forward(x)
   return self.fc2(torch.relu(self.fc1(x)))
 end
 torch.manual_seed(0)
-X, Y = torch.randn(16, 5), torch.randn(16, 5)
+N = 4 * world -- one batch: 4 rows per rank (16 on 4 ranks)
+X, Y = torch.randn(N, 5), torch.randn(N, 5)
 b = #X // world
 x = X:narrow(0, rank * b, b)
 y = Y:narrow(0, rank * b, b)
@@ -78,7 +79,8 @@ end
 -- Whether some rank's last error in this step contains one of the patterns.
 local function some_rank_saw(c, patterns)
   local errs = c.gather(c.last_error())
-  for _, e in ipairs(errs) do
+  for r = 1, c.world_size do -- not ipairs: a rank without an error is a nil
+    local e = errs[r]
     if type(e) == "string" then
       for _, p in ipairs(patterns) do
         if e:find(p, 1, true) then return true end

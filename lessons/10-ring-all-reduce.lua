@@ -8,6 +8,9 @@ if not dist.is_initialized() then dist.init_process_group{backend = "gloo"} end
 rank, world = dist.get_rank(), dist.get_world_size()
 torch.manual_seed(rank)
 data = torch.randn(world * 3)
+CHUNK = setmetatable({}, {__index = function(_, k) -- chunk names: A, B, ... from 0
+  return k < 26 and string.char(65 + k) or "#" .. k
+end})
 ]]
 
 local SOL_RS = [[
@@ -21,6 +24,7 @@ function ring_reduce_scatter(t)
     local rw = dist.irecv(inbox, left)
     sw:wait(); rw:wait()
     chunks[recv_k + 1]:add_(inbox)
+    if trace then print(s, "sent", CHUNK[send_k], "added", CHUNK[recv_k]) end
   end
   return t
 end
@@ -182,6 +186,7 @@ function ring_reduce_scatter(t)
     local rw = dist.irecv(inbox, left)
     sw:wait(); rw:wait()
     chunks[recv_k + 1]:add_(inbox)
+    if trace then print(s, "sent", CHUNK[send_k], "added", CHUNK[recv_k]) end
   end
   return t
 end
@@ -189,14 +194,15 @@ rs = ring_reduce_scatter(data:clone())
 ```
 
 Mind the two ways of counting: chunk numbers `k` count from 0 like ranks, the Lua list
-`chunks` from 1. Add a `print` in the loop to watch each rank's sends step by step.]],
+`chunks` from 1. With `trace = true` (set for you) each rank prints what it sent and
+added at every step, named as in the table (`CHUNK[k]`): compare with the drawing.]],
         zh = [[
 环形 all-reduce 分两个阶段。把张量切成 `world` 块，从 0 开始编号。
 
 第一阶段是 reduce-scatter，共 `world - 1` 步：第 `s` 步（从 0 开始），rank `r` 把第
 `(r - s) % world` 块发给右邻居，从左邻居收到第 `(r - s - 1) % world` 块，并把它加到自己
 的那一块上。每一块都沿着环走一圈，沿途收集每个 rank 的那一部分。在 4 个 rank 上，
-记各块为 A、B、C、D，`A01` 表示“rank 0 的 A 加上 rank 1 的 A”：
+记各块为 A、B、C、D，`A01` 表示“rank 0 的 A 加上 rank 1 的 A”，“全部”表示 4 个 rank 的总和：
 
 ```text
              rank 0      rank 1      rank 2      rank 3
@@ -205,7 +211,7 @@ step 0 发送  A           B           C           D
 step 1 发送  D30         A01         B12         C23
        持有  C230        D301        A012        B123
 step 2 发送  C230        D301        A012        B123
-       持有  B（4 份和） C（4 份和） D（4 份和） A（4 份和）
+       持有  B（全部）   C（全部）   D（全部）   A（全部）
 ```
 
 最后一步之后，rank `r` 持有第 `(r + 1) % world` 块的完整总和。写出来：
@@ -221,6 +227,7 @@ function ring_reduce_scatter(t)
     local rw = dist.irecv(inbox, left)
     sw:wait(); rw:wait()
     chunks[recv_k + 1]:add_(inbox)
+    if trace then print(s, "sent", CHUNK[send_k], "added", CHUNK[recv_k]) end
   end
   return t
 end
@@ -228,7 +235,8 @@ rs = ring_reduce_scatter(data:clone())
 ```
 
 注意两种计数方式：块编号 `k` 和 rank 一样从 0 开始，而 Lua 列表 `chunks` 从 1 开始。
-可以在循环里加一个 `print`，逐步观察每个 rank 发送了什么。]],
+`trace = true`（已经为你设好）时，每个 rank 每一步都会打印它发送了哪一块、加上了哪一块，
+名字与上表相同（`CHUNK[k]`）：和上面的图对照一下。]],
       },
       pytorch = [[
 def ring_reduce_scatter(t):
@@ -242,7 +250,7 @@ def ring_reduce_scatter(t):
         sw.wait(); rw.wait()
         chunks[recv_k].add_(inbox)
     return t]],
-      setup = INIT .. "rs = nil\n",
+      setup = INIT .. "trace = true\nrs = nil\n",
       solution = SOL_RS,
       hints = {
         msg("`t:chunk(n)` gives views: adding into `chunks[k + 1]` changes `t` itself.",
@@ -335,7 +343,7 @@ def ring_all_gather(t):
 
 ring = ring_all_gather(ring_reduce_scatter(data.clone()))
 lib = data.clone(); dist.all_reduce(lib)]],
-      setup = INIT .. SOL_RS .. "\nring, lib = nil, nil\n",
+      setup = INIT .. SOL_RS .. "\ntrace = false\nring, lib = nil, nil\n",
       solution = SOL_AR,
       hints = {
         msg("After phase 1, rank `r` owns chunk `(r + 1) % world`: that is what it sends first.",
@@ -432,7 +440,7 @@ def time_it(f):
     return (time.perf_counter() - t0) / 5
 t_ring = time_it(ring_all_reduce)
 t_lib = time_it(dist.all_reduce)]],
-      setup = INIT .. SOL_RS .. "\n" .. SOL_AR .. "\nt_ring, t_lib = nil, nil\n",
+      setup = INIT .. SOL_RS .. "\n" .. SOL_AR .. "\ntrace = false\nt_ring, t_lib = nil, nil\n",
       solution = SOL_TIME,
       hints = {
         msg("`torch.time()` reads a monotonic clock in seconds; the barriers line the ranks up before and after.",

@@ -17,7 +17,7 @@ backend = (gpu and dist.is_nccl_available()) and "nccl" or "gloo"]]
 
 local SOL_LAYOUT = [[
 nnodes = 2
-per_node = world // nnodes
+per_node = (world + nnodes - 1) // nnodes   -- rounded up
 node = rank // per_node
 local_r = rank % per_node]]
 
@@ -25,7 +25,9 @@ local SOL_HIER = [[
 node_groups = {}
 for k = 0, nnodes - 1 do
   local members = {}
-  for j = 0, per_node - 1 do members[#members + 1] = k * per_node + j end
+  for r = k * per_node, math.min((k + 1) * per_node, world) - 1 do
+    members[#members + 1] = r
+  end
   node_groups[k] = dist.new_group(members)
 end
 leader_ranks = {}
@@ -201,12 +203,14 @@ Simulate a layout of 2 machines with this session's ranks:
 
 ```lua
 nnodes = 2
-per_node = world // nnodes
+per_node = (world + nnodes - 1) // nnodes   -- rounded up
 node = rank // per_node
 local_r = rank % per_node
 ```
 
-`:show node` and `:show local_r`: with 4 ranks, ranks 2 and 3 play the second machine.]],
+`:show node` and `:show local_r`: with 4 ranks, ranks 2 and 3 play the second machine.
+(With an odd number of ranks the second machine gets one rank fewer; real machines
+usually have the same number of GPUs each.)]],
         zh = [[
 多台机器。使用 torchrun 时，每台机器运行同样的命令，只是 `--node_rank` 各不相同：
 
@@ -224,16 +228,17 @@ rank 按机器依次编号：全局 rank = 节点编号 * 每台机器的 rank �
 
 ```lua
 nnodes = 2
-per_node = world // nnodes
+per_node = (world + nnodes - 1) // nnodes   -- rounded up
 node = rank // per_node
 local_r = rank % per_node
 ```
 
-试试 `:show node` 和 `:show local_r`：在 4 个 rank 时，rank 2 和 3 扮演第二台机器。]],
+试试 `:show node` 和 `:show local_r`：在 4 个 rank 时，rank 2 和 3 扮演第二台机器。
+（rank 数为奇数时，第二台机器少一个 rank；真实的机器通常每台的 GPU 数量都一样。）]],
       },
       pytorch = [[
 nnodes = 2
-per_node = world // nnodes
+per_node = (world + nnodes - 1) // nnodes   # rounded up
 node = rank // per_node
 local_r = rank % per_node]],
       setup = INIT .. "nnodes, per_node, node, local_r = nil, nil, nil, nil\n",
@@ -242,7 +247,7 @@ local_r = rank % per_node]],
         msg("`//` divides and drops the remainder; `%` is the remainder.", "`//` 是整除（舍去余数）；`%` 是取余数。"),
       },
       check = function(c)
-        local per = c.world_size // 2
+        local per = (c.world_size + 1) // 2
         local want = { nnodes = 2, per_node = per, node = c.rank // per, local_r = c.rank % per }
         for _, name in ipairs({ "nnodes", "per_node", "node", "local_r" }) do
           if c.global(name) ~= want[name] then
@@ -266,7 +271,9 @@ layout. Every rank must create every group, in the same order:
 node_groups = {}
 for k = 0, nnodes - 1 do
   local members = {}
-  for j = 0, per_node - 1 do members[#members + 1] = k * per_node + j end
+  for r = k * per_node, math.min((k + 1) * per_node, world) - 1 do
+    members[#members + 1] = r
+  end
   node_groups[k] = dist.new_group(members)
 end
 leader_ranks = {}
@@ -291,7 +298,9 @@ as in PyTorch.)]],
 node_groups = {}
 for k = 0, nnodes - 1 do
   local members = {}
-  for j = 0, per_node - 1 do members[#members + 1] = k * per_node + j end
+  for r = k * per_node, math.min((k + 1) * per_node, world) - 1 do
+    members[#members + 1] = r
+  end
   node_groups[k] = dist.new_group(members)
 end
 leader_ranks = {}
@@ -307,7 +316,8 @@ dist.broadcast(h, node * per_node, {group = node_groups[node]})
 但每台机器只有一个 rank 用到了慢速链路。（和 PyTorch 一样，broadcast 的源是全局 rank。）]],
       },
       pytorch = [[
-node_groups = [dist.new_group(list(range(k * per_node, (k + 1) * per_node)))
+node_groups = [dist.new_group(list(range(k * per_node,
+                                         min((k + 1) * per_node, world))))
                for k in range(nnodes)]
 leaders = dist.new_group([k * per_node for k in range(nnodes)])
 h = torch.tensor([rank + 1.0])

@@ -25,7 +25,7 @@ local UI = {
   en = {
     step = "Step %d of %d", lesson = "Lesson %s", none = "no lesson is open: :lessons lists them, :lesson 1 opens the first",
     no_more_hints = "no more hints for this step (:solution shows the answer)",
-    hint = "hint %d of %d", solution_first = "try the step first (type something, or :check): :solution! shows it anyway",
+    hint = "hint %d of %d", solution_first = "try the step first (type your attempt; :hint helps): :solution! shows it anyway",
     solution = "a solution", pytorch = "in PyTorch", lua = "in ddplab (Lua)",
     done_step = "✓ step %d done", next = ":next goes on", lesson_done = "✓ lesson %s done: %s",
     course_done = "that was the last lesson: well done", first = "this is the first step",
@@ -47,7 +47,7 @@ local UI = {
   zh = {
     step = "第 %d 步，共 %d 步", lesson = "第 %s 课", none = "还没有打开课程：:lessons 列出所有课程，:lesson 1 打开第一课",
     no_more_hints = "这一步没有更多提示了（:solution 显示答案）",
-    hint = "提示 %d / %d", solution_first = "先自己试一试（输入代码，或 :check）；一定要看的话用 :solution!",
+    hint = "提示 %d / %d", solution_first = "先自己试一试（输入你的代码；:hint 可以帮忙）；一定要看的话用 :solution!",
     solution = "参考答案", pytorch = "PyTorch 写法", lua = "ddplab 写法（Lua）",
     done_step = "✓ 第 %d 步完成", next = ":next 继续", lesson_done = "✓ 第 %s 课完成：%s",
     course_done = "这是最后一课：恭喜完成全部课程", first = "这已经是第一步",
@@ -293,13 +293,12 @@ function M.hint()
   local hints = S.lesson.steps[S.step].hints or {}
   if S.hints >= #hints then return ui("no_more_hints") .. "\n" end
   S.hints = S.hints + 1
-  S.tried = true
   return text.paint(style(), "bold", ui("hint", S.hints, #hints) .. ": ") ..
          text.render(style(), tr(hints[S.hints]), S.width)
 end
 
 -- :solution (force: :solution!): the reference solution beside the PyTorch code, once the
--- learner has tried (typed a chunk, asked :check or a hint); or false with why not.
+-- learner has tried (typed a chunk in this step); or why not.
 function M.solution(force)
   if not S.lesson then return ui("none") .. "\n" end
   if not S.tried and not force then return ui("solution_first") .. "\n" end
@@ -332,7 +331,6 @@ local function literal(v) return serialise(v) end
 -- The chunk that runs the current step's check on the ranks (lesson/check.lua).
 function M.check_chunk(info)
   if not S.lesson then return nil end
-  S.tried = true
   info = info or {ran = S.ran, errors = S.errors}
   return string.format("require('lesson.check').run(%q, %d, %q, %s)", S.source, S.step, S.lang,
                        literal(info))

@@ -99,48 +99,68 @@ static int outcome_status(const rank_result *r) {
     }
 }
 
-/* Shows on stderr what failed (once per distinct failure, with its ranks) and returns the
- * first non-zero rank status: the first rank that raised an error or died, else 130 when
- * ranks were only interrupted (a death interrupts the others: they are not the cause).
- * The output was already streamed, so it is left out here. */
+/* Shows on stderr what failed and returns the status of the cause: the rank whose error or
+ * death came first in time (the others usually failed because of it: a collective it never
+ * joined), else 130 when ranks were only interrupted. The cause is shown first and named in
+ * the last line. The output was already streamed, so it is left out here. */
 static int report_failures(rank_result *results, int n, const render_style *style) {
     int status = 0, first = -1;
-    for (int pass = 0; pass < 2 && status == 0; pass++) /* causes first, then interrupts */
-        for (int i = 0; i < n && status == 0; i++)
+    /* the cause: the failure (not an interrupt) that came first in time, else an interrupt */
+    for (int pass = 0; pass < 2 && first < 0; pass++)
+        for (int i = 0; i < n; i++)
             if (outcome_status(&results[i]) != 0 &&
-                (pass == 1 || results[i].outcome != RANK_INTERRUPTED)) {
-                status = outcome_status(&results[i]);
+                (pass == 1 || results[i].outcome != RANK_INTERRUPTED) &&
+                (first < 0 || (results[i].order > 0 && (results[first].order == 0 ||
+                                                        results[i].order < results[first].order))))
                 first = i;
-            }
-    if (status == 0) return 0;
+    if (first < 0) return 0;
+    status = outcome_status(&results[first]);
     for (int i = 0; i < n; i++) results[i].output_len = 0; /* streamed already */
     render_style err_style = *style;
     err_style.color = render_color_wanted(STDERR_FILENO);
     for (int i = 0; i < n; i++) /* a clean os.exit(0) is not worth a line */
         if (results[i].outcome == RANK_DIED && results[i].exit_status == 0)
             results[i].outcome = RANK_DONE;
-    if (n == 1 && results[0].outcome == RANK_ERROR) /* as lua.c: "lua: msg" */
+    if (n == 1 && results[0].outcome == RANK_ERROR) { /* as lua.c: "lua: msg" */
         fprintf(stderr, "ddplab: %s\n", results[0].error ? results[0].error : "error");
-    else
-        render_results(stderr, results, n, &err_style);
-    bool *failed = calloc((size_t)n, sizeof *failed);
-    int nfailed = 0;
+    } else {
+        /* the cause first, then the ranks that failed after it (shallow copies: the
+         * strings stay owned by results) */
+        rank_result *cause = calloc((size_t)n, sizeof *cause);
+        rank_result *rest = calloc((size_t)n, sizeof *rest);
+        if (cause && rest) {
+            for (int i = 0; i < n; i++) {
+                cause[i] = rest[i] = results[i];
+                (i == first ? rest : cause)[i].outcome = RANK_SKIPPED;
+            }
+            render_results(stderr, cause, n, &err_style);
+            render_results(stderr, rest, n, &err_style);
+        } else {
+            render_results(stderr, results, n, &err_style);
+        }
+        free(cause);
+        free(rest);
+    }
+    bool *after = calloc((size_t)n, sizeof *after);
+    int nafter = 0;
     for (int i = 0; i < n; i++)
-        if (outcome_status(&results[i]) != 0 && (results[first].outcome == RANK_INTERRUPTED ||
-                                                 results[i].outcome != RANK_INTERRUPTED)) {
-            nfailed++;
-            if (failed) failed[i] = true;
+        if (i != first && outcome_status(&results[i]) != 0 &&
+            (results[first].outcome == RANK_INTERRUPTED ||
+             results[i].outcome != RANK_INTERRUPTED)) {
+            nafter++;
+            if (after) after[i] = true;
         }
     char ranks[96] = "";
-    if (failed) render_ranges(failed, n, ranks, sizeof ranks);
-    free(failed);
+    if (after) render_ranges(after, n, ranks, sizeof ranks);
+    free(after);
     if (results[first].outcome == RANK_INTERRUPTED)
         fprintf(stderr, "ddplab: interrupted (exit status %d)\n", status);
-    else if (nfailed == 1 && n > 1)
+    else if (nafter == 0 && n > 1)
         fprintf(stderr, "ddplab: rank %d failed (exit status %d)\n", first, status);
     else if (n > 1)
-        fprintf(stderr, "ddplab: ranks %s failed; exit status %d is rank %d's\n", ranks, status,
-                first);
+        fprintf(stderr,
+                "ddplab: rank %d failed first (exit status %d); rank%s %s failed after it\n", first,
+                status, nafter == 1 ? "" : "s", ranks);
     return status;
 }
 
