@@ -619,4 +619,7 @@ for _, cls in ipairs({Sequential, ModuleList}) do
   cls._instance_mt.__len = function(self) return #rawget(self, "_module_names") end
 end
 
+require("nn.batchnorm")(nn) -- BatchNorm1d, SyncBatchNorm
+require("nn.ddp")(nn) -- nn.DistributedDataParallel, nn.utils (lua/nn/ddp.lua)
+
 return nn

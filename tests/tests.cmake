@@ -7,6 +7,9 @@
 #                              in DDP_TEST_LAYERS; included as "support/support_....h"
 # tests/lua/test_*.lua         run by ddplab itself; a first line "-- ranks: 1 2 4"
 #                              runs the file once per rank count (default: 1)
+# tests/gpu/test_*.lua         GPU checks run by ddplab on 1 rank (label gpu); where no
+#                              GPU is visible they print why and exit 77, which ctest
+#                              reports as skipped (SKIP_RETURN_CODE)
 # tests/e2e/test_*.sh          whole-program checks (real terminal via tmux, processes);
 #                              helpers they source (tmux_lib.sh, check_lib.sh) are not tests
 set(DDP_LAYER_base ddp_base)
@@ -79,6 +82,15 @@ foreach(file ${LUA_TESTS})
   endforeach()
 endforeach()
 
+file(GLOB GPU_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/gpu/test_*.lua)
+foreach(file ${GPU_TESTS})
+  get_filename_component(name ${file} NAME_WE)
+  add_test(NAME gpu.${name} COMMAND ddplab -n 1 ${file})
+  set_tests_properties(gpu.${name} PROPERTIES
+    LABELS "gpu" TIMEOUT 300 SKIP_RETURN_CODE 77
+    ENVIRONMENT "LUA_PATH=${CMAKE_SOURCE_DIR}/tests/lua/?.lua;;;NO_COLOR=1")
+endforeach()
+
 file(GLOB E2E_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/e2e/test_*.sh)
 foreach(file ${E2E_TESTS})
   get_filename_component(name ${file} NAME_WE)
@@ -86,4 +98,12 @@ foreach(file ${E2E_TESTS})
   set_tests_properties(e2e.${name} PROPERTIES
     LABELS "e2e;san" TIMEOUT 300
     ENVIRONMENT "DDPLAB=$<TARGET_FILE:ddplab>;DDP_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+endforeach()
+
+# Every built-in lesson's steps: the check fails from the setup and passes after the
+# solution (src/runtime/lesson_verify.c), on 2 and 4 ranks.
+foreach(n 2 4)
+  add_test(NAME lessons.verify.n${n} COMMAND ddplab -n ${n} --verify-lessons)
+  set_tests_properties(lessons.verify.n${n} PROPERTIES
+    LABELS "lessons;san" TIMEOUT 600 ENVIRONMENT "NO_COLOR=1;LANG=C.UTF-8")
 endforeach()

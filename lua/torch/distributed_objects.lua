@@ -58,6 +58,13 @@ local function pack_tensor(t, out)
   end
 end
 
+-- A table without a metatable, or an ordered state dict (torch/ordered.lua): what is sent
+-- as a table. Anything else with a metatable is an object whose behaviour would be lost.
+local function plain_table(t)
+  local mt = getmetatable(t)
+  return mt == nil or (type(mt) == "table" and rawget(mt, "__name") == "state_dict")
+end
+
 pack = function(v, where, out, seen)
   local tv = type(v)
   if tv == "nil" then
@@ -72,7 +79,7 @@ pack = function(v, where, out, seen)
     out[#out + 1] = string.pack("<c1s8", "S", v)
   elseif torch.is_tensor(v) then
     pack_tensor(v, out)
-  elseif tv == "table" and getmetatable(v) == nil or (tv == "table" and rawget(getmetatable(v), "__name") == "state_dict") then
+  elseif tv == "table" and plain_table(v) then
     if seen[v] then
       util.raise(string.format("%s contains itself (a cycle); only trees of values can be sent", where))
     end
@@ -134,21 +141,23 @@ local function unpack_value(s, pos)
       numel = numel * sizes[i]
     end
     local values = {}
-    local f = d.fmt
-    for i = 1, numel do
-      values[i], pos = string.unpack(f, s, pos)
-      if d.name == "bool" then values[i] = values[i] ~= 0 end
+    local code = d.fmt:gsub("<", "")
+    local slice = "<" .. string.rep(code, 256)
+    local i = 1
+    while i <= numel do -- in slices of 256, as packed
+      local fmt = i + 255 <= numel and slice or "<" .. string.rep(code, numel - i + 1)
+      local got = table.pack(string.unpack(fmt, s, pos))
+      pos = got[got.n]
+      table.move(got, 1, got.n - 1, i, values)
+      i = i + got.n - 1
+    end
+    if d.name == "bool" then
+      for k = 1, numel do values[k] = values[k] ~= 0 end
     end
     local dt = torch[d.name]
-    local t
-    if numel == 0 then
-      t = torch.zeros(table.unpack(sizes)):to(dt)
-      if ndim == 0 then t = torch.zeros({}):to(dt) end
-    else
-      t = torch.tensor(values, {dtype = dt}):reshape(table.unpack(sizes))
-      if ndim == 0 then t = torch.tensor(values[1], {dtype = dt}) end
-    end
-    return t, pos
+    if ndim == 0 then return torch.tensor(values[1], {dtype = dt}), pos end
+    if numel == 0 then return torch.zeros(table.unpack(sizes)):to(dt), pos end
+    return torch.tensor(values, {dtype = dt}):reshape(table.unpack(sizes)), pos
   end
   error("corrupt object bytes (tag " .. string.format("%q", tag) .. ")", 0)
 end
@@ -160,17 +169,29 @@ end
 
 -- ---- bytes in an int64 tensor --------------------------------------------------------
 
+local WORDS = "<" .. string.rep("i8", 256)
+
 local function to_tensor(bytes, words)
-  local padded = bytes .. string.rep("\0", words * 8 - #bytes)
-  local ints = {}
-  for i = 1, words do ints[i] = string.unpack("<i8", padded, (i - 1) * 8 + 1) end
   if words == 0 then return torch.zeros(0, {dtype = torch.int64}) end
+  local padded = bytes .. string.rep("\0", words * 8 - #bytes)
+  local ints, i, pos = {}, 1, 1
+  while i <= words do -- 256 words a call
+    local fmt = i + 255 <= words and WORDS or "<" .. string.rep("i8", words - i + 1)
+    local got = table.pack(string.unpack(fmt, padded, pos))
+    pos = got[got.n]
+    table.move(got, 1, got.n - 1, i, ints)
+    i = i + got.n - 1
+  end
   return torch.tensor(ints, {dtype = torch.int64})
 end
 
 local function from_tensor(t, nbytes)
-  local parts = {}
-  for i, v in ipairs(t:tolist()) do parts[i] = string.pack("<i8", v) end
+  local ints, parts = t:tolist(), {}
+  for i = 1, #ints, 256 do
+    local last = math.min(i + 255, #ints)
+    local fmt = last - i == 255 and WORDS or "<" .. string.rep("i8", last - i + 1)
+    parts[#parts + 1] = string.pack(fmt, table.unpack(ints, i, last))
+  end
   return table.concat(parts):sub(1, nbytes)
 end
 

@@ -50,6 +50,13 @@ local function check_name(name)
   end
 end
 
+-- A tensor as the file stores it: on the CPU (PyTorch's safetensors copies a GPU tensor to
+-- the CPU the same way; torch.load's map_location puts it back).
+local function on_cpu(t)
+  if t.is_cuda then return t:to("cpu") end
+  return t
+end
+
 -- torch.save(obj, path)
 function M.save(obj, path)
   check_path(path, "save")
@@ -59,7 +66,7 @@ function M.save(obj, path)
       util.raise(string.format("save: a .npy file holds one tensor, got %s (save a table of "
                                .. "tensors as .safetensors)", util.describe(obj)))
     end
-    return core.write_npy(path, obj)
+    return core.write_npy(path, on_cpu(obj))
   end
   if torch.is_tensor(obj) or type(obj) ~= "table" then
     util.raise(string.format("save: a .safetensors file holds a table of name -> tensor (like "
@@ -76,7 +83,7 @@ function M.save(obj, path)
     check_name(k)
     keys[#keys + 1] = k
     if torch.is_tensor(v) then
-      names[#names + 1], tensors[#tensors + 1] = k, v
+      names[#names + 1], tensors[#tensors + 1] = k, on_cpu(v)
       taken[k] = true
     else
       if RESERVED[k] then
@@ -96,7 +103,7 @@ function M.save(obj, path)
     end
     check_name(name)
     taken[name] = true
-    names[#names + 1], tensors[#tensors + 1] = name, t
+    names[#names + 1], tensors[#tensors + 1] = name, on_cpu(t)
     return '{"__tensor__":' .. json.encode(name) .. "}"
   end
   for _, k in ipairs(others) do
@@ -151,10 +158,16 @@ local function placer(map_location)
   return to_device(tostring(map_location))
 end
 
--- torch.load(path[, {map_location = ...}]) -> tensor (.npy), or the saved table
+-- torch.load(path[, {map_location = ..., weights_only = ...}]) -> tensor (.npy), or the
+-- saved table. weights_only is accepted for PyTorch's signature: these files hold no code,
+-- so every load is as safe as PyTorch's weights_only = true.
 function M.load(path, opts)
   check_path(path, "load")
-  util.check_options(opts, "load", {"map_location"})
+  util.check_options(opts, "load", {"map_location", "weights_only"})
+  if opts and opts.weights_only ~= nil and type(opts.weights_only) ~= "boolean" then
+    util.raise(string.format("load: weights_only must be true or false, got %s",
+                             util.describe(opts.weights_only)))
+  end
   local place = placer(opts and opts.map_location)
   if kind_of(path, "load") == "npy" then return place(core.read_npy(path)) end
   local names, tensors, meta_keys, meta_values = core.read_safetensors(path)

@@ -155,6 +155,9 @@ ddp_status pg_p2p_wait(comm_p2p *p, int timeout_ms);
 typedef struct pg_job pg_job;
 ddp_status pg_call_post(process_group *g, const pg_call *call, tensor *keep, pg_job **out);
 bool pg_job_done(const pg_job *job);
+/* When a done job's backend call started and ended (CLOCK_MONOTONIC seconds; 0 when not
+ * done). */
+void pg_job_times(const pg_job *job, double *start, double *end);
 /* Waits for the job (and so for every call queued before it), looking at Ctrl-C every
  * 50 ms: on Ctrl-C the helper is abandoned as in pg_call_run (with every job queued on
  * it, which then fail without running) and DDP_ERR_INTERRUPTED returned. Returns the

@@ -38,6 +38,7 @@ struct pg_work {
      * the helper thread; the fields above except g, mine and state are unused */
     pg_job *job;
     const char *op;
+    double t_start, t_end; /* when its backend call ran, once waited for */
 };
 
 static pg_work *queue_head;
@@ -546,6 +547,7 @@ ddp_status pg_work_for_job(process_group *g, const char *op, const pg_buffer *b,
         return DDP_FAIL(DDP_ERR_NOMEM, "%s: out of memory", op);
     }
     w->g = pg_retain(g);
+    w->peer = -1; /* a collective has no peer */
     w->job = job;
     w->op = op;
     w->state = job ? WORK_POSTED : WORK_DONE;
@@ -561,6 +563,7 @@ static ddp_status wait_collective(pg_work *w) {
     pg_set_activity(line);
     ddp_status s = pg_job_wait(w->job);
     pg_set_activity(NULL);
+    pg_job_times(w->job, &w->t_start, &w->t_end);
     pg_job_free(w->job);
     w->job = NULL;
     if (s != DDP_OK) {
@@ -604,6 +607,15 @@ ddp_status pg_work_wait(pg_work *w) {
     }
     w->state = WORK_DONE;
     return DDP_OK;
+}
+
+void pg_work_times(const pg_work *w, double *start, double *end) {
+    if (w->job) {
+        pg_job_times(w->job, start, end);
+        return;
+    }
+    *start = w->t_start;
+    *end = w->t_end;
 }
 
 int pg_work_source(const pg_work *w) {

@@ -55,7 +55,8 @@ struct pg_job {
     atomic_bool done; /* set by the helper (or the Lua thread for a dropped job) */
     ddp_status status;
     char message[1024];
-    struct pg_job *next; /* the helper's queue */
+    double t_start, t_end; /* CLOCK_MONOTONIC seconds the backend call ran (helper) */
+    struct pg_job *next;   /* the helper's queue */
 };
 
 typedef struct worker {
@@ -120,6 +121,13 @@ static bool spin_for(const atomic_bool *flag, long limit_us) {
     }
 }
 
+/* CLOCK_MONOTONIC in seconds (the reducer's timeline clock). */
+static double mono_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
 static void *worker_main(void *arg) {
     worker *w = arg;
     /* a communicator whose call failed: the calls queued behind it on the same one are
@@ -141,6 +149,7 @@ static void *worker_main(void *arg) {
         atomic_store_explicit(&w->has_job, w->head != NULL, memory_order_release);
         w->running = job;
         pthread_mutex_unlock(&w->lock);
+        job->t_start = mono_seconds();
         ddp_status s;
         if (job->comm && job->comm == failed)
             s = DDP_FAIL(DDP_ERR_COMM,
@@ -151,6 +160,7 @@ static void *worker_main(void *arg) {
         if (s != DDP_OK && job->call.kind != PG_CALL_P2P_WAIT) failed = job->comm;
         char message[sizeof job->message] = "";
         if (s != DDP_OK) snprintf(message, sizeof message, "%s", ddp_last_error());
+        job->t_end = mono_seconds();
         pthread_mutex_lock(&w->lock);
         job->status = s;
         memcpy(job->message, message, sizeof message);
@@ -429,6 +439,12 @@ ddp_status pg_call_post(process_group *g, const pg_call *call, tensor *keep, pg_
     post_job(w, job);
     *out = job;
     return DDP_OK;
+}
+
+void pg_job_times(const pg_job *job, double *start, double *end) {
+    bool done = pg_job_done(job);
+    *start = done ? job->t_start : 0;
+    *end = done ? job->t_end : 0;
 }
 
 bool pg_job_done(const pg_job *job) {

@@ -30,11 +30,20 @@ static store_server *hosted_server; /* started by this process; lives until exit
 static pthread_mutex_t activity_lock = PTHREAD_MUTEX_INITIALIZER;
 static char activity[160];
 static char activity_copy[160];
+static char last_activity[160], last_copy[160];
 
 void pg_set_activity(const char *text) {
     pthread_mutex_lock(&activity_lock);
     snprintf(activity, sizeof activity, "%s", text ? text : "");
+    if (text && *text) snprintf(last_activity, sizeof last_activity, "%s", text);
     pthread_mutex_unlock(&activity_lock);
+}
+
+const char *pg_last_activity(void) {
+    pthread_mutex_lock(&activity_lock);
+    memcpy(last_copy, last_activity, sizeof last_activity);
+    pthread_mutex_unlock(&activity_lock);
+    return last_copy[0] ? last_copy : NULL;
 }
 
 const char *pg_current_activity(void) {

@@ -304,7 +304,8 @@ static ddp_status enter(process_group **gp, const char *op, const char *fp, cons
     uint64_t seq = g->chunk_seq++;
     char act[160], shape[96] = "";
     if (b) fp_shape(shape, sizeof shape, b->dt, b->ndim, b->sizes);
-    snprintf(act, sizeof act, "in %s #%llu %s", op, (unsigned long long)seq + 1, shape);
+    snprintf(act, sizeof act, "in %s #%llu%s%s", op, (unsigned long long)seq + 1,
+             shape[0] ? " " : "", shape); /* a barrier has no shape: no trailing space */
     pg_set_activity(act);
     if (!pg_W.check || g->size == 1) return DDP_OK;
     int rebuild_gen;

@@ -135,7 +135,11 @@ ddp_status pg_work_wait(pg_work *w);
  * (after pg_work_wait), else -1. */
 int pg_work_source(const pg_work *w);
 bool pg_work_is_completed(const pg_work *w);
-void pg_work_free(pg_work *w); /* NULL-safe; a pending op is cancelled */
+/* When an asynchronous collective's backend call started and ended on the helper thread
+ * (CLOCK_MONOTONIC seconds), 0 while it runs and for point-to-point works. */
+void pg_work_times(const pg_work *w, double *start, double *end);
+/* NULL-safe; a pending isend/irecv is cancelled, a queued all_reduce waited for */
+void pg_work_free(pg_work *w);
 
 /* ---- hooks for the rank runtime ------------------------------------------------- */
 
@@ -154,6 +158,10 @@ void pg_chunk_set_participants(const bool *running, int world_size);
  * chunk called on the group, the number every rank's messages use), else NULL. Safe to call from
  * another thread (the text is copied under a lock into a static buffer). */
 const char *pg_current_activity(void);
+/* The last non-empty activity set in this process ("in barrier #1"), kept after the
+ * collective ended (so a collective too short for anyone to see still shows as the last),
+ * or NULL before any. Thread-safe as pg_current_activity (a buffer of its own). */
+const char *pg_last_activity(void);
 /* How many collectives interrupted by Ctrl-C inside the backend are still finishing on
  * their helper threads (each holds its tensors and old connections until it returns;
  * they are freed by the next collective, pg_chunk_end or pg_destroy after that). */

@@ -323,6 +323,11 @@ static process_group *group_or_default(lua_State *L, int idx) {
     return g;
 }
 
+/* bindings.h */
+process_group *ddp_lua_check_group(lua_State *L, int idx) {
+    return group_or_default(L, idx);
+}
+
 /* dist.get_rank(group?): -1 on a rank outside the group, as PyTorch. */
 static int l_get_rank(lua_State *L) {
     process_group *g = group_or_default(L, 1);
@@ -467,7 +472,8 @@ static int l_work_is_completed(lua_State *L) {
     return 1;
 }
 
-/* __gc and __close of a work box: frees the work (a pending op is cancelled). */
+/* __gc and __close of a work box: frees the work (a pending isend/irecv is cancelled; an
+ * all_reduce already queued is waited for, since the helper writes into its tensor). */
 static int l_work_gc(lua_State *L) {
     work_box *b = luaL_checkudata(L, 1, WORK_MT);
     pg_work *w = b->w;

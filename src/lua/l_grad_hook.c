@@ -56,18 +56,26 @@ static void hook_ctx_free(void *p) {
     free(c);
 }
 
-/* The engine's side of a Lua hook: calls fn(leaf); a Lua error is kept for backward. */
-static ddp_status run_lua_hook(tensor *leaf, void *p) {
-    hook_ctx *c = p;
-    lua_State *L = running_L ? running_L : c->L;
-    luaL_checkstack(L, 4, "grad hook");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref);
-    l_push_shared_tensor(L, tensor_retain(leaf));
-    if (lua_pcall(L, 1, 0, 0) == LUA_OK) return DDP_OK;
+lua_State *l_grad_hook_running(lua_State *fallback) {
+    return running_L ? running_L : fallback;
+}
+
+ddp_status l_grad_hook_pcall(lua_State *L, int nargs) {
+    if (lua_pcall(L, nargs, 0, 0) == LUA_OK) return DDP_OK;
     const char *msg = lua_tostring(L, -1);
     ddp_status s = DDP_FAIL(DDP_ERR_STATE, "%s", msg ? msg : "error in a gradient hook");
     lua_setfield(L, LUA_REGISTRYINDEX, REG_HOOK_ERROR);
     return s;
+}
+
+/* The engine's side of a Lua hook: calls fn(leaf); a Lua error is kept for backward. */
+static ddp_status run_lua_hook(tensor *leaf, void *p) {
+    hook_ctx *c = p;
+    lua_State *L = l_grad_hook_running(c->L);
+    luaL_checkstack(L, 4, "grad hook");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref);
+    l_push_shared_tensor(L, tensor_retain(leaf));
+    return l_grad_hook_pcall(L, 1);
 }
 
 /* t:register_post_accumulate_grad_hook(fn) -> handle */

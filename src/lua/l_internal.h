@@ -130,6 +130,11 @@ void l_grad_hook_methods(lua_State *L);
 lua_State *l_grad_hook_enter(lua_State *L);
 void l_grad_hook_leave(lua_State *prev);
 int l_grad_hook_raise_pending(lua_State *L);
+/* Inside a hook: the Lua thread backward runs on (fallback outside a backward), and a
+ * pcall of the function and nargs arguments on its stack whose error backward raises
+ * again (DDP_ERR_STATE with the message when it fails). */
+lua_State *l_grad_hook_running(lua_State *fallback);
+ddp_status l_grad_hook_pcall(lua_State *L, int nargs);
 /* Pushes the Tensor methods table (the functions `t:add` etc. resolve to). */
 void l_push_tensor_methods(lua_State *L);
 
@@ -145,6 +150,9 @@ void l_random_open(lua_State *L);
 /* The generator of an options table's `generator=` field (opts 0 or nil: none); NULL
  * when absent (the default generator); raises when it is not a torch.Generator. */
 ddp_generator *l_opt_generator(lua_State *L, int opts);
+
+/* l_batchnorm.c: sets F.batch_norm and F._sync_batch_norm into the table at the top. */
+void l_batchnorm_register(lua_State *L);
 
 /* l_io.c: pushes the module "ddp.io_core", the file primitives under torch.save and
  * torch.load (lua/torch/serialization.lua). */

@@ -155,6 +155,7 @@ int luaopen_ddp_nn(lua_State *L) {
     l_tensor_open(L);
     lua_newtable(L);
     luaL_newlib(L, functional_functions);
+    l_batchnorm_register(L);
     l_push_tensor_methods(L);
     for (int i = 0; functional_twins[i]; i++) {
         lua_getfield(L, -1, functional_twins[i]);

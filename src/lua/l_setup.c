@@ -79,6 +79,19 @@ static void l_install_searcher(lua_State *L) {
     lua_pop(L, 2);
 }
 
+/* package.embedded = {"nn", "lessons.01-ranks", ...}: what the binary holds. */
+static void l_list_embedded(lua_State *L) {
+    lua_getglobal(L, "package");
+    lua_newtable(L);
+    int i = 1;
+    for (const struct lua_embedded_file *f = lua_embedded_files; f->module; f++) {
+        lua_pushstring(L, f->module);
+        lua_rawseti(L, -2, i++);
+    }
+    lua_setfield(L, -2, "embedded");
+    lua_pop(L, 1);
+}
+
 /* package.loaded[name] = value at the top (value stays). */
 static void l_set_loaded(lua_State *L, const char *name) {
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
@@ -98,6 +111,7 @@ void l_require(lua_State *L, const char *name) {
 static int l_setup_body(lua_State *L) {
     luaL_openlibs(L);
     l_install_searcher(L);
+    l_list_embedded(L);
 
     luaopen_ddp_torch(L); /* torch */
     l_set_loaded(L, "torch");
@@ -125,6 +139,10 @@ static int l_setup_body(lua_State *L) {
     lua_setfield(L, torch, "distributed");
     lua_setglobal(L, "dist");
 
+    luaopen_ddp_reducer(L); /* the C half of nn.DistributedDataParallel */
+    l_set_loaded(L, "ddp.reducer_core");
+    lua_pop(L, 1);
+
     l_require(L, "nn");
     lua_pushvalue(L, -1);
     lua_setfield(L, torch, "nn");
@@ -140,6 +158,13 @@ static int l_setup_body(lua_State *L) {
     l_set_loaded(L, "torch.optim");
     lua_setglobal(L, "optim");
 
+    l_require(L, "plot"); /* the globals plot(...) and progress(n) of the lessons */
+    lua_getfield(L, -1, "plot");
+    lua_setglobal(L, "plot");
+    lua_getfield(L, -1, "progress");
+    lua_setglobal(L, "progress");
+    lua_pop(L, 1);
+
     l_require(L, "torch.distributed_objects"); /* adds the object collectives to dist */
     lua_pop(L, 1);
 
@@ -151,6 +176,26 @@ static int l_setup_body(lua_State *L) {
     lua_setglobal(L, "data");
     lua_setfield(L, torch, "utils");
     return 0;
+}
+
+/* The protected body of ddp_lua_setup_plain. */
+static int l_setup_plain_body(lua_State *L) {
+    luaL_openlibs(L);
+    l_install_searcher(L);
+    l_list_embedded(L);
+    return 0;
+}
+
+ddp_status ddp_lua_setup_plain(lua_State *L) {
+    lua_pushcfunction(L, l_setup_plain_body);
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        ddp_status s = DDP_FAIL(DDP_ERR_STATE, "opening the lesson engine's Lua state failed: %s",
+                                msg ? msg : "(no message)");
+        lua_pop(L, 1);
+        return s;
+    }
+    return DDP_OK;
 }
 
 /* bindings.h: everything runs in a protected call; a failure is a status, not a panic. */

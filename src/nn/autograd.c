@@ -42,6 +42,7 @@ static void node_free_contents(ag_node *n) {
     free(n->edges);
     for (int i = 0; i < AG_MAX_SAVED; i++) tensor_release(n->saved[i]);
     tensor_release(n->grad_acc);
+    if (n->ctx_release) n->ctx_release(n->ctx);
     free(n);
 }
 
@@ -603,6 +604,38 @@ static ddp_status collect_graph(ag_node *start, node_list *all) {
         }
     }
     return DDP_OK;
+}
+
+ddp_status ag_reachable_leaves(tensor *const *roots, int n, void (*visit)(tensor *leaf, void *ctx),
+                               void *ctx) {
+    node_list all = {0};
+    ddp_status s = DDP_OK;
+    for (int i = 0; s == DDP_OK && i < n; i++) {
+        tensor *t = roots[i];
+        if (!t || !t->requires_grad) continue;
+        if (!t->grad_fn) {
+            visit(t, ctx);
+            continue;
+        }
+        ag_node *start = (ag_node *)t->grad_fn;
+        if (start->visited) continue;
+        start->visited = true;
+        s = node_list_push(&all, start);
+    }
+    for (size_t i = 0; s == DDP_OK && i < all.len; i++) { /* breadth first, no recursion */
+        ag_node *m = all.items[i];
+        for (int k = 0; s == DDP_OK && k < m->n_edges; k++) {
+            ag_edge *e = &m->edges[k];
+            if (e->leaf) visit(e->leaf, ctx);
+            if (e->node && !e->node->visited) {
+                e->node->visited = true;
+                s = node_list_push(&all, e->node);
+            }
+        }
+    }
+    for (size_t i = 0; i < all.len; i++) all.items[i]->visited = false;
+    free(all.items);
+    return s;
 }
 
 /* The gradient of the root: the given one (checked, converted to the root's dtype) or

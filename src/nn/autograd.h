@@ -106,6 +106,14 @@ ddp_status ag_add_grad_hook(tensor *leaf, ag_grad_hook_fn fn, void *ctx, void (*
  * from inside a hook, also for the hook that is running. Cannot fail. */
 bool ag_remove_grad_hook(tensor *leaf, uint64_t id);
 
+/* Calls visit(leaf, ctx) for every leaf that requires grad and that a backward pass
+ * from roots[0..n) would reach (a root that is such a leaf itself included): DDP's search
+ * for unused parameters (find_unused_parameters); a leaf reached by several edges may be
+ * visited more than once. NULL roots are skipped. DDP_ERR_NOMEM
+ * only. */
+ddp_status ag_reachable_leaves(tensor *const *roots, int n, void (*visit)(tensor *leaf, void *ctx),
+                               void *ctx);
+
 /* A short name of the op that produced t ("AddBackward0", "MmBackward0", ... as
  * PyTorch prints grad_fn), or NULL for a leaf. */
 const char *ag_grad_fn_name(const tensor *t);

@@ -61,6 +61,9 @@ struct ag_node {
     bool flag2;
     int nints;
     int64_t ints[TENSOR_MAX_DIMS];
+    /* an op's own context, released with the node (SyncBatchNorm's cross-process sum) */
+    void *ctx;
+    void (*ctx_release)(void *ctx);
     /* engine scratch, only meaningful during one ag_backward */
     int deps;
     bool visited;

@@ -28,12 +28,16 @@ static const char usage_text[] =
     "  --no-collective-check    do not cross-check collectives (for benchmarks)\n"
     "  -e CHUNK                 run the Lua CHUNK on every rank\n"
     "  -i                       enter the REPL after running the script or -e\n"
+    "  --lesson N               open lesson N of the course (or a lesson file's path)\n"
+    "  --verify-lessons [N]     run every lesson's (or lesson N's) steps: each check must\n"
+    "                           fail from the step's setup and pass after its solution\n"
     "  -h, --help               show this help\n"
     "  --version                show the version and what this build has\n"
     "  script.lua [args]        run a script on every rank ('-' reads standard input)\n"
     "\n"
     "examples:\n"
     "  ddplab -n 2                          open the REPL on 2 ranks\n"
+    "  ddplab --lesson 1                    start the course at lesson 1\n"
     "  ddplab -n 4 -e 'dist.init_process_group{backend=\"gloo\"}; print(dist.get_rank())'\n"
     "                                       run one line on 4 ranks and exit\n";
 
@@ -124,6 +128,11 @@ static ddp_status apply_valued(cli_options *o, const char *name, const char *v) 
         return parse_int("--master-port", v, 1, 65535, &o->master_port);
     if (strcmp(name, "--collective-timeout") == 0)
         return parse_seconds("--collective-timeout", v, &o->collective_timeout);
+    if (strcmp(name, "--lesson") == 0) {
+        if (v[0] == '\0') return DDP_FAIL(DDP_ERR_ARG, "--lesson needs a lesson number or file");
+        o->lesson = v;
+        return DDP_OK;
+    }
     if (strcmp(name, "-e") == 0) {
         if (o->nchunks == CLI_MAX_CHUNKS)
             return DDP_FAIL(DDP_ERR_ARG, "too many -e chunks (at most %d)", CLI_MAX_CHUNKS);
@@ -137,14 +146,9 @@ ddp_status cli_parse(int argc, char **argv, cli_options *out) {
     static const struct {
         const char *name, *shortname;
     } valued[] = {
-        {"--nproc-per-node", "-n"},
-        {"--backend", NULL},
-        {"--nnodes", NULL},
-        {"--node-rank", NULL},
-        {"--master-addr", NULL},
-        {"--master-port", NULL},
-        {"--collective-timeout", NULL},
-        {"-e", "-e"},
+        {"--nproc-per-node", "-n"},     {"--backend", NULL},     {"--nnodes", NULL},
+        {"--node-rank", NULL},          {"--master-addr", NULL}, {"--master-port", NULL},
+        {"--collective-timeout", NULL}, {"--lesson", NULL},      {"-e", "-e"},
     };
     cli_options o = {
         .action = CLI_RUN, .nnodes = 1, .collective_timeout = 5.0, .collective_check = true};
@@ -170,6 +174,11 @@ ddp_status cli_parse(int argc, char **argv, cli_options *out) {
             o.interactive = true;
             continue;
         }
+        if (strcmp(a, "--verify-lessons") == 0) {
+            o.verify_lessons = true;
+            if (i + 1 < argc && argv[i + 1][0] != '-') o.verify_which = argv[++i];
+            continue;
+        }
         if (strcmp(a, "--no-collective-check") == 0) {
             o.collective_check = false;
             continue;
@@ -188,6 +197,9 @@ ddp_status cli_parse(int argc, char **argv, cli_options *out) {
         o.script_argc = argc - i;
         o.script_argv = argv + i;
     }
+    if (o.verify_lessons && (o.script || o.nchunks || o.lesson || o.interactive))
+        return DDP_FAIL(DDP_ERR_ARG, "--verify-lessons runs on its own: no script, -e, -i or "
+                                     "--lesson with it");
     if (o.node_rank >= o.nnodes)
         return DDP_FAIL(DDP_ERR_ARG,
                         "--node-rank %d is out of range: with --nnodes %d it must be 0..%d",

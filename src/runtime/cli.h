@@ -28,6 +28,9 @@ typedef struct {
     double collective_timeout;          /* seconds; 5 by default */
     bool collective_check;              /* false after --no-collective-check */
     bool interactive;                   /* -i */
+    const char *lesson;                 /* --lesson N|path: open it in the REPL */
+    bool verify_lessons;                /* --verify-lessons [N|path] */
+    const char *verify_which;           /* that N or path; NULL: every built-in lesson */
     const char *chunks[CLI_MAX_CHUNKS]; /* -e CHUNK, in order (borrowed from argv) */
     int nchunks;
     const char *script; /* NULL, a path, or "-" for stdin (borrowed from argv) */

@@ -137,19 +137,28 @@ static void command_on(repl *r, const char *arg) {
     if (render_parse_ranges(arg, r->world, r->targets) != DDP_OK) printf("%s\n", ddp_last_error());
 }
 
-/* :show EXPR — the value of EXPR on each target rank, in columns. */
+/* :show EXPR — the value of EXPR on each target rank, in columns. The values are shown
+ * by value (lua/torch/show.lua: lists, modules by their parameters), so that ranks holding
+ * equal tables compare equal; the syntax is checked on EXPR as typed, so that a mistake
+ * is reported in the learner's terms. */
 static void command_show(repl *r, const char *arg) {
     if (!*arg) {
         printf("usage: :show expr   (for example :show dist.get_rank())\n");
         return;
     }
-    char *chunk = NULL;
-    if (asprintf(&chunk, "return %s", arg) < 0) return;
-    if (repl_check_syntax(chunk, strlen(chunk), "=stdin") != DDP_OK) {
+    char *plain = NULL, *chunk = NULL;
+    if (asprintf(&plain, "return %s", arg) < 0) return;
+    /* with a comment in EXPR, a newline keeps it from swallowing the closing parenthesis
+     * (only then: it would move the line of an error message to 2) */
+    if (asprintf(&chunk, "return require('torch.show').values(%s%s)", arg,
+                 strstr(arg, "--") ? "\n" : "") < 0)
+        chunk = NULL;
+    if (repl_check_syntax(plain, strlen(plain), "=stdin") != DDP_OK) {
         printf("%s\n", ddp_last_error());
-    } else if (repl_run_chunk(r, chunk, r->targets, true, NULL) != DDP_OK) {
+    } else if (chunk && repl_run_chunk(r, chunk, r->targets, true, NULL) != DDP_OK) {
         fprintf(stderr, "ddplab: %s\n", ddp_last_error());
     }
+    free(plain);
     free(chunk);
 }
 
@@ -218,12 +227,11 @@ static const repl_command_def core_commands[] = {
      command_show, false},
     {"ranks", NULL, ":ranks", "each rank's host, pid, device, state and memory", NULL, NULL,
      command_ranks, true},
-    {"restart", NULL, ":restart [replay]",
-     "restart every rank, on every node (state is lost); replay re-runs what succeeded", "replay",
-     NULL, command_restart, false},
+    {"restart", NULL, ":restart [replay]", "fresh ranks everywhere; replay re-runs what succeeded",
+     "replay", NULL, command_restart, false},
     {"help", "h ?", ":help", "this help", NULL, NULL, command_help, true},
     {"quit", "q exit", ":quit", "stop the ranks and leave (or Ctrl-D)", NULL, NULL, command_quit,
-     true},
+     false},
 };
 
 void repl_commands_add_core(void) {

@@ -140,6 +140,7 @@ typedef struct {
     char **gather;
     uint32_t *gather_len;
     int ngathered;
+    int outcomes; /* outcomes taken so far, for rank_result.order */
 } run_ctx;
 
 /* Takes in what rank r printed (local ranks write straight into a pipe we read, so their
@@ -645,6 +646,7 @@ static bool take_run_frame(driver *d, int r, proto_frame *f, void *arg) {
         res->outcome = f->type == MSG_DONE    ? RANK_DONE
                        : f->type == MSG_ERROR ? RANK_ERROR
                                               : RANK_INTERRUPTED;
+        if (res->order == 0) res->order = ++rc->outcomes; /* else its "ended" event set it */
         if (f->type != MSG_DONE) {
             res->error = f->data;
             f->data = NULL;
@@ -655,6 +657,10 @@ static bool take_run_frame(driver *d, int r, proto_frame *f, void *arg) {
     case MSG_EVENT: {
         proto_event ev;
         if (s->state != SLOT_RUNNING || proto_event_decode(f->data, f->len, &ev) != DDP_OK) break;
+        if (ev.kind == PROTO_EVENT_ENDED) {
+            if (res->order == 0) res->order = ++rc->outcomes;
+            break;
+        }
         if (ev.kind == PROTO_EVENT_VERDICT) {
             free(res->verdict_message);
             res->verdict_message = strdup(ev.message);
@@ -711,6 +717,12 @@ static void answer_gather(driver *d, run_ctx *rc) {
     free(payload);
 }
 
+void driver_set_input_hook(driver *d, int fd, driver_input_fn fn, void *ctx) {
+    d->input_fd = fn ? fd : -1;
+    d->input_fn = fn;
+    d->input_ctx = ctx;
+}
+
 void driver_set_event_handler(driver *d, rank_event_fn fn, void *ctx) {
     d->event_fn = fn;
     d->event_ctx = ctx;
@@ -754,6 +766,7 @@ static void report_death(driver *d, int r, rank_result *results, run_ctx *rc) {
     driver_mark_dead(s);
     if (!was_running) return; /* driver_check_idle reports it */
     driver_death_result(s, r, &results[r]);
+    if (results[r].order == 0) results[r].order = ++rc->outcomes;
     if (s->reaped && driver_exit_status(s) == 0) return;
     if (rc->first_dead < 0) rc->first_dead = r;
     for (int o = 0; o < d->world; o++)
@@ -839,8 +852,8 @@ static ddp_status run_frame(driver *d, msg_type type, const char *body, size_t b
         if (proto_send(s->fd, type, payload, len) != DDP_OK) report_death(d, r, results, &rc);
     }
     free(payload);
-    struct pollfd *p = calloc(2 * (size_t)d->world + 1, sizeof *p);
-    int *who = calloc(2 * (size_t)d->world + 1, sizeof *who); /* r, or -1 - r for output */
+    struct pollfd *p = calloc(2 * (size_t)d->world + 2, sizeof *p);
+    int *who = calloc(2 * (size_t)d->world + 2, sizeof *who); /* r, or -1 - r for output */
     if (!p || !who) {
         free(p);
         free(who);
@@ -863,6 +876,12 @@ static ddp_status run_frame(driver *d, msg_type type, const char *body, size_t b
             p[n++] = (struct pollfd){.fd = d->ranks[r].fd, .events = POLLIN};
         }
         if (running == 0) break;
+        int input_at = -1; /* the input hook's fd, polled last */
+        if (d->input_fn && d->input_fd >= 0) {
+            input_at = n;
+            who[n] = INT32_MIN;
+            p[n++] = (struct pollfd){.fd = d->input_fd, .events = POLLIN};
+        }
         if (poll(p, (nfds_t)n, 100) < 0 && errno != EINTR) {
             free(p);
             free(who);
@@ -887,6 +906,7 @@ static ddp_status run_frame(driver *d, msg_type type, const char *body, size_t b
                 }
             }
         }
+        if (input_at >= 0 && (p[input_at].revents & (POLLIN | POLLHUP))) d->input_fn(d->input_ctx);
         /* A session asked to end (SIGTERM, SIGHUP) does, even when a rank stuck in C does not
          * stop at the interrupt: after a grace of 2 s its ranks are killed. */
         if (d->terminating && rc.terminate_ms == 0) rc.terminate_ms = ddp_now_ms();
@@ -898,7 +918,7 @@ static ddp_status run_frame(driver *d, msg_type type, const char *body, size_t b
                 }
         for (int i = 1; i < n; i++) {
             int r = who[i];
-            if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            if (i == input_at || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
             if (r < 0)
                 drain_output(&d->ranks[-1 - r], -1 - r, &rc);
             else if (d->ranks[r].state != SLOT_DEAD && !driver_pump_rank(d, r, take_run_frame, &rc))

@@ -51,6 +51,7 @@ typedef struct {
     size_t output_len;
     char *error;     /* RANK_ERROR / RANK_DIED: the message in words (owned) */
     int exit_status; /* RANK_DIED: exit code, or -signal, or RANK_EXIT_UNKNOWN */
+    int order; /* when its outcome arrived among this run's ranks: 1 first, 0 never (skipped) */
     /* A lesson check's verdict sent during the chunk (the last one, if several) */
     bool has_verdict;
     int verdict;           /* PROTO_VERDICT_PASS / _FAIL / _DEFECT (protocol.h) */
@@ -72,6 +73,12 @@ typedef void (*rank_event_fn)(int rank, const struct proto_event *ev, void *ctx)
 /* Sets who receives the events of the chunks run from now on (a progress bar; verdicts are
  * also kept in the results). fn NULL: nobody (the default). */
 void driver_set_event_handler(driver *d, rank_event_fn fn, void *ctx);
+
+/* While driver_run waits for the ranks it also watches `fd` (the REPL's terminal, so
+ * that read-only commands answer while a chunk runs) and calls fn(ctx) when it is
+ * readable. fd -1 or fn NULL: nothing watched (the default). fn must not call driver_run. */
+typedef void (*driver_input_fn)(void *ctx);
+void driver_set_input_hook(driver *d, int fd, driver_input_fn fn, void *ctx);
 
 /* Runs `chunk` (already known to compile: the terminal side checks syntax first) on the
  * ranks whose entries in `targets` (length world size; NULL: every rank) are true. The

@@ -78,6 +78,10 @@ struct driver {
     /* driver_set_event_handler */
     rank_event_fn event_fn;
     void *event_ctx;
+    /* driver_set_input_hook */
+    int input_fd;
+    driver_input_fn input_fn;
+    void *input_ctx;
 };
 
 /* ---- driver.c: shared with driver_query.c and driver_nodes.c ------------------------ */

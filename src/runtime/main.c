@@ -20,6 +20,10 @@
 #include "runtime/cli.h"
 #include "runtime/driver.h"
 #include "runtime/launcher.h"
+#include "runtime/progress_bar.h"
+#include "runtime/protocol.h"
+#include "runtime/lesson.h"
+#include "runtime/lesson_verify.h"
 #include "runtime/rank.h"
 #include "runtime/render.h"
 #include "runtime/repl.h"
@@ -95,54 +99,92 @@ static int outcome_status(const rank_result *r) {
     }
 }
 
-/* Shows on stderr what failed (once per distinct failure, with its ranks) and returns the
- * first non-zero rank status: the first rank that raised an error or died, else 130 when
- * ranks were only interrupted (a death interrupts the others: they are not the cause).
- * The output was already streamed, so it is left out here. */
+/* Shows on stderr what failed and returns the status of the cause: the rank whose error or
+ * death came first in time (the others usually failed because of it: a collective it never
+ * joined), else 130 when ranks were only interrupted. The cause is shown first and named in
+ * the last line. The output was already streamed, so it is left out here. */
 static int report_failures(rank_result *results, int n, const render_style *style) {
     int status = 0, first = -1;
-    for (int pass = 0; pass < 2 && status == 0; pass++) /* causes first, then interrupts */
-        for (int i = 0; i < n && status == 0; i++)
+    /* the cause: the failure (not an interrupt) that came first in time, else an interrupt */
+    for (int pass = 0; pass < 2 && first < 0; pass++)
+        for (int i = 0; i < n; i++)
             if (outcome_status(&results[i]) != 0 &&
-                (pass == 1 || results[i].outcome != RANK_INTERRUPTED)) {
-                status = outcome_status(&results[i]);
+                (pass == 1 || results[i].outcome != RANK_INTERRUPTED) &&
+                (first < 0 || (results[i].order > 0 && (results[first].order == 0 ||
+                                                        results[i].order < results[first].order))))
                 first = i;
-            }
-    if (status == 0) return 0;
+    if (first < 0) return 0;
+    status = outcome_status(&results[first]);
     for (int i = 0; i < n; i++) results[i].output_len = 0; /* streamed already */
     render_style err_style = *style;
     err_style.color = render_color_wanted(STDERR_FILENO);
     for (int i = 0; i < n; i++) /* a clean os.exit(0) is not worth a line */
         if (results[i].outcome == RANK_DIED && results[i].exit_status == 0)
             results[i].outcome = RANK_DONE;
-    if (n == 1 && results[0].outcome == RANK_ERROR) /* as lua.c: "lua: msg" */
+    if (n == 1 && results[0].outcome == RANK_ERROR) { /* as lua.c: "lua: msg" */
         fprintf(stderr, "ddplab: %s\n", results[0].error ? results[0].error : "error");
-    else
-        render_results(stderr, results, n, &err_style);
-    bool *failed = calloc((size_t)n, sizeof *failed);
-    int nfailed = 0;
+    } else {
+        /* the cause first, then the ranks that failed after it (shallow copies: the
+         * strings stay owned by results) */
+        rank_result *cause = calloc((size_t)n, sizeof *cause);
+        rank_result *rest = calloc((size_t)n, sizeof *rest);
+        if (cause && rest) {
+            for (int i = 0; i < n; i++) {
+                cause[i] = rest[i] = results[i];
+                (i == first ? rest : cause)[i].outcome = RANK_SKIPPED;
+            }
+            render_results(stderr, cause, n, &err_style);
+            render_results(stderr, rest, n, &err_style);
+        } else {
+            render_results(stderr, results, n, &err_style);
+        }
+        free(cause);
+        free(rest);
+    }
+    bool *after = calloc((size_t)n, sizeof *after);
+    int nafter = 0;
     for (int i = 0; i < n; i++)
-        if (outcome_status(&results[i]) != 0 && (results[first].outcome == RANK_INTERRUPTED ||
-                                                 results[i].outcome != RANK_INTERRUPTED)) {
-            nfailed++;
-            if (failed) failed[i] = true;
+        if (i != first && outcome_status(&results[i]) != 0 &&
+            (results[first].outcome == RANK_INTERRUPTED ||
+             results[i].outcome != RANK_INTERRUPTED)) {
+            nafter++;
+            if (after) after[i] = true;
         }
     char ranks[96] = "";
-    if (failed) render_ranges(failed, n, ranks, sizeof ranks);
-    free(failed);
+    if (after) render_ranges(after, n, ranks, sizeof ranks);
+    free(after);
     if (results[first].outcome == RANK_INTERRUPTED)
         fprintf(stderr, "ddplab: interrupted (exit status %d)\n", status);
-    else if (nfailed == 1 && n > 1)
+    else if (nafter == 0 && n > 1)
         fprintf(stderr, "ddplab: rank %d failed (exit status %d)\n", first, status);
     else if (n > 1)
-        fprintf(stderr, "ddplab: ranks %s failed; exit status %d is rank %d's\n", ranks, status,
-                first);
+        fprintf(stderr,
+                "ddplab: rank %d failed first (exit status %d); rank%s %s failed after it\n", first,
+                status, nafter == 1 ? "" : "s", ranks);
     return status;
 }
 
-/* Feeds streamed output to the line labeller. */
+/* Script mode's streaming: the line labeller, and the one progress bar on a terminal. */
+typedef struct {
+    line_labeller *lab;
+    progress_bar *bar;
+    int world;
+} script_stream;
+
+/* Feeds streamed output to the line labeller, above the progress bar. */
 static void on_output(int rank, const char *bytes, size_t len, void *ctx) {
-    labeller_feed(ctx, rank, bytes, len);
+    script_stream *ss = ctx;
+    progress_bar_hide(ss->bar);
+    labeller_feed(ss->lab, rank, bytes, len);
+    progress_bar_show(ss->bar);
+}
+
+/* progress() ticks from the ranks move one bar (only when stdout is a terminal). */
+static void on_event(int rank, const struct proto_event *ev, void *ctx) {
+    script_stream *ss = ctx;
+    if (ev->kind != PROTO_EVENT_PROGRESS || !isatty(STDOUT_FILENO)) return;
+    if (!ss->bar) ss->bar = progress_bar_new(ss->world, 80, stdout);
+    progress_bar_tick(ss->bar, rank, ev->done, ev->total, ev->label);
 }
 
 /* Reads all of standard input (malloc'd, NUL-terminated) or returns NULL. */
@@ -192,9 +234,13 @@ static int run_everywhere(driver *d, const char *chunk, size_t len, const char *
         labeller_free(lab);
         return 1;
     }
-    ddp_status st = path ? driver_run_file(d, path, argc, argv, on_output, lab, results)
-                         : driver_run(d, chunk, len, name, NULL, on_output, lab, results);
+    script_stream ss = {.lab = lab, .world = n};
+    driver_set_event_handler(d, on_event, &ss);
+    ddp_status st = path ? driver_run_file(d, path, argc, argv, on_output, &ss, results)
+                         : driver_run(d, chunk, len, name, NULL, on_output, &ss, results);
+    driver_set_event_handler(d, NULL, NULL);
     labeller_flush(lab);
+    progress_bar_free(ss.bar);
     int status;
     if (script_terminated) { /* ended from outside: no report of the ranks we stopped */
         status = 128 + script_terminated;
@@ -282,8 +328,18 @@ int main(int argc, char **argv) {
                                    o.script ? o.script_argc - 1 : 0,
                                    o.script ? o.script_argv + 1 : NULL);
     }
+    int nproc = o.nproc ? o.nproc : cli_default_nproc();
+    if (o.lesson && o.nnodes == 1) { /* a lesson says how many ranks it needs at least */
+        int need = lesson_min_ranks(o.lesson);
+        if (nproc < need) {
+            if (o.nproc)
+                fprintf(stderr, "ddplab: lesson %s needs %d ranks: starting %d instead of %d\n",
+                        o.lesson, need, need, nproc);
+            nproc = need;
+        }
+    }
     launch_options lo = {
-        .nproc = o.nproc ? o.nproc : cli_default_nproc(),
+        .nproc = nproc,
         .backend = o.backend,
         .nnodes = o.nnodes,
         .node_rank = o.node_rank,
@@ -295,9 +351,22 @@ int main(int argc, char **argv) {
     };
     if (o.node_rank > 0) /* another machine's agent: it starts and tends its own ranks */
         return launcher_agent_main(&lo);
+    if (o.verify_lessons) {
+        install_script_signals();
+        driver *vd = NULL;
+        if (driver_start(&lo, &vd) != DDP_OK) {
+            fprintf(stderr, "ddplab: %s\n", ddp_last_error());
+            return 1;
+        }
+        script_driver = vd;
+        int vstatus = lesson_verify(vd, o.verify_which);
+        script_driver = NULL;
+        driver_stop(vd);
+        return script_terminated ? 128 + script_terminated : vstatus;
+    }
     /* lua.c: no script, no -e and stdin not a terminal means "run stdin as the script" */
-    bool want_repl = o.interactive || (!o.script && o.nchunks == 0);
-    if (!o.script && o.nchunks == 0 && !o.interactive && !isatty(STDIN_FILENO)) {
+    bool want_repl = o.interactive || o.lesson || (!o.script && o.nchunks == 0);
+    if (!o.script && o.nchunks == 0 && !o.interactive && !o.lesson && !isatty(STDIN_FILENO)) {
         static char *dash[] = {"-", NULL};
         o.script = "-";
         o.script_argc = 1;
@@ -333,7 +402,15 @@ int main(int argc, char **argv) {
     }
     if (script_terminated) status = 128 + script_terminated;
     free(stdin_text);
-    if (want_repl && !script_terminated) status = repl_run(d, NULL);
+    if (want_repl && !script_terminated) {
+        repl_options ro = {
+            .lesson = o.lesson,
+            /* plain `ddplab` at a terminal offers to go on with the course */
+            .offer_continue =
+                !o.script && o.nchunks == 0 && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO),
+        };
+        status = repl_run(d, &ro);
+    }
     driver_stop(d);
     return status;
 }

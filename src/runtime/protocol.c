@@ -45,12 +45,15 @@ static const char *const verdict_names[] = {"pass", "fail", "defect"};
 
 size_t proto_event_encode(const proto_event *ev, char *buf, size_t cap) {
     int n;
-    if (ev->kind == PROTO_EVENT_VERDICT)
+    if (ev->kind == PROTO_EVENT_ENDED) {
+        n = snprintf(buf, cap, "ended");
+    } else if (ev->kind == PROTO_EVENT_VERDICT) {
         n = snprintf(buf, cap, "verdict%c%s%c%s", 0, verdict_names[ev->verdict], 0,
                      ev->message ? ev->message : "");
-    else
+    } else {
         n = snprintf(buf, cap, "progress%c%ld%c%ld%c%s", 0, ev->done, 0, ev->total, 0,
                      ev->label ? ev->label : "");
+    }
     if (n < 0) return 0;
     return (size_t)n < cap ? (size_t)n : cap - 1;
 }
@@ -59,6 +62,10 @@ ddp_status proto_event_decode(char *data, uint32_t len, proto_event *out) {
     char *f[4] = {0};
     int n = proto_split(data, len, f, 4);
     memset(out, 0, sizeof *out);
+    if (n == 1 && strcmp(f[0], "ended") == 0) {
+        out->kind = PROTO_EVENT_ENDED;
+        return DDP_OK;
+    }
     if (n == 3 && strcmp(f[0], "verdict") == 0) {
         out->kind = PROTO_EVENT_VERDICT;
         out->message = f[2];

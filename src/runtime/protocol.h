@@ -72,6 +72,8 @@ typedef struct {
 typedef enum {
     PROTO_EVENT_VERDICT = 1, /* "verdict\0pass|fail|defect\0message" */
     PROTO_EVENT_PROGRESS,    /* "progress\0done\0total\0label" */
+    PROTO_EVENT_ENDED,       /* "ended": the chunk's Lua code is over (sent before the rank
+                              * tells its peers, so the driver learns who ended first) */
 } proto_event_kind;
 
 typedef enum { PROTO_VERDICT_PASS, PROTO_VERDICT_FAIL, PROTO_VERDICT_DEFECT } proto_verdict;

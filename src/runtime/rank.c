@@ -578,6 +578,17 @@ static void set_participants(const char *targets, size_t n) {
     if (running != stack) free(running);
 }
 
+/* Before a chunk's outcome: its last collective, as a STATE frame ("in barrier #1"), when
+ * it is new, so that :ranks can say "idle (last: ...)" even for a collective that began
+ * and ended between two of the reader thread's looks (a rank that arrived last). */
+static void report_last_collective(void) {
+    static char told[160];
+    const char *last = pg_last_activity();
+    if (!last || strcmp(last, told) == 0) return;
+    snprintf(told, sizeof told, "%s", last);
+    (void)control_send(MSG_STATE, told, strlen(told));
+}
+
 /* Runs one chunk ("id\0targets\0chunkname\0chunk") or file ("id\0targets\0path\0arg1...";
  * targets: '1' or '0' per global rank, who runs this chunk) and reports its outcome to the
  * driver. */
@@ -607,9 +618,13 @@ static void serve_run(lua_State *L, const proto_frame *f) {
         int n = proto_split(rest, rest_len, fields, 256);
         run_file(L, id, fields[0], n - 1, fields + 1, &res);
     }
+    /* who ended first, said before the peers can learn it from the store (pg_chunk_end):
+     * the driver names the first failure as the cause of the others */
+    (void)control_send(MSG_EVENT, "ended", 5);
     pg_chunk_end();
     end_run(L);
     output_sync();
+    report_last_collective();
     if (res.outcome == RUN_OK)
         (void)control_send(MSG_DONE, NULL, 0);
     else

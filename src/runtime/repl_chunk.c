@@ -13,6 +13,9 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "runtime/lesson.h"
+#include "runtime/progress_bar.h"
+#include "runtime/protocol.h"
 #include "runtime/render.h"
 #include "runtime/repl_internal.h"
 
@@ -57,6 +60,7 @@ void repl_print_restart_hint(void) {
 #define LIVE_AFTER_BYTES (256u * 1024u)
 
 typedef struct {
+    repl *r;
     int world;
     render_style style;
     int64_t start_ms; /* when the chunk was sent */
@@ -64,7 +68,88 @@ typedef struct {
     size_t *held_len;
     size_t held_total;   /* bytes in held[] */
     line_labeller *live; /* non-NULL once streaming */
+    progress_bar *bar;   /* the one bar of progress() ticks, on a terminal only */
+    bool terminal;
+    int width;
 } live_output;
+
+/* Keeps a line typed while the chunk runs for the next prompt. */
+static void keep_pending(repl *r, const char *line, size_t n) {
+    char **grown = realloc(r->pending, (size_t)(r->npending + 1) * sizeof *grown);
+    if (!grown) return;
+    r->pending = grown;
+    char *copy = strndup(line, n);
+    if (copy) r->pending[r->npending++] = copy;
+}
+
+/* One whole line typed while the chunk runs: a read-only command (:ranks, :help, a
+ * lesson's text) answers now, above the output; anything else waits for the prompt. */
+static void take_typed_line(live_output *lo, const char *line, size_t n) {
+    repl *r = lo->r;
+    const char *p = line;
+    while (p < line + n && (*p == ' ' || *p == '\t')) p++;
+    if (p < line + n && *p == ':' && r->npending == 0) {
+        char name[32];
+        size_t k = 0;
+        for (const char *q = p + 1; q < line + n && *q != ' ' && k + 1 < sizeof name; q++)
+            name[k++] = *q;
+        name[k] = '\0';
+        const repl_command_def *c = repl_command_find(name);
+        if (c && c->while_running) {
+            char *cmd = strndup(p + 1, (size_t)(line + n - p - 1));
+            if (!cmd) return;
+            progress_bar_hide(lo->bar);
+            if (lo->live) labeller_flush(lo->live);
+            repl_command(r, cmd);
+            progress_bar_show(lo->bar);
+            free(cmd);
+            return;
+        }
+    }
+    keep_pending(r, line, n);
+}
+
+/* driver_set_input_hook's callback (a terminal only): reads what was typed; Ctrl-D at the
+ * start of a line (end of input) ends the session once the chunk ends. */
+static void on_typed(void *ctx) {
+    live_output *lo = ctx;
+    repl *r = lo->r;
+    char buf[4096];
+    ssize_t got = read(STDIN_FILENO, buf, sizeof buf);
+    if (got < 0) return;
+    if (got == 0) {
+        if (!r->eof_seen) {
+            progress_bar_hide(lo->bar);
+            printf("(Ctrl-D: the session ends when this chunk does; Ctrl-C stops it now)\n");
+            fflush(stdout);
+            progress_bar_show(lo->bar);
+        }
+        r->eof_seen = true;
+        driver_set_input_hook(r->d, -1, NULL, NULL); /* nothing more to read */
+        return;
+    }
+    char *grown = realloc(r->typeahead, r->typeahead_len + (size_t)got);
+    if (!grown) return;
+    memcpy(grown + r->typeahead_len, buf, (size_t)got);
+    r->typeahead = grown;
+    r->typeahead_len += (size_t)got;
+    size_t start = 0;
+    for (size_t i = 0; i < r->typeahead_len; i++)
+        if (r->typeahead[i] == '\n') {
+            take_typed_line(lo, r->typeahead + start, i - start);
+            start = i + 1;
+        }
+    memmove(r->typeahead, r->typeahead + start, r->typeahead_len - start);
+    r->typeahead_len -= start;
+}
+
+/* driver_set_event_handler's callback: progress ticks move the one bar. */
+static void on_chunk_event(int rank, const struct proto_event *ev, void *ctx) {
+    live_output *lo = ctx;
+    if (ev->kind != PROTO_EVENT_PROGRESS || !lo->terminal) return;
+    if (!lo->bar) lo->bar = progress_bar_new(lo->world, lo->width, stdout);
+    progress_bar_tick(lo->bar, rank, ev->done, ev->total, ev->label);
+}
 
 /* driver_run's on_output: hold the bytes, or stream them once the chunk runs long. */
 static void on_chunk_output(int rank, const char *bytes, size_t len, void *ctx) {
@@ -76,7 +161,9 @@ static void on_chunk_output(int rank, const char *bytes, size_t len, void *ctx) 
             if (lo->held_len[i] > 0) labeller_feed(lo->live, i, lo->held[i], lo->held_len[i]);
     }
     if (lo->live) {
+        progress_bar_hide(lo->bar); /* lines go above the bar */
         labeller_feed(lo->live, rank, bytes, len);
+        progress_bar_show(lo->bar);
         return;
     }
     if (rank < 0 || rank >= lo->world) return;
@@ -91,7 +178,12 @@ static void on_chunk_output(int rank, const char *bytes, size_t len, void *ctx) 
 ddp_status repl_run_chunk(repl *r, const char *chunk, const bool *targets, bool show_mode,
                           bool *all_done) {
     rank_result *results = calloc((size_t)r->world, sizeof *results);
-    live_output lo = {.world = r->world, .style = r->style, .start_ms = ddp_now_ms()};
+    live_output lo = {.r = r,
+                      .world = r->world,
+                      .style = r->style,
+                      .start_ms = ddp_now_ms(),
+                      .terminal = r->el != NULL,
+                      .width = repl_terminal_width()};
     lo.held = calloc((size_t)r->world, sizeof *lo.held);
     lo.held_len = calloc((size_t)r->world, sizeof *lo.held_len);
     ddp_status st = DDP_OK;
@@ -101,15 +193,23 @@ ddp_status repl_run_chunk(repl *r, const char *chunk, const bool *targets, bool 
     }
     repl_sigint_seen = 0;
     repl_chunk_running = 1;
+    driver_set_event_handler(r->d, on_chunk_event, &lo);
+    if (r->el && !r->eof_seen) driver_set_input_hook(r->d, STDIN_FILENO, on_typed, &lo);
     st = driver_run(r->d, chunk, strlen(chunk), "=stdin", targets,
                     show_mode ? NULL : on_chunk_output, &lo, results);
+    driver_set_input_hook(r->d, -1, NULL, NULL);
+    driver_set_event_handler(r->d, NULL, NULL);
     repl_chunk_running = 0;
+    if (lo.bar && lo.live) labeller_flush(lo.live); /* a last partial line, above the bar */
+    progress_bar_free(lo.bar);
+    lo.bar = NULL;
     if (repl_sigint_seen && r->el) fputc('\n', stdout); /* after the terminal's "^C" */
     if (st != DDP_OK) goto out;
     if (lo.live) { /* the output is on the screen already: only the outcomes are left */
         labeller_flush(lo.live);
         for (int i = 0; i < r->world; i++) results[i].output_len = 0;
     }
+    if (r->lesson && r->recording) lesson_record(r->lesson, chunk, results, r->world);
     if (show_mode)
         render_show(stdout, results, r->world, repl_terminal_width(), &r->style);
     else

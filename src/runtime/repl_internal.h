@@ -52,6 +52,14 @@ typedef struct repl {
     rank_result *notice;           /* deaths found while waiting for a key, not shown yet */
     struct lesson_session *lesson; /* the course (lesson.h), NULL when it cannot start */
     bool quit;                     /* a command asked to end the session */
+    bool recording;                /* the chunk running was typed: the lesson notes it */
+    /* typed while a chunk ran (a terminal in cooked mode gives whole lines): read-only
+     * commands answered at once, the rest kept for the prompt, in order */
+    char *typeahead; /* a partial line (owned) */
+    size_t typeahead_len;
+    char **pending; /* whole lines (owned) */
+    int npending;
+    bool eof_seen; /* Ctrl-D while a chunk ran: the session ends when it does */
 } repl;
 
 /* ---- the table of `:` commands (commands.c) ------------------------------------------- */

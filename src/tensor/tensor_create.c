@@ -81,12 +81,12 @@ ddp_status tensor_eye(int64_t n, int64_t m, dtype dt, tensor **out) {
  * order, i.e. the dimensions sorted by stride, largest first (a transposed tensor is
  * filled as its storage lies, not in its logical order). `*order` is t viewed in that
  * order of dimensions; the fill writes `*buf`, contiguous with that view's sizes: t's own
- * data when t is contiguous with the wanted dtype, else a temporary that fill_finish
- * copies into the view. */
-static ddp_status fill_begin(const char *op, tensor *t, dtype want, tensor **order, tensor **buf) {
+ * data when t is a contiguous CPU tensor with the wanted dtype, else a CPU temporary
+ * that fill_finish copies into the view (so a CUDA tensor gets the numbers the CPU
+ * generator gives, until the device's own generator lands). */
+static ddp_status fill_begin(tensor *t, dtype want, tensor **order, tensor **buf) {
     *order = *buf = NULL;
-    DDP_CHECK(tensor_check_cpu(op, t));
-    if (tensor_is_contiguous(t) && t->dtype == want) {
+    if (tensor_is_cpu(t) && tensor_is_contiguous(t) && t->dtype == want) {
         *order = tensor_retain(t);
         *buf = tensor_retain(t);
         return DDP_OK;
@@ -138,7 +138,7 @@ ddp_status tensor_uniform_(tensor *t, double lo, double hi, ddp_generator *g) {
         return DDP_FAIL(DDP_ERR_ARG, "uniform_: expects from <= to, got from=%g and to=%g", lo, hi);
     if (!g) g = generator_default();
     tensor *order, *buf;
-    DDP_CHECK(fill_begin("uniform_", t, t->dtype, &order, &buf));
+    DDP_CHECK(fill_begin(t, t->dtype, &order, &buf));
     int64_t n = tensor_numel(buf);
     if (buf->dtype == DTYPE_FLOAT32)
         generator_uniform_f32(g, tensor_data(buf), n, lo, hi);
@@ -152,7 +152,7 @@ ddp_status tensor_normal_(tensor *t, double mean, double std, ddp_generator *g) 
     if (!(std >= 0)) return DDP_FAIL(DDP_ERR_ARG, "normal_: std must be non-negative, got %g", std);
     if (!g) g = generator_default();
     tensor *order, *buf;
-    DDP_CHECK(fill_begin("normal_", t, t->dtype, &order, &buf));
+    DDP_CHECK(fill_begin(t, t->dtype, &order, &buf));
     int64_t n = tensor_numel(buf);
     /* PyTorch fills a contiguous tensor 16 at a time, any other one value by value */
     bool contiguous = tensor_is_contiguous(t);
@@ -172,7 +172,7 @@ ddp_status tensor_randint_(tensor *t, int64_t lo, int64_t hi, ddp_generator *g) 
         return DDP_FAIL(DDP_ERR_ARG, "randint_: a bool tensor can only hold values in [0, 2)");
     if (!g) g = generator_default();
     tensor *order, *buf;
-    DDP_CHECK(fill_begin("randint_", t, DTYPE_INT64, &order, &buf));
+    DDP_CHECK(fill_begin(t, DTYPE_INT64, &order, &buf));
     generator_randint(g, tensor_data(buf), tensor_numel(buf), lo, hi);
     return fill_finish(t, order, buf);
 }

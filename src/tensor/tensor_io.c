@@ -13,8 +13,8 @@
  * exclusively and holding its pid and rank; a second process saving the same path at the
  * same moment (every rank running `torch.save(sd, "ckpt.safetensors")`) finds the lock
  * and fails with an explanation instead of racing. A lock whose process is dead (killed
- * mid-save) is taken over and its temporary file removed. Data is stored little-endian,
- * which is this host's order (checked at compile time). */
+ * mid-save, or whose temporary file is gone) is taken over and its temporary removed. Data is
+ * stored little-endian, which is this host's order (checked at compile time). */
 #include "tensor/tensor_io_internal.h"
 
 #include <errno.h>
@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -178,12 +179,19 @@ static ddp_status take_lock(io_sink *o) {
         long pid = 0, rank = -1;
         char stale_tmp[sizeof o->tmp];
         if (!read_lock(o->lock, &pid, &rank, stale_tmp, sizeof stale_tmp)) {
-            /* just created by its holder, not yet written: give it a moment */
+            /* just created by its holder, not yet written: give it a moment; one that
+             * stays empty for long belongs to a process that died in that moment */
             usleep(2000);
-            if (!read_lock(o->lock, &pid, &rank, stale_tmp, sizeof stale_tmp))
+            struct stat st;
+            bool old = stat(o->lock, &st) == 0 && time(NULL) - st.st_mtime > 10;
+            if (!read_lock(o->lock, &pid, &rank, stale_tmp, sizeof stale_tmp) && !old)
                 return busy(o->path, 0, -1);
         }
-        if (pid_alive(pid)) return busy(o->path, pid, rank);
+        /* the holder writes its lock once its temporary file exists, and removes the lock
+         * right after renaming that file: a live pid whose temporary is gone is another
+         * process that reused a dead holder's pid */
+        bool holding = pid_alive(pid) && stale_tmp[0] && access(stale_tmp, F_OK) == 0;
+        if (holding) return busy(o->path, pid, rank);
         /* the holder died mid-save: its temporary file is garbage, its lock stale. Only a
          * name of the form "<path>.<pid>.<n>.tmp" is removed, never anything else. */
         size_t plen = strlen(o->path);

@@ -134,4 +134,47 @@ assert(not ok and tostring(err):find("Fortran", 1, true), "Fortran order: " .. t
 print("interop: ddplab reads what numpy wrote")
 LUA
 "$DDPLAB" -n 1 "$dir/read.lua"
+
+# ---- checkpoints: an optimizer's state dict both ways ----------------------------------
+cat >"$dir/opt.lua" <<'LUA'
+local dir = assert(os.getenv("INTEROP_DIR"))
+local model = nn.Linear(3, 2)
+local opt = optim.Adam(model:parameters(), {lr = 0.01})
+nn.MSELoss()(model(torch.ones(4, 3)), torch.zeros(4, 2)):backward()
+opt:step()
+torch.save(opt:state_dict(), dir .. "/opt.safetensors")
+LUA
+"$DDPLAB" -n 1 "$dir/opt.lua"
+"$PY" - <<'PYEOF'
+import json, os, struct
+d = os.environ["INTEROP_DIR"]
+raw = open(os.path.join(d, "opt.safetensors"), "rb").read()
+(n,) = struct.unpack("<Q", raw[:8])
+header = json.loads(raw[8:8 + n])
+meta = header.pop("__metadata__")
+assert all(isinstance(v, str) for v in meta.values()), "metadata values must be strings"
+groups = json.loads(meta["param_groups"])
+assert groups == [{"amsgrad": False, "betas": [0.9, 0.999], "eps": 1e-08, "lr": 0.01,
+                   "params": [0, 1], "weight_decay": 0}], groups
+assert isinstance(groups[0]["lr"], float) and isinstance(groups[0]["params"][0], int)
+state = json.loads(meta["state"])
+assert state["0"]["step"] == 1, state
+ref = state["0"]["exp_avg"]["__tensor__"]
+assert header[ref]["shape"] == [2, 3] and header[ref]["dtype"] == "F32", header[ref]
+assert header[state["1"]["exp_avg_sq"]["__tensor__"]]["shape"] == [2]
+# Python writes one: param_groups from JSON, ddplab reads them with their types
+text = json.dumps({"__metadata__": {"param_groups": json.dumps([{"lr": 1, "momentum": 0.5,
+                   "params": [0], "nesterov": True}]), "ddplab.keys": json.dumps(["param_groups"])}})
+text += " " * (-len(text) % 8)
+with open(os.path.join(d, "theirs_opt.safetensors"), "wb") as f:
+    f.write(struct.pack("<Q", len(text)) + text.encode())
+print("interop: Python reads ddplab's optimizer checkpoint")
+PYEOF
+cat >"$dir/read_opt.lua" <<'LUA'
+local g = torch.load(assert(os.getenv("INTEROP_DIR")) .. "/theirs_opt.safetensors").param_groups[1]
+assert(math.type(g.lr) == "integer" and math.type(g.momentum) == "float", "number types")
+assert(g.nesterov == true and g.params[1] == 0, "values")
+print("interop: ddplab reads param_groups Python wrote")
+LUA
+"$DDPLAB" -n 1 "$dir/read_opt.lua"
 echo "interop: ok"

@@ -93,4 +93,16 @@ for r in 0 1; do
     expect_line "$work/out.$r" "sum	9.0"
 done
 
+# The failure summary puts the cause first and names it: rank 2 fails, the others fail in
+# the barrier it never joined (issue 9).
+cat >"$work/cause.lua" <<'LUA'
+dist.init_process_group{backend="gloo"}
+if dist.get_rank() == 2 then error("bad batch on rank 2") end
+dist.barrier()
+LUA
+NO_COLOR=1 "$DDPLAB" -n 4 "$work/cause.lua" >/dev/null 2>"$work/cause.err"
+[ "$(head -1 "$work/cause.err")" = "[2] error: $work/cause.lua:2: bad batch on rank 2" ] ||
+    fail "the cause is not shown first: $(cat "$work/cause.err")"
+expect_line "$work/cause.err" "ddplab: rank 2 failed first (exit status 1); ranks 0,1,3 failed after it"
+
 finish "script mode"

@@ -259,6 +259,22 @@ print(#s, table.concat(s:indices(), " "))
 2	3 7
 ]==])
 
+example("data: shuffled as PyTorch shuffles", [==[
+local ds = data.TensorDataset(torch.arange(10))
+local s = data.DistributedSampler(ds, {num_replicas = 4, rank = 0, seed = 0})
+print(table.concat(s:indices(), " "))
+s:set_epoch(1)
+print(table.concat(s:indices(), " "))
+local g = torch.Generator()
+g:manual_seed(0)
+local loader = data.DataLoader(ds, {batch_size = 3, shuffle = true, generator = g})
+for x in loader do print(x) break end
+]==], [==[
+4 3 6
+5 0 7
+tensor([3, 7, 5])
+]==])
+
 example("data: synthetic and CSV", [==[
 local ds, x, y = data.synthetic.spiral{n = 6, classes = 2, seed = 0}
 print(#ds, x.shape, y)
@@ -303,6 +319,19 @@ local seconds = torch.time() - t0
 print(math.type(seconds), seconds >= 0)
 ]==], [==[
 float	true
+]==])
+
+example("gpus and devices", [==[
+local d = torch.device("cuda:1")
+print(d, d.type, d.index, torch.device("cuda").index)
+local t = torch.zeros(2)
+print(t.device, t.is_cuda, t.device == torch.device("cpu"), t:cpu() == t)
+local device = torch.cuda.is_available() and "cuda" or "cpu"
+print(torch.ones(2, {device = device}):cpu())
+]==], [==[
+cuda:1	cuda	1	nil
+cpu	false	true	true
+tensor([1., 1.])
 ]==])
 
 -- ---- Tensor ----------------------------------------------------------------------------
@@ -512,6 +541,25 @@ tensor(1.0986)
 mse_loss: input (4x1) and target (4) have different shapes
 ]==])
 
+example("batch norm", [==[
+torch.manual_seed(0)
+local bn = nn.BatchNorm1d(3)
+local x = torch.randn(4, 3)
+print(bn(x)[0])
+print(bn.running_mean, bn.num_batches_tracked)
+bn:eval()
+print(bn(x)[0])
+print(bn)
+local model = nn.SyncBatchNorm.convert_sync_batchnorm(nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3)))
+print(model[1])
+]==], [==[
+tensor([ 1.4666, -0.0131, -1.3234], grad_fn=<SelectBackward0>)
+tensor([ 0.0527, -0.0284, -0.1029])	tensor(1)
+tensor([ 1.5160, -0.2696, -2.0752], grad_fn=<SelectBackward0>)
+BatchNorm1d(3, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)
+SyncBatchNorm(3, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)
+]==])
+
 example("functional", [==[
 local F = torch.nn.functional
 print(F.relu(torch.tensor({-1.0, 2.0})))
@@ -577,6 +625,30 @@ local sessions = {}
 local function session(name, blocks)
   sessions[#sessions + 1] = {name = name, blocks = blocks}
 end
+
+session("nn.DistributedDataParallel: the tutorial's training stage", {[==[
+[all]> dist.init_process_group{backend = "gloo"}
+[all]> rank, world = dist.get_rank(), dist.get_world_size()
+[all]> torch.manual_seed(rank) -- a different model on every rank, until DDP broadcasts rank 0's
+[all]> model = nn.Sequential(nn.Linear(5, 10), nn.ReLU(), nn.Linear(10, 5))
+[all]> ddp = nn.DistributedDataParallel(model)
+[all]> loss_fn = nn.MSELoss()
+[all]> opt = optim.Adam(ddp:parameters(), {lr = 1e-3})
+[all]> torch.manual_seed(100 + rank) -- each rank its own data
+[all]> x, y = torch.randn(64, 5), torch.randn(64, 5)
+[all]> for step = 1, 5 do opt:zero_grad(); loss_fn(ddp(x), y):backward(); opt:step() end
+[all]> w = model[2].bias:clone(); dist.broadcast(w, 0)
+[all]> =torch.equal(w, model[2].bias), model[2].bias.grad.shape
+[0-3] true	torch.Size([5])
+[all]> b = ddp:buckets()[1]
+[all]> =#ddp:buckets(), b.bytes, table.concat(b.params, " ")
+[0-3] 1	460	2.weight 2.bias 0.weight 0.bias
+[all]> sd = ddp:state_dict(); keys = {}; for k in pairs(sd) do keys[#keys + 1] = k end
+[all]> =table.concat(keys, " ")
+[0-3] module.0.weight module.0.bias module.2.weight module.2.bias
+[all]> sd = nn.utils.consume_prefix_in_state_dict_if_present(sd, "module.")
+[all]> _ = nn.Sequential(nn.Linear(5, 10), nn.ReLU(), nn.Linear(10, 5)):load_state_dict(sd)
+]==]})
 
 session("data: a sampler per rank", {[==[
 [all]> dist.init_process_group{backend = "gloo"}
@@ -656,6 +728,25 @@ session("the REPL", {[==[
       stack traceback:
       	[C]: in metamethod 'add'
       	stdin:1: in main chunk
+]==]})
+
+session("plots", {[==[
+[all]> rank = tonumber(os.getenv("RANK"))
+[all]> losses = {}
+[all]> for step in progress(6) do losses[#losses + 1] = (rank + 1) / (step + 1) end
+[all]> plot(losses, {per_rank = true, width = 30, height = 8, title = "loss per rank"})
+[0]            loss per rank
+            4 │x
+              │ xx
+              │++ x
+        2.357 │  ++xx
+              │ooo ++xxxx
+              │*  ooo=+++==xxxxxx
+              │ ******=oooo==================
+       0.1667 │        *************=========
+              └──────────────────────────────
+               1                            6
+               * rank 0   o rank 1   + rank 2   x rank 3   (= where they overlap)
 ]==]})
 
 session("collectives", {[==[
@@ -814,12 +905,16 @@ options:
   --no-collective-check    do not cross-check collectives (for benchmarks)
   -e CHUNK                 run the Lua CHUNK on every rank
   -i                       enter the REPL after running the script or -e
+  --lesson N               open lesson N of the course (or a lesson file's path)
+  --verify-lessons [N]     run every lesson's (or lesson N's) steps: each check must
+                           fail from the step's setup and pass after its solution
   -h, --help               show this help
   --version                show the version and what this build has
   script.lua [args]        run a script on every rank ('-' reads standard input)
 
 examples:
   ddplab -n 2                          open the REPL on 2 ranks
+  ddplab --lesson 1                    start the course at lesson 1
   ddplab -n 4 -e 'dist.init_process_group{backend="gloo"}; print(dist.get_rank())'
                                        run one line on 4 ranks and exit
 ]==], 0, false},

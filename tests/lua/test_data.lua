@@ -47,14 +47,7 @@ T.test("DistributedSampler equals PyTorch, shuffle off", function()
   T.is_true(checked > 100, "few cases: " .. checked)
 end)
 
-T.test("DistributedSampler equals PyTorch, shuffle on (needs torch.Generator)", function()
-  if torch.Generator == nil then
-    -- until PyTorch's generator lands the sampler must say so, not shuffle otherwise
-    local s = data.DistributedSampler(indexed(4), {num_replicas = 2, rank = 0})
-    T.raises(function() s:indices() end, "shuffling needs torch.Generator")
-    print("SKIP shuffle fixtures: this build has no torch.Generator yet")
-    return
-  end
+T.test("DistributedSampler equals PyTorch, shuffle on", function()
   local checked = 0
   for _, c in ipairs(fixtures.sampler) do
     if c.shuffle then
@@ -174,11 +167,7 @@ T.test("DataLoader: other datasets collate as default_collate does", function()
   T.eq(sizes, {2, 2, 1})
 end)
 
-T.test("DataLoader: shuffle with a generator equals PyTorch (needs torch.Generator)", function()
-  if torch.Generator == nil then
-    print("SKIP loader shuffle fixtures: this build has no torch.Generator yet")
-    return
-  end
+T.test("DataLoader: shuffle with a generator equals PyTorch, epoch after epoch", function()
   for _, c in ipairs(fixtures.loader) do
     local g = torch.Generator()
     g:manual_seed(c.seed)

@@ -645,22 +645,29 @@ static void test_save_lock(void **state) {
     assert_int_equal(tensor_save_safetensors(path, names, &old, 1), DDP_OK);
     int before = count_files();
 
-    FILE *f = fopen(lock, "w"); /* held by our parent, alive, "rank 3" */
+    FILE *f = fopen(lock, "w"); /* held by our parent, alive, "rank 3", writing */
     assert_non_null(f);
-    fprintf(f, "%ld 3\n%s.%ld.0.tmp\n", (long)getppid(), path, (long)getppid());
+    snprintf(tmp, sizeof tmp, "%s.%ld.0.tmp", path, (long)getppid());
+    fprintf(f, "%ld 3\n%s\n", (long)getppid(), tmp);
     fclose(f);
+    write_bytes(tmp, "being written", 13);
     assert_int_equal(tensor_save_safetensors(path, names, &fresh, 1), DDP_ERR_STATE);
     assert_non_null(strstr(ddp_last_error(), "rank 3 (pid"));
     assert_non_null(strstr(ddp_last_error(), "is saving the same file at this moment"));
     assert_non_null(strstr(ddp_last_error(), "if dist.get_rank() == 0 then torch.save"));
     assert_int_equal(tensor_save_npy(path, fresh), DDP_ERR_STATE); /* the same for .npy */
     assert_int_equal(access(lock, F_OK), 0);                       /* not ours to remove */
+    assert_int_equal(access(tmp, F_OK), 0);
     char **got_names;
     tensor **got;
     int n;
     assert_int_equal(tensor_load_safetensors(path, &got_names, &got, &n), DDP_OK);
     assert_same(got[0], old); /* the old checkpoint is intact */
     free_loaded(got_names, got, n);
+    /* the same live pid without its temporary file: a reused pid, not a writer */
+    unlink(tmp);
+    assert_int_equal(tensor_save_safetensors(path, names, &old, 1), DDP_OK);
+    assert_int_equal(access(lock, F_OK), -1);
 
     pid_t child = fork(); /* a process that is gone by the time we save */
     assert_true(child >= 0);

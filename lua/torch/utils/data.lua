@@ -190,11 +190,7 @@ end
 
 -- The 0..n-1 permutation drawn as PyTorch draws it: torch.randperm(n) from a fresh
 -- torch.Generator seeded `seed`.
-local function randperm(n, seed, fn)
-  if torch.Generator == nil then
-    raise(fn .. ": shuffling needs torch.Generator, which this build does not have yet; "
-          .. "pass {shuffle = false}")
-  end
+local function randperm(n, seed)
   local g = torch.Generator()
   g:manual_seed(seed)
   return torch.randperm(n, {generator = g}):tolist()
@@ -209,7 +205,7 @@ function DistributedSampler:indices()
   local n = self._n
   local indices
   if self.shuffle then
-    indices = randperm(n, self.seed + self.epoch, "DistributedSampler")
+    indices = randperm(n, self.seed + self.epoch)
   else
     indices = {}
     for i = 1, n do indices[i] = i - 1 end
@@ -348,9 +344,10 @@ function DataLoader:_order()
     if self.generator ~= nil then
       -- as PyTorch's loader iterator: first one 64-bit draw (the base seed it gives worker
       -- processes; randint over two values takes 32 bits per element), then RandomSampler's
-      -- randperm, so the same seed gives the same batches
+      -- randperm; at the end of the pass RandomSampler draws one more (discarded)
+      -- permutation (iter below), so the same seed gives the same batches every epoch
       torch.randint(0, 2, {2}, {generator = self.generator})
-      return torch.randperm(n, {generator = self.generator}):tolist()
+      return torch.randperm(n, {generator = self.generator}):tolist(), true
     end
     return torch.randperm(n):tolist() -- from the global generator
   end
@@ -385,11 +382,17 @@ end
 -- loader:iter() -> an iterator over one epoch's batches (each a list of values)
 function DataLoader:iter()
   if getmetatable(self) ~= DataLoader then util.dot_call_error("iter", "loader", "loader", self) end
-  local order = self:_order()
+  local order, seeded = self:_order()
   local bs, pos = self.batch_size, 1
   return function()
     local remaining = #order - pos + 1
-    if remaining <= 0 or (self.drop_last and remaining < bs) then return nil end
+    if remaining <= 0 or (self.drop_last and remaining < bs) then
+      if seeded then -- RandomSampler's tail, randperm(n)[:num_samples % n], drawn once
+        torch.randperm(self._n, {generator = self.generator})
+        seeded = false
+      end
+      return nil
+    end
     local indices = table.move(order, pos, math.min(pos + bs - 1, #order), 1, {})
     pos = pos + bs
     return self:_fetch(indices)
