@@ -61,8 +61,10 @@ NCCL 做集合通信，而且常常跨越多台机器。代码几乎不用改，
     {
       text = {
         en = [[
-First find out what this build has. `ddplab --version` prints it (`CUDA no, NCCL no,
-Gloo yes` on a CPU-only build), and so does Lua on every rank:
+First find out what you have. `ddplab --version` says what the build supports (for
+instance `CUDA yes, NCCL no, Gloo yes`); whether a GPU is actually there is another
+question, which every rank can ask (a build with CUDA on a machine without a GPU
+answers false):
 
 ```lua
 has_cuda = torch.cuda.is_available()
@@ -72,11 +74,12 @@ has_nccl = dist.is_nccl_available()
 NCCL (NVIDIA's collective communication library) is the backend for GPU tensors: it
 moves data between GPUs directly, over NVLink inside a machine and over the network
 (InfiniBand or Ethernet) between machines. Gloo is the backend for CPU tensors. When both
-are false, as on a machine without a GPU, `backend = "nccl"` is refused ("built without
-NCCL") and `t:to("cuda")` is an error: the rest of this lesson still works.]],
+are false, as on a machine without a GPU, `backend = "nccl"` is refused and
+`t:to("cuda")` is an error, each saying why: the rest of this lesson still works.]],
         zh = [[
-先弄清楚这个版本具备什么。`ddplab --version` 会显示出来（纯 CPU 版本显示
-`CUDA no, NCCL no, Gloo yes`），每个 rank 上的 Lua 也能查询：
+先弄清楚你手头有什么。`ddplab --version` 会显示这个版本支持什么（例如
+`CUDA yes, NCCL no, Gloo yes`）；而机器上是否真的有 GPU 是另一个问题，每个 rank 都可以
+查询（支持 CUDA 的版本运行在没有 GPU 的机器上，得到的也是 false）：
 
 ```lua
 has_cuda = torch.cuda.is_available()
@@ -85,8 +88,8 @@ has_nccl = dist.is_nccl_available()
 
 NCCL（NVIDIA 的集合通信库）是 GPU 张量使用的后端：它在 GPU 之间直接传输数据，机器内部
 走 NVLink，机器之间走网络（InfiniBand 或以太网）。Gloo 是 CPU 张量使用的后端。如果两者
-都是 false（比如在没有 GPU 的机器上），`backend = "nccl"` 会被拒绝（"built without
-NCCL"），`t:to("cuda")` 也会报错：本课剩下的内容照样可以完成。]],
+都是 false（比如在没有 GPU 的机器上），`backend = "nccl"` 会被拒绝，`t:to("cuda")` 也会
+报错，并各自说明原因：本课剩下的内容照样可以完成。]],
       },
       pytorch = [[
 has_cuda = torch.cuda.is_available()
