@@ -381,7 +381,7 @@ optimizer:step()
 ```
 
 The replicas that were identical a moment ago now differ. From here on they would train
-as separate models, each on a quarter (or half) of the data: that is not DDP. Keep this
+as separate models, each on its own share of the data: that is not DDP. Keep this
 picture in mind for lesson 5.]],
         zh = [[
 亲眼看看副本是怎样“走散”的。让每个 rank 用自己的梯度执行一步优化：
