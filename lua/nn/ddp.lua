@@ -187,7 +187,11 @@ return function(nn)
   end
 
   function DDP:forward(...)
-    local r = self._reducer
+    local r = type(self) == "table" and rawget(self, "_reducer")
+    if not r then
+      raise("forward: call it as ddp(x), or ddp:forward(x) with a colon (in Lua, ddp.forward(x) " ..
+            "passes no module)")
+    end
     local t0 = core.now()
     local last = self._steps
     local grad = torch.is_grad_enabled()

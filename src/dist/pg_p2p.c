@@ -185,10 +185,12 @@ static ddp_status match_peer_wait(pg_work *w, const char *peer_key, bool *waitin
     int peer = w->g->ranks[w->peer];
     const char *role = w->is_send ? "recv" : "send";
     double until = pg_now() + pg_W.timeout;
-    const char *pk[1] = {peer_key}, *dk[3] = {done_key, their_wait_key, coll_key};
+    char dead_key[48];
+    snprintf(dead_key, sizeof dead_key, "ddplab/dead/%d", peer); /* the driver's word */
+    const char *pk[1] = {peer_key}, *dk[4] = {done_key, dead_key, their_wait_key, coll_key};
     for (;;) {
-        char *v[1], *dv[3];
-        size_t l[1], dl[3];
+        char *v[1], *dv[4];
+        size_t l[1], dl[4];
         DDP_CHECK(store_multi_wait(pg_W.store, pk, 1, *waiting || !same_chunk ? 50 : 0, v, l));
         if (!v[0] && !*waiting && same_chunk) { /* blocked: say so, then look again */
             set_waiting(w, peer_key);
@@ -196,7 +198,20 @@ static ddp_status match_peer_wait(pg_work *w, const char *peer_key, bool *waitin
             continue;
         }
         if (!v[0]) {
-            DDP_CHECK(store_multi_wait(pg_W.store, dk, same_chunk ? 3 : 1, 0, dv, dl));
+            DDP_CHECK(store_multi_wait(pg_W.store, dk, same_chunk ? 4 : 2, 0, dv, dl));
+            if (dv[1]) { /* it died: the message can never move */
+                char how[128];
+                snprintf(how, sizeof how, "%.*s", (int)dl[1], dv[1]);
+                for (int i = 0; i < (same_chunk ? 4 : 2); i++) free(dv[i]);
+                return DDP_FAIL(DDP_ERR_STATE,
+                                "%s: rank %d %s, so it can never %s (:restart starts the ranks "
+                                "again)",
+                                what, peer, how, role);
+            }
+            free(dv[1]);
+            dv[1] = same_chunk ? dv[2] : NULL;
+            dl[1] = same_chunk ? dl[2] : 0;
+            dv[2] = same_chunk ? dv[3] : NULL;
             bool finished = dv[0] != NULL;
             char crossed[192] = "";
             if (same_chunk && dv[1]) snprintf(crossed, sizeof crossed, "%.*s", (int)dl[1], dv[1]);

@@ -512,6 +512,13 @@ ddp_status pg_destroy(void) {
         pg_scratch_release(g);
     }
     process_group *d = pg_W.default_group;
+    if (d && pg_W.store) { /* the others' next collective fails at once, naming this */
+        char key[64];
+        snprintf(key, sizeof key, "pg/%llu/gone/%d", (unsigned long long)d->world_gen,
+                 d->ranks[d->my]);
+        const char *why = "called dist.destroy_process_group() and left";
+        (void)store_set(pg_W.store, key, why, strlen(why));
+    }
     pg_W.default_group = NULL;
     pg_W.initialized = false;
     pg_release(d);

@@ -140,32 +140,62 @@ static int count_missing(const exchange *x) {
 }
 
 /* Looks at the done markers of the members still missing; marks those that finished
- * the chunk having called at most seq collectives (so they will never call #seq). The
- * answer lands in x->got, which is empty between two store requests. */
-static ddp_status check_finished(exchange *x, uint64_t seq) {
-    const char **keys = calloc((size_t)x->n, sizeof *keys);
+ * the chunk having called at most seq collectives (so they will never call #seq). Also
+ * looks whether a missing member is dead (the driver publishes "ddplab/dead/<rank>" with
+ * how it ended) or left the group (pg_destroy publishes "pg/<gen>/gone/<rank>"): then
+ * the collective fails at once, naming it, instead of waiting for the watchdog. */
+static ddp_status check_finished(exchange *x, const process_group *g, uint64_t seq, const char *op,
+                                 const char *label) {
+    int cap = 3 * x->n;
+    const char **keys = calloc((size_t)cap, sizeof *keys);
     int *idx = calloc((size_t)x->n, sizeof *idx);
+    char(*extra)[2][64] = calloc((size_t)x->n, sizeof *extra);
+    char **got = calloc((size_t)cap, sizeof *got);
+    size_t *lens = calloc((size_t)cap, sizeof *lens);
     ddp_status s = DDP_OK;
-    if (!keys || !idx) {
+    if (!keys || !idx || !extra || !got || !lens) {
         s = DDP_FAIL(DDP_ERR_NOMEM, "collective check: out of memory");
         goto out;
     }
     int m = 0;
     for (int i = 0; i < x->n; i++) {
         if (x->vals[i] || x->finished[i]) continue;
-        keys[m] = x->done_ptr[i];
         idx[m++] = i;
     }
     if (m == 0) goto out;
-    s = store_multi_wait(pg_W.store, keys, m, 0, x->got, x->lens);
-    for (int j = 0; s == DDP_OK && j < m; j++) {
-        if (x->got[j] && strtoull(x->got[j], NULL, 10) <= seq) x->finished[idx[j]] = true;
-        free(x->got[j]);
-        x->got[j] = NULL;
+    for (int j = 0; j < m; j++) {
+        int i = idx[j];
+        snprintf(extra[j][0], sizeof extra[j][0], "ddplab/dead/%d", x->ranks[i]);
+        snprintf(extra[j][1], sizeof extra[j][1], "pg/%llu/gone/%d",
+                 (unsigned long long)g->world_gen, x->ranks[i]);
+        keys[j] = x->done_ptr[i];
+        keys[m + j] = extra[j][0];
+        keys[2 * m + j] = extra[j][1];
     }
+    s = store_multi_wait(pg_W.store, keys, 3 * m, 0, got, lens);
+    int dead = -1;
+    const char *why = NULL;
+    for (int j = 0; s == DDP_OK && j < m; j++) {
+        if (got[j] && strtoull(got[j], NULL, 10) <= seq) x->finished[idx[j]] = true;
+        /* one that finished the chunk first is told as such ("called nothing") */
+        if (dead < 0 && !x->finished[idx[j]] && (got[m + j] || got[2 * m + j])) {
+            dead = x->ranks[idx[j]];
+            why = got[m + j] ? got[m + j] : got[2 * m + j];
+        }
+    }
+    if (dead >= 0)
+        s = DDP_FAIL(DDP_ERR_STATE, "%s (%s): rank %d %s, so this collective can never complete%s",
+                     op, label, dead, why,
+                     strncmp(why, "called ", 7) == 0
+                         ? " (every rank must call destroy_process_group, or none)"
+                         : " (:restart starts the ranks again)");
+    for (int j = 0; j < 3 * m; j++) free(got[j]);
 out:
     free(keys);
     free(idx);
+    free(extra);
+    free(got);
+    free(lens);
     return s;
 }
 
@@ -228,7 +258,7 @@ static ddp_status exchange_run(process_group *g, const char *op, uint64_t seq, c
             x.got[i] = NULL;
         }
         if (s != DDP_OK || count_missing(&x) == 0) break;
-        s = check_finished(&x, seq);
+        s = check_finished(&x, g, seq, op, label);
         if (s != DDP_OK) break;
         pg_p2p_pump(); /* a missing member may be waiting for a message we queued */
         if (ddp_interrupt_pending()) {

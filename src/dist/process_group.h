@@ -138,7 +138,8 @@ bool pg_work_is_completed(const pg_work *w);
 /* When an asynchronous collective's backend call started and ended on the helper thread
  * (CLOCK_MONOTONIC seconds), 0 while it runs and for point-to-point works. */
 void pg_work_times(const pg_work *w, double *start, double *end);
-void pg_work_free(pg_work *w); /* NULL-safe; a pending op is cancelled */
+/* NULL-safe; a pending isend/irecv is cancelled, a queued all_reduce waited for */
+void pg_work_free(pg_work *w);
 
 /* ---- hooks for the rank runtime ------------------------------------------------- */
 

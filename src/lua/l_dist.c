@@ -472,7 +472,8 @@ static int l_work_is_completed(lua_State *L) {
     return 1;
 }
 
-/* __gc and __close of a work box: frees the work (a pending op is cancelled). */
+/* __gc and __close of a work box: frees the work (a pending isend/irecv is cancelled; an
+ * all_reduce already queued is waited for, since the helper writes into its tensor). */
 static int l_work_gc(lua_State *L) {
     work_box *b = luaL_checkudata(L, 1, WORK_MT);
     pg_work *w = b->w;

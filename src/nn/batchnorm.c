@@ -8,7 +8,8 @@
  *   invstd   = (float) 1 / sqrt(var_sum / n + eps), var_sum / n in float, the rest double
  *   running  = momentum * batch + (1 - momentum) * running, the variance unbiased
  *              (var_sum / (n - 1)); evaluation uses invstd = 1 / sqrt(running_var + eps)
- *   y        = fma(x, alpha, beta), alpha = invstd * weight, beta = bias - mean * alpha
+ *   y        = fma(x, alpha, beta), alpha = invstd * weight, beta = fma(-mean, alpha, bias)
+ *              (the fused multiply-adds of PyTorch's AVX2 build)
  *   backward = dx = (dy - sum(dy) / n - (x - mean) * k) * invstd * weight, with
  *              k = sum(dy * (x - mean)) * invstd^2 / n; dweight = sum(dy * (x - mean)) *
  *              invstd; dbias = sum(dy) (evaluation: dx = dy * invstd * weight)
@@ -319,7 +320,9 @@ ddp_status ag_batch_norm(const tensor *x_in, const tensor *weight, const tensor 
         for (int64_t c = 0; st == DDP_OK && c < s.c; c++) {
             double alpha = round_to(dt, invstd[c] * param_at(weight, c, 1.0));
             buf[c] = alpha;
-            buf[s.c + c] = round_to(dt, param_at(bias, c, 0.0) - round_to(dt, mean[c] * alpha));
+            buf[s.c + c] = dt == DTYPE_FLOAT32 ? (double)fmaf(-(float)mean[c], (float)alpha,
+                                                              (float)param_at(bias, c, 0.0))
+                                               : param_at(bias, c, 0.0) - mean[c] * alpha;
         }
         if (st == DDP_OK) apply_affine(x, s, buf, buf + s.c, y);
     }

@@ -137,19 +137,28 @@ static void command_on(repl *r, const char *arg) {
     if (render_parse_ranges(arg, r->world, r->targets) != DDP_OK) printf("%s\n", ddp_last_error());
 }
 
-/* :show EXPR — the value of EXPR on each target rank, in columns. */
+/* :show EXPR — the value of EXPR on each target rank, in columns. The values are shown
+ * by value (lua/torch/show.lua: lists, modules by their parameters), so that ranks holding
+ * equal tables compare equal; the syntax is checked on EXPR as typed, so that a mistake
+ * is reported in the learner's terms. */
 static void command_show(repl *r, const char *arg) {
     if (!*arg) {
         printf("usage: :show expr   (for example :show dist.get_rank())\n");
         return;
     }
-    char *chunk = NULL;
-    if (asprintf(&chunk, "return %s", arg) < 0) return;
-    if (repl_check_syntax(chunk, strlen(chunk), "=stdin") != DDP_OK) {
+    char *plain = NULL, *chunk = NULL;
+    if (asprintf(&plain, "return %s", arg) < 0) return;
+    /* with a comment in EXPR, a newline keeps it from swallowing the closing parenthesis
+     * (only then: it would move the line of an error message to 2) */
+    if (asprintf(&chunk, "return require('torch.show').values(%s%s)", arg,
+                 strstr(arg, "--") ? "\n" : "") < 0)
+        chunk = NULL;
+    if (repl_check_syntax(plain, strlen(plain), "=stdin") != DDP_OK) {
         printf("%s\n", ddp_last_error());
-    } else if (repl_run_chunk(r, chunk, r->targets, true, NULL) != DDP_OK) {
+    } else if (chunk && repl_run_chunk(r, chunk, r->targets, true, NULL) != DDP_OK) {
         fprintf(stderr, "ddplab: %s\n", ddp_last_error());
     }
+    free(plain);
     free(chunk);
 }
 
@@ -165,7 +174,10 @@ static void command_ranks(repl *r, const char *arg) {
     free(info);
 }
 
-/* :restart [replay] — a fresh world; with replay, the chunks that succeeded, in order. */
+/* :restart [replay] — a fresh world; with replay, every chunk that ran to an outcome, in
+ * order, on the ranks it ran on, so that each rank gets back the state it had: a chunk
+ * that raised an error on some ranks is replayed there too (what it did before the error
+ * counts), and only a rank whose outcome differs from the first time stops the replay. */
 static void command_restart(repl *r, const char *arg) {
     bool replay = strcmp(arg, "replay") == 0;
     if (*arg && !replay) {
@@ -190,7 +202,10 @@ static void command_restart(repl *r, const char *arg) {
             fprintf(stderr, "ddplab: %s\n", ddp_last_error());
             return;
         }
-        if (!ok) {
+        bool same = r->run_clean;
+        for (int k = 0; same && k < r->world; k++)
+            same = !r->kept[i].targets[k] || r->kept[i].errored[k] == r->run_errored[k];
+        if (!ok && !same) {
             printf("replay stopped at chunk %d of %d, which failed this time:\n%s\n", i + 1,
                    r->nkept, r->kept[i].chunk);
             return;

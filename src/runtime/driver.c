@@ -189,6 +189,22 @@ static void close_slot_fd(rank_slot *s) {
     proto_reader_free(&s->in);
 }
 
+/* Tells the other ranks, through the store ("ddplab/dead/<rank>" = how it ended), that
+ * rank s died: a collective or message that waits for it then fails at once, naming it
+ * and the cause, instead of waiting for the watchdog. Best effort (the store connection
+ * is made on the first death, bounded to 1 s). */
+static void publish_death(rank_slot *s) {
+    driver *d = s->owner;
+    if (!d || !d->store) return;
+    if (!d->board && store_connect(d->master_addr, d->master_port, 1.0, &d->board) != DDP_OK) {
+        d->board = NULL;
+        return;
+    }
+    char key[48];
+    snprintf(key, sizeof key, "ddplab/dead/%d", s->rank);
+    (void)store_set(d->board, key, s->death, strlen(s->death));
+}
+
 void driver_mark_dead(rank_slot *s) {
     if (s->state == SLOT_DEAD) return;
     drain_output(s, -1, NULL);
@@ -209,6 +225,7 @@ void driver_mark_dead(rank_slot *s) {
         size_t n = strlen(s->death);
         snprintf(s->death + n, sizeof s->death - n, "; the third Ctrl-C killed it");
     }
+    publish_death(s);
 }
 
 int driver_exit_status(const rank_slot *s) {
@@ -406,6 +423,8 @@ static void stop_world(driver *d, bool keep_nodes) {
     if (d->socket_path[0]) unlink(d->socket_path);
     if (d->dir[0]) rmdir(d->dir);
     d->socket_path[0] = d->dir[0] = '\0';
+    store_close(d->board);
+    d->board = NULL;
     store_server_stop(d->store);
     d->store = NULL;
 }
@@ -498,6 +517,8 @@ static ddp_status start_world(driver *d) {
     d->ranks = calloc((size_t)d->world, sizeof *d->ranks);
     if (!d->ranks) return DDP_FAIL(DDP_ERR_NOMEM, "driver: no memory for %d ranks", d->world);
     for (int r = 0; r < d->world; r++) {
+        d->ranks[r].owner = d;
+        d->ranks[r].rank = r;
         d->ranks[r].fd = d->ranks[r].out_fd = -1;
         d->ranks[r].remote = r >= d->nproc;
         d->ranks[r].state = SLOT_STARTING;
@@ -885,6 +906,7 @@ static ddp_status run_frame(driver *d, msg_type type, const char *body, size_t b
                 }
             }
         }
+        if (input_at >= 0 && (p[input_at].revents & (POLLIN | POLLHUP))) d->input_fn(d->input_ctx);
         /* A session asked to end (SIGTERM, SIGHUP) does, even when a rank stuck in C does not
          * stop at the interrupt: after a grace of 2 s its ranks are killed. */
         if (d->terminating && rc.terminate_ms == 0) rc.terminate_ms = ddp_now_ms();
@@ -894,7 +916,6 @@ static ddp_status run_frame(driver *d, msg_type type, const char *body, size_t b
                     kill(-d->ranks[r].pid, SIGKILL);
                     kill(d->ranks[r].pid, SIGKILL);
                 }
-        if (input_at >= 0 && (p[input_at].revents & (POLLIN | POLLHUP))) d->input_fn(d->input_ctx);
         for (int i = 1; i < n; i++) {
             int r = who[i];
             if (i == input_at || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;

@@ -19,7 +19,11 @@
 
 typedef enum { SLOT_STARTING, SLOT_IDLE, SLOT_RUNNING, SLOT_DEAD } slot_state;
 
+struct driver;
+
 typedef struct {
+    struct driver *owner; /* the driver whose world this rank belongs to */
+    int rank;
     pid_t pid;   /* on its own node: never signal or wait for a remote rank's pid */
     bool remote; /* started by the agent of another node, reached over TCP */
     int fd;      /* control connection (non-blocking), -1 before it connects */
@@ -51,6 +55,7 @@ struct driver {
     int listen_fd;
     int interrupt_pipe[2];
     store_server *store;
+    store_client *board; /* our own client of it, to tell the ranks who died (lazy) */
     int master_port;
     rank_slot *ranks;
     int chunk_id;                      /* the last chunk sent; ids keep growing across restarts */

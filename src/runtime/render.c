@@ -142,6 +142,36 @@ static bool same_str(const char *a, const char *b) {
     return strcmp(a ? a : "", b ? b : "") == 0;
 }
 
+void render_write_visible(FILE *out, const char *line, size_t n) {
+    /* what a terminal would leave after carriage returns: the text after the last one
+     * (a CR at the very end, as in CRLF, is dropped) */
+    while (n > 0 && line[n - 1] == '\r') n--;
+    for (size_t i = n; i > 0; i--)
+        if (line[i - 1] == '\r') {
+            line += i;
+            n -= i;
+            break;
+        }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)line[i];
+        if (c == 0x1b && i + 1 < n && line[i + 1] == '[') { /* keep colour (SGR) only */
+            size_t j = i + 2;
+            while (j < n && ((line[j] >= '0' && line[j] <= '9') || line[j] == ';')) j++;
+            if (j < n && line[j] == 'm') {
+                fwrite(line + i, 1, j + 1 - i, out);
+                i = j;
+                continue;
+            }
+        }
+        if (c == '\t' || (c >= 0x20 && c != 0x7f))
+            fputc(c, out);
+        else if (c == 0x7f)
+            fputs("^?", out);
+        else
+            fprintf(out, "^%c", c + 64); /* ESC shows as ^[, a bell as ^G */
+    }
+}
+
 /* Prints one block: the label padded to `width`, then the lines, later lines indented. */
 static void print_block(FILE *out, const block *b, int width, const render_style *style) {
     const char *p = b->text, *end = b->text + b->len;
@@ -157,7 +187,7 @@ static void print_block(FILE *out, const block *b, int width, const render_style
                 fprintf(out, "%-*s ", width, first ? b->label : "");
         }
         if (b->is_error && style->color) fputs(COLOR_ERROR, out);
-        fwrite(p, 1, (size_t)(line_end - p), out);
+        render_write_visible(out, p, (size_t)(line_end - p));
         if (b->is_error && style->color) fputs(COLOR_RESET, out);
         fputc('\n', out);
         first = false;
@@ -490,7 +520,7 @@ void render_show(FILE *out, const rank_result *results, int n, int width,
                 fprintf(out, "%*s", pending, "");
                 pending = 0;
                 if (err && style->color) fputs(COLOR_ERROR, out);
-                fwrite(cursor[i], 1, (size_t)(le - cursor[i]), out);
+                render_write_visible(out, cursor[i], (size_t)(le - cursor[i]));
                 if (err && style->color) fputs(COLOR_RESET, out);
                 w = display_width(cursor[i], (size_t)(le - cursor[i]));
                 cursor[i] = nl ? nl + 1 : NULL;
@@ -622,8 +652,17 @@ static void labeller_line(line_labeller *lab, int rank, const char *rest, size_t
         fprintf(lab->out, "%s%-*s%s ", lab->style.color ? COLOR_LABEL : "", lab->width, label,
                 lab->style.color ? COLOR_RESET : "");
     }
-    if (lab->len[rank] > 0) fwrite(lab->partial[rank], 1, lab->len[rank], lab->out);
-    if (n > 0) fwrite(rest, 1, n, lab->out);
+    size_t have = lab->len[rank];
+    char *whole = have > 0 && n > 0 ? malloc(have + n) : NULL; /* \r needs the whole line */
+    if (whole) {
+        memcpy(whole, lab->partial[rank], have);
+        memcpy(whole + have, rest, n);
+        render_write_visible(lab->out, whole, have + n);
+        free(whole);
+    } else {
+        if (have > 0) render_write_visible(lab->out, lab->partial[rank], have);
+        if (n > 0) render_write_visible(lab->out, rest, n);
+    }
     fputc('\n', lab->out);
     lab->len[rank] = 0;
 }

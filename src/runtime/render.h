@@ -43,6 +43,13 @@ char *render_describe_exit(int exit_status, char *buf, size_t size);
  * to one width; lines after the first of a block are indented to align. Cannot fail. */
 void render_results(FILE *out, const rank_result *results, int n, const render_style *style);
 
+/* Writes one line of a rank's output so that it cannot take over the terminal: colour
+ * (SGR: ESC [ digits ; m) is kept; other control characters show in caret notation (ESC
+ * as ^[, so "\27[2J" cannot clear the screen); after carriage returns only the text after
+ * the last one is kept (what a "\r 40%" progress line leaves on a terminal), so that the
+ * rank's label is never overwritten. */
+void render_write_visible(FILE *out, const char *line, size_t n);
+
 /* :show: the value (output) of each target rank in columns side by side when they fit in
  * `width` columns, else as grouped blocks; then which ranks agree ("✓ all equal", or the
  * groups). Cannot fail. */

@@ -18,6 +18,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <limits.h>
+#include <locale.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -131,6 +132,8 @@ static void set_prompt(repl *r, bool continuation) {
     snprintf(r->prompt, sizeof r->prompt, "%*s...> ", pad > 0 ? pad : 0, "");
 }
 
+static void keep_raw_bytes(char *s);
+
 /* Reads one line (malloc'd, without its newline). NULL at end of input, or when Ctrl-C
  * was pressed (then *interrupted is set). */
 static char *read_line(repl *r, bool *interrupted) {
@@ -161,7 +164,9 @@ static char *read_line(repl *r, bool *interrupted) {
         }
         size_t n = strlen(line);
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) n--;
-        return strndup(line, n);
+        char *copy = strndup(line, n);
+        if (copy) keep_raw_bytes(copy);
+        return copy;
     }
     fputs(r->prompt, stdout); /* not a terminal: plain lines, prompt shown as lua.c does */
     fflush(stdout);
@@ -242,6 +247,8 @@ static bool report_idle_deaths(repl *r, bool new_line) {
  * there is shown at once by a key binding (NOTICE_KEY, which nobody types: ^]) that prints
  * above the prompt and redraws the half-typed line, as the completion list does. */
 #define IDLE_CHECK_MS 250
+/* A byte that is not UTF-8 travels through libedit as U+F700 + byte (private use). */
+#define RAW_BYTE_BASE 0xf700
 #define NOTICE_KEY 0x1d
 
 /* libedit's key reader (EL_GETCFN): as the built-in one (a byte at a time, decoded with
@@ -251,40 +258,69 @@ static bool report_idle_deaths(repl *r, bool new_line) {
 static int read_key(EditLine *el, wchar_t *wc) {
     repl *r = NULL;
     el_get(el, EL_CLIENTDATA, &r);
+    /* bytes read after an invalid lead byte, given back one call later */
+    static char back[MB_LEN_MAX];
+    static size_t nback;
     char buf[MB_LEN_MAX];
     size_t n = 0;
     mbstate_t mbs;
     memset(&mbs, 0, sizeof mbs);
     for (;;) {
-        struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
-        int ready = poll(&p, 1, n == 0 ? IDLE_CHECK_MS : -1);
-        if (ready < 0) {
-            if (errno == EINTR && !repl_sigint_seen && !terminate_seen) continue; /* keep waiting */
-            return -1;
-        }
-        if (ready == 0) {
-            if (r->notice || !(r->notice = find_idle_deaths(r))) continue;
-            *wc = NOTICE_KEY;
-            return 1;
-        }
         char c;
-        ssize_t got = read(STDIN_FILENO, &c, 1);
-        if (got == 0) return 0;
-        if (got < 0) {
-            if ((errno == EINTR && !repl_sigint_seen && !terminate_seen) || errno == EAGAIN)
-                continue;
-            return -1;
+        if (nback > 0) {
+            c = back[0];
+            memmove(back, back + 1, --nback);
+        } else {
+            struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+            int ready = poll(&p, 1, n == 0 ? IDLE_CHECK_MS : -1);
+            if (ready < 0) {
+                if (errno == EINTR && !repl_sigint_seen && !terminate_seen)
+                    continue; /* keep waiting */
+                return -1;
+            }
+            if (ready == 0) {
+                if (r->notice || !(r->notice = find_idle_deaths(r))) continue;
+                *wc = NOTICE_KEY;
+                return 1;
+            }
+            ssize_t got = read(STDIN_FILENO, &c, 1);
+            if (got == 0) return 0;
+            if (got < 0) {
+                if ((errno == EINTR && !repl_sigint_seen && !terminate_seen) || errno == EAGAIN)
+                    continue;
+                return -1;
+            }
         }
         buf[n++] = c;
-        size_t used = mbrtowc(wc, buf, n, &mbs);
+        size_t used = mbrtowc(wc, &c, 1, &mbs); /* mbs holds the bytes before this one */
         if (used == (size_t)-2 && n < sizeof buf) continue; /* more bytes of this character */
-        if (used == (size_t)-1 || used == (size_t)-2) {     /* invalid: drop it, as libedit does */
-            n = 0;
-            memset(&mbs, 0, sizeof mbs);
-            continue;
+        if (used == (size_t)-1 || used == (size_t)-2) {
+            /* not UTF-8: the first byte travels as a private-use character, turned back into
+             * the byte by keep_raw_bytes; the bytes after it are read again */
+            *wc = (wchar_t)(RAW_BYTE_BASE + (unsigned char)buf[0]);
+            memcpy(back + nback, buf + 1, n - 1);
+            nback += n - 1;
+            return 1;
         }
         return 1;
     }
+}
+
+/* Turns the private-use characters read_key made of bytes that are not UTF-8 (U+F780 ..
+ * U+F7FF, encoded EF 9E 80 .. EF 9F BF) back into those bytes, in place, so that a chunk
+ * keeps every byte typed or pasted, as script mode does. */
+static void keep_raw_bytes(char *s) {
+    char *out = s;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        if (p[0] == 0xef && (p[1] == 0x9e || p[1] == 0x9f) && p[2] >= 0x80 && p[2] <= 0xbf) {
+            unsigned cp = 0xf000u | ((p[1] & 0x3fu) << 6) | (p[2] & 0x3fu);
+            *out++ = (char)(cp - RAW_BYTE_BASE);
+            p += 3;
+        } else {
+            *out++ = (char)*p++;
+        }
+    }
+    *out = '\0';
 }
 
 /* The NOTICE_KEY binding: shows the deaths found while waiting, then redraws the prompt
@@ -297,7 +333,9 @@ static unsigned char show_notice(EditLine *el, int ch) {
     return report_idle_deaths(r, true) ? CC_REDISPLAY : CC_NORM;
 }
 
-/* Records a chunk that ran without error everywhere, for :restart replay. */
+/* Records a chunk that ran to an outcome on every target, for :restart replay: with the
+ * ranks where it raised an error, since what it did there before the error (and all it
+ * did on the others) is state a replay must give back. */
 static void keep_for_replay(repl *r, const char *chunk) {
     if (r->nkept == r->capkept) {
         int cap = r->capkept ? 2 * r->capkept : 16;
@@ -309,12 +347,15 @@ static void keep_for_replay(repl *r, const char *chunk) {
     kept_chunk *k = &r->kept[r->nkept];
     k->chunk = strdup(chunk);
     k->targets = malloc((size_t)r->world * sizeof *k->targets);
-    if (!k->chunk || !k->targets) {
+    k->errored = malloc((size_t)r->world * sizeof *k->errored);
+    if (!k->chunk || !k->targets || !k->errored || !r->run_errored) {
         free(k->chunk);
         free(k->targets);
+        free(k->errored);
         return;
     }
     memcpy(k->targets, r->targets, (size_t)r->world * sizeof *k->targets);
+    memcpy(k->errored, r->run_errored, (size_t)r->world * sizeof *k->errored);
     r->nkept++;
 }
 
@@ -336,7 +377,7 @@ static void send_chunk(repl *r, const char *chunk) {
         fprintf(stderr, "ddplab: %s\n", ddp_last_error());
         return;
     }
-    if (ok) keep_for_replay(r, chunk);
+    if (ok || r->run_clean) keep_for_replay(r, chunk);
 }
 
 /* Prints a syntax error once, in red on a terminal. */
@@ -535,6 +576,12 @@ static unsigned char complete(EditLine *el, int ch) {
 /* Sets up libedit and the history file when stdin and stdout are terminals. */
 static void setup_editline(repl *r) {
     if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) return;
+    /* libedit reads characters: it needs a UTF-8 LC_CTYPE to take Chinese (or any
+     * non-ASCII) input at all; the C locale would drop every byte above 0x7f. Only
+     * LC_CTYPE: numbers keep the C format. */
+    const char *ctype = setlocale(LC_CTYPE, "");
+    if (!ctype || (!strstr(ctype, "UTF-8") && !strstr(ctype, "utf8")))
+        setlocale(LC_CTYPE, "C.UTF-8");
     r->el = el_init("ddplab", stdin, stdout, stderr);
     if (!r->el) return;
     el_set(r->el, EL_CLIENTDATA, r);
@@ -610,8 +657,10 @@ int repl_run(driver *d, const repl_options *opts) {
     for (int i = 0; i < r.nkept; i++) {
         free(r.kept[i].chunk);
         free(r.kept[i].targets);
+        free(r.kept[i].errored);
     }
     free(r.kept);
+    free(r.run_errored);
     free_notice(&r, r.notice);
     lesson_close_session(r.lesson);
     for (int i = 0; i < r.npending; i++) free(r.pending[i]);

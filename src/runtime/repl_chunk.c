@@ -215,9 +215,14 @@ ddp_status repl_run_chunk(repl *r, const char *chunk, const bool *targets, bool 
     else
         render_results(stdout, results, r->world, &r->style);
     bool ok = true, died = false;
+    if (!r->run_errored) r->run_errored = calloc((size_t)r->world, sizeof *r->run_errored);
+    r->run_clean = r->run_errored != NULL;
     for (int i = 0; i < r->world; i++) {
         if (targets[i] && results[i].outcome != RANK_DONE) ok = false;
         if (targets[i] && results[i].outcome == RANK_DIED) died = true;
+        bool errored = targets[i] && results[i].outcome == RANK_ERROR;
+        if (r->run_errored) r->run_errored[i] = errored;
+        if (targets[i] && results[i].outcome != RANK_DONE && !errored) r->run_clean = false;
     }
     if (died) repl_print_restart_hint();
     if (all_done) *all_done = ok;

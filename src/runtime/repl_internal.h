@@ -26,6 +26,8 @@ struct lesson_session;
 typedef struct {
     char *chunk;   /* owned */
     bool *targets; /* owned, world size */
+    bool *errored; /* owned, world size: the ranks where it raised an error (replayed too:
+                    * what ran before the error is part of that rank's state) */
 } kept_chunk;
 
 /* The state of one REPL session (repl_run owns it). */
@@ -40,7 +42,11 @@ typedef struct repl {
     char transcript_path[PATH_MAX]; /* "" when the transcript cannot be written */
     char prompt[64];
     render_style style;
-    kept_chunk *kept; /* chunks that ran without error, in order, for :restart replay */
+    kept_chunk *kept;  /* chunks that ran to an outcome on every target (done or error), in
+                        * order, for :restart replay */
+    bool *run_errored; /* after repl_run_chunk: which targets raised an error (world size) */
+    bool run_clean;    /* after repl_run_chunk: every target ended done or with an error
+                        * (none died or was interrupted) */
     int nkept, capkept;
     int exit_status;
     rank_result *notice;           /* deaths found while waiting for a key, not shown yet */

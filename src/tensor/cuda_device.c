@@ -84,17 +84,22 @@ static int current(void) {
     return d;
 }
 
-/* Points this thread's CUDA calls at the current device. */
-static ddp_status enter(const char *op, int *index) {
-    DDP_CHECK(cuda_require());
-    int d = current();
+/* Points this thread's CUDA calls at GPU d. */
+static ddp_status enter_device(const char *op, int d) {
     if (thread_device != d) {
         cudaError_t e = cudaSetDevice(d);
         if (e != cudaSuccess) return cuda_fail(e, op, d);
         thread_device = d;
     }
-    if (index) *index = d;
     return DDP_OK;
+}
+
+/* Points this thread's CUDA calls at the current device. */
+static ddp_status enter(const char *op, int *index) {
+    DDP_CHECK(cuda_require());
+    int d = current();
+    if (index) *index = d;
+    return enter_device(op, d);
 }
 
 ddp_status cuda_set_device(int index) {
@@ -211,21 +216,33 @@ ddp_status cuda_memcpy(void *dst, const void *src, size_t n, const char *op) {
     return e == cudaSuccess ? DDP_OK : cuda_fail(e, op, d);
 }
 
-ddp_status cuda_memset_zero(void *dst, size_t n, const char *op) {
-    int d = 0;
-    DDP_CHECK(enter(op, &d));
+ddp_status cuda_memset_zero(int d, void *dst, size_t n, const char *op) {
+    DDP_CHECK(enter_device(op, d));
     if (n == 0) return DDP_OK;
     cudaError_t e = cudaMemset(dst, 0, n);
     return e == cudaSuccess ? DDP_OK : cuda_fail(e, op, d);
 }
 
-ddp_status cuda_fill(void *dst, dtype dt, int64_t n, double value, const char *op) {
-    int d = 0;
-    DDP_CHECK(enter(op, &d));
+ddp_status cuda_fill(int d, void *dst, dtype dt, int64_t n, double value, const char *op) {
+    DDP_CHECK(enter_device(op, d));
     if (n == 0) return DDP_OK;
     /* the value converted once on the host, exactly as a CPU fill converts it */
     uint64_t pattern = 0;
     tensor_store(dt, &pattern, 0, value);
     int e = ddp_cuda_fill_launch(dst, (int)dtype_size(dt), n, pattern);
+    return e == 0 ? DDP_OK : cuda_fail((cudaError_t)e, op, d);
+}
+
+ddp_status cuda_binary(const ddp_cuda_ewise_args *args, const char *op) {
+    int d = args->device;
+    DDP_CHECK(enter_device(op, d));
+    int e = ddp_cuda_binary_launch(args);
+    return e == 0 ? DDP_OK : cuda_fail((cudaError_t)e, op, d);
+}
+
+ddp_status cuda_unary(const ddp_cuda_ewise_args *args, const char *op) {
+    int d = args->device;
+    DDP_CHECK(enter_device(op, d));
+    int e = ddp_cuda_unary_launch(args);
     return e == 0 ? DDP_OK : cuda_fail((cudaError_t)e, op, d);
 }

@@ -25,6 +25,7 @@
 #include "base/status.h"
 #include "tensor/allocator.h"
 #include "tensor/cache_alloc.h"
+#include "tensor/cuda_kernels.h"
 #include "tensor/tensor.h"
 
 /* Whether this build has the CUDA backend. */
@@ -61,9 +62,17 @@ ddp_status cuda_empty_cache(void);
  * allocator (unified addressing tells which). Returns when the copy is done. `op` names
  * the learner's operation in messages. */
 ddp_status cuda_memcpy(void *dst, const void *src, size_t n, const char *op);
-/* Sets n bytes of device memory to zero. */
-ddp_status cuda_memset_zero(void *dst, size_t n, const char *op);
+/* Sets n bytes of the memory of GPU `index` to zero. The kernels below also run on the
+ * GPU that holds the memory, which need not be the current one. */
+ddp_status cuda_memset_zero(int index, void *dst, size_t n, const char *op);
 /* Sets n contiguous elements of dtype dt at device address dst to value (a kernel). */
-ddp_status cuda_fill(void *dst, dtype dt, int64_t n, double value, const char *op);
+ddp_status cuda_fill(int index, void *dst, dtype dt, int64_t n, double value, const char *op);
+
+/* Runs an element-wise binary kernel on GPU args->device (the op layer has checked
+ * shapes, dtypes and devices and filled args). Asynchronous: a failure inside the kernel
+ * surfaces at the next synchronising call. */
+ddp_status cuda_binary(const ddp_cuda_ewise_args *args, const char *op);
+/* The same for an element-wise unary kernel. */
+ddp_status cuda_unary(const ddp_cuda_ewise_args *args, const char *op);
 
 #endif

@@ -69,12 +69,22 @@ ddp_status cuda_memcpy(void *dst, const void *src, size_t n, const char *op) {
     return no_cuda();
 }
 
-ddp_status cuda_memset_zero(void *dst, size_t n, const char *op) {
-    (void)dst, (void)n, (void)op;
+ddp_status cuda_memset_zero(int index, void *dst, size_t n, const char *op) {
+    (void)index, (void)dst, (void)n, (void)op;
     return no_cuda();
 }
 
-ddp_status cuda_fill(void *dst, dtype dt, int64_t n, double value, const char *op) {
-    (void)dst, (void)dt, (void)n, (void)value, (void)op;
+ddp_status cuda_fill(int index, void *dst, dtype dt, int64_t n, double value, const char *op) {
+    (void)index, (void)dst, (void)dt, (void)n, (void)value, (void)op;
+    return no_cuda();
+}
+
+ddp_status cuda_binary(const ddp_cuda_ewise_args *args, const char *op) {
+    (void)args, (void)op;
+    return no_cuda();
+}
+
+ddp_status cuda_unary(const ddp_cuda_ewise_args *args, const char *op) {
+    (void)args, (void)op;
     return no_cuda();
 }

@@ -265,7 +265,7 @@ static ddp_status new_on(ddp_allocator *a, const int64_t *sizes, int ndim, dtype
         if (s->device.type == DEVICE_CPU) {
             memset(s->data, 0, s->nbytes);
         } else {
-            ddp_status st = cuda_memset_zero(s->data, s->nbytes, "empty");
+            ddp_status st = cuda_memset_zero(s->device.index, s->data, s->nbytes, "empty");
             if (st != DDP_OK) {
                 tensor_release(t);
                 return st;
@@ -303,7 +303,7 @@ ddp_status tensor_zeros(const int64_t *sizes, int ndim, dtype dt, device dev, te
         memset(s->data, 0, s->nbytes);
         return DDP_OK;
     }
-    ddp_status st = cuda_memset_zero(s->data, s->nbytes, "zeros");
+    ddp_status st = cuda_memset_zero(s->device.index, s->data, s->nbytes, "zeros");
     if (st != DDP_OK) {
         tensor_release(*out);
         *out = NULL;

@@ -6,7 +6,13 @@
  * strided view) is staged through the host: the bytes the view spans come across, the
  * CPU copy does the strided, converting work, and the result goes back as one transfer.
  * That is correct for every view and slow for big strided ones; the CUDA kernels for
- * strided copies replace the staging later, behind the same functions. */
+ * strided copies replace the staging later, behind the same functions.
+ *
+ * tensor_device_binary and tensor_device_unary are the CUDA side of the element-wise
+ * ops: the op layer
+ * (tensor_elementwise.c) checks and allocates, then hands the result and the operands
+ * here; the kernel is in tensor_cuda.cu, and a CPU 0-dim operand (a Lua number or a
+ * scalar tensor) travels by value. */
 #include <string.h>
 
 #include "tensor/device.h"
@@ -89,7 +95,8 @@ ddp_status tensor_device_fill(tensor *t, double value) {
     int64_t n = tensor_numel(t);
     if (n == 0) return DDP_OK;
     if (tensor_is_contiguous(t))
-        return cuda_fill(tensor_device_data(t), t->dtype, n, value, "fill_");
+        return cuda_fill(t->storage->device.index, tensor_device_data(t), t->dtype, n, value,
+                         "fill_");
     tensor *h;
     DDP_CHECK(host_view(t, "fill_", &h));
     ddp_status s = tensor_fill_fresh(h, value);
@@ -113,4 +120,55 @@ ddp_status tensor_device_set(tensor *t, int64_t off, double v) {
     size_t es = dtype_size(t->dtype);
     tensor_store(t->dtype, buf, 0, v);
     return cuda_memcpy((char *)t->storage->data + off * (int64_t)es, buf, es, "__newindex");
+}
+
+/* Describes t (broadcast to out's shape) as a kernel operand; a CPU 0-dim tensor becomes
+ * a number passed by value. */
+static ddp_status describe(const char *op, const tensor *t, const tensor *out,
+                           ddp_cuda_operand *o) {
+    memset(o, 0, sizeof *o);
+    o->dtype = (int)t->dtype;
+    if (tensor_is_cpu(t)) { /* the op layer lets only 0-dim CPU tensors get here */
+        o->is_scalar = 1;
+        o->scalar = tensor_get(t, 0);
+        o->scalar_int = (long long)tensor_get_int64(t, 0);
+        return DDP_OK;
+    }
+    o->data = t->storage->data;
+    o->offset = t->offset;
+    return tensor_broadcast_strides(op, t, out->sizes, out->ndim, o->strides);
+}
+
+ddp_status tensor_device_binary(binary_op op, dtype compute, tensor *out, const tensor *a,
+                                const tensor *b) {
+    const char *name = binary_op_name(op);
+    ddp_cuda_ewise_args args;
+    memset(&args, 0, sizeof args);
+    args.device = out->storage->device.index;
+    args.op = (int)op;
+    args.compute = (int)compute;
+    args.ndim = out->ndim;
+    args.numel = tensor_numel(out);
+    for (int d = 0; d < out->ndim; d++) args.sizes[d] = out->sizes[d];
+    DDP_CHECK(describe(name, out, out, &args.out));
+    DDP_CHECK(describe(name, a, out, &args.a));
+    DDP_CHECK(describe(name, b, out, &args.b));
+    if (args.numel == 0) return DDP_OK;
+    return cuda_binary(&args, name);
+}
+
+ddp_status tensor_device_unary(unary_op op, dtype compute, tensor *out, const tensor *a) {
+    const char *name = unary_op_name(op);
+    ddp_cuda_ewise_args args;
+    memset(&args, 0, sizeof args);
+    args.device = out->storage->device.index;
+    args.op = (int)op;
+    args.compute = (int)compute;
+    args.ndim = out->ndim;
+    args.numel = tensor_numel(out);
+    for (int d = 0; d < out->ndim; d++) args.sizes[d] = out->sizes[d];
+    DDP_CHECK(describe(name, out, out, &args.out));
+    DDP_CHECK(describe(name, a, out, &args.a));
+    if (args.numel == 0) return DDP_OK;
+    return cuda_unary(&args, name);
 }

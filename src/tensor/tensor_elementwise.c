@@ -1,4 +1,4 @@
-/* tensor_elementwise.c — element-wise ops on CPU tensors: binary ops with PyTorch's
+/* tensor_elementwise.c — element-wise ops: binary ops with PyTorch's
  * broadcasting and dtype promotion (tensor-tensor, tensor-scalar, in place), where,
  * add_scaled_ (gradient accumulation and SGD), equal and allclose. The unary ops and
  * clamp are in tensor_unary.c.
@@ -11,7 +11,12 @@
  * operand by chunks and runs the same loops, and float32 comparisons write bool rows
  * directly. Every other row goes through small chunks of double (or int64, when the op
  * computes in integers), which is exact for the float32 results of + - * /. Scalars
- * become 0-dim tensors on the stack, so tensor-op-scalar allocates only its result. */
+ * become 0-dim tensors on the stack, so tensor-op-scalar allocates only its result.
+ *
+ * The binary ops are the first with a CUDA kernel: their checks (devices, dtypes,
+ * broadcasting) and the result's allocation are shared, and binary_into hands a result
+ * on a GPU to tensor_device_binary (tensor_device.c, kernel in tensor_cuda.cu), where a
+ * CPU 0-dim operand travels by value. The other ops here still refuse CUDA tensors. */
 #include "tensor/tensor.h"
 #include "tensor/tensor_internal.h"
 
@@ -106,14 +111,35 @@ static const tensor *stack_scalar_init(stack_scalar *ss, double value, dtype dt)
     return &ss->t;
 }
 
+/* A CPU 0-dim tensor: a number, which PyTorch lets meet a tensor on any device. */
+static bool is_host_scalar(const tensor *t) {
+    return t->ndim == 0 && tensor_is_cpu(t);
+}
+
+static ddp_status fail_devices(const char *op, const tensor *a, const tensor *b) {
+    char da[16], db[16];
+    return DDP_FAIL(DDP_ERR_ARG, "%s: tensors are on different devices (%s and %s)", op,
+                    device_name(a->storage->device, da, sizeof da),
+                    device_name(b->storage->device, db, sizeof db));
+}
+
+/* Same device, or one of them a CPU 0-dim tensor (it goes to the kernel by value). */
 static ddp_status check_devices(const char *op, const tensor *a, const tensor *b) {
-    if (!device_equal(a->storage->device, b->storage->device)) {
-        char da[16], db[16];
-        return DDP_FAIL(DDP_ERR_ARG, "%s: tensors are on different devices (%s and %s)", op,
-                        device_name(a->storage->device, da, sizeof da),
-                        device_name(b->storage->device, db, sizeof db));
-    }
+    if (!device_equal(a->storage->device, b->storage->device) && !is_host_scalar(a) &&
+        !is_host_scalar(b))
+        return fail_devices(op, a, b);
+    return DDP_OK;
+}
+
+/* The ops below that have no CUDA kernel yet: both operands on the CPU. */
+static ddp_status check_cpu_pair(const char *op, const tensor *a, const tensor *b) {
+    if (!device_equal(a->storage->device, b->storage->device)) return fail_devices(op, a, b);
     return tensor_check_cpu(op, a);
+}
+
+/* Where a binary op's result lives: with its operand that is not a number. */
+static device result_device(const tensor *a, const tensor *b) {
+    return is_host_scalar(a) && !is_host_scalar(b) ? b->storage->device : a->storage->device;
 }
 
 /* ---- row kernels ----------------------------------------------------------------- */
@@ -421,6 +447,10 @@ static void mixed_f32_row(binary_op op, float *o, const tensor *a, int64_t ao, i
 static ddp_status binary_into(binary_op op, dtype compute, tensor *out, const tensor *a,
                               const tensor *b) {
     const char *name = binary_op_name(op);
+    /* the one place the op layer picks a backend: the result's device decides */
+    if (!tensor_is_cpu(out)) return tensor_device_binary(op, compute, out, a, b);
+    if (!tensor_is_cpu(a) || !tensor_is_cpu(b))
+        return fail_devices(name, tensor_is_cpu(a) ? b : a, out);
     int64_t astr[TENSOR_MAX_DIMS], bstr[TENSOR_MAX_DIMS];
     DDP_CHECK(tensor_broadcast_strides(name, a, out->sizes, out->ndim, astr));
     DDP_CHECK(tensor_broadcast_strides(name, b, out->sizes, out->ndim, bstr));
@@ -488,7 +518,7 @@ ddp_status tensor_binary(binary_op op, const tensor *a, const tensor *b, tensor 
     DDP_CHECK(tensor_broadcast_shape(name, a, b, sizes, &ndim));
     tensor *r;
     dtype p = promote_operands(a, b);
-    DDP_CHECK(tensor_empty(sizes, ndim, binary_result_dtype(op, p), a->storage->device, &r));
+    DDP_CHECK(tensor_empty(sizes, ndim, binary_result_dtype(op, p), result_device(a, b), &r));
     ddp_status s = binary_into(op, binary_compute_dtype(op, p), r, a, b);
     if (s != DDP_OK) {
         tensor_release(r);
@@ -500,8 +530,6 @@ ddp_status tensor_binary(binary_op op, const tensor *a, const tensor *b, tensor 
 
 ddp_status tensor_binary_scalar(binary_op op, const tensor *a, double s, tensor **out) {
     *out = NULL;
-    /* the scalar rides as a CPU 0-dim tensor: name the missing kernel, not the devices */
-    DDP_CHECK(tensor_check_cpu(binary_op_name(op), a));
     DDP_CHECK(check_int_pow(op, a, s));
     stack_scalar ss;
     return tensor_binary(op, a, stack_scalar_init(&ss, s, scalar_dtype(a->dtype, s)), out);
@@ -509,7 +537,6 @@ ddp_status tensor_binary_scalar(binary_op op, const tensor *a, double s, tensor 
 
 ddp_status tensor_scalar_binary(binary_op op, double s, const tensor *a, tensor **out) {
     *out = NULL;
-    DDP_CHECK(tensor_check_cpu(binary_op_name(op), a));
     stack_scalar ss;
     return tensor_binary(op, stack_scalar_init(&ss, s, scalar_dtype(a->dtype, s)), a, out);
 }
@@ -538,14 +565,13 @@ ddp_status tensor_binary_(binary_op op, tensor *a, const tensor *b) {
 }
 
 ddp_status tensor_binary_scalar_(binary_op op, tensor *a, double s) {
-    DDP_CHECK(tensor_check_cpu(binary_op_name(op), a));
     DDP_CHECK(check_int_pow(op, a, s));
     stack_scalar ss;
     return tensor_binary_(op, a, stack_scalar_init(&ss, s, scalar_dtype(a->dtype, s)));
 }
 
 ddp_status tensor_add_scaled_(tensor *a, const tensor *b, double alpha) {
-    DDP_CHECK(check_devices("add_", a, b));
+    DDP_CHECK(check_cpu_pair("add_", a, b));
     DDP_CHECK(tensor_check_writable("add_", a));
     if (!dtype_is_float(a->dtype) && (!tensor_is_integral(alpha) || dtype_is_float(b->dtype)))
         return tensor_check_inplace_dtype("add", DTYPE_FLOAT32, a->dtype);
@@ -594,8 +620,8 @@ ddp_status tensor_add_scaled_(tensor *a, const tensor *b, double alpha) {
 
 ddp_status tensor_where(const tensor *cond, const tensor *a, const tensor *b, tensor **out) {
     *out = NULL;
-    DDP_CHECK(check_devices("where", cond, a));
-    DDP_CHECK(check_devices("where", a, b));
+    DDP_CHECK(check_cpu_pair("where", cond, a));
+    DDP_CHECK(check_cpu_pair("where", a, b));
     int64_t ab[TENSOR_MAX_DIMS], sizes[TENSOR_MAX_DIMS];
     int abn, n;
     DDP_CHECK(tensor_broadcast_shape("where", a, b, ab, &abn));
@@ -664,7 +690,7 @@ bool tensor_equal(const tensor *a, const tensor *b) {
 
 ddp_status tensor_allclose(const tensor *a, const tensor *b, double rtol, double atol,
                            bool equal_nan, bool *result) {
-    DDP_CHECK(check_devices("allclose", a, b));
+    DDP_CHECK(check_cpu_pair("allclose", a, b));
     int64_t sizes[TENSOR_MAX_DIMS], as[TENSOR_MAX_DIMS], bs[TENSOR_MAX_DIMS];
     int n;
     DDP_CHECK(tensor_broadcast_shape("allclose", a, b, sizes, &n));

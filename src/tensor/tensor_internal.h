@@ -68,6 +68,12 @@ ddp_status tensor_device_copy(tensor *dst, const tensor *src);
 ddp_status tensor_device_fill(tensor *t, double value);
 ddp_status tensor_device_get(const tensor *t, int64_t off, double *v, int64_t *iv);
 ddp_status tensor_device_set(tensor *t, int64_t off, double v);
+/* out = a op b computed in `compute` on out's GPU; a and b are on that GPU or are CPU
+ * 0-dim tensors (passed by value); the op layer checked everything else. */
+ddp_status tensor_device_binary(binary_op op, dtype compute, tensor *out, const tensor *a,
+                                const tensor *b);
+/* out = op(a) computed in `compute` on their GPU (a has out's shape). */
+ddp_status tensor_device_unary(unary_op op, dtype compute, tensor *out, const tensor *a);
 
 /* True when v is a whole number that int64 holds: how a Lua number next to a tensor (an
  * operand, a bound, an arange step) tells an integer from a float. */

@@ -1,7 +1,9 @@
 /* tensor_unary.c — unary element-wise ops (neg, sqrt, exp, log, abs, relu, tanh, sigmoid,
- * sign) and clamp on CPU tensors, out of place and in place. float32 rows with unit
+ * sign) and clamp, out of place and in place. On the CPU, float32 rows with unit
  * strides run tight loops (one per op, the op fixed at compile time); other dtypes go
- * through double, or int64 for the ops that keep integers (neg, abs, relu, sign). */
+ * through double, or int64 for the ops that keep integers (neg, abs, relu, sign). The
+ * unary ops share their checks with the GPU: unary_into sends a result on a GPU to
+ * tensor_device_unary (kernel in tensor_cuda.cu). clamp is CPU only so far. */
 #include "tensor/tensor.h"
 #include "tensor/tensor_internal.h"
 
@@ -133,8 +135,8 @@ static int64_t i64_unary(unary_op op, int64_t x) {
     }
 }
 
-/* out = op(a); out has a's shape (out may be a). */
-static void unary_into(unary_op op, tensor *out, const tensor *a) {
+/* out = op(a) on the CPU; out has a's shape (out may be a). */
+static void unary_into_cpu(unary_op op, tensor *out, const tensor *a) {
     const int64_t *strides[2] = {out->strides, a->strides};
     int64_t offsets[2] = {out->offset, a->offset};
     tensor_iter it;
@@ -168,6 +170,17 @@ static dtype unary_result_dtype(unary_op op, dtype a) {
     return a; /* bool stays bool for abs, relu and sign, as in PyTorch; neg is refused */
 }
 
+/* out = op(a): the op layer's one choice of backend, by the result's device. A GPU
+ * kernel computes in the result's float dtype, or in int64 for the integer ops. */
+static ddp_status unary_into(unary_op op, tensor *out, const tensor *a) {
+    if (tensor_is_cpu(out)) {
+        unary_into_cpu(op, out, a);
+        return DDP_OK;
+    }
+    dtype compute = dtype_is_float(out->dtype) ? out->dtype : DTYPE_INT64;
+    return tensor_device_unary(op, compute, out, a);
+}
+
 /* PyTorch refuses -t for a bool tensor: the learner almost always meant "not". */
 static ddp_status check_bool_neg(unary_op op, const tensor *a) {
     if (op == UNARY_NEG && a->dtype == DTYPE_BOOL)
@@ -178,25 +191,27 @@ static ddp_status check_bool_neg(unary_op op, const tensor *a) {
 
 ddp_status tensor_unary(unary_op op, const tensor *a, tensor **out) {
     *out = NULL;
-    DDP_CHECK(tensor_check_cpu(unary_op_name(op), a));
     DDP_CHECK(check_bool_neg(op, a));
     tensor *r;
     DDP_CHECK(
         tensor_empty(a->sizes, a->ndim, unary_result_dtype(op, a->dtype), a->storage->device, &r));
-    unary_into(op, r, a);
+    ddp_status s = unary_into(op, r, a);
+    if (s != DDP_OK) {
+        tensor_release(r);
+        return s;
+    }
     *out = r;
     return DDP_OK;
 }
 
 ddp_status tensor_unary_(unary_op op, tensor *a) {
-    DDP_CHECK(tensor_check_cpu(unary_op_name(op), a));
     DDP_CHECK(check_bool_neg(op, a));
     char inplace_name[32];
     snprintf(inplace_name, sizeof inplace_name, "%s_", unary_op_name(op));
     DDP_CHECK(tensor_check_writable(inplace_name, a));
     DDP_CHECK(
         tensor_check_inplace_dtype(unary_op_name(op), unary_result_dtype(op, a->dtype), a->dtype));
-    unary_into(op, a, a);
+    DDP_CHECK(unary_into(op, a, a));
     tensor_bump_version(a);
     return DDP_OK;
 }

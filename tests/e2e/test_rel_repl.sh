@@ -7,6 +7,16 @@
 # grouped under its number.
 . "$(dirname "$0")/tmux_lib.sh"
 
+# Polls the screen (bounded, as wait_for) until a line matches the extended regex $1
+# (tabs reach the screen as spaces).
+wait_re() {
+    for _ in $(seq 300); do
+        screen | grep -qE -- "$1" && return 0
+        sleep 0.1
+    done
+    fail "waited for a line matching: $1"
+}
+
 SYNC=0
 sync_ranks() {
     SYNC=$((SYNC + 1))
@@ -63,8 +73,44 @@ wait_count "restarted: every rank" 2
 send '=40 + 2'
 wait_for "[0,1] 42"
 
+# 9. a dead rank, or one that left with destroy_process_group, is not "late": the next
+# collective fails at once naming it and the cause
+send ':restart'
+wait_count "restarted: every rank" 3
+send 'dist.init_process_group{backend = "gloo"}; rank = dist.get_rank()'
+send 'if rank == 1 then os.exit(3) end'
+wait_for "rank 1 died: exited with status 3"
+send 't = torch.ones(1); dist.all_reduce(t)'
+wait_for "[0] error: stdin:1: all_reduce (collective #1 of this chunk): rank 1 exited with status 3, so this collective can never complete"
+send ':restart'
+wait_count "restarted: every rank" 4
+send 'dist.init_process_group{backend = "gloo"}; rank = dist.get_rank()'
+send 'if rank == 0 then dist.destroy_process_group() end'
+send 'if rank == 1 then dist.barrier() end'
+wait_for "[1] error: stdin:1: barrier (collective #1 of this chunk): rank 0 called dist.destroy_process_group() and left"
+screen | grep -q "did not arrive" && fail "a departed or dead rank was reported as late"
+
 ctrl_d_and_wait
 [ "$(cat "$WORK/status")" = 0 ] || fail "exit status $(cat "$WORK/status")"
+
+# 8. :restart replay gives every rank the state it had, also after a chunk that failed
+# on one rank only (what it did on the others, and before the error, is replayed)
+rm -f "$WORK/status"
+start_ddplab -n 3
+wait_for "[all]>"
+send 'r = tonumber(os.getenv("RANK")); v = 1'
+send 'if r == 2 then v = 2; error("boom") end; w = 10'
+wait_for "[2] error: stdin:1: boom"
+send '=w, v'
+wait_re '^\[2\] +nil +2$'
+send ':restart replay'
+wait_for "replay done"
+send '=w, v, "after"'
+wait_re '^\[0,1\] 10 +1 +after$'
+wait_re '^\[2\] +nil +2 +after$'
+
+screen | grep -q "replay stopped" && fail "the replay stopped at the chunk that failed on rank 2"
+ctrl_d_and_wait
 
 # 3. the terminal closing (SIGHUP) ends the session even while a rank does not stop at
 # the interrupt: after a short grace its ranks are killed, none is left behind

@@ -104,4 +104,19 @@ dist.all_reduce(t)' >"$work/out" 2>"$work/err"
 grep -q "float64\[4\]" "$work/err" || fail "the checked mismatch is not named: $(cat "$work/err")"
 grep -q "died" "$work/err" && fail "a rank died with the check on: $(cat "$work/err")"
 
+# 9. a collective that waits for a dead rank fails at once, naming it and how it ended
+# (here one that ended with status 0 while the others go on, torchrun-style)
+cat >"$work/dead.lua" <<'LUA'
+dist.init_process_group{backend = "gloo"}
+if dist.get_rank() == 1 then os.exit(0) end
+local t0 = os.time()
+local ok, err = pcall(dist.all_reduce, torch.ones(1))
+print(ok, os.time() - t0 <= 2, err)
+LUA
+timeout 60 "$DDPLAB" -n 3 "$work/dead.lua" >"$work/out" 2>"$work/err"
+for r in 0 2; do
+    grep -q "^\[$r\] false	true	.*all_reduce (collective #1 of this chunk): rank 1 exited with status 0, so this collective can never complete" "$work/out" ||
+        fail "rank $r was not told at once that rank 1 is gone:"$'\n'"$(cat "$work/out" "$work/err")"
+done
+
 finish test_rel_script

@@ -1,7 +1,8 @@
 -- test_gpu_tensor.lua — CUDA tensors on a real GPU: creation on the device, copies
 -- host <-> device and device <-> device bit-exact on fresh random data (never zeros),
 -- strided views and dtype changes across devices, fills, printing, the current device,
--- model:to("cuda"), and the clear refusals of ops that have no CUDA kernel yet.
+-- model:to("cuda"), and the clear refusals of ops that have no CUDA kernel yet
+-- (test_gpu_elementwise.lua checks the ops that have one).
 -- Skips (exit 77, ctest's SKIP_RETURN_CODE) where no GPU is visible.
 local T = require "support"
 
@@ -144,7 +145,7 @@ T.test("model:to('cuda') moves parameters; ops without a kernel say so", functio
   T.eq(m.weight.is_cuda, false)
   same(m.weight:detach(), w, "weight moved back")
   local d = torch.randn(3):cuda()
-  T.raises(function() return d + 1 end, "this op does not run on CUDA tensors yet")
+  T.raises(function() return d:sum() end, "sum: this op does not run on CUDA tensors yet")
   T.raises(function() return d + torch.randn(3) end, "cpu")
   T.raises(function() return torch.randn(2, {requires_grad = true}):cuda() end,
            "not recorded by autograd yet")

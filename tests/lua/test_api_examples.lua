@@ -730,6 +730,25 @@ session("the REPL", {[==[
       	stdin:1: in main chunk
 ]==]})
 
+session("plots", {[==[
+[all]> rank = tonumber(os.getenv("RANK"))
+[all]> losses = {}
+[all]> for step in progress(6) do losses[#losses + 1] = (rank + 1) / (step + 1) end
+[all]> plot(losses, {per_rank = true, width = 30, height = 8, title = "loss per rank"})
+[0]            loss per rank
+            4 │x
+              │ xx
+              │++ x
+        2.357 │  ++xx
+              │ooo ++xxxx
+              │*  ooo=+++==xxxxxx
+              │ ******=oooo==================
+       0.1667 │        *************=========
+              └──────────────────────────────
+               1                            6
+               * rank 0   o rank 1   + rank 2   x rank 3   (= where they overlap)
+]==]})
+
 session("collectives", {[==[
 [all]> dist.init_process_group{backend = "gloo", init_method = "env://"}
 [all]> rank, world = dist.get_rank(), dist.get_world_size()

@@ -310,6 +310,41 @@ if n > 1 then
   end)
 end
 
+-- Every rank's copy of t equals rank 0's.
+local function same_as_rank0(t, what)
+  local ref = t:clone()
+  dist.broadcast(ref, 0)
+  T.is_true(torch.equal(ref, t), what .. " differs from rank 0's on rank " .. rank)
+end
+
+T.test("BatchNorm1d buffers: broadcast from rank 0 before a forward (broadcast_buffers)", function()
+  torch.manual_seed(5)
+  local model = nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 5))
+  local ddp = nn.DistributedDataParallel(model)
+  torch.manual_seed(50 + rank) -- each rank its own data: local statistics differ
+  for _ = 1, 2 do ddp(torch.randn(b, 5)):sum():backward() end
+  model:eval()
+  torch.no_grad(function() ddp(torch.randn(b, 5)) end) -- rank 0's buffers, not updated in eval
+  same_as_rank0(model[1].running_mean, "running_mean")
+  same_as_rank0(model[1].running_var, "running_var")
+end)
+
+T.test("SyncBatchNorm buffers agree after a forward and equal one process's", function()
+  torch.manual_seed(5)
+  local model = nn.SyncBatchNorm.convert_sync_batchnorm(
+    nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 5)))
+  local ddp = nn.DistributedDataParallel(model)
+  torch.manual_seed(5)
+  local ref = nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 5))
+  local xs = make_data(1)
+  ddp(local_rows(xs[1])):sum():backward()
+  ref(xs[1]):sum():backward()
+  same_as_rank0(model[1].running_mean, "running_mean")
+  T.close(model[1].running_mean, ref[1].running_mean, 1e-5)
+  T.close(model[1].running_var, ref[1].running_var, 1e-5)
+  T.close(model[0].weight.grad, ref[0].weight.grad * (1 / n), 1e-5) -- sum loss: mean over ranks
+end)
+
 T.test("the summary prints the buckets and the last step", function()
   local _, ddp = distributed("adam", 2, true, {bucket_cap_mb = 0.002})
   local text = ddp:summary({print = false})

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -389,8 +390,35 @@ static void test_script_labels_long_line(void **state) {
     free(text);
 }
 
+/* Rank output cannot take over the terminal: colour stays, other escapes and control
+ * characters show in caret notation, a carriage return keeps what follows it. */
+static void test_control_characters_visible(void **state) {
+    (void)state;
+    struct {
+        const char *in, *want;
+    } cases[] = {
+        {"\033[2Jcleared?", "^[[2Jcleared?"},
+        {"\033[?1049h", "^[[?1049h"},
+        {"\033[31mred\033[0m", "\033[31mred\033[0m"},
+        {"bell\a", "bell^G"},
+        {"10%\r20%\r30%", "30%"},
+        {"done\r", "done"},
+        {"a\tb\x7f", "a\tb^?"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        render_write_visible(f, cases[k].in, strlen(cases[k].in));
+        fclose(f);
+        assert_string_equal(text, cases[k].want);
+        free(text);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_control_characters_visible),
         cmocka_unit_test(test_ranges),
         cmocka_unit_test(test_parse_ranges),
         cmocka_unit_test(test_identical_output_collapses),

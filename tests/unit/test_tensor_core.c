@@ -557,8 +557,8 @@ static void test_more_error_paths(void **state) {
 
 /* A tensor whose storage claims to be on a GPU: every op without a CUDA kernel refuses
  * it (the message says whether the build has CUDA), mixing it with a CPU tensor names
- * both devices, and without a GPU a copy or item says that none is visible. The host
- * never reads the fake's memory. */
+ * both devices, and without a GPU a copy, item or an op with a kernel (exp, add) says
+ * that none is visible. The host never reads the fake's memory. */
 static void test_cuda_tensors_refused(void **state) {
     (void)state;
     int64_t sizes[1] = {3};
@@ -569,8 +569,10 @@ static void test_cuda_tensors_refused(void **state) {
     fake.storage = &fake_storage;
     ERR_CONTAINS(tensor_binary(BINARY_ADD, cpu, &fake, &bad), DDP_ERR_ARG,
                  "add: tensors are on different devices (cpu and cuda:0)");
-    ERR_CONTAINS(tensor_unary(UNARY_EXP, &fake, &bad), DDP_ERR_UNSUPPORTED,
-                 "exp: " NO_KERNEL_MESSAGE);
+    ERR_CONTAINS(tensor_clamp(&fake, true, 0.0, false, 0.0, &bad), DDP_ERR_UNSUPPORTED,
+                 "clamp: " NO_KERNEL_MESSAGE);
+    ERR_CONTAINS(tensor_add_scaled_(&fake, &fake, 2.0), DDP_ERR_UNSUPPORTED,
+                 "add_: " NO_KERNEL_MESSAGE);
     ERR_CONTAINS(tensor_reduce_all(REDUCE_SUM, &fake, &bad), DDP_ERR_UNSUPPORTED,
                  "sum: " NO_KERNEL_MESSAGE);
     ERR_CONTAINS(tensor_matmul(&fake, &fake, &bad), DDP_ERR_UNSUPPORTED,
@@ -578,6 +580,10 @@ static void test_cuda_tensors_refused(void **state) {
     assert_null(tensor_data(&fake)); /* the host gets no address to read */
     assert_false(tensor_equal(cpu, &fake));
     if (cuda_device_count() == 0) {
+        /* ops with a CUDA kernel get as far as asking for a GPU */
+        ERR_CONTAINS(tensor_unary(UNARY_EXP, &fake, &bad), DDP_ERR_UNSUPPORTED, NO_GPU_MESSAGE);
+        ERR_CONTAINS(tensor_binary_scalar(BINARY_ADD, &fake, 1.0, &bad), DDP_ERR_UNSUPPORTED,
+                     NO_GPU_MESSAGE);
         ERR_CONTAINS(tensor_copy_(cpu, &fake), DDP_ERR_UNSUPPORTED, NO_GPU_MESSAGE);
         ERR_CONTAINS(tensor_copy_(&fake, cpu), DDP_ERR_UNSUPPORTED, NO_GPU_MESSAGE);
         ERR_CONTAINS(tensor_empty_like(&fake, &bad), DDP_ERR_UNSUPPORTED, NO_GPU_MESSAGE);

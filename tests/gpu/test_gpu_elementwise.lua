@@ -1,0 +1,165 @@
+-- test_gpu_elementwise.lua — the CUDA kernels of the element-wise ops against the CPU
+-- path on fresh random data (never zeros): every binary op (tensor-tensor with
+-- broadcasting, tensor-scalar both ways, in place, strided operands, mixed dtypes) and
+-- every unary op. The measure is the relative error max|gpu - cpu| / max|cpu|: float32
+-- under 1e-5, float64 under 1e-12, integers and bools equal. Ops without a CUDA kernel
+-- yet must say so. Skips (exit 77) where no GPU is visible.
+local T = require "support"
+
+if not torch.cuda.is_available() then
+  print("SKIP: no GPU is visible (torch.cuda.is_available() is false)")
+  os.exit(77)
+end
+
+torch.manual_seed(11)
+
+local TOL = {[tostring(torch.float32)] = 1e-5, [tostring(torch.float64)] = 1e-12}
+
+-- gpu (a CUDA tensor) must match cpu (the CPU path's result) in shape, dtype, values.
+local function matches(gpu, cpu, what)
+  T.eq(gpu.is_cuda, true, what .. ": result on the GPU")
+  local g = gpu:cpu()
+  T.eq(tostring(g.shape), tostring(cpu.shape), what .. ": shape")
+  T.eq(g.dtype, cpu.dtype, what .. ": dtype")
+  if cpu:numel() == 0 then return end
+  local tol = TOL[tostring(cpu.dtype)]
+  if not tol then
+    T.is_true(torch.equal(g, cpu), what .. ": values differ")
+    return
+  end
+  local err = (g:double() - cpu:double()):abs():max():item()
+  local scale = math.max(cpu:double():abs():max():item(), 1e-30)
+  if err / scale > tol then
+    error(string.format("%s: relative error %.3g > %.0e", what, err / scale, tol), 2)
+  end
+end
+
+-- fresh random data: floats away from zero (both signs), ints nonzero, bools mixed
+local function random(dtype, shape)
+  if dtype == torch.float32 or dtype == torch.float64 then
+    local x = torch.randn(shape, {dtype = dtype})
+    return x + x:sign() * 0.25
+  elseif dtype == torch.int64 then
+    local x = torch.randint(1, 50, shape)
+    return x * (torch.randint(0, 2, shape) * 2 - 1)
+  end
+  return torch.randint(0, 2, shape):to(torch.bool)
+end
+
+local binary = {"add", "sub", "mul", "div", "pow", "maximum", "minimum",
+                "eq", "ne", "lt", "le", "gt", "ge"}
+
+local function call(name, a, b)
+  if name == "maximum" or name == "minimum" then return torch[name](a, b) end
+  return a[name](a, b)
+end
+
+T.test("binary ops, same shapes and broadcast, float32 and float64", function()
+  local shapes = {{{17, 33}, {17, 33}}, {{17, 33}, {33}}, {{4, 1, 5}, {3, 5}},
+                  {{1}, {6, 7}}, {{}, {5}}, {{2, 3, 4, 5}, {3, 1, 5}}}
+  for _, dt in ipairs{torch.float32, torch.float64} do
+    for _, sh in ipairs(shapes) do
+      local a, b = random(dt, sh[1]), random(dt, sh[2])
+      if true then a = a:abs() end -- pow of a negative base to a fraction is NaN on both
+      local ga, gb = a:cuda(), b:cuda()
+      for _, op in ipairs(binary) do
+        matches(call(op, ga, gb), call(op, a, b),
+                op .. " " .. tostring(dt) .. " " .. tostring(a.shape) .. " " .. tostring(b.shape))
+      end
+    end
+  end
+end)
+
+T.test("binary ops on integers, bools and mixed dtypes (PyTorch's promotion)", function()
+  local pairs_ = {{torch.int64, torch.int64}, {torch.int64, torch.float32},
+                  {torch.bool, torch.float32}, {torch.bool, torch.bool},
+                  {torch.float32, torch.float64}, {torch.int64, torch.bool}}
+  for _, dts in ipairs(pairs_) do
+    local a, b = random(dts[1], {9, 8}), random(dts[2], {8})
+    local ga, gb = a:cuda(), b:cuda()
+    for _, op in ipairs(binary) do
+      local ok_cpu, cpu = pcall(call, op, a, b)
+      local ok_gpu, gpu = pcall(call, op, ga, gb)
+      local what = op .. " " .. tostring(dts[1]) .. " " .. tostring(dts[2])
+      T.eq(ok_gpu, ok_cpu, what .. ": fails on one device only")
+      if ok_cpu and not (op == "pow" and dts[1] == torch.int64 and dts[2] == torch.int64) then
+        matches(gpu, cpu, what)
+      elseif ok_cpu then -- int64 powers: keep the exponents small, then compare exactly
+        local e = b:abs():clamp(0, 4)
+        matches(ga:pow(e:cuda()), a:pow(e), what)
+      end
+    end
+  end
+end)
+
+T.test("scalars on either side travel by value", function()
+  for _, dt in ipairs{torch.float32, torch.float64, torch.int64} do
+    local a = random(dt, {5, 6})
+    local g = a:cuda()
+    matches(g + 1, a + 1, "t + 1 " .. tostring(dt))
+    matches(g * 2.5, a * 2.5, "t * 2.5")
+    matches(2 - g, 2 - a, "2 - t")
+    matches(1 / g, 1 / a, "1 / t")
+    matches(g:pow(2), a:pow(2), "t:pow(2)")
+    matches(g:gt(0), a:gt(0), "t:gt(0)")
+    matches(g + torch.tensor(3), a + torch.tensor(3), "t + a CPU 0-dim tensor")
+  end
+end)
+
+T.test("strided operands and in-place ops", function()
+  local a, b = random(torch.float32, {12, 7}), random(torch.float32, {7, 12})
+  local ga, gb = a:cuda(), b:cuda()
+  matches(ga + gb:t(), a + b:t(), "a + b:t()")
+  matches(ga:narrow(1, 2, 3) * gb:t():narrow(1, 2, 3), a:narrow(1, 2, 3) * b:t():narrow(1, 2, 3),
+          "narrowed views")
+  local x, gx = a:clone(), ga:clone()
+  x:add_(b:t())
+  gx:add_(gb:t())
+  matches(gx, x, "add_")
+  x:mul_(3)
+  gx:mul_(3)
+  matches(gx, x, "mul_(3)")
+  x:t():sub_(1.5)
+  gx:t():sub_(1.5)
+  matches(gx, x, "sub_ on a transposed view")
+  T.eq(gx._version, x._version)
+end)
+
+T.test("unary ops", function()
+  local unary = {"neg", "sqrt", "exp", "log", "abs", "relu", "tanh", "sigmoid", "sign"}
+  for _, dt in ipairs{torch.float32, torch.float64, torch.int64} do
+    local a = random(dt, {33, 17})
+    local pos = a:abs() -- sqrt and log of a negative number are NaN on both
+    for _, op in ipairs(unary) do
+      local src = (op == "sqrt" or op == "log") and pos or a
+      matches(src:cuda()[op](src:cuda()), src[op](src), op .. " " .. tostring(dt))
+      matches(src:cuda():t()[op](src:cuda():t()), src:t()[op](src:t()), op .. " strided")
+    end
+  end
+  local b = random(torch.bool, {10})
+  for _, op in ipairs{"abs", "relu", "sign"} do matches(b:cuda()[op](b:cuda()), b[op](b), op .. " bool") end
+  local x, gx = random(torch.float32, {100}), nil
+  gx = x:cuda()
+  x:exp_()
+  gx:exp_()
+  matches(gx, x, "exp_")
+end)
+
+T.test("mixing devices names both; ops without a kernel say so", function()
+  local g = torch.randn(3):cuda()
+  T.raises(function() return g + torch.randn(3) end,
+           "add: tensors are on different devices (cuda:" .. torch.cuda.current_device() .. " and cpu)")
+  T.raises(function() return torch.randn(3) + g end, "different devices (cpu and cuda:")
+  T.raises(function() return g:sum() end, "sum: this op does not run on CUDA tensors yet")
+  T.raises(function() return g:clamp(0, 1) end, "this op does not run on CUDA tensors yet")
+  T.raises(function() return g:mm(g:view(3, 1)) end, "this op does not run on CUDA tensors yet")
+  -- forward ops record a graph on the GPU; backward refuses it instead of reading
+  -- device memory from the host
+  local x = torch.randn(3, {device = "cuda", requires_grad = true})
+  local y = x:tanh() * 2
+  T.eq(y.requires_grad, true)
+  T.raises(function() y:backward(torch.ones(3, {device = "cuda"})) end,
+           "backward: autograd on CUDA tensors is not supported yet")
+end)
+
+T.done()
