@@ -339,7 +339,7 @@ n_drop = #data.DistributedSampler(ds19, {shuffle = false, drop_last = true})
 ```
 
 `#sampler` is the number of samples per rank. With padding, a few samples are seen twice
-per epoch: harmless for training, but an evaluation that averages over padded shards
+per epoch: nearly harmless for training, but an evaluation that averages over padded shards
 counts them twice. With `drop_last`, a few samples are skipped each epoch (different ones
 each epoch when shuffling).]],
         zh = [[
@@ -355,7 +355,7 @@ n_drop = #data.DistributedSampler(ds19, {shuffle = false, drop_last = true})
 ```
 
 `#sampler` 是每个 rank 的样本数。填充时，每个 epoch 会有几个样本被看到两次：对训练
-无害，但如果评估时对填充过的分片求平均，这些样本就被算了两次。使用 `drop_last` 时，
+几乎无害，但如果评估时对填充过的分片求平均，这些样本就被算了两次。使用 `drop_last` 时，
 每个 epoch 会跳过几个样本（打乱顺序时，每个 epoch 跳过的样本不同）。]],
       },
       pytorch = [[
