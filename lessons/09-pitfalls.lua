@@ -441,7 +441,8 @@ sd = torch.load(ckpt, {map_location = "cpu"})
 model:load_state_dict(sd)
 ```
 
-`ckpt` is a path chosen for this session. Save `model:state_dict()` (or
+`ckpt` is a path chosen for this session (the check removes the file once the step is
+done). Save `model:state_dict()` (or
 `ddp.module`'s), not `ddp:state_dict()`, whose keys start with `module.`, unless you
 load it into a wrapped model again.]],
         zh = [[
@@ -459,7 +460,7 @@ sd = torch.load(ckpt, {map_location = "cpu"})
 model:load_state_dict(sd)
 ```
 
-`ckpt` 是为本次会话选好的路径。保存 `model:state_dict()`（或 `ddp.module` 的），而不是 `ddp:state_dict()`，
+`ckpt` 是为本次会话选好的路径（这一步完成后，检查会删掉这个文件）。保存 `model:state_dict()`（或 `ddp.module` 的），而不是 `ddp:state_dict()`，
 后者的键都以 `module.` 开头，除非你还要把它加载回一个包装过的模型。]],
       },
       pytorch = [[
@@ -503,6 +504,9 @@ model:load_state_dict(sd)]],
           return false, msg("wait for rank 0's file with `dist.barrier()` before loading",
             "加载之前用 `dist.barrier()` 等待 rank 0 写完文件")
         end
+        -- done: every rank holds its copy in `sd`, so the file can go (no litter in /tmp)
+        local ckpt = c.global("ckpt")
+        if c.rank == 0 and type(ckpt) == "string" then os.remove(ckpt) end
         return true
       end,
     },
