@@ -70,4 +70,10 @@ grep -q "✗ every rank: w on rank 1 differs from rank 0's: did every rank call 
 grep -q "语言：zh" <<<"$out" || fail ":lang zh not taken: $out"
 grep -q "广播：让每个 rank 拥有同一个模型" <<<"$out" || fail ":lang zh did not redraw in Chinese: $out"
 grep -q "ddplab 写法（Lua）" <<<"$out" || fail ":solution! did not show the solution: $out"
+# DDPLAB_LUA_PATH=<tree>/lua also loads the built-in lessons from <tree>/lessons (a teacher
+# edits without rebuilding).
+mkdir -p "$work/tree/lua" "$work/tree/lessons"
+sed 's/en = "Ranks and the world"/en = "Ranks, edited"/' "$SRC/lessons/01-ranks.lua" >"$work/tree/lessons/01-ranks.lua"
+out=$(printf ':lessons\n' | DDPLAB_LUA_PATH="$work/tree/lua" "$DDPLAB" -n 2 -i 2>&1)
+grep -q "Ranks, edited" <<<"$out" || fail "the lesson was not read from the source tree: $out"
 finish test_lessons_verify
