@@ -37,6 +37,7 @@
 #include <gloo/transport/unbound_buffer.h>
 
 extern "C" {
+#include "base/interrupt.h"
 #include "dist/comm.h"
 }
 
@@ -68,7 +69,8 @@ class prefixed_store : public gloo::rendezvous::Store {
         for (;;) {
             double left =
                 std::chrono::duration<double>(until - std::chrono::steady_clock::now()).count();
-            double slice = abort_key_.empty() ? left : std::min(left, 0.25);
+            /* sliced, so that Ctrl-C and another rank's abort are seen within 0.25 s */
+            double slice = std::min(left, 0.25);
             char *v = nullptr;
             size_t len = 0;
             ddp_status s = store_get(client_, full.c_str(), slice > 0 ? slice : 0, &v, &len);
@@ -78,6 +80,10 @@ class prefixed_store : public gloo::rendezvous::Store {
                 return out;
             }
             if (s != DDP_ERR_TIMEOUT) throw store_failure(s, ddp_last_error());
+            if (ddp_interrupt_pending())
+                throw store_failure(DDP_ERR_INTERRUPTED,
+                                    "Gloo rendezvous: interrupted (Ctrl-C) while waiting for the "
+                                    "other ranks");
             check_abort();
             if (left <= slice) {
                 char msg[256];

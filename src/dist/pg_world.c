@@ -383,6 +383,21 @@ static void init_failed_key(char *out, size_t len, uint64_t gen) {
     snprintf(out, len, "ddp/init_failed/%llu", (unsigned long long)gen);
 }
 
+/* How many ranks arrived at generation gen's rendezvous; INIT_CLOSED is added once it
+ * failed, so that later arrivals skip it (pg_init). */
+#define INIT_CLOSED ((int64_t)1 << 40)
+static void init_arrived_key(char *out, size_t len, uint64_t gen) {
+    snprintf(out, len, "ddp/init_arrived/%llu", (unsigned long long)gen);
+}
+
+/* Closes generation gen's rendezvous after a failure in it. Best effort. */
+static void close_init_generation(uint64_t gen) {
+    char key[64];
+    int64_t n;
+    init_arrived_key(key, sizeof key, gen);
+    (void)store_add(pg_W.store, key, INIT_CLOSED, &n);
+}
+
 /* Best effort: publishes "rank r failed to initialise: <why>" under gen's key unless
  * another rank's reason is there already (then that one is the cause and ours its echo).
  * Returns `code` with `why` as the last error again, for the caller to return. */
@@ -452,6 +467,21 @@ ddp_status pg_init(const pg_init_options *o) {
     s = store_add(pg_W.store, counter, 1, &count);
     if (s != DDP_OK) goto fail;
     pg_W.gen = (uint64_t)count;
+    /* A generation whose rendezvous a rank gave up on (it timed out waiting, or Ctrl-C)
+     * is closed: a rank that arrives at it later moves on to the next one, where the
+     * ranks that gave up come back for their next init. So a generation only ever catches
+     * up with the others', and one failed init leaves nothing behind that blocks the next. */
+    for (int skipped = 0;; skipped++) {
+        char arrived[64];
+        int64_t n;
+        init_arrived_key(arrived, sizeof arrived, pg_W.gen);
+        s = store_add(pg_W.store, arrived, 1, &n);
+        if (s != DDP_OK) goto fail;
+        if (n < INIT_CLOSED || skipped >= 1000) break;
+        pg_W.gen++;
+        s = store_add(pg_W.store, counter, 1, &count);
+        if (s != DDP_OK) goto fail;
+    }
     if (local != DDP_OK) {
         s = publish_init_failure(pg_W.gen, rank, local, local_msg);
         goto fail;
@@ -469,11 +499,16 @@ ddp_status pg_init(const pg_init_options *o) {
     if (s != DDP_OK) {
         pg_group_clear(g);
         free(g);
-        if (s != DDP_ERR_INTERRUPTED) {
-            char why[1024];
-            snprintf(why, sizeof why, "%s", ddp_last_error());
-            s = publish_init_failure(pg_W.gen, rank, s, why);
-        }
+        /* interrupted too: the others waiting in this generation stop at once, and
+         * whoever comes later skips it */
+        char why[1024];
+        snprintf(why, sizeof why, "%s", ddp_last_error());
+        /* A rank that gave up waiting (the timeout, Ctrl-C) closes the generation: the
+         * ranks that never came skip it. A local failure (every rank makes the same
+         * check) or another rank's failure leaves it open, so that every rank's k-th
+         * init still meets the others' k-th. */
+        if (s == DDP_ERR_TIMEOUT || s == DDP_ERR_INTERRUPTED) close_init_generation(pg_W.gen);
+        s = publish_init_failure(pg_W.gen, rank, s, why);
         goto fail;
     }
     g->next_live = pg_W.live;

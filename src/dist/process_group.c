@@ -679,7 +679,10 @@ ddp_status pg_monitored_barrier(process_group *g, double timeout_s) {
     if (s == DDP_ERR_TIMEOUT) {
         char msg[1200];
         snprintf(msg, sizeof msg, "%s", ddp_last_error());
-        return DDP_FAIL(s, "monitored_barrier: %s", msg);
+        /* the watchdog's hint names its own setting; here the caller's timeout is the limit */
+        char *hint = strstr(msg, " (a collective must be called");
+        if (hint) *hint = '\0';
+        return DDP_FAIL(s, "monitored_barrier: %s (timeout= sets the limit)", msg);
     }
     DDP_CHECK(s);
     if (g->size == 1) return leave(g, DDP_OK);
