@@ -2,9 +2,12 @@
 # Everything else is CMake (build/), with a second sanitizer build (build-san/) for tests.
 BUILD ?= build
 SAN_BUILD ?= build-san
+FUZZ_BUILD ?= build-fuzz
+# seconds each libFuzzer target runs in make test (5 targets); make fuzz-long: an hour each
+FUZZ_SECONDS ?= 12
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build run test test-fast sanitize bench format clean
+.PHONY: all deps build run test test-fast test-long sanitize fuzz fuzz-long bench format clean
 
 all: build
 
@@ -26,6 +29,15 @@ run: build
 test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 	$(MAKE) --no-print-directory sanitize
+	$(MAKE) --no-print-directory fuzz
+
+# The long forms of the reliability tests (docs/reliability.md): 100+ rank kills, a
+# 10,000-step soak, 32 and 64 ranks. Hours on 2 cores with the long fuzz runs.
+test-long: build
+	for t in fault_inject soak scale; do \
+	  DDP_LONG=1 DDPLAB=$(BUILD)/ddplab DDP_SOURCE_DIR=$(CURDIR) bash tests/e2e/test_$$t.sh || exit 1; \
+	done
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=600
 
 test-fast: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
@@ -35,6 +47,14 @@ sanitize: deps
 	cmake --build $(SAN_BUILD) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1 ctest --test-dir $(SAN_BUILD) -L san --output-on-failure -j $(JOBS)
 
+# The libFuzzer targets of tests/fuzz/ (clang, ASan + UBSan, build-fuzz/), each run for
+# FUZZ_SECONDS from its seed corpus.
+fuzz: deps
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DDDP_FUZZ=ON \
+	  -DDDP_CUDA=OFF -DDDP_WERROR=OFF -DDDP_FUZZ_SECONDS=$(FUZZ_SECONDS) >/dev/null
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_all
+	ctest --test-dir $(FUZZ_BUILD) -L fuzz --output-on-failure -j $(JOBS)
+
 bench: build
 	sh bench/run.sh
 
@@ -42,4 +62,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cc')
 
 clean:
-	rm -rf $(BUILD) $(SAN_BUILD)
+	rm -rf $(BUILD) $(SAN_BUILD) $(FUZZ_BUILD)

@@ -3,7 +3,8 @@
 # only those missing, through sudo when not root. Called by `make build/run/test`.
 set -eu
 packages="build-essential cmake pkg-config liblua5.4-dev libedit-dev libcmocka-dev
-libgloo-dev libopenblas-dev libcjson-dev libsodium-dev tmux iproute2 python3-numpy"
+libgloo-dev libopenblas-dev libcjson-dev libsodium-dev tmux iproute2 python3-numpy
+clang"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -12,6 +12,11 @@
 #                              reports as skipped (SKIP_RETURN_CODE)
 # tests/e2e/test_*.sh          whole-program checks (real terminal via tmux, processes);
 #                              helpers they source (tmux_lib.sh, check_lib.sh) are not tests
+if(DDP_FUZZ) # a fuzz build (make fuzz) holds the fuzz targets and nothing else
+  include(${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz.cmake)
+  return()
+endif()
+
 set(DDP_LAYER_base ddp_base)
 set(DDP_LAYER_tensor ddp_tensor)
 set(DDP_LAYER_nn ddp_nn)

@@ -33,6 +33,8 @@ typedef struct {
     int port;               /* 0: the kernel picks a free port (see store_server_port) */
     bool force_auth;        /* require the secret even on loopback (tests) */
     const char *secret_hex; /* NULL: the environment's DDPLAB_SECRET */
+    unsigned max_wait_ms;   /* 0: STORE_MAX_WAIT_MS; a lower cap on every request's wait
+                             * (the fuzz target, which must not sleep a second an input) */
 } store_server_options;
 
 /* Starts a server listening on bind_addr:port (port 0 = a free port) on its own thread.
@@ -42,6 +44,11 @@ typedef struct {
 ddp_status store_server_start(const char *bind_addr, int port, store_server **out);
 /* Same, with every option spelled out. */
 ddp_status store_server_start_opts(const store_server_options *opts, store_server **out);
+/* Serves one connected peer (greeting, authentication when required, then requests) on
+ * the calling thread until it disconnects or misbehaves; takes ownership of fd and closes
+ * it. The same code as a peer accepted from the network: the seam for the store's fuzz
+ * target (tests/fuzz/fuzz_store.c), which feeds it bytes through a socketpair. */
+void store_server_serve_fd(store_server *s, int fd);
 /* The port the server listens on (useful after asking for port 0). */
 int store_server_port(const store_server *s);
 /* Closes every connection, joins the threads and frees s. The listening thread is woken

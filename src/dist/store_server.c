@@ -47,6 +47,7 @@ struct store_server {
     int wake_fd[2]; /* a pipe: store_server_stop writes a byte, the accept thread wakes */
     int port;
     bool auth;
+    uint32_t max_wait_ms;
     unsigned char key[32];
     pthread_t accept_thread;
     pthread_mutex_t lock;
@@ -261,7 +262,7 @@ static bool serve_request(peer *p) {
         drop(p, "request out of bounds (not a ddplab store client?)");
         return false;
     }
-    if (wait_ms > STORE_MAX_WAIT_MS) wait_ms = STORE_MAX_WAIT_MS;
+    if (wait_ms > s->max_wait_ms) wait_ms = s->max_wait_ms;
     char key[STORE_MAX_KEY + 1];
     unsigned char *value = malloc(vlen ? vlen : 1);
     if (!value) return false;
@@ -320,7 +321,11 @@ static bool serve_request(peer *p) {
             status = STORE_REFUSED;
             break;
         }
-        v += store_get_i64(value);
+        /* a counter past INT64_MAX is refused, not wrapped (the fuzzer's first find) */
+        if (__builtin_add_overflow(v, store_get_i64(value), &v)) {
+            status = STORE_REFUSED;
+            break;
+        }
         store_put_i64(number, v);
         if (table_set(s, key, number, 8)) {
             pthread_cond_broadcast(&s->changed);
@@ -481,6 +486,8 @@ ddp_status store_server_start_opts(const store_server_options *opts, store_serve
         return DDP_FAIL(DDP_ERR_NOMEM, "store: out of memory");
     }
     s->auth = opts->force_auth || !is_loopback(res->ai_addr);
+    s->max_wait_ms = opts->max_wait_ms && opts->max_wait_ms < STORE_MAX_WAIT_MS ? opts->max_wait_ms
+                                                                                : STORE_MAX_WAIT_MS;
     if (s->auth) {
         const char *secret = opts->secret_hex ? opts->secret_hex : getenv("DDPLAB_SECRET");
         if (!secret || !store_secret_key(secret, s->key)) {
@@ -530,6 +537,23 @@ ddp_status store_server_start_opts(const store_server_options *opts, store_serve
     }
     *out = s;
     return DDP_OK;
+}
+
+void store_server_serve_fd(store_server *s, int fd) {
+    peer *p = calloc(1, sizeof *p);
+    if (!p) {
+        close(fd);
+        return;
+    }
+    p->fd = fd;
+    p->server = s;
+    snprintf(p->name, sizeof p->name, "fd %d", fd);
+    pthread_mutex_lock(&s->lock);
+    p->next = s->peers;
+    s->peers = p;
+    s->npeers++;
+    pthread_mutex_unlock(&s->lock);
+    peer_main(p); /* unlinks, closes and frees p */
 }
 
 int store_server_port(const store_server *s) {

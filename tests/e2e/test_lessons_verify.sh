@@ -50,7 +50,7 @@ grep -q '\["step"\] = 2' "$P" || fail "progress does not say step 2: $(cat "$P")
 
 # The next session: :lessons marks lesson 1 as where the learner is, with 1 of 4 done.
 out=$(printf ':lessons\n:lesson\n' | "$DDPLAB" -n 2 -i 2>&1)
-grep -qE "▸ +1 +Ranks and the world +1/4" <<<"$out" || fail ":lessons lacks the progress mark: $out"
+grep -qE "▸ +1 +1/4 +Ranks and the world" <<<"$out" || fail ":lessons lacks the progress mark: $out"
 grep -q "Step 2 of 4" <<<"$out" || fail ":lesson alone does not show the current step: $out"
 
 # Chinese from LANG; an error in the learner's chunk reaches them unchanged.
@@ -70,4 +70,10 @@ grep -q "✗ every rank: w on rank 1 differs from rank 0's: did every rank call 
 grep -q "语言：zh" <<<"$out" || fail ":lang zh not taken: $out"
 grep -q "广播：让每个 rank 拥有同一个模型" <<<"$out" || fail ":lang zh did not redraw in Chinese: $out"
 grep -q "ddplab 写法（Lua）" <<<"$out" || fail ":solution! did not show the solution: $out"
+# DDPLAB_LUA_PATH=<tree>/lua also loads the built-in lessons from <tree>/lessons (a teacher
+# edits without rebuilding).
+mkdir -p "$work/tree/lua" "$work/tree/lessons"
+sed 's/en = "Ranks and the world"/en = "Ranks, edited"/' "$SRC/lessons/01-ranks.lua" >"$work/tree/lessons/01-ranks.lua"
+out=$(printf ':lessons\n' | DDPLAB_LUA_PATH="$work/tree/lua" "$DDPLAB" -n 2 -i 2>&1)
+grep -q "Ranks, edited" <<<"$out" || fail "the lesson was not read from the source tree: $out"
 finish test_lessons_verify

@@ -379,4 +379,19 @@ T.test("the summary prints the buckets and the last step", function()
   T.is_true(text:find("loss+backward", 1, true), text)
 end)
 
+if rank == 0 and n == 2 then
+  T.test(":show ddp puts every rank's summary side by side", function()
+    local out = T.run_ddplab("-n 2 -i", table.concat({
+      'dist.init_process_group{backend = "gloo"}',
+      "ddp = nn.DistributedDataParallel(nn.Sequential(nn.Linear(5, 10), nn.ReLU(), nn.Linear(10, 5)))",
+      "for i = 1, 2 do ddp(torch.randn(8, 5)):sum():backward() end",
+      ":show ddp",
+    }, "\n") .. "\n", {"COLUMNS=200"})
+    T.has(out, "DDP: rank 0 of 2, 4 parameters in 1 bucket")
+    T.has(out, "DDP: rank 1 of 2, 4 parameters in 1 bucket")
+    T.has(out, "all_reduce 0")
+    T.is_true(out:find("DDP: rank 0 of 2[^\n]+DDP: rank 1 of 2"), "side by side:\n" .. out)
+  end)
+end
+
 T.done()
