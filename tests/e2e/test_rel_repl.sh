@@ -42,7 +42,7 @@ wait_for "print broke"
 send 'print = nil'
 send '=3'
 wait_for "error calling 'print'"
-send 'print = rawget(_G, "tostring") and function(...) io.write(table.concat({...}, " "), "\n") end'
+send 'print = function(...) local t = table.pack(...); for i = 1, t.n do t[i] = tostring(t[i]) end; io.write(table.concat(t, "\t"), "\n") end'
 sync_ranks
 screen | grep -q "SIGABRT\|PANIC\|died" && fail "a rank died"
 
