@@ -8,6 +8,8 @@
  * communicator's timeout (opts.setTimeout). See DESIGN.md, "Facts checked about Debian's
  * Gloo", for why a failed communicator is replaced rather than reused. */
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -275,6 +277,25 @@ void install_terminate_handler() {
     installed = true;
 }
 
+/* Gloo opens its listening socket and its pair sockets without SOCK_CLOEXEC, so every
+ * program a rank starts (os.execute, io.popen) used to inherit copies of them: a shell
+ * left running in the background kept a dead rank's connections open, and held data
+ * connections of the process group. Marks every descriptor above stderr close-on-exec
+ * (none of a rank's is meant for its children). */
+void close_on_exec_all() {
+    DIR *dir = opendir("/proc/self/fd");
+    if (!dir) return;
+    int own = dirfd(dir);
+    while (struct dirent *e = readdir(dir)) {
+        int fd = atoi(e->d_name);
+        if (fd > 2 && fd != own) {
+            int flags = fcntl(fd, F_GETFD);
+            if (flags >= 0 && !(flags & FD_CLOEXEC)) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+        }
+    }
+    closedir(dir);
+}
+
 } // namespace
 
 extern "C" {
@@ -319,6 +340,7 @@ ddp_status comm_gloo_init(const comm_init_options *o, comm **out) {
         gloo::BarrierOptions barrier(c->ctx);
         barrier.setTimeout(std::chrono::milliseconds(static_cast<int64_t>(rdv * 1000)));
         gloo::barrier(barrier);
+        close_on_exec_all();
         *out = c;
         return DDP_OK;
     } catch (...) {

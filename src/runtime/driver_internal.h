@@ -71,6 +71,7 @@ struct driver {
         int ending;  /* END_RANKS sent minus RANKS_ENDED back: while > 0, the RANK_EXITs
                       * it sends are about ranks of a world that is over */
     } * agents;      /* [nnodes]; entry 0 unused */
+    struct node_handshakes *handshakes; /* driver_nodes.c: handshakes under way */
     /* driver_set_quiet_report */
     rank_quiet_fn quiet_fn;
     void *quiet_ctx;
@@ -145,10 +146,13 @@ void driver_quiet_report(driver *d, const rank_result *results);
  * memory runs out or an agent that was in has gone away. */
 ddp_status driver_nodes_listen(driver *d);
 /* Accepts one TCP connection: it must prove it holds the session secret and say who it is
- * (an expected agent or remote rank); anyone else is dropped and logged. Cannot fail. */
+ * (an expected agent or remote rank); anyone else is dropped and logged. The handshake runs
+ * on a thread of its own and its outcome is taken in by driver_nodes_poll, so a peer that
+ * never finishes it (a slow-loris) delays nobody. Cannot fail. */
 void driver_nodes_accept(driver *d);
-/* Takes in what the agents sent (how their ranks exited), waiting up to wait_ms for the
- * first of it. No-op on a single node. Cannot fail: a gone agent is dropped. */
+/* Takes in the handshakes that ended and what the agents sent (how their ranks exited),
+ * waiting up to wait_ms for the first of it. No-op on a single node. Cannot fail: a gone
+ * agent is dropped. */
 void driver_nodes_poll(driver *d, int wait_ms);
 /* Fails (DDP_ERR_STATE, naming the node) when an agent that was in has gone away, so that
  * its ranks can never start: a restart or start-up stops at once instead of waiting for
