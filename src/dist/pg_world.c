@@ -23,6 +23,7 @@
 #include "build_config.h"
 #include "dist/fingerprint.h"
 #include "dist/pg_internal.h"
+#include "tensor/device.h"
 
 pg_world pg_W;
 static store_server *hosted_server; /* started by this process; lives until exit */
@@ -219,6 +220,7 @@ static process_group *group_new(int id, const int *ranks, int n) {
     if (!g) return NULL;
     g->refcount = 1;
     g->world_gen = pg_W.gen;
+    g->backend = pg_W.backend;
     g->epoch = pg_W.epoch;
     g->id = id;
     g->size = n;
@@ -271,7 +273,8 @@ static ddp_status pg_connect_as(process_group *g, double rendezvous_timeout,
                            .timeout_s = pg_W.timeout,
                            .rendezvous_timeout_s = rendezvous_timeout,
                            .abort_key = abort_key};
-    ddp_status s = comm_gloo_init(&o, &g->comm);
+    ddp_status s = g->backend == COMM_BACKEND_NCCL ? comm_nccl_init(&o, &g->comm)
+                                                   : comm_gloo_init(&o, &g->comm);
     g->broken = s != DDP_OK;
     return s;
 }
@@ -347,8 +350,7 @@ int pg_group_rank_of(const process_group *g, int global) {
 }
 
 const char *pg_backend(const process_group *g) {
-    (void)g;
-    return "gloo";
+    return comm_backend_str(g->backend);
 }
 
 bool pg_is_alive(const process_group *g) {
@@ -364,17 +366,31 @@ void pg_sync_chunk(process_group *g) {
 
 /* ---- init / destroy --------------------------------------------------------------- */
 
-static ddp_status check_backend(const char *backend) {
-    const char *b = backend ? backend : "gloo";
-    if (strcmp(b, "gloo") == 0) return DDP_OK;
-    if (strcmp(b, "nccl") == 0) {
-        if (!DDP_HAVE_NCCL)
-            return DDP_FAIL(DDP_ERR_UNSUPPORTED, "ddplab was built without NCCL; use "
+/* Parses the backend name into *out and checks that this build and machine can run it.
+ * rank < 0: not known yet. */
+static ddp_status check_backend(const char *backend, int rank, comm_backend *out) {
+    if (!comm_backend_parse(backend, out))
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "init_process_group: unknown backend '%s' (use \"gloo\", or \"nccl\" "
+                        "for CUDA tensors)",
+                        backend);
+    if (*out != COMM_BACKEND_NCCL) return DDP_OK;
+    if (!DDP_HAVE_CUDA)
+        return DDP_FAIL(DDP_ERR_UNSUPPORTED, "init_process_group: this build has no CUDA "
+                                             "support, so no NCCL; use backend=\"gloo\" (CPU "
+                                             "tensors)");
+    if (!DDP_HAVE_NCCL)
+        return DDP_FAIL(DDP_ERR_UNSUPPORTED, "init_process_group: this build has CUDA but no "
+                                             "NCCL; use backend=\"gloo\"");
+    if (cuda_device_count() == 0) {
+        if (rank < 0)
+            return DDP_FAIL(DDP_ERR_UNSUPPORTED, "nccl: no GPU visible to this rank; use "
                                                  "backend=\"gloo\" (CPU tensors)");
-        return DDP_FAIL(DDP_ERR_UNSUPPORTED, "the NCCL backend is not written yet; use "
-                                             "backend=\"gloo\" (CPU tensors)");
+        return DDP_FAIL(DDP_ERR_UNSUPPORTED,
+                        "nccl: no GPU visible to rank %d; use backend=\"gloo\" (CPU tensors)",
+                        rank);
     }
-    return DDP_FAIL(DDP_ERR_ARG, "init_process_group: unknown backend '%s' (use \"gloo\")", b);
+    return DDP_OK;
 }
 
 /* Where a rank whose init_process_group failed leaves its reason for the others of the
@@ -417,7 +433,7 @@ static ddp_status publish_init_failure(uint64_t gen, int rank, ddp_status code, 
 
 /* The checks init_process_group can make on its own; DDP_OK or a failure to publish. */
 static ddp_status check_local(const pg_init_options *o, int rank, int size) {
-    DDP_CHECK(check_backend(o->backend));
+    DDP_CHECK(check_backend(o->backend, rank, &pg_W.backend));
     if (rank >= size)
         return DDP_FAIL(DDP_ERR_ARG, "init_process_group: rank %d is not in a world of %d", rank,
                         size);
@@ -434,7 +450,8 @@ ddp_status pg_init(const pg_init_options *o) {
         if (e == DDP_OK && size < 0) e = env_int("WORLD_SIZE", &size);
         if (e != DDP_OK) {
             /* without a rank nobody can be told; a bad backend is the first thing to say */
-            DDP_CHECK(check_backend(o->backend));
+            comm_backend b;
+            DDP_CHECK(check_backend(o->backend, -1, &b));
             return e;
         }
     }

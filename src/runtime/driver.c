@@ -29,6 +29,7 @@
 #include <sodium.h>
 
 #include "base/clock.h"
+#include "dist/comm.h"
 #include "runtime/launcher.h"
 
 #define START_TIMEOUT_MS 10000
@@ -548,7 +549,8 @@ ddp_status driver_start(const launch_options *opts, driver **out) {
                         "node %d of a multi-node session runs the agent "
                         "(launcher_agent_main), not a driver",
                         opts->node_rank);
-    if (opts->backend && strcmp(opts->backend, "gloo") != 0 && strcmp(opts->backend, "nccl") != 0)
+    comm_backend backend;
+    if (!comm_backend_parse(opts->backend, &backend))
         return DDP_FAIL(DDP_ERR_ARG, "driver: unknown backend '%s' (use gloo or nccl)",
                         opts->backend);
     driver *d = calloc(1, sizeof *d);
