@@ -196,10 +196,10 @@ y = Y:narrow(0, rank * b, b)
 `narrow(dim, start, length)` counts from 0, like ranks. Look at `:show x:sum():item()`:
 every rank now sees different data. Between them, the ranks cover the whole batch once.]],
         zh = [[
-`X` 和 `Y` 是一个包含 `N = 4 * world` 个样本的 batch（4 个 rank 时是 16 个；每个 rank
-上都一样：它们来自同一个随机种子）。
-数据并行时每个 rank 只取属于自己的那一份分片：共有 `world` 个 rank 时，rank `r` 取第
-`r*b` 到 `r*b + b - 1` 行，其中 `b = N / world`。
+`X` 和 `Y` 是一个包含 `N = 4 * world` 个样本的 batch（4 个 rank 时是 16 个；每个
+rank 上都一样：它们来自同一个随机种子）。
+数据并行时每个 rank 只取属于自己的那一份分片：共有 `world` 个 rank 时，rank `r` 取第 `r*b`
+到 `r*b + b - 1` 行，其中 `b = N / world`。
 
 ```lua
 b = #X // world
@@ -269,8 +269,8 @@ loss = criterion(model(x), y)
 loss:backward()
 ```
 
-`backward` 之后，每个参数都有了 `.grad`：它是本 rank 损失的梯度，而这个损失只是对本
-rank 那几行求的平均。]],
+`backward` 之后，每个参数都有了 `.grad`：它是本 rank 损失的梯度，而这个损失只是对本 rank
+那几行求的平均。]],
       },
       pytorch = [[
 criterion = nn.MSELoss()
@@ -381,7 +381,7 @@ optimizer:step()
 ```
 
 The replicas that were identical a moment ago now differ. From here on they would train
-as separate models, each on a quarter (or half) of the data: that is not DDP. Keep this
+as separate models, each on its own share of the data: that is not DDP. Keep this
 picture in mind for lesson 5.]],
         zh = [[
 亲眼看看副本是怎样“走散”的。让每个 rank 用自己的梯度执行一步优化：

@@ -110,8 +110,8 @@ Compare `:show s` and `:show a` with `:show v`. ddplab also has
 `dist.ReduceOp.AVG`, but in PyTorch AVG works only with the NCCL backend (GPUs); with
 Gloo, PyTorch code sums and divides, exactly as you just did.]],
         zh = [[
-`v` 里有两个数，每个 rank 的都不一样（`:show v`）。`dist.all_reduce(t)` 会原地把 `t`
-替换成所有 rank 上的和。想要平均值，就在之后除以 rank 的数量。保留 `v` 不动，在副本上
+`v` 里有两个数，每个 rank 的都不一样（`:show v`）。`dist.all_reduce(t)` 会原地把
+`t` 替换成所有 rank 上的和。想要平均值，就在之后除以 rank 的数量。保留 `v` 不动，在副本上
 操作：
 
 ```lua
@@ -174,8 +174,8 @@ large, as if the learning rate had been multiplied by `world`.
 A whole state dict cannot be all-reduced in one call (`dist.all_reduce(model:state_dict())`
 is refused with a hint): collectives take tensors.]],
         zh = [[
-第 4 课的状态已经恢复：每个 rank 上一个模型、各自的数据分片，以及 `loss:backward()`
-之后的本地梯度。现在把每个参数的梯度在所有 rank 之间求平均，一次一个张量：
+第 4 课的状态已经恢复：每个 rank 上一个模型、各自的数据分片，以及
+`loss:backward()` 之后的本地梯度。现在把每个参数的梯度在所有 rank 之间求平均，一次一个张量：
 
 ```lua
 for _, p in ipairs(model:parameters()) do
@@ -313,9 +313,9 @@ orders agree, because SGD's step is linear in the gradient; that luck ends as so
 there is momentum, Adam, or weight decay.) And the tutorial's `all_reduce` with no `op`
 sums: without the division, every weight becomes `world` times larger.]],
         zh = [[
-一篇流传很广的入门教程把顺序弄反了：每个 rank 先用自己的梯度更新参数，再对权重做
-all-reduce。在 `model` 上试试这种顺序（它又回到了本地梯度、未做平均的状态）；`good`
-是按正确方式训练的一份副本。
+一篇流传很广的入门教程把顺序弄反了：每个 rank 先用自己的梯度更新参数，再对权重做 all-reduce。
+在 `model` 上试试这种顺序（它又回到了本地梯度、未做平均的状态）；
+`good` 是按正确方式训练的一份副本。
 
 ```lua
 optimizer:step()
@@ -332,9 +332,9 @@ diff = (model.fc1.weight - good.fc1.weight):abs():max():item()
 大约 `lr`，与梯度大小无关。如果两个 rank 的梯度符号相反，它们的更新就会相互抵消，
 对权重求平均后这个权重几乎不动；而正确的做法（用平均后的梯度更新）会让它移动 `lr`。
 之后的每一步错得更多：每个 rank 的 Adam 都保存着由自己梯度得到的动量估计。（如果是
-普通 SGD 并且只走一步，两种顺序结果相同，因为 SGD 的更新对梯度是线性的；一旦有了
-momentum、Adam 或 weight decay，这种巧合就不存在了。）另外，那篇教程调用 `all_reduce`
-时没有指定 `op`，默认是求和：不做除法的话，每个权重都会变成原来的 `world` 倍。]],
+普通 SGD 并且只走一步，两种顺序结果相同，因为 SGD 的更新对梯度是线性的；一旦有了 momentum、
+Adam 或 weight decay，这种巧合就不存在了。）另外，那篇教程调用
+`all_reduce` 时没有指定 `op`，默认是求和：不做除法的话，每个权重都会变成原来的 `world` 倍。]],
       },
       pytorch = [[
 optimizer.step()

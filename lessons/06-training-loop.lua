@@ -113,8 +113,8 @@ gradients, take exactly the steps one process would take on the whole batch of N
 DDP is a faster way to compute the same thing, not an approximation of it.]],
     zh = [[
 把第 4 课和第 5 课组合成一个训练循环，然后证明让数据并行训练成立的那条性质：N 个 rank、
-每个 rank 的本地 batch 有 b 行、梯度取平均，这样走出的每一步和单个进程在 N*b 行的完整
-batch 上走出的每一步完全相同。DDP 是计算同一件事的更快方法，而不是它的近似。]],
+每个 rank 的本地 batch 有 b 行、梯度取平均，这样走出的每一步和单个进程在 N*b 行的完整 batch
+上走出的每一步完全相同。DDP 是计算同一件事的更快方法，而不是它的近似。]],
   },
   steps = {
     {
@@ -145,8 +145,8 @@ here: no `if rank == ...`, no ranks taking turns. `:show losses[20]` differs per
 `plot(losses, {per_rank = true})` draws every rank's loss curve on one chart: the curves
 differ, yet they all come down together, because one shared model is learning.]],
         zh = [[
-`model`（每个 rank 上都相同）、分片 `x` 和 `y`、`criterion`，以及 `lr = 0.01` 的 Adam
-优化器 `optimizer` 都已准备好。写出训练循环：共 20 步，每一步依次是 zero_grad、在分片上
+`model`（每个 rank 上都相同）、分片 `x` 和 `y`、`criterion`，以及 `lr = 0.01` 的
+Adam 优化器 `optimizer` 都已准备好。写出训练循环：共 20 步，每一步依次是 zero_grad、在分片上
 前向并计算损失、反向、平均梯度、更新。把每一步的本地损失保存在列表 `losses` 中：
 
 ```lua
@@ -163,10 +163,10 @@ for step = 1, 20 do
 end
 ```
 
-所有 rank 同时运行这个循环，各自处理自己的数据行。注意这里没有的东西：没有
-`if rank == ...`，也没有让各 rank 轮流执行。`:show losses[20]` 在各 rank 上不同（每个
-都是该 rank 数据行上的损失）；`:show model.fc1.weight:sum():item()` 则完全相同。
-`plot(losses, {per_rank = true})` 会把每个 rank 的损失曲线画在同一张图上：各条曲线不同，
+所有 rank 同时运行这个循环，各自处理自己的数据行。注意这里没有的东西：没有 `if
+rank == ...`，也没有让各 rank 轮流执行。`:show losses[20]` 在各 rank 上不同（每个
+都是该 rank 数据行上的损失）；`:show model.fc1.weight:sum():item()` 则完全相同。 `plot(losses,
+{per_rank = true})` 会把每个 rank 的损失曲线画在同一张图上：各条曲线不同，
 却一起下降，因为在学习的是同一个共享的模型。]],
       },
       pytorch = [[
@@ -245,8 +245,8 @@ numbers in a different order. This is the DDP invariant. It needs equal shard si
 a mean-reduced loss; lesson 8 returns to uneven shards.]],
         zh = [[
 现在来证明。从相同的初始权重（训练前保存的 `init_state`）开始创建一个模型，只在本进程
-中、不做任何通信，用整个 batch `X`、`Y`、同样的优化器训练同样的 20 步；然后测量它与
-DDP 训练出的 `model` 相差多少：
+中、不做任何通信，用整个 batch `X`、`Y`、同样的优化器训练同样的 20 步；然后测量它与 DDP
+训练出的 `model` 相差多少：
 
 ```lua
 single = LinearModel()
@@ -322,8 +322,8 @@ Every rank now holds the same number: the MSE of the current model on all `N` ro
 it: `criterion(model(X), Y)`). Detach first, so that logging never touches the graph.]],
         zh = [[
 再养成一个习惯。rank 0 上的 `loss` 只是 rank 0 那几行上的损失；在 rank 0 上打印它，
-并不能反映模型在整个 batch 上的损失。要记录整个 batch 的损失，就对它 detach 后的副本做
-all-reduce 并求平均：
+并不能反映模型在整个 batch 上的损失。要记录整个 batch 的损失，就对它 detach 后的副本做 all-reduce
+并求平均：
 
 ```lua
 l = criterion(model(x), y):detach()
@@ -331,8 +331,8 @@ dist.all_reduce(l)
 global_loss = l:item() / world
 ```
 
-现在每个 rank 上都是同一个数：当前模型在全部 `N` 行上的 MSE（可以用
-`criterion(model(X), Y)` 验证）。先 detach，这样记录日志就不会碰到计算图。]],
+现在每个 rank 上都是同一个数：当前模型在全部 `N` 行上的 MSE（可以用 `criterion(model(X),
+Y)` 验证）。先 detach，这样记录日志就不会碰到计算图。]],
       },
       pytorch = [[
 l = criterion(model(x), y).detach()

@@ -128,13 +128,13 @@ others. The training loop then reads exactly like single-process training.
 `DistributedDataParallel` was already part of PyTorch 1.0, released in December 2018,
 where torch.distributed was rebuilt on its c10d library.)]],
     zh = [[
-你在第 4 到第 6 课里手写的一切（开始时广播一次权重，每一步平均梯度），
-`nn.DistributedDataParallel` 都会替你完成，而且还多了一项改进：在 backward 还在计算
+你在第 4 到第 6 课里手写的一切（开始时广播一次权重，每一步平均梯度）， `nn.DistributedDataParallel`
+都会替你完成，而且还多了一项改进：在 backward 还在计算
 其他梯度的时候，它就开始对已经算好的梯度求平均。这样训练循环看起来和单进程训练完全一样。
 
-（一篇流传很广的教程说 DDP 需要 PyTorch 1.9 或更高版本。其实它早得多：2018 年 12 月发布的
-PyTorch 1.0 就已经包含 `DistributedDataParallel`，那一版把 torch.distributed 重建在了
-c10d 库之上。）]],
+（一篇流传很广的教程说 DDP 需要 PyTorch 1.9 或更高版本。其实它早得多：2018 年 12 月发布的 PyTorch
+1.0 就已经包含 `DistributedDataParallel`，那一版把 torch.distributed 重建在了 c10d
+库之上。）]],
   },
   steps = {
     {
@@ -162,9 +162,9 @@ ddp = nn.DistributedDataParallel(model)
 
 创建包装器本身就是一次集合通信：每个 rank 都必须执行。它先检查每个 rank 的参数是否
 相同（数量和形状；不一致时会报错，并指出是哪个 rank、哪个参数），然后广播 rank 0 的
-参数和 buffer。再看一次各 rank 的和：完全相同。`ddp.module` 就是你的 `model`；调用
-`ddp(x)` 会执行它的 forward。和 PyTorch 一样，`ddp:state_dict()` 中每个张量的名字都带有
-`module.` 前缀。]],
+参数和 buffer。再看一次各 rank 的和：完全相同。`ddp.module` 就是你的 `model`；调用 `ddp(x)`
+会执行它的 forward。和 PyTorch 一样，`ddp:state_dict()` 中每个张量的名字都带有 `module.`
+前缀。]],
       },
       pytorch = [[
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -209,8 +209,8 @@ end
 The check compares your weights with one process trained on the whole batch from the
 same start, as you did by hand in lesson 6: they agree to float32 rounding.]],
         zh = [[
-用它来训练。循环就是第 6 课的循环去掉求平均的那一段：通过包装器执行的 `backward`
-会在各 rank 之间平均梯度。
+用它来训练。循环就是第 6 课的循环去掉求平均的那一段：通过包装器执行的
+`backward` 会在各 rank 之间平均梯度。
 
 ```lua
 losses = {}
@@ -283,8 +283,8 @@ the first step, the buckets are rebuilt in the order the gradients actually arri
         zh = [[
 包装器是怎样求平均的：它把梯度分成若干个 bucket，按参数的逆序排列，因为 backward 最先
 算出最后一层的梯度。一个 bucket 里的梯度全部就绪后，这个 bucket 的 all-reduce 就立即
-开始（每个梯度先除以 world size，再求和），与此同时 backward 继续计算前面各层。第一个
-bucket 很小（1 MiB），这样通信能尽早开始；其余的最多容纳 `bucket_cap_mb`（默认 25），
+开始（每个梯度先除以 world size，再求和），与此同时 backward 继续计算前面各层。第一个 bucket
+很小（1 MiB），这样通信能尽早开始；其余的最多容纳 `bucket_cap_mb`（默认 25），
 比这还大的参数则单独占一个 bucket。优化器的 step 会等待所有 bucket 完成。
 
 `big` 是一个 6 MiB 的 MLP，用 1 MiB 的 bucket 包装。运行一步看看：
@@ -295,9 +295,9 @@ big_ddp:summary()
 ```
 
 summary 会列出各个 bucket（包含哪些参数、多少字节），以及每个 rank 的时间线：前向、
-反向、每个 bucket 的 all-reduce 从开始到结束、更新。前几个 bucket 的 all-reduce 在
-backward 结束之前就开始了：正是这种重叠让 DDP 比你手写的循环更快，因为手写的循环要等
-backward 全部结束才开始通信。第一步之后，bucket 会按照梯度实际到达的顺序重新构建。]],
+反向、每个 bucket 的 all-reduce 从开始到结束、更新。前几个 bucket 的 all-reduce 在 backward
+结束之前就开始了：正是这种重叠让 DDP 比你手写的循环更快，因为手写的循环要等 backward
+全部结束才开始通信。第一步之后，bucket 会按照梯度实际到达的顺序重新构建。]],
       },
       pytorch = [[
 big_ddp = DDP(big, bucket_cap_mb=1)

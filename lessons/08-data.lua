@@ -112,9 +112,9 @@ A tutorial that trains every rank on the whole dataset is not data parallel at a
 every rank computes the same gradient, and N ranks do the work of one.]],
     zh = [[
 在第 4 到第 6 课里，每个 rank 都是手工从 batch 中切出自己的行。真实的训练会把数据集分成
-许多 batch 读取，每个 epoch 重新打乱，而且数据集的大小很少能被 rank 的数量整除。
-PyTorch 的 `DistributedSampler` 和 `DataLoader` 负责处理这些，ddplab 也有同样的东西：
-`data` 就是 `torch.utils.data`。
+许多 batch 读取，每个 epoch 重新打乱，而且数据集的大小很少能被 rank 的数量整除。 PyTorch
+的 `DistributedSampler` 和 `DataLoader` 负责处理这些，ddplab 也有同样的东西： `data`
+就是 `torch.utils.data`。
 
 如果一篇教程让每个 rank 都在整个数据集上训练，那根本不是数据并行：每个 rank 算出的
 梯度完全相同，N 个 rank 只做了一个 rank 的工作。]],
@@ -144,9 +144,9 @@ sampler = data.DistributedSampler(ds, {shuffle = false})
 mine = sampler:indices()
 ```
 
-试试 `:show table.concat(mine, " ")`：rank `r` 拿到序号 `r`、`r + world`、
-`r + 2*world`……（按步长间隔取，而不是连续的一段）。sampler 从进程组读取 world size 和
-rank；各 rank 分到的部分互不重叠，合起来正好把数据集覆盖一遍。]],
+试试 `:show table.concat(mine, " ")`：rank `r` 拿到序号 `r`、`r + world`、 `r
++ 2*world`……（按步长间隔取，而不是连续的一段）。sampler 从进程组读取 world size 和 rank；
+各 rank 分到的部分互不重叠，合起来正好把数据集覆盖一遍。]],
       },
       pytorch = [[
 from torch.utils.data import DistributedSampler
@@ -215,8 +215,8 @@ for epoch = 0, 2 do
 end
 ```
 
-把 `:show table.concat(orders[1], " ")` 与 `orders[2]`、`orders[3]` 比较：每个 epoch
-都一模一样。sampler 用“种子加上 epoch 编号”来打乱顺序，而没有人告诉它 epoch 变了。
+把 `:show table.concat(orders[1], " ")` 与 `orders[2]`、`orders[3]` 比较：每个
+epoch 都一模一样。sampler 用“种子加上 epoch 编号”来打乱顺序，而没有人告诉它 epoch 变了。
 每个 rank 使用相同的种子是有意为之：所有 rank 必须在同一个排列上达成一致，否则它们分到
 的部分就会重叠。]],
       },
@@ -283,9 +283,9 @@ for epoch = 0, 2 do
 end
 ```
 
-现在每个 epoch 都有自己的顺序，而且在每个 rank 上仍然是同一个排列，所以每个 epoch 各
-rank 分到的部分仍然恰好覆盖数据集一遍。忘记 `set_epoch` 不会报任何错误；模型只是每个
-epoch 都看到同样顺序的 batch，通常训练效果会差一些。]],
+现在每个 epoch 都有自己的顺序，而且在每个 rank 上仍然是同一个排列，所以每个 epoch 各 rank
+分到的部分仍然恰好覆盖数据集一遍。忘记 `set_epoch` 不会报任何错误；模型只是每个 epoch
+都看到同样顺序的 batch，通常训练效果会差一些。]],
       },
       pytorch = [[
 for epoch in range(3):
@@ -339,14 +339,14 @@ n_drop = #data.DistributedSampler(ds19, {shuffle = false, drop_last = true})
 ```
 
 `#sampler` is the number of samples per rank. With padding, a few samples are seen twice
-per epoch: harmless for training, but an evaluation that averages over padded shards
+per epoch: nearly harmless for training, but an evaluation that averages over padded shards
 counts them twice. With `drop_last`, a few samples are skipped each epoch (different ones
 each epoch when shuffling).]],
         zh = [[
 19 个样本的数据集无法被 2 或 4 个 rank 整除。sampler 仍然会让每个 rank 分到同样多的
 样本，因为每个 rank 必须执行同样多的步数（每一步的 all-reduce 都需要所有人参与）。
-默认情况下它会填充：从（打乱后的）列表开头重复取序号，直到总数能够整除。设置
-`drop_last = true` 则会丢掉末尾多出来的部分。
+默认情况下它会填充：从（打乱后的）列表开头重复取序号，直到总数能够整除。设置 `drop_last
+= true` 则会丢掉末尾多出来的部分。
 
 ```lua
 ds19 = data.TensorDataset(torch.randn(19, 5), torch.arange(19))
@@ -355,7 +355,7 @@ n_drop = #data.DistributedSampler(ds19, {shuffle = false, drop_last = true})
 ```
 
 `#sampler` 是每个 rank 的样本数。填充时，每个 epoch 会有几个样本被看到两次：对训练
-无害，但如果评估时对填充过的分片求平均，这些样本就被算了两次。使用 `drop_last` 时，
+几乎无害，但如果评估时对填充过的分片求平均，这些样本就被算了两次。使用 `drop_last` 时，
 每个 epoch 会跳过几个样本（打乱顺序时，每个 epoch 跳过的样本不同）。]],
       },
       pytorch = [[
@@ -402,8 +402,8 @@ Every backward all-reduces the gradients, so it needs every rank. Rank 0 finishe
 3 batches and left the loop; the others wait for it in their 4th backward. In PyTorch this
 hangs until a timeout; ddplab reports the collective that not every rank called.]],
         zh = [[
-如果不用 sampler，各 rank 拿到的 batch 数可能不同：这里 rank `r` 有 `3 + r` 个。`ddp`
-包装了 `model`（第 7 课）。遍历所有 batch 进行训练，看看 rank 0 用完数据时会发生什么：
+如果不用 sampler，各 rank 拿到的 batch 数可能不同：这里 rank `r` 有 `3 + r` 个。
+`ddp` 包装了 `model`（第 7 课）。遍历所有 batch 进行训练，看看 rank 0 用完数据时会发生什么：
 
 ```lua
 for _, b in ipairs(batches) do
@@ -414,8 +414,8 @@ for _, b in ipairs(batches) do
 end
 ```
 
-每次 backward 都会对梯度做 all-reduce，因此需要所有 rank 参与。rank 0 处理完它的 3 个
-batch 就离开了循环；其他 rank 在第 4 次 backward 里等它。在 PyTorch 中这会一直卡住，
+每次 backward 都会对梯度做 all-reduce，因此需要所有 rank 参与。rank 0 处理完它的 3 个 batch
+就离开了循环；其他 rank 在第 4 次 backward 里等它。在 PyTorch 中这会一直卡住，
 直到超时；ddplab 则会报告哪一个集合通信操作没有被所有 rank 调用。]],
       },
       pytorch = [[
@@ -460,8 +460,8 @@ Every rank finishes and the replicas stay identical. The joined ranks contribute
 so the last steps average over fewer real gradients (by default still divided by the
 full world size). Even shards from a sampler avoid the question altogether.]],
         zh = [[
-`ddp:join(fn)` 会运行 `fn`，并处理结尾不均匀的情况：已经用完 batch 的 rank 会留在
-`join` 里，用全零的梯度参与其他 rank 的 all-reduce，直到所有 rank 都完成。
+`ddp:join(fn)` 会运行 `fn`，并处理结尾不均匀的情况：已经用完 batch 的 rank 会留在 `join`
+里，用全零的梯度参与其他 rank 的 all-reduce，直到所有 rank 都完成。
 
 ```lua
 ddp:join(function()

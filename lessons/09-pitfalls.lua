@@ -296,8 +296,8 @@ if rank == 0 then criterion(ddp(x), y):backward() end
 ```
 
 rank 0 的 backward 会等待那些根本没有执行 backward 的 rank 发来梯度。每个 rank 通过包装器
-执行的前向和反向次数必须相同。如果只想在一个 rank 上评估或打印，就用不带梯度的原始模型：
-`torch.no_grad(function() return criterion(ddp.module(X), Y) end)`。]],
+执行的前向和反向次数必须相同。如果只想在一个 rank 上评估或打印，就用不带梯度的原始模型： `torch.no_grad(function()
+return criterion(ddp.module(X), Y) end)`。]],
       },
       pytorch = [[
 if rank == 0:
@@ -342,8 +342,8 @@ end
 :show model.fc1.weight:sum():item()
 ```
 
-`ddp.module` 是原始模型：它的 backward 从不经过包装器，所以梯度从未被平均，每个 rank
-都用自己的梯度更新。各副本已经悄悄地走散了，就像第 4 课那样。]],
+`ddp.module` 是原始模型：它的 backward 从不经过包装器，所以梯度从未被平均，每个
+rank 都用自己的梯度更新。各副本已经悄悄地走散了，就像第 4 课那样。]],
       },
       pytorch = [[
 loss = criterion(ddp.module(x), y)   # no error, no gradient averaging
@@ -393,8 +393,8 @@ for step = 1, 5 do
 end
 ```
 
-只在本来就不需要同步梯度的地方使用 `ddp.module`：在 `no_grad` 下做评估，以及保存不带
-`module.` 前缀的模型权重。]],
+只在本来就不需要同步梯度的地方使用 `ddp.module`：在 `no_grad` 下做评估，以及保存不带 `module.`
+前缀的模型权重。]],
       },
       pytorch = [[
 loss = criterion(ddp(x), y)
@@ -441,15 +441,16 @@ sd = torch.load(ckpt, {map_location = "cpu"})
 model:load_state_dict(sd)
 ```
 
-`ckpt` is a path chosen for this session. Save `model:state_dict()` (or
+`ckpt` is a path chosen for this session (the check removes the file once the step is
+done). Save `model:state_dict()` (or
 `ddp.module`'s), not `ddp:state_dict()`, whose keys start with `module.`, unless you
 load it into a wrapped model again.]],
         zh = [[
-检查点（checkpoint）。各副本完全相同，所以保存一份就够了：只在 rank 0 上保存。如果每个
-rank 都保存到同一个路径，写入会相互竞争，文件里留下的是最后写完的那一份（ddplab 会拒绝
+检查点（checkpoint）。各副本完全相同，所以保存一份就够了：只在 rank 0 上保存。如果每个 rank
+都保存到同一个路径，写入会相互竞争，文件里留下的是最后写完的那一份（ddplab 会拒绝
 第二个 rank 同时保存同一个文件，并说明原因）。其他 rank 必须等文件完整写好之后再读取：
-这就需要一个 barrier。加载时要说明张量放到哪里：`map_location`。在 PyTorch 中，从 GPU 0
-保存的检查点默认会加载回 GPU 0，而且每个 rank 都这样，于是所有 rank 都挤在一块 GPU 上；
+这就需要一个 barrier。加载时要说明张量放到哪里：`map_location`。在 PyTorch 中，从 GPU
+0 保存的检查点默认会加载回 GPU 0，而且每个 rank 都这样，于是所有 rank 都挤在一块 GPU 上；
 有了 `map_location`，每个 rank 都把它放到自己的设备上。
 
 ```lua
@@ -459,8 +460,8 @@ sd = torch.load(ckpt, {map_location = "cpu"})
 model:load_state_dict(sd)
 ```
 
-`ckpt` 是为本次会话选好的路径。保存 `model:state_dict()`（或 `ddp.module` 的），而不是
-`ddp:state_dict()`，后者的键都以 `module.` 开头，除非你还要把它加载回一个包装过的模型。]],
+`ckpt` 是为本次会话选好的路径（这一步完成后，检查会删掉这个文件）。保存 `model:state_dict()`（或 `ddp.module` 的），而不是 `ddp:state_dict()`，
+后者的键都以 `module.` 开头，除非你还要把它加载回一个包装过的模型。]],
       },
       pytorch = [[
 if rank == 0:
@@ -503,6 +504,9 @@ model:load_state_dict(sd)]],
           return false, msg("wait for rank 0's file with `dist.barrier()` before loading",
             "加载之前用 `dist.barrier()` 等待 rank 0 写完文件")
         end
+        -- done: every rank holds its copy in `sd`, so the file can go (no litter in /tmp)
+        local ckpt = c.global("ckpt")
+        if c.rank == 0 and type(ckpt) == "string" then os.remove(ckpt) end
         return true
       end,
     },
@@ -524,19 +528,19 @@ noise = torch.randn(4)
 In PyTorch the DataLoader's workers need the same care (`worker_init_fn`, or a
 `generator` seeded with the rank).]],
         zh = [[
-随机数：两条看似相反的规则。模型可以在每个 rank 上用同一个种子初始化（反正 DDP 会广播
-rank 0 的权重），sampler 则必须在每个 rank 上使用同一个种子（第 8 课）。但随机数据增强
-（噪声、裁剪、翻转、dropout）应该每个 rank 各不相同：如果到处都用同一个种子，每个 rank
-都会对自己的样本施加一模一样的“随机”变换。这里每个 rank 都用 1234 设置了种子；
-`:show noise` 完全相同。改成按 rank 设置种子：
+随机数：两条看似相反的规则。模型可以在每个 rank 上用同一个种子初始化（反正 DDP 会广播 rank
+0 的权重），sampler 则必须在每个 rank 上使用同一个种子（第 8 课）。但随机数据增强
+（噪声、裁剪、翻转、dropout）应该每个 rank 各不相同：如果到处都用同一个种子，每个
+rank 都会对自己的样本施加一模一样的“随机”变换。这里每个 rank 都用 1234 设置了种子； `:show
+noise` 完全相同。改成按 rank 设置种子：
 
 ```lua
 torch.manual_seed(1234 + rank)
 noise = torch.randn(4)
 ```
 
-在 PyTorch 中，DataLoader 的 worker 也需要同样的处理（`worker_init_fn`，或者用 rank
-设置种子的 `generator`）。]],
+在 PyTorch 中，DataLoader 的 worker 也需要同样的处理（`worker_init_fn`，或者用
+rank 设置种子的 `generator`）。]],
       },
       pytorch = [[
 torch.manual_seed(1234 + rank)
@@ -688,8 +692,8 @@ It is a heuristic, not a law: for Adam, smaller factors (such as the square root
 often used. And if instead you keep the global batch at 32 (8 per rank on 4 ranks), the
 steps are the same as before and the learning rate stays as it was.]],
         zh = [[
-学习率。假设 `base_lr = 0.1` 是针对单进程、batch 为 32 调好的。使用 DDP 后，每个 rank
-也各取 32 个样本，平均后的梯度相当于一个大小为 `32 * world` 的 batch：batch 更大，梯度
+学习率。假设 `base_lr = 0.1` 是针对单进程、batch 为 32 调好的。使用 DDP 后，每个
+rank 也各取 32 个样本，平均后的梯度相当于一个大小为 `32 * world` 的 batch：batch 更大，梯度
 噪声更小，而每个 epoch 的步数变成原来的 `world` 分之一。常用的起点是线性缩放规则
 （Goyal 等人，2017）：把学习率乘以 rank 的数量，并在最初几个 epoch 里做预热（warmup）。
 
@@ -697,8 +701,8 @@ steps are the same as before and the learning rate stays as it was.]],
 lr = base_lr * world
 ```
 
-这是经验法则，而不是定律：对 Adam 常用更小的倍数（比如平方根）。另外，如果你让全局
-batch 保持为 32（4 个 rank 时每个 rank 8 个样本），每一步就和原来一样，学习率也保持不变。]],
+这是经验法则，而不是定律：对 Adam 常用更小的倍数（比如平方根）。另外，如果你让全局 batch
+保持为 32（4 个 rank 时每个 rank 8 个样本），每一步就和原来一样，学习率也保持不变。]],
       },
       pytorch = [[
 lr = base_lr * world_size

@@ -108,8 +108,8 @@ chunk. Why `isend`/`irecv` rather than `send`/`recv`? If every rank first called
 blocking `send`, every rank would wait for a receiver that is itself still sending: a
 deadlock. Posting both and then waiting lets every message move.]],
         zh = [[
-把各个 rank 排成一个环：rank `r` 发送给 `(r + 1) % world`（右邻居），从 `(r - 1) % world`
-（左邻居）接收。Lua 中负数取模的结果是非负的，所以 rank 0 的左邻居是最后一个 rank。
+把各个 rank 排成一个环：rank `r` 发送给 `(r + 1) % world`（右邻居），从 `(r - 1) %
+world` （左邻居）接收。Lua 中负数取模的结果是非负的，所以 rank 0 的左邻居是最后一个 rank。
 把 `mine` 向右传一位：
 
 ```lua
@@ -199,8 +199,8 @@ added at every step, named as in the table (`CHUNK[k]`): compare with the drawin
         zh = [[
 环形 all-reduce 分两个阶段。把张量切成 `world` 块，从 0 开始编号。
 
-第一阶段是 reduce-scatter，共 `world - 1` 步：第 `s` 步（从 0 开始），rank `r` 把第
-`(r - s) % world` 块发给右邻居，从左邻居收到第 `(r - s - 1) % world` 块，并把它加到自己
+第一阶段是 reduce-scatter，共 `world - 1` 步：第 `s` 步（从 0 开始），rank `r` 把第 `(r
+- s) % world` 块发给右邻居，从左邻居收到第 `(r - s - 1) % world` 块，并把它加到自己
 的那一块上。每一块都沿着环走一圈，沿途收集每个 rank 的那一部分。在 4 个 rank 上，
 记各块为 A、B、C、D，`A01` 表示“rank 0 的 A 加上 rank 1 的 A”，“全部”表示 4 个 rank 的总和：
 
@@ -234,8 +234,8 @@ end
 rs = ring_reduce_scatter(data:clone())
 ```
 
-注意两种计数方式：块编号 `k` 和 rank 一样从 0 开始，而 Lua 列表 `chunks` 从 1 开始。
-`trace = true`（已经为你设好）时，每个 rank 每一步都会打印它发送了哪一块、加上了哪一块，
+注意两种计数方式：块编号 `k` 和 rank 一样从 0 开始，而 Lua 列表 `chunks` 从 1 开始。 `trace
+= true`（已经为你设好）时，每个 rank 每一步都会打印它发送了哪一块、加上了哪一块，
 名字与上表相同（`CHUNK[k]`）：和上面的图对照一下。]],
       },
       pytorch = [[
@@ -306,8 +306,8 @@ lib = data:clone(); dist.all_reduce(lib)
 `ring` and `lib` agree to float32 rounding (the additions happen in a different order).]],
         zh = [[
 第二阶段是 all-gather，同样是 `world - 1` 步：每个 rank 把自己已完成的块传给右邻居，
-而从左邻居收到的块也已经是完整的，所以是复制而不是相加。第 `s` 步，rank `r` 发送第
-`(r + 1 - s) % world` 块，并把第 `(r - s) % world` 块直接接收到对应位置：
+而从左邻居收到的块也已经是完整的，所以是复制而不是相加。第 `s` 步，rank `r` 发送第 `(r
++ 1 - s) % world` 块，并把第 `(r - s) % world` 块直接接收到对应位置：
 
 ```lua
 function ring_all_gather(t)
@@ -421,10 +421,10 @@ print(("ring %.2f ms, library %.2f ms"):format(t_ring * 1e3, t_lib * 1e3))
 数一数一个 rank 发送了多少数据。大小为 S 字节的张量被切成 n 块，每块 S/n。第一阶段
 发送 n - 1 块，第二阶段再发送 n - 1 块，所以每个 rank 发送 2(n - 1)/n * S 字节，
 接收的也一样多。无论 n 多大，这都小于 2S：增加 rank 不会增加每个 rank 的通信量，而且
-环上的每条链路在每一步都在工作。对比一下朴素的做法：所有 rank 都发给 rank 0，再由
-rank 0 广播回去，仅 rank 0 一个就要接收 (n - 1) * S、发送 (n - 1) * S。环形算法的代价
-是延迟：2(n - 1) 步必须一步接一步地完成，所以通信库对小张量会改用其他模式（树形、
-halving-doubling）。Gloo 和 NCCL 用 C++ 实现这类算法，有些还把各步流水线化。如果在
+环上的每条链路在每一步都在工作。对比一下朴素的做法：所有 rank 都发给 rank 0，再由 rank
+0 广播回去，仅 rank 0 一个就要接收 (n - 1) * S、发送 (n - 1) * S。环形算法的代价
+是延迟：2(n - 1) 步必须一步接一步地完成，所以通信库对小张量会改用其他模式（树形、 halving-doubling）。
+Gloo 和 NCCL 用 C++ 实现这类算法，有些还把各步流水线化。如果在
 大张量上你的环形实现和 `dist.all_reduce` 差不多快，也不必惊讶：真正的工作是搬运和
 相加字节，而你的 Lua 代码只发起 2(n - 1) 条消息。换成只有 16 个浮点数的张量试试：
 那时起决定作用的是延迟。]],

@@ -53,16 +53,18 @@ for the collectives, and often span several machines. The code changes very litt
 ideas are the same. This lesson shows what changes, and simulates on any machine what it
 cannot run here.]],
     zh = [[
-到目前为止，一切都在 CPU 上用 Gloo 运行。真实的 DDP 任务通常是每块 GPU 一个 rank，用
-NCCL 做集合通信，而且常常跨越多台机器。代码几乎不用改，思想也完全相同。这一课说明哪些
+到目前为止，一切都在 CPU 上用 Gloo 运行。真实的 DDP 任务通常是每块 GPU 一个 rank，用 NCCL
+做集合通信，而且常常跨越多台机器。代码几乎不用改，思想也完全相同。这一课说明哪些
 地方会变化，并在任何机器上模拟这里无法真正运行的部分。]],
   },
   steps = {
     {
       text = {
         en = [[
-First find out what this build has. `ddplab --version` prints it (`CUDA no, NCCL no,
-Gloo yes` on a CPU-only build), and so does Lua on every rank:
+First find out what you have. `ddplab --version` says what the build supports (for
+instance `CUDA yes, NCCL no, Gloo yes`); whether a GPU is actually there is another
+question, which every rank can ask (a build with CUDA on a machine without a GPU
+answers false):
 
 ```lua
 has_cuda = torch.cuda.is_available()
@@ -72,11 +74,12 @@ has_nccl = dist.is_nccl_available()
 NCCL (NVIDIA's collective communication library) is the backend for GPU tensors: it
 moves data between GPUs directly, over NVLink inside a machine and over the network
 (InfiniBand or Ethernet) between machines. Gloo is the backend for CPU tensors. When both
-are false, as on a machine without a GPU, `backend = "nccl"` is refused ("built without
-NCCL") and `t:to("cuda")` is an error: the rest of this lesson still works.]],
+are false, as on a machine without a GPU, `backend = "nccl"` is refused and
+`t:to("cuda")` is an error, each saying why: the rest of this lesson still works.]],
         zh = [[
-先弄清楚这个版本具备什么。`ddplab --version` 会显示出来（纯 CPU 版本显示
-`CUDA no, NCCL no, Gloo yes`），每个 rank 上的 Lua 也能查询：
+先弄清楚你手头有什么。`ddplab --version` 会显示这个版本支持什么（例如 `CUDA
+yes, NCCL no, Gloo yes`）；而机器上是否真的有 GPU 是另一个问题，每个 rank 都可以
+查询（支持 CUDA 的版本运行在没有 GPU 的机器上，得到的也是 false）：
 
 ```lua
 has_cuda = torch.cuda.is_available()
@@ -85,8 +88,8 @@ has_nccl = dist.is_nccl_available()
 
 NCCL（NVIDIA 的集合通信库）是 GPU 张量使用的后端：它在 GPU 之间直接传输数据，机器内部
 走 NVLink，机器之间走网络（InfiniBand 或以太网）。Gloo 是 CPU 张量使用的后端。如果两者
-都是 false（比如在没有 GPU 的机器上），`backend = "nccl"` 会被拒绝（"built without
-NCCL"），`t:to("cuda")` 也会报错：本课剩下的内容照样可以完成。]],
+都是 false（比如在没有 GPU 的机器上），`backend = "nccl"` 会被拒绝，`t:to("cuda")` 也会
+报错，并各自说明原因：本课剩下的内容照样可以完成。]],
       },
       pytorch = [[
 has_cuda = torch.cuda.is_available()
@@ -130,8 +133,8 @@ and every batch moved to `device`. Two ranks sharing one GPU is a classic mistak
 fight over its memory, and NCCL refuses a GPU used twice); forgetting `set_device` puts every
 rank's work on GPU 0.]],
         zh = [[
-每块 GPU 一个 rank。启动器（torchrun 或 ddplab）在一台机器上启动与 GPU 数量相同的 rank
-（`-n`，即 torchrun 的 `--nproc_per_node`），并给每个 rank 设置 `LOCAL_RANK`，也就是它
+每块 GPU 一个 rank。启动器（torchrun 或 ddplab）在一台机器上启动与 GPU 数量相同的
+rank （`-n`，即 torchrun 的 `--nproc_per_node`），并给每个 rank 设置 `LOCAL_RANK`，也就是它
 在本机上的序号。rank 使用编号与之相同的那块 GPU：用 `LOCAL_RANK` 而不是 `RANK`，因为在
 第二台机器上 rank 是 4 到 7，GPU 却仍然是 0 到 3。把这个选择写成在任何地方都能运行的
 形式（`a and b or c` 相当于 Python 的 `b if a else c`）：
@@ -144,8 +147,8 @@ backend = (gpu and dist.is_nccl_available()) and "nccl" or "gloo"
 ```
 
 在 PyTorch 中接下来是：`torch.cuda.set_device(local_rank)`，用 `model.to(device)` 移动
-模型，用 `DDP(model, device_ids=[local_rank])` 告诉包装器它的设备，并把每个 batch 都移到
-`device` 上。两个 rank 共用一块 GPU 是典型错误（它们争抢显存，NCCL 也会拒绝同一块 GPU 被用两次）；
+模型，用 `DDP(model, device_ids=[local_rank])` 告诉包装器它的设备，并把每个 batch 都移到 `device`
+上。两个 rank 共用一块 GPU 是典型错误（它们争抢显存，NCCL 也会拒绝同一块 GPU 被用两次）；
 忘记 `set_device` 则会让所有 rank 的计算都跑到 GPU 0 上。]],
       },
       pytorch = [[

@@ -7,8 +7,12 @@
 -- the check toolkit `c` of LESSON_FORMAT.md with a file exchange between the ranks (so
 -- c.gather is not one of the learner's collectives, as in the engine). The engine's
 -- `ddplab --verify-lessons` is the real test; this script is how the course branch
--- checked its lessons while the engine was being written, and stays useful to try one
--- step quickly. It prints one line per step and rank and exits non-zero on a failure.
+-- checked its lessons while the engine was being written. It also checks that every
+-- title, text and hint has English and Chinese. It prints a failed check's step and
+-- message (every check with COURSE_CHECK_VERBOSE=1) and a summary per rank, and exits
+-- non-zero on a failure. Loaded with dofile it returns run(path, steps) instead, for
+-- tests/lua/test_course_lessons.lua. The whole lesson runs as one chunk, so a step whose
+-- failure is a rank ending its REPL chunk early cannot be run here.
 
 local rank = tonumber(os.getenv("RANK"))
 local world = tonumber(os.getenv("WORLD_SIZE"))

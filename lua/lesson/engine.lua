@@ -30,7 +30,7 @@ local UI = {
     done_step = "✓ step %d done", next = ":next goes on", lesson_done = "✓ lesson %s done: %s",
     course_done = "that was the last lesson: well done", first = "this is the first step",
     last = "this is the last step: :check it, then :next opens the next lesson",
-    index = "Lessons (✓ done, ▸ where you are, · steps done):",
+    index = "Lessons (✓ done, ▸ where you are; steps done of steps):", ranks_min = "needs %d ranks",
     continue = "You were at lesson %s, step %d (%s). :next-step shows it again; type :lesson %s to go on, or :lessons for the list.",
     offer = "Welcome back. You were at lesson %d, step %d: %s",
     offer_q = "Continue there? [Y/n] ",
@@ -52,7 +52,7 @@ local UI = {
     done_step = "✓ 第 %d 步完成", next = ":next 继续", lesson_done = "✓ 第 %s 课完成：%s",
     course_done = "这是最后一课：恭喜完成全部课程", first = "这已经是第一步",
     last = "这是最后一步：先 :check，然后 :next 打开下一课",
-    index = "课程列表（✓ 已完成，▸ 当前位置，· 已完成的步数）：",
+    index = "课程列表（✓ 已完成，▸ 当前位置；已完成步数/总步数）：", ranks_min = "需要 %d 个 rank",
     offer = "欢迎回来。你上次在第 %d 课第 %d 步：%s",
     offer_q = "从那里继续吗？[Y/n] ",
     welcome = "第一次来？:lesson 1 开始课程（:lessons 列出所有课程）。",
@@ -382,19 +382,24 @@ function M.index()
   local st = style()
   local out = {ui("index")}
   local cur = S.progress.current and S.progress.current.id
+  local rows = {}
   for _, b in ipairs(M.builtin()) do
     package.loaded[b.module] = nil
     local ok, l = pcall(require, b.module)
-    local title = ok and type(l) == "table" and tr(l.title) or "(cannot be loaded)"
-    local nsteps = ok and type(l) == "table" and type(l.steps) == "table" and #l.steps or 0
-    local done = steps_done(b.id)
-    local mark = (nsteps > 0 and done >= nsteps) and text.paint(st, "pass", "✓")
+    local good = ok and type(l) == "table"
+    local title = good and tr(l.title) or "(cannot be loaded)"
+    local nsteps = good and type(l.steps) == "table" and #l.steps or 0
+    rows[#rows + 1] = {b = b, title = title, nsteps = nsteps,
+                       min = good and l.min_ranks or 1}
+  end
+  for _, row in ipairs(rows) do
+    local b, done = row.b, steps_done(row.b.id)
+    local mark = (row.nsteps > 0 and done >= row.nsteps) and text.paint(st, "pass", "✓")
                  or (b.id == cur and "▸" or " ")
-    local ranks = ok and type(l) == "table" and l.min_ranks and l.min_ranks > 1 and
-                  string.format("  (%d+ ranks)", l.min_ranks) or ""
-    out[#out + 1] = string.format(" %s %2d  %s  %s%s", mark, b.number, title,
-                                  text.paint(st, "dim", string.format("%d/%d", done, nsteps)),
-                                  text.paint(st, "dim", ranks))
+    local ranks = row.min > S.world and "  " .. text.paint(st, "dim", "(" .. ui("ranks_min", row.min) .. ")") or ""
+    out[#out + 1] = string.format(" %s %2d  %s  %s%s", mark, b.number,
+                                  text.paint(st, "dim", string.format("%2d/%-2d", done, row.nsteps)),
+                                  row.title, ranks)
   end
   return table.concat(out, "\n") .. "\n"
 end

@@ -50,7 +50,7 @@ return function(nn)
     -- rank 0's shapes, one row per parameter: ndim, then up to 8 sizes
     local width = 9
     local shapes = torch.zeros(#params * width, {dtype = torch.int64})
-    if me == 0 or self._group_rank == 0 then
+    if self._group_rank == 0 then
       local rows = {}
       for i, p in ipairs(params) do
         local row = {p:dim()}
@@ -377,11 +377,16 @@ return function(nn)
   -- ---- state dict, repr ---------------------------------------------------------------
 
   -- PyTorch's repr, then a compact summary (buckets, the last step), so that `print(ddp)`
-  -- and the REPL's `:show ddp` show every rank's buckets and timeline side by side.
+  -- shows every rank's buckets and timeline too.
   function DDP:__repr()
     local inner = tostring(self.module):gsub("\n", "\n  ")
     return "DistributedDataParallel(\n  (module): " .. inner .. "\n)\n" ..
            self:summary({print = false, width = 20, compact = true})
+  end
+
+  -- What the REPL's `:show ddp` shows on each rank (lua/torch/show.lua): the compact summary.
+  function DDP:__show()
+    return self:summary({print = false, width = 20, compact = true})
   end
 
   -- ---- the summary: buckets and the last step's timeline -------------------------------

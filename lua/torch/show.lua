@@ -24,6 +24,7 @@ local function show(v, depth)
   if type(v) ~= "table" or torch.is_tensor(v) then return tostring(v) end
   local mt = getmetatable(v)
   if mt and mt.__tostring and not nn.is_module(v) then return tostring(v) end
+  if nn.is_module(v) and type(v.__show) == "function" then return v:__show() end -- DDP's summary
   if nn.is_module(v) then
     local lines = {}
     for _, np in ipairs(v:named_parameters()) do

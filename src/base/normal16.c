@@ -32,7 +32,7 @@ static float float_of(uint32_t b) {
 
 /* Natural log of x in [2^-24, 1]: x = m 2^e with m in [sqrt(1/2), sqrt(2)), then
  * log(m) by a degree-9 polynomial in m - 1, and e log(2) added in two parts. */
-static float cephes_logf(float x) {
+static inline __attribute__((always_inline)) float cephes_logf(float x) {
     uint32_t b = bits_of(x);
     float e = (float)((int32_t)(b >> 23) - 0x7f) + 1.0f;
     float m = float_of((b & ~0x7f800000u) | 0x3f000000u); /* mantissa in [0.5, 1) */
@@ -58,7 +58,7 @@ static float cephes_logf(float x) {
 
 /* sin and cos of x in [0, 2 pi): reduced to [-pi/4, pi/4] by octant j (pi/4 taken off in
  * three parts), one polynomial for each, swapped and signed by the octant. */
-static void cephes_sincosf(float x, float *s, float *c) {
+static inline __attribute__((always_inline)) void cephes_sincosf(float x, float *s, float *c) {
     int32_t j = (int32_t)(x * 1.27323954473516f); /* x * 4/pi, truncated */
     j = (j + 1) & ~1;
     float y = (float)j;
@@ -87,7 +87,10 @@ static void cephes_sincosf(float x, float *s, float *c) {
     *c = float_of(bits_of(cos_v) ^ cos_sign);
 }
 
-void normal16_f32(float d[16], float mean, float std) {
+/* The block, inlined twice: as written (fmaf may then be a libm call), and, on x86-64,
+ * for CPUs with FMA, where each fmaf is one instruction. Both round the same: fmaf is
+ * exact either way. */
+static inline __attribute__((always_inline)) void block_f32(float d[16], float mean, float std) {
     const float two_pi = (float)(2.0 * 3.14159265358979323846);
     for (int j = 0; j < 8; j++) {
         float radius = sqrtf(cephes_logf(1.0f - d[j]) * -2.0f);
@@ -96,6 +99,22 @@ void normal16_f32(float d[16], float mean, float std) {
         d[j] = fmaf(radius * c, std, mean);
         d[j + 8] = fmaf(radius * s, std, mean);
     }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("fma"))) static void block_f32_fma(float d[16], float mean, float std) {
+    block_f32(d, mean, std);
+}
+#endif
+
+void normal16_f32(float d[16], float mean, float std) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("fma")) {
+        block_f32_fma(d, mean, std);
+        return;
+    }
+#endif
+    block_f32(d, mean, std);
 }
 
 void normal16_f64(double d[16], double mean, double std) {

@@ -1,5 +1,8 @@
-/* comm.h — the small interface every collective backend implements (Gloo today in
- * comm_gloo.cc; NCCL later in comm_nccl.c), in the style of Redis's ae_* backends.
+/* comm.h — the small interface every collective backend implements (Gloo in
+ * comm_gloo.cc, NCCL in comm_nccl.c), in the style of Redis's ae_* backends: each
+ * backend's init fills a `struct comm` whose `ops` table holds its functions, and the
+ * comm_* calls below dispatch through it (comm.c), so the process group never names a
+ * backend past the one call that creates the communicator.
  *
  * A communicator is one group of `size` processes that rendezvoused through the store
  * under a key prefix. Everything works on raw contiguous buffers: a pointer, a dtype and
@@ -10,6 +13,7 @@
 #ifndef DDP_DIST_COMM_H
 #define DDP_DIST_COMM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,7 +36,58 @@ typedef enum {
 /* "SUM", "AVG", ... */
 const char *comm_reduce_op_name(comm_reduce_op op);
 
+/* Which backend a process group uses. */
+typedef enum {
+    COMM_BACKEND_GLOO,
+    COMM_BACKEND_NCCL,
+} comm_backend;
+
+/* The one reader of backend names (the CLI, the driver, the rank runtime and
+ * init_process_group all call it): "gloo" (and NULL, the default) or "nccl", as PyTorch
+ * spells them. False for any other name; the caller says so in its own words. */
+bool comm_backend_parse(const char *name, comm_backend *out);
+/* "gloo" or "nccl". */
+const char *comm_backend_str(comm_backend b);
+
 typedef struct comm comm;
+typedef struct comm_p2p comm_p2p;
+
+/* One backend's functions (see the comm_* wrappers below for each one's contract). A
+ * backend that lacks a call leaves it NULL and the wrapper fails with DDP_ERR_UNSUPPORTED
+ * naming the backend. */
+typedef struct {
+    const char *name; /* "gloo", "nccl": for messages */
+    void (*destroy)(comm *c);
+    ddp_status (*all_reduce)(comm *c, void *buf, dtype dt, size_t count, comm_reduce_op op);
+    ddp_status (*reduce)(comm *c, void *buf, dtype dt, size_t count, comm_reduce_op op, int root);
+    ddp_status (*broadcast)(comm *c, void *buf, dtype dt, size_t count, int root);
+    ddp_status (*all_gather)(comm *c, const void *in, void *out, dtype dt, size_t count);
+    ddp_status (*all_gather_list)(comm *c, const void *in, void *const *outs, dtype dt,
+                                  size_t count);
+    ddp_status (*gather)(comm *c, const void *in, void *out, dtype dt, size_t count, int root);
+    ddp_status (*scatter)(comm *c, const void *in, void *out, dtype dt, size_t count, int root);
+    ddp_status (*barrier)(comm *c);
+    ddp_status (*send_post)(comm *c, const void *buf, size_t nbytes, int peer, uint64_t tag,
+                            comm_p2p **out);
+    ddp_status (*recv_post)(comm *c, void *buf, size_t nbytes, int peer, uint64_t tag,
+                            comm_p2p **out);
+    ddp_status (*p2p_wait)(comm_p2p *p, int timeout_ms);
+    void (*p2p_abort)(comm_p2p *p);
+    void (*p2p_free)(comm_p2p *p);
+    /* Wakes the collective running on c in another thread (see comm_abort); NULL when the
+     * backend cannot (Gloo: a started collective ends only by finishing, a peer's death or
+     * its timeout). */
+    void (*abort)(comm *c);
+} comm_ops;
+
+/* The head of every backend's communicator and posted message (a backend's own struct
+ * begins with it). */
+struct comm {
+    const comm_ops *ops;
+};
+struct comm_p2p {
+    const comm_ops *ops;
+};
 
 typedef struct {
     store_client *store;    /* borrowed; must outlive the init call only */
@@ -52,6 +107,12 @@ typedef struct {
 /* Creates a communicator (rendezvous through the store). Fails with DDP_ERR_COMM (the
  * backend's message in words), DDP_ERR_TIMEOUT or DDP_ERR_INTERRUPTED. */
 ddp_status comm_gloo_init(const comm_init_options *opts, comm **out);
+/* The same over NCCL (comm_nccl.c, in a build with CUDA and NCCL; elsewhere it fails with
+ * DDP_ERR_UNSUPPORTED saying what the build lacks). Buffers are device memory of the
+ * current GPU. */
+ddp_status comm_nccl_init(const comm_init_options *opts, comm **out);
+/* The backend's name ("gloo"); "none" for NULL. */
+const char *comm_backend_name(const comm *c);
 /* Frees the communicator and closes its connections. NULL-safe. */
 void comm_destroy(comm *c);
 
@@ -72,10 +133,16 @@ ddp_status comm_gather(comm *c, const void *in, void *out, dtype dt, size_t coun
 /* in (size * count elements) is read on root only (NULL elsewhere). */
 ddp_status comm_scatter(comm *c, const void *in, void *out, dtype dt, size_t count, int root);
 ddp_status comm_barrier(comm *c);
+/* Whether c's backend can wake a collective in flight (comm_abort). */
+bool comm_can_abort(const comm *c);
+/* Wakes a collective running on c in another thread: it returns soon with
+ * DDP_ERR_INTERRUPTED, and every later call on c fails at once, so c must be replaced.
+ * Safe to call from any thread while c is alive; a no-op for a backend that cannot
+ * (comm_can_abort false). */
+void comm_abort(comm *c);
 
 /* Point to point. A posted send/recv is completed by comm_p2p_wait; the buffer must stay
  * alive until then. tag separates concurrent messages between the same two ranks. */
-typedef struct comm_p2p comm_p2p;
 ddp_status comm_send_post(comm *c, const void *buf, size_t nbytes, int peer, uint64_t tag,
                           comm_p2p **out);
 ddp_status comm_recv_post(comm *c, void *buf, size_t nbytes, int peer, uint64_t tag,

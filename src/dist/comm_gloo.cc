@@ -39,6 +39,7 @@
 #include <gloo/transport/unbound_buffer.h>
 
 extern "C" {
+#include "base/interrupt.h"
 #include "dist/comm.h"
 }
 
@@ -70,7 +71,8 @@ class prefixed_store : public gloo::rendezvous::Store {
         for (;;) {
             double left =
                 std::chrono::duration<double>(until - std::chrono::steady_clock::now()).count();
-            double slice = abort_key_.empty() ? left : std::min(left, 0.25);
+            /* sliced, so that Ctrl-C and another rank's abort are seen within 0.25 s */
+            double slice = std::min(left, 0.25);
             char *v = nullptr;
             size_t len = 0;
             ddp_status s = store_get(client_, full.c_str(), slice > 0 ? slice : 0, &v, &len);
@@ -80,6 +82,10 @@ class prefixed_store : public gloo::rendezvous::Store {
                 return out;
             }
             if (s != DDP_ERR_TIMEOUT) throw store_failure(s, ddp_last_error());
+            if (ddp_interrupt_pending())
+                throw store_failure(DDP_ERR_INTERRUPTED,
+                                    "Gloo rendezvous: interrupted (Ctrl-C) while waiting for the "
+                                    "other ranks");
             check_abort();
             if (left <= slice) {
                 char msg[256];
@@ -219,13 +225,13 @@ void divide(void *buf, dtype dt, size_t count, int size) {
 
 } // namespace
 
-struct comm {
+struct gloo_comm : comm {
     std::shared_ptr<gloo::transport::Device> device;
     std::shared_ptr<gloo::rendezvous::Context> ctx;
     std::chrono::milliseconds timeout;
 };
 
-struct comm_p2p {
+struct gloo_p2p : comm_p2p {
     std::unique_ptr<gloo::transport::UnboundBuffer> buf;
     bool is_send;
     bool done;
@@ -294,30 +300,17 @@ void close_on_exec_all() {
 
 extern "C" {
 
-const char *comm_reduce_op_name(comm_reduce_op op) {
-    switch (op) {
-    case COMM_SUM:
-        return "SUM";
-    case COMM_AVG:
-        return "AVG";
-    case COMM_PRODUCT:
-        return "PRODUCT";
-    case COMM_MIN:
-        return "MIN";
-    case COMM_MAX:
-        return "MAX";
-    }
-    return "?";
-}
+extern const comm_ops gloo_ops;
 
 ddp_status comm_gloo_init(const comm_init_options *o, comm **out) {
     *out = nullptr;
     if (o->size < 1 || o->rank < 0 || o->rank >= o->size)
         return DDP_FAIL(DDP_ERR_ARG, "gloo: rank %d is not in a group of %d", o->rank, o->size);
-    comm *c = nullptr;
+    gloo_comm *c = nullptr;
     install_terminate_handler();
     try {
-        c = new comm;
+        c = new gloo_comm;
+        c->ops = &gloo_ops;
         c->timeout = std::chrono::milliseconds(static_cast<int64_t>(o->timeout_s * 1000));
         gloo::transport::tcp::attr attr;
         attr.hostname = local_address_towards(o->iface_host);
@@ -343,14 +336,16 @@ ddp_status comm_gloo_init(const comm_init_options *o, comm **out) {
     }
 }
 
-void comm_destroy(comm *c) {
+static void gloo_destroy(comm *base) {
     try {
-        delete c;
+        delete static_cast<gloo_comm *>(base);
     } catch (...) {
     }
 }
 
-ddp_status comm_all_reduce(comm *c, void *buf, dtype dt, size_t count, comm_reduce_op op) {
+static ddp_status gloo_all_reduce(comm *base, void *buf, dtype dt, size_t count,
+                                  comm_reduce_op op) {
+    gloo_comm *c = static_cast<gloo_comm *>(base);
     reduce_fn fn = reduction(dt, op);
     if (!fn) return DDP_FAIL(DDP_ERR_ARG, "all_reduce: dtype %s is not supported", dtype_name(dt));
     if (count == 0) return DDP_OK;
@@ -367,7 +362,9 @@ ddp_status comm_all_reduce(comm *c, void *buf, dtype dt, size_t count, comm_redu
     return DDP_OK;
 }
 
-ddp_status comm_reduce(comm *c, void *buf, dtype dt, size_t count, comm_reduce_op op, int root) {
+static ddp_status gloo_reduce(comm *base, void *buf, dtype dt, size_t count, comm_reduce_op op,
+                              int root) {
+    gloo_comm *c = static_cast<gloo_comm *>(base);
     reduce_fn fn = reduction(dt, op);
     if (!fn) return DDP_FAIL(DDP_ERR_ARG, "reduce: dtype %s is not supported", dtype_name(dt));
     if (count == 0) return DDP_OK;
@@ -385,7 +382,8 @@ ddp_status comm_reduce(comm *c, void *buf, dtype dt, size_t count, comm_reduce_o
     return DDP_OK;
 }
 
-ddp_status comm_broadcast(comm *c, void *buf, dtype dt, size_t count, int root) {
+static ddp_status gloo_broadcast(comm *base, void *buf, dtype dt, size_t count, int root) {
+    gloo_comm *c = static_cast<gloo_comm *>(base);
     size_t n = count * dtype_size(dt);
     if (n == 0) return DDP_OK;
     try {
@@ -400,7 +398,8 @@ ddp_status comm_broadcast(comm *c, void *buf, dtype dt, size_t count, int root) 
     return DDP_OK;
 }
 
-ddp_status comm_all_gather(comm *c, const void *in, void *out, dtype dt, size_t count) {
+static ddp_status gloo_all_gather(comm *base, const void *in, void *out, dtype dt, size_t count) {
+    gloo_comm *c = static_cast<gloo_comm *>(base);
     size_t n = count * dtype_size(dt);
     if (n == 0) return DDP_OK;
     try {
@@ -425,8 +424,9 @@ constexpr uint64_t kListGatherSlot = uint64_t(1) << 61;
  * rank sends to its right neighbour the segment it received in round r - 1 (its own in
  * round 0) while it receives the next one from its left. Each segment travels in two
  * halves, so that one half is on the wire while the other is still arriving. */
-ddp_status comm_all_gather_list(comm *c, const void *in, void *const *outs, dtype dt,
-                                size_t count) {
+static ddp_status gloo_all_gather_list(comm *base, const void *in, void *const *outs, dtype dt,
+                                       size_t count) {
+    gloo_comm *c = static_cast<gloo_comm *>(base);
     const size_t n = count * dtype_size(dt);
     const int size = c->ctx->size, rank = c->ctx->rank;
     if (n == 0) return DDP_OK;
@@ -466,7 +466,9 @@ ddp_status comm_all_gather_list(comm *c, const void *in, void *const *outs, dtyp
     return DDP_OK;
 }
 
-ddp_status comm_gather(comm *c, const void *in, void *out, dtype dt, size_t count, int root) {
+static ddp_status gloo_gather(comm *base, const void *in, void *out, dtype dt, size_t count,
+                              int root) {
+    gloo_comm *c = static_cast<gloo_comm *>(base);
     size_t n = count * dtype_size(dt);
     if (n == 0) return DDP_OK;
     try {
@@ -482,7 +484,9 @@ ddp_status comm_gather(comm *c, const void *in, void *out, dtype dt, size_t coun
     return DDP_OK;
 }
 
-ddp_status comm_scatter(comm *c, const void *in, void *out, dtype dt, size_t count, int root) {
+static ddp_status gloo_scatter(comm *base, const void *in, void *out, dtype dt, size_t count,
+                               int root) {
+    gloo_comm *c = static_cast<gloo_comm *>(base);
     size_t n = count * dtype_size(dt);
     if (n == 0) return DDP_OK;
     try {
@@ -503,7 +507,8 @@ ddp_status comm_scatter(comm *c, const void *in, void *out, dtype dt, size_t cou
     return DDP_OK;
 }
 
-ddp_status comm_barrier(comm *c) {
+static ddp_status gloo_barrier(comm *base) {
+    gloo_comm *c = static_cast<gloo_comm *>(base);
     try {
         gloo::BarrierOptions opts(c->ctx);
         opts.setTimeout(c->timeout);
@@ -515,15 +520,16 @@ ddp_status comm_barrier(comm *c) {
 }
 
 /* Posts one direction of a point-to-point message. */
-static ddp_status p2p_post(comm *c, void *buf, size_t nbytes, int peer, uint64_t tag, bool is_send,
-                           comm_p2p **out) {
+static ddp_status p2p_post(gloo_comm *c, void *buf, size_t nbytes, int peer, uint64_t tag,
+                           bool is_send, comm_p2p **out) {
     *out = nullptr;
     const char *op = is_send ? "send" : "recv";
     if (peer < 0 || peer >= c->ctx->size || peer == c->ctx->rank)
         return DDP_FAIL(DDP_ERR_ARG, "%s: peer %d is not another rank of the group", op, peer);
-    comm_p2p *p = nullptr;
+    gloo_p2p *p = nullptr;
     try {
-        p = new comm_p2p;
+        p = new gloo_p2p;
+        p->ops = &gloo_ops;
         p->is_send = is_send;
         p->done = false;
         /* Gloo refuses zero-byte buffers; a 1-byte scratch keeps the message pairing */
@@ -542,17 +548,20 @@ static ddp_status p2p_post(comm *c, void *buf, size_t nbytes, int peer, uint64_t
     }
 }
 
-ddp_status comm_send_post(comm *c, const void *buf, size_t nbytes, int peer, uint64_t tag,
-                          comm_p2p **out) {
+static ddp_status gloo_send_post(comm *base, const void *buf, size_t nbytes, int peer, uint64_t tag,
+                                 comm_p2p **out) {
+    gloo_comm *c = static_cast<gloo_comm *>(base);
     return p2p_post(c, const_cast<void *>(buf), nbytes, peer, tag, true, out);
 }
 
-ddp_status comm_recv_post(comm *c, void *buf, size_t nbytes, int peer, uint64_t tag,
-                          comm_p2p **out) {
+static ddp_status gloo_recv_post(comm *base, void *buf, size_t nbytes, int peer, uint64_t tag,
+                                 comm_p2p **out) {
+    gloo_comm *c = static_cast<gloo_comm *>(base);
     return p2p_post(c, buf, nbytes, peer, tag, false, out);
 }
 
-ddp_status comm_p2p_wait(comm_p2p *p, int timeout_ms) {
+static ddp_status gloo_p2p_wait(comm_p2p *base, int timeout_ms) {
+    gloo_p2p *p = static_cast<gloo_p2p *>(base);
     if (p->done) return DDP_OK;
     try {
         auto t = std::chrono::milliseconds(timeout_ms);
@@ -565,7 +574,8 @@ ddp_status comm_p2p_wait(comm_p2p *p, int timeout_ms) {
     }
 }
 
-void comm_p2p_abort(comm_p2p *p) {
+static void gloo_p2p_abort(comm_p2p *base) {
+    gloo_p2p *p = static_cast<gloo_p2p *>(base);
     try {
         if (p->is_send)
             p->buf->abortWaitSend();
@@ -575,13 +585,21 @@ void comm_p2p_abort(comm_p2p *p) {
     }
 }
 
-void comm_p2p_free(comm_p2p *p) {
-    if (!p) return;
-    if (!p->done) comm_p2p_abort(p);
+static void gloo_p2p_free(comm_p2p *base) {
+    gloo_p2p *p = static_cast<gloo_p2p *>(base);
+    if (!p->done) gloo_p2p_abort(p);
     try {
         delete p;
     } catch (...) {
     }
 }
+
+/* No abort: Gloo cannot wake a started collective, so pg_worker.c abandons it instead. */
+const comm_ops gloo_ops = {
+    "gloo",         gloo_destroy,    gloo_all_reduce,      gloo_reduce,
+    gloo_broadcast, gloo_all_gather, gloo_all_gather_list, gloo_gather,
+    gloo_scatter,   gloo_barrier,    gloo_send_post,       gloo_recv_post,
+    gloo_p2p_wait,  gloo_p2p_abort,  gloo_p2p_free,        nullptr,
+};
 
 } /* extern "C" */

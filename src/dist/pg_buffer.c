@@ -1,16 +1,27 @@
 /* pg_buffer.c — the one place src/dist looks inside a tensor: turning a tensor into the
- * raw buffer a collective works on (kept apart so that the rest of the layer, and its
+ * raw buffer a collective works on (with the device it lives on, which each collective
+ * checks against its group's backend) (kept apart so that the rest of the layer, and its
  * tests, need nothing from the tensor library but its header). */
 #include "dist/fingerprint.h"
-#include "dist/process_group.h"
+#include "dist/pg_internal.h"
 
-ddp_status pg_buffer_from_tensor(const char *op, const tensor *t, pg_buffer *b) {
-    char shape[96];
-    if (t->storage->device.type != DEVICE_CPU)
+ddp_status pg_buffer_check_device(const char *op, comm_backend backend, const pg_buffer *b) {
+    bool cuda = b->dev.type == DEVICE_CUDA;
+    if (backend == COMM_BACKEND_GLOO && cuda)
         return DDP_FAIL(DDP_ERR_ARG,
                         "%s: the Gloo backend takes CPU tensors; move it with "
                         ":to(\"cpu\") (or use backend=\"nccl\" for GPU tensors)",
                         op);
+    if (backend == COMM_BACKEND_NCCL && !cuda)
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "%s: the NCCL backend takes CUDA tensors; move it with "
+                        ":to(\"cuda\") (or use backend=\"gloo\" for CPU tensors)",
+                        op);
+    return DDP_OK;
+}
+
+ddp_status pg_buffer_from_tensor(const char *op, const tensor *t, pg_buffer *b) {
+    char shape[96];
     if (t->dtype == DTYPE_BOOL)
         return DDP_FAIL(DDP_ERR_ARG,
                         "%s: collectives take float32, float64 or int64 tensors, "
@@ -23,6 +34,7 @@ ddp_status pg_buffer_from_tensor(const char *op, const tensor *t, pg_buffer *b) 
                         "memory: call :contiguous() first and use the result",
                         op, fp_shape(shape, sizeof shape, t->dtype, t->ndim, t->sizes));
     b->data = tensor_data(t);
+    b->dev = t->storage->device;
     b->dt = t->dtype;
     b->ndim = t->ndim;
     b->owner = (tensor *)t;

@@ -17,16 +17,17 @@ struct process_group {
     uint64_t epoch;     /* pg_W.epoch when it was made: alive only in that world */
     int id;             /* 0: the default group; then one per new_group call */
     int size;
-    int *ranks;          /* global rank of each group rank */
-    int my;              /* this process's group rank, -1 for a non-member */
-    comm *comm;          /* NULL for non-members and groups of one */
-    int comm_gen;        /* bumped each time a failed communicator is replaced */
-    bool broken;         /* the last backend call failed: replace before the next */
-    uint64_t chunk_seen; /* the chunk the counters below belong to */
-    uint64_t chunk_seq;  /* collectives called in that chunk (fingerprint sequence, and
-                          * "collective #k of this chunk" in messages) */
-    uint64_t *p2p_sent;  /* per group rank: sends to it in that chunk */
-    uint64_t *p2p_recv;  /* per group rank: receives from it in that chunk */
+    int *ranks;           /* global rank of each group rank */
+    int my;               /* this process's group rank, -1 for a non-member */
+    comm_backend backend; /* the world's (pg_W.backend), recorded once at creation */
+    comm *comm;           /* NULL for non-members and groups of one */
+    int comm_gen;         /* bumped each time a failed communicator is replaced */
+    bool broken;          /* the last backend call failed: replace before the next */
+    uint64_t chunk_seen;  /* the chunk the counters below belong to */
+    uint64_t chunk_seq;   /* collectives called in that chunk (fingerprint sequence, and
+                           * "collective #k of this chunk" in messages) */
+    uint64_t *p2p_sent;   /* per group rank: sends to it in that chunk */
+    uint64_t *p2p_recv;   /* per group rank: receives from it in that chunk */
     /* scratch for the collectives that go through a staging buffer (all_gather into a
      * list, reduce_scatter, gather, scatter): kept for the chunk, so that a loop does not
      * pay malloc and fresh page faults on every call; freed when the chunk ends */
@@ -42,7 +43,8 @@ typedef struct {
      * a fresh store (another init_method) starts from 1 again, it never repeats */
     uint64_t epoch;
     int rank, size;
-    char host[256]; /* the store's host (127.0.0.1 for file://): Gloo binds its route */
+    comm_backend backend; /* init_process_group's, parsed once there */
+    char host[256];       /* the store's host (127.0.0.1 for file://): Gloo binds its route */
     store_client *store;
     process_group *default_group;
     process_group *live; /* every group of this generation */
@@ -59,6 +61,9 @@ typedef struct {
 
 extern pg_world pg_W;
 
+/* DDP_ERR_ARG naming op when b's device is not one the backend takes (Gloo: the CPU;
+ * NCCL: a GPU). */
+ddp_status pg_buffer_check_device(const char *op, comm_backend backend, const pg_buffer *b);
 /* Sets the activity text ("in all_reduce #3 float32[4]"); NULL clears it. */
 void pg_set_activity(const char *text);
 /* Seconds on the monotonic clock (base/clock.h), for deadlines. */

@@ -475,6 +475,7 @@ static ddp_status post(process_group *g, const pg_buffer *b, int peer_global, bo
     if (b->dt == DTYPE_BOOL)
         return DDP_FAIL(DDP_ERR_ARG, "%s: takes float32, float64 or int64 tensors, not bool", op);
     DDP_CHECK(pg_ready(&g, op));
+    DDP_CHECK(pg_buffer_check_device(op, g->backend, b));
     bool any_source = !is_send && peer_global == PG_ANY_SOURCE;
     if (any_source && !pg_W.check)
         return DDP_FAIL(DDP_ERR_ARG,

@@ -1,9 +1,12 @@
 /* pg_worker.c — backend calls on a helper thread, so that Ctrl-C can leave a blocked one.
  *
- * Gloo cannot be woken once a collective has started (DESIGN.md, "Facts checked about
- * Debian's Gloo"): a call ends by finishing, by a peer's death or by its timeout. So the
- * Lua thread hands each call to a helper thread and waits in 50 ms slices, looking at the
- * Ctrl-C flag. On Ctrl-C the Lua thread returns at once and ABANDONS the call: the helper
+ * The Lua thread hands each call to a helper thread and waits in 50 ms slices, looking at
+ * the Ctrl-C flag. What Ctrl-C does then depends on the backend (comm_can_abort): NCCL's
+ * non-blocking communicators can be woken (comm_abort), so the call is aborted and waited
+ * for, and nothing is left behind. Gloo cannot be woken once a collective has started
+ * (DESIGN.md, "Facts checked about Debian's Gloo"): a call ends by finishing, by a peer's
+ * death or by its timeout. So with Gloo the Lua thread returns at once and ABANDONS the
+ * call: the helper
  * thread keeps running it and from then on owns the group's communicator (Gloo contexts
  * are not thread-safe) and scratch buffer; the tensors whose memory the call uses are
  * retained by the Lua thread before it lets go (tensor refcounts are not atomic, so the
@@ -321,6 +324,38 @@ static bool abandon(worker *w, const pg_buffer *a, int na, const pg_buffer *b, i
     return true;
 }
 
+static struct timespec deadline_ms(int ms);
+
+/* Ctrl-C while job waits on w, for a backend that can wake a call in flight: aborts the
+ * communicator of each call that runs before job, and of job itself, until job is done
+ * (true; its status says it was interrupted). False, having done nothing, when a call to
+ * wake is on a backend that cannot (Gloo): then the caller abandons w. The communicators
+ * stay alive meanwhile: only this (the Lua) thread destroys them. */
+static bool wake_calls(worker *w, pg_job *job) {
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        if (atomic_load_explicit(&job->done, memory_order_acquire)) break;
+        comm *c = w->running ? w->running->comm : NULL;
+        if (w->running && !comm_can_abort(c)) {
+            pthread_mutex_unlock(&w->lock);
+            return false;
+        }
+        if (c) comm_abort(c);
+        struct timespec until = deadline_ms(SLICE_MS / 5);
+        pthread_cond_timedwait(&w->cond, &w->lock, &until);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return true;
+}
+
+/* Ctrl-C while job waits on w: wakes the calls through the backend where it can, else
+ * abandons w (keeping a[0..na) and b[0..nb) alive). False when neither could be done
+ * (then the caller waits for the call after all). */
+static bool stop_calls(worker *w, pg_job *job, const pg_buffer *a, int na, const pg_buffer *b,
+                       int nb) {
+    return wake_calls(w, job) || abandon(w, a, na, b, nb);
+}
+
 /* CLOCK_MONOTONIC deadline `ms` from now. */
 static struct timespec deadline_ms(int ms) {
     struct timespec ts;
@@ -415,7 +450,7 @@ ddp_status pg_call_run(process_group *g, const pg_call *call, const pg_buffer *k
     pg_job *job = w ? job_new(g, call, g->comm, NULL, true) : NULL;
     if (!job) return run_call(g->comm, call); /* no thread: as before, uninterruptible */
     post_job(w, job);
-    if (!wait_job(w, job) && !abandon(w, keep_a, na, keep_b, nb))
+    if (!wait_job(w, job) && !stop_calls(w, job, keep_a, na, keep_b, nb))
         wait_job_always(w, job); /* cannot keep the tensors alive: wait after all */
     ddp_status s = pg_job_done(job) ? job_status(job) : interrupted(call->op);
     job_unref(job);
@@ -454,7 +489,8 @@ bool pg_job_done(const pg_job *job) {
 ddp_status pg_job_wait(pg_job *job) {
     if (!pg_job_done(job) && !job->abandoned) {
         worker *w = idle_worker; /* a job not done is in the idle helper's queue */
-        if (w && !wait_job(w, job) && !abandon(w, NULL, 0, NULL, 0)) wait_job_always(w, job);
+        if (w && !wait_job(w, job) && !stop_calls(w, job, NULL, 0, NULL, 0))
+            wait_job_always(w, job);
     }
     if (!pg_job_done(job)) return interrupted(job->call.op); /* abandoned while it ran */
     return job_status(job);
@@ -464,7 +500,7 @@ void pg_job_free(pg_job *job) {
     if (!job) return;
     if (!pg_job_done(job) && !job->abandoned && idle_worker) {
         /* nobody waits for it any more, but the helper writes into its tensor: finish */
-        if (!wait_job(idle_worker, job) && !abandon(idle_worker, NULL, 0, NULL, 0))
+        if (!wait_job(idle_worker, job) && !stop_calls(idle_worker, job, NULL, 0, NULL, 0))
             wait_job_always(idle_worker, job);
     }
     job_unref(job);

@@ -23,6 +23,7 @@
 #include "build_config.h"
 #include "dist/fingerprint.h"
 #include "dist/pg_internal.h"
+#include "tensor/device.h"
 
 pg_world pg_W;
 static store_server *hosted_server; /* started by this process; lives until exit */
@@ -219,6 +220,7 @@ static process_group *group_new(int id, const int *ranks, int n) {
     if (!g) return NULL;
     g->refcount = 1;
     g->world_gen = pg_W.gen;
+    g->backend = pg_W.backend;
     g->epoch = pg_W.epoch;
     g->id = id;
     g->size = n;
@@ -271,7 +273,8 @@ static ddp_status pg_connect_as(process_group *g, double rendezvous_timeout,
                            .timeout_s = pg_W.timeout,
                            .rendezvous_timeout_s = rendezvous_timeout,
                            .abort_key = abort_key};
-    ddp_status s = comm_gloo_init(&o, &g->comm);
+    ddp_status s = g->backend == COMM_BACKEND_NCCL ? comm_nccl_init(&o, &g->comm)
+                                                   : comm_gloo_init(&o, &g->comm);
     g->broken = s != DDP_OK;
     return s;
 }
@@ -347,8 +350,7 @@ int pg_group_rank_of(const process_group *g, int global) {
 }
 
 const char *pg_backend(const process_group *g) {
-    (void)g;
-    return "gloo";
+    return comm_backend_str(g->backend);
 }
 
 bool pg_is_alive(const process_group *g) {
@@ -364,23 +366,52 @@ void pg_sync_chunk(process_group *g) {
 
 /* ---- init / destroy --------------------------------------------------------------- */
 
-static ddp_status check_backend(const char *backend) {
-    const char *b = backend ? backend : "gloo";
-    if (strcmp(b, "gloo") == 0) return DDP_OK;
-    if (strcmp(b, "nccl") == 0) {
-        if (!DDP_HAVE_NCCL)
-            return DDP_FAIL(DDP_ERR_UNSUPPORTED, "ddplab was built without NCCL; use "
+/* Parses the backend name into *out and checks that this build and machine can run it.
+ * rank < 0: not known yet. */
+static ddp_status check_backend(const char *backend, int rank, comm_backend *out) {
+    if (!comm_backend_parse(backend, out))
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "init_process_group: unknown backend '%s' (use \"gloo\", or \"nccl\" "
+                        "for CUDA tensors)",
+                        backend);
+    if (*out != COMM_BACKEND_NCCL) return DDP_OK;
+    if (!DDP_HAVE_CUDA)
+        return DDP_FAIL(DDP_ERR_UNSUPPORTED, "init_process_group: this build has no CUDA "
+                                             "support, so no NCCL; use backend=\"gloo\" (CPU "
+                                             "tensors)");
+    if (!DDP_HAVE_NCCL)
+        return DDP_FAIL(DDP_ERR_UNSUPPORTED, "init_process_group: this build has CUDA but no "
+                                             "NCCL; use backend=\"gloo\"");
+    if (cuda_device_count() == 0) {
+        if (rank < 0)
+            return DDP_FAIL(DDP_ERR_UNSUPPORTED, "nccl: no GPU visible to this rank; use "
                                                  "backend=\"gloo\" (CPU tensors)");
-        return DDP_FAIL(DDP_ERR_UNSUPPORTED, "the NCCL backend is not written yet; use "
-                                             "backend=\"gloo\" (CPU tensors)");
+        return DDP_FAIL(DDP_ERR_UNSUPPORTED,
+                        "nccl: no GPU visible to rank %d; use backend=\"gloo\" (CPU tensors)",
+                        rank);
     }
-    return DDP_FAIL(DDP_ERR_ARG, "init_process_group: unknown backend '%s' (use \"gloo\")", b);
+    return DDP_OK;
 }
 
 /* Where a rank whose init_process_group failed leaves its reason for the others of the
  * same generation, so they fail at once instead of waiting out the rendezvous. */
 static void init_failed_key(char *out, size_t len, uint64_t gen) {
     snprintf(out, len, "ddp/init_failed/%llu", (unsigned long long)gen);
+}
+
+/* How many ranks arrived at generation gen's rendezvous; INIT_CLOSED is added once it
+ * failed, so that later arrivals skip it (pg_init). */
+#define INIT_CLOSED ((int64_t)1 << 40)
+static void init_arrived_key(char *out, size_t len, uint64_t gen) {
+    snprintf(out, len, "ddp/init_arrived/%llu", (unsigned long long)gen);
+}
+
+/* Closes generation gen's rendezvous after a failure in it. Best effort. */
+static void close_init_generation(uint64_t gen) {
+    char key[64];
+    int64_t n;
+    init_arrived_key(key, sizeof key, gen);
+    (void)store_add(pg_W.store, key, INIT_CLOSED, &n);
 }
 
 /* Best effort: publishes "rank r failed to initialise: <why>" under gen's key unless
@@ -402,7 +433,7 @@ static ddp_status publish_init_failure(uint64_t gen, int rank, ddp_status code, 
 
 /* The checks init_process_group can make on its own; DDP_OK or a failure to publish. */
 static ddp_status check_local(const pg_init_options *o, int rank, int size) {
-    DDP_CHECK(check_backend(o->backend));
+    DDP_CHECK(check_backend(o->backend, rank, &pg_W.backend));
     if (rank >= size)
         return DDP_FAIL(DDP_ERR_ARG, "init_process_group: rank %d is not in a world of %d", rank,
                         size);
@@ -419,7 +450,8 @@ ddp_status pg_init(const pg_init_options *o) {
         if (e == DDP_OK && size < 0) e = env_int("WORLD_SIZE", &size);
         if (e != DDP_OK) {
             /* without a rank nobody can be told; a bad backend is the first thing to say */
-            DDP_CHECK(check_backend(o->backend));
+            comm_backend b;
+            DDP_CHECK(check_backend(o->backend, -1, &b));
             return e;
         }
     }
@@ -452,6 +484,21 @@ ddp_status pg_init(const pg_init_options *o) {
     s = store_add(pg_W.store, counter, 1, &count);
     if (s != DDP_OK) goto fail;
     pg_W.gen = (uint64_t)count;
+    /* A generation whose rendezvous a rank gave up on (it timed out waiting, or Ctrl-C)
+     * is closed: a rank that arrives at it later moves on to the next one, where the
+     * ranks that gave up come back for their next init. So a generation only ever catches
+     * up with the others', and one failed init leaves nothing behind that blocks the next. */
+    for (int skipped = 0;; skipped++) {
+        char arrived[64];
+        int64_t n;
+        init_arrived_key(arrived, sizeof arrived, pg_W.gen);
+        s = store_add(pg_W.store, arrived, 1, &n);
+        if (s != DDP_OK) goto fail;
+        if (n < INIT_CLOSED || skipped >= 1000) break;
+        pg_W.gen++;
+        s = store_add(pg_W.store, counter, 1, &count);
+        if (s != DDP_OK) goto fail;
+    }
     if (local != DDP_OK) {
         s = publish_init_failure(pg_W.gen, rank, local, local_msg);
         goto fail;
@@ -469,11 +516,16 @@ ddp_status pg_init(const pg_init_options *o) {
     if (s != DDP_OK) {
         pg_group_clear(g);
         free(g);
-        if (s != DDP_ERR_INTERRUPTED) {
-            char why[1024];
-            snprintf(why, sizeof why, "%s", ddp_last_error());
-            s = publish_init_failure(pg_W.gen, rank, s, why);
-        }
+        /* interrupted too: the others waiting in this generation stop at once, and
+         * whoever comes later skips it */
+        char why[1024];
+        snprintf(why, sizeof why, "%s", ddp_last_error());
+        /* A rank that gave up waiting (the timeout, Ctrl-C) closes the generation: the
+         * ranks that never came skip it. A local failure (every rank makes the same
+         * check) or another rank's failure leaves it open, so that every rank's k-th
+         * init still meets the others' k-th. */
+        if (s == DDP_ERR_TIMEOUT || s == DDP_ERR_INTERRUPTED) close_init_generation(pg_W.gen);
+        s = publish_init_failure(pg_W.gen, rank, s, why);
         goto fail;
     }
     g->next_live = pg_W.live;

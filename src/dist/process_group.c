@@ -296,6 +296,7 @@ static ddp_status exchange_run(process_group *g, const char *op, uint64_t seq, c
 static ddp_status enter(process_group **gp, const char *op, const char *fp, const pg_buffer *b) {
     DDP_CHECK(pg_ready(gp, op));
     process_group *g = *gp;
+    if (b) DDP_CHECK(pg_buffer_check_device(op, g->backend, b));
     /* a member that does not run this chunk (:on) would leave the others waiting */
     DDP_CHECK(pg_check_running(op, g->ranks, g->size,
                                "a collective needs every rank of its "
@@ -371,7 +372,8 @@ static ddp_status root_of(process_group *g, const char *op, const char *name, in
 }
 
 static bool same_layout(const pg_buffer *a, const pg_buffer *b) {
-    return a->dt == b->dt && pg_buffer_numel(a) == pg_buffer_numel(b);
+    return a->dt == b->dt && pg_buffer_numel(a) == pg_buffer_numel(b) &&
+           a->dev.type == b->dev.type && a->dev.index == b->dev.index;
 }
 
 /* Checks a list of `n` buffers that must each be like `like` and number `size`. */
@@ -527,6 +529,7 @@ ddp_status pg_all_gather_into(process_group *g, pg_buffer *out, const pg_buffer 
     DDP_CHECK(check_dtype("all_gather_into_tensor", in));
     DDP_CHECK(pg_ready(&g, "all_gather_into_tensor"));
     char a[96], b[96];
+    DDP_CHECK(pg_buffer_check_device("all_gather_into_tensor", g->backend, out));
     if (out->dt != in->dt || pg_buffer_numel(out) != pg_buffer_numel(in) * g->size)
         return DDP_FAIL(DDP_ERR_ARG,
                         "all_gather_into_tensor: the output is %s but must hold "
@@ -679,7 +682,10 @@ ddp_status pg_monitored_barrier(process_group *g, double timeout_s) {
     if (s == DDP_ERR_TIMEOUT) {
         char msg[1200];
         snprintf(msg, sizeof msg, "%s", ddp_last_error());
-        return DDP_FAIL(s, "monitored_barrier: %s", msg);
+        /* the watchdog's hint names its own setting; here the caller's timeout is the limit */
+        char *hint = strstr(msg, " (a collective must be called");
+        if (hint) *hint = '\0';
+        return DDP_FAIL(s, "monitored_barrier: %s (timeout= sets the limit)", msg);
     }
     DDP_CHECK(s);
     if (g->size == 1) return leave(g, DDP_OK);

@@ -31,16 +31,18 @@
 typedef struct process_group process_group;
 
 typedef struct {
-    const char *backend;     /* "gloo" (NULL = "gloo"); "nccl" fails without NCCL */
+    const char *backend;     /* "gloo" (NULL = "gloo") or "nccl" (comm_backend_parse) */
     const char *init_method; /* "env://" (NULL), "tcp://host:port", "file:///path" */
     int rank;                /* -1: from RANK */
     int world_size;          /* -1: from WORLD_SIZE */
     double timeout_s;        /* rendezvous timeout; <= 0: 60 s (PyTorch: 30 min) */
 } pg_init_options;
 
-/* A contiguous CPU buffer and the shape it stands for (for fingerprints and messages). */
+/* A contiguous buffer, where it lives, and the shape it stands for (for fingerprints and
+ * messages). A zeroed `dev` is the CPU. */
 typedef struct {
     void *data;
+    device dev; /* the CPU, or the GPU that holds data (for the NCCL backend) */
     dtype dt;
     int ndim;
     int64_t sizes[TENSOR_MAX_DIMS];
@@ -49,8 +51,9 @@ typedef struct {
     tensor *owner;
 } pg_buffer;
 
-/* Fills b from a tensor; DDP_ERR_ARG naming `op` when t is not a contiguous CPU tensor
- * of a dtype collectives support (float32, float64, int64). */
+/* Fills b from a tensor (a CPU or a CUDA one: each collective checks that its group's
+ * backend takes that device); DDP_ERR_ARG naming `op` when t is not contiguous or not of a
+ * dtype collectives support (float32, float64, int64). */
 ddp_status pg_buffer_from_tensor(const char *op, const tensor *t, pg_buffer *b);
 int64_t pg_buffer_numel(const pg_buffer *b);
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "build_config.h"
+#include "dist/comm.h"
 
 static const char usage_text[] =
     "usage: ddplab [options] [script.lua [args]]\n"
@@ -111,7 +112,8 @@ static ddp_status apply_valued(cli_options *o, const char *name, const char *v) 
     if (strcmp(name, "--nproc-per-node") == 0)
         return parse_int("-n/--nproc-per-node", v, 1, 1024, &o->nproc); /* driver_start's */
     if (strcmp(name, "--backend") == 0) {
-        if (strcmp(v, "gloo") != 0 && strcmp(v, "nccl") != 0)
+        comm_backend b;
+        if (!comm_backend_parse(v, &b))
             return DDP_FAIL(DDP_ERR_ARG, "--backend must be gloo or nccl, got '%s'", v);
         o->backend = v;
         return DDP_OK;

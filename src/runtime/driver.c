@@ -29,6 +29,7 @@
 #include <sodium.h>
 
 #include "base/clock.h"
+#include "dist/comm.h"
 #include "runtime/launcher.h"
 
 #define START_TIMEOUT_MS 10000
@@ -135,12 +136,8 @@ typedef struct {
     int64_t terminate_ms;   /* when this run saw the session end (SIGTERM...), or 0 */
     int64_t last_output_ms; /* when a rank last printed (or the chunk started) */
     bool quiet_told;        /* the quiet report was made for this chunk */
-    /* c.gather in progress: what each rank sent (NULL: nothing yet), answered once every
-     * running rank has sent */
-    char **gather;
-    uint32_t *gather_len;
-    int ngathered;
-    int outcomes; /* outcomes taken so far, for rank_result.order */
+    gather_state gather;    /* c.gather in progress (driver_events.c) */
+    int outcomes;           /* outcomes taken so far, for rank_result.order */
 } run_ctx;
 
 /* Takes in what rank r printed (local ranks write straight into a pipe we read, so their
@@ -552,7 +549,8 @@ ddp_status driver_start(const launch_options *opts, driver **out) {
                         "node %d of a multi-node session runs the agent "
                         "(launcher_agent_main), not a driver",
                         opts->node_rank);
-    if (opts->backend && strcmp(opts->backend, "gloo") != 0 && strcmp(opts->backend, "nccl") != 0)
+    comm_backend backend;
+    if (!comm_backend_parse(opts->backend, &backend))
         return DDP_FAIL(DDP_ERR_ARG, "driver: unknown backend '%s' (use gloo or nccl)",
                         opts->backend);
     driver *d = calloc(1, sizeof *d);
@@ -654,78 +652,17 @@ static bool take_run_frame(driver *d, int r, proto_frame *f, void *arg) {
         s->state = SLOT_IDLE;
         s->activity[0] = '\0';
         break;
-    case MSG_EVENT: {
-        proto_event ev;
-        if (s->state != SLOT_RUNNING || proto_event_decode(f->data, f->len, &ev) != DDP_OK) break;
-        if (ev.kind == PROTO_EVENT_ENDED) {
-            if (res->order == 0) res->order = ++rc->outcomes;
-            break;
-        }
-        if (ev.kind == PROTO_EVENT_VERDICT) {
-            free(res->verdict_message);
-            res->verdict_message = strdup(ev.message);
-            res->has_verdict = true;
-            res->verdict = (int)ev.verdict;
-        }
-        if (d->event_fn) d->event_fn(r, &ev, d->event_ctx);
+    case MSG_EVENT:
+        if (s->state == SLOT_RUNNING) driver_take_event(d, r, f, res, &rc->outcomes);
         break;
-    }
     case MSG_GATHER:
-        if (s->state != SLOT_RUNNING || !rc->gather || rc->gather[r]) break;
-        rc->gather[r] = f->data;
-        rc->gather_len[r] = f->len;
-        rc->ngathered++;
-        f->data = NULL;
+        if (s->state == SLOT_RUNNING) driver_gather_take(&rc->gather, r, f);
         break;
     default:
         take_side_frame(s, f);
         break;
     }
     return true;
-}
-
-/* Answers a c.gather once every rank still running the chunk has sent its value: each
- * sender gets every rank's bytes (PROTO_GATHER_MISSING for a rank that ended without
- * sending). Then the next gather starts empty. */
-static void answer_gather(driver *d, run_ctx *rc) {
-    if (!rc->gather || rc->ngathered == 0) return;
-    for (int r = 0; r < d->world; r++)
-        if (d->ranks[r].state == SLOT_RUNNING && !rc->gather[r]) return; /* not yet */
-    size_t len = 0;
-    for (int r = 0; r < d->world; r++) len += 4 + (rc->gather[r] ? rc->gather_len[r] : 0);
-    unsigned char *payload = malloc(len ? len : 1);
-    size_t at = 0;
-    for (int r = 0; payload && r < d->world; r++) {
-        uint32_t n = rc->gather[r] ? rc->gather_len[r] : PROTO_GATHER_MISSING;
-        payload[at++] = (unsigned char)(n >> 24);
-        payload[at++] = (unsigned char)(n >> 16);
-        payload[at++] = (unsigned char)(n >> 8);
-        payload[at++] = (unsigned char)n;
-        if (rc->gather[r]) memcpy(payload + at, rc->gather[r], rc->gather_len[r]);
-        if (rc->gather[r]) at += rc->gather_len[r];
-    }
-    for (int r = 0; r < d->world; r++) {
-        if (rc->gather[r] && d->ranks[r].state == SLOT_RUNNING && d->ranks[r].fd >= 0) {
-            /* no memory: an empty answer, which the rank reports as a failed gather */
-            if (proto_send(d->ranks[r].fd, MSG_GATHERED, payload, payload ? len : 0) != DDP_OK)
-                continue; /* its death shows up in the loop */
-        }
-        free(rc->gather[r]);
-        rc->gather[r] = NULL;
-    }
-    rc->ngathered = 0;
-    free(payload);
-}
-
-void driver_set_input_hook(driver *d, int fd, driver_input_fn fn, void *ctx) {
-    d->input_fd = fn ? fd : -1;
-    d->input_fn = fn;
-    d->input_ctx = ctx;
-}
-
-void driver_set_event_handler(driver *d, rank_event_fn fn, void *ctx) {
-    d->event_fn = fn;
-    d->event_ctx = ctx;
 }
 
 /* SIGINT carrying the chunk id, so that the rank knows which chunk it is meant for. */
@@ -828,8 +765,7 @@ static ddp_status run_frame(driver *d, msg_type type, const char *body, size_t b
                   .ctx = ctx,
                   .first_dead = -1,
                   .last_output_ms = ddp_now_ms()};
-    rc.gather = calloc((size_t)d->world, sizeof *rc.gather);
-    rc.gather_len = calloc((size_t)d->world, sizeof *rc.gather_len);
+    driver_gather_init(&rc.gather, d->world);
     for (int r = 0; r < d->world; r++) {
         rank_slot *s = &d->ranks[r];
         if (targets && !targets[r]) continue;
@@ -857,8 +793,7 @@ static ddp_status run_frame(driver *d, msg_type type, const char *body, size_t b
     if (!p || !who) {
         free(p);
         free(who);
-        free(rc.gather);
-        free(rc.gather_len);
+        driver_gather_free(&rc.gather, d->world);
         return DDP_FAIL(DDP_ERR_NOMEM, "driver: no memory");
     }
     for (;;) {
@@ -932,14 +867,12 @@ static ddp_status run_frame(driver *d, msg_type type, const char *body, size_t b
                 if (d->ranks[r].fd >= 0) (void)driver_pump_rank(d, r, take_run_frame, &rc);
                 if (d->ranks[r].state == SLOT_RUNNING) report_death(d, r, results, &rc);
             }
-        answer_gather(d, &rc);
+        driver_gather_answer(d, &rc.gather);
         maybe_report_quiet(d, &rc);
     }
     free(p);
     free(who);
-    for (int r = 0; rc.gather && r < d->world; r++) free(rc.gather[r]);
-    free(rc.gather);
-    free(rc.gather_len);
+    driver_gather_free(&rc.gather, d->world);
     /* Ranks we stopped because another died: say so, not "interrupted!". */
     if (rc.first_dead >= 0 && !rc.user_interrupt)
         for (int r = 0; r < d->world; r++) {

@@ -110,6 +110,28 @@ bool driver_pump_rank(driver *d, int r, frame_fn on_frame, void *ctx);
 /* Takes in what an idle local rank printed (into its tail only). */
 void driver_drain_idle_output(rank_slot *s);
 
+/* ---- driver_events.c: typed events and the checks' gather during a run --------------- */
+
+/* What the ranks of a run sent for one c.gather (NULL: nothing yet). */
+typedef struct {
+    char **data;
+    uint32_t *len;
+    int n; /* how many sent */
+} gather_state;
+
+void driver_gather_init(gather_state *g, int world); /* no memory: gathers are ignored */
+void driver_gather_free(gather_state *g, int world);
+/* Keeps rank r's MSG_GATHER payload (taken from f) for the round in progress. */
+void driver_gather_take(gather_state *g, int r, proto_frame *f);
+/* Answers the round once every rank still running has sent: each sender gets every
+ * rank's bytes (PROTO_GATHER_MISSING for a rank that ended without sending); then the next
+ * round starts empty. Cannot fail: a rank that cannot be written to shows up as dead. */
+void driver_gather_answer(driver *d, gather_state *g);
+/* Takes rank r's MSG_EVENT: a verdict goes into its result, "ended" sets its place in the
+ * order of outcomes (res->order from ++*outcomes), and every event goes to the handler
+ * set with driver_set_event_handler. A corrupt event is ignored. */
+void driver_take_event(driver *d, int r, proto_frame *f, rank_result *res, int *outcomes);
+
 /* ---- driver_query.c --------------------------------------------------------------- */
 
 /* Calls d->quiet_fn (set) with what every rank is doing in the chunk whose results so far

@@ -156,10 +156,14 @@ char *lesson_checked(lesson_session *ls, const rank_result *results, int world, 
             lua_pushstring(L, kinds[res->verdict]);
             lua_setfield(L, -2, "kind");
             lua_pushstring(L, res->verdict_message ? res->verdict_message : "");
-        } else { /* no verdict: the check chunk itself failed there (or the rank died) */
+        } else if (res->outcome == RANK_ERROR) { /* the check chunk itself raised there */
             lua_pushliteral(L, "defect");
             lua_setfield(L, -2, "kind");
             lua_pushstring(L, res->error ? res->error : "the check gave no answer");
+        } else { /* the rank is dead or was interrupted: said as it is, not as a defect */
+            lua_pushliteral(L, "fail");
+            lua_setfield(L, -2, "kind");
+            lua_pushstring(L, res->error ? res->error : "this rank gave no answer");
         }
         lua_setfield(L, -2, "message");
         lua_rawseti(L, -2, r);

@@ -554,9 +554,9 @@ static ddp_status send_hello(int rank) {
     char host[64] = "?";
     gethostname(host, sizeof host - 1);
     char dev[16] = "cpu";
-    const char *backend = getenv("DDPLAB_BACKEND");
     const char *local = getenv("LOCAL_RANK");
-    if (backend && strcmp(backend, "nccl") == 0)
+    comm_backend b;
+    if (comm_backend_parse(getenv("DDPLAB_BACKEND"), &b) && b == COMM_BACKEND_NCCL)
         snprintf(dev, sizeof dev, "cuda:%d", local ? atoi(local) : 0);
     char buf[160];
     int n = snprintf(buf, sizeof buf, "%d%c%d%c%s%c%s", rank, 0, (int)getpid(), 0, host, 0, dev);

@@ -11,6 +11,8 @@
  * cache; both are plain malloc blocks, so that is fine.) */
 #include "tensor/allocator.h"
 
+#include "base/alloc.h"
+
 #include <stdlib.h>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -66,7 +68,7 @@ static ddp_status cpu_alloc(ddp_allocator *self, size_t nbytes, void **data, voi
         cache.bytes[i] = cache.bytes[cache.count];
         return DDP_OK;
     }
-    void *p = aligned_alloc(64, bytes);
+    void *p = ddp_alloc_should_fail() ? NULL : aligned_alloc(64, bytes);
     if (!p)
         return DDP_FAIL(DDP_ERR_NOMEM,
                         "out of memory: a tensor of %zu bytes (%.1f GiB) could not be allocated",

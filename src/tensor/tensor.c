@@ -4,6 +4,7 @@
  * tensor_iter.c, the allocators in allocator_cpu.c and cache_alloc.c, copies that cross
  * devices in tensor_device.c. */
 #include "tensor/tensor.h"
+#include "base/alloc.h"
 #include "tensor/allocator.h"
 #include "tensor/device.h"
 #include "tensor/tensor_internal.h"
@@ -156,7 +157,7 @@ static void storage_release(storage *s) {
 /* A new storage of nbytes from allocator `a` (on a's device). */
 static ddp_status storage_new(ddp_allocator *a, size_t nbytes, storage **out) {
     *out = NULL;
-    storage *s = calloc(1, sizeof *s);
+    storage *s = ddp_calloc(1, sizeof *s);
     if (!s) return DDP_FAIL(DDP_ERR_NOMEM, "out of memory creating a tensor");
     ddp_status st = a->alloc(a, nbytes, &s->data, &s->alloc_ctx);
     if (st != DDP_OK) {
@@ -173,7 +174,7 @@ static ddp_status storage_new(ddp_allocator *a, size_t nbytes, storage **out) {
 
 /* A zeroed tensor header holding a new reference to s (or NULL). */
 static tensor *tensor_header(storage *s, dtype dt) {
-    tensor *t = calloc(1, sizeof *t);
+    tensor *t = ddp_calloc(1, sizeof *t);
     if (!t) return NULL;
     t->refcount = 1;
     t->storage = s;

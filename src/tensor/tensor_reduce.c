@@ -8,6 +8,7 @@
  * loop. max/min/arg* and softmax walk along the reduced dim for each output element.
  * softmax subtracts the row maximum first so that exp never overflows. */
 #include "tensor/tensor.h"
+#include "base/alloc.h"
 #include "tensor/tensor_internal.h"
 
 #include <math.h>
@@ -142,7 +143,7 @@ static ddp_status reduce_accumulating(reduce_op op, const tensor *t, const int64
         accumulate_i64(op, t, keep, tensor_data(r), nacc);
         return DDP_OK;
     }
-    double *acc = malloc(sizeof(double) * (size_t)nacc);
+    double *acc = ddp_malloc(sizeof(double) * (size_t)nacc);
     if (!acc) return DDP_FAIL(DDP_ERR_NOMEM, "%s: out of memory", reduce_op_name(op));
     accumulate_f64(op, t, keep, acc, nacc);
     for (int64_t i = 0; i < nacc; i++) {

@@ -50,7 +50,7 @@ grep -q '\["step"\] = 2' "$P" || fail "progress does not say step 2: $(cat "$P")
 
 # The next session: :lessons marks lesson 1 as where the learner is, with 1 of 4 done.
 out=$(printf ':lessons\n:lesson\n' | "$DDPLAB" -n 2 -i 2>&1)
-grep -qE "▸ +1 +Ranks and the world +1/4" <<<"$out" || fail ":lessons lacks the progress mark: $out"
+grep -qE "▸ +1 +1/4 +Ranks and the world" <<<"$out" || fail ":lessons lacks the progress mark: $out"
 grep -q "Step 2 of 4" <<<"$out" || fail ":lesson alone does not show the current step: $out"
 
 # Chinese from LANG; an error in the learner's chunk reaches them unchanged.
@@ -59,4 +59,21 @@ grep -q "第 1 课" <<<"$out" || fail "LANG=zh did not pick Chinese: $out"
 grep -q "attempt to index a nil value (global 'nosuch')" <<<"$out" ||
     fail "the learner's error was hidden: $out"
 grep -q "还没有全局变量 \`rank\`" <<<"$out" || fail "no Chinese verdict: $out"
+# :reset gives fresh ranks and runs the step's setup again (lesson 3 step 1: w differs per
+# rank); :lang zh switches and shows the step in Chinese; :solution! needs no try.
+out=$(printf ':lesson 3\ndist.broadcast(w, 0)\n:check\n:reset\n:check\n:lang zh\n:solution!\n:lang en\n' |
+    "$DDPLAB" -n 2 -i 2>&1)
+grep -q "✓ step 1 done" <<<"$out" || fail "lesson 3 step 1 did not pass: $out"
+grep -q "fresh ranks for step 1" <<<"$out" || fail ":reset said nothing: $out"
+grep -q "✗ every rank: w on rank 1 differs from rank 0's: did every rank call broadcast?" <<<"$out" ||
+    fail "after :reset the setup did not run again: $out"
+grep -q "语言：zh" <<<"$out" || fail ":lang zh not taken: $out"
+grep -q "广播：让每个 rank 拥有同一个模型" <<<"$out" || fail ":lang zh did not redraw in Chinese: $out"
+grep -q "ddplab 写法（Lua）" <<<"$out" || fail ":solution! did not show the solution: $out"
+# DDPLAB_LUA_PATH=<tree>/lua also loads the built-in lessons from <tree>/lessons (a teacher
+# edits without rebuilding).
+mkdir -p "$work/tree/lua" "$work/tree/lessons"
+sed 's/en = "Ranks and the world"/en = "Ranks, edited"/' "$SRC/lessons/01-ranks.lua" >"$work/tree/lessons/01-ranks.lua"
+out=$(printf ':lessons\n' | DDPLAB_LUA_PATH="$work/tree/lua" "$DDPLAB" -n 2 -i 2>&1)
+grep -q "Ranks, edited" <<<"$out" || fail "the lesson was not read from the source tree: $out"
 finish test_lessons_verify

@@ -42,13 +42,13 @@ wait_for "print broke"
 send 'print = nil'
 send '=3'
 wait_for "error calling 'print'"
-send 'print = rawget(_G, "tostring") and function(...) io.write(table.concat({...}, " "), "\n") end'
+send 'print = function(...) local t = table.pack(...); for i = 1, t.n do t[i] = tostring(t[i]) end; io.write(table.concat(t, "\t"), "\n") end'
 sync_ranks
 screen | grep -q "SIGABRT\|PANIC\|died" && fail "a rank died"
 
 # 4. a second Ctrl-C escalates: pcall cannot keep it; the state stays
 send 'x = 5; while true do pcall(function() while true do end end) end'
-sleep 1
+sleep 2
 tmux -L "$SOCK" send-keys C-c
 sleep 1
 tmux -L "$SOCK" send-keys C-c
@@ -65,7 +65,7 @@ wait_for "restarted"
 # a rank stuck in C (open of a FIFO nobody writes) is killed at the third Ctrl-C
 mkfifo "$WORK/fifo"
 send "f = io.open('$WORK/fifo')"
-sleep 1
+sleep 2
 for _ in 1 2 3; do tmux -L "$SOCK" send-keys C-c; sleep 0.5; done
 wait_for "the third Ctrl-C killed it"
 send ':restart'
@@ -73,17 +73,32 @@ wait_count "restarted: every rank" 2
 send '=40 + 2'
 wait_for "[0,1] 42"
 
+# 5. Ctrl-C inside a rendezvous that cannot complete (rank 0 alone) is prompt, and the
+# next init of every rank works
+send ':restart'
+wait_count "restarted: every rank" 3
+send 'rank = tonumber(os.getenv("RANK"))'
+send 'if rank == 0 then dist.init_process_group{backend = "gloo", timeout = 60} end'
+sleep 2
+t0=$(date +%s%N)
+tmux -L "$SOCK" send-keys C-c
+wait_for "[0] interrupted"
+ms=$((($(date +%s%N) - t0) / 1000000))
+[ $ms -lt 5000 ] || fail "Ctrl-C in the rendezvous took $ms ms"
+send 'dist.init_process_group{backend = "gloo", timeout = 10}; print("world", dist.get_world_size())'
+wait_re '^\[0,1\] world +2$'
+
 # 9. a dead rank, or one that left with destroy_process_group, is not "late": the next
 # collective fails at once naming it and the cause
 send ':restart'
-wait_count "restarted: every rank" 3
+wait_count "restarted: every rank" 4
 send 'dist.init_process_group{backend = "gloo"}; rank = dist.get_rank()'
 send 'if rank == 1 then os.exit(3) end'
 wait_for "rank 1 died: exited with status 3"
 send 't = torch.ones(1); dist.all_reduce(t)'
 wait_for "[0] error: stdin:1: all_reduce (collective #1 of this chunk): rank 1 exited with status 3, so this collective can never complete"
 send ':restart'
-wait_count "restarted: every rank" 4
+wait_count "restarted: every rank" 5
 send 'dist.init_process_group{backend = "gloo"}; rank = dist.get_rank()'
 send 'if rank == 0 then dist.destroy_process_group() end'
 send 'if rank == 1 then dist.barrier() end'

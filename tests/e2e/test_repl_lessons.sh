@@ -29,7 +29,7 @@ wait_for "✓ step 1 done — :next goes on"
 send ':next'
 wait_for "Step 2 of 4"
 send ':lessons'
-wait_for "1  Ranks and the world  1/4"
+wait_for "1   1/4   Ranks and the world"
 
 # :ranks while every rank waits in a barrier that rank 1 enters 3 s late
 send 'dist.init_process_group{backend="gloo"}'

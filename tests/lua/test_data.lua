@@ -183,6 +183,21 @@ T.test("DataLoader: shuffle with a generator equals PyTorch, epoch after epoch",
   end
 end)
 
+T.test("DataLoader: shuffle without a generator equals PyTorch after torch.manual_seed", function()
+  for _, c in ipairs(fixtures.loader_global) do
+    torch.manual_seed(c.seed)
+    local loader = data.DataLoader(data.TensorDataset(torch.arange(c.n)),
+                                   {batch_size = c.batch_size, shuffle = true})
+    for e, want in ipairs(c.epochs) do
+      local got = {}
+      for x in loader do got[#got + 1] = x:tolist() end
+      T.eq(#got, #want, "batches")
+      for b = 1, #want do T.eq(got[b], want[b], string.format("seed %d epoch %d batch %d", c.seed, e, b)) end
+    end
+    T.eq(torch.randint(0, 1000, {3}):tolist(), c.after, "the global generator after two epochs")
+  end
+end)
+
 T.test("DataLoader: errors", function()
   local ds = indexed(4)
   local s = data.DistributedSampler(ds, {num_replicas = 2, rank = 0})

@@ -310,6 +310,31 @@ if n > 1 then
   end)
 end
 
+if n == 4 then
+  T.test("process_group: two pairs of ranks, each a DDP of its own", function()
+    local g01, g23 = dist.new_group({0, 1}), dist.new_group({2, 3})
+    local mine = rank < 2 and g01 or g23
+    local first = rank < 2 and 0 or 2 -- the pair's rank 0
+    local model = make_model(70 + first) -- what the pair's first rank broadcasts
+    local ddp = nn.DistributedDataParallel(make_model(70 + rank), {process_group = mine})
+    same_weights(ddp.module:parameters(), model:parameters(), 0, "the pair's first rank's weights")
+    local opt = make_opt("sgd", ddp:parameters())
+    local xs, ys = make_data(2)
+    for s = 1, 2 do -- the pair splits rows [first*b, (first+2)*b) of every batch
+      opt:zero_grad()
+      nn.MSELoss()(ddp(local_rows(xs[s])), local_rows(ys[s])):backward()
+      opt:step()
+    end
+    local ropt = make_opt("sgd", model:parameters())
+    for s = 1, 2 do
+      ropt:zero_grad()
+      nn.MSELoss()(model(xs[s]:narrow(0, first * b, 2 * b)), ys[s]:narrow(0, first * b, 2 * b)):backward()
+      ropt:step()
+    end
+    same_weights(ddp.module:parameters(), model:parameters(), 1e-5, "pair")
+  end)
+end
+
 -- Every rank's copy of t equals rank 0's.
 local function same_as_rank0(t, what)
   local ref = t:clone()
@@ -353,5 +378,20 @@ T.test("the summary prints the buckets and the last step", function()
   T.is_true(text:find("all_reduce 0", 1, true), text)
   T.is_true(text:find("loss+backward", 1, true), text)
 end)
+
+if rank == 0 and n == 2 then
+  T.test(":show ddp puts every rank's summary side by side", function()
+    local out = T.run_ddplab("-n 2 -i", table.concat({
+      'dist.init_process_group{backend = "gloo"}',
+      "ddp = nn.DistributedDataParallel(nn.Sequential(nn.Linear(5, 10), nn.ReLU(), nn.Linear(10, 5)))",
+      "for i = 1, 2 do ddp(torch.randn(8, 5)):sum():backward() end",
+      ":show ddp",
+    }, "\n") .. "\n", {"COLUMNS=200"})
+    T.has(out, "DDP: rank 0 of 2, 4 parameters in 1 bucket")
+    T.has(out, "DDP: rank 1 of 2, 4 parameters in 1 bucket")
+    T.has(out, "all_reduce 0")
+    T.is_true(out:find("DDP: rank 0 of 2[^\n]+DDP: rank 1 of 2"), "side by side:\n" .. out)
+  end)
+end
 
 T.done()

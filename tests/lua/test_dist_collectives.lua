@@ -274,11 +274,24 @@ T.test("init_method tcp:// and file:// with rank and world_size", function()
   T.raises(function() dist.init_process_group{init_method = "smtp://x"} end, "twice")
 end)
 
-T.test("nccl in a CPU build", function()
-  if dist.is_nccl_available() then return end
+-- What backend="nccl" says where it cannot run: each build and machine has its own words,
+-- and the rank that cannot run it is named. A GPU machine runs tests/gpu instead.
+T.test("nccl without CUDA, NCCL or a GPU", function()
+  if torch.cuda.is_available() and dist.is_nccl_available() then return end
+  local cuda_built = not select(2, pcall(torch.cuda.set_device, 0)):find("no CUDA support")
+  local want
+  if not cuda_built then
+    want = "init_process_group: this build has no CUDA support"
+  elseif not dist.is_nccl_available() then
+    want = "init_process_group: this build has CUDA but no NCCL"
+  else
+    want = "nccl: no GPU visible to rank " .. dist.get_rank() .. ";"
+  end
   dist.destroy_process_group()
-  T.raises(function() dist.init_process_group{backend = "nccl"} end, "built without NCCL")
+  T.raises(function() dist.init_process_group{backend = "nccl"} end, want)
+  T.eq(dist.is_initialized(), false)
   dist.init_process_group{backend = "gloo"}
+  T.eq(dist.get_backend(), "gloo")
 end)
 
 dist.destroy_process_group()

@@ -104,7 +104,7 @@ dist.init_process_group{backend = "gloo"}
 if dist.get_rank() == 2 then os.execute("sleep 2") else dist.monitored_barrier{timeout = 0.5} end]]
   local out = T.run_ddplab("-n 3 -e " .. T.shell_quote(chunk))
   T.has(out, "monitored_barrier: collective #1 of this chunk: rank 2 did not arrive within 0.5 s")
-  T.has(out, "ranks 0,1 are waiting in monitored_barrier()")
+  T.has(out, "ranks 0,1 are waiting in monitored_barrier() (timeout= sets the limit)")
   -- and the same when the cross-check of collectives is off
   out = T.run_ddplab("-n 3 --no-collective-check -e " .. T.shell_quote(chunk))
   T.has(out, "rank 2 did not arrive within 0.5 s")

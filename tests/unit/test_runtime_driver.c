@@ -220,12 +220,15 @@ static void test_exit_reported_and_restart(void **state) {
     driver *d = start(2);
     rank_result res[2];
     /* Rank 1 exits once rank 0 is done (a flag file): a death stops the ranks still
-     * running, and rank 0 must not be one of them however slow the machine is. */
-    char flag[64], chunk[320];
+     * running, and rank 0 must not be one of them however slow the machine is. Rank 0
+     * still has to report DONE after making the flag, so rank 1 gives it one to two seconds more
+     * (a loaded machine once descheduled rank 0 in between). */
+    char flag[64], chunk[400];
     snprintf(flag, sizeof flag, "/tmp/ddplab-exit3-%d", (int)getpid());
     unlink(flag);
     snprintf(chunk, sizeof chunk,
              "if os.getenv('RANK') == '1' then while not io.open('%s') do end "
+             "local t = os.time() + 2 while os.time() < t do end "
              "print('last words') os.exit(3) end print('fine') io.open('%s', 'w'):close()",
              flag, flag);
     run(d, chunk, res);

@@ -296,7 +296,8 @@ static void test_auth_rejects_raw_frames(void **state) {
 static void test_events_round_trip(void **state) {
     (void)state;
     char buf[128];
-    proto_event v = {.kind = PROTO_EVENT_VERDICT, .verdict = PROTO_VERDICT_FAIL,
+    proto_event v = {.kind = PROTO_EVENT_VERDICT,
+                     .verdict = PROTO_VERDICT_FAIL,
                      .message = "w differs from rank 0's"};
     size_t n = proto_event_encode(&v, buf, sizeof buf);
     proto_event got;

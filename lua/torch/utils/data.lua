@@ -336,20 +336,31 @@ function data.DataLoader(ds, opts)
   }, DataLoader)
 end
 
+-- PyTorch's torch.empty((), dtype=torch.int64).random_(generator=g): one 64-bit word
+-- modulo 2^63. randint over a range of exactly 2^63 draws one 64-bit word and takes it
+-- modulo the range, so shifting the range back gives the same number.
+local function random64(g)
+  local lo = -(1 << 62)
+  return torch.randint(lo, 1 << 62, {1}, {generator = g}):tolist()[1] - lo
+end
+
 -- The indices of one pass, before batching.
 function DataLoader:_order()
   if self.sampler ~= nil then return sampler_indices(self.sampler) end
   local n = self._n
   if self.shuffle then
+    -- as PyTorch's loader iterator: first one 64-bit draw (the base seed it gives worker
+    -- processes), then RandomSampler's randperm, from the loader's generator; at the end
+    -- of the pass RandomSampler draws one more (discarded) permutation (iter below). With
+    -- no generator both draws come from the global one and the permutation from a fresh
+    -- generator seeded by the second. So the same seed gives PyTorch's batches.
+    random64(self.generator)
     if self.generator ~= nil then
-      -- as PyTorch's loader iterator: first one 64-bit draw (the base seed it gives worker
-      -- processes; randint over two values takes 32 bits per element), then RandomSampler's
-      -- randperm; at the end of the pass RandomSampler draws one more (discarded)
-      -- permutation (iter below), so the same seed gives the same batches every epoch
-      torch.randint(0, 2, {2}, {generator = self.generator})
       return torch.randperm(n, {generator = self.generator}):tolist(), true
     end
-    return torch.randperm(n):tolist() -- from the global generator
+    local g = torch.Generator()
+    g:manual_seed(random64(nil))
+    return torch.randperm(n, {generator = g}):tolist()
   end
   local list = {}
   for i = 1, n do list[i] = i - 1 end

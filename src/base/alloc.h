@@ -1,0 +1,27 @@
+/* alloc.h — the allocation seam: the C library's malloc and calloc behind a test hook
+ * that makes the k-th allocation from now fail, so that tests can walk every path out
+ * of a failed allocation (each must be a clear DDP_ERR_NOMEM error, with nothing
+ * leaked). The layers allocate through ddp_malloc / ddp_calloc where they report
+ * running out of memory; production code never sets the hook, and then they cost one
+ * branch over malloc. */
+#ifndef DDP_BASE_ALLOC_H
+#define DDP_BASE_ALLOC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* malloc / calloc, unless the hook says this allocation fails (then NULL). */
+void *ddp_malloc(size_t n);
+void *ddp_calloc(size_t count, size_t size);
+
+/* Tests: the k-th allocation through the seam from now fails (k >= 1), and only that
+ * one; 0 turns the hook off. Per thread. */
+void ddp_alloc_fail_at(long k);
+/* Tests: how many allocations went through the seam on this thread since the last
+ * ddp_alloc_fail_at (so a test knows when k went past everything it ran). */
+long ddp_alloc_count(void);
+/* For allocators that do not call malloc (aligned_alloc): counts one allocation and
+ * returns true when it is the one that must fail. */
+bool ddp_alloc_should_fail(void);
+
+#endif
