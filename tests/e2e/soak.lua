@@ -3,8 +3,8 @@
 -- (VmRSS of /proc/self/status) and open descriptors (/proc/self/fd), rank 0 also the
 -- driver's (its parent), and the CPU seconds the last SAMPLE steps took. After the warm-up
 -- (a fifth of the steps) every figure must stay flat: memory within 5% of the lowest
--- sample, descriptors exactly the same, and the median CPU time of a block in the last
--- half no more than 1.5x that of the first half (medians: the machine may be loaded).
+-- sample, descriptors exactly the same, and no steady slowdown (the medians of CPU time per
+-- block in each third of the run: see below; medians, for the machine may be loaded).
 -- Usage: soak.lua STEPS
 local steps = tonumber(arg[1]) or 500
 local SAMPLE = steps >= 5000 and 250 or 25
@@ -96,10 +96,15 @@ local function median(from, to)
   table.sort(t)
   return t[(#t + 1) // 2]
 end
-local half = #blocks // 2
-local early, late = median(1, half), median(half + 1, #blocks)
-if late > 1.5 * early then
-  bad[#bad + 1] = ("blocks of %d steps slowed down: median %.3f CPU s, %.3f before"):format(SAMPLE, late, early)
+-- a slowdown that comes from the program grows steadily: the median of each third of the
+-- blocks is higher than the one before, the last more than twice the first (a loaded
+-- machine makes single blocks, even a whole third, slower, but not such a staircase)
+local third = #blocks // 3
+local early, middle, late = median(1, third), median(third + 1, 2 * third),
+                            median(2 * third + 1, #blocks)
+if late > 2 * early and middle > early and late > middle then
+  bad[#bad + 1] = ("blocks of %d steps slowed down: median %.3f, %.3f, then %.3f CPU s")
+                  :format(SAMPLE, early, middle, late)
 end
 print(("soak rank %d: %d steps in %.1f s; after warm-up rss %d..%d kB, fds %d, median cpu/block %.3f then %.3f s%s"):format(
   rank, steps, wall, lo.rss, hi.rss, fds, early, late,

@@ -24,24 +24,32 @@ RANDOM=$SEED
 echo "test_fault_inject: $KILLS kills, seed $SEED"
 
 now_ms() { date +%s%3N; }
-# Bounded polling (about 30 s) for a screen line matching the extended regex $1 at least
-# $2 times.
+# Bounded polling (about 60 s: the machine may be loaded) for a screen line matching the
+# extended regex $1 at least $2 times.
 wait_re_count() {
-    for _ in $(seq 600); do
+    for _ in $(seq 1200); do
         [ "$(screen | grep -cE -- "$1")" -ge "$2" ] && return 0
         sleep 0.05
     done
     fail "waited for $2 x a line matching: $1"
 }
+# Every rank answers (bounded: 60 s; the line is typed again once after 30 s, in case the
+# terminal lost it on a loaded machine).
 SYNC=0
 sync_ranks() {
     SYNC=$((SYNC + 1))
-    send "=\"sy\" .. \"nc$SYNC\""
-    wait_for "sync$SYNC"
+    for try in 1 2; do
+        send "=\"sy\" .. \"nc$SYNC\""
+        for _ in $(seq 300); do
+            screen | grep -qF "sync$SYNC" && return 0
+            sleep 0.1
+        done
+    done
+    fail "waited 60 s for every rank to answer sync$SYNC"
 }
-# Polls (bounded, about 30 s) until the last line on the screen is an empty prompt.
+# Polls (bounded, about 60 s) until the last line on the screen is an empty prompt.
 wait_prompt() {
-    for _ in $(seq 600); do
+    for _ in $(seq 1200); do
         [ "$(screen | sed -e 's/ *$//' | grep -v '^$' | tail -1)" = "[all]>" ] && return 0
         sleep 0.05
     done
@@ -83,6 +91,7 @@ causes=(KILL SEGV ABRT exit3)
 moments=(idle chunk collective init backward)
 worlds=(2 4 8)
 worst_ms=0
+SLOW=()
 for ((k = 1; k <= KILLS; k++)); do
     if [ "${DDP_LONG:-0}" = 1 ]; then # all drawn at random
         w=${worlds[$((RANDOM % 3))]}
@@ -143,7 +152,11 @@ for ((k = 1; k <= KILLS; k++)); do
     line="kill $k: world $WORLD rank $victim $cause at $moment: reported in ${took} ms"
     echo "$line"
     [ -n "${DDP_FAULT_LOG:-}" ] && echo "$line" >>"$DDP_FAULT_LOG"
-    [ $took -le "$REPORT_LIMIT_MS" ] || fail "$line (more than $REPORT_LIMIT_MS ms)"
+    if [ $took -gt "$REPORT_LIMIT_MS" ]; then
+        # the long form goes on, so that its figures cover every kill; it fails at the end
+        [ "${DDP_LONG:-0}" = 1 ] || fail "$line (more than $REPORT_LIMIT_MS ms)"
+        SLOW+=("$line")
+    fi
     # the others were stopped (or sat at the prompt): the prompt comes back by itself
     wait_prompt
     old=("${PIDS[@]}")
@@ -184,4 +197,5 @@ for _ in $(seq 100); do
 done
 [ $left = 0 ] || { kill -9 "${PIDS[@]}" 2>/dev/null; fail "$left ranks outlived their driver (SIGKILL) by 5 s"; }
 echo "test_fault_inject: driver killed with SIGKILL, its 4 ranks gone in $(($(now_ms) - t0)) ms"
+[ ${#SLOW[@]} = 0 ] || fail "${#SLOW[@]} reports took more than $REPORT_LIMIT_MS ms: $(printf '\n  %s' "${SLOW[@]}")"
 echo "test_fault_inject: all checks passed"
