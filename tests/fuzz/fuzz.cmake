@@ -14,7 +14,8 @@ set(FUZZ_protocol_LIBS PkgConfig::SODIUM)
 set(FUZZ_store_SOURCES ${CMAKE_SOURCE_DIR}/src/dist/store_server.c
                        ${CMAKE_SOURCE_DIR}/src/dist/store.c ${FUZZ_BASE_SOURCES})
 set(FUZZ_store_LIBS PkgConfig::SODIUM Threads::Threads)
-set(FUZZ_cli_SOURCES ${CMAKE_SOURCE_DIR}/src/runtime/cli.c ${FUZZ_BASE_SOURCES})
+set(FUZZ_cli_SOURCES ${CMAKE_SOURCE_DIR}/src/runtime/cli.c ${CMAKE_SOURCE_DIR}/src/dist/comm.c
+                     ${FUZZ_BASE_SOURCES})
 set(FUZZ_cli_LIBS)
 set(FUZZ_safetensors_SOURCES)
 set(FUZZ_safetensors_LIBS ddp_tensor)
