@@ -23,13 +23,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     argv[argc] = NULL;
     cli_options o;
-    if (cli_parse(argc, argv, &o) == DDP_OK) {
+    ddp_status st = cli_parse(argc, argv, &o);
+    /* --help and --version end the parse: what came before them is not checked */
+    if (st == DDP_OK && o.action == CLI_RUN) {
         assert(o.nchunks >= 0 && o.nchunks <= CLI_MAX_CHUNKS);
         assert(o.nproc >= 0);
         assert(o.nnodes >= 1 && o.node_rank >= 0 && o.node_rank < o.nnodes);
         assert(o.master_port >= 0 && o.master_port <= 65535);
         if (o.script) assert(o.script_argc >= 1 && o.script_argv[0] == o.script);
-    } else {
+    } else if (st != DDP_OK) {
         const char *why = ddp_last_error();
         assert(why && *why);
     }
