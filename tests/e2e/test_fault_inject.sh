@@ -176,6 +176,10 @@ for _ in $(seq 50); do [ -s "$WORK/stty" ] && break; sleep 0.1; done
 grep -qE '(^| )icanon( |$)' "$WORK/stty" && grep -qE '(^| )echo( |$)' "$WORK/stty" ||
     fail "the terminal was left raw after ddplab ended: $(cat "$WORK/stty")"
 for pid in "${PIDS[@]}"; do alive "$pid" && fail "rank process $pid outlived ddplab"; done
+# the sessions' history and transcripts: kept, and no one else may read them
+[ -n "$(find "$WORK/state" -type f 2>/dev/null)" ] || fail "no history or transcript under $WORK/state"
+loose=$(find "$WORK/state" \( -type d ! -perm 700 \) -o \( -type f -perm /077 \))
+[ -z "$loose" ] || fail "state files readable by others: $loose"
 echo "test_fault_inject: $KILLS kills reported, the slowest in $worst_ms ms"
 
 # The driver killed with SIGKILL in the middle of a chunk: every rank notices that the

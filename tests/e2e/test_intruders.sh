@@ -114,6 +114,10 @@ n=$(grep -c "dropped a control connection" "$work/err")
 [ "$n" -le 13 ] || fail "$n lines for 13 refused control connections"
 grep -q "$DDPLAB_SECRET" "$work"/out "$work"/err "$work"/agent.* && fail "the secret is in a log"
 [ -d "$work/state" ] && grep -rq "$DDPLAB_SECRET" "$work/state" && fail "the secret is in the state files"
+if [ -d "$work/state" ]; then # state files (history, transcripts): no one else may read them
+    loose=$(find "$work/state" \( -type d ! -perm 700 \) -o \( -type f -perm /077 \))
+    [ -z "$loose" ] || fail "state files readable by others: $loose"
+fi
 
 # A second session: node 1 starts right after 8 slow-loris connections opened (each one
 # used to hold the driver 3 s, one after the other).
@@ -174,6 +178,15 @@ for _ in $(seq 60); do
     sleep 0.05
 done
 echo "gloo: a rank listens on TCP port(s) $(echo $ports) while rank 1 is late"
+# the driver's private directory and control socket are its own user's alone
+sock=$(ss -Hxlp 2>/dev/null | grep -E "pid=$(pgrep -P $gdriver | head -1)," | awk '{print $5}' | grep / | head -1)
+if [ -n "$sock" ]; then
+    echo "gloo: control socket $sock mode $(stat -c %a "$sock"), directory mode $(stat -c %a "$(dirname "$sock")")"
+    [ "$(stat -c %a "$(dirname "$sock")")" = 700 ] || fail "the private directory $(dirname "$sock") is not 0700"
+    [ "$(stat -c %a "$sock")" = 600 ] || fail "the control socket $sock is not 0600"
+else
+    fail "could not find the driver's control socket (ss -xlp)"
+fi
 [ -n "$ports" ] || fail "could not find Gloo's listening port (ss -ltnp)"
 timeout 30 "${intruder[@]}" gloo 127.0.0.1 $ports >"$work/gloo.intruder" 2>&1
 wait $gdriver
