@@ -60,14 +60,6 @@ end]]
 
 local function msg(en, zh) return { en = en, zh = zh } end
 
--- A step text that shows its solution names it (`${SOL_LOOP}` in a ```lua fence): the
--- text is filled from the same string that :solution shows and --verify-lessons runs.
-local function fill(s)
-  return (s:gsub("%${([%u_]+)}", function(k)
-    return assert(({ SOL_LOOP = SOL_LOOP, SOL_SINGLE = SOL_SINGLE })[k], k)
-  end))
-end
-
 local function max_diff(a, b) return (a:double() - b:double()):abs():max():item() end
 
 local function params_of(m)
@@ -106,6 +98,11 @@ local function single_process(c, steps, lr)
   end
   return ps
 end
+
+-- Step texts name the code they show (`${SOL_LOOP}` in a ```lua fence), filled from the
+-- very strings that :solution shows and the setups run.
+local CODE = { SOL_LOOP = SOL_LOOP, SOL_SINGLE = SOL_SINGLE }
+local function fill(s) return (s:gsub("%${([%u%d_]+)}", function(k) return assert(CODE[k], k) end)) end
 
 return {
   title = {
