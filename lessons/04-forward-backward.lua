@@ -99,6 +99,11 @@ local function shard_ok(c)
   return c.equal(x, X:narrow(0, c.rank * b, b)) and c.equal(y, Y:narrow(0, c.rank * b, b))
 end
 
+-- Step texts name the code they show (`${SOL_MODEL}` in a ```lua fence), filled from the
+-- very strings that :solution shows and the setups run.
+local CODE = { SOL_MODEL = SOL_MODEL, SOL_SHARD = SOL_SHARD, SOL_BACKWARD = SOL_BACKWARD }
+local function fill(s) return (s:gsub("%${([%u%d_]+)}", function(k) return assert(CODE[k], k) end)) end
+
 return {
   title = {
     en = "Forward and backward on each rank's shard",
@@ -130,30 +135,28 @@ The globals `rank` and `world` are set for you, and so is the class `LinearModel
   steps = {
     {
       text = {
-        en = [[
+        en = fill([[
 First, one model on every rank, with the same weights everywhere. `LinearModel()` draws
 random weights, and each rank has its own random state, so build it and then copy rank
 0's weights to the others, as in lesson 3:
 
 ```lua
-model = LinearModel()
-for _, p in ipairs(model:parameters()) do dist.broadcast(p, 0) end
+${SOL_MODEL}
 ```
 
 Broadcast one tensor at a time: a collective takes a tensor, not a whole state dict.
-Then `:show model.fc1.weight:sum():item()` should read the same on every rank.]],
-        zh = [[
+Then `:show model.fc1.weight:sum():item()` should read the same on every rank.]]),
+        zh = fill([[
 第一步：每个 rank 上一个模型，而且各处权重相同。`LinearModel()` 会随机初始化权重，
 而每个 rank 的随机状态各不相同，所以先创建模型，再像第 3 课那样把 rank 0 的权重复制
 给其他 rank：
 
 ```lua
-model = LinearModel()
-for _, p in ipairs(model:parameters()) do dist.broadcast(p, 0) end
+${SOL_MODEL}
 ```
 
 一次广播一个张量：集合通信操作的参数是张量，而不是整个 state dict。
-之后 `:show model.fc1.weight:sum():item()` 在每个 rank 上都应该显示同一个数。]],
+之后 `:show model.fc1.weight:sum():item()` 在每个 rank 上都应该显示同一个数。]]),
       },
       pytorch = [[
 model = LinearModel()
@@ -182,33 +185,29 @@ for p in model.parameters():
     },
     {
       text = {
-        en = [[
+        en = fill([[
 `X` and `Y` are one batch of `N = 4 * world` samples (16 on 4 ranks; the same on
 every rank: they come from the same seed). In data parallel training each rank takes its own shard: with `world` ranks,
 rank `r` takes rows `r*b` to `r*b + b - 1`, where `b = N / world`.
 
 ```lua
-b = #X // world
-x = X:narrow(0, rank * b, b)
-y = Y:narrow(0, rank * b, b)
+${SOL_SHARD}
 ```
 
 `narrow(dim, start, length)` counts from 0, like ranks. Look at `:show x:sum():item()`:
-every rank now sees different data. Between them, the ranks cover the whole batch once.]],
-        zh = [[
+every rank now sees different data. Between them, the ranks cover the whole batch once.]]),
+        zh = fill([[
 `X` 和 `Y` 是一个包含 `N = 4 * world` 个样本的 batch（4 个 rank 时是 16 个；每个
 rank 上都一样：它们来自同一个随机种子）。
 数据并行时每个 rank 只取属于自己的那一份分片：共有 `world` 个 rank 时，rank `r` 取第 `r*b`
 到 `r*b + b - 1` 行，其中 `b = N / world`。
 
 ```lua
-b = #X // world
-x = X:narrow(0, rank * b, b)
-y = Y:narrow(0, rank * b, b)
+${SOL_SHARD}
 ```
 
 `narrow(dim, start, length)` 和 rank 一样从 0 开始计数。看看 `:show x:sum():item()`：
-现在每个 rank 看到的数据都不同，而所有 rank 合起来正好把整个 batch 覆盖一遍。]],
+现在每个 rank 看到的数据都不同，而所有 rank 合起来正好把整个 batch 覆盖一遍。]]),
       },
       pytorch = [[
 b = X.size(0) // world
@@ -243,34 +242,26 @@ y = Y.narrow(0, rank * b, b)]],
     },
     {
       text = {
-        en = [[
+        en = fill([[
 Now the usual training code, on the local shard only: a loss, an optimizer, a forward
 pass and a backward pass. Nothing here talks to the other ranks.
 
 ```lua
-criterion = nn.MSELoss()
-optimizer = optim.Adam(model:parameters(), {lr = 1e-3})
-optimizer:zero_grad()
-loss = criterion(model(x), y)
-loss:backward()
+${SOL_BACKWARD}
 ```
 
 After `backward`, every parameter has a `.grad`: the gradient of this rank's loss, which
-is the mean over this rank's rows only.]],
-        zh = [[
+is the mean over this rank's rows only.]]),
+        zh = fill([[
 现在是熟悉的训练代码，但只作用于本地分片：损失函数、优化器、一次前向、一次反向。
 这里没有任何与其他 rank 的通信。
 
 ```lua
-criterion = nn.MSELoss()
-optimizer = optim.Adam(model:parameters(), {lr = 1e-3})
-optimizer:zero_grad()
-loss = criterion(model(x), y)
-loss:backward()
+${SOL_BACKWARD}
 ```
 
 `backward` 之后，每个参数都有了 `.grad`：它是本 rank 损失的梯度，而这个损失只是对本 rank
-那几行求的平均。]],
+那几行求的平均。]]),
       },
       pytorch = [[
 criterion = nn.MSELoss()

@@ -76,6 +76,11 @@ local function all_equal(c, list)
   return true
 end
 
+-- Step texts name the code they show (`${SOL_AVERAGE}` in a ```lua fence), filled from the
+-- very strings that :solution shows and the setups run.
+local CODE = { SOL_AVERAGE = SOL_AVERAGE }
+local function fill(s) return (s:gsub("%${([%u%d_]+)}", function(k) return assert(CODE[k], k) end)) end
+
 return {
   title = {
     en = "All-reduce: average the gradients, then step",
@@ -154,16 +159,13 @@ a = v.clone(); dist.all_reduce(a); a /= world]],
     },
     {
       text = {
-        en = [[
+        en = fill([[
 The state of lesson 4 is back: one model on every rank, each rank's own shard, and the
 local gradients after `loss:backward()`. Average every parameter's gradient across the
 ranks, one tensor at a time:
 
 ```lua
-for _, p in ipairs(model:parameters()) do
-  dist.all_reduce(p.grad)
-  p.grad:div_(world)
-end
+${SOL_AVERAGE}
 ```
 
 Why the average and not the sum? Each rank's loss is the mean over its own rows, so the
@@ -172,16 +174,13 @@ gradient one process would get on the whole batch. The sum would be `world` time
 large, as if the learning rate had been multiplied by `world`.
 
 A whole state dict cannot be all-reduced in one call (`dist.all_reduce(model:state_dict())`
-is refused with a hint): collectives take tensors.]],
-        zh = [[
+is refused with a hint): collectives take tensors.]]),
+        zh = fill([[
 第 4 课的状态已经恢复：每个 rank 上一个模型、各自的数据分片，以及
 `loss:backward()` 之后的本地梯度。现在把每个参数的梯度在所有 rank 之间求平均，一次一个张量：
 
 ```lua
-for _, p in ipairs(model:parameters()) do
-  dist.all_reduce(p.grad)
-  p.grad:div_(world)
-end
+${SOL_AVERAGE}
 ```
 
 为什么是平均而不是求和？每个 rank 的损失是它自己那几行的平均值，所以各 rank 梯度的
@@ -189,7 +188,7 @@ end
 如果只求和，梯度会大 `world` 倍，相当于把学习率乘了 `world`。
 
 整个 state dict 不能一次做 all-reduce（`dist.all_reduce(model:state_dict())` 会被拒绝，
-并给出提示）：集合通信操作的参数是张量。]],
+并给出提示）：集合通信操作的参数是张量。]]),
       },
       pytorch = [[
 for p in model.parameters():

@@ -99,6 +99,11 @@ local function single_process(c, steps, lr)
   return ps
 end
 
+-- Step texts name the code they show (`${SOL_LOOP}` in a ```lua fence), filled from the
+-- very strings that :solution shows and the setups run.
+local CODE = { SOL_LOOP = SOL_LOOP, SOL_SINGLE = SOL_SINGLE }
+local function fill(s) return (s:gsub("%${([%u%d_]+)}", function(k) return assert(CODE[k], k) end)) end
+
 return {
   title = {
     en = "The training loop, and the DDP invariant",
@@ -119,55 +124,35 @@ DDP is a faster way to compute the same thing, not an approximation of it.]],
   steps = {
     {
       text = {
-        en = [[
+        en = fill([[
 `model` (the same on every rank), the shard `x`, `y`, `criterion` and an Adam
 `optimizer` with `lr = 0.01` are ready. Write the loop: 20 steps, each one zero_grad,
 forward and loss on the shard, backward, average the gradients, step. Keep each step's
 local loss in a list `losses`:
 
 ```lua
-losses = {}
-for step = 1, 20 do
-  optimizer:zero_grad()
-  loss = criterion(model(x), y)
-  loss:backward()
-  for _, p in ipairs(model:parameters()) do
-    dist.all_reduce(p.grad); p.grad:div_(world)
-  end
-  optimizer:step()
-  losses[step] = loss:item()
-end
+${SOL_LOOP}
 ```
 
 Every rank runs this loop at the same time, each on its own rows. Note what is not
 here: no `if rank == ...`, no ranks taking turns. `:show losses[20]` differs per rank
 (each is the loss on that rank's rows); `:show model.fc1.weight:sum():item()` does not.
 `plot(losses, {per_rank = true})` draws every rank's loss curve on one chart: the curves
-differ, yet they all come down together, because one shared model is learning.]],
-        zh = [[
+differ, yet they all come down together, because one shared model is learning.]]),
+        zh = fill([[
 `model`（每个 rank 上都相同）、分片 `x` 和 `y`、`criterion`，以及 `lr = 0.01` 的
 Adam 优化器 `optimizer` 都已准备好。写出训练循环：共 20 步，每一步依次是 zero_grad、在分片上
 前向并计算损失、反向、平均梯度、更新。把每一步的本地损失保存在列表 `losses` 中：
 
 ```lua
-losses = {}
-for step = 1, 20 do
-  optimizer:zero_grad()
-  loss = criterion(model(x), y)
-  loss:backward()
-  for _, p in ipairs(model:parameters()) do
-    dist.all_reduce(p.grad); p.grad:div_(world)
-  end
-  optimizer:step()
-  losses[step] = loss:item()
-end
+${SOL_LOOP}
 ```
 
 所有 rank 同时运行这个循环，各自处理自己的数据行。注意这里没有的东西：没有 `if
 rank == ...`，也没有让各 rank 轮流执行。`:show losses[20]` 在各 rank 上不同（每个
 都是该 rank 数据行上的损失）；`:show model.fc1.weight:sum():item()` 则完全相同。 `plot(losses,
 {per_rank = true})` 会把每个 rank 的损失曲线画在同一张图上：各条曲线不同，
-却一起下降，因为在学习的是同一个共享的模型。]],
+却一起下降，因为在学习的是同一个共享的模型。]]),
       },
       pytorch = [[
 losses = []
@@ -218,55 +203,31 @@ for step in range(20):
     },
     {
       text = {
-        en = [[
+        en = fill([[
 Now the proof. Start one model from the same initial weights (`init_state`, saved before
 training), train it in this process alone, without any communication, on the whole
 batch `X`, `Y`, with the same optimizer and the same 20 steps; then measure how far it
 is from the DDP-trained `model`:
 
 ```lua
-single = LinearModel()
-single:load_state_dict(init_state)
-single_optimizer = optim.Adam(single:parameters(), {lr = 0.01})
-for step = 1, 20 do
-  single_optimizer:zero_grad()
-  criterion(single(X), Y):backward()
-  single_optimizer:step()
-end
-max_diff = 0
-for i, p in ipairs(model:parameters()) do
-  local d = (p - single:parameters()[i]):abs():max():item()
-  max_diff = math.max(max_diff, d)
-end
+${SOL_SINGLE}
 ```
 
 `max_diff` is tiny (around 1e-7, sometimes 0): float32 rounding, because a mean of means adds the same
 numbers in a different order. This is the DDP invariant. It needs equal shard sizes and
-a mean-reduced loss; lesson 8 returns to uneven shards.]],
-        zh = [[
+a mean-reduced loss; lesson 8 returns to uneven shards.]]),
+        zh = fill([[
 现在来证明。从相同的初始权重（训练前保存的 `init_state`）开始创建一个模型，只在本进程
 中、不做任何通信，用整个 batch `X`、`Y`、同样的优化器训练同样的 20 步；然后测量它与 DDP
 训练出的 `model` 相差多少：
 
 ```lua
-single = LinearModel()
-single:load_state_dict(init_state)
-single_optimizer = optim.Adam(single:parameters(), {lr = 0.01})
-for step = 1, 20 do
-  single_optimizer:zero_grad()
-  criterion(single(X), Y):backward()
-  single_optimizer:step()
-end
-max_diff = 0
-for i, p in ipairs(model:parameters()) do
-  local d = (p - single:parameters()[i]):abs():max():item()
-  max_diff = math.max(max_diff, d)
-end
+${SOL_SINGLE}
 ```
 
 `max_diff` 非常小（大约 1e-7，有时是 0）：这是 float32 的舍入误差，因为“平均值的平均值”是用不同的顺序
 把同样的数加起来的。这就是 DDP 的不变量。它要求每个分片大小相同，并且损失按平均值
-归约；第 8 课会再谈分片不均匀的情况。]],
+归约；第 8 课会再谈分片不均匀的情况。]]),
       },
       pytorch = [[
 single = LinearModel()

@@ -111,6 +111,11 @@ local function local_grads(model, pairs_)
   return grads
 end
 
+-- Step texts name the code they show (`${SOL_LOOP}` in a ```lua fence), filled from the
+-- very strings that :solution shows and the setups run.
+local CODE = { SOL_LOOP = SOL_LOOP, SOL_NO_SYNC = SOL_NO_SYNC }
+local function fill(s) return (s:gsub("%${([%u%d_]+)}", function(k) return assert(CODE[k], k) end)) end
+
 return {
   title = {
     en = "The DDP wrapper: buckets, overlap and no_sync",
@@ -191,40 +196,26 @@ ddp = DDP(model)]],
     },
     {
       text = {
-        en = [[
+        en = fill([[
 Train with it. The loop is lesson 6's without the averaging loop: `backward` through
 the wrapper averages the gradients across ranks.
 
 ```lua
-losses = {}
-for step = 1, 20 do
-  optimizer:zero_grad()
-  loss = criterion(ddp(x), y)
-  loss:backward()
-  optimizer:step()
-  losses[step] = loss:item()
-end
+${SOL_LOOP}
 ```
 
 The check compares your weights with one process trained on the whole batch from the
-same start, as you did by hand in lesson 6: they agree to float32 rounding.]],
-        zh = [[
+same start, as you did by hand in lesson 6: they agree to float32 rounding.]]),
+        zh = fill([[
 用它来训练。循环就是第 6 课的循环去掉求平均的那一段：通过包装器执行的
 `backward` 会在各 rank 之间平均梯度。
 
 ```lua
-losses = {}
-for step = 1, 20 do
-  optimizer:zero_grad()
-  loss = criterion(ddp(x), y)
-  loss:backward()
-  optimizer:step()
-  losses[step] = loss:item()
-end
+${SOL_LOOP}
 ```
 
 检查会把你的权重与单个进程从相同起点在整个 batch 上训练的结果进行比较，就像你在
-第 6 课里手工做的那样：两者在 float32 舍入误差范围内一致。]],
+第 6 课里手工做的那样：两者在 float32 舍入误差范围内一致。]]),
       },
       pytorch = [[
 for step in range(20):
@@ -339,7 +330,7 @@ big_ddp = DDP(big, bucket_cap_mb=1)
     },
     {
       text = {
-        en = [[
+        en = fill([[
 Gradient accumulation: to train with a batch larger than memory allows, run several
 micro-batches and step once. Gradients add up in `.grad` across backward calls, so
 averaging them after every micro-batch would be wasted communication: only the sum
@@ -349,18 +340,14 @@ outside it all-reduces the accumulated gradients.
 `x1, y1` and `x2, y2` are the two halves of this rank's shard:
 
 ```lua
-optimizer:zero_grad()
-ddp:no_sync(function()
-  criterion(ddp(x1), y1):backward()
-end)
-criterion(ddp(x2), y2):backward()
+${SOL_NO_SYNC}
 ```
 
 Every rank now holds the average over ranks of (gradient of micro-batch 1 + gradient of
 micro-batch 2), after one all-reduce instead of two; the result is the same as without
 `no_sync`, only cheaper. To match one batch of both halves exactly, divide each
-micro-batch's loss by the number of micro-batches.]],
-        zh = [[
+micro-batch's loss by the number of micro-batches.]]),
+        zh = fill([[
 梯度累积：如果想用超出显存容量的 batch 训练，可以跑几个 micro-batch，然后只更新一次。
 多次 backward 的梯度会在 `.grad` 中累加，所以每个 micro-batch 之后都求平均纯属浪费通信：
 真正要的只是总和。`ddp:no_sync(fn)` 在关闭 all-reduce 的情况下运行 `fn`；在它之外的
@@ -369,16 +356,12 @@ micro-batch's loss by the number of micro-batches.]],
 `x1, y1` 和 `x2, y2` 是本 rank 分片的前后两半：
 
 ```lua
-optimizer:zero_grad()
-ddp:no_sync(function()
-  criterion(ddp(x1), y1):backward()
-end)
-criterion(ddp(x2), y2):backward()
+${SOL_NO_SYNC}
 ```
 
 现在每个 rank 上都是（micro-batch 1 的梯度 + micro-batch 2 的梯度）在各 rank 间的平均，
 只做了一次 all-reduce 而不是两次；结果与不用 `no_sync` 时相同，只是更省。若要与两半
-合成的一个 batch 完全一致，就把每个 micro-batch 的损失除以 micro-batch 的个数。]],
+合成的一个 batch 完全一致，就把每个 micro-batch 的损失除以 micro-batch 的个数。]]),
       },
       pytorch = [[
 optimizer.zero_grad()

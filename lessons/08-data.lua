@@ -95,6 +95,11 @@ local function params_of(m)
   return out
 end
 
+-- Step texts name the code they show (`${SOL_EPOCHS_NO_SET}` in a ```lua fence), filled from the
+-- very strings that :solution shows and the setups run.
+local CODE = { SOL_EPOCHS_NO_SET = SOL_EPOCHS_NO_SET, SOL_EPOCHS_SET = SOL_EPOCHS_SET, SOL_JOIN = SOL_JOIN }
+local function fill(s) return (s:gsub("%${([%u%d_]+)}", function(k) return assert(CODE[k], k) end)) end
+
 return {
   title = {
     en = "Data: DistributedSampler, set_epoch, uneven data and join",
@@ -180,45 +185,31 @@ mine = list(sampler)]],
     },
     {
       text = {
-        en = [[
+        en = fill([[
 Now the usual setup: a shuffling sampler (the default, with `seed = 0`) and a loader
 that reads batches of 2 through it. Run three epochs and keep the order of the indices
 this rank saw in each:
 
 ```lua
-loader = data.DataLoader(ds, {batch_size = 2, sampler = sampler})
-orders = {}
-for epoch = 0, 2 do
-  orders[epoch + 1] = {}
-  for xb, ib in loader do
-    for _, i in ipairs(ib:tolist()) do table.insert(orders[epoch + 1], i) end
-  end
-end
+${SOL_EPOCHS_NO_SET}
 ```
 
 Compare `:show table.concat(orders[1], " ")` with `orders[2]` and `orders[3]`: the same,
 every epoch. The sampler shuffles with the seed plus its epoch number, and nobody told it
 that the epoch changed. Every rank uses the same seed on purpose: the ranks must agree on
-one permutation, or their shares would overlap.]],
-        zh = [[
+one permutation, or their shares would overlap.]]),
+        zh = fill([[
 接下来是常见的写法：一个会打乱顺序的 sampler（默认如此，`seed = 0`），以及一个通过它
 每次读取 2 个样本的 loader。运行三个 epoch，记录本 rank 每个 epoch 看到的序号顺序：
 
 ```lua
-loader = data.DataLoader(ds, {batch_size = 2, sampler = sampler})
-orders = {}
-for epoch = 0, 2 do
-  orders[epoch + 1] = {}
-  for xb, ib in loader do
-    for _, i in ipairs(ib:tolist()) do table.insert(orders[epoch + 1], i) end
-  end
-end
+${SOL_EPOCHS_NO_SET}
 ```
 
 把 `:show table.concat(orders[1], " ")` 与 `orders[2]`、`orders[3]` 比较：每个
 epoch 都一模一样。sampler 用“种子加上 epoch 编号”来打乱顺序，而没有人告诉它 epoch 变了。
 每个 rank 使用相同的种子是有意为之：所有 rank 必须在同一个排列上达成一致，否则它们分到
-的部分就会重叠。]],
+的部分就会重叠。]]),
       },
       pytorch = [[
 loader = DataLoader(ds, batch_size=2, sampler=sampler)
@@ -251,41 +242,27 @@ for epoch in range(3):
     },
     {
       text = {
-        en = [[
+        en = fill([[
 Fix it: tell the sampler which epoch it is, at the start of every epoch.
 
 ```lua
-orders = {}
-for epoch = 0, 2 do
-  sampler:set_epoch(epoch)
-  orders[epoch + 1] = {}
-  for xb, ib in loader do
-    for _, i in ipairs(ib:tolist()) do table.insert(orders[epoch + 1], i) end
-  end
-end
+${SOL_EPOCHS_SET}
 ```
 
 Now every epoch has its own order, still the same permutation on every rank, so the
 shares still cover the dataset once per epoch. Forgetting `set_epoch` raises no error;
 the model just sees the same sequence of batches every epoch, which usually trains a
-little worse.]],
-        zh = [[
+little worse.]]),
+        zh = fill([[
 修正它：在每个 epoch 开始时告诉 sampler 现在是第几个 epoch。
 
 ```lua
-orders = {}
-for epoch = 0, 2 do
-  sampler:set_epoch(epoch)
-  orders[epoch + 1] = {}
-  for xb, ib in loader do
-    for _, i in ipairs(ib:tolist()) do table.insert(orders[epoch + 1], i) end
-  end
-end
+${SOL_EPOCHS_SET}
 ```
 
 现在每个 epoch 都有自己的顺序，而且在每个 rank 上仍然是同一个排列，所以每个 epoch 各 rank
 分到的部分仍然恰好覆盖数据集一遍。忘记 `set_epoch` 不会报任何错误；模型只是每个 epoch
-都看到同样顺序的 batch，通常训练效果会差一些。]],
+都看到同样顺序的 batch，通常训练效果会差一些。]]),
       },
       pytorch = [[
 for epoch in range(3):
@@ -440,43 +417,29 @@ for xb, yb in batches:
     },
     {
       text = {
-        en = [[
+        en = fill([[
 `ddp:join(fn)` runs `fn` and handles the uneven end: a rank that has run out of batches
 stays in `join` and takes part in the others' all-reduces with zeros for its
 gradients, until every rank is done.
 
 ```lua
-ddp:join(function()
-  for _, b in ipairs(batches) do
-    optimizer:zero_grad()
-    criterion(ddp(b[1]), b[2]):backward()
-    optimizer:step()
-    done = done + 1
-  end
-end)
+${SOL_JOIN}
 ```
 
 Every rank finishes and the replicas stay identical. The joined ranks contribute zeros,
 so the last steps average over fewer real gradients (by default still divided by the
-full world size). Even shards from a sampler avoid the question altogether.]],
-        zh = [[
+full world size). Even shards from a sampler avoid the question altogether.]]),
+        zh = fill([[
 `ddp:join(fn)` 会运行 `fn`，并处理结尾不均匀的情况：已经用完 batch 的 rank 会留在 `join`
 里，用全零的梯度参与其他 rank 的 all-reduce，直到所有 rank 都完成。
 
 ```lua
-ddp:join(function()
-  for _, b in ipairs(batches) do
-    optimizer:zero_grad()
-    criterion(ddp(b[1]), b[2]):backward()
-    optimizer:step()
-    done = done + 1
-  end
-end)
+${SOL_JOIN}
 ```
 
 每个 rank 都能顺利结束，各副本也保持一致。已经 join 的 rank 贡献的是零，所以最后几步
 是对更少的真实梯度求平均（默认仍然除以完整的 world size）。用 sampler 得到均匀的分片，
-就根本不会有这个问题。]],
+就根本不会有这个问题。]]),
       },
       pytorch = [[
 with ddp.join():

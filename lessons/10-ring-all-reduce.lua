@@ -71,6 +71,11 @@ end
 
 local function max_diff(a, b) return (a:double() - b:double()):abs():max():item() end
 
+-- Step texts name the code they show (`${SOL_RS}` in a ```lua fence), filled from the
+-- very strings that :solution shows and the setups run.
+local CODE = { SOL_RS = SOL_RS, SOL_AR = SOL_AR }
+local function fill(s) return (s:gsub("%${([%u%d_]+)}", function(k) return assert(CODE[k], k) end)) end
+
 return {
   title = {
     en = "Under the hood: a ring all-reduce from send and recv",
@@ -154,7 +159,7 @@ s.wait(); r.wait()]],
     },
     {
       text = {
-        en = [[
+        en = fill([[
 The ring all-reduce has two phases. Cut the tensor into `world` chunks, numbered from 0.
 
 Phase 1, reduce-scatter, `world - 1` steps: at step `s` (from 0), rank `r` sends chunk
@@ -176,27 +181,13 @@ step 2 sends C230        D301        A012        B123
 After the last step rank `r` holds the complete sum of chunk `(r + 1) % world`. Write it:
 
 ```lua
-function ring_reduce_scatter(t)
-  local n, left, right = world, (rank - 1) % world, (rank + 1) % world
-  local chunks = t:chunk(n)     -- views into t; chunk k is chunks[k + 1]
-  local inbox = torch.empty_like(chunks[1])
-  for s = 0, n - 2 do
-    local send_k, recv_k = (rank - s) % n, (rank - s - 1) % n
-    local sw = dist.isend(chunks[send_k + 1], right)
-    local rw = dist.irecv(inbox, left)
-    sw:wait(); rw:wait()
-    chunks[recv_k + 1]:add_(inbox)
-    if trace then print(s, "sent", CHUNK[send_k], "added", CHUNK[recv_k]) end
-  end
-  return t
-end
-rs = ring_reduce_scatter(data:clone())
+${SOL_RS}
 ```
 
 Mind the two ways of counting: chunk numbers `k` count from 0 like ranks, the Lua list
 `chunks` from 1. With `trace = true` (set for you) each rank prints what it sent and
-added at every step, named as in the table (`CHUNK[k]`): compare with the drawing.]],
-        zh = [[
+added at every step, named as in the table (`CHUNK[k]`): compare with the drawing.]]),
+        zh = fill([[
 环形 all-reduce 分两个阶段。把张量切成 `world` 块，从 0 开始编号。
 
 第一阶段是 reduce-scatter，共 `world - 1` 步：第 `s` 步（从 0 开始），rank `r` 把第 `(r
@@ -217,26 +208,12 @@ step 2 发送  C230        D301        A012        B123
 最后一步之后，rank `r` 持有第 `(r + 1) % world` 块的完整总和。写出来：
 
 ```lua
-function ring_reduce_scatter(t)
-  local n, left, right = world, (rank - 1) % world, (rank + 1) % world
-  local chunks = t:chunk(n)     -- views into t; chunk k is chunks[k + 1]
-  local inbox = torch.empty_like(chunks[1])
-  for s = 0, n - 2 do
-    local send_k, recv_k = (rank - s) % n, (rank - s - 1) % n
-    local sw = dist.isend(chunks[send_k + 1], right)
-    local rw = dist.irecv(inbox, left)
-    sw:wait(); rw:wait()
-    chunks[recv_k + 1]:add_(inbox)
-    if trace then print(s, "sent", CHUNK[send_k], "added", CHUNK[recv_k]) end
-  end
-  return t
-end
-rs = ring_reduce_scatter(data:clone())
+${SOL_RS}
 ```
 
 注意两种计数方式：块编号 `k` 和 rank 一样从 0 开始，而 Lua 列表 `chunks` 从 1 开始。 `trace
 = true`（已经为你设好）时，每个 rank 每一步都会打印它发送了哪一块、加上了哪一块，
-名字与上表相同（`CHUNK[k]`）：和上面的图对照一下。]],
+名字与上表相同（`CHUNK[k]`）：和上面的图对照一下。]]),
       },
       pytorch = [[
 def ring_reduce_scatter(t):
@@ -278,57 +255,27 @@ def ring_reduce_scatter(t):
     },
     {
       text = {
-        en = [[
+        en = fill([[
 Phase 2, all-gather, again `world - 1` steps: each rank passes its completed chunk to the
 right, and whatever arrives from the left is complete too, so it is copied, not added.
 At step `s` rank `r` sends chunk `(r + 1 - s) % world` and receives chunk
 `(r - s) % world` straight into place:
 
 ```lua
-function ring_all_gather(t)
-  local n, left, right = world, (rank - 1) % world, (rank + 1) % world
-  local chunks = t:chunk(n)
-  for s = 0, n - 2 do
-    local send_k, recv_k = (rank + 1 - s) % n, (rank - s) % n
-    local sw = dist.isend(chunks[send_k + 1], right)
-    local rw = dist.irecv(chunks[recv_k + 1], left)
-    sw:wait(); rw:wait()
-  end
-  return t
-end
-function ring_all_reduce(t)
-  return ring_all_gather(ring_reduce_scatter(t))
-end
-ring = ring_all_reduce(data:clone())
-lib = data:clone(); dist.all_reduce(lib)
+${SOL_AR}
 ```
 
-`ring` and `lib` agree to float32 rounding (the additions happen in a different order).]],
-        zh = [[
+`ring` and `lib` agree to float32 rounding (the additions happen in a different order).]]),
+        zh = fill([[
 第二阶段是 all-gather，同样是 `world - 1` 步：每个 rank 把自己已完成的块传给右邻居，
 而从左邻居收到的块也已经是完整的，所以是复制而不是相加。第 `s` 步，rank `r` 发送第 `(r
 + 1 - s) % world` 块，并把第 `(r - s) % world` 块直接接收到对应位置：
 
 ```lua
-function ring_all_gather(t)
-  local n, left, right = world, (rank - 1) % world, (rank + 1) % world
-  local chunks = t:chunk(n)
-  for s = 0, n - 2 do
-    local send_k, recv_k = (rank + 1 - s) % n, (rank - s) % n
-    local sw = dist.isend(chunks[send_k + 1], right)
-    local rw = dist.irecv(chunks[recv_k + 1], left)
-    sw:wait(); rw:wait()
-  end
-  return t
-end
-function ring_all_reduce(t)
-  return ring_all_gather(ring_reduce_scatter(t))
-end
-ring = ring_all_reduce(data:clone())
-lib = data:clone(); dist.all_reduce(lib)
+${SOL_AR}
 ```
 
-`ring` 和 `lib` 在 float32 舍入误差范围内一致（加法的顺序不同）。]],
+`ring` 和 `lib` 在 float32 舍入误差范围内一致（加法的顺序不同）。]]),
       },
       pytorch = [[
 def ring_all_gather(t):

@@ -40,6 +40,11 @@ dist.broadcast(h, node * per_node, {group = node_groups[node]})]]
 
 local function msg(en, zh) return { en = en, zh = zh } end
 
+-- Step texts name the code they show (`${SOL_DEVICE}` in a ```lua fence), filled from the
+-- very strings that :solution shows and the setups run.
+local CODE = { SOL_DEVICE = SOL_DEVICE, SOL_LAYOUT = SOL_LAYOUT, SOL_HIER = SOL_HIER }
+local function fill(s) return (s:gsub("%${([%u%d_]+)}", function(k) return assert(CODE[k], k) end)) end
+
 return {
   title = {
     en = "GPUs and many machines",
@@ -113,7 +118,7 @@ has_nccl = dist.is_nccl_available()]],
     },
     {
       text = {
-        en = [[
+        en = fill([[
 One rank per GPU. A launcher (torchrun, or ddplab) starts as many ranks on a machine as
 it has GPUs (`-n`, torchrun's `--nproc_per_node`) and gives each its `LOCAL_RANK`, its
 index on this machine. A rank uses the GPU of that number: `LOCAL_RANK`, not `RANK`,
@@ -121,18 +126,15 @@ because on the second machine the ranks are 4 to 7 but the GPUs are still 0 to 3
 Write the choice so that it runs anywhere (`a and b or c` is Lua's `b if a else c`):
 
 ```lua
-local_rank = tonumber(os.getenv("LOCAL_RANK"))
-gpu = torch.cuda.is_available()
-device = gpu and ("cuda:" .. local_rank) or "cpu"
-backend = (gpu and dist.is_nccl_available()) and "nccl" or "gloo"
+${SOL_DEVICE}
 ```
 
 In PyTorch the rest follows: `torch.cuda.set_device(local_rank)`, the model moved with
 `model.to(device)`, the wrapper told its device with `DDP(model, device_ids=[local_rank])`,
 and every batch moved to `device`. Two ranks sharing one GPU is a classic mistake (they
 fight over its memory, and NCCL refuses a GPU used twice); forgetting `set_device` puts every
-rank's work on GPU 0.]],
-        zh = [[
+rank's work on GPU 0.]]),
+        zh = fill([[
 每块 GPU 一个 rank。启动器（torchrun 或 ddplab）在一台机器上启动与 GPU 数量相同的
 rank （`-n`，即 torchrun 的 `--nproc_per_node`），并给每个 rank 设置 `LOCAL_RANK`，也就是它
 在本机上的序号。rank 使用编号与之相同的那块 GPU：用 `LOCAL_RANK` 而不是 `RANK`，因为在
@@ -140,16 +142,13 @@ rank （`-n`，即 torchrun 的 `--nproc_per_node`），并给每个 rank 设置
 形式（`a and b or c` 相当于 Python 的 `b if a else c`）：
 
 ```lua
-local_rank = tonumber(os.getenv("LOCAL_RANK"))
-gpu = torch.cuda.is_available()
-device = gpu and ("cuda:" .. local_rank) or "cpu"
-backend = (gpu and dist.is_nccl_available()) and "nccl" or "gloo"
+${SOL_DEVICE}
 ```
 
 在 PyTorch 中接下来是：`torch.cuda.set_device(local_rank)`，用 `model.to(device)` 移动
 模型，用 `DDP(model, device_ids=[local_rank])` 告诉包装器它的设备，并把每个 batch 都移到 `device`
 上。两个 rank 共用一块 GPU 是典型错误（它们争抢显存，NCCL 也会拒绝同一块 GPU 被用两次）；
-忘记 `set_device` 则会让所有 rank 的计算都跑到 GPU 0 上。]],
+忘记 `set_device` 则会让所有 rank 的计算都跑到 GPU 0 上。]]),
       },
       pytorch = [[
 local_rank = int(os.environ["LOCAL_RANK"])
@@ -187,7 +186,7 @@ if gpu:
     },
     {
       text = {
-        en = [[
+        en = fill([[
 Many machines. With torchrun, every machine runs the same command with its own
 `--node_rank`:
 
@@ -205,16 +204,13 @@ Ranks are numbered machine by machine: global rank = node * ranks per node + loc
 Simulate a layout of 2 machines with this session's ranks:
 
 ```lua
-nnodes = 2
-per_node = (world + nnodes - 1) // nnodes   -- rounded up
-node = rank // per_node
-local_r = rank % per_node
+${SOL_LAYOUT}
 ```
 
 `:show node` and `:show local_r`: with 4 ranks, ranks 2 and 3 play the second machine.
 (With an odd number of ranks the second machine gets one rank fewer; real machines
-usually have the same number of GPUs each.)]],
-        zh = [[
+usually have the same number of GPUs each.)]]),
+        zh = fill([[
 多台机器。使用 torchrun 时，每台机器运行同样的命令，只是 `--node_rank` 各不相同：
 
 ```text
@@ -230,14 +226,11 @@ rank 按机器依次编号：全局 rank = 节点编号 * 每台机器的 rank �
 的 rank 模拟一个两台机器的布局：
 
 ```lua
-nnodes = 2
-per_node = (world + nnodes - 1) // nnodes   -- rounded up
-node = rank // per_node
-local_r = rank % per_node
+${SOL_LAYOUT}
 ```
 
 试试 `:show node` 和 `:show local_r`：在 4 个 rank 时，rank 2 和 3 扮演第二台机器。
-（rank 数为奇数时，第二台机器少一个 rank；真实的机器通常每台的 GPU 数量都一样。）]],
+（rank 数为奇数时，第二台机器少一个 rank；真实的机器通常每台的 GPU 数量都一样。）]]),
       },
       pytorch = [[
 nnodes = 2
@@ -263,7 +256,7 @@ local_r = rank % per_node]],
     },
     {
       text = {
-        en = [[
+        en = fill([[
 Inside a machine GPUs talk fast (NVLink); between machines the network is slower. So a
 large job can all-reduce in three stages: inside each machine, then across machines
 with one rank per machine, then back inside each machine. NCCL does this kind of
@@ -271,52 +264,24 @@ topology-aware work for you; here you build it from process groups, on the simul
 layout. Every rank must create every group, in the same order:
 
 ```lua
-node_groups = {}
-for k = 0, nnodes - 1 do
-  local members = {}
-  for r = k * per_node, math.min((k + 1) * per_node, world) - 1 do
-    members[#members + 1] = r
-  end
-  node_groups[k] = dist.new_group(members)
-end
-leader_ranks = {}
-for k = 0, nnodes - 1 do leader_ranks[#leader_ranks + 1] = k * per_node end
-leaders = dist.new_group(leader_ranks)
-h = torch.tensor({rank + 1.0})
-dist.all_reduce(h, {group = node_groups[node]})
-if local_r == 0 then dist.all_reduce(h, {group = leaders}) end
-dist.broadcast(h, node * per_node, {group = node_groups[node]})
+${SOL_HIER}
 ```
 
 Every rank ends with 1 + 2 + ... + world, as `dist.all_reduce` alone would give; but
 only one rank per machine used the slow link. (The broadcast's source is a global rank,
-as in PyTorch.)]],
-        zh = [[
+as in PyTorch.)]]),
+        zh = fill([[
 在一台机器内部，GPU 之间通信很快（NVLink）；机器之间的网络则慢得多。所以大规模任务可以
 分三个阶段做 all-reduce：先在每台机器内部，再在机器之间（每台机器出一个 rank），最后
 再回到每台机器内部。NCCL 会替你完成这类感知拓扑的工作；这里你在模拟的布局上，用进程组
 亲手搭建它。每个 rank 都必须按同样的顺序创建每一个组：
 
 ```lua
-node_groups = {}
-for k = 0, nnodes - 1 do
-  local members = {}
-  for r = k * per_node, math.min((k + 1) * per_node, world) - 1 do
-    members[#members + 1] = r
-  end
-  node_groups[k] = dist.new_group(members)
-end
-leader_ranks = {}
-for k = 0, nnodes - 1 do leader_ranks[#leader_ranks + 1] = k * per_node end
-leaders = dist.new_group(leader_ranks)
-h = torch.tensor({rank + 1.0})
-dist.all_reduce(h, {group = node_groups[node]})
-if local_r == 0 then dist.all_reduce(h, {group = leaders}) end
-dist.broadcast(h, node * per_node, {group = node_groups[node]})
+${SOL_HIER}
 ```
 
 每个 rank 最终都得到 1 + 2 + ... + world，和只调用一次 `dist.all_reduce` 的结果一样；
-但每台机器只有一个 rank 用到了慢速链路。（和 PyTorch 一样，broadcast 的源是全局 rank。）]],
+但每台机器只有一个 rank 用到了慢速链路。（和 PyTorch 一样，broadcast 的源是全局 rank。）]]),
       },
       pytorch = [[
 node_groups = [dist.new_group(list(range(k * per_node,
