@@ -125,6 +125,11 @@ void comm_p2p_free(comm_p2p *p) {
 }
 
 #if !DDP_HAVE_NCCL
+bool comm_nccl_version(int *major, int *minor, int *patch) {
+    *major = *minor = *patch = 0;
+    return false;
+}
+
 ddp_status comm_nccl_init(const comm_init_options *opts, comm **out) {
     (void)opts;
     *out = NULL;

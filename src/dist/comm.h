@@ -111,6 +111,9 @@ ddp_status comm_gloo_init(const comm_init_options *opts, comm **out);
  * DDP_ERR_UNSUPPORTED saying what the build lacks). Buffers are device memory of the
  * current GPU. */
 ddp_status comm_nccl_init(const comm_init_options *opts, comm **out);
+/* The NCCL library's version (ncclGetVersion), for --version and dist.nccl_version();
+ * false in a build without NCCL. */
+bool comm_nccl_version(int *major, int *minor, int *patch);
 /* The backend's name ("gloo"); "none" for NULL. */
 const char *comm_backend_name(const comm *c);
 /* Frees the communicator and closes its connections. NULL-safe. */

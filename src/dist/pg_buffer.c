@@ -3,7 +3,10 @@
  * checks against its group's backend) (kept apart so that the rest of the layer, and its
  * tests, need nothing from the tensor library but its header). */
 #include "dist/fingerprint.h"
+#include <string.h>
+
 #include "dist/pg_internal.h"
+#include "tensor/device.h"
 
 ddp_status pg_buffer_check_device(const char *op, comm_backend backend, const pg_buffer *b) {
     bool cuda = b->dev.type == DEVICE_CUDA;
@@ -17,6 +20,14 @@ ddp_status pg_buffer_check_device(const char *op, comm_backend backend, const pg
                         "%s: the NCCL backend takes CUDA tensors; move it with "
                         ":to(\"cuda\") (or use backend=\"gloo\" for CPU tensors)",
                         op);
+    return DDP_OK;
+}
+
+ddp_status pg_buffer_copy(const pg_buffer *dst, const pg_buffer *src, size_t n) {
+    if (n == 0 || dst->data == src->data) return DDP_OK;
+    if (dst->dev.type == DEVICE_CUDA || src->dev.type == DEVICE_CUDA)
+        return cuda_memcpy(dst->data, src->data, n, "collective");
+    memmove(dst->data, src->data, n);
     return DDP_OK;
 }
 

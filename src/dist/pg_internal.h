@@ -64,6 +64,9 @@ extern pg_world pg_W;
 /* DDP_ERR_ARG naming op when b's device is not one the backend takes (Gloo: the CPU;
  * NCCL: a GPU). */
 ddp_status pg_buffer_check_device(const char *op, comm_backend backend, const pg_buffer *b);
+/* Copies n bytes from src's memory to dst's, either of them on the CPU or a GPU (the
+ * tensor layer's copy for a GPU). */
+ddp_status pg_buffer_copy(const pg_buffer *dst, const pg_buffer *src, size_t n);
 /* Sets the activity text ("in all_reduce #3 float32[4]"); NULL clears it. */
 void pg_set_activity(const char *text);
 /* Seconds on the monotonic clock (base/clock.h), for deadlines. */

@@ -261,7 +261,8 @@ static ddp_status pg_connect_as(process_group *g, double rendezvous_timeout,
     pg_worker_drain(); /* a queued all_reduce may still use the old communicator */
     comm_destroy(g->comm);
     g->comm = NULL;
-    if (g->my < 0 || g->size == 1) return DDP_OK;
+    /* NCCL gets a communicator even alone, so that one rank runs its collectives */
+    if (g->my < 0 || (g->size == 1 && g->backend != COMM_BACKEND_NCCL)) return DDP_OK;
     char prefix[96];
     snprintf(prefix, sizeof prefix, "pg/%llu/%d/comm%d/", (unsigned long long)g->world_gen, g->id,
              g->comm_gen);

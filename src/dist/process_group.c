@@ -66,7 +66,7 @@ ddp_status pg_ready(process_group **gp, const char *op) {
      * for it once per chunk, since they may never have seen a failure themselves (a
      * member interrupted while alone in a collective). */
     if (new_chunk && !pg_W.check && !g->broken) pg_adopt_rebuild(g);
-    if (g->broken && !pg_W.check) {
+    if (g->broken && (!pg_W.check || g->size == 1)) { /* a group of one has no exchange */
         g->comm_gen++;
         if (pg_connect(g, pg_W.rendezvous_timeout) != DDP_OK) return rebuild_failed(op);
     }
@@ -394,6 +394,16 @@ static ddp_status check_list(const char *op, const char *what, const pg_buffer *
     return DDP_OK;
 }
 
+/* reduce_scatter, gather and scatter go through the host scratch buffer, which NCCL
+ * cannot read: refused there, in words, until they get device scratch. */
+static ddp_status staged_only(const process_group *g, const char *op) {
+    if (g->backend != COMM_BACKEND_NCCL) return DDP_OK;
+    return DDP_FAIL(DDP_ERR_UNSUPPORTED,
+                    "%s: not on the NCCL backend yet (all_reduce, broadcast, reduce, "
+                    "all_gather, barrier, send and recv are); use backend=\"gloo\"",
+                    op);
+}
+
 /* ---- collectives -------------------------------------------------------------------- */
 
 ddp_status pg_all_reduce(process_group *g, pg_buffer *b, comm_reduce_op op) {
@@ -402,7 +412,7 @@ ddp_status pg_all_reduce(process_group *g, pg_buffer *b, comm_reduce_op op) {
     snprintf(extra, sizeof extra, ", op=%s", comm_reduce_op_name(op));
     fp_format(fp, sizeof fp, "all_reduce", b->dt, b->ndim, b->sizes, extra);
     DDP_CHECK(enter(&g, "all_reduce", fp, b));
-    if (g->size == 1) return leave(g, DDP_OK);
+    if (!g->comm) return leave(g, DDP_OK); /* a group of one (NCCL's has a communicator) */
     pg_call k = {.kind = PG_CALL_ALL_REDUCE,
                  .op = "all_reduce",
                  .out = b->data,
@@ -421,7 +431,7 @@ ddp_status pg_all_reduce_async(process_group *g, pg_buffer *b, comm_reduce_op op
     /* the check runs now, so a mismatch fails here, on every rank, before Gloo */
     DDP_CHECK(enter(&g, "all_reduce", fp, b));
     pg_set_activity(NULL); /* the rank is not blocked: the call runs on the helper */
-    if (g->size == 1) return pg_work_for_job(g, "all_reduce", b, NULL, out);
+    if (!g->comm) return pg_work_for_job(g, "all_reduce", b, NULL, out);
     pg_call k = {.kind = PG_CALL_ALL_REDUCE,
                  .op = "all_reduce",
                  .out = b->data,
@@ -441,7 +451,7 @@ ddp_status pg_broadcast(process_group *g, pg_buffer *b, int src) {
     snprintf(extra, sizeof extra, ", src=%d", src);
     fp_format(fp, sizeof fp, "broadcast", b->dt, b->ndim, b->sizes, extra);
     DDP_CHECK(enter(&g, "broadcast", fp, b));
-    if (g->size == 1) return leave(g, DDP_OK);
+    if (!g->comm) return leave(g, DDP_OK); /* a group of one (NCCL's has a communicator) */
     pg_call k = {.kind = PG_CALL_BROADCAST,
                  .op = "broadcast",
                  .out = b->data,
@@ -459,7 +469,7 @@ ddp_status pg_reduce(process_group *g, pg_buffer *b, int dst, comm_reduce_op op)
     snprintf(extra, sizeof extra, ", dst=%d, op=%s", dst, comm_reduce_op_name(op));
     fp_format(fp, sizeof fp, "reduce", b->dt, b->ndim, b->sizes, extra);
     DDP_CHECK(enter(&g, "reduce", fp, b));
-    if (g->size == 1) return leave(g, DDP_OK);
+    if (!g->comm) return leave(g, DDP_OK); /* a group of one (NCCL's has a communicator) */
     pg_call k = {.kind = PG_CALL_REDUCE,
                  .op = "reduce",
                  .out = b->data,
@@ -499,10 +509,7 @@ ddp_status pg_all_gather(process_group *g, pg_buffer *outs, int nout, const pg_b
     DDP_CHECK(enter(&g, "all_gather", fp, in));
     size_t n = buffer_bytes(in);
     ddp_status s = DDP_OK;
-    if (g->size == 1) {
-        memmove(outs[0].data, in->data, n);
-        return leave(g, DDP_OK);
-    }
+    if (!g->comm) return leave(g, pg_buffer_copy(&outs[0], in, n));
     /* When the list's tensors lie back to back (views of one tensor, e.g. from :chunk),
      * Gloo's own allgather writes them as one buffer; otherwise the ring of
      * comm_all_gather_list writes each tensor in place */
@@ -539,10 +546,7 @@ ddp_status pg_all_gather_into(process_group *g, pg_buffer *out, const pg_buffer 
     char fp[FP_MAX];
     fp_format(fp, sizeof fp, "all_gather_into_tensor", in->dt, in->ndim, in->sizes, "");
     DDP_CHECK(enter(&g, "all_gather_into_tensor", fp, in));
-    if (g->size == 1) {
-        memmove(out->data, in->data, buffer_bytes(in));
-        return leave(g, DDP_OK);
-    }
+    if (!g->comm) return leave(g, pg_buffer_copy(out, in, buffer_bytes(in)));
     pg_call k = {.kind = PG_CALL_ALL_GATHER,
                  .op = "all_gather_into_tensor",
                  .in = in->data,
@@ -556,16 +560,14 @@ ddp_status pg_reduce_scatter(process_group *g, pg_buffer *out, const pg_buffer *
                              comm_reduce_op op) {
     DDP_CHECK(check_reduce("reduce_scatter", out, op));
     DDP_CHECK(pg_ready(&g, "reduce_scatter"));
+    DDP_CHECK(staged_only(g, "reduce_scatter"));
     DDP_CHECK(check_list("reduce_scatter", "the input list", ins, nin, g->size, out));
     char fp[FP_MAX], extra[32];
     snprintf(extra, sizeof extra, ", op=%s", comm_reduce_op_name(op));
     fp_format(fp, sizeof fp, "reduce_scatter", out->dt, out->ndim, out->sizes, extra);
     DDP_CHECK(enter(&g, "reduce_scatter", fp, out));
     size_t n = buffer_bytes(out);
-    if (g->size == 1) {
-        memmove(out->data, ins[0].data, n);
-        return leave(g, DDP_OK);
-    }
+    if (!g->comm) return leave(g, pg_buffer_copy(out, &ins[0], n));
     /* All-reduce the concatenation and keep our block. This moves 2(n-1)/n of the whole
      * input where a true reduce-scatter moves (n-1)/n, and copies the inputs once into
      * scratch (they must stay as they are). Gloo's own reduce-scatter (the old
@@ -590,6 +592,7 @@ ddp_status pg_reduce_scatter(process_group *g, pg_buffer *out, const pg_buffer *
 ddp_status pg_gather(process_group *g, const pg_buffer *in, pg_buffer *outs, int nout, int dst) {
     DDP_CHECK(check_dtype("gather", in));
     DDP_CHECK(pg_ready(&g, "gather"));
+    DDP_CHECK(staged_only(g, "gather"));
     int root;
     DDP_CHECK(root_of(g, "gather", "dst", dst, &root));
     if (g->my == root) {
@@ -605,10 +608,7 @@ ddp_status pg_gather(process_group *g, const pg_buffer *in, pg_buffer *outs, int
     fp_format(fp, sizeof fp, "gather", in->dt, in->ndim, in->sizes, extra);
     DDP_CHECK(enter(&g, "gather", fp, in));
     size_t n = buffer_bytes(in);
-    if (g->size == 1) {
-        memmove(outs[0].data, in->data, n);
-        return leave(g, DDP_OK);
-    }
+    if (!g->comm) return leave(g, pg_buffer_copy(&outs[0], in, n));
     ddp_status s = DDP_OK;
     char *tmp = g->my == root ? scratch(g, n * (size_t)g->size, &s) : NULL;
     if (s != DDP_OK) return leave(g, s);
@@ -627,6 +627,7 @@ ddp_status pg_gather(process_group *g, const pg_buffer *in, pg_buffer *outs, int
 ddp_status pg_scatter(process_group *g, pg_buffer *out, const pg_buffer *ins, int nin, int src) {
     DDP_CHECK(check_dtype("scatter", out));
     DDP_CHECK(pg_ready(&g, "scatter"));
+    DDP_CHECK(staged_only(g, "scatter"));
     int root;
     DDP_CHECK(root_of(g, "scatter", "src", src, &root));
     if (g->my == root) {
@@ -642,10 +643,7 @@ ddp_status pg_scatter(process_group *g, pg_buffer *out, const pg_buffer *ins, in
     fp_format(fp, sizeof fp, "scatter", out->dt, out->ndim, out->sizes, extra);
     DDP_CHECK(enter(&g, "scatter", fp, out));
     size_t n = buffer_bytes(out);
-    if (g->size == 1) {
-        memmove(out->data, ins[0].data, n);
-        return leave(g, DDP_OK);
-    }
+    if (!g->comm) return leave(g, pg_buffer_copy(out, &ins[0], n));
     ddp_status s = DDP_OK;
     char *tmp = g->my == root ? scratch(g, n * (size_t)g->size, &s) : NULL;
     if (s != DDP_OK) return leave(g, s);
@@ -663,7 +661,7 @@ ddp_status pg_scatter(process_group *g, pg_buffer *out, const pg_buffer *ins, in
 
 ddp_status pg_barrier(process_group *g) {
     DDP_CHECK(enter(&g, "barrier", "barrier()", NULL));
-    if (g->size == 1) return leave(g, DDP_OK);
+    if (!g->comm) return leave(g, DDP_OK); /* a group of one (NCCL's has a communicator) */
     pg_call k = {.kind = PG_CALL_BARRIER, .op = "barrier"};
     return leave(g, pg_call_run(g, &k, NULL, 0, NULL, 0));
 }
@@ -688,7 +686,7 @@ ddp_status pg_monitored_barrier(process_group *g, double timeout_s) {
         return DDP_FAIL(s, "monitored_barrier: %s (timeout= sets the limit)", msg);
     }
     DDP_CHECK(s);
-    if (g->size == 1) return leave(g, DDP_OK);
+    if (!g->comm) return leave(g, DDP_OK); /* a group of one (NCCL's has a communicator) */
     pg_call k = {.kind = PG_CALL_BARRIER, .op = "monitored_barrier"};
     return leave(g, pg_call_run(g, &k, NULL, 0, NULL, 0));
 }
