@@ -4,22 +4,17 @@
 -- each rank steps on its own. Checks recompute the expected numbers from the learner's
 -- own tensors (never hard-coded values), so they hold for any seed and generator.
 
+local shared = require("lessons.shared") -- the tutorial's model, spelt once
+
 -- Shared code, built into the setups. Every setup builds the whole state its step needs
 -- from nothing, so :reset (fresh ranks) and a step opened directly both work; it is also
 -- safe to run again in ranks that already went through the earlier steps.
+
 local INIT = [[
 if not dist.is_initialized() then dist.init_process_group{backend = "gloo"} end
 rank, world = dist.get_rank(), dist.get_world_size()
 F = torch.nn.functional
-LinearModel = nn.Module:extend("LinearModel")
-function LinearModel:__init()
-  self.fc1 = nn.Linear(5, 10)
-  self.fc2 = nn.Linear(10, 5)
-end
-function LinearModel:forward(x)
-  return self.fc2(torch.relu(self.fc1(x)))
-end
-torch.manual_seed(0)
+]] .. shared.LINEAR_MODEL .. [[torch.manual_seed(0)
 N = 4 * world -- one batch: 4 rows per rank (16 on 4 ranks)
 X, Y = torch.randn(N, 5), torch.randn(N, 5)
 torch.manual_seed(100 + rank)

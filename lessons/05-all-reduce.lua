@@ -3,19 +3,13 @@
 -- tutorial mistake (step first, then all-reduce the weights), done and measured against
 -- the right order. Checks recompute every expected number from the ranks' own tensors.
 
+local shared = require("lessons.shared") -- the tutorial's model, spelt once
+
 local INIT = [[
 if not dist.is_initialized() then dist.init_process_group{backend = "gloo"} end
 rank, world = dist.get_rank(), dist.get_world_size()
 F = torch.nn.functional
-LinearModel = nn.Module:extend("LinearModel")
-function LinearModel:__init()
-  self.fc1 = nn.Linear(5, 10)
-  self.fc2 = nn.Linear(10, 5)
-end
-function LinearModel:forward(x)
-  return self.fc2(torch.relu(self.fc1(x)))
-end
-torch.manual_seed(0)
+]] .. shared.LINEAR_MODEL .. [[torch.manual_seed(0)
 N = 4 * world -- one batch: 4 rows per rank (16 on 4 ranks)
 X, Y = torch.randn(N, 5), torch.randn(N, 5)
 torch.manual_seed(100 + rank)

@@ -5,18 +5,12 @@
 -- (reported by ddplab) and ddp:join. The expected index lists come from the sampler
 -- itself, so the checks hold for any generator.
 
+local shared = require("lessons.shared") -- the tutorial's model, spelt once
+
 local INIT = [[
 if not dist.is_initialized() then dist.init_process_group{backend = "gloo"} end
 rank, world = dist.get_rank(), dist.get_world_size()
-LinearModel = nn.Module:extend("LinearModel")
-function LinearModel:__init()
-  self.fc1 = nn.Linear(5, 10)
-  self.fc2 = nn.Linear(10, 5)
-end
-function LinearModel:forward(x)
-  return self.fc2(torch.relu(self.fc1(x)))
-end
-torch.manual_seed(0)
+]] .. shared.LINEAR_MODEL .. [[torch.manual_seed(0)
 N = 4 * world -- 16 samples on 4 ranks
 X = torch.randn(N, 5)
 ds = data.TensorDataset(X, torch.arange(N))

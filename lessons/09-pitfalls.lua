@@ -6,18 +6,12 @@
 -- step passes once the learner has seen the failure (an error on some rank, or replicas
 -- that drifted); the step after it fixes it.
 
+local shared = require("lessons.shared") -- the tutorial's model, spelt once
+
 local INIT = [[
 if not dist.is_initialized() then dist.init_process_group{backend = "gloo"} end
 rank, world = dist.get_rank(), dist.get_world_size()
-LinearModel = nn.Module:extend("LinearModel")
-function LinearModel:__init()
-  self.fc1 = nn.Linear(5, 10)
-  self.fc2 = nn.Linear(10, 5)
-end
-function LinearModel:forward(x)
-  return self.fc2(torch.relu(self.fc1(x)))
-end
-torch.manual_seed(0)
+]] .. shared.LINEAR_MODEL .. [[torch.manual_seed(0)
 N = 4 * world -- one batch: 4 rows per rank (16 on 4 ranks)
 X, Y = torch.randn(N, 5), torch.randn(N, 5)
 b = #X // world
