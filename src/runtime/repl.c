@@ -253,7 +253,8 @@ static bool report_idle_deaths(repl *r, bool new_line) {
 
 /* libedit's key reader (EL_GETCFN): as the built-in one (a byte at a time, decoded with
  * mbrtowc, invalid bytes dropped; -1 with errno EINTR when Ctrl-C interrupts the wait),
- * but waiting in poll() so that the ranks can be checked meanwhile. Returns 1 with *wc
+ * but waiting in poll() so that the ranks can be checked meanwhile, and reading first the
+ * start of a line typed while the last chunk ran (r->typeahead). Returns 1 with *wc
  * set, 0 at end of input, -1 on error. */
 static int read_key(EditLine *el, wchar_t *wc) {
     repl *r = NULL;
@@ -270,6 +271,9 @@ static int read_key(EditLine *el, wchar_t *wc) {
         if (nback > 0) {
             c = back[0];
             memmove(back, back + 1, --nback);
+        } else if (r->typeahead_len > 0) { /* a line begun while the last chunk ran */
+            c = r->typeahead[0];
+            memmove(r->typeahead, r->typeahead + 1, --r->typeahead_len);
         } else {
             struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
             int ready = poll(&p, 1, n == 0 ? IDLE_CHECK_MS : -1);

@@ -55,7 +55,8 @@ typedef struct repl {
     bool recording;                /* the chunk running was typed: the lesson notes it */
     /* typed while a chunk ran (a terminal in cooked mode gives whole lines): read-only
      * commands answered at once, the rest kept for the prompt, in order */
-    char *typeahead; /* a partial line (owned) */
+    char *typeahead; /* a partial line (owned): the terminal hands one over when its mode
+                      * changes under it, or at Ctrl-D; the next prompt starts with it */
     size_t typeahead_len;
     char **pending; /* whole lines (owned) */
     int npending;

@@ -3,8 +3,9 @@
 # nothing a learner types aborts a rank (a _G whose __index raises, print removed, Tab
 # on such a _G); a second Ctrl-C ends a loop that catches the first with pcall, keeping
 # the state, and a third kills a rank stuck in C (a FIFO that never opens), which is then
-# reported, as is a rank killed with kill -9 afterwards; the checks of each defect are
-# grouped under its number.
+# reported, as is a rank killed with kill -9 afterwards; the start of a line typed while
+# a chunk runs is kept for the prompt; the checks of each defect are grouped under its
+# number.
 . "$(dirname "$0")/tmux_lib.sh"
 
 # Polls the screen (bounded, as wait_for) until a line matches the extended regex $1
@@ -45,6 +46,19 @@ wait_for "error calling 'print'"
 send 'print = function(...) local t = table.pack(...); for i = 1, t.n do t[i] = tostring(t[i]) end; io.write(table.concat(t, "\t"), "\n") end'
 sync_ranks
 screen | grep -q "SIGABRT\|PANIC\|died" && fail "a rank died"
+
+# 15. the start of a line typed while a chunk runs is kept for the prompt. The terminal
+# hands such a part over when its mode changes under it (libedit's raw mode to cooked, as
+# a chunk starts) or at Ctrl-D, which is how it is made here; Enter comes after the chunk.
+send 'local t0 = os.clock(); while os.clock() - t0 < 1 do end; print("slow done")'
+sleep 0.3
+SYNC=$((SYNC + 1))
+keys "=\"sy\" .. \"nc$SYNC\""
+tmux -L "$SOCK" send-keys C-d
+wait_for "[0,1] slow done"
+sleep 0.3
+tmux -L "$SOCK" send-keys Enter
+wait_for "sync$SYNC"
 
 # 4. a second Ctrl-C escalates: pcall cannot keep it; the state stays
 send 'x = 5; while true do pcall(function() while true do end end) end'
