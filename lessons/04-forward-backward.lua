@@ -4,7 +4,8 @@
 -- each rank steps on its own. Checks recompute the expected numbers from the learner's
 -- own tensors (never hard-coded values), so they hold for any seed and generator.
 
-local shared = require("lessons.shared") -- the tutorial's model, spelt once
+local shared = require("lessons.shared") -- the tutorial's model, the checks' helpers
+local msg, max_diff = shared.msg, shared.max_diff
 
 -- Shared code, built into the setups. Every setup builds the whole state its step needs
 -- from nothing, so :reset (fresh ranks) and a step opened directly both work; it is also
@@ -36,8 +37,6 @@ optimizer:zero_grad()
 loss = criterion(model(x), y)
 loss:backward()]]
 
-local function msg(en, zh) return { en = en, zh = zh } end
-
 -- The local loss and gradients of `model` on (x, y), computed on copies of its
 -- parameters so the learner's own .grad fields are left alone.
 local function reference(model, x, y)
@@ -51,8 +50,6 @@ local function reference(model, x, y)
   for i, p in ipairs(ps) do grads[i] = p.grad end
   return l:item(), grads
 end
-
-local function max_diff(a, b) return (a:double() - b:double()):abs():max():item() end
 
 local function is_model(c, m)
   if type(m) ~= "table" or not nn.is_module(m) then
@@ -97,7 +94,7 @@ end
 -- Step texts name the code they show (`${SOL_MODEL}` in a ```lua fence), filled from the
 -- very strings that :solution shows and the setups run.
 local CODE = { SOL_MODEL = SOL_MODEL, SOL_SHARD = SOL_SHARD, SOL_BACKWARD = SOL_BACKWARD }
-local function fill(s) return (s:gsub("%${([%u%d_]+)}", function(k) return assert(CODE[k], k) end)) end
+local fill = shared.filler(CODE)
 
 return {
   title = {

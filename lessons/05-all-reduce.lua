@@ -3,7 +3,11 @@
 -- tutorial mistake (step first, then all-reduce the weights), done and measured against
 -- the right order. Checks recompute every expected number from the ranks' own tensors.
 
-local shared = require("lessons.shared") -- the tutorial's model, spelt once
+local shared = require("lessons.shared") -- the tutorial's model, the checks' helpers
+local msg = shared.msg
+local max_diff = shared.max_diff
+local params_of = shared.params_of
+local all_equal = shared.all_equal
 
 local INIT = [[
 if not dist.is_initialized() then dist.init_process_group{backend = "gloo"} end
@@ -35,10 +39,6 @@ for _, p in ipairs(model:parameters()) do
   p.grad:div_(world)
 end]]
 
-local function msg(en, zh) return { en = en, zh = zh } end
-
-local function max_diff(a, b) return (a:double() - b:double()):abs():max():item() end
-
 -- The gradients of the MSE loss of `model` on (x, y), on copies of its parameters.
 local function local_grads(model, x, y)
   local ps = {}
@@ -51,29 +51,10 @@ local function local_grads(model, x, y)
   return grads
 end
 
-local function params_of(m)
-  if type(m) ~= "table" or not nn.is_module(m) then return nil end
-  local out = {}
-  for i, p in ipairs(m:parameters()) do out[i] = p:detach() end
-  return out
-end
-
--- true when every rank's list of tensors equals rank 0's (one gather, on every rank).
-local function all_equal(c, list)
-  local all = c.gather(list)
-  for r = 1, #all do
-    if all[r] == nil or all[1] == nil or #all[r] ~= #all[1] then return false, r - 1 end
-    for i = 1, #all[1] do
-      if not c.equal(all[r][i], all[1][i]) then return false, r - 1 end
-    end
-  end
-  return true
-end
-
 -- Step texts name the code they show (`${SOL_AVERAGE}` in a ```lua fence), filled from the
 -- very strings that :solution shows and the setups run.
 local CODE = { SOL_AVERAGE = SOL_AVERAGE }
-local function fill(s) return (s:gsub("%${([%u%d_]+)}", function(k) return assert(CODE[k], k) end)) end
+local fill = shared.filler(CODE)
 
 return {
   title = {

@@ -3,7 +3,12 @@
 -- accumulation. Checks compare with one process on the whole batch (as lesson 6) and
 -- with gradients recomputed from the ranks' own data.
 
-local shared = require("lessons.shared") -- the tutorial's model, spelt once
+local shared = require("lessons.shared") -- the tutorial's model, the checks' helpers
+local msg = shared.msg
+local max_diff = shared.max_diff
+local params_of = shared.params_of
+local all_equal = shared.all_equal
+local single_process = shared.single_process
 
 local INIT = [[
 if not dist.is_initialized() then dist.init_process_group{backend = "gloo"} end
@@ -54,44 +59,6 @@ ddp:no_sync(function()
 end)
 criterion(ddp(x2), y2):backward()]]
 
-local function msg(en, zh) return { en = en, zh = zh } end
-
-local function max_diff(a, b) return (a:double() - b:double()):abs():max():item() end
-
-local function params_of(m)
-  if type(m) ~= "table" or not nn.is_module(m) then return nil end
-  local out = {}
-  for i, p in ipairs(m:parameters()) do out[i] = p:detach() end
-  return out
-end
-
-local function all_equal(c, list)
-  local all = c.gather(list)
-  for r = 1, #all do
-    if all[r] == nil or all[1] == nil or #all[r] ~= #all[1] then return false end
-    for i = 1, #all[1] do
-      if not c.equal(all[r][i], all[1][i]) then return false end
-    end
-  end
-  return true
-end
-
-local function single_process(c, steps, lr)
-  local sd = c.global("init_state")
-  local names = { "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias" }
-  local ps = {}
-  for i, n in ipairs(names) do ps[i] = nn.Parameter(sd[n]:clone()) end
-  local opt = optim.Adam(ps, { lr = lr })
-  local F = torch.nn.functional
-  local X, Y = c.global("X"), c.global("Y")
-  for _ = 1, steps do
-    opt:zero_grad()
-    F.mse_loss(F.linear(F.relu(F.linear(X, ps[1], ps[2])), ps[3], ps[4]), Y):backward()
-    opt:step()
-  end
-  return ps
-end
-
 -- The local gradients of the model's MSE loss, summed over the given micro-batches.
 local function local_grads(model, pairs_)
   local ps = {}
@@ -108,7 +75,7 @@ end
 -- Step texts name the code they show (`${SOL_LOOP}` in a ```lua fence), filled from the
 -- very strings that :solution shows and the setups run.
 local CODE = { SOL_LOOP = SOL_LOOP, SOL_NO_SYNC = SOL_NO_SYNC }
-local function fill(s) return (s:gsub("%${([%u%d_]+)}", function(k) return assert(CODE[k], k) end)) end
+local fill = shared.filler(CODE)
 
 return {
   title = {

@@ -5,7 +5,8 @@
 -- (reported by ddplab) and ddp:join. The expected index lists come from the sampler
 -- itself, so the checks hold for any generator.
 
-local shared = require("lessons.shared") -- the tutorial's model, spelt once
+local shared = require("lessons.shared") -- the tutorial's model, the checks' helpers
+local msg, params_of = shared.msg, shared.params_of
 
 local INIT = [[
 if not dist.is_initialized() then dist.init_process_group{backend = "gloo"} end
@@ -59,8 +60,6 @@ ddp:join(function()
   end
 end)]]
 
-local function msg(en, zh) return { en = en, zh = zh } end
-
 local function list_equal(a, b)
   if type(a) ~= "table" or type(b) ~= "table" or #a ~= #b then return false end
   for i = 1, #a do if a[i] ~= b[i] then return false end end
@@ -82,17 +81,10 @@ local function partition(all, n, world)
   return count == n
 end
 
-local function params_of(m)
-  if type(m) ~= "table" or not nn.is_module(m) then return nil end
-  local out = {}
-  for i, p in ipairs(m:parameters()) do out[i] = p:detach() end
-  return out
-end
-
 -- Step texts name the code they show (`${SOL_EPOCHS_NO_SET}` in a ```lua fence), filled from the
 -- very strings that :solution shows and the setups run.
 local CODE = { SOL_EPOCHS_NO_SET = SOL_EPOCHS_NO_SET, SOL_EPOCHS_SET = SOL_EPOCHS_SET, SOL_JOIN = SOL_JOIN }
-local function fill(s) return (s:gsub("%${([%u%d_]+)}", function(k) return assert(CODE[k], k) end)) end
+local fill = shared.filler(CODE)
 
 return {
   title = {

@@ -6,7 +6,8 @@
 -- step passes once the learner has seen the failure (an error on some rank, or replicas
 -- that drifted); the step after it fixes it.
 
-local shared = require("lessons.shared") -- the tutorial's model, spelt once
+local shared = require("lessons.shared") -- the tutorial's model, the checks' helpers
+local msg, params_of, all_equal = shared.msg, shared.params_of, shared.all_equal
 
 local INIT = [[
 if not dist.is_initialized() then dist.init_process_group{backend = "gloo"} end
@@ -48,27 +49,6 @@ for step = 1, 2 do
   net_optimizer:step()
   steps_done = steps_done + 1
 end]]
-
-local function msg(en, zh) return { en = en, zh = zh } end
-
-local function params_of(m)
-  if type(m) ~= "table" or not nn.is_module(m) then return nil end
-  local out = {}
-  for i, p in ipairs(m:parameters()) do out[i] = p:detach() end
-  return out
-end
-
--- Whether every rank's list of tensors equals rank 0's (one gather on every rank).
-local function all_equal(c, list)
-  local all = c.gather(list)
-  for r = 1, #all do
-    if all[r] == nil or all[1] == nil or #all[r] ~= #all[1] then return false end
-    for i = 1, #all[1] do
-      if not c.equal(all[r][i], all[1][i]) then return false end
-    end
-  end
-  return true
-end
 
 -- Whether some rank's last error in this step contains one of the patterns.
 local function some_rank_saw(c, patterns)

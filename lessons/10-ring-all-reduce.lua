@@ -2,6 +2,8 @@
 -- The learner passes a message around the ring, writes the reduce-scatter and all-gather
 -- phases with dist.isend/dist.irecv, checks the result against dist.all_reduce, and
 -- times both. The text draws the ring step by step for 4 ranks and derives 2(n-1)/n.
+local shared = require("lessons.shared") -- the checks' helpers
+local msg, max_diff = shared.msg, shared.max_diff
 
 local INIT = [[
 if not dist.is_initialized() then dist.init_process_group{backend = "gloo"} end
@@ -61,20 +63,16 @@ t_ring = time_it(ring_all_reduce)
 t_lib = time_it(dist.all_reduce)
 print(("ring %.2f ms, library %.2f ms"):format(t_ring * 1e3, t_lib * 1e3))]]
 
-local function msg(en, zh) return { en = en, zh = zh } end
-
 local function sum_of(all)
   local s = all[1]:double()
   for r = 2, #all do s = s + all[r]:double() end
   return s
 end
 
-local function max_diff(a, b) return (a:double() - b:double()):abs():max():item() end
-
 -- Step texts name the code they show (`${SOL_RS}` in a ```lua fence), filled from the
 -- very strings that :solution shows and the setups run.
 local CODE = { SOL_RS = SOL_RS, SOL_AR = SOL_AR }
-local function fill(s) return (s:gsub("%${([%u%d_]+)}", function(k) return assert(CODE[k], k) end)) end
+local fill = shared.filler(CODE)
 
 return {
   title = {

@@ -3,6 +3,8 @@
 -- machines (--nnodes, global rank = node * ranks per node + local rank), taught so that a
 -- CPU-only build can do every step: the checks accept the answers of both kinds of build,
 -- and the many-machine steps simulate nodes by splitting this machine's ranks.
+local shared = require("lessons.shared") -- the checks' helpers
+local msg = shared.msg
 
 local INIT = [[
 if not dist.is_initialized() then dist.init_process_group{backend = "gloo"} end
@@ -38,12 +40,10 @@ dist.all_reduce(h, {group = node_groups[node]})
 if local_r == 0 then dist.all_reduce(h, {group = leaders}) end
 dist.broadcast(h, node * per_node, {group = node_groups[node]})]]
 
-local function msg(en, zh) return { en = en, zh = zh } end
-
 -- Step texts name the code they show (`${SOL_DEVICE}` in a ```lua fence), filled from the
 -- very strings that :solution shows and the setups run.
 local CODE = { SOL_DEVICE = SOL_DEVICE, SOL_LAYOUT = SOL_LAYOUT, SOL_HIER = SOL_HIER }
-local function fill(s) return (s:gsub("%${([%u%d_]+)}", function(k) return assert(CODE[k], k) end)) end
+local fill = shared.filler(CODE)
 
 return {
   title = {
