@@ -53,7 +53,16 @@ end
 
 -- Step texts name the code they show (`${SOL_AVERAGE}` in a ```lua fence), filled from the
 -- very strings that :solution shows and the setups run.
-local CODE = { SOL_AVERAGE = SOL_AVERAGE }
+local EX_STEP_AFTER = [[
+optimizer:step()
+torch.no_grad(function()
+  for _, p in ipairs(model:parameters()) do
+    dist.all_reduce(p); p:div_(world)
+  end
+end)
+diff = (model.fc1.weight - good.fc1.weight):abs():max():item()
+:show diff]]
+local CODE = { EX_STEP_AFTER = EX_STEP_AFTER, SOL_AVERAGE = SOL_AVERAGE }
 local fill = shared.filler(CODE)
 
 return {
@@ -261,20 +270,13 @@ optimizer.step()]],
     },
     {
       text = {
-        en = [[
+        en = fill([[
 A widespread beginner's tutorial does it the other way round: every rank steps with its
 own gradient, and then the weights are all-reduced. Try that order on `model` (it has
 local, not averaged, gradients again); `good` is a copy that was trained the right way.
 
 ```lua
-optimizer:step()
-torch.no_grad(function()
-  for _, p in ipairs(model:parameters()) do
-    dist.all_reduce(p); p:div_(world)
-  end
-end)
-diff = (model.fc1.weight - good.fc1.weight):abs():max():item()
-:show diff
+${EX_STEP_AFTER}
 ```
 
 The replicas agree again, but not with `good`. Adam's first step moves each weight by
@@ -285,21 +287,14 @@ gradient) moves it by `lr`. Later steps go further wrong: each rank's Adam keeps
 moment estimates, built from its own gradients. (With plain SGD and one step the two
 orders agree, because SGD's step is linear in the gradient; that luck ends as soon as
 there is momentum, Adam, or weight decay.) And the tutorial's `all_reduce` with no `op`
-sums: without the division, every weight becomes `world` times larger.]],
-        zh = [[
+sums: without the division, every weight becomes `world` times larger.]]),
+        zh = fill([[
 一篇流传很广的入门教程把顺序弄反了：每个 rank 先用自己的梯度更新参数，再对权重做 all-reduce。
 在 `model` 上试试这种顺序（它又回到了本地梯度、未做平均的状态）；
 `good` 是按正确方式训练的一份副本。
 
 ```lua
-optimizer:step()
-torch.no_grad(function()
-  for _, p in ipairs(model:parameters()) do
-    dist.all_reduce(p); p:div_(world)
-  end
-end)
-diff = (model.fc1.weight - good.fc1.weight):abs():max():item()
-:show diff
+${EX_STEP_AFTER}
 ```
 
 各副本又一致了，却和 `good` 不一样。Adam 的第一步会让每个权重朝梯度符号的反方向移动
@@ -308,7 +303,7 @@ diff = (model.fc1.weight - good.fc1.weight):abs():max():item()
 之后的每一步错得更多：每个 rank 的 Adam 都保存着由自己梯度得到的动量估计。（如果是
 普通 SGD 并且只走一步，两种顺序结果相同，因为 SGD 的更新对梯度是线性的；一旦有了 momentum、
 Adam 或 weight decay，这种巧合就不存在了。）另外，那篇教程调用
-`all_reduce` 时没有指定 `op`，默认是求和：不做除法的话，每个权重都会变成原来的 `world` 倍。]],
+`all_reduce` 时没有指定 `op`，默认是求和：不做除法的话，每个权重都会变成原来的 `world` 倍。]]),
       },
       pytorch = [[
 optimizer.step()

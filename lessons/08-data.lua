@@ -83,7 +83,19 @@ end
 
 -- Step texts name the code they show (`${SOL_EPOCHS_NO_SET}` in a ```lua fence), filled from the
 -- very strings that :solution shows and the setups run.
-local CODE = { SOL_EPOCHS_NO_SET = SOL_EPOCHS_NO_SET, SOL_EPOCHS_SET = SOL_EPOCHS_SET, SOL_JOIN = SOL_JOIN }
+local EX_BATCHES = [[
+for _, b in ipairs(batches) do
+  optimizer:zero_grad()
+  criterion(ddp(b[1]), b[2]):backward()
+  optimizer:step()
+  done = done + 1
+end]]
+local CODE = {
+  EX_BATCHES = EX_BATCHES,
+  SOL_EPOCHS_NO_SET = SOL_EPOCHS_NO_SET,
+  SOL_EPOCHS_SET = SOL_EPOCHS_SET,
+  SOL_JOIN = SOL_JOIN,
+}
 local fill = shared.filler(CODE)
 
 return {
@@ -347,39 +359,29 @@ n_drop = len(DistributedSampler(ds19, shuffle=False, drop_last=True))]],
     },
     {
       text = {
-        en = [[
+        en = fill([[
 Without a sampler, ranks can end up with different numbers of batches: here rank `r` has
 `3 + r`. `ddp` wraps `model` (lesson 7). Train through every batch and watch what happens
 when rank 0 runs out:
 
 ```lua
-for _, b in ipairs(batches) do
-  optimizer:zero_grad()
-  criterion(ddp(b[1]), b[2]):backward()
-  optimizer:step()
-  done = done + 1
-end
+${EX_BATCHES}
 ```
 
 Every backward all-reduces the gradients, so it needs every rank. Rank 0 finished its
 3 batches and left the loop; the others wait for it in their 4th backward. In PyTorch this
-hangs until a timeout; ddplab reports the collective that not every rank called.]],
-        zh = [[
+hangs until a timeout; ddplab reports the collective that not every rank called.]]),
+        zh = fill([[
 如果不用 sampler，各 rank 拿到的 batch 数可能不同：这里 rank `r` 有 `3 + r` 个。
 `ddp` 包装了 `model`（第 7 课）。遍历所有 batch 进行训练，看看 rank 0 用完数据时会发生什么：
 
 ```lua
-for _, b in ipairs(batches) do
-  optimizer:zero_grad()
-  criterion(ddp(b[1]), b[2]):backward()
-  optimizer:step()
-  done = done + 1
-end
+${EX_BATCHES}
 ```
 
 每次 backward 都会对梯度做 all-reduce，因此需要所有 rank 参与。rank 0 处理完它的 3 个 batch
 就离开了循环；其他 rank 在第 4 次 backward 里等它。在 PyTorch 中这会一直卡住，
-直到超时；ddplab 则会报告哪一个集合通信操作没有被所有 rank 调用。]],
+直到超时；ddplab 则会报告哪一个集合通信操作没有被所有 rank 调用。]]),
       },
       pytorch = [[
 for xb, yb in batches:

@@ -64,6 +64,45 @@ local function some_rank_saw(c, patterns)
   return false
 end
 
+-- Step texts name the code they show (`${EX_TURNS}` in a ```lua fence), filled from one
+-- string, so the English and the Chinese text show the same code.
+local EX_TURNS = [[
+t0 = torch.time()
+for i = 0, world - 1 do
+  if rank == i then work() end
+  dist.barrier()
+end
+t_turns = torch.time() - t0
+t0 = torch.time(); work(); dist.barrier(); t_together = torch.time() - t0]]
+local EX_SAVE = [[
+if rank == 0 then torch.save(model:state_dict(), ckpt) end
+dist.barrier()
+sd = torch.load(ckpt, {map_location = "cpu"})
+model:load_state_dict(sd)]]
+local EX_UNUSED = [[
+ddp = nn.DistributedDataParallel(net)
+for step = 1, 2 do
+  net_optimizer:zero_grad()
+  criterion(ddp(x), y):backward()
+  net_optimizer:step()
+  steps_done = steps_done + 1
+end]]
+local EX_FIND_UNUSED = [[
+ddp = nn.DistributedDataParallel(net, {find_unused_parameters = true})
+for step = 1, 2 do
+  net_optimizer:zero_grad()
+  criterion(ddp(x), y):backward()
+  net_optimizer:step()
+  steps_done = steps_done + 1
+end]]
+local CODE = {
+  EX_TURNS = EX_TURNS,
+  EX_SAVE = EX_SAVE,
+  EX_UNUSED = EX_UNUSED,
+  EX_FIND_UNUSED = EX_FIND_UNUSED,
+}
+local fill = shared.filler(CODE)
+
 return {
   title = {
     en = "Pitfalls: break it, see it, fix it",
@@ -167,7 +206,7 @@ if rank == 0:
     },
     {
       text = {
-        en = [[
+        en = fill([[
 Taking turns. A beginner's tutorial wraps training in
 `for i in range(world_size): if rank == i: ...`. Without anything that waits, that loop
 only runs the body once on each rank (the `if` just hides it). With anything that does
@@ -175,35 +214,23 @@ wait for the others inside it, a barrier or a collective, the ranks really take 
 one works, the rest wait. `work()` stands for a training step of 0.2 s. Time both ways:
 
 ```lua
-t0 = torch.time()
-for i = 0, world - 1 do
-  if rank == i then work() end
-  dist.barrier()
-end
-t_turns = torch.time() - t0
-t0 = torch.time(); work(); dist.barrier(); t_together = torch.time() - t0
+${EX_TURNS}
 ```
 
 Taking turns costs `world` times as long, and buys nothing: the ranks are separate
-processes, and there is nothing to protect from each other.]],
-        zh = [[
+processes, and there is nothing to protect from each other.]]),
+        zh = fill([[
 轮流执行。一篇入门教程把训练包在 `for i in range(world_size): if rank == i: ...` 里。
 如果里面没有任何等待，这个循环只是让每个 rank 执行一次循环体（`if` 只是把这一点掩盖了）。
 如果里面有任何会等待其他 rank 的东西（barrier 或集合通信），各 rank 就真的在轮流：一个
 在干活，其余的都在等。`work()` 代表一个耗时 0.2 秒的训练步骤。两种方式都计时看看：
 
 ```lua
-t0 = torch.time()
-for i = 0, world - 1 do
-  if rank == i then work() end
-  dist.barrier()
-end
-t_turns = torch.time() - t0
-t0 = torch.time(); work(); dist.barrier(); t_together = torch.time() - t0
+${EX_TURNS}
 ```
 
 轮流执行要花 `world` 倍的时间，却换不来任何好处：各 rank 是彼此独立的进程，没有什么
-需要互相保护的。]],
+需要互相保护的。]]),
       },
       pytorch = [[
 t0 = time.perf_counter()
@@ -399,7 +426,7 @@ end]],
     },
     {
       text = {
-        en = [[
+        en = fill([[
 Checkpoints. The replicas are identical, so one copy is enough: save on rank 0 only.
 If every rank saves to one path, the writes race and the file holds whichever finished
 last (ddplab refuses a second rank saving the same file at the same moment, and says
@@ -409,17 +436,14 @@ checkpoint saved from GPU 0 loads back onto GPU 0 by default, on every rank, so 
 them crowd one GPU; with `map_location` each rank puts it on its own device.
 
 ```lua
-if rank == 0 then torch.save(model:state_dict(), ckpt) end
-dist.barrier()
-sd = torch.load(ckpt, {map_location = "cpu"})
-model:load_state_dict(sd)
+${EX_SAVE}
 ```
 
 `ckpt` is a path chosen for this session (the check removes the file once the step is
 done). Save `model:state_dict()` (or
 `ddp.module`'s), not `ddp:state_dict()`, whose keys start with `module.`, unless you
-load it into a wrapped model again.]],
-        zh = [[
+load it into a wrapped model again.]]),
+        zh = fill([[
 检查点（checkpoint）。各副本完全相同，所以保存一份就够了：只在 rank 0 上保存。如果每个 rank
 都保存到同一个路径，写入会相互竞争，文件里留下的是最后写完的那一份（ddplab 会拒绝
 第二个 rank 同时保存同一个文件，并说明原因）。其他 rank 必须等文件完整写好之后再读取：
@@ -428,14 +452,11 @@ load it into a wrapped model again.]],
 有了 `map_location`，每个 rank 都把它放到自己的设备上。
 
 ```lua
-if rank == 0 then torch.save(model:state_dict(), ckpt) end
-dist.barrier()
-sd = torch.load(ckpt, {map_location = "cpu"})
-model:load_state_dict(sd)
+${EX_SAVE}
 ```
 
 `ckpt` 是为本次会话选好的路径（这一步完成后，检查会删掉这个文件）。保存 `model:state_dict()`（或 `ddp.module` 的），而不是 `ddp:state_dict()`，
-后者的键都以 `module.` 开头，除非你还要把它加载回一个包装过的模型。]],
+后者的键都以 `module.` 开头，除非你还要把它加载回一个包装过的模型。]]),
       },
       pytorch = [[
 if rank == 0:
@@ -543,40 +564,28 @@ noise = torch.randn(4)]],
     },
     {
       text = {
-        en = [[
+        en = fill([[
 Unused parameters. `net` has a head `aux` that its forward never uses, so `aux` never
 gets a gradient. The wrapper waits for every parameter's gradient before a bucket is
 complete; by default it assumes they all come. Wrap it and train two steps:
 
 ```lua
-ddp = nn.DistributedDataParallel(net)
-for step = 1, 2 do
-  net_optimizer:zero_grad()
-  criterion(ddp(x), y):backward()
-  net_optimizer:step()
-  steps_done = steps_done + 1
-end
+${EX_UNUSED}
 ```
 
 The second forward stops with PyTorch's error: the previous iteration's reduction never
-finished, because some parameters were not used to produce the loss. ddplab names them.]],
-        zh = [[
+finished, because some parameters were not used to produce the loss. ddplab names them.]]),
+        zh = fill([[
 未使用的参数。`net` 有一个 forward 从不使用的输出头 `aux`，所以 `aux` 永远得不到梯度。
 包装器要等一个 bucket 里每个参数的梯度都到齐才算完成；默认情况下它假定所有梯度都会来。
 把它包装起来，训练两步：
 
 ```lua
-ddp = nn.DistributedDataParallel(net)
-for step = 1, 2 do
-  net_optimizer:zero_grad()
-  criterion(ddp(x), y):backward()
-  net_optimizer:step()
-  steps_done = steps_done + 1
-end
+${EX_UNUSED}
 ```
 
 第二次前向会以 PyTorch 的报错停下：上一轮的归约（reduction）没有完成，因为有些参数没有
-参与计算损失。ddplab 会指出它们的名字。]],
+参与计算损失。ddplab 会指出它们的名字。]]),
       },
       pytorch = [[
 ddp = DDP(net)
@@ -598,38 +607,26 @@ for step in range(2):
     },
     {
       text = {
-        en = [[
+        en = fill([[
 Tell the wrapper that some parameters may go unused. After each backward it then looks
 for the parameters that got no gradient and marks them ready itself:
 
 ```lua
-ddp = nn.DistributedDataParallel(net, {find_unused_parameters = true})
-for step = 1, 2 do
-  net_optimizer:zero_grad()
-  criterion(ddp(x), y):backward()
-  net_optimizer:step()
-  steps_done = steps_done + 1
-end
+${EX_FIND_UNUSED}
 ```
 
 That search costs time every step, so it is off by default. Better still, when a
-parameter is never used, remove it from the model.]],
-        zh = [[
+parameter is never used, remove it from the model.]]),
+        zh = fill([[
 告诉包装器有些参数可能用不到。这样在每次 backward 之后，它会找出没有得到梯度的参数，
 并自行把它们标记为就绪：
 
 ```lua
-ddp = nn.DistributedDataParallel(net, {find_unused_parameters = true})
-for step = 1, 2 do
-  net_optimizer:zero_grad()
-  criterion(ddp(x), y):backward()
-  net_optimizer:step()
-  steps_done = steps_done + 1
-end
+${EX_FIND_UNUSED}
 ```
 
 这种查找每一步都要花时间，所以默认是关闭的。更好的办法是：如果某个参数从来不用，
-就把它从模型里删掉。]],
+就把它从模型里删掉。]]),
       },
       pytorch = [[
 ddp = DDP(net, find_unused_parameters=True)]],

@@ -71,7 +71,24 @@ end
 
 -- Step texts name the code they show (`${SOL_RS}` in a ```lua fence), filled from the
 -- very strings that :solution shows and the setups run.
-local CODE = { SOL_RS = SOL_RS, SOL_AR = SOL_AR }
+local EX_PASS = [[
+got = torch.zeros(1)
+s = dist.isend(mine, (rank + 1) % world)
+r = dist.irecv(got, (rank - 1) % world)
+s:wait(); r:wait()]]
+local EX_TIMING = [[
+big = torch.randn(world * 262144)
+function time_it(f)
+  dist.barrier()
+  local t0 = torch.time()
+  for _ = 1, 5 do f(big:clone()) end
+  dist.barrier()
+  return (torch.time() - t0) / 5
+end
+t_ring = time_it(ring_all_reduce)
+t_lib = time_it(dist.all_reduce)
+print(("ring %.2f ms, library %.2f ms"):format(t_ring * 1e3, t_lib * 1e3))]]
+local CODE = { EX_PASS = EX_PASS, EX_TIMING = EX_TIMING, SOL_RS = SOL_RS, SOL_AR = SOL_AR }
 local fill = shared.filler(CODE)
 
 return {
@@ -94,38 +111,32 @@ ranks there are. You will write it yourself, check it, and time it.]],
   steps = {
     {
       text = {
-        en = [[
+        en = fill([[
 Arrange the ranks in a ring: rank `r` sends to `(r + 1) % world` (its right neighbour)
 and receives from `(r - 1) % world` (its left; Lua's `%` of a negative number is
 non-negative, so rank 0's left is the last rank). Pass `mine` one place to the right:
 
 ```lua
-got = torch.zeros(1)
-s = dist.isend(mine, (rank + 1) % world)
-r = dist.irecv(got, (rank - 1) % world)
-s:wait(); r:wait()
+${EX_PASS}
 ```
 
 Put it on one line, or one chunk: both sides of a message must be posted in the same
 chunk. Why `isend`/`irecv` rather than `send`/`recv`? If every rank first called a
 blocking `send`, every rank would wait for a receiver that is itself still sending: a
-deadlock. Posting both and then waiting lets every message move.]],
-        zh = [[
+deadlock. Posting both and then waiting lets every message move.]]),
+        zh = fill([[
 把各个 rank 排成一个环：rank `r` 发送给 `(r + 1) % world`（右邻居），从 `(r - 1) %
 world` （左邻居）接收。Lua 中负数取模的结果是非负的，所以 rank 0 的左邻居是最后一个 rank。
 把 `mine` 向右传一位：
 
 ```lua
-got = torch.zeros(1)
-s = dist.isend(mine, (rank + 1) % world)
-r = dist.irecv(got, (rank - 1) % world)
-s:wait(); r:wait()
+${EX_PASS}
 ```
 
 写在一行里，或者放在同一个代码块里：一条消息的发送端和接收端必须在同一个代码块中发起。
 为什么用 `isend`/`irecv` 而不是 `send`/`recv`？如果每个 rank 都先调用阻塞的 `send`，
 每个 rank 都会等待一个自己也还在发送的接收者：这就是死锁。先把发送和接收都发起，
-再等待，所有消息就都能送达。]],
+再等待，所有消息就都能送达。]]),
       },
       pytorch = [[
 got = torch.zeros(1)
@@ -316,22 +327,12 @@ lib = data.clone(); dist.all_reduce(lib)]],
     },
     {
       text = {
-        en = [[
+        en = fill([[
 Time both on a bigger tensor, `world` chunks of 262144 floats (1 MiB each), five calls
 each:
 
 ```lua
-big = torch.randn(world * 262144)
-function time_it(f)
-  dist.barrier()
-  local t0 = torch.time()
-  for _ = 1, 5 do f(big:clone()) end
-  dist.barrier()
-  return (torch.time() - t0) / 5
-end
-t_ring = time_it(ring_all_reduce)
-t_lib = time_it(dist.all_reduce)
-print(("ring %.2f ms, library %.2f ms"):format(t_ring * 1e3, t_lib * 1e3))
+${EX_TIMING}
 ```
 
 Count what one rank sends. A tensor of S bytes is cut into n chunks of S/n. Phase 1 sends
@@ -344,23 +345,13 @@ the other, which is why libraries switch to other patterns (trees, halving and d
 for small tensors. Gloo and NCCL run algorithms like this one in C++, some with the
 steps pipelined. Do not be surprised if your ring keeps up with `dist.all_reduce` on a
 large tensor: the work is moving and adding bytes, and your Lua only issues 2(n - 1)
-messages. Try a tensor of 16 floats instead: there latency dominates.]],
-        zh = [[
+messages. Try a tensor of 16 floats instead: there latency dominates.]]),
+        zh = fill([[
 在一个更大的张量上给两者计时（共 `world` 块，每块 262144 个浮点数，即 1 MiB），
 各调用五次：
 
 ```lua
-big = torch.randn(world * 262144)
-function time_it(f)
-  dist.barrier()
-  local t0 = torch.time()
-  for _ = 1, 5 do f(big:clone()) end
-  dist.barrier()
-  return (torch.time() - t0) / 5
-end
-t_ring = time_it(ring_all_reduce)
-t_lib = time_it(dist.all_reduce)
-print(("ring %.2f ms, library %.2f ms"):format(t_ring * 1e3, t_lib * 1e3))
+${EX_TIMING}
 ```
 
 数一数一个 rank 发送了多少数据。大小为 S 字节的张量被切成 n 块，每块 S/n。第一阶段
@@ -372,7 +363,7 @@ print(("ring %.2f ms, library %.2f ms"):format(t_ring * 1e3, t_lib * 1e3))
 Gloo 和 NCCL 用 C++ 实现这类算法，有些还把各步流水线化。如果在
 大张量上你的环形实现和 `dist.all_reduce` 差不多快，也不必惊讶：真正的工作是搬运和
 相加字节，而你的 Lua 代码只发起 2(n - 1) 条消息。换成只有 16 个浮点数的张量试试：
-那时起决定作用的是延迟。]],
+那时起决定作用的是延迟。]]),
       },
       pytorch = [[
 big = torch.randn(world * 262144)
