@@ -49,14 +49,14 @@ screen | grep -q "SIGABRT\|PANIC\|died" && fail "a rank died"
 
 # 15. the start of a line typed while a chunk runs is kept for the prompt. The terminal
 # hands such a part over when its mode changes under it (libedit's raw mode to cooked, as
-# a chunk starts) or at Ctrl-D, which is how it is made here; Enter comes after the chunk.
-send 'local t0 = os.clock(); while os.clock() - t0 < 1 do end; print("slow done")'
-sleep 0.3
+# a chunk starts) or at Ctrl-D, which is how it is made here, once the chunk is surely
+# running (its first line is streamed after 2 s); Enter comes after the chunk.
+send 'local function busy(s) local t0 = torch.time(); while torch.time() - t0 < s do end end; busy(2.5); print("slow start"); busy(1); print("slow done")'
+wait_for "slow start"
 SYNC=$((SYNC + 1))
 keys "=\"sy\" .. \"nc$SYNC\""
 tmux -L "$SOCK" send-keys C-d
-wait_for "[0,1] slow done"
-sleep 0.3
+wait_re "^\\[all\\]> =\"sy\" \\.\\. \"nc$SYNC\"\$"
 tmux -L "$SOCK" send-keys Enter
 wait_for "sync$SYNC"
 
