@@ -154,6 +154,14 @@ static void command_check(repl *r, const char *arg) {
     if (lesson_run_check(r->lesson, r->d, r->world, &lines, &passed) != DDP_OK)
         fprintf(stderr, "ddplab: %s\n", ddp_last_error());
     put(lines);
+    /* a check compares the ranks, so it looks at all of them: say so when :on chose some */
+    bool all = true;
+    for (int i = 0; i < r->world; i++) all = all && r->targets[i];
+    if (!all) {
+        char ranks[64];
+        printf("(:check looked at every rank; :on %s only chooses where typed lines run)\n",
+               render_ranges(r->targets, r->world, ranks, sizeof ranks));
+    }
 }
 
 static void command_reset(repl *r, const char *arg) {

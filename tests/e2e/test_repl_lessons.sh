@@ -14,6 +14,10 @@ send ':check'
 wait_for "✗ every rank: there is no global \`rank\` yet"
 send ':solution'
 wait_for "try the step first"
+send ':on 1'
+send ':check'
+wait_for "(:check looked at every rank; :on 1 only chooses where typed lines run)"
+send ':on all'
 send 'rank = os.getenv("RANK")'
 send ':check'
 wait_for '✗ rank 1: `rank` is the string "1": wrap it in tonumber(...)'
@@ -33,13 +37,13 @@ wait_for "1   1/4   Ranks and the world"
 
 # :ranks while every rank waits in a barrier that rank 1 enters 3 s late
 send 'dist.init_process_group{backend="gloo"}'
-wait_count "[all]>" 13
+wait_count "[all]>" 14
 send 'if dist.get_rank() == 1 then os.execute("sleep 3") end; dist.barrier()'
 sleep 0.5
 send ':ranks'
 wait_for "in barrier #1"
 
-wait_count "[all]>" 14
+wait_count "[all]>" 15
 send ':ranks'
 wait_count "idle (last: barrier #1)" 2
 screen | grep -F "barrier #1 )" >/dev/null && fail "a stray space after barrier #1"
