@@ -1,5 +1,6 @@
 /* test_dist_gloo.c — the Gloo shim (comm.h) on 2 to 4 forked processes on 127.0.0.1:
- * every collective, every dtype and reduce op, against values computed by hand, plus
+ * every collective, every dtype and reduce op, against values computed by hand (two ranks'
+ * all_reduce bit for bit on random data), plus
  * point-to-point, a dead peer and the per-operation timeout. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -123,6 +124,73 @@ static void test_all_reduce_2(void **state) {
 static void test_all_reduce_4(void **state) {
     (void)state;
     run_ranks(4, all_reduce_ranks);
+}
+
+/* Two ranks all-reduce in one exchange (comm_gloo.cc's pairwise_all_reduce): on random
+ * data of several sizes (one element to 1.2 MB), every op and dtype gives, on both ranks,
+ * exactly rank 0's value op rank 1's, bit for bit, as Gloo's ring does for two ranks. */
+static uint64_t xorshift(uint64_t *x) {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+/* Element i of rank r's buffer: mixed signs and magnitudes, so that rounding shows. */
+static double random_value(uint64_t *x) {
+    return ((double)(xorshift(x) >> 11) / 9007199254740992.0 - 0.5) * 1000.0;
+}
+
+/* a op b, in the type of a and b */
+#define COMBINE(op, a, b)                                                                          \
+    ((op) == COMM_PRODUCT ? (a) * (b)                                                              \
+     : (op) == COMM_MIN   ? ((a) < (b) ? (a) : (b))                                                \
+     : (op) == COMM_MAX   ? ((a) < (b) ? (b) : (a))                                                \
+                          : (a) + (b))
+
+static int pairwise_ranks(int rank, int size, comm *c) {
+    (void)size;
+    static const size_t counts[] = {1, 7, 4097, 300001};
+    for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
+        size_t n = counts[k];
+        float *f = malloc(n * sizeof *f), *wf = malloc(n * sizeof *wf);
+        double *d = malloc(n * sizeof *d), *wd = malloc(n * sizeof *wd);
+        int64_t *l = malloc(n * sizeof *l), *wl = malloc(n * sizeof *wl);
+        CHILD_CHECK(f && wf && d && wd && l && wl);
+        for (int op = COMM_SUM; op <= COMM_MAX; op++) {
+            uint64_t seed[2] = {0x9e3779b97f4a7c15ull + n + (uint64_t)op, 0};
+            seed[1] = seed[0] ^ 0xdeadbeefcafef00dull;
+            uint64_t x0 = seed[0], x1 = seed[1];
+            for (size_t i = 0; i < n; i++) {
+                double a = random_value(&x0), b = random_value(&x1);
+                float af = (float)a, bf = (float)b;
+                int64_t al = (int64_t)a, bl = (int64_t)b;
+                f[i] = rank == 0 ? af : bf;
+                d[i] = rank == 0 ? a : b;
+                l[i] = rank == 0 ? al : bl;
+                /* the want, in each dtype's own arithmetic */
+                wf[i] = COMBINE(op, af, bf);
+                wd[i] = COMBINE(op, a, b);
+                wl[i] = COMBINE(op, al, bl);
+                if (op == COMM_AVG) wf[i] /= 2.0f, wd[i] /= 2.0;
+            }
+            CHILD_CHECK(comm_all_reduce(c, f, DTYPE_FLOAT32, n, op) == DDP_OK);
+            CHILD_CHECK(comm_all_reduce(c, d, DTYPE_FLOAT64, n, op) == DDP_OK);
+            CHILD_CHECK(memcmp(f, wf, n * sizeof *f) == 0);
+            CHILD_CHECK(memcmp(d, wd, n * sizeof *d) == 0);
+            if (op != COMM_AVG) {
+                CHILD_CHECK(comm_all_reduce(c, l, DTYPE_INT64, n, op) == DDP_OK);
+                CHILD_CHECK(memcmp(l, wl, n * sizeof *l) == 0);
+            }
+        }
+        free(f), free(wf), free(d), free(wd), free(l), free(wl);
+    }
+    return 0;
+}
+
+static void test_all_reduce_pairwise(void **state) {
+    (void)state;
+    run_ranks(2, pairwise_ranks);
 }
 
 /* ---- the rooted and gathering collectives --------------------------------------- */
@@ -289,6 +357,7 @@ int main(void) {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_all_reduce_2),  cmocka_unit_test(test_all_reduce_4),
+        cmocka_unit_test(test_all_reduce_pairwise),
         cmocka_unit_test(test_rooted_2),      cmocka_unit_test(test_rooted_4),
         cmocka_unit_test(test_gather_list_2), cmocka_unit_test(test_gather_list_3),
         cmocka_unit_test(test_gather_list_4), cmocka_unit_test(test_ring_4),
