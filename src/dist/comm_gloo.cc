@@ -229,7 +229,14 @@ struct gloo_comm : comm {
     std::shared_ptr<gloo::transport::Device> device;
     std::shared_ptr<gloo::rendezvous::Context> ctx;
     std::chrono::milliseconds timeout;
-    std::vector<char> peer_data; /* pairwise_all_reduce's copy of the other rank's buffer */
+    /* pairwise_all_reduce's receiving side: the other rank's first kAhead bytes arrive in
+     * ahead[turn], posted at the end of the call before (ahead_posted); the rest, if any,
+     * in rest */
+    std::vector<char> ahead_mem;
+    std::unique_ptr<gloo::transport::UnboundBuffer> ahead[2];
+    int turn = 0;
+    bool ahead_posted = false;
+    std::vector<char> rest;
 };
 
 struct gloo_p2p : comm_p2p {
@@ -350,25 +357,65 @@ static void gloo_destroy(comm *base) {
 constexpr uint64_t kPairwiseSlot = uint64_t(1) << 60;   /* pairwise_all_reduce */
 constexpr uint64_t kListGatherSlot = uint64_t(1) << 61; /* gloo_all_gather_list */
 
+/* How much of each pairwise all_reduce arrives in a buffer posted ahead of the call. */
+constexpr size_t kAhead = 256 * 1024;
+
 /* All-reduce between exactly two ranks in one exchange: each sends its whole buffer to the
  * other and reduces locally, where Gloo's ring takes two rounds in a row (reduce-scatter,
- * then all-gather of the halves) and so twice the latency; the bytes on the wire are the
- * same. Both ranks compute rank 0's value op rank 1's, so they agree bit for bit, and for
- * SUM, PRODUCT, MIN and MAX of numbers that is what the ring gives too (each half of its
- * result is one such operation, and they commute). */
+ * then all-gather of the halves); the bytes on the wire are the same. Both ranks compute
+ * rank 0's value op rank 1's, so they agree bit for bit, and for SUM, PRODUCT, MIN and
+ * MAX of numbers that is what the ring gives too (each half of its result is one such
+ * operation, and they commute).
+ *
+ * Gloo's TCP transport sends a message only once the receiver has said it is ready for it
+ * (a notification each way first), so each call ends by posting the receive of the next
+ * call's first kAhead bytes: when the next call comes, the other rank's notice is already
+ * here and both buffers go out at once, one network latency in all. The receive may be
+ * posted bigger than the message (Gloo allows a shorter one), and both ranks follow the
+ * same rule on the same sequence of calls, so their sends and receives pair up in order:
+ * first kAhead bytes into ahead[turn], the rest into `rest`. Two ahead buffers take turns,
+ * so that the next call's bytes never land in the one being reduced. */
 static void pairwise_all_reduce(gloo_comm *c, void *buf, size_t nbytes, size_t count,
                                 reduce_fn fn) {
     const int rank = c->ctx->rank, peer = 1 - rank;
-    if (c->peer_data.size() < nbytes) c->peer_data.resize(nbytes);
-    auto theirs = c->ctx->createUnboundBuffer(c->peer_data.data(), nbytes);
+    const size_t head = std::min(nbytes, kAhead), tail = nbytes - head;
+    if (c->ahead_mem.empty()) {
+        c->ahead_mem.resize(2 * kAhead);
+        for (int i = 0; i < 2; i++)
+            c->ahead[i] = c->ctx->createUnboundBuffer(c->ahead_mem.data() + i * kAhead, kAhead);
+    }
+    gloo::transport::UnboundBuffer *first = c->ahead[c->turn].get();
+    if (!c->ahead_posted) first->recv(peer, kPairwiseSlot, 0, kAhead);
+    c->ahead_posted = false;
+    std::unique_ptr<gloo::transport::UnboundBuffer> second;
+    if (tail > 0) {
+        if (c->rest.size() < tail) c->rest.resize(tail);
+        second = c->ctx->createUnboundBuffer(c->rest.data(), tail);
+        second->recv(peer, kPairwiseSlot);
+    }
     auto mine = c->ctx->createUnboundBuffer(buf, nbytes);
-    theirs->recv(peer, kPairwiseSlot);
-    mine->send(peer, kPairwiseSlot);
-    if (!theirs->waitRecv(c->timeout) || !mine->waitSend(c->timeout))
-        throw std::runtime_error("the exchange with the other rank was aborted");
-    const void *first = rank == 0 ? buf : c->peer_data.data();
-    const void *second = rank == 0 ? c->peer_data.data() : buf;
-    fn(buf, first, second, count);
+    mine->send(peer, kPairwiseSlot, 0, head);
+    if (tail > 0) mine->send(peer, kPairwiseSlot, head, tail);
+    auto wait = [&](bool ok) {
+        if (!ok) throw std::runtime_error("the exchange with the other rank was aborted");
+    };
+    wait(first->waitRecv(c->timeout));
+    if (tail > 0) wait(second->waitRecv(c->timeout));
+    wait(mine->waitSend(c->timeout));
+    if (tail > 0) wait(mine->waitSend(c->timeout));
+    const char *theirs = c->ahead_mem.data() + c->turn * kAhead;
+    c->turn ^= 1;
+    c->ahead[c->turn]->recv(peer, kPairwiseSlot, 0, kAhead);
+    c->ahead_posted = true;
+    /* the reduction, in the dtype's element count: head and tail hold whole elements,
+     * since kAhead is a multiple of every element size */
+    char *out = static_cast<char *>(buf);
+    const size_t head_count = count * head / nbytes, tail_count = count - head_count;
+    fn(out, rank == 0 ? out : theirs, rank == 0 ? theirs : out, head_count);
+    if (tail > 0) {
+        const char *rest = c->rest.data();
+        fn(out + head, rank == 0 ? out + head : rest, rank == 0 ? rest : out + head, tail_count);
+    }
 }
 
 static ddp_status gloo_all_reduce(comm *base, void *buf, dtype dt, size_t count,
