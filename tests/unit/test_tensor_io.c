@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
@@ -346,6 +347,31 @@ static void test_missing_files(void **state) {
     assert_int_equal(tensor_load_npy(tmp_path("nope.npy"), &t), DDP_ERR_IO);
     assert_int_equal(tensor_load_npy(dir, &t), DDP_ERR_IO); /* a directory */
     assert_non_null(strstr(ddp_last_error(), "not a regular file"));
+}
+
+/* A save over something that is not a regular file is refused and leaves it as it was:
+ * the rename into place would have replaced a FIFO or a device (/dev/null, as root) with a
+ * plain file. No lock or temporary file is left beside it. */
+static void test_save_refuses_non_regular(void **state) {
+    (void)state;
+    const int64_t s3[] = {3};
+    tensor *t = make(DTYPE_FLOAT32, s3, 1);
+    const char *fifo = tmp_path("pipe.npy");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    const char *names[1] = {"w"};
+    assert_int_equal(tensor_save_npy(fifo, t), DDP_ERR_IO);
+    assert_non_null(strstr(ddp_last_error(), "not a regular file (a FIFO)"));
+    assert_int_equal(tensor_save_safetensors(fifo, names, &t, 1), DDP_ERR_IO);
+    assert_int_equal(tensor_save_npy(dir, t), DDP_ERR_IO);
+    assert_non_null(strstr(ddp_last_error(), "not a regular file (a directory)"));
+    struct stat st;
+    assert_int_equal(stat(fifo, &st), 0);
+    assert_true(S_ISFIFO(st.st_mode));
+    char lock[4200];
+    snprintf(lock, sizeof lock, "%s.lock", fifo);
+    assert_int_not_equal(access(lock, F_OK), 0);
+    unlink(fifo);
+    tensor_release(t);
 }
 
 /* ---- hostile safetensors --------------------------------------------------------- */
@@ -721,6 +747,7 @@ int main(void) {
         cmocka_unit_test(test_bool_bytes_normalised),
         cmocka_unit_test(test_save_errors),
         cmocka_unit_test(test_missing_files),
+        cmocka_unit_test(test_save_refuses_non_regular),
         cmocka_unit_test(test_safetensors_corrupt),
         cmocka_unit_test(test_npy_corrupt),
         cmocka_unit_test(test_fuzz_truncate_and_flip),
