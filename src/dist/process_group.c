@@ -260,6 +260,9 @@ static ddp_status exchange_run(process_group *g, const char *op, uint64_t seq, c
         if (s != DDP_OK || count_missing(&x) == 0) break;
         s = check_finished(&x, g, seq, op, label);
         if (s != DDP_OK) break;
+        /* the last missing members may have finished the chunk just now: a mismatch, to
+         * be told as one, not a timeout with nobody missing ("ranks  did not arrive") */
+        if (count_missing(&x) == 0) break;
         pg_p2p_pump(); /* a missing member may be waiting for a message we queued */
         if (ddp_interrupt_pending()) {
             s = DDP_FAIL(DDP_ERR_INTERRUPTED,

@@ -6,8 +6,9 @@
 -- message, naming which ranks called what; the ranks outside the group are untouched;
 -- afterwards a collective on the group and one on the world work. A recv whose peer waits
 -- in a collective fails at once. Last, rank n-1 finishes the script without calling, and
--- the others are told so in every context. (The REPL's contexts, chunks and :on, are in
--- test_dist_mismatch_repl.lua and tests/e2e/test_repl_mismatch_on.sh.)
+-- the others are told so in every context; a timeout at that moment says so too. (The
+-- REPL's contexts, chunks and :on, are in test_dist_mismatch_repl.lua and
+-- tests/e2e/test_repl_mismatch_on.sh.)
 local T = require "support"
 
 dist.init_process_group{backend = "gloo"}
@@ -161,6 +162,23 @@ T.test("the last rank finishes the script without calling", function()
                   .. " called nothing and finished the chunk", "in " .. c.name)
     end
   end
+end)
+
+-- Defect 16 of docs/reliability.md: a wait that timed out just as the last missing ranks
+-- finished the chunk said "ranks  did not arrive" (nobody). Rank 0 calls monitored_barrier
+-- with a timeout shorter than one wait slice until the others, done with the script, are
+-- no longer missing: then it is a mismatch naming them.
+T.test("a timeout as the missing ranks finish names them as finished", function()
+  if rank ~= 0 then return end
+  local err
+  for _ = 1, 600 do -- each try waits at least 50 ms
+    err = T.raises(function() dist.monitored_barrier{timeout = 0.01} end, "of this chunk")
+    if not err:find("%d did not arrive") then break end
+  end
+  local _, label, calls = parts(err)
+  T.eq(label, "of this chunk: ", err)
+  T.eq(calls, "rank 0 called monitored_barrier(); " .. who({table.unpack(contexts[1].ranks, 2)})
+              .. " called nothing and finished the chunk")
 end)
 
 T.done()
