@@ -1,7 +1,9 @@
 -- test_dist_mismatch_repl.lua — "one rank skips" in REPL chunks, in every context of
 -- test_dist_mismatch.lua (the world; subgroups {0,1} on 2 ranks, {1,2,3} and {0,3} on 4):
 -- the ranks that call are told which ranks called nothing and finished the chunk, and the
--- next chunk's collectives on the group and on the world work. This test runs on one rank
+-- next chunk's collectives on the group and on the world work. Then the ranks that skipped
+-- a subgroup's collective go on to one of the world: each side waits for the other, which
+-- is told at once (reliability defect 17), not at the watchdog. This test runs on one rank
 -- and starts its own REPLs of 2 and 4 ranks. (A script, one chunk, is in
 -- test_dist_mismatch.lua; chunks sent with :on in tests/e2e/test_repl_mismatch_on.sh.)
 local T = require "support"
@@ -51,6 +53,14 @@ for _, n in ipairs({2, 4}) do
                         .. "); print('" .. c.name .. " after the skip: ' .. t:item()) end"
     lines[#lines + 1] = "t = torch.ones(1); dist.all_reduce(t); print('the world after the skip in "
                         .. c.name .. ": ' .. t:item())"
+    if c.var ~= "nil" then -- side b skips the group's collective and calls the world's
+      lines[#lines + 1] = "if " .. on(c.a) .. " then dist.all_reduce(torch.ones(3), " .. g
+                          .. ") end; dist.all_reduce(torch.ones(1))"
+      lines[#lines + 1] = "if " .. on(c.ranks) .. " then t = torch.ones(1); dist.all_reduce(t, "
+                          .. g .. "); print('" .. c.name .. " after the crossed wait: ' .. t:item()) end"
+      lines[#lines + 1] = "t = torch.ones(1); dist.all_reduce(t); print('the world after the "
+                          .. "crossed wait in " .. c.name .. ": ' .. t:item())"
+    end
   end
   local out = repl(n, lines)
 
@@ -62,6 +72,22 @@ for _, n in ipairs({2, 4}) do
       T.has(out, c.name .. " after the skip: " .. #c.ranks .. ".0")
       T.has(out, "the world after the skip in " .. c.name .. ": " .. n .. ".0")
     end)
+    if c.var ~= "nil" then
+      T.test(n .. " ranks: the skipping side calls the world's collective, in " .. c.name, function()
+        -- the first rank to see it names where the other side waits (the group's call or
+        -- the world's); the others may see that rank finish the chunk first
+        local found = false
+        for line in out:gmatch("[^\n]+") do
+          if line:find("in group (" .. who(c.ranks) .. ")", 1, true)
+             and line:find("which this rank has not called: each waits for the other", 1, true) then
+            found = true
+          end
+        end
+        T.is_true(found, "no rank said where the other side waits, in:\n" .. out)
+        T.has(out, c.name .. " after the crossed wait: " .. #c.ranks .. ".0")
+        T.has(out, "the world after the crossed wait in " .. c.name .. ": " .. n .. ".0")
+      end)
+    end
   end
   T.test(n .. " ranks: no rank waited for the watchdog", function()
     T.lacks(out, "did not arrive")
