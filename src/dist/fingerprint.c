@@ -97,6 +97,21 @@ void fp_mismatch_message(char *out, size_t len, const char *label, const char *c
     append_groups(out, len, &at, fps, pick, ranks, n, "called", "called", &first);
 }
 
+void fp_crossed_message(char *out, size_t len, const char *label, const char *mine,
+                        const char *const *elsewhere, const int *ranks, int n) {
+    size_t at = 0;
+    out[0] = '\0';
+    append(out, len, &at, "%s: this rank called %s, but ", label, mine);
+    bool pick[4096];
+    for (int i = 0; i < n && i < 4096; i++) pick[i] = elsewhere[i] != NULL;
+    bool first = true;
+    append_groups(out, len, &at, elsewhere, pick, ranks, n, "is waiting in", "are waiting in",
+                  &first);
+    append(out, len, &at,
+           ", which this rank has not called: each waits for the other (ranks that share "
+           "several groups must call the collectives of those groups in the same order)");
+}
+
 void fp_timeout_message(char *out, size_t len, const char *label, const char *const *fps,
                         const bool *finished, const int *ranks, int n, double timeout_s) {
     int missing[4096] = {0}, done[4096] = {0}, nm = 0, nd = 0;

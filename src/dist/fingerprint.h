@@ -39,6 +39,13 @@ void fp_call_label(char *out, size_t len, uint64_t seq, const int *group, int gr
 void fp_mismatch_message(char *out, size_t len, const char *label, const char *const *fps,
                          const int *ranks, int n);
 
+/* The message for a wait that can never end because members wait elsewhere: this rank
+ * called `mine`, and elsewhere[i] (NULL: not this member) is where global rank ranks[i]
+ * waits instead, a call this rank has not made ("all_reduce(float32[1], op=SUM)
+ * (collective #1 of this chunk)"); members waiting in the same place are grouped. */
+void fp_crossed_message(char *out, size_t len, const char *label, const char *mine,
+                        const char *const *elsewhere, const int *ranks, int n);
+
 /* The watchdog message: fps[i] is NULL for a rank that has not arrived, unless
  * finished[i] (may be NULL) says it called nothing and finished the chunk; the ranks that
  * arrived are grouped by what they called. */

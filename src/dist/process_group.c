@@ -199,6 +199,90 @@ out:
     return s;
 }
 
+/* Looks whether a missing member waits in a collective of another group that this rank
+ * is in too, a call this rank has not made yet (the member's fingerprint for that group's
+ * next call is there): then each waits for the other, so the call fails at once, naming
+ * where the member waits, instead of at the watchdog. The usual case: some ranks skipped
+ * a subgroup's collective and went on to the world's. A last look at the member's key
+ * for this call keeps one that just moved on from being blamed. */
+static ddp_status check_crossed(const exchange *x, const process_group *g, const char *mine,
+                                const char *label) {
+    int cap = x->n; /* the last look below reads x->n keys */
+    for (const process_group *h = pg_W.live; h; h = h->next_live) cap += x->n;
+    char(*keys)[128] = calloc((size_t)cap, sizeof *keys);
+    const char **key_ptr = calloc((size_t)cap, sizeof *key_ptr);
+    int *member = calloc((size_t)cap, sizeof *member);
+    const process_group **group = calloc((size_t)cap, sizeof *group);
+    char **got = calloc((size_t)cap, sizeof *got);
+    size_t *lens = calloc((size_t)cap, sizeof *lens);
+    char(*where)[FP_MAX + 320] = calloc((size_t)x->n, sizeof *where);
+    const char **elsewhere = calloc((size_t)x->n, sizeof *elsewhere);
+    ddp_status s = DDP_OK;
+    int m = 0;
+    if (!keys || !key_ptr || !member || !group || !got || !lens || !where || !elsewhere) {
+        s = DDP_FAIL(DDP_ERR_NOMEM, "collective check: out of memory");
+        goto out;
+    }
+    for (const process_group *h = pg_W.live; h; h = h->next_live) {
+        if (h == g || h->my < 0 || h->size == 1 || !pg_is_alive(h)) continue;
+        uint64_t next = h->chunk_seen == pg_W.chunk_id ? h->chunk_seq : 0; /* not called yet */
+        for (int i = 0; i < x->n; i++) {
+            if (x->vals[i] || x->finished[i]) continue;
+            int j = pg_group_rank_of(h, x->ranks[i]);
+            if (j < 0) continue;
+            pg_key_fp(keys[m], sizeof keys[m], h, next, j);
+            key_ptr[m] = keys[m];
+            member[m] = i;
+            group[m++] = h;
+        }
+    }
+    if (m == 0) goto out;
+    s = store_multi_wait(pg_W.store, key_ptr, m, 0, got, lens);
+    int crossed = 0;
+    for (int k = 0; s == DDP_OK && k < m; k++) {
+        int i = member[k];
+        if (!got[k] || elsewhere[i]) continue;
+        const process_group *h = group[k];
+        char *nl = strchr(got[k], '\n');
+        if (nl) *nl = '\0';
+        char where_label[320];
+        uint64_t next = h->chunk_seen == pg_W.chunk_id ? h->chunk_seq : 0;
+        fp_call_label(where_label, sizeof where_label, next + 1, h->id == 0 ? NULL : h->ranks,
+                      h->size);
+        snprintf(where[i], sizeof where[i], "%s (%s)", got[k], where_label);
+        elsewhere[i] = where[i];
+        crossed++;
+    }
+    if (s != DDP_OK || crossed == 0) goto out;
+    /* one last look: a member that arrived here meanwhile is not stuck over there */
+    for (int k = 0; k < m; k++) {
+        free(got[k]);
+        got[k] = NULL;
+    }
+    s = store_multi_wait(pg_W.store, x->fp_ptr, x->n, 0, got, lens);
+    for (int i = 0; i < x->n; i++) {
+        if (s == DDP_OK && elsewhere[i] && got[i]) crossed = 0;
+        free(got[i]);
+        got[i] = NULL;
+    }
+    if (s == DDP_OK && crossed > 0) {
+        char msg[1024];
+        fp_crossed_message(msg, sizeof msg, label, mine, elsewhere, x->ranks, x->n);
+        s = DDP_FAIL(DDP_ERR_MISMATCH, "%s", msg);
+    }
+out:
+    for (int k = 0; got && k < m; k++) free(got[k]);
+    free(keys);
+    free(key_ptr);
+    free(member);
+    free(group);
+    free(got);
+    free(lens);
+    free(where);
+    free(elsewhere);
+    return s;
+}
+
 /* Splits a published value "fingerprint\ncomm_gen broken" in place; notes whether the
  * group's communicator must be rebuilt and the highest generation seen. */
 static void split_state(char *value, const process_group *g, bool *rebuild, int *max_gen) {
@@ -259,6 +343,11 @@ static ddp_status exchange_run(process_group *g, const char *op, uint64_t seq, c
         }
         if (s != DDP_OK || count_missing(&x) == 0) break;
         s = check_finished(&x, g, seq, op, label);
+        if (s != DDP_OK) break;
+        /* the last missing members may have finished the chunk just now: a mismatch, to
+         * be told as one, not a timeout with nobody missing ("ranks  did not arrive") */
+        if (count_missing(&x) == 0) break;
+        s = check_crossed(&x, g, mine, label);
         if (s != DDP_OK) break;
         pg_p2p_pump(); /* a missing member may be waiting for a message we queued */
         if (ddp_interrupt_pending()) {
