@@ -8,7 +8,8 @@
 # session over the two nodes: a remote rank is killed, `:restart replay` brings every rank
 # back (new pids, same RANK and GROUP_RANK) and re-runs the earlier input, `:restart` ends
 # what the old remote ranks left behind, and with node 1's agent gone `:restart` fails with
-# a clear message and the driver still quits.
+# a clear message and the driver still quits. Last, node 1's agent killed with SIGKILL:
+# its ranks are reported as lost, node 0's go on, and nothing is left behind.
 . "$(dirname "$0")/check_lib.sh"
 
 # Kills what a failed check may have left running (the sessions, background sleeps).
@@ -208,6 +209,47 @@ wait "$(cat "$work/driver.pid")"
 rc=$?
 [ $rc -eq 0 ] || fail "REPL over two nodes: the driver exited with $rc:"$'\n'"$(cat "$out")"
 kill -9 "$agent" 2>/dev/null
+
+# ---- node 1's agent killed with SIGKILL (it cannot end its ranks or say goodbye) ---------
+# Its ranks go with it and are reported as lost, node 0's ranks go on working, :restart
+# says that node 1 cannot start again, :quit ends the session, and no rank is left.
+out="$work/repl_kill"
+mkfifo "$work/in2"
+"${ns0[@]}" timeout 60 "$DDPLAB" -i "${common[@]}" --node-rank 0 <"$work/in2" >"$out" 2>&1 &
+echo $! >"$work/driver.pid"
+exec 3>"$work/in2"
+"${ns1[@]}" timeout 60 "$DDPLAB" "${common[@]}" --node-rank 1 >"$work/agent3.out" 2>&1 &
+echo $! >"$work/timeout.pid"
+agent_kill_steps() {
+    say 'print("pid", io.open("/proc/self/stat"):read("n"))'
+    wait_for "[3] pid" || return
+    local a r2 r3
+    r2=$(awk '$1 == "[2]" && $2 == "pid" { print $3 }' "$out")
+    r3=$(awk '$1 == "[3]" && $2 == "pid" { print $3 }' "$out")
+    a=$(cut -d' ' -f4 "/proc/$r2/stat") # the ranks' parent: the agent
+    grep -q "node-rank" "/proc/$a/cmdline" || fail "agent kill: $a is not the agent"
+    kill -9 "$a"
+    for _ in $(seq 100); do # the ranks end with their parent (PR_SET_PDEATHSIG)
+        kill -0 "$r2" 2>/dev/null || kill -0 "$r3" 2>/dev/null || break
+        sleep 0.1
+    done
+    say 'print("still", os.getenv("RANK"))'
+    wait_for "died: lost its connection (exit status unknown)" || return
+    grep -qE "ranks 2,3 died: lost its connection|rank [23] died: lost its connection" "$out" ||
+        fail "agent kill: ranks 2,3 not reported as lost:"$'\n'"$(cat "$out")"
+    wait_for "[1] still" || return
+    say ':restart'
+    wait_for "restart failed: node 1's agent (ddplab --node-rank 1) has gone away" || return
+    say ':quit'
+    for p in "$r2" "$r3"; do
+        kill -0 "$p" 2>/dev/null && fail "agent kill: rank $p outlived its agent"
+    done
+}
+agent_kill_steps
+exec 3>&-
+wait "$(cat "$work/driver.pid")"
+rc=$?
+[ $rc -eq 0 ] || fail "agent kill: the driver exited with $rc:"$'\n'"$(cat "$out")"
 unset DDPLAB_SECRET
 
 finish "multinode"
