@@ -45,7 +45,8 @@ extern "C" {
 
 namespace {
 
-/* Thrown by the store adapter so that the shim can return the store's own status. */
+/* Thrown by the store adapter so that the shim can return the store's own status (and by
+ * pairwise_all_reduce for a call that differs from the other rank's). */
 struct store_failure : std::runtime_error {
     ddp_status status;
     store_failure(ddp_status s, const std::string &msg) : std::runtime_error(msg), status(s) {}
@@ -223,17 +224,33 @@ void divide(void *buf, dtype dt, size_t count, int size) {
     }
 }
 
+/* Whether the rank runs with the collective check off (--no-collective-check). */
+bool collective_check_off() {
+    const char *check = std::getenv("DDPLAB_COLLECTIVE_CHECK");
+    return check && std::strcmp(check, "0") == 0;
+}
+
 } // namespace
+
+/* What a rank's pairwise all_reduce is, sent before its data: a rank whose call differs
+ * (a size, a dtype or an op; only possible with the collective check off) is named
+ * instead of being reduced with bytes it does not understand. */
+struct pairwise_header {
+    uint64_t count;
+    int32_t dt, op;
+};
 
 struct gloo_comm : comm {
     std::shared_ptr<gloo::transport::Device> device;
     std::shared_ptr<gloo::rendezvous::Context> ctx;
     std::chrono::milliseconds timeout;
-    /* pairwise_all_reduce's receiving side: the other rank's first kAhead bytes arrive in
-     * ahead[turn], posted at the end of the call before (ahead_posted); the rest, if any,
-     * in rest */
+    /* pairwise_all_reduce's receiving side: the other rank's call (its header) and first
+     * kAhead bytes arrive in header[turn] and ahead[turn], posted at the end of the call
+     * before (ahead_posted); the rest, if any, in rest */
     std::vector<char> ahead_mem;
     std::unique_ptr<gloo::transport::UnboundBuffer> ahead[2];
+    pairwise_header headers[2];
+    std::unique_ptr<gloo::transport::UnboundBuffer> header[2];
     int turn = 0;
     bool ahead_posted = false;
     std::vector<char> rest;
@@ -262,8 +279,7 @@ namespace {
         } catch (...) {
         }
     }
-    const char *check = std::getenv("DDPLAB_COLLECTIVE_CHECK");
-    bool unchecked = check && std::strcmp(check, "0") == 0;
+    bool unchecked = collective_check_off();
     std::fprintf(stderr,
                  "ddplab: Gloo failed inside its network thread, and this rank has to end: "
                  "%s\n%s",
@@ -368,49 +384,82 @@ constexpr size_t kAhead = 256 * 1024;
  * operation, and they commute).
  *
  * Gloo's TCP transport sends a message only once the receiver has said it is ready for it
- * (a notification each way first), so each call ends by posting the receive of the next
- * call's first kAhead bytes: when the next call comes, the other rank's notice is already
- * here and both buffers go out at once, one network latency in all. The receive may be
- * posted bigger than the message (Gloo allows a shorter one), and both ranks follow the
- * same rule on the same sequence of calls, so their sends and receives pair up in order:
- * first kAhead bytes into ahead[turn], the rest into `rest`. Two ahead buffers take turns,
- * so that the next call's bytes never land in the one being reduced. */
-static void pairwise_all_reduce(gloo_comm *c, void *buf, size_t nbytes, size_t count,
-                                reduce_fn fn) {
+ * (a notification each way first), so each call ends by posting the receives of the next
+ * call's header and first kAhead bytes: when the next call comes, the other rank's notices
+ * are already here and everything goes out at once, one network latency in all. A receive
+ * may be posted bigger than its message (Gloo allows a shorter one), and both ranks follow
+ * the same rule on the same sequence of calls, so their sends and receives pair up in
+ * order: the header, the first kAhead bytes into ahead[turn], the rest into `rest`. Two
+ * sets of buffers take turns, so that the next call's bytes never land in the one being
+ * reduced. The header is checked before anything is reduced or the rest is received. */
+static void pairwise_all_reduce(gloo_comm *c, void *buf, dtype dt, size_t count,
+                                comm_reduce_op op, reduce_fn fn) {
     const int rank = c->ctx->rank, peer = 1 - rank;
+    const size_t nbytes = count * dtype_size(dt);
     const size_t head = std::min(nbytes, kAhead), tail = nbytes - head;
     if (c->ahead_mem.empty()) {
         c->ahead_mem.resize(2 * kAhead);
-        for (int i = 0; i < 2; i++)
+        for (int i = 0; i < 2; i++) {
             c->ahead[i] = c->ctx->createUnboundBuffer(c->ahead_mem.data() + i * kAhead, kAhead);
+            c->header[i] = c->ctx->createUnboundBuffer(&c->headers[i], sizeof c->headers[i]);
+        }
     }
-    gloo::transport::UnboundBuffer *first = c->ahead[c->turn].get();
-    if (!c->ahead_posted) first->recv(peer, kPairwiseSlot, 0, kAhead);
+    auto post_next = [&](int turn) {
+        c->header[turn]->recv(peer, kPairwiseSlot);
+        c->ahead[turn]->recv(peer, kPairwiseSlot, 0, kAhead);
+    };
+    if (!c->ahead_posted) post_next(c->turn);
     c->ahead_posted = false;
+    pairwise_header mine_header = {count, static_cast<int32_t>(dt), static_cast<int32_t>(op)};
+    auto header_out = c->ctx->createUnboundBuffer(&mine_header, sizeof mine_header);
+    auto mine = c->ctx->createUnboundBuffer(buf, nbytes);
+    header_out->send(peer, kPairwiseSlot);
+    mine->send(peer, kPairwiseSlot, 0, head);
+    if (tail > 0) mine->send(peer, kPairwiseSlot, head, tail);
+    auto wait = [&](bool ok) {
+        if (!ok) throw std::runtime_error("the exchange with the other rank was aborted");
+    };
+    wait(c->header[c->turn]->waitRecv(c->timeout));
+    const pairwise_header &theirs_header = c->headers[c->turn];
+    if (theirs_header.count != count || theirs_header.dt != mine_header.dt ||
+        theirs_header.op != mine_header.op) {
+        const pairwise_header &h = theirs_header;
+        bool known = h.dt >= 0 && h.dt <= DTYPE_BOOL && h.op >= COMM_SUM && h.op <= COMM_MAX;
+        char msg[512];
+        std::snprintf(msg, sizeof msg,
+                      "the two ranks called it differently: this rank with %s[%zu], op=%s; "
+                      "rank %d with %s[%llu], op=%s%s",
+                      dtype_name(dt), count, comm_reduce_op_name(op), peer,
+                      known ? dtype_name(static_cast<dtype>(h.dt)) : "?",
+                      static_cast<unsigned long long>(h.count),
+                      known ? comm_reduce_op_name(static_cast<comm_reduce_op>(h.op)) : "?",
+                      collective_check_off()
+                          ? " (the collective check is off, --no-collective-check: every rank "
+                            "must call each collective with the same shapes, dtypes and op)"
+                          : "");
+        throw store_failure(DDP_ERR_MISMATCH, std::string("all_reduce: ") + msg);
+    }
+    /* the rest is received only now: a longer rest than this rank expects would end the
+     * process in Gloo's network thread */
     std::unique_ptr<gloo::transport::UnboundBuffer> second;
     if (tail > 0) {
         if (c->rest.size() < tail) c->rest.resize(tail);
         second = c->ctx->createUnboundBuffer(c->rest.data(), tail);
         second->recv(peer, kPairwiseSlot);
     }
-    auto mine = c->ctx->createUnboundBuffer(buf, nbytes);
-    mine->send(peer, kPairwiseSlot, 0, head);
-    if (tail > 0) mine->send(peer, kPairwiseSlot, head, tail);
-    auto wait = [&](bool ok) {
-        if (!ok) throw std::runtime_error("the exchange with the other rank was aborted");
-    };
-    wait(first->waitRecv(c->timeout));
+    wait(c->ahead[c->turn]->waitRecv(c->timeout));
     if (tail > 0) wait(second->waitRecv(c->timeout));
+    wait(header_out->waitSend(c->timeout));
     wait(mine->waitSend(c->timeout));
     if (tail > 0) wait(mine->waitSend(c->timeout));
     const char *theirs = c->ahead_mem.data() + c->turn * kAhead;
     c->turn ^= 1;
-    c->ahead[c->turn]->recv(peer, kPairwiseSlot, 0, kAhead);
+    post_next(c->turn);
     c->ahead_posted = true;
-    /* the reduction, in the dtype's element count: head and tail hold whole elements,
-     * since kAhead is a multiple of every element size */
+    /* the reduction, in elements: head and tail hold whole elements, since kAhead is a
+     * multiple of every element size */
     char *out = static_cast<char *>(buf);
-    const size_t head_count = count * head / nbytes, tail_count = count - head_count;
+    const size_t head_count = head / dtype_size(dt), tail_count = count - head_count;
     fn(out, rank == 0 ? out : theirs, rank == 0 ? theirs : out, head_count);
     if (tail > 0) {
         const char *rest = c->rest.data();
@@ -426,7 +475,7 @@ static ddp_status gloo_all_reduce(comm *base, void *buf, dtype dt, size_t count,
     if (count == 0) return DDP_OK;
     try {
         if (c->ctx->size == 2) {
-            pairwise_all_reduce(c, buf, count * dtype_size(dt), count, fn);
+            pairwise_all_reduce(c, buf, dt, count, op, fn);
             if (op == COMM_AVG) divide(buf, dt, count, 2);
             return DDP_OK;
         }

@@ -83,10 +83,21 @@ done
 grep -q "cannot read '$work/pipe.npy' as .npy: it is not a regular file (a FIFO)" "$work/out" ||
     fail "torch.load of a FIFO was not refused:"$'\n'"$(cat "$work/out")"
 
-# 2. ranks that disagree in dtype with the collective check off: Gloo's network thread
-# fails where nothing can catch it; the rank ends saying what happened, not with a bare
-# "terminate called after throwing an instance of 'gloo::EnforceNotMet'"
+# 2. ranks that disagree in dtype with the collective check off: on 2 ranks the all_reduce
+# is ddplab's own exchange, which names both calls in a Lua error on each rank...
 timeout 60 "$DDPLAB" -n 2 --no-collective-check -e 'dist.init_process_group{backend="gloo"}
+local t = dist.get_rank() == 0 and torch.ones(4, {dtype = torch.float64}) or torch.ones(4)
+dist.all_reduce(t)' >"$work/out" 2>"$work/err"
+rc=$?
+[ $rc -eq 1 ] || fail "a dtype mismatch without the check on 2 ranks exited with $rc"
+cat "$work/out" "$work/err" >"$work/all"
+grep -q "\[0\] error: (command line):3: all_reduce: the two ranks called it differently: this rank with float64\[4\], op=SUM; rank 1 with float32\[4\], op=SUM (the collective check is off" "$work/all" ||
+    fail "the 2-rank mismatch is not named:"$'\n'"$(cat "$work/all")"
+grep -q "Gloo failed inside its network thread" "$work/all" && fail "a 2-rank rank died in Gloo"
+# ... on 4, Gloo's ring runs, whose network thread fails where nothing can catch it; the
+# rank ends saying what happened, not with a bare "terminate called after throwing an
+# instance of 'gloo::EnforceNotMet'"
+timeout 60 "$DDPLAB" -n 4 --no-collective-check -e 'dist.init_process_group{backend="gloo"}
 local t = dist.get_rank() == 0 and torch.ones(4, {dtype = torch.float64}) or torch.ones(4)
 dist.all_reduce(t)' >"$work/out" 2>"$work/err"
 rc=$?

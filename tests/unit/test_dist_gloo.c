@@ -193,6 +193,52 @@ static void test_all_reduce_pairwise(void **state) {
     run_ranks(2, pairwise_ranks);
 }
 
+/* Two ranks whose all_reduce calls differ (only possible with the collective check off)
+ * are told so on both, naming both calls, instead of reducing bytes they do not
+ * understand or ending in Gloo's network thread: a rest beyond the first 256 KiB that is
+ * longer than this rank expects, a different dtype of the same byte count, another op. */
+static int pairwise_mismatch_ranks(int rank, int size, comm *c) {
+    (void)size;
+    enum { BIG = 100000 }; /* 400 KB of float32: more than is posted ahead */
+    float *f = calloc(BIG + 1, sizeof *f);
+    CHILD_CHECK(f != NULL);
+    CHILD_CHECK(comm_all_reduce(c, f, DTYPE_FLOAT32, rank == 0 ? BIG : BIG + 1, COMM_SUM) ==
+                DDP_ERR_MISMATCH);
+    CHILD_CHECK(strstr(ddp_last_error(), "called it differently") != NULL);
+    CHILD_CHECK(strstr(ddp_last_error(), rank == 0 ? "rank 1 with float32[100001]"
+                                                   : "rank 0 with float32[100000]") != NULL);
+    free(f);
+    return 0;
+}
+
+static int pairwise_dtype_op_ranks(int rank, int size, comm *c) {
+    (void)size;
+    double d[2] = {1, 2};
+    float f[4] = {1, 2, 3, 4};
+    ddp_status s = rank == 0 ? comm_all_reduce(c, d, DTYPE_FLOAT64, 2, COMM_SUM)
+                             : comm_all_reduce(c, f, DTYPE_FLOAT32, 4, COMM_SUM);
+    CHILD_CHECK(s == DDP_ERR_MISMATCH);
+    CHILD_CHECK(strstr(ddp_last_error(), rank == 0 ? "rank 1 with float32[4], op=SUM"
+                                                   : "rank 0 with float64[2], op=SUM") != NULL);
+    return 0;
+}
+
+static int pairwise_op_ranks(int rank, int size, comm *c) {
+    (void)size;
+    float f[3] = {1, 2, 3};
+    CHILD_CHECK(comm_all_reduce(c, f, DTYPE_FLOAT32, 3, rank == 0 ? COMM_SUM : COMM_MAX) ==
+                DDP_ERR_MISMATCH);
+    CHILD_CHECK(strstr(ddp_last_error(), rank == 0 ? "op=MAX" : "op=SUM") != NULL);
+    return 0;
+}
+
+static void test_all_reduce_pairwise_mismatch(void **state) {
+    (void)state;
+    run_ranks(2, pairwise_mismatch_ranks);
+    run_ranks(2, pairwise_dtype_op_ranks);
+    run_ranks(2, pairwise_op_ranks);
+}
+
 /* ---- the rooted and gathering collectives --------------------------------------- */
 
 static int rooted_ranks(int rank, int size, comm *c) {
@@ -358,6 +404,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_all_reduce_2),  cmocka_unit_test(test_all_reduce_4),
         cmocka_unit_test(test_all_reduce_pairwise),
+        cmocka_unit_test(test_all_reduce_pairwise_mismatch),
         cmocka_unit_test(test_rooted_2),      cmocka_unit_test(test_rooted_4),
         cmocka_unit_test(test_gather_list_2), cmocka_unit_test(test_gather_list_3),
         cmocka_unit_test(test_gather_list_4), cmocka_unit_test(test_ring_4),
