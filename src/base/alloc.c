@@ -28,3 +28,7 @@ void *ddp_malloc(size_t n) {
 void *ddp_calloc(size_t count, size_t size) {
     return ddp_alloc_should_fail() ? NULL : calloc(count, size);
 }
+
+void *ddp_realloc(void *p, size_t n) {
+    return ddp_alloc_should_fail() ? NULL : realloc(p, n);
+}
