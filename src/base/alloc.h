@@ -16,6 +16,8 @@
 void *ddp_malloc(size_t n);
 void *ddp_calloc(size_t count, size_t size);
 void *ddp_realloc(void *p, size_t n);
+/* strdup through the seam (one allocation): a copy the caller frees, or NULL. */
+char *ddp_strdup(const char *s);
 
 /* Tests: the k-th allocation through the seam from now fails (k >= 1), and only that
  * one; 0 turns the hook off. Per thread. */
