@@ -3,6 +3,7 @@
 #include "base/alloc.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 static _Thread_local long fail_at;   /* 0: off */
 static _Thread_local long allocated; /* allocations seen since ddp_alloc_fail_at */
@@ -27,4 +28,14 @@ void *ddp_malloc(size_t n) {
 
 void *ddp_calloc(size_t count, size_t size) {
     return ddp_alloc_should_fail() ? NULL : calloc(count, size);
+}
+
+void *ddp_realloc(void *p, size_t n) {
+    return ddp_alloc_should_fail() ? NULL : realloc(p, n);
+}
+
+char *ddp_strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *copy = ddp_malloc(n);
+    return copy ? memcpy(copy, s, n) : NULL;
 }

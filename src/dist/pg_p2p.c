@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/alloc.h"
 #include "base/interrupt.h"
 #include "dist/fingerprint.h"
 #include "dist/pg_internal.h"
@@ -296,10 +297,10 @@ static ddp_status publish(pg_work *w) {
 static ddp_status find_any_sender(pg_work *w, bool block) {
     process_group *g = w->g;
     int n = g->size;
-    char(*keys)[192] = malloc((size_t)n * 2 * sizeof *keys);
-    const char **kp = malloc((size_t)n * 2 * sizeof *kp);
-    char **v = calloc((size_t)n * 2, sizeof *v);
-    size_t *l = malloc((size_t)n * 2 * sizeof *l);
+    char(*keys)[192] = ddp_malloc((size_t)n * 2 * sizeof *keys);
+    const char **kp = ddp_malloc((size_t)n * 2 * sizeof *kp);
+    char **v = ddp_calloc((size_t)n * 2, sizeof *v);
+    size_t *l = ddp_malloc((size_t)n * 2 * sizeof *l);
     ddp_status s = DDP_OK;
     if (!keys || !kp || !v || !l) {
         s = DDP_FAIL(DDP_ERR_NOMEM, "recv: out of memory");
@@ -498,7 +499,7 @@ static ddp_status post(process_group *g, const pg_buffer *b, int peer_global, bo
                         "every rank must call a collective (e.g. dist.barrier()) "
                         "to rebuild them before sending again",
                         op);
-    pg_work *w = calloc(1, sizeof *w);
+    pg_work *w = ddp_calloc(1, sizeof *w);
     if (!w) return DDP_FAIL(DDP_ERR_NOMEM, "%s: out of memory", op);
     if (left_waiting && pg_W.check) { /* the evidence of an old crossed wait goes now */
         char wk[128];
@@ -542,7 +543,7 @@ ddp_status pg_irecv(process_group *g, pg_buffer *buf, int src, pg_work **out) {
 ddp_status pg_work_for_job(process_group *g, const char *op, const pg_buffer *b, pg_job *job,
                            pg_work **out) {
     *out = NULL;
-    pg_work *w = calloc(1, sizeof *w);
+    pg_work *w = ddp_calloc(1, sizeof *w);
     if (!w) {
         pg_job_free(job);
         return DDP_FAIL(DDP_ERR_NOMEM, "%s: out of memory", op);

@@ -6,6 +6,8 @@
  * copied in, then SUM) are PyTorch's, so the averaged gradients match its. */
 #include "dist/reducer.h"
 
+#include "base/alloc.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,9 +84,9 @@ static size_t param_bytes(const tensor *p) {
 /* Fills b with the parameters idx[0..k) (all of one dtype): buffer, offsets, views. */
 static ddp_status bucket_fill(reducer *r, bucket *b, const int *idx, int k) {
     b->n = k;
-    b->params = malloc(sizeof *b->params * (size_t)k);
-    b->offsets = malloc(sizeof *b->offsets * (size_t)k);
-    b->views = calloc((size_t)k, sizeof *b->views);
+    b->params = ddp_malloc(sizeof *b->params * (size_t)k);
+    b->offsets = ddp_malloc(sizeof *b->offsets * (size_t)k);
+    b->views = ddp_calloc((size_t)k, sizeof *b->views);
     if (!b->params || !b->offsets || !b->views)
         return DDP_FAIL(DDP_ERR_NOMEM, "DistributedDataParallel: out of memory for a bucket");
     int64_t total = 0;
@@ -108,11 +110,12 @@ static ddp_status bucket_fill(reducer *r, bucket *b, const int *idx, int k) {
 
 /* Cuts the parameters, walked in `order`, into buckets: a bucket closes once it holds
  * its cap (first_cap for the first of a dtype, cap after), one open bucket per dtype;
- * buckets come out in the order they closed, the open ones last (PyTorch's rules). */
+ * buckets come out in the order they closed, the open ones last (PyTorch's rules). They
+ * replace the reducer's only once all are made: on failure it keeps the ones it had. */
 static ddp_status assign(reducer *r, const int *order, int n) {
-    buckets_free(r);
-    bucket *bs = calloc((size_t)(n > 0 ? n : 1), sizeof *bs);
-    int *open[2] = {malloc(sizeof(int) * (size_t)(n + 1)), malloc(sizeof(int) * (size_t)(n + 1))};
+    bucket *bs = ddp_calloc((size_t)(n > 0 ? n : 1), sizeof *bs);
+    int *open[2] = {ddp_malloc(sizeof(int) * (size_t)(n + 1)),
+                    ddp_malloc(sizeof(int) * (size_t)(n + 1))};
     int nopen[2] = {0, 0};
     size_t bytes[2] = {0, 0};
     int closed[2] = {0, 0}; /* buckets closed per dtype: the first one has first_cap */
@@ -137,12 +140,14 @@ static ddp_status assign(reducer *r, const int *order, int n) {
         if (nopen[key] > 0) s = bucket_fill(r, &bs[nb++], open[key], nopen[key]);
     free(open[0]);
     free(open[1]);
-    r->buckets = bs;
-    r->nbuckets = nb;
-    if (s != DDP_OK) {
-        buckets_free(r);
+    if (s != DDP_OK) { /* the buckets the reducer had stay, whole (a rebuild that failed) */
+        for (int b = 0; bs && b < nb; b++) bucket_clear(&bs[b]);
+        free(bs);
         return s;
     }
+    buckets_free(r);
+    r->buckets = bs;
+    r->nbuckets = nb;
     for (int b = 0; b < nb; b++) {
         for (int k = 0; k < bs[b].n; k++) {
             r->bucket_of[bs[b].params[k]] = b;
@@ -157,8 +162,8 @@ static ddp_status assign(reducer *r, const int *order, int n) {
 void reducer_free(reducer *r) {
     if (!r) return;
     buckets_free(r);
-    for (int i = 0; i < r->n; i++) {
-        tensor_release(r->params[i]);
+    for (int i = 0; i < r->n; i++) { /* a reducer_new that ran out may lack either array */
+        if (r->params) tensor_release(r->params[i]);
         if (r->names) free(r->names[i]);
     }
     free(r->params);
@@ -190,27 +195,27 @@ ddp_status reducer_new(process_group *g, tensor *const *params, const char *cons
                             tensor_shape_str(p, shape, sizeof shape), why);
     }
     if (!g) DDP_CHECK(pg_default(&g));
-    reducer *r = calloc(1, sizeof *r);
+    reducer *r = ddp_calloc(1, sizeof *r);
     if (!r) return DDP_FAIL(DDP_ERR_NOMEM, "DistributedDataParallel: out of memory");
     size_t m = (size_t)(n > 0 ? n : 1);
     r->g = pg_retain(g);
     r->n = n;
     r->o = *o;
     r->world = pg_size(g);
-    r->params = calloc(m, sizeof *r->params);
-    r->names = calloc(m, sizeof *r->names);
-    r->bucket_of = calloc(m, sizeof *r->bucket_of);
-    r->slot_of = calloc(m, sizeof *r->slot_of);
-    r->marked = calloc(m, sizeof *r->marked);
-    r->unused = calloc(m, sizeof *r->unused);
-    r->used_map = calloc(m, sizeof *r->used_map);
-    r->order = calloc(m, sizeof *r->order);
-    int *rev = calloc(m, sizeof *rev);
+    r->params = ddp_calloc(m, sizeof *r->params);
+    r->names = ddp_calloc(m, sizeof *r->names);
+    r->bucket_of = ddp_calloc(m, sizeof *r->bucket_of);
+    r->slot_of = ddp_calloc(m, sizeof *r->slot_of);
+    r->marked = ddp_calloc(m, sizeof *r->marked);
+    r->unused = ddp_calloc(m, sizeof *r->unused);
+    r->used_map = ddp_calloc(m, sizeof *r->used_map);
+    r->order = ddp_calloc(m, sizeof *r->order);
+    int *rev = ddp_calloc(m, sizeof *rev);
     bool ok = r->params && r->names && r->bucket_of && r->slot_of && r->marked && r->unused &&
               r->used_map && r->order && rev;
     for (int i = 0; ok && i < n; i++) {
         r->params[i] = tensor_retain(params[i]);
-        r->names[i] = strdup(names && names[i] ? names[i] : "?");
+        r->names[i] = ddp_strdup(names && names[i] ? names[i] : "?");
         ok = r->names[i] != NULL;
         rev[i] = n - 1 - i;
     }
@@ -250,26 +255,32 @@ bool reducer_armed(const reducer *r) {
     return r->armed;
 }
 
-/* Appends the names (sorted) and indices of the parameters not marked this pass. */
+/* Whether parameter i comes after j in the message's order: by name, as PyTorch's sorted
+ * set, then by index (two parameters may share a name, "?"). */
+static bool listed_after(const reducer *r, int i, int j) {
+    int c = strcmp(r->names[i], r->names[j]);
+    return c > 0 || (c == 0 && i > j);
+}
+
+/* Appends the names (sorted) and indices of the parameters not marked this pass. Allocates
+ * nothing (a selection, quadratic in the parameters, on an error path): the message is
+ * whole even when memory is short. */
 static void describe_unmarked(const reducer *r, char *out, size_t len) {
     int rank = pg_rank(r->g);
     size_t at =
         (size_t)snprintf(out, len, "Parameters which did not receive grad for rank %d: ", rank);
-    bool *done = calloc((size_t)(r->n > 0 ? r->n : 1), sizeof *done);
-    bool first = true;
-    for (;;) { /* selection by name, as PyTorch's sorted set */
+    for (int prev = -1;;) { /* the next unmarked one after prev */
         int best = -1;
         for (int i = 0; i < r->n; i++)
-            if (!r->marked[i] && !(done && done[i]) &&
-                (best < 0 || strcmp(r->names[i], r->names[best]) < 0))
+            if (!r->marked[i] && (prev < 0 || listed_after(r, i, prev)) &&
+                (best < 0 || listed_after(r, best, i)))
                 best = i;
-        if (best < 0 || !done) break;
-        done[best] = true;
+        if (best < 0) break;
         if (at < len)
-            at += (size_t)snprintf(out + at, len - at, "%s%s", first ? "" : ", ", r->names[best]);
-        first = false;
+            at +=
+                (size_t)snprintf(out + at, len - at, "%s%s", prev < 0 ? "" : ", ", r->names[best]);
+        prev = best;
     }
-    free(done);
     if (at < len)
         at += (size_t)snprintf(out + at, len - at,
                                "\nParameter indices which did not receive grad for rank %d:", rank);
@@ -490,13 +501,13 @@ ddp_status reducer_rebuild(reducer *r, bool *did) {
     bool may = !r->o.find_unused_parameters;
     if (r->rebuilt || !may || !r->order_complete) return DDP_OK;
     int64_t n = r->n;
-    int64_t *order = malloc(sizeof *order * (size_t)(n > 0 ? n : 1));
+    int64_t *order = ddp_malloc(sizeof *order * (size_t)(n > 0 ? n : 1));
     if (!order) return DDP_FAIL(DDP_ERR_NOMEM, "DistributedDataParallel: out of memory");
     for (int i = 0; i < n; i++) order[i] = r->order[i];
     pg_buffer buf = {.data = order, .dt = DTYPE_INT64, .ndim = 1, .sizes = {n}, .owner = NULL};
     ddp_status s = pg_broadcast(r->g, &buf, pg_global_rank(r->g, 0)); /* rank 0's layout */
-    int *idx = malloc(sizeof *idx * (size_t)(n > 0 ? n : 1));
-    bool *seen = calloc((size_t)(n > 0 ? n : 1), sizeof *seen);
+    int *idx = ddp_malloc(sizeof *idx * (size_t)(n > 0 ? n : 1));
+    bool *seen = ddp_calloc((size_t)(n > 0 ? n : 1), sizeof *seen);
     if (s == DDP_OK && (!idx || !seen))
         s = DDP_FAIL(DDP_ERR_NOMEM, "DistributedDataParallel: out of memory");
     for (int i = 0; s == DDP_OK && i < n; i++) {
@@ -509,7 +520,8 @@ ddp_status reducer_rebuild(reducer *r, bool *did) {
     /* the gradients living in bucket views move with them */
     tensor **keep = NULL;
     if (s == DDP_OK && r->o.gradient_as_bucket_view) {
-        keep = calloc((size_t)(n > 0 ? n : 1), sizeof *keep);
+        keep = ddp_calloc((size_t)(n > 0 ? n : 1), sizeof *keep);
+        if (!keep) s = DDP_FAIL(DDP_ERR_NOMEM, "DistributedDataParallel: out of memory");
         for (int i = 0; keep && i < n; i++)
             if (r->params[i]->grad) keep[i] = tensor_retain(r->params[i]->grad);
     }
@@ -551,7 +563,7 @@ ddp_status reducer_shadow_backward(reducer *r) {
         if (s == DDP_OK) s = w;
     }
     if (s == DDP_OK && r->o.find_unused_parameters) {
-        float *zeros = calloc((size_t)(r->n > 0 ? r->n : 1), sizeof *zeros);
+        float *zeros = ddp_calloc((size_t)(r->n > 0 ? r->n : 1), sizeof *zeros);
         if (!zeros) return DDP_FAIL(DDP_ERR_NOMEM, "DistributedDataParallel: out of memory");
         s = reduce_used_map(r, zeros);
         free(zeros);

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/alloc.h"
 #include "base/clock.h"
 #include "base/interrupt.h"
 #include "dist/store.h"
@@ -200,7 +201,7 @@ ddp_status store_connect(const char *host, int port, double timeout_s, store_cli
      * greeting gets the connect timeout (at least a second), and every later answer a
      * bound far above the longest server-side wait (STORE_MAX_WAIT_MS). */
     set_read_timeout(fd, timeout_s > 1 ? timeout_s : 1);
-    store_client *c = calloc(1, sizeof *c);
+    store_client *c = ddp_calloc(1, sizeof *c);
     if (!c) {
         close(fd);
         return DDP_FAIL(DDP_ERR_NOMEM, "store: out of memory");
@@ -227,6 +228,18 @@ void store_close(store_client *c) {
 
 /* ---- requests ------------------------------------------------------------------- */
 
+/* Reads and drops the len bytes of an answer there was no memory for; false when the
+ * connection failed. */
+static bool skip_answer(int fd, size_t len) {
+    unsigned char scratch[4096];
+    while (len > 0) {
+        size_t n = len < sizeof scratch ? len : sizeof scratch;
+        if (!store_read_all(fd, scratch, n)) return false;
+        len -= n;
+    }
+    return true;
+}
+
 /* One round trip. *data (malloc'd, NUL-terminated, may be NULL when len is 0) receives
  * the answer when data is not NULL. */
 static ddp_status request(store_client *c, int op, const char *key, const void *value, size_t vlen,
@@ -251,12 +264,18 @@ static ddp_status request(store_client *c, int op, const char *key, const void *
     char *buf = NULL;
     size_t len = ok ? store_get_u32(r + 1) : 0;
     if (ok && len > STORE_MAX_MULTI_REPLY) ok = false;
+    bool no_memory = false;
     if (ok) {
-        buf = malloc(len + 1);
-        ok = buf && store_read_all(c->fd, buf, len);
+        buf = ddp_malloc(len + 1);
+        no_memory = !buf;
+        /* no room for the answer: read it past, so the next request gets its own */
+        ok = buf ? store_read_all(c->fd, buf, len) : skip_answer(c->fd, len);
     }
     if (!ok) c->lost = true;
     pthread_mutex_unlock(&c->lock);
+    if (ok && no_memory)
+        return DDP_FAIL(DDP_ERR_NOMEM, "store: out of memory for a %zu-byte answer from %s", len,
+                        c->where);
     if (!ok) {
         free(buf);
         return DDP_FAIL(DDP_ERR_COMM,
@@ -377,7 +396,7 @@ ddp_status store_exchange(store_client *c, const char *set_key, const void *valu
     }
     if (total > STORE_MAX_VALUE)
         return DDP_FAIL(DDP_ERR_ARG, "store: exchange of %zu bytes is too large", total);
-    unsigned char *packed = malloc(total);
+    unsigned char *packed = ddp_malloc(total);
     if (!packed) return DDP_FAIL(DDP_ERR_NOMEM, "store: out of memory");
     size_t at = 0;
     if (set_key) {
@@ -409,8 +428,8 @@ ddp_status store_exchange(store_client *c, const char *set_key, const void *valu
         at += 5;
         if (vl > dlen_reply - at) goto bad;
         if (found) {
-            values[i] = malloc(vl + 1);
-            if (!values[i]) goto bad;
+            values[i] = ddp_malloc(vl + 1);
+            if (!values[i]) goto no_memory;
             memcpy(values[i], data + at, vl);
             values[i][vl] = '\0';
             lens[i] = vl;
@@ -419,11 +438,16 @@ ddp_status store_exchange(store_client *c, const char *set_key, const void *valu
     }
     free(data);
     return DDP_OK;
+no_memory:
+    s = DDP_FAIL(DDP_ERR_NOMEM, "store: out of memory for the values of a multi-wait");
+    goto drop;
 bad:
+    s = DDP_FAIL(DDP_ERR_FORMAT, "store: malformed multi-wait answer from %s", c->where);
+drop:
     free(data);
     for (int i = 0; i < n; i++) {
         free(values[i]);
         values[i] = NULL;
     }
-    return DDP_FAIL(DDP_ERR_FORMAT, "store: malformed multi-wait answer from %s", c->where);
+    return s;
 }

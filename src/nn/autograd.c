@@ -11,6 +11,8 @@
  * ag_shape.c, ag_linalg.c and losses.c. */
 #include "nn/autograd_internal.h"
 
+#include "base/alloc.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,8 +82,8 @@ ddp_status ag_record(const char *name, ag_backward_fn backward, const tensor *co
     if (!ag_any_requires_grad(inputs, n) || !dtype_is_float(y->dtype)) return DDP_OK;
     for (int i = 0; i < n; i++)
         if (inputs[i] == y) return DDP_OK; /* the op returned its input (a no-op) */
-    ag_node *node = calloc(1, sizeof *node);
-    ag_edge *edges = calloc((size_t)(n > 0 ? n : 1), sizeof *edges);
+    ag_node *node = ddp_calloc(1, sizeof *node);
+    ag_edge *edges = ddp_calloc((size_t)(n > 0 ? n : 1), sizeof *edges);
     if (!node || !edges) {
         free(node);
         free(edges);
@@ -258,7 +260,7 @@ typedef struct {
 static ddp_status node_list_push(node_list *l, ag_node *n) {
     if (l->len == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 64;
-        ag_node **items = realloc(l->items, cap * sizeof *items);
+        ag_node **items = ddp_realloc(l->items, cap * sizeof *items);
         if (!items) return DDP_FAIL(DDP_ERR_NOMEM, "backward: out of memory walking the graph");
         l->items = items;
         l->cap = cap;
@@ -381,12 +383,12 @@ ddp_status ag_add_grad_hook(tensor *leaf, ag_grad_hook_fn fn, void *ctx, void (*
                      "register_post_accumulate_grad_hook: post accumulate grad hooks cannot be "
                      "registered on non-leaf tensors (this one was computed by %s)",
                      ((ag_node *)leaf->grad_fn)->name);
-    grad_hook *h = s == DDP_OK ? calloc(1, sizeof *h) : NULL;
+    grad_hook *h = s == DDP_OK ? ddp_calloc(1, sizeof *h) : NULL;
     if (s == DDP_OK && !h)
         s = DDP_FAIL(DDP_ERR_NOMEM, "register_post_accumulate_grad_hook: out of memory");
     leaf_hooks *lh = (leaf_hooks *)leaf->grad_hooks;
     if (s == DDP_OK && !lh) {
-        lh = calloc(1, sizeof *lh);
+        lh = ddp_calloc(1, sizeof *lh);
         if (!lh) {
             s = DDP_FAIL(DDP_ERR_NOMEM, "register_post_accumulate_grad_hook: out of memory");
         } else {
@@ -540,7 +542,7 @@ static ddp_status run_node(ag_node *n, bool retain_graph, node_list *ready) {
     tensor *small[4] = {NULL, NULL, NULL, NULL};
     tensor **grads = small;
     if (n->n_edges > 4) {
-        grads = calloc((size_t)n->n_edges, sizeof *grads);
+        grads = ddp_calloc((size_t)n->n_edges, sizeof *grads);
         if (!grads) {
             tensor_release(g);
             return DDP_FAIL(DDP_ERR_NOMEM, "backward: out of memory in %s", n->name);
@@ -579,8 +581,8 @@ static ddp_status run_node(ag_node *n, bool retain_graph, node_list *ready) {
 /* Finds every node reachable from start (breadth first, no recursion) and counts, for
  * each, how many edges point at it. */
 static ddp_status collect_graph(ag_node *start, node_list *all) {
-    start->visited = true;
     DDP_CHECK(node_list_push(all, start));
+    start->visited = true;
     for (size_t i = 0; i < all->len; i++) {
         ag_node *n = all->items[i];
         if (n->freed && n->has_saved)
@@ -596,11 +598,13 @@ static ddp_status collect_graph(ag_node *start, node_list *all) {
             if (leaf && leaf->grad_hooks) ((leaf_hooks *)leaf->grad_hooks)->pending++;
             ag_node *m = n->edges[k].node;
             if (!m) continue;
-            m->deps++;
+            /* marked and counted only once on the list, which ag_backward unmarks and
+             * resets, also when this fails */
             if (!m->visited) {
-                m->visited = true;
                 DDP_CHECK(node_list_push(all, m));
+                m->visited = true;
             }
+            m->deps++;
         }
     }
     return DDP_OK;
@@ -619,8 +623,8 @@ ddp_status ag_reachable_leaves(tensor *const *roots, int n, void (*visit)(tensor
         }
         ag_node *start = (ag_node *)t->grad_fn;
         if (start->visited) continue;
-        start->visited = true;
         s = node_list_push(&all, start);
+        start->visited = s == DDP_OK; /* only what is on the list gets unmarked */
     }
     for (size_t i = 0; s == DDP_OK && i < all.len; i++) { /* breadth first, no recursion */
         ag_node *m = all.items[i];
@@ -628,8 +632,8 @@ ddp_status ag_reachable_leaves(tensor *const *roots, int n, void (*visit)(tensor
             ag_edge *e = &m->edges[k];
             if (e->leaf) visit(e->leaf, ctx);
             if (e->node && !e->node->visited) {
-                e->node->visited = true;
                 s = node_list_push(&all, e->node);
+                e->node->visited = s == DDP_OK;
             }
         }
     }

@@ -19,6 +19,7 @@
 #include "nn/batchnorm.h"
 
 #include "nn/autograd_internal.h"
+#include "base/alloc.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -164,7 +165,7 @@ static ddp_status batch_norm_backward(ag_node *node, const tensor *grad, tensor 
     dtype dt = x->dtype;
     tensor *dy;
     DDP_CHECK(tensor_contiguous(grad, &dy));
-    double *sums = malloc(sizeof(double) * 4 * (size_t)s.c);
+    double *sums = ddp_malloc(sizeof(double) * 4 * (size_t)s.c);
     if (!sums) {
         tensor_release(dy);
         return DDP_FAIL(DDP_ERR_NOMEM, "batch_norm backward: out of memory");
@@ -274,7 +275,7 @@ ddp_status ag_batch_norm(const tensor *x_in, const tensor *weight, const tensor 
     tensor *x = NULL, *y = NULL, *mean_t = NULL, *invstd_t = NULL;
     bn_shape s = {x_in->sizes[0], x_in->sizes[1], x_in->ndim == 3 ? x_in->sizes[2] : 1};
     int64_t c_size = s.c;
-    double *buf = malloc(sizeof(double) * (2 * (size_t)s.c + 1));
+    double *buf = ddp_malloc(sizeof(double) * (2 * (size_t)s.c + 1));
     dtype dt = x_in->dtype;
     if (!buf) st = DDP_FAIL(DDP_ERR_NOMEM, "batch_norm: out of memory");
     if (st == DDP_OK) st = tensor_contiguous(x_in, &x);
@@ -336,7 +337,7 @@ ddp_status ag_batch_norm(const tensor *x_in, const tensor *weight, const tensor 
     if (node) {
         bn_ctx *ctx = NULL;
         if (reducer) {
-            ctx = malloc(sizeof *ctx);
+            ctx = ddp_malloc(sizeof *ctx);
             if (!ctx) {
                 st = DDP_FAIL(DDP_ERR_NOMEM, "batch_norm: out of memory");
             } else {

@@ -6,6 +6,8 @@
  * through io_sink (atomic), both in tensor_io.c. */
 #include "tensor/tensor_io_internal.h"
 
+#include "base/alloc.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -214,7 +216,7 @@ static ddp_status npy_read_header(io_source *in, dtype *dt, int64_t *sizes, int 
             path,
             "its header claims %llu bytes but the file has only %llu after the prefix (truncated?)",
             (unsigned long long)hlen, (unsigned long long)(in->size - start));
-    char *text = malloc((size_t)hlen + 1);
+    char *text = ddp_malloc((size_t)hlen + 1);
     if (!text) return DDP_FAIL(DDP_ERR_NOMEM, "cannot read '%s': out of memory", path);
     ddp_status s = io_source_read(in, start, text, hlen);
     if (s != DDP_OK) {

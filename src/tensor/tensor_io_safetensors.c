@@ -9,8 +9,11 @@
  * memory), writing through io_sink (atomic), both in tensor_io.c. */
 #include "tensor/tensor_io_internal.h"
 
+#include "base/alloc.h"
+
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +48,29 @@ static bool st_dtype_parse(const char *s, dtype *dt) {
             return true;
         }
     return false;
+}
+
+/* cJSON allocates through the seam too, so that a test failing the k-th allocation
+ * reaches cJSON's (it has one pair of hooks for the whole process; nothing else in
+ * ddplab uses it). cJSON reports a parse that ran out of memory as any other failed
+ * parse, so the hook notes it: the reader then says "out of memory", not "corrupt". */
+static _Thread_local bool st_json_ran_out;
+
+static void *st_json_malloc(size_t n) {
+    void *p = ddp_malloc(n);
+    if (!p) st_json_ran_out = true;
+    return p;
+}
+
+static void st_json_hooks(void) {
+    cJSON_Hooks hooks = {.malloc_fn = st_json_malloc, .free_fn = free};
+    cJSON_InitHooks(&hooks);
+}
+
+/* Called before every use of cJSON here. */
+static void st_json_init(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, st_json_hooks);
 }
 
 /* Builds the JSON header text for the save (caller frees with cJSON_free); NULL when
@@ -115,6 +141,7 @@ ddp_status tensor_save_safetensors_meta(const char *path, const char *const *nam
                 return DDP_FAIL(DDP_ERR_ARG, "cannot save '%s': the name '%s' appears twice", path,
                                 names[i]);
     }
+    st_json_init();
     char *json = st_header_json(names, tensors, n, meta_keys, meta_values, n_meta);
     if (!json) return DDP_FAIL(DDP_ERR_NOMEM, "cannot save '%s': out of memory", path);
     size_t len = strlen(json);
@@ -261,10 +288,10 @@ static ddp_status st_read_header(io_source *in, cJSON **root, uint64_t *data_sta
     if (hlen < 2)
         return ST_FORMAT(path, "its header is %llu bytes long, too short for a JSON object",
                          (unsigned long long)hlen);
-    char *text = malloc((size_t)hlen + 1);
+    char *text = ddp_malloc((size_t)hlen + 1);
     if (!text)
-        return DDP_FAIL(DDP_ERR_NOMEM, "cannot read '%s': no memory for its %llu-byte header", path,
-                        (unsigned long long)hlen);
+        return DDP_FAIL(DDP_ERR_NOMEM, "cannot read '%s': out of memory for its %llu-byte header",
+                        path, (unsigned long long)hlen);
     ddp_status s = io_source_read(in, 8, text, hlen);
     if (s != DDP_OK) {
         free(text);
@@ -280,7 +307,13 @@ static ddp_status st_read_header(io_source *in, cJSON **root, uint64_t *data_sta
                          nul);
     }
     const char *end = NULL;
+    st_json_init();
+    st_json_ran_out = false;
     *root = text[0] == '{' ? cJSON_ParseWithLengthOpts(text, (size_t)hlen, &end, 0) : NULL;
+    if (!*root && st_json_ran_out) {
+        free(text);
+        return DDP_FAIL(DDP_ERR_NOMEM, "cannot read '%s': out of memory parsing its header", path);
+    }
     if (!*root) {
         long at = end ? (long)(end - text) : 0;
         free(text);
@@ -320,7 +353,7 @@ static ddp_status st_collect(const char *path, const cJSON *root, uint64_t data_
     int n = 0;
     const cJSON *item;
     cJSON_ArrayForEach(item, root) n += strcmp(item->string, "__metadata__") != 0;
-    st_entry *es = calloc(n > 0 ? (size_t)n : 1, sizeof *es);
+    st_entry *es = ddp_calloc(n > 0 ? (size_t)n : 1, sizeof *es);
     if (!es) return DDP_FAIL(DDP_ERR_NOMEM, "cannot read '%s': out of memory", path);
     int k = 0;
     ddp_status s = DDP_OK;
@@ -387,15 +420,15 @@ static ddp_status st_copy_metadata(const char *path, const cJSON *root, tensor_f
     const cJSON *item;
     cJSON_ArrayForEach(item, meta) count += cJSON_IsString(item);
     if (count == 0) return DDP_OK;
-    out->meta_keys = calloc((size_t)count, sizeof *out->meta_keys);
-    out->meta_values = calloc((size_t)count, sizeof *out->meta_values);
+    out->meta_keys = ddp_calloc((size_t)count, sizeof *out->meta_keys);
+    out->meta_values = ddp_calloc((size_t)count, sizeof *out->meta_values);
     if (!out->meta_keys || !out->meta_values)
         return DDP_FAIL(DDP_ERR_NOMEM, "cannot read '%s': out of memory", path);
     cJSON_ArrayForEach(item, meta) {
         if (!cJSON_IsString(item)) continue;
         int k = out->n_meta++;
-        out->meta_keys[k] = strdup(item->string);
-        out->meta_values[k] = strdup(item->valuestring);
+        out->meta_keys[k] = ddp_strdup(item->string);
+        out->meta_values[k] = ddp_strdup(item->valuestring);
         if (!out->meta_keys[k] || !out->meta_values[k])
             return DDP_FAIL(DDP_ERR_NOMEM, "cannot read '%s': out of memory", path);
     }
@@ -413,8 +446,8 @@ static ddp_status st_read(io_source *in, tensor_file *out) {
     ddp_status s = st_read_header(in, &root, &data_start, &data_size);
     if (s == DDP_OK) s = st_collect(path, root, data_size, &es, &count);
     if (s == DDP_OK) {
-        out->names = calloc(count > 0 ? (size_t)count : 1, sizeof *out->names);
-        out->tensors = calloc(count > 0 ? (size_t)count : 1, sizeof *out->tensors);
+        out->names = ddp_calloc(count > 0 ? (size_t)count : 1, sizeof *out->names);
+        out->tensors = ddp_calloc(count > 0 ? (size_t)count : 1, sizeof *out->tensors);
         if (!out->names || !out->tensors)
             s = DDP_FAIL(DDP_ERR_NOMEM, "cannot read '%s': out of memory", path);
         else
@@ -427,7 +460,7 @@ static ddp_status st_read(io_source *in, tensor_file *out) {
             s = io_source_read(in, data_start + e->begin, tensor_data(out->tensors[i]),
                                e->end - e->begin);
         if (s == DDP_OK && e->dtype == DTYPE_BOOL) io_normalise_bools(out->tensors[i]);
-        if (s == DDP_OK && !(out->names[i] = strdup(e->name)))
+        if (s == DDP_OK && !(out->names[i] = ddp_strdup(e->name)))
             s = DDP_FAIL(DDP_ERR_NOMEM, "cannot read '%s': out of memory", path);
     }
     if (s == DDP_OK) s = st_copy_metadata(path, root, out);
