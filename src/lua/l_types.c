@@ -63,10 +63,13 @@ static int l_dtype_index(lua_State *L) {
 
 /* ---- torch.Size ---------------------------------------------------------------------- */
 
-/* torch.Size([4, 5]) */
+/* torch.Size([4, 5]). The metamethods may be called on any value (they are
+ * reachable through getmetatable), so they take a table and its raw length only: luaL_len
+ * also measures strings and tensors, and obeys a __len that may say 2^63. */
 static int l_size_tostring(lua_State *L) {
     luaL_Buffer b;
-    lua_Integer n = luaL_len(L, 1);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
     luaL_buffinit(L, &b);
     luaL_addstring(&b, "torch.Size([");
     for (lua_Integer i = 1; i <= n; i++) {
@@ -86,8 +89,8 @@ static int l_size_eq(lua_State *L) {
         lua_pushboolean(L, 0);
         return 1;
     }
-    lua_Integer n = luaL_len(L, 1);
-    int same = n == luaL_len(L, 2);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+    int same = n == (lua_Integer)lua_rawlen(L, 2);
     for (lua_Integer i = 1; same && i <= n; i++) {
         lua_rawgeti(L, 1, i);
         lua_rawgeti(L, 2, i);

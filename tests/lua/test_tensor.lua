@@ -380,4 +380,16 @@ T.test("t[i] takes whole numbers, and refuses fractions instead of giving nil", 
   T.eq(t.no_such_field, nil)
 end)
 
+T.test("torch.Size's metamethods and numel take a table only (API fuzz defect 1)", function()
+  -- they are reachable through getmetatable; a string or a tensor has a length too, and
+  -- __tostring read it as a table (SEGV in lua_rawgeti)
+  local mt = getmetatable(torch.zeros(2, 3).shape)
+  T.raises(function() return mt.__tostring("abc") end, "table expected")
+  T.raises(function() return mt.__tostring(torch.zeros(3)) end, "table expected")
+  -- a lying __len is not believed (it was: 2^63 rounds of the loop)
+  local liar = setmetatable({7}, {__len = function() return math.maxinteger end})
+  T.eq(mt.__tostring(liar), "torch.Size([7])")
+  T.eq(mt.__eq(liar, {7}), true)
+end)
+
 T.done()
