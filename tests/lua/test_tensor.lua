@@ -392,4 +392,14 @@ T.test("torch.Size's metamethods and numel take a table only (API fuzz defect 1)
   T.eq(mt.__eq(liar, {7}), true)
 end)
 
+T.test("size:numel() checks what an edited torch.Size holds (API fuzz defect 2)", function()
+  T.eq(torch.zeros(2, 3).shape:numel(), 6)
+  T.eq(torch.zeros(2, 0).shape:numel(), 0)
+  local s = torch.zeros(2, 3).shape -- a plain table its owner may change
+  s[1] = math.maxinteger
+  T.raises(function() return s:numel() end, "does not fit in 64 bits") -- was a signed overflow
+  s[1] = "x"
+  T.raises(function() return s:numel() end, "size 1 is x, not a size")
+end)
+
 T.done()
