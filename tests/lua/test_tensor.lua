@@ -402,4 +402,14 @@ T.test("size:numel() checks what an edited torch.Size holds (API fuzz defect 2)"
   T.raises(function() return s:numel() end, "size 1 is x, not a size")
 end)
 
+T.test("int64 add_ and sub_ with alpha wrap as PyTorch's do (API fuzz defect 3)", function()
+  -- they overflowed a signed integer (undefined behaviour)
+  local a = torch.tensor({math.maxinteger})
+  a:add_(torch.tensor({2}), {alpha = 3})
+  T.eq(a:tolist(), {math.mininteger + 5})
+  local b = torch.tensor({1})
+  b:sub_(torch.tensor({math.mininteger}), {alpha = -(1 << 53)})
+  T.eq(b:tolist(), {1})
+end)
+
 T.done()
