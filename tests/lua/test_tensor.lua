@@ -412,4 +412,10 @@ T.test("int64 add_ and sub_ with alpha wrap as PyTorch's do (API fuzz defect 3)"
   T.eq(b:tolist(), {1})
 end)
 
+T.test("int64 mm and matmul wrap as PyTorch's do (API fuzz defect 4)", function()
+  -- the loops overflowed a signed integer (undefined behaviour)
+  T.eq(torch.tensor({{math.maxinteger}}):mm(torch.tensor({{2}})):tolist(), {{-2}})
+  T.eq(torch.tensor({{math.maxinteger, 1}}):matmul(torch.tensor({{1}, {1}})):tolist(), {{math.mininteger}})
+end)
+
 T.done()
