@@ -63,6 +63,13 @@ ddp_status io_source_open(io_source *in, const char *path, const char *what) {
     return DDP_OK;
 }
 
+ddp_status tensor_io_check_readable(const char *path, const char *what) {
+    io_source in;
+    ddp_status s = io_source_open(&in, path, what);
+    if (s == DDP_OK) io_source_close(&in);
+    return s;
+}
+
 void io_source_buffer(io_source *in, const void *data, size_t len, const char *name) {
     in->f = NULL;
     in->mem = data;
