@@ -32,6 +32,15 @@
 
 /* ---- reading ------------------------------------------------------------------------- */
 
+/* " (a FIFO)" and so on, for a file that is not regular; "" when unknown. */
+static const char *file_kind(const struct stat *st) {
+    if (S_ISFIFO(st->st_mode)) return " (a FIFO)";
+    if (S_ISDIR(st->st_mode)) return " (a directory)";
+    if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)) return " (a device)";
+    if (S_ISSOCK(st->st_mode)) return " (a socket)";
+    return "";
+}
+
 ddp_status io_source_open(io_source *in, const char *path, const char *what) {
     in->path = path;
     in->mem = NULL;
@@ -45,12 +54,7 @@ ddp_status io_source_open(io_source *in, const char *path, const char *what) {
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
         return DDP_FAIL(DDP_ERR_IO, "cannot read '%s' as %s: it is not a regular file%s", path,
-                        what,
-                        S_ISFIFO(st.st_mode)   ? " (a FIFO)"
-                        : S_ISDIR(st.st_mode)  ? " (a directory)"
-                        : S_ISCHR(st.st_mode)  ? " (a device)"
-                        : S_ISSOCK(st.st_mode) ? " (a socket)"
-                                               : "");
+                        what, file_kind(&st));
     }
     (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     in->f = fdopen(fd, "rb");
@@ -229,6 +233,12 @@ ddp_status io_sink_open(io_sink *o, const char *path) {
     o->tmp[0] = o->lock[0] = '\0';
     if (strlen(path) > 4096)
         return DDP_FAIL(DDP_ERR_IO, "cannot write '%.60s...': the path is too long", path);
+    /* the new file is renamed over the old name, which would replace a device such as
+     * /dev/null (as root) or a FIFO with a plain file: only regular files are written */
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return DDP_FAIL(DDP_ERR_IO, "cannot write '%s': it is not a regular file%s", path,
+                        file_kind(&st));
     snprintf(o->lock, sizeof o->lock, "%s.lock", path);
     DDP_CHECK(take_lock(o));
     for (int attempt = 0; attempt < 100; attempt++) {
