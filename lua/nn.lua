@@ -610,7 +610,18 @@ end
 local ModuleList = Module:extend("ModuleList")
 nn.ModuleList = ModuleList
 function ModuleList:__init(list)
-  for _, m in ipairs(list or {}) do self:append(m) end
+  -- the modules are listed before any is appended: ipairs over a module counts its
+  -- children from 1 (m[i] counts from 0, so child 0 was lost), and over self it never
+  -- ended, as each append made the list longer
+  local mods = {}
+  if is_module(list) then
+    for _, name in ipairs(rawget(list, "_module_names")) do
+      mods[#mods + 1] = rawget(list, "_modules")[name]
+    end
+  else
+    for _, m in ipairs(list or {}) do mods[#mods + 1] = m end
+  end
+  for _, m in ipairs(mods) do self:append(m) end
 end
 ModuleList.append = Sequential.append
 

@@ -113,7 +113,23 @@ static int l_read_npy(lua_State *L) {
     return 1;
 }
 
+/* check_readable(path, what) -> true, or false and the reason (see
+ * tensor_io_check_readable): lets a reader written in Lua refuse a FIFO before io.open
+ * blocks on it. */
+static int l_check_readable(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    const char *what = luaL_checkstring(L, 2);
+    if (tensor_io_check_readable(path, what) == DDP_OK) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushboolean(L, 0);
+    lua_pushstring(L, ddp_last_error());
+    return 2;
+}
+
 static const luaL_Reg io_functions[] = {
+    {"check_readable", l_check_readable},
     {"write_safetensors", l_write_safetensors},
     {"read_safetensors", l_read_safetensors},
     {"write_npy", l_write_npy},

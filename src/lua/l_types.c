@@ -63,10 +63,13 @@ static int l_dtype_index(lua_State *L) {
 
 /* ---- torch.Size ---------------------------------------------------------------------- */
 
-/* torch.Size([4, 5]) */
+/* torch.Size([4, 5]). The metamethods and numel may be called on any value (they are
+ * reachable through getmetatable), so they take a table and its raw length only: luaL_len
+ * also measures strings and tensors, and obeys a __len that may say 2^63. */
 static int l_size_tostring(lua_State *L) {
     luaL_Buffer b;
-    lua_Integer n = luaL_len(L, 1);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
     luaL_buffinit(L, &b);
     luaL_addstring(&b, "torch.Size([");
     for (lua_Integer i = 1; i <= n; i++) {
@@ -86,8 +89,8 @@ static int l_size_eq(lua_State *L) {
         lua_pushboolean(L, 0);
         return 1;
     }
-    lua_Integer n = luaL_len(L, 1);
-    int same = n == luaL_len(L, 2);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+    int same = n == (lua_Integer)lua_rawlen(L, 2);
     for (lua_Integer i = 1; same && i <= n; i++) {
         lua_rawgeti(L, 1, i);
         lua_rawgeti(L, 2, i);
@@ -98,13 +101,21 @@ static int l_size_eq(lua_State *L) {
     return 1;
 }
 
-/* size:numel(): the product of the sizes. */
+/* size:numel(): the product of the sizes. A torch.Size is a plain table that its owner
+ * may edit, so each entry is checked, and so is the product (no signed overflow). */
 static int l_size_numel(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
-    lua_Integer n = luaL_len(L, 1), p = 1;
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 1), p = 1;
     for (lua_Integer i = 1; i <= n; i++) {
+        int is_int = 0;
         lua_rawgeti(L, 1, i);
-        p *= lua_tointeger(L, -1);
+        lua_Integer v = lua_tointegerx(L, -1, &is_int);
+        if (!is_int || v < 0)
+            return luaL_error(L, "numel: size %I is %s, not a size (a whole number >= 0)",
+                              (LUAI_UACINT)i, luaL_tolstring(L, -1, NULL));
+        if (v != 0 && p > LUA_MAXINTEGER / v)
+            return luaL_error(L, "numel: the product of the sizes does not fit in 64 bits");
+        p *= v;
         lua_pop(L, 1);
     }
     lua_pushinteger(L, p);

@@ -594,13 +594,15 @@ ddp_status tensor_add_scaled_(tensor *a, const tensor *b, double alpha) {
             const float *y = (const float *)b->storage->data + it.offsets[1];
             for (int64_t i = 0; i < n; i++) x[i * sa] += alpha_f * y[i * sb];
         } else if (!dtype_is_float(a->dtype)) {
-            int64_t k = (int64_t)alpha;
+            /* alpha is integral and below 2^63 (checked above); unsigned arithmetic wraps
+             * as PyTorch's int64 does, with no undefined overflow */
+            uint64_t k = (uint64_t)(int64_t)alpha;
             for (int64_t i = 0; i < n; i++) {
                 int64_t ao = it.offsets[0] + i * sa;
-                int64_t v =
-                    tensor_load_int64(a->dtype, a->storage->data, ao) +
-                    k * tensor_load_int64(b->dtype, b->storage->data, it.offsets[1] + i * sb);
-                tensor_store_int64(a->dtype, a->storage->data, ao, v);
+                uint64_t x = (uint64_t)tensor_load_int64(a->dtype, a->storage->data, ao);
+                uint64_t y =
+                    (uint64_t)tensor_load_int64(b->dtype, b->storage->data, it.offsets[1] + i * sb);
+                tensor_store_int64(a->dtype, a->storage->data, ao, (int64_t)(x + k * y));
             }
         } else {
             for (int64_t i = 0; i < n; i++) {

@@ -34,11 +34,11 @@
 
 /* " (a FIFO)" and so on, for a file that is not regular; "" when unknown. */
 static const char *file_kind(const struct stat *st) {
-    return S_ISFIFO(st->st_mode)   ? " (a FIFO)"
-           : S_ISDIR(st->st_mode)  ? " (a directory)"
-           : S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode) ? " (a device)"
-           : S_ISSOCK(st->st_mode) ? " (a socket)"
-                                   : "";
+    if (S_ISFIFO(st->st_mode)) return " (a FIFO)";
+    if (S_ISDIR(st->st_mode)) return " (a directory)";
+    if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)) return " (a device)";
+    if (S_ISSOCK(st->st_mode)) return " (a socket)";
+    return "";
 }
 
 ddp_status io_source_open(io_source *in, const char *path, const char *what) {
@@ -65,6 +65,13 @@ ddp_status io_source_open(io_source *in, const char *path, const char *what) {
     }
     in->size = (uint64_t)st.st_size;
     return DDP_OK;
+}
+
+ddp_status tensor_io_check_readable(const char *path, const char *what) {
+    io_source in;
+    ddp_status s = io_source_open(&in, path, what);
+    if (s == DDP_OK) io_source_close(&in);
+    return s;
 }
 
 void io_source_buffer(io_source *in, const void *data, size_t len, const char *name) {

@@ -75,4 +75,10 @@ ddp_status tensor_load_npy(const char *path, tensor **out);
 /* The same from `len` bytes at `data` (borrowed), called `name` in messages. */
 ddp_status tensor_load_npy_buffer(const void *data, size_t len, const char *name, tensor **out);
 
+/* Opens `path` as the readers above do and closes it again: DDP_OK when it is a regular
+ * file this process can read; DDP_ERR_IO otherwise, with the readers' message ("cannot
+ * read 'p' as WHAT: it is not a regular file (a FIFO)"). Never blocks: for readers of
+ * other formats (data.load_csv) that would hang in open() on a FIFO nobody writes to. */
+ddp_status tensor_io_check_readable(const char *path, const char *what);
+
 #endif

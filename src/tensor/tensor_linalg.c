@@ -60,7 +60,8 @@ static ddp_status blas_operand_of(const tensor *t, blas_operand *op) {
     return DDP_OK;
 }
 
-/* c = alpha * op(a) @ op(b) + beta * c for int64, by loops. */
+/* c = alpha * op(a) @ op(b) + beta * c for int64, by loops. The arithmetic is unsigned,
+ * so that it wraps as PyTorch's int64 matmul does instead of overflowing (undefined). */
 static void gemm_int64(bool ta, bool tb, int64_t alpha, const tensor *a, const tensor *b,
                        int64_t beta, tensor *c, int64_t m, int64_t n, int64_t k) {
     const int64_t *ad = a->storage->data, *bd = b->storage->data;
@@ -69,10 +70,13 @@ static void gemm_int64(bool ta, bool tb, int64_t alpha, const tensor *a, const t
     int64_t bk = tb ? b->strides[1] : b->strides[0], bj = tb ? b->strides[0] : b->strides[1];
     for (int64_t i = 0; i < m; i++) {
         for (int64_t j = 0; j < n; j++) {
-            int64_t acc = 0;
+            uint64_t acc = 0;
             for (int64_t p = 0; p < k; p++)
-                acc += ad[a->offset + i * ai + p * ak] * bd[b->offset + p * bk + j * bj];
-            cd[i * n + j] = alpha * acc + (beta ? beta * cd[i * n + j] : 0);
+                acc += (uint64_t)ad[a->offset + i * ai + p * ak] *
+                       (uint64_t)bd[b->offset + p * bk + j * bj];
+            uint64_t r = (uint64_t)alpha * acc;
+            if (beta) r += (uint64_t)beta * (uint64_t)cd[i * n + j];
+            cd[i * n + j] = (int64_t)r;
         }
     }
 }

@@ -324,4 +324,16 @@ T.test("load_csv: numbers, header, dtype, and errors naming line and column", fu
   os.execute("rm -f " .. T.shell_quote(base) .. "*")
 end)
 
+T.test("load_csv refuses a FIFO instead of waiting for a writer (API fuzz defect 5)", function()
+  local base = os.tmpname()
+  os.remove(base)
+  if not os.execute("mkfifo " .. T.shell_quote(base .. ".csv") .. " 2>/dev/null") then
+    print("(no mkfifo here: load_csv's FIFO check not run)")
+    return
+  end
+  T.raises(function() data.load_csv(base .. ".csv") end,
+           "load_csv: cannot read '" .. base .. ".csv' as CSV: it is not a regular file (a FIFO)")
+  os.remove(base .. ".csv")
+end)
+
 T.done()

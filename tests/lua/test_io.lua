@@ -138,5 +138,31 @@ load_fails(npy, "Fortran order", "Fortran-order .npy")
 local ok, err = pcall(torch.load, tmp("_does_not_exist.safetensors"))
 assert(not ok and tostring(err):find("does_not_exist", 1, true), "missing file: " .. tostring(err))
 
+-- A save whose target is not a regular file is refused and leaves it as it was (API fuzz
+-- defect 7: the temporary file was renamed over the target, so ddp.io_core.write_npy to
+-- "/dev/null", run as root, replaced the machine's /dev/null with a plain file).
+local function save_refused(path, kind)
+    for _, save in ipairs({function() torch.save(torch.zeros(2), path) end,
+                           function() require("ddp.io_core").write_npy(path, torch.zeros(2)) end}) do
+        local ok, err = pcall(save)
+        assert(not ok, "a save over " .. kind .. " was accepted")
+        assert(tostring(err):find("cannot write '" .. path .. "': it is not a regular file (" .. kind
+                                  .. ")", 1, true), "unexpected error: " .. tostring(err))
+    end
+end
+local quoted = "'" .. base .. "'"
+if os.execute("mkfifo " .. quoted .. ".fifo.npy 2>/dev/null") then
+    made[#made + 1] = base .. ".fifo.npy"
+    save_refused(base .. ".fifo.npy", "a FIFO")
+end
+if os.execute("mknod " .. quoted .. ".null.npy c 1 3 2>/dev/null") then -- only as root
+    made[#made + 1] = base .. ".null.npy"
+    save_refused(base .. ".null.npy", "a device")
+    local p = io.popen("stat -c %F " .. quoted .. ".null.npy")
+    local kind = p:read("l")
+    p:close()
+    assert(kind == "character special file", "the device node became a " .. tostring(kind))
+end
+
 for _, p in ipairs(made) do os.remove(p) end
 print("io: round trips and corrupt files ok")

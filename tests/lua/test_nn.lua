@@ -221,4 +221,13 @@ T.test("Linear's third argument is bias, as in PyTorch", function()
   T.raises(function() nn.Linear(-1, 2) end, "Linear: sizes must be non-negative, got nn.Linear(-1, 2)")
 end)
 
+T.test("nn.ModuleList of a module list takes every child, and of itself ends (API fuzz defect 6)", function()
+  local a = nn.ModuleList({nn.ReLU(), nn.Tanh()})
+  local b = nn.ModuleList(a) -- ipairs counted a's children from 1 and lost child 0
+  T.eq(#b, 2)
+  T.is_true(rawequal(b[0], a[0]) and rawequal(b[1], a[1]), "the same children, in order")
+  a:__init(a) -- appended to the list it walked, for ever
+  T.eq(#a, 4)
+end)
+
 T.done()

@@ -380,4 +380,42 @@ T.test("t[i] takes whole numbers, and refuses fractions instead of giving nil", 
   T.eq(t.no_such_field, nil)
 end)
 
+T.test("torch.Size's metamethods and numel take a table only (API fuzz defect 1)", function()
+  -- they are reachable through getmetatable; a string or a tensor has a length too, and
+  -- __tostring read it as a table (SEGV in lua_rawgeti)
+  local mt = getmetatable(torch.zeros(2, 3).shape)
+  T.raises(function() return mt.__tostring("abc") end, "table expected")
+  T.raises(function() return mt.__tostring(torch.zeros(3)) end, "table expected")
+  -- a lying __len is not believed (it was: 2^63 rounds of the loop)
+  local liar = setmetatable({7}, {__len = function() return math.maxinteger end})
+  T.eq(mt.__tostring(liar), "torch.Size([7])")
+  T.eq(mt.__eq(liar, {7}), true)
+end)
+
+T.test("size:numel() checks what an edited torch.Size holds (API fuzz defect 2)", function()
+  T.eq(torch.zeros(2, 3).shape:numel(), 6)
+  T.eq(torch.zeros(2, 0).shape:numel(), 0)
+  local s = torch.zeros(2, 3).shape -- a plain table its owner may change
+  s[1] = math.maxinteger
+  T.raises(function() return s:numel() end, "does not fit in 64 bits") -- was a signed overflow
+  s[1] = "x"
+  T.raises(function() return s:numel() end, "size 1 is x, not a size")
+end)
+
+T.test("int64 add_ and sub_ with alpha wrap as PyTorch's do (API fuzz defect 3)", function()
+  -- they overflowed a signed integer (undefined behaviour)
+  local a = torch.tensor({math.maxinteger})
+  a:add_(torch.tensor({2}), {alpha = 3})
+  T.eq(a:tolist(), {math.mininteger + 5})
+  local b = torch.tensor({1})
+  b:sub_(torch.tensor({math.mininteger}), {alpha = -(1 << 53)})
+  T.eq(b:tolist(), {1})
+end)
+
+T.test("int64 mm and matmul wrap as PyTorch's do (API fuzz defect 4)", function()
+  -- the loops overflowed a signed integer (undefined behaviour)
+  T.eq(torch.tensor({{math.maxinteger}}):mm(torch.tensor({{2}})):tolist(), {{-2}})
+  T.eq(torch.tensor({{math.maxinteger, 1}}):matmul(torch.tensor({{1}, {1}})):tolist(), {{math.mininteger}})
+end)
+
 T.done()

@@ -171,7 +171,12 @@ function M.load_csv(path, opts)
   if type(sep) ~= "string" or sep == "" then
     raise(string.format("%s: delimiter must be a non-empty string, got %s", fn, describe(sep)))
   end
-  local f, why = io.open(path, "r")
+  -- io.open would block for ever on a FIFO nobody writes to: the C side opens it without
+  -- blocking and refuses anything but a regular file, as torch.load does
+  local readable, why = require("ddp.io_core").check_readable(path, "CSV")
+  if not readable then raise(fn .. ": " .. why) end
+  local f
+  f, why = io.open(path, "r")
   if not f then raise(string.format("%s: cannot open '%s': %s", fn, path, why)) end
   local rows, names, width, first_line = {}, nil, nil, nil
   local line_no = 0
