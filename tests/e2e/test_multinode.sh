@@ -237,7 +237,7 @@ agent_kill_steps() {
     wait_for "died: lost its connection (exit status unknown)" || return
     grep -qE "ranks 2,3 died: lost its connection|rank [23] died: lost its connection" "$out" ||
         fail "agent kill: ranks 2,3 not reported as lost:"$'\n'"$(cat "$out")"
-    wait_for "[1] still" || return
+    wait_for "still	1" || return # "[1]   still" when aligned with the report of the deaths
     say ':restart'
     wait_for "restart failed: node 1's agent (ddplab --node-rank 1) has gone away" || return
     say ':quit'
