@@ -107,6 +107,10 @@ static void test_store_client(void **state) {
             fail_msg("allocation %ld of %ld: %d calls failed for memory, %d otherwise", k, needed,
                      failed, bad);
     }
+    ddp_alloc_fail_at(needed + 1); /* past the end: nothing fails */
+    assert_int_equal(run_store(&bad), 0);
+    ddp_alloc_fail_at(0);
+    assert_int_equal(bad, 0);
     store_server_stop(server);
 }
 
@@ -214,6 +218,8 @@ static int walk_reducer(int rank, const char *what, const reducer_options *o) {
             return 1;
         }
     }
+    /* past the end: nothing fails */
+    CHILD_CHECK(reducer_once(rank, o, needed + 1, &bad, NULL) == 0 && bad == 0);
     return 0;
 }
 
