@@ -454,8 +454,13 @@ static void pairwise_all_reduce(gloo_comm *c, void *buf, dtype dt, size_t count,
     if (tail > 0) wait(mine->waitSend(c->timeout));
     const char *theirs = c->ahead_mem.data() + c->turn * kAhead;
     c->turn ^= 1;
-    post_next(c->turn);
-    c->ahead_posted = true;
+    /* this call is complete: a peer that has closed since (its program ended after its
+     * last call) must not fail it; the next call, if any, posts again and fails then */
+    try {
+        post_next(c->turn);
+        c->ahead_posted = true;
+    } catch (...) {
+    }
     /* the reduction, in elements: head and tail hold whole elements, since kAhead is a
      * multiple of every element size */
     char *out = static_cast<char *>(buf);
