@@ -22,6 +22,10 @@ set(FUZZ_safetensors_LIBS ddp_tensor)
 set(FUZZ_npy_SOURCES)
 set(FUZZ_npy_LIBS ddp_tensor)
 
+# ctest ends a test at its TIMEOUT: leave each run its time plus two minutes to start
+# (under ASan) and to write its final figures
+math(EXPR DDP_FUZZ_TIMEOUT "${DDP_FUZZ_SECONDS} + 120")
+
 add_custom_target(fuzz_all)
 foreach(target protocol store cli safetensors npy)
   set(name fuzz_${target})
@@ -38,5 +42,5 @@ foreach(target protocol store cli safetensors npy)
                    ${CMAKE_BINARY_DIR}/corpus/${name}
                    ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/${name})
   set_tests_properties(fuzz.${target} PROPERTIES LABELS fuzz
-                       TIMEOUT 300 ENVIRONMENT "ASAN_OPTIONS=detect_leaks=1")
+                       TIMEOUT ${DDP_FUZZ_TIMEOUT} ENVIRONMENT "ASAN_OPTIONS=detect_leaks=1")
 endforeach()
