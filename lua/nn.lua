@@ -42,6 +42,8 @@ nn.Module = Module
 -- public method checks that its self has one, so that `model.state_dict()` (a dot typed
 -- for a colon: Lua then passes no model) says what to type instead of failing inside
 -- this file. The check is one table lookup, cheap enough for forward.
+-- Each maps to its class, so that a class's own methods can check that self is one of
+-- theirs (nn.BatchNorm1d.forward(linear, x) would otherwise fail deep inside).
 local module_mts = setmetatable({}, {__mode = "k"})
 local getmetatable = getmetatable
 
@@ -51,6 +53,29 @@ local function need_module(self, method, args)
     util.dot_call_error(method, "model", "module", self, args)
   end
 end
+
+-- Whether self is an instance of cls or of a class extended from it.
+local function is_instance_of(self, cls)
+  local c = module_mts[getmetatable(self)]
+  while c do
+    if c == cls then return true end
+    local cmt = getmetatable(c)
+    c = cmt and rawget(cmt, "__index")
+  end
+  return false
+end
+
+-- need_module for a method of one class: self must be an instance of cls. var and args
+-- show the usual call ("model", "x") in the dot-for-colon error.
+local function need_instance(self, cls, method, var, args)
+  if is_instance_of(self, cls) then return end
+  if not module_mts[getmetatable(self)] then util.dot_call_error(method, var, "module", self, args) end
+  raise(string.format("%s: this is %s's %s, and it was given a %s as self; call it on a %s, " ..
+                      "as %s:%s(%s)", method, cls.__name, method, module_mts[getmetatable(self)].__name,
+                      cls.__name, var, method, args or ""))
+end
+-- for the classes defined in other files (lua/nn/batchnorm.lua, lua/nn/ddp.lua)
+nn._need_instance = need_instance
 
 -- The dot-for-colon error of forward, which a module is usually called for: `model(x)`.
 -- `var` and `args` name the usual call ("model", "x" or "criterion", "output, target").
@@ -122,7 +147,7 @@ local function instance_metatable(cls)
   -- the hot path a Lua call per module (a forward set on the instance itself still wins)
   imt.__call = function(self, ...) return (rawget(self, "forward") or cls.forward)(self, ...) end
   imt.__tostring = function(self) return self:__repr() end
-  module_mts[imt] = true
+  module_mts[imt] = cls
   return imt
 end
 
@@ -186,6 +211,10 @@ end
 
 function Module:add_module(name, m)
   need_module(self, "add_module", "\"name\", m")
+  if type(name) ~= "string" then
+    raise("add_module: the first argument is the name, a string (model:add_module(\"fc\", m)); got " ..
+          util.describe(name))
+  end
   if not is_module(m) then raise("add_module: '" .. tostring(name) .. "' is not a Module") end
   remember(self._module_names, self._modules, name)
   self._modules[name] = m
@@ -389,6 +418,10 @@ end
 -- apply(fn): fn(m) on every descendant, then on self (as PyTorch).
 function Module:apply(fn)
   need_module(self, "apply", "fn")
+  if type(fn) ~= "function" then
+    raise("apply: expected a function to call on every module, e.g. model:apply(function(m) " ..
+          "print(m) end); got " .. util.describe(fn))
+  end
   for _, c in ipairs(self:children()) do c:apply(fn) end
   fn(self)
   return self
@@ -505,7 +538,10 @@ function Linear:__init(in_features, out_features, opts)
 end
 
 function Linear:forward(x)
-  if not module_mts[getmetatable(self)] then forward_dot_call(self, "model", "x") end
+  if not is_instance_of(self, Linear) then
+    if not module_mts[getmetatable(self)] then forward_dot_call(self, "model", "x") end
+    need_instance(self, Linear, "forward", "model", "x")
+  end
   if self.weight == nil then -- PyTorch lets m.weight = None through and fails here too
     raise("Linear: weight is nil (was it set to nil?); give it a parameter again, e.g. " ..
           "m.weight = nn.Parameter(torch.randn(" .. self.out_features .. ", " .. self.in_features .. "))")
@@ -514,7 +550,7 @@ function Linear:forward(x)
 end
 
 function Linear:extra_repr()
-  need_module(self, "extra_repr")
+  need_instance(self, Linear, "extra_repr", "model")
   return string.format("in_features=%d, out_features=%d, bias=%s", self.in_features,
                        self.out_features, self.bias ~= nil and "True" or "False")
 end
@@ -525,13 +561,16 @@ local function simple(name, forward, init, extra, var, args)
   local cls = Module:extend(name)
   var, args = var or "model", args or "x"
   cls.forward = function(self, a, b)
-    if not module_mts[getmetatable(self)] then forward_dot_call(self, var, args) end
+    if not is_instance_of(self, cls) then
+      if not module_mts[getmetatable(self)] then forward_dot_call(self, var, args) end
+      need_instance(self, cls, "forward", var, args)
+    end
     return forward(self, a, b)
   end
   if init then cls.__init = init end
   if extra then
     cls.extra_repr = function(self)
-      need_module(self, "extra_repr")
+      need_instance(self, cls, "extra_repr", var)
       return extra(self)
     end
   end
@@ -543,7 +582,12 @@ simple("ReLU", function(_, x) return torch.relu(x) end)
 simple("Tanh", function(_, x) return torch.tanh(x) end)
 simple("Sigmoid", function(_, x) return torch.sigmoid(x) end)
 simple("Identity", function(_, x) return x end)
-simple("Flatten", function(self, x) return x:flatten(self.start_dim, self.end_dim) end,
+simple("Flatten", function(self, x)
+         if not torch.is_tensor(x) then
+           raise("Flatten: forward expects a tensor, got " .. util.describe(x))
+         end
+         return x:flatten(self.start_dim, self.end_dim)
+       end,
        function(self, start_dim, end_dim)
          self.start_dim, self.end_dim = start_dim or 1, end_dim or -1
        end,

@@ -154,7 +154,7 @@ end
 
 -- zero_grad(set_to_none=true): grads to nil, as PyTorch does by default.
 function Optimizer:zero_grad(set_to_none)
-  if not self then need_optimizer(self, "zero_grad") end -- cheap on the hot path: opt.zero_grad()
+  need_optimizer(self, "zero_grad")
   for _, g in ipairs(self.param_groups) do
     for _, p in ipairs(g.params) do
       if set_to_none == false then

@@ -56,6 +56,18 @@ end
 
 -- The chart's lines for `series` (opts: width, height, title).
 function M.render(series, opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("plot.render: the options are a table {width=, height=, title=}, got " .. util.describe(opts), 2)
+  end
+  if type(series) ~= "table" then
+    error("plot.render: expected a list of series {name=, values={...}}, got " .. util.describe(series), 2)
+  end
+  for i, s in ipairs(series) do
+    if type(s) ~= "table" or type(s.values) ~= "table" then
+      error("plot.render: series " .. i .. " is not {name=, values={...}} (plot(data) makes " ..
+            "them from a list, a tensor or a table of them)", 2)
+    end
+  end
   opts = opts or {}
   local W, H = opts.width or 60, opts.height or 12
   local lo, hi, n = math.huge, -math.huge, 0

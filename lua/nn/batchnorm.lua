@@ -82,6 +82,7 @@ return function(nn)
   end
 
   function BatchNorm1d:forward(x)
+    nn._need_instance(self, BatchNorm1d, "forward", "bn", "x")
     if not torch.is_tensor(x) then
       raise("BatchNorm1d: forward expects a tensor, got " .. util.describe(x)
             .. " (call it as model(x), or model:forward(x) with a colon)")
@@ -91,7 +92,10 @@ return function(nn)
     end
     return forward(self, x, F.batch_norm)
   end
-  BatchNorm1d.extra_repr = extra_repr
+  function BatchNorm1d:extra_repr()
+    nn._need_instance(self, BatchNorm1d, "extra_repr", "bn")
+    return extra_repr(self)
+  end
 
   local SyncBatchNorm = nn.Module:extend("SyncBatchNorm")
   nn.SyncBatchNorm = SyncBatchNorm
@@ -104,6 +108,7 @@ return function(nn)
   end
 
   function SyncBatchNorm:forward(x)
+    nn._need_instance(self, SyncBatchNorm, "forward", "bn", "x")
     if not torch.is_tensor(x) then
       raise("SyncBatchNorm: forward expects a tensor, got " .. util.describe(x)
             .. " (call it as model(x), or model:forward(x) with a colon)")
@@ -129,7 +134,10 @@ return function(nn)
                                 args[8], sum)
     end)
   end
-  SyncBatchNorm.extra_repr = extra_repr
+  function SyncBatchNorm:extra_repr()
+    nn._need_instance(self, SyncBatchNorm, "extra_repr", "bn")
+    return extra_repr(self)
+  end
 
   -- nn.SyncBatchNorm.convert_sync_batchnorm(module, process_group?): every BatchNorm1d
   -- inside module (module itself included) replaced by a SyncBatchNorm that shares its

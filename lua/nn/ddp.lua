@@ -14,6 +14,12 @@ local MiB = 1024 * 1024
 
 return function(nn)
   local DDP = nn.Module:extend("DistributedDataParallel")
+
+  -- Every public method starts here: self must be a DistributedDataParallel (ddp.summary()
+  -- with a dot passes none).
+  local function need_ddp(self, method, args)
+    nn._need_instance(self, DDP, method, "ddp", args)
+  end
   nn.DistributedDataParallel = DDP
   nn.parallel = nn.parallel or {}
   nn.parallel.DistributedDataParallel = DDP
@@ -221,6 +227,7 @@ return function(nn)
   -- locally; the next synchronised backward reduces the sum). Without fn it returns a
   -- guard for `local _ <close> = ddp:no_sync()`.
   function DDP:no_sync(fn)
+    need_ddp(self, "no_sync", "fn")
     local old = self.require_backward_grad_sync
     rawset(self, "require_backward_grad_sync", false)
     local function restore() rawset(self, "require_backward_grad_sync", old) end
@@ -266,6 +273,11 @@ return function(nn)
   -- allreduce_hook(group, bucket): what DDP does without a hook: divide by the world size,
   -- all-reduce SUM, asynchronously.
   function DDP.hooks.allreduce_hook(group, bucket)
+    if getmetatable(bucket) ~= Bucket then
+      raise("allreduce_hook: the second argument is the bucket DDP passes to a comm hook, got " ..
+            util.describe(bucket) .. " (register it: ddp:register_comm_hook(nil, " ..
+            "nn.DistributedDataParallel.hooks.allreduce_hook))")
+    end
     local buf = bucket:buffer()
     buf:div_(dist.get_world_size(group))
     return dist.all_reduce(buf, {group = group, async_op = true})
@@ -290,6 +302,7 @@ return function(nn)
   -- register_comm_hook(state, hook): hook(state, bucket) runs for every bucket once its
   -- gradients are in (undivided: the hook divides), and returns a work or a tensor.
   function DDP:register_comm_hook(state, hook)
+    need_ddp(self, "register_comm_hook", "state, hook")
     if type(hook) ~= "function" then
       raise("register_comm_hook: the hook must be a function(state, bucket), got " .. util.describe(hook))
     end
@@ -328,6 +341,7 @@ return function(nn)
   -- the parameters and buffers of a rank that joined last are broadcast to all, since the
   -- ranks that joined early stopped stepping.
   function DDP:join(fn, opts)
+    need_ddp(self, "join", "fn")
     util.check_options(opts, "join", {"divide_by_initial_world_size", "enable",
                                       "throw_on_early_termination"})
     opts = opts or {}
@@ -379,6 +393,7 @@ return function(nn)
   -- PyTorch's repr, then a compact summary (buckets, the last step), so that `print(ddp)`
   -- shows every rank's buckets and timeline too.
   function DDP:__repr()
+    need_ddp(self, "__repr", "")
     local inner = tostring(self.module):gsub("\n", "\n  ")
     return "DistributedDataParallel(\n  (module): " .. inner .. "\n)\n" ..
            self:summary({print = false, width = 20, compact = true})
@@ -386,6 +401,7 @@ return function(nn)
 
   -- What the REPL's `:show ddp` shows on each rank (lua/torch/show.lua): the compact summary.
   function DDP:__show()
+    need_ddp(self, "__show", "")
     return self:summary({print = false, width = 20, compact = true})
   end
 
@@ -409,6 +425,7 @@ return function(nn)
 
   -- The buckets as a table: {index, params = {names}, numel, bytes}.
   function DDP:buckets()
+    need_ddp(self, "buckets", "")
     local r, out = self._reducer, {}
     for b = 0, r:bucket_count() - 1 do
       local names, numel = {}, 0
@@ -426,6 +443,7 @@ return function(nn)
   -- The picture of the last complete step (nil before the second synchronised forward
   -- or... when the step that just ended is wanted: finalize has run, so it is complete).
   function DDP:timeline()
+    need_ddp(self, "timeline", "")
     local cur = self._steps
     if cur.forward and not self._reducer:armed() then
       local fa, fz = self._reducer:finalize_times()
@@ -452,6 +470,7 @@ return function(nn)
   -- timeline: forward, loss and backward, each bucket's all-reduce from the moment its
   -- last gradient was ready (.) through the backend call (=), so overlap shows.
   function DDP:summary(opts)
+    need_ddp(self, "summary", "opts")
     util.check_options(opts, "summary", {"width", "print", "compact"})
     opts = opts or {}
     local width = opts.width or 50
@@ -517,8 +536,9 @@ return function(nn)
   -- has it, in place, keeping the order (a DDP state dict's "module." goes away, so it
   -- loads into the bare model).
   function nn.utils.consume_prefix_in_state_dict_if_present(sd, prefix)
-    if type(sd) ~= "table" then
-      raise("consume_prefix_in_state_dict_if_present: expected a state dict, got " .. util.describe(sd))
+    if type(sd) ~= "table" or nn.is_module(sd) then
+      raise("consume_prefix_in_state_dict_if_present: expected a state dict (model:state_dict()), got " ..
+            util.describe(sd))
     end
     if type(prefix) ~= "string" then
       raise("consume_prefix_in_state_dict_if_present: the prefix must be a string, got " ..
