@@ -266,6 +266,11 @@ T.test("synthetic.regression: seeded, the tutorial's shapes, exactly affine with
   T.raises(function() data.synthetic.regression{n = 0} end, "n must be an integer >= 1, got 0")
   T.raises(function() data.synthetic.regression{noise = -1} end, "noise must be a number >= 0")
   T.raises(function() data.synthetic.regression{sed = 1} end, "did you mean 'seed'?")
+  -- a huge size is refused at once (the API fuzz's seed 11 spent 3 minutes filling memory)
+  T.raises(function() data.synthetic.regression{out_features = 1 << 62} end,
+           "n x out_features (64 x 4611686018427387904) is more than 10000000 numbers")
+  T.raises(function() data.synthetic.regression{n = 1 << 40, in_features = 1 << 40} end,
+           "n x in_features")
 end)
 
 T.test("synthetic.spiral: arms, labels, radius, seed", function()
@@ -284,6 +289,7 @@ T.test("synthetic.spiral: arms, labels, radius, seed", function()
   T.is_true(not x:equal(x3), "the noise depends on the seed")
   T.raises(function() data.synthetic.spiral{classes = 1} end, "classes must be an integer >= 2")
   T.raises(function() data.synthetic.spiral{n = 2, classes = 3} end, "n (2) must be at least classes (3)")
+  T.raises(function() data.synthetic.spiral{n = math.maxinteger} end, "a synthetic set is for lessons")
 end)
 
 T.test("load_csv: numbers, header, dtype, and errors naming line and column", function()

@@ -69,6 +69,23 @@ end
 
 M.synthetic = {}
 
+-- The sets are drawn number by number in Lua: ten million numbers take seconds, and a
+-- typo such as n = 1e12 would fill memory for minutes before failing. A bigger set is
+-- refused at once.
+local MAX_NUMBERS = 10000000
+
+local function check_size(fn, what, ...)
+  local total = 1
+  for _, v in ipairs({...}) do
+    if v > MAX_NUMBERS // total then total = MAX_NUMBERS + 1 break end
+    total = total * v
+  end
+  if total > MAX_NUMBERS then
+    raise(string.format("%s: %s is more than %d numbers; a synthetic set is for lessons, "
+                        .. "so keep it smaller", fn, what, MAX_NUMBERS))
+  end
+end
+
 -- data.synthetic.regression{n = 64, in_features = 5, out_features = 5, noise = 0.1,
 -- seed = 0} -> TensorDataset(x, y), x, y: x is n x in_features standard normal, and
 -- y = x W + b + noise * e with W, b and e standard normal too (float32). The tutorial's
@@ -85,6 +102,9 @@ function M.synthetic.regression(opts)
   check_int(fout, fn, "out_features", 1)
   check_number(noise, fn, "noise")
   check_int(seed, fn, "seed", math.mininteger)
+  check_size(fn, string.format("n x in_features (%d x %d)", n, fin), n, fin)
+  check_size(fn, string.format("n x out_features (%d x %d)", n, fout), n, fout)
+  check_size(fn, string.format("in_features x out_features (%d x %d)", fin, fout), fin, fout)
   local g = stream(seed)
   local w = torch.tensor(g:normals(fin, fout))
   local b = torch.tensor(g:normals(1, fout))
@@ -110,6 +130,7 @@ function M.synthetic.spiral(opts)
   check_int(classes, fn, "classes", 2)
   check_number(noise, fn, "noise")
   check_int(seed, fn, "seed", math.mininteger)
+  check_size(fn, string.format("n x 2 (%d x 2)", n), n, 2)
   if n < classes then
     raise(string.format("%s: n (%d) must be at least classes (%d), one point per arm", fn, n, classes))
   end
