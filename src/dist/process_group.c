@@ -296,6 +296,79 @@ static void split_state(char *value, const process_group *g, bool *rebuild, int 
     if (gen > *max_gen) *max_gen = gen;
 }
 
+/* A member that gives up waiting (the timeout, Ctrl-C) writes a mark into the slot of a
+ * member still missing: "\x01<its rank> <missing rank> <why>". The store's exchange lets
+ * the first write of a slot win, so every reader sees one value in each slot, its owner's
+ * call or the mark, and all members fail the call together: a rank that arrives late
+ * reads the mark in its own slot and is told so at once, instead of entering the backend
+ * alone and timing out inside Gloo. */
+#define GAVE_UP_MARK '\x01'
+
+static bool is_gave_up(const char *value) {
+    return value && value[0] == GAVE_UP_MARK;
+}
+
+/* Sorts one store answer (x->got) into x->vals; returns whether it held a mark. */
+static bool take_answers(exchange *x, const process_group *g, bool *rebuild, int *max_gen) {
+    bool marked = false;
+    for (int i = 0; i < x->n; i++) {
+        if (x->got[i] && !x->vals[i]) {
+            if (is_gave_up(x->got[i]))
+                marked = true;
+            else
+                split_state(x->got[i], g, rebuild, max_gen);
+            x->vals[i] = x->got[i];
+            x->finished[i] = false;
+        } else {
+            free(x->got[i]);
+        }
+        x->got[i] = NULL;
+    }
+    return marked;
+}
+
+/* Marks the slot of a missing member (of the next one, when the owner filled it just
+ * before). Returns true when the call fails (a mark is in some slot now, or the store is
+ * gone), false when every member arrived after all. */
+static bool give_up(exchange *x, const process_group *g, const char *why, bool *rebuild,
+                    int *max_gen) {
+    for (int i = 0; i < x->n; i++) {
+        if (x->vals[i] || x->finished[i]) continue;
+        char mark[160];
+        snprintf(mark, sizeof mark, "%c%d %d %s", GAVE_UP_MARK, g->ranks[g->my], x->ranks[i], why);
+        if (store_exchange(pg_W.store, x->fp[i], mark, strlen(mark), NULL, x->fp_ptr, x->n, 0,
+                           x->got, x->lens) != DDP_OK)
+            break; /* the store is gone: the call fails anyway */
+        if (take_answers(x, g, rebuild, max_gen)) break;
+    }
+    bool fails = count_missing(x) > 0;
+    for (int i = 0; i < x->n; i++) {
+        if (!is_gave_up(x->vals[i])) continue;
+        fails = true;
+        free(x->vals[i]); /* the caller's message names the missing members as such */
+        x->vals[i] = NULL;
+    }
+    return fails;
+}
+
+/* The failure of a call in which some member gave up waiting (`mark` is what it wrote). */
+static ddp_status gave_up_failure(const char *label, const char *mark, int me) {
+    int giver = -1, missing = -1, at = 0;
+    if (sscanf(mark + 1, "%d %d %n", &giver, &missing, &at) < 2) at = 0;
+    const char *why = at > 0 ? mark + 1 + at : "gave up";
+    const char *hint = "a collective must be called by every rank of the group; "
+                       "DDPLAB_COLLECTIVE_TIMEOUT or --collective-timeout sets the limit";
+    if (missing == me)
+        return DDP_FAIL(DDP_ERR_TIMEOUT,
+                        "%s: this rank arrived after rank %d had stopped waiting for it (rank %d "
+                        "%s), so the call fails on every rank (%s)",
+                        label, giver, giver, why, hint);
+    return DDP_FAIL(DDP_ERR_TIMEOUT,
+                    "%s: rank %d stopped waiting for rank %d (it %s), so the call fails on "
+                    "every rank (%s)",
+                    label, giver, missing, why, hint);
+}
+
 /* Publishes `mine` as this rank's call #seq and waits for every member's. On success,
  * *rebuild_gen is -1, or the communicator generation every member now moves to because
  * some member's communicator broke. */
@@ -331,17 +404,8 @@ static ddp_status exchange_run(process_group *g, const char *op, uint64_t seq, c
         else
             s = store_multi_wait(pg_W.store, x.fp_ptr, g->size, SLICE_MS, x.got, x.lens);
         first = false;
-        for (int i = 0; i < g->size; i++) {
-            if (s == DDP_OK && x.got[i] && !x.vals[i]) {
-                split_state(x.got[i], g, &rebuild, &max_gen);
-                x.vals[i] = x.got[i];
-                x.finished[i] = false;
-            } else {
-                free(x.got[i]);
-            }
-            x.got[i] = NULL;
-        }
-        if (s != DDP_OK || count_missing(&x) == 0) break;
+        if (s != DDP_OK) break;
+        if (take_answers(&x, g, &rebuild, &max_gen) || count_missing(&x) == 0) break;
         s = check_finished(&x, g, seq, op, label);
         if (s != DDP_OK) break;
         /* the last missing members may have finished the chunk just now: a mismatch, to
@@ -351,12 +415,16 @@ static ddp_status exchange_run(process_group *g, const char *op, uint64_t seq, c
         if (s != DDP_OK) break;
         pg_p2p_pump(); /* a missing member may be waiting for a message we queued */
         if (ddp_interrupt_pending()) {
+            if (!give_up(&x, g, "was interrupted (Ctrl-C)", &rebuild, &max_gen)) break;
             s = DDP_FAIL(DDP_ERR_INTERRUPTED,
                          "%s (%s): interrupted (Ctrl-C) while waiting for the other ranks", op,
                          label);
             break;
         }
         if (pg_now() >= until) {
+            char why[64];
+            snprintf(why, sizeof why, "timed out after %.3g s", pg_W.timeout);
+            if (!give_up(&x, g, why, &rebuild, &max_gen)) break;
             char msg[1024];
             fp_timeout_message(msg, sizeof msg, label, (const char *const *)x.vals, x.finished,
                                x.ranks, g->size, pg_W.timeout);
@@ -364,7 +432,12 @@ static ddp_status exchange_run(process_group *g, const char *op, uint64_t seq, c
             break;
         }
     }
-    if (s == DDP_OK) {
+    int marked = -1;
+    for (int i = 0; s == DDP_OK && i < g->size && marked < 0; i++)
+        if (is_gave_up(x.vals[i])) marked = i;
+    if (marked >= 0) {
+        s = gave_up_failure(label, x.vals[marked], g->ranks[g->my]);
+    } else if (s == DDP_OK) {
         bool agree = true;
         for (int i = 0; i < g->size; i++)
             if (!x.vals[i] || strcmp(x.vals[i], mine) != 0) agree = false;

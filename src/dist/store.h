@@ -91,9 +91,10 @@ ddp_status store_delete_key(store_client *c, const char *key, bool *deleted);
 ddp_status store_multi_wait(store_client *c, const char *const *keys, int n, int wait_ms,
                             char **values, size_t *lens);
 
-/* store_multi_wait preceded, in the same round trip, by setting set_key to value and
- * deleting del_key (NULL: none). The fingerprint exchange of every collective is one of
- * these, so checking costs one store round trip. */
+/* store_multi_wait preceded, in the same round trip, by setting set_key to value unless
+ * set_key is present already (the first write wins) and deleting del_key (NULL: none).
+ * The fingerprint exchange of every collective is one of these, so checking costs one
+ * store round trip. */
 ddp_status store_exchange(store_client *c, const char *set_key, const void *value, size_t len,
                           const char *del_key, const char *const *keys, int n, int wait_ms,
                           char **values, size_t *lens);

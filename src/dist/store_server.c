@@ -220,8 +220,11 @@ bad:
     return false;
 }
 
-/* Answers an exchange: set one key, delete another, then a multi-wait (one round trip
- * for the fingerprint exchange of a collective). False when the peer must be dropped. */
+/* Answers an exchange: set one key unless it is present already, delete another, then a
+ * multi-wait (one round trip for the fingerprint exchange of a collective). The first
+ * write wins so that every reader of a fingerprint slot sees one value: its owner's call,
+ * or the mark of a member that gave up waiting for it (process_group.c). False when the
+ * peer must be dropped. */
 static bool serve_exchange(peer *p, const char *key, const unsigned char *v, size_t len,
                            uint32_t wait_ms) {
     store_server *s = p->server;
@@ -238,7 +241,7 @@ static bool serve_exchange(peer *p, const char *key, const unsigned char *v, siz
     del[dlen] = '\0';
     at += dlen;
     pthread_mutex_lock(&s->lock);
-    bool stored = table_set(s, key, set, slen);
+    bool stored = find(s, key) != NULL || table_set(s, key, set, slen);
     if (dlen) table_delete(s, del);
     pthread_cond_broadcast(&s->changed);
     pthread_mutex_unlock(&s->lock);

@@ -145,6 +145,30 @@ T.test("a recv whose peer waits in a collective instead of sending", function()
   T.eq(t:item(), n)
 end)
 
+-- Defect 9 of docs/reliability.md: a rank that arrived at a collective after the others
+-- had given up waiting for it found every fingerprint there, entered Gloo alone and timed
+-- out inside it ("timed out inside Gloo", or a 60 s rebuild for new_group). Now whoever
+-- gives up marks the missing rank's slot, and the late rank is told at once.
+T.test("a rank that arrives after the others gave up is told so at once", function()
+  if rank ~= last then
+    -- each gives up itself, or first reads the mark of one that did
+    local err = T.raises(function() dist.monitored_barrier{timeout = 0.2} end, "0.2 s")
+    T.is_true(err:find("rank " .. last .. " did not arrive within 0.2 s", 1, true)
+              or err:find("stopped waiting for rank " .. last .. " (it timed out after 0.2 s)", 1, true), err)
+  else
+    local t0 = torch.time()
+    while torch.time() - t0 < 1.0 do end -- the others give up meanwhile
+    t0 = torch.time()
+    local err = T.raises(function() dist.monitored_barrier{timeout = 0.2} end, "stopped waiting")
+    T.is_true(err:find("this rank arrived after rank %d had stopped waiting for it %(rank %d "
+                       .. "timed out after 0.2 s%), so the call fails on every rank"), err)
+    T.is_true(torch.time() - t0 < 0.5, "told at once, not after a wait")
+  end
+  local x = torch.ones(2)
+  dist.all_reduce(x) -- the next collective works
+  T.eq(x:tolist(), {n, n})
+end)
+
 -- One rank skips: the last one finishes the script without calling, in every context
 -- (each holds it); the others call an all_reduce on each group they are in.
 T.test("the last rank finishes the script without calling", function()

@@ -129,6 +129,11 @@ static void test_wait_and_multi_wait(void **state) {
     assert_string_equal(vals[2], "333");
     free(vals[1]);
     free(vals[2]);
+    /* the first write wins: an exchange does not replace a key that is present */
+    assert_int_equal(store_exchange(client, "k3", "4", 1, NULL, three + 2, 1, 20, vals, lens),
+                     DDP_OK);
+    assert_string_equal(vals[0], "333");
+    free(vals[0]);
 }
 
 static void *interrupt_later(void *arg) {
