@@ -442,7 +442,20 @@ static ddp_status check_local(const pg_init_options *o, int rank, int size) {
                             "every rank must call init_process_group");
 }
 
+static ddp_status init_world(const pg_init_options *o);
+
+/* The rendezvous can wait for the slowest rank for a long time: it is the rank's activity
+ * meanwhile, so that the status line of a quiet chunk says who waits in it. */
 ddp_status pg_init(const pg_init_options *o) {
+    if (pg_W.initialized)
+        return DDP_FAIL(DDP_ERR_STATE, "trying to initialize the default process group twice!");
+    pg_set_activity("in init_process_group");
+    ddp_status s = init_world(o);
+    pg_set_activity(NULL);
+    return s;
+}
+
+static ddp_status init_world(const pg_init_options *o) {
     if (pg_W.initialized)
         return DDP_FAIL(DDP_ERR_STATE, "trying to initialize the default process group twice!");
     int rank = o->rank, size = o->world_size;
@@ -647,7 +660,11 @@ ddp_status pg_new_group(const int *ranks, int n, process_group **out) {
     process_group *g = group_new(pg_W.next_group_id++, sorted, n);
     free(sorted);
     if (!g) return DDP_FAIL(DDP_ERR_NOMEM, "new_group: out of memory");
+    char act[200]; /* the group's own rendezvous: the status line says who waits in it */
+    snprintf(act, sizeof act, "in %s", fp);
+    pg_set_activity(act);
     ddp_status s = pg_connect(g, pg_W.rendezvous_timeout);
+    pg_set_activity(NULL);
     if (s != DDP_OK) {
         pg_group_clear(g);
         free(g);

@@ -4,7 +4,7 @@
 # others with "stopped because rank 1 ..."; a rank that dies while the REPL waits at the
 # prompt is reported without a key being pressed, and the half-typed line survives; a
 # chunk that goes quiet for 5 s gets one status line (who waits in which collective, who
-# runs) and :ranks shows the last collective; a collective in a chunk sent with :on to
+# runs, init_process_group's rendezvous included) and :ranks shows the last collective; a collective in a chunk sent with :on to
 # some ranks fails at once, naming the ranks that do not run it.
 . "$(dirname "$0")/tmux_lib.sh"
 
@@ -52,6 +52,14 @@ wait_count "] 12.0" 3
 [ "$(count "no output for 5 s")" = 1 ] || fail "the quiet report was shown more than once"
 send ":ranks"
 wait_for "idle (last: all_reduce #"
+
+# 4. The rendezvous of init_process_group is a wait too (defect 9 of docs/reliability.md:
+#    the ranks waiting in it were shown as running).
+send "dist.destroy_process_group(); while os.getenv('RANK') == '0' and not io.open('$WORK/go2') do end; dist.init_process_group{backend = 'gloo'}"
+wait_for "no output for 5 s: [0] running · [1,2] waiting in init_process_group"
+touch "$WORK/go2"
+send 'x = torch.ones(4); dist.all_reduce(x); print(x:sum():item())'
+wait_for "[0-2] 12.0"
 
 ctrl_d_and_wait
 [ "$(cat "$WORK/status" 2>/dev/null)" = 0 ] || fail "Ctrl-D did not exit with status 0"
