@@ -24,16 +24,20 @@ local function to_series(data)
     if type(v) ~= "table" then
       error("plot: " .. what .. " should be a list of numbers or a 1-D tensor, got " .. type(v), 3)
     end
+    local out = {} -- a copy: the caller's table is left as it was
     for i, x in ipairs(v) do
-      if type(x) ~= "number" then
-        if torch.is_tensor(x) and x:numel() == 1 then
-          v[i] = x:item()
-        else
-          error("plot: " .. what .. "[" .. i .. "] is a " .. type(x) .. ", not a number", 3)
-        end
+      if type(x) == "number" then
+        out[i] = x
+      elseif torch.is_tensor(x) and x:numel() == 1 then
+        out[i] = x:item()
+      else
+        error("plot: " .. what .. "[" .. i .. "] is a " .. type(x) .. ", not a number", 3)
       end
     end
-    return v
+    if #v > #out then
+      error("plot: " .. what .. " has a gap at [" .. #out + 1 .. "]: give a list without holes", 3)
+    end
+    return out
   end
   if torch.is_tensor(data) or (type(data) == "table" and type(data[1]) == "number") then
     return {{name = nil, values = values_of(data, "the data")}}
@@ -54,6 +58,23 @@ local function to_series(data)
   return out
 end
 
+-- Raises, at `level`, for a width, height or title a chart cannot have.
+local function check_chart_options(opts, level)
+  local function check_size(name, min, max)
+    local v = opts[name]
+    if v ~= nil and (math.type(v) ~= "integer" or v < min or v > max) then
+      error(string.format("plot: %s should be a whole number from %d to %d, got %s", name, min,
+                          max, type(v) == "number" and tostring(v) or util.describe(v)), level + 1)
+    end
+  end
+  check_size("width", 10, 200)
+  check_size("height", 3, 60)
+  local title = opts.title
+  if title ~= nil and type(title) ~= "string" and type(title) ~= "number" then
+    error("plot: title should be a string, got " .. util.describe(title), level)
+  end
+end
+
 -- The chart's lines for `series` (opts: width, height, title).
 function M.render(series, opts)
   if opts ~= nil and type(opts) ~= "table" then
@@ -67,8 +88,15 @@ function M.render(series, opts)
       error("plot.render: series " .. i .. " is not {name=, values={...}} (plot(data) makes " ..
             "them from a list, a tensor or a table of them)", 2)
     end
+    for j = 1, #s.values do
+      if type(s.values[j]) ~= "number" then
+        error("plot.render: series " .. i .. " value " .. j .. " is " .. util.describe(s.values[j]) ..
+              ", not a number", 2)
+      end
+    end
   end
   opts = opts or {}
+  check_chart_options(opts, 3)
   local W, H = opts.width or 60, opts.height or 12
   local lo, hi, n = math.huge, -math.huge, 0
   for _, s in ipairs(series) do
@@ -78,7 +106,9 @@ function M.render(series, opts)
     end
   end
   if n == 0 or lo == math.huge then return {"(plot: no finite values)"} end
-  if hi == lo then hi, lo = hi + 0.5, lo - 0.5 end
+  -- one value, or values too close for floats to tell apart: a band around them
+  local pad = math.max(0.5, math.abs(hi) * 1e-6, math.abs(lo) * 1e-6)
+  if not (hi - lo > math.abs(hi) * 1e-12) then hi, lo = hi + pad, lo - pad end
   local grid = {}
   for r = 1, H do grid[r] = {} for c = 1, W do grid[r][c] = " " end end
   for si, s in ipairs(series) do
@@ -90,8 +120,9 @@ function M.render(series, opts)
       local f = x - i
       local v = vals[i]
       if f > 0 and vals[i + 1] then v = v * (1 - f) + vals[i + 1] * f end
-      if v == v and v ~= math.huge and v ~= -math.huge then
-        local row = H - math.floor((v - lo) / (hi - lo) * (H - 1) + 0.5)
+      local y = (v - lo) / (hi - lo) -- NaN or out of [0, 1] only when hi - lo overflows
+      if y == y and y >= 0 and y <= 1 then
+        local row = H - math.floor(y * (H - 1) + 0.5)
         local col = #vals == 1 and 1 or math.floor((c - 1) * (W - 1) / (cols - 1) + 0.5) + 1
         local cell = grid[row][col]
         grid[row][col] = (cell ~= " " and cell ~= mark) and "=" or mark
@@ -100,7 +131,7 @@ function M.render(series, opts)
   end
   local function label(v) return string.format("%9.4g", v) end
   local out = {}
-  if opts.title then out[#out + 1] = string.rep(" ", 11) .. opts.title end
+  if opts.title then out[#out + 1] = string.rep(" ", 11) .. tostring(opts.title) end
   for r = 1, H do
     local v = hi - (r - 1) * (hi - lo) / (H - 1)
     local lab = (r == 1 or r == H or r == math.floor((H + 1) / 2)) and label(v) or string.rep(" ", 9)
@@ -123,6 +154,7 @@ end
 function M.plot(data, opts)
   opts = opts or {}
   util.check_options(opts, "plot", {"title", "width", "height", "per_rank"})
+  check_chart_options(opts, 3)
   local series
   if opts.per_rank then
     local R = require "ddplab.rank"
@@ -138,12 +170,6 @@ function M.plot(data, opts)
     end
   else
     series = to_series(data)
-  end
-  if opts.width and (math.type(opts.width) ~= "integer" or opts.width < 10 or opts.width > 200) then
-    error("plot: width should be a whole number from 10 to 200, got " .. tostring(opts.width), 2)
-  end
-  if opts.height and (math.type(opts.height) ~= "integer" or opts.height < 3 or opts.height > 60) then
-    error("plot: height should be a whole number from 3 to 60, got " .. tostring(opts.height), 2)
   end
   print(table.concat(M.render(series, opts), "\n"))
 end

@@ -33,6 +33,17 @@ T.test("errors name the bad value", function()
   T.eq(e:match("heigth") ~= nil, true, e)
   ok, e = pcall(plot, torch.zeros(2, 2))
   T.eq(e:match("2%-D tensor") ~= nil, true, e)
+  -- found by the API fuzz: each failed inside lua/plot.lua or filled memory
+  T.raises(function() plot({1, 2}, {title = torch.zeros(1)}) end, "title should be a string")
+  T.raises(function() plot({1, 2}, {width = 1 << 40}) end, "width should be a whole number from 10 to 200, got 1099511627776")
+  T.raises(function() plot({a = {1, nil, 3}}) end, "a has a gap at [2]")
+  T.raises(function() P.render({{values = {1, "2"}}}) end, "series 1 value 2 is")
+  local data = {1, torch.tensor(2.0)}
+  plot(data, {width = 10, height = 3}) -- the caller's table is not changed
+  T.is_true(torch.is_tensor(data[2]), "plot replaced an element of the caller's table")
+  -- values floats cannot tell apart, or whose spread overflows, still draw
+  T.eq(#P.render({{values = {1 << 62, 1 << 62}}}, {width = 10, height = 3}), 5)
+  T.eq(#P.render({{values = {-1e308, 1e308}}}, {width = 10, height = 3}), 5)
   ok, e = pcall(progress, 2.5)
   T.eq(e:match("whole number of steps, got 2.5") ~= nil, true, e)
 end)
