@@ -186,7 +186,10 @@ static void command_restart(repl *r, const char *arg) {
     }
     printf("restarting %d rank%s...\n", r->world, r->world == 1 ? "" : "s");
     fflush(stdout);
-    if (driver_restart(r->d) != DDP_OK) {
+    repl_chunk_running = 1; /* Ctrl-C stops a start that waits (for a node's agent) */
+    ddp_status started = driver_restart(r->d);
+    repl_chunk_running = 0;
+    if (started != DDP_OK) {
         fprintf(stderr, "ddplab: restart failed: %s\n", ddp_last_error());
         return;
     }

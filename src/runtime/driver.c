@@ -457,7 +457,22 @@ static ddp_status wait_for_hellos(driver *d) {
         int64_t left = deadline - ddp_now_ms();
         if (left <= 0) {
             for (int r = 0; r < d->world; r++)
-                if (d->ranks[r].state != SLOT_IDLE) {
+                if (d->ranks[r].state != SLOT_IDLE && d->ranks[r].remote &&
+                    !driver_nodes_agent_in(d, r / d->nproc)) {
+                    int k = r / d->nproc;
+                    char who[48];
+                    if (d->nproc == 1)
+                        snprintf(who, sizeof who, "rank %d", r);
+                    else
+                        snprintf(who, sizeof who, "ranks %d-%d", k * d->nproc,
+                                 (k + 1) * d->nproc - 1);
+                    result = DDP_FAIL(DDP_ERR_TIMEOUT,
+                                      "node %d's agent (ddplab --node-rank %d) did not connect "
+                                      "within %d s, so %s cannot start (start it on that node, "
+                                      "with the session's options)",
+                                      k, k, timeout_ms / 1000, who);
+                    break;
+                } else if (d->ranks[r].state != SLOT_IDLE) {
                     result = DDP_FAIL(DDP_ERR_TIMEOUT,
                                       "rank %d did not start within %d s "
                                       "(it never %s)",
@@ -599,10 +614,9 @@ int driver_world_size(const driver *d) {
 }
 
 ddp_status driver_restart(driver *d) {
-    /* An agent that went away cannot start its ranks again: say so before anything is
-     * stopped, so that the ranks still running stay usable. */
+    /* An agent that went away can be started again by hand: the new world waits for it. */
     driver_nodes_poll(d, 0);
-    DDP_CHECK(driver_nodes_check(d));
+    (void)driver_nodes_expect_again(d, START_TIMEOUT_MULTINODE_MS / 1000);
     stop_world(d, true);
     return start_world(d);
 }

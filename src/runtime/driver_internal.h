@@ -154,10 +154,16 @@ void driver_nodes_accept(driver *d);
  * waiting up to wait_ms for the first of it. No-op on a single node. Cannot fail: a gone
  * agent is dropped. */
 void driver_nodes_poll(driver *d, int wait_ms);
-/* Fails (DDP_ERR_STATE, naming the node) when an agent that was in has gone away, so that
- * its ranks can never start: a restart or start-up stops at once instead of waiting for
- * them. Cannot fail otherwise; no-op on a single node. */
+/* Fails (DDP_ERR_STATE, naming the node) when an agent that was in has gone away while a
+ * world starts, so that its ranks can never start: the start stops at once instead of
+ * waiting for them. Cannot fail otherwise; no-op on a single node. */
 ddp_status driver_nodes_check(driver *d);
+/* Before a :restart: an agent that went away may be started again on its node, so it is
+ * expected anew (the new world's start waits for it, as at the session's start) and a
+ * line on stderr says so. Returns how many are expected again. Cannot fail. */
+int driver_nodes_expect_again(driver *d, int wait_s);
+/* Whether node k's agent is connected now (node 0 always is). */
+bool driver_nodes_agent_in(const driver *d, int k);
 /* Asks remote rank r's agent to interrupt it for the current chunk. Cannot fail. */
 void driver_nodes_signal_rank(driver *d, int r);
 /* Stops listening for nodes (everyone is in). Cannot fail. */

@@ -36,7 +36,10 @@ static void drop_agent(driver *d, int k) {
 /* Reads what agent k sent: RANK_EXIT frames say how its ranks ended. Drops a gone agent. */
 static void pump_agent(driver *d, int k) {
     proto_reader *in = &d->agents[k].in;
-    if (proto_reader_fill(in, d->agents[k].fd) != DDP_OK) in->eof = true;
+    /* twice: a short read returns before the end of the stream is seen, and an agent that
+     * ends sends its last frames just before it closes (a :restart must see it gone) */
+    for (int i = 0; i < 2 && !in->eof; i++)
+        if (proto_reader_fill(in, d->agents[k].fd) != DDP_OK) in->eof = true;
     proto_frame f;
     bool got;
     while (proto_reader_next(in, &f, &got) == DDP_OK && got) {
@@ -241,6 +244,25 @@ ddp_status driver_nodes_check(driver *d) {
                             "again (the driver, then the agent on each other node)",
                             k, k);
     return DDP_OK;
+}
+
+int driver_nodes_expect_again(driver *d, int wait_s) {
+    int n = 0;
+    for (int k = 1; d->agents && k < d->opts.nnodes; k++) {
+        if (!d->agents[k].joined || d->agents[k].fd >= 0) continue;
+        d->agents[k].joined = false; /* admit takes its successor's hello */
+        fprintf(stderr,
+                "ddplab: node %d's agent (ddplab --node-rank %d) has gone away: start it again "
+                "on that node, with the session's options; the restart waits %d s for it "
+                "(Ctrl-C stops waiting)\n",
+                k, k, wait_s);
+        n++;
+    }
+    return n;
+}
+
+bool driver_nodes_agent_in(const driver *d, int k) {
+    return k == 0 || (d->agents && d->agents[k].fd >= 0);
 }
 
 void driver_nodes_signal_rank(driver *d, int r) {

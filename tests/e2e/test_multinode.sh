@@ -153,7 +153,7 @@ say() { printf '%s\n' "$1" >&3; }
 pid_of() { awk -v r="[$1]" -v w="$2" '$1 == r && $2 == w { p = $5 } END { print p }' "$out"; }
 
 mkfifo "$work/in"
-"${ns0[@]}" timeout 60 "$DDPLAB" -i "${common[@]}" --node-rank 0 <"$work/in" >"$out" 2>&1 &
+"${ns0[@]}" timeout 120 "$DDPLAB" -i "${common[@]}" --node-rank 0 <"$work/in" >"$out" 2>&1 &
 echo $! >"$work/driver.pid"
 exec 3>"$work/in"
 "${ns1[@]}" timeout 60 "$DDPLAB" "${common[@]}" --node-rank 1 >"$work/agent2.out" 2>&1 &
@@ -192,15 +192,27 @@ repl_steps() {
     for f in "$work"/bg.[0-9]*; do
         alive "$(cat "$f")" && fail "REPL over two nodes: $(basename "$f") outlived :restart"
     done
-    # node 1's agent goes away: :restart says so at once, and the driver still quits
+    # node 1's agent goes away: :restart says so and waits for it; started again, it
+    # brings node 1's ranks back
     kill -TERM "$agent"
     wait "$agent"
     local arc=$?
     [ $arc -eq 143 ] || fail "REPL over two nodes: the agent ended with $arc on SIGTERM"
     say ':restart'
-    wait_for "restart failed: node 1's agent (ddplab --node-rank 1) has gone away" || return
+    wait_for "node 1's agent (ddplab --node-rank 1) has gone away: start it again" || return
+    "${ns1[@]}" timeout 60 "$DDPLAB" "${common[@]}" --node-rank 1 >"$work/agent2b.out" 2>&1 &
+    agent=$!
+    echo $agent >"$work/agent.pid"
+    wait_for "restarted: every rank starts fresh" 2 || return
+    say 'dist.init_process_group(); x = torch.ones(1); dist.all_reduce(x); print("again", os.getenv("RANK"), x:item())'
+    wait_for "again	3	4.0" || return
+    # gone again, and nobody starts it: Ctrl-C stops the wait, and the driver still quits
+    kill -TERM "$agent"
+    wait "$agent"
     say ':restart'
-    wait_for "restart failed: node 1's agent" 2 || return
+    wait_for "has gone away: start it again" 2 || return
+    pkill -INT -P "$(cat "$work/driver.pid")" # the driver, under timeout
+    wait_for "restart failed: interrupted while the ranks were starting" || return
     say ':quit'
 }
 repl_steps
@@ -238,12 +250,17 @@ agent_kill_steps() {
     grep -qE "ranks 2,3 died: lost its connection|rank [23] died: lost its connection" "$out" ||
         fail "agent kill: ranks 2,3 not reported as lost:"$'\n'"$(cat "$out")"
     wait_for "still	1" || return # "[1]   still" when aligned with the report of the deaths
-    say ':restart'
-    wait_for "restart failed: node 1's agent (ddplab --node-rank 1) has gone away" || return
-    say ':quit'
     for p in "$r2" "$r3"; do
         kill -0 "$p" 2>/dev/null && fail "agent kill: rank $p outlived its agent"
     done
+    # the agent started again: :restart gives a working world over both nodes
+    "${ns1[@]}" timeout 60 "$DDPLAB" "${common[@]}" --node-rank 1 >"$work/agent3b.out" 2>&1 &
+    echo $! >"$work/agent3b.pid"
+    say ':restart'
+    wait_for "restarted: every rank starts fresh" || return
+    say 'dist.init_process_group(); x = torch.ones(1); dist.all_reduce(x); print("back", os.getenv("RANK"), x:item())'
+    wait_for "back	3	4.0" || return
+    say ':quit'
 }
 agent_kill_steps
 exec 3>&-
