@@ -113,7 +113,7 @@ function M.render(series, opts)
   for r = 1, H do grid[r] = {} for c = 1, W do grid[r][c] = " " end end
   for si, s in ipairs(series) do
     local mark, vals = MARKERS[(si - 1) % #MARKERS + 1], s.values
-    local cols = #vals == 1 and 1 or math.min(W, math.max(#vals, W))
+    local cols = #vals <= 1 and #vals or math.min(W, math.max(#vals, W)) -- an empty series draws nothing
     for c = 1, cols do
       local x = #vals == 1 and 1 or 1 + (c - 1) * (#vals - 1) / (cols - 1) -- interpolated
       local i = math.floor(x)

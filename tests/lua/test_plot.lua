@@ -44,6 +44,7 @@ T.test("errors name the bad value", function()
   -- values floats cannot tell apart, or whose spread overflows, still draw
   T.eq(#P.render({{values = {1 << 62, 1 << 62}}}, {width = 10, height = 3}), 5)
   T.eq(#P.render({{values = {-1e308, 1e308}}}, {width = 10, height = 3}), 5)
+  T.eq(#P.render({{name = "a", values = {}}, {name = "b", values = {1, 2}}}, {width = 10, height = 3}), 6)
   ok, e = pcall(progress, 2.5)
   T.eq(e:match("whole number of steps, got 2.5") ~= nil, true, e)
 end)
