@@ -34,7 +34,7 @@ test: build
 # The long forms of the reliability tests (docs/reliability.md): 100+ rank kills, a
 # 10,000-step soak, 32 and 64 ranks. Hours on 2 cores with the long fuzz runs.
 test-long: build
-	for t in fault_inject soak scale; do \
+	for t in fault_inject agent_faults soak scale; do \
 	  DDP_LONG=1 DDPLAB=$(BUILD)/ddplab DDP_SOURCE_DIR=$(CURDIR) bash tests/e2e/test_$$t.sh || exit 1; \
 	done
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=600
