@@ -406,6 +406,10 @@ static bool read_and_run(repl *r) {
         free(line);
         return true;
     }
+    /* Input from a pipe arrives without a wait at the prompt, where deaths are looked
+     * for: a rank that died meanwhile is told now, not taken for one that dies in this
+     * chunk (which would stop the others). */
+    if (!r->el) report_idle_deaths(r, false);
     if (*p == ':') {
         remember(r, line);
         bool go_on = repl_command(r, p + 1);
