@@ -25,6 +25,13 @@ void ddp_alloc_fail_at(long k);
 /* Tests: how many allocations went through the seam on this thread since the last
  * ddp_alloc_fail_at (so a test knows when k went past everything it ran). */
 long ddp_alloc_count(void);
+/* Tests of code that runs on threads of its own (the store server's): every thread that
+ * called ddp_alloc_share counts in one countdown shared by all of them instead of its own,
+ * and ddp_alloc_fail_shared_at(k) makes the k-th allocation among them fail (0: off);
+ * ddp_alloc_shared_count says how many they made since. */
+void ddp_alloc_share(void);
+void ddp_alloc_fail_shared_at(long k);
+long ddp_alloc_shared_count(void);
 /* For allocators that do not call malloc (aligned_alloc): counts one allocation and
  * returns true when it is the one that must fail. */
 bool ddp_alloc_should_fail(void);

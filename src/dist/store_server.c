@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/alloc.h"
 #include "dist/store.h"
 #include "dist/store_wire.h"
 
@@ -89,12 +90,12 @@ static bool table_set(store_server *s, const char *key, const void *value, size_
     size_t old = e ? e->len : 0;
     size_t klen = strlen(key);
     if (s->total_bytes - old + len + (e ? 0 : klen) > STORE_MAX_TOTAL) return false;
-    unsigned char *copy = malloc(len ? len : 1);
+    unsigned char *copy = ddp_malloc(len ? len : 1);
     if (!copy) return false;
     memcpy(copy, value, len);
     if (!e) {
-        e = calloc(1, sizeof *e);
-        char *k = strdup(key);
+        e = ddp_calloc(1, sizeof *e);
+        char *k = ddp_strdup(key);
         if (!e || !k) {
             free(e);
             free(k);
@@ -168,7 +169,7 @@ static bool serve_multi_wait(peer *p, const unsigned char *list, size_t len, uin
     store_server *s = p->server;
     /* unpack and validate the key list: n x (u32 len | key) */
     const char *keys[STORE_MAX_MULTI];
-    char *buf = malloc(len + STORE_MAX_MULTI);
+    char *buf = ddp_malloc(len + STORE_MAX_MULTI);
     if (!buf) return false;
     size_t at = 0, out = 0;
     int n = 0;
@@ -197,7 +198,7 @@ static bool serve_multi_wait(peer *p, const unsigned char *list, size_t len, uin
         found[i] = find(s, keys[i]);
         total += 5 + (found[i] ? found[i]->len : 0);
     }
-    unsigned char *answer = total <= STORE_MAX_MULTI_REPLY ? malloc(total ? total : 1) : NULL;
+    unsigned char *answer = total <= STORE_MAX_MULTI_REPLY ? ddp_malloc(total ? total : 1) : NULL;
     if (answer) {
         size_t w = 0;
         for (int i = 0; i < n; i++) {
@@ -267,7 +268,7 @@ static bool serve_request(peer *p) {
     }
     if (wait_ms > s->max_wait_ms) wait_ms = s->max_wait_ms;
     char key[STORE_MAX_KEY + 1];
-    unsigned char *value = malloc(vlen ? vlen : 1);
+    unsigned char *value = ddp_malloc(vlen ? vlen : 1);
     if (!value) return false;
     bool ok = store_read_all(p->fd, key, klen) && store_read_all(p->fd, value, vlen);
     key[klen] = '\0';
@@ -308,7 +309,7 @@ static bool serve_request(peer *p) {
         entry *e = find(s, key);
         if (!e) {
             status = STORE_ABSENT;
-        } else if ((data = malloc(e->len ? e->len : 1)) != NULL) {
+        } else if ((data = ddp_malloc(e->len ? e->len : 1)) != NULL) {
             memcpy(data, e->value, e->len);
             dlen = e->len;
         } else {
@@ -401,10 +402,16 @@ static void *peer_main(void *arg) {
     return NULL;
 }
 
+static void *peer_thread(void *arg) {
+    ddp_alloc_share();
+    return peer_main(arg);
+}
+
 /* Accepts peers until store_server_stop writes to the wake pipe. It sleeps in poll with no
  * timeout: the pipe is the only way it learns to stop, so a stop never waits for a tick. */
 static void *accept_main(void *arg) {
     store_server *s = arg;
+    ddp_alloc_share(); /* the server's threads: one countdown for the tests' walk */
     for (;;) {
         struct pollfd pfd[2] = {{.fd = s->listen_fd, .events = POLLIN},
                                 {.fd = s->wake_fd[0], .events = POLLIN}};
@@ -417,11 +424,12 @@ static void *accept_main(void *arg) {
         if (fd < 0) continue;
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        peer *p = calloc(1, sizeof *p);
+        peer *p = ddp_calloc(1, sizeof *p);
         pthread_mutex_lock(&s->lock);
         if (!p || s->npeers >= STORE_MAX_PEERS) {
             pthread_mutex_unlock(&s->lock);
-            fprintf(stderr, "ddplab store: refused a peer (too many connections)\n");
+            fprintf(stderr, "ddplab store: refused a peer (%s)\n",
+                    p ? "too many connections" : "out of memory");
             free(p);
             close(fd);
             continue;
@@ -436,7 +444,7 @@ static void *accept_main(void *arg) {
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&th, &attr, peer_main, p) != 0) {
+        if (pthread_create(&th, &attr, peer_thread, p) != 0) {
             pthread_mutex_unlock(&s->lock);
             close(fd);
             free(p);
@@ -543,7 +551,7 @@ ddp_status store_server_start_opts(const store_server_options *opts, store_serve
 }
 
 void store_server_serve_fd(store_server *s, int fd) {
-    peer *p = calloc(1, sizeof *p);
+    peer *p = ddp_calloc(1, sizeof *p);
     if (!p) {
         close(fd);
         return;

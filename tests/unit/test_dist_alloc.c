@@ -1,6 +1,6 @@
 /* test_dist_alloc.c — every path out of a failed allocation in the parts of dist that run
  * without a peer: the store client (a server in this process, whose thread the seam does
- * not count) and DDP's reducer on a group of one rank (a forked rank, as in
+ * not count), the store server (its threads share a countdown of their own) and DDP's reducer on a group of one rank (a forked rank, as in
  * test_dist_reducer.c). Each sequence runs once to count its allocations (the seam in
  * base/alloc.h), then again with each of them failing: each run either completes, or
  * exactly one call fails with DDP_ERR_NOMEM and "out of memory", and never crashes. A
@@ -111,6 +111,77 @@ static void test_store_client(void **state) {
     assert_int_equal(run_store(&bad), 0);
     ddp_alloc_fail_at(0);
     assert_int_equal(bad, 0);
+    store_server_stop(server);
+}
+
+/* ---- the store server ------------------------------------------------------------------- */
+
+/* The same requests with the server's k-th allocation failing (its threads share one
+ * countdown): each call either works or fails with a clear error (the server refused it,
+ * or dropped the connection and the client said so), and the server goes on serving. */
+static int run_store_against_server(int *bad) {
+    store_client *c = NULL;
+    char *v = NULL, *vals[3] = {NULL, NULL, NULL};
+    size_t len = 0, lens[3];
+    int64_t n = 0;
+    bool present = false, deleted = false;
+    const char *keys[3] = {"a", "probe", "none"};
+    ddp_status st[8];
+    int calls = 0, failed = 0;
+    st[calls++] = store_connect("127.0.0.1", store_server_port(server), 2.0, &c);
+    if (st[0] == DDP_OK) {
+        st[calls++] = store_set(c, "a", "hello", 5);
+        st[calls++] = store_get(c, "a", 0.2, &v, &len);
+        st[calls++] = store_add(c, "n", 1, &n);
+        st[calls++] = store_check(c, "a", &present);
+        st[calls++] = store_multi_wait(c, keys, 3, 0, vals, lens);
+        for (int i = 0; i < 3; i++) free(vals[i]);
+        st[calls++] = store_exchange(c, "b", "xyz", 3, "a", keys + 1, 2, 0, vals, lens);
+        for (int i = 0; i < 2; i++) free(vals[i]);
+        st[calls++] = store_delete_key(c, "b", &deleted);
+    }
+    for (int i = 0; i < calls; i++) {
+        if (st[i] == DDP_OK) continue;
+        failed++;
+        if (st[i] != DDP_ERR_COMM && st[i] != DDP_ERR_STATE && st[i] != DDP_ERR_TIMEOUT &&
+            st[i] != DDP_ERR_NOMEM) {
+            fprintf(stderr, "call %d: status %d\n", i, (int)st[i]);
+            (*bad)++;
+        }
+    }
+    free(v);
+    store_close(c);
+    return failed;
+}
+
+static void test_store_server(void **state) {
+    (void)state;
+    assert_int_equal(store_server_start("127.0.0.1", 0, &server), DDP_OK);
+    store_client *c;
+    assert_int_equal(store_connect("127.0.0.1", store_server_port(server), 2.0, &c), DDP_OK);
+    assert_int_equal(store_set(c, "probe", "alive", 5), DDP_OK);
+    store_close(c);
+    int bad = 0;
+    ddp_alloc_fail_shared_at(0);
+    assert_int_equal(run_store_against_server(&bad), 0);
+    long needed = ddp_alloc_shared_count();
+    assert_int_equal(bad, 0);
+    print_message("store server: %ld allocations through the seam\n", needed);
+    assert_true(needed >= 8);
+    long with_failures = 0;
+    for (long k = 1; k <= needed; k++) {
+        ddp_alloc_fail_shared_at(k);
+        with_failures += run_store_against_server(&bad) > 0;
+        ddp_alloc_fail_shared_at(0);
+        if (bad) fail_msg("server allocation %ld of %ld: a call failed without a clear error", k, needed);
+        /* the server goes on: a new connection gets its answers */
+        assert_int_equal(store_connect("127.0.0.1", store_server_port(server), 2.0, &c), DDP_OK);
+        assert_int_equal(probe(c), 0);
+        store_close(c);
+    }
+    print_message("store server: %ld of %ld failed allocations cost the client a call\n",
+                  with_failures, needed);
+    assert_true(with_failures > 0);
     store_server_stop(server);
 }
 
@@ -253,6 +324,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reducer), /* forks: before any thread starts here */
         cmocka_unit_test(test_store_client),
+        cmocka_unit_test(test_store_server),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
