@@ -535,7 +535,6 @@ static ddp_status start_world(driver *d) {
         d->ranks[r].remote = r >= d->nproc;
         d->ranks[r].state = SLOT_STARTING;
     }
-    drain_interrupts(d);
     ddp_status s = open_control_socket(d);
     if (s == DDP_OK) s = host_store(d);
     if (s == DDP_OK && d->opts.nnodes > 1) s = driver_nodes_listen(d);
@@ -589,7 +588,10 @@ ddp_status driver_start(const launch_options *opts, driver **out) {
         return DDP_FAIL(DDP_ERR_IO, "driver: cannot set up (%s)", strerror(errno));
     }
     if (nnodes > 1) s = proto_load_secret(d->key);
-    if (s == DDP_OK) s = start_world(d);
+    if (s == DDP_OK) {
+        drain_interrupts(d);
+        s = start_world(d);
+    }
     if (s != DDP_OK) {
         driver_stop(d); /* start_world left no ranks: this ends the agents and frees d */
         return s;
@@ -616,6 +618,8 @@ int driver_world_size(const driver *d) {
 ddp_status driver_restart(driver *d) {
     /* An agent that went away can be started again by hand: the new world waits for it. */
     driver_nodes_poll(d, 0);
+    /* a Ctrl-C from before is not for this restart; one from now on stops its start */
+    drain_interrupts(d);
     (void)driver_nodes_expect_again(d, START_TIMEOUT_MULTINODE_MS / 1000);
     stop_world(d, true);
     return start_world(d);
