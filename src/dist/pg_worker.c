@@ -32,6 +32,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/alloc.h"
 #include "base/interrupt.h"
 #include "dist/pg_internal.h"
 
@@ -424,7 +425,7 @@ static worker *helper(void) {
 
 /* A new job for call on g (refs 1), or NULL. */
 static pg_job *job_new(process_group *g, const pg_call *call, comm *c, tensor *keep, bool sync) {
-    pg_job *job = calloc(1, sizeof *job);
+    pg_job *job = ddp_calloc(1, sizeof *job);
     if (!job) return NULL;
     job->call = *call;
     job->comm = c;

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/alloc.h"
 #include "base/clock.h"
 #include "base/interrupt.h"
 #include "build_config.h"
@@ -216,7 +217,7 @@ static ddp_status reach_store(const char *init_method, int rank, double timeout)
 static ddp_status pg_connect_as(process_group *g, double rendezvous_timeout, const char *abort_key);
 
 static process_group *group_new(int id, const int *ranks, int n) {
-    process_group *g = calloc(1, sizeof *g);
+    process_group *g = ddp_calloc(1, sizeof *g);
     if (!g) return NULL;
     g->refcount = 1;
     g->world_gen = pg_W.gen;
@@ -225,9 +226,9 @@ static process_group *group_new(int id, const int *ranks, int n) {
     g->id = id;
     g->size = n;
     g->my = -1;
-    g->ranks = malloc(sizeof(int) * (size_t)n);
-    g->p2p_sent = calloc((size_t)n, sizeof(uint64_t));
-    g->p2p_recv = calloc((size_t)n, sizeof(uint64_t));
+    g->ranks = ddp_malloc(sizeof(int) * (size_t)n);
+    g->p2p_sent = ddp_calloc((size_t)n, sizeof(uint64_t));
+    g->p2p_recv = ddp_calloc((size_t)n, sizeof(uint64_t));
     if (!g->ranks || !g->p2p_sent || !g->p2p_recv) {
         pg_group_clear(g);
         free(g);
@@ -639,7 +640,7 @@ ddp_status pg_new_group(const int *ranks, int n, process_group **out) {
      * order each caller wrote (and so every member agrees on who is who) */
     int *sorted = NULL;
     if (ranks) {
-        sorted = malloc(sizeof(int) * (size_t)n);
+        sorted = ddp_malloc(sizeof(int) * (size_t)n);
         if (!sorted) return DDP_FAIL(DDP_ERR_NOMEM, "new_group: out of memory");
         for (int i = 0; i < n; i++) {
             int v = ranks[i], j = i;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/alloc.h"
 #include "base/interrupt.h"
 #include "dist/fingerprint.h"
 #include "dist/pg_internal.h"
@@ -115,15 +116,15 @@ static void exchange_free(exchange *x) {
 static ddp_status exchange_alloc(exchange *x, int n) {
     memset(x, 0, sizeof *x);
     x->n = n;
-    x->fp = calloc((size_t)n, sizeof *x->fp);
-    x->done = calloc((size_t)n, sizeof *x->done);
-    x->fp_ptr = calloc((size_t)n, sizeof *x->fp_ptr);
-    x->done_ptr = calloc((size_t)n, sizeof *x->done_ptr);
-    x->vals = calloc((size_t)n, sizeof *x->vals);
-    x->got = calloc((size_t)n, sizeof *x->got);
-    x->lens = calloc((size_t)n, sizeof *x->lens);
-    x->finished = calloc((size_t)n, sizeof *x->finished);
-    x->ranks = calloc((size_t)n, sizeof *x->ranks);
+    x->fp = ddp_calloc((size_t)n, sizeof *x->fp);
+    x->done = ddp_calloc((size_t)n, sizeof *x->done);
+    x->fp_ptr = ddp_calloc((size_t)n, sizeof *x->fp_ptr);
+    x->done_ptr = ddp_calloc((size_t)n, sizeof *x->done_ptr);
+    x->vals = ddp_calloc((size_t)n, sizeof *x->vals);
+    x->got = ddp_calloc((size_t)n, sizeof *x->got);
+    x->lens = ddp_calloc((size_t)n, sizeof *x->lens);
+    x->finished = ddp_calloc((size_t)n, sizeof *x->finished);
+    x->ranks = ddp_calloc((size_t)n, sizeof *x->ranks);
     if (!x->fp || !x->done || !x->fp_ptr || !x->done_ptr || !x->vals || !x->got || !x->lens ||
         !x->finished || !x->ranks) {
         exchange_free(x);
@@ -147,11 +148,11 @@ static int count_missing(const exchange *x) {
 static ddp_status check_finished(exchange *x, const process_group *g, uint64_t seq, const char *op,
                                  const char *label) {
     int cap = 3 * x->n;
-    const char **keys = calloc((size_t)cap, sizeof *keys);
-    int *idx = calloc((size_t)x->n, sizeof *idx);
-    char(*extra)[2][64] = calloc((size_t)x->n, sizeof *extra);
-    char **got = calloc((size_t)cap, sizeof *got);
-    size_t *lens = calloc((size_t)cap, sizeof *lens);
+    const char **keys = ddp_calloc((size_t)cap, sizeof *keys);
+    int *idx = ddp_calloc((size_t)x->n, sizeof *idx);
+    char(*extra)[2][64] = ddp_calloc((size_t)x->n, sizeof *extra);
+    char **got = ddp_calloc((size_t)cap, sizeof *got);
+    size_t *lens = ddp_calloc((size_t)cap, sizeof *lens);
     ddp_status s = DDP_OK;
     if (!keys || !idx || !extra || !got || !lens) {
         s = DDP_FAIL(DDP_ERR_NOMEM, "collective check: out of memory");
@@ -209,14 +210,14 @@ static ddp_status check_crossed(const exchange *x, const process_group *g, const
                                 const char *label) {
     int cap = x->n; /* the last look below reads x->n keys */
     for (const process_group *h = pg_W.live; h; h = h->next_live) cap += x->n;
-    char(*keys)[128] = calloc((size_t)cap, sizeof *keys);
-    const char **key_ptr = calloc((size_t)cap, sizeof *key_ptr);
-    int *member = calloc((size_t)cap, sizeof *member);
-    const process_group **group = calloc((size_t)cap, sizeof *group);
-    char **got = calloc((size_t)cap, sizeof *got);
-    size_t *lens = calloc((size_t)cap, sizeof *lens);
-    char(*where)[FP_MAX + 320] = calloc((size_t)x->n, sizeof *where);
-    const char **elsewhere = calloc((size_t)x->n, sizeof *elsewhere);
+    char(*keys)[128] = ddp_calloc((size_t)cap, sizeof *keys);
+    const char **key_ptr = ddp_calloc((size_t)cap, sizeof *key_ptr);
+    int *member = ddp_calloc((size_t)cap, sizeof *member);
+    const process_group **group = ddp_calloc((size_t)cap, sizeof *group);
+    char **got = ddp_calloc((size_t)cap, sizeof *got);
+    size_t *lens = ddp_calloc((size_t)cap, sizeof *lens);
+    char(*where)[FP_MAX + 320] = ddp_calloc((size_t)x->n, sizeof *where);
+    const char **elsewhere = ddp_calloc((size_t)x->n, sizeof *elsewhere);
     ddp_status s = DDP_OK;
     int m = 0;
     if (!keys || !key_ptr || !member || !group || !got || !lens || !where || !elsewhere) {
@@ -358,6 +359,9 @@ static ddp_status gave_up_failure(const char *label, const char *mark, int me) {
     const char *why = at > 0 ? mark + 1 + at : "gave up";
     const char *hint = "a collective must be called by every rank of the group; "
                        "DDPLAB_COLLECTIVE_TIMEOUT or --collective-timeout sets the limit";
+    if (giver == missing) /* it marked its own slot: it failed before it could publish */
+        return DDP_FAIL(DDP_ERR_TIMEOUT, "%s: rank %d %s before it could join the call, so the "
+                        "call fails on every rank", label, giver, why);
     if (missing == me)
         return DDP_FAIL(DDP_ERR_TIMEOUT,
                         "%s: this rank arrived after rank %d had stopped waiting for it (rank %d "
@@ -431,6 +435,17 @@ static ddp_status exchange_run(process_group *g, const char *op, uint64_t seq, c
             s = DDP_FAIL(DDP_ERR_TIMEOUT, "%s", msg);
             break;
         }
+    }
+    /* Out of memory while waiting: the others must neither wait for this rank nor enter
+     * the call without it. A mark tells them, or every member arrived after all and the
+     * call goes on (the allocation that failed was only needed to wait). */
+    if (s == DDP_ERR_NOMEM) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", ddp_last_error());
+        if (give_up(&x, g, "ran out of memory", &rebuild, &max_gen))
+            s = DDP_FAIL(DDP_ERR_NOMEM, "%s", msg);
+        else
+            s = DDP_OK;
     }
     int marked = -1;
     for (int i = 0; s == DDP_OK && i < g->size && marked < 0; i++)
@@ -648,9 +663,9 @@ static void *scratch(process_group *g, size_t bytes, ddp_status *s) {
     *s = DDP_OK;
     if (g->scratch_cap >= bytes && g->scratch) return g->scratch;
     pg_scratch_release(g);
-    g->scratch = malloc(bytes ? bytes : 1);
+    g->scratch = ddp_malloc(bytes ? bytes : 1);
     if (!g->scratch)
-        *s = DDP_FAIL(DDP_ERR_NOMEM, "collective: cannot allocate %zu bytes", bytes);
+        *s = DDP_FAIL(DDP_ERR_NOMEM, "collective: out of memory for %zu bytes of scratch", bytes);
     else
         g->scratch_cap = bytes;
     return g->scratch;
