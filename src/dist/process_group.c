@@ -360,8 +360,10 @@ static ddp_status gave_up_failure(const char *label, const char *mark, int me) {
     const char *hint = "a collective must be called by every rank of the group; "
                        "DDPLAB_COLLECTIVE_TIMEOUT or --collective-timeout sets the limit";
     if (giver == missing) /* it marked its own slot: it failed before it could publish */
-        return DDP_FAIL(DDP_ERR_TIMEOUT, "%s: rank %d %s before it could join the call, so the "
-                        "call fails on every rank", label, giver, why);
+        return DDP_FAIL(DDP_ERR_TIMEOUT,
+                        "%s: rank %d %s before it could join the call, so the "
+                        "call fails on every rank",
+                        label, giver, why);
     if (missing == me)
         return DDP_FAIL(DDP_ERR_TIMEOUT,
                         "%s: this rank arrived after rank %d had stopped waiting for it (rank %d "

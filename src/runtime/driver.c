@@ -707,8 +707,8 @@ static void report_death(driver *d, int r, rank_result *results, run_ctx *rc) {
     rank_slot *s = &d->ranks[r];
     bool was_running = s->state == SLOT_RUNNING;
     /* its agent says how it ended, unless the agent is gone too (then nobody will) */
-    for (int64_t until = ddp_now_ms() + 1000; s->remote && !s->reaped && ddp_now_ms() < until &&
-                                              driver_nodes_agent_in(d, r / d->nproc);)
+    for (int64_t until = ddp_now_ms() + 1000;
+         s->remote && !s->reaped && ddp_now_ms() < until && driver_nodes_agent_in(d, r / d->nproc);)
         driver_nodes_poll(d, 50);
     if (was_running && !s->remote && !s->reaped) {
         /* Let it finish exiting (driver_mark_dead would wait as long), so that everything

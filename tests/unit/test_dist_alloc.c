@@ -1,9 +1,9 @@
 /* test_dist_alloc.c — every path out of a failed allocation in the parts of dist that run
  * without a peer: the store client (a server in this process, whose thread the seam does
- * not count), the store server (its threads share a countdown of their own) and DDP's reducer on a group of one rank (a forked rank, as in
- * test_dist_reducer.c). Each sequence runs once to count its allocations (the seam in
- * base/alloc.h), then again with each of them failing: each run either completes, or
- * exactly one call fails with DDP_ERR_NOMEM and "out of memory", and never crashes. A
+ * not count), the store server (its threads share a countdown of their own) and DDP's reducer on a
+ * group of one rank (a forked rank, as in test_dist_reducer.c). Each sequence runs once to count
+ * its allocations (the seam in base/alloc.h), then again with each of them failing: each run either
+ * completes, or exactly one call fails with DDP_ERR_NOMEM and "out of memory", and never crashes. A
  * store client that ran out of memory stays usable: the next request gets its own
  * answer. Leaks are LeakSanitizer's to find: at exit here, and in the forked rank (which
  * leaves with _exit) by an explicit leak check. */
@@ -175,7 +175,9 @@ static void test_store_server(void **state) {
         ddp_alloc_fail_shared_at(k);
         with_failures += run_store_against_server(&bad) > 0;
         ddp_alloc_fail_shared_at(0);
-        if (bad) fail_msg("server allocation %ld of %ld: a call failed without a clear error", k, needed);
+        if (bad)
+            fail_msg("server allocation %ld of %ld: a call failed without a clear error", k,
+                     needed);
         /* the server goes on: a new connection gets its answers */
         assert_int_equal(store_connect("127.0.0.1", store_server_port(server), 2.0, &c), DDP_OK);
         assert_int_equal(probe(c), 0);
@@ -368,8 +370,8 @@ static int in_step(int rank) {
     pg_buffer b = floats(&v, 1);
     ddp_status s = pg_all_reduce(NULL, &b, COMM_SUM);
     if (s != DDP_OK || v != 3) {
-        fprintf(stderr, "rank %d: the all_reduce after a NOMEM: status %d, %g (%s)\n", rank,
-                (int)s, (double)v, s == DDP_OK ? "" : ddp_last_error());
+        fprintf(stderr, "rank %d: the all_reduce after a NOMEM: status %d, %g (%s)\n", rank, (int)s,
+                (double)v, s == DDP_OK ? "" : ddp_last_error());
         return 1;
     }
     return 0;
@@ -413,9 +415,10 @@ static int walk_collectives(int rank, int walker) {
         ddp_alloc_fail_at(rank == walker ? k : 0);
         ddp_status s = run_collectives(rank, &wrong);
         ddp_alloc_fail_at(0);
-        bool fine = rank == walker ? (s == DDP_OK || (s == DDP_ERR_NOMEM &&
-                                                      strstr(ddp_last_error(), "out of memory")))
-                                   : (s == DDP_OK || peer_failure(s));
+        bool fine =
+            rank == walker
+                ? (s == DDP_OK || (s == DDP_ERR_NOMEM && strstr(ddp_last_error(), "out of memory")))
+                : (s == DDP_OK || peer_failure(s));
         if (!fine || wrong) {
             fprintf(stderr, "rank %d (walker %d): allocation %ld: status %d: %s\n", rank, walker, k,
                     (int)s, ddp_last_error());
@@ -429,8 +432,10 @@ static int walk_collectives(int rank, int walker) {
     }
     if (rank == walker) CHILD_CHECK(own > 0);
     if (rank != walker)
-        fprintf(stderr, "rank %d: %ld of its calls failed for rank %d's memory (%ld told by its mark, "
-                "the others by the watchdog or the rendezvous)\n", rank, theirs, walker, marked);
+        fprintf(stderr,
+                "rank %d: %ld of its calls failed for rank %d's memory (%ld told by its mark, "
+                "the others by the watchdog or the rendezvous)\n",
+                rank, theirs, walker, marked);
     else
         fprintf(stderr, "rank %d: %ld calls failed for its own memory\n", rank, own);
     return 0;
