@@ -23,8 +23,6 @@ REPORT_LIMIT_MS=${DDP_FAULT_REPORT_MS:-2000}
 RANDOM=$SEED
 echo "test_agent_faults: $KILLS agent kills, seed $SEED"
 
-now_ms() { date +%s%3N; }
-alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:.*zombie' "/proc/$1/status" 2>/dev/null; }
 # Bounded polling (about 60 s) for a screen line matching the extended regex $1.
 wait_re() {
     for _ in $(seq 1200); do
@@ -33,30 +31,9 @@ wait_re() {
     done
     fail "waited for a line matching: $1"
 }
-wait_prompt() {
-    for _ in $(seq 1200); do
-        [ "$(screen | sed -e 's/ *$//' | grep -v '^$' | tail -1)" = "[all]>" ] && return 0
-        sleep 0.05
-    done
-    fail "waited for the prompt"
-}
-reset_screen() { tmux -L "$SOCK" send-keys -R \; clear-history; }
 
 # a free port for the store whose next port (the control port) is free too
-PORT=$(python3 - <<'PY'
-import socket
-for _ in range(100):
-    a = socket.socket(); a.bind(("127.0.0.1", 0)); port = a.getsockname()[1]
-    b = socket.socket()
-    try:
-        b.bind(("127.0.0.1", port + 1)); break
-    except OSError:
-        pass
-    finally:
-        a.close(); b.close()
-print(port)
-PY
-)
+PORT=$(python3 "$(dirname "$0")/free_port_pair.py")
 SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 NODES="--nnodes 2 --master-addr 127.0.0.1 --master-port $PORT -n 2"
 AGENT=
@@ -154,11 +131,7 @@ for ((k = 1; k <= KILLS; k++)); do
     check_world_works
 done
 
-tmux -L "$SOCK" send-keys C-d
-wait_for "ddplab-ended 0"
-for _ in $(seq 50); do [ -s "$WORK/stty" ] && break; sleep 0.1; done
-grep -qE '(^| )icanon( |$)' "$WORK/stty" && grep -qE '(^| )echo( |$)' "$WORK/stty" ||
-    fail "the terminal was left raw after ddplab ended: $(cat "$WORK/stty")"
+end_session_sane
 for _ in $(seq 50); do alive "$AGENT" || break; sleep 0.1; done
 alive "$AGENT" && fail "the agent outlived the session by 5 s"
 for pid in "${PIDS[@]}"; do alive "$pid" && fail "rank process $pid outlived ddplab"; done

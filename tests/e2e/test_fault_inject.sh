@@ -23,7 +23,6 @@ REPORT_LIMIT_MS=${DDP_FAULT_REPORT_MS:-2000}
 RANDOM=$SEED
 echo "test_fault_inject: $KILLS kills, seed $SEED"
 
-now_ms() { date +%s%3N; }
 # Bounded polling (about 60 s: the machine may be loaded) for a screen line matching the
 # extended regex $1 at least $2 times.
 wait_re_count() {
@@ -47,17 +46,6 @@ sync_ranks() {
     done
     fail "waited 60 s for every rank to answer sync$SYNC"
 }
-# Polls (bounded, about 60 s) until the last line on the screen is an empty prompt.
-wait_prompt() {
-    for _ in $(seq 1200); do
-        [ "$(screen | sed -e 's/ *$//' | grep -v '^$' | tail -1)" = "[all]>" ] && return 0
-        sleep 0.05
-    done
-    fail "waited for the prompt"
-}
-# Forgets what the screen showed (counts of lines start from 0 again).
-reset_screen() { tmux -L "$SOCK" send-keys -R \; clear-history; }
-alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:.*zombie' "/proc/$1/status" 2>/dev/null; }
 
 # The session runs under a shell, so that the terminal's modes can be read after ddplab
 # ended (stty in the same pane).
@@ -170,11 +158,7 @@ for ((k = 1; k <= KILLS; k++)); do
     check_world_works
 done
 
-tmux -L "$SOCK" send-keys C-d
-wait_for "ddplab-ended 0"
-for _ in $(seq 50); do [ -s "$WORK/stty" ] && break; sleep 0.1; done
-grep -qE '(^| )icanon( |$)' "$WORK/stty" && grep -qE '(^| )echo( |$)' "$WORK/stty" ||
-    fail "the terminal was left raw after ddplab ended: $(cat "$WORK/stty")"
+end_session_sane
 for pid in "${PIDS[@]}"; do alive "$pid" && fail "rank process $pid outlived ddplab"; done
 # the sessions' history and transcripts: kept, and no one else may read them
 [ -n "$(find "$WORK/state" -type f 2>/dev/null)" ] || fail "no history or transcript under $WORK/state"

@@ -34,20 +34,7 @@ else
     ip netns del "$nsB" 2>/dev/null
     echo "note: no network namespaces here; two nodes share the loopback device"
 fi
-mport=$(python3 - <<'PY'
-import socket
-for _ in range(100):
-    a = socket.socket(); a.bind(("127.0.0.1", 0)); port = a.getsockname()[1]
-    b = socket.socket()
-    try:
-        b.bind(("127.0.0.1", port + 1)); break
-    except OSError:
-        pass
-    finally:
-        a.close(); b.close()
-print(port)
-PY
-)
+mport=$(python3 "$(dirname "$0")/free_port_pair.py")
 cport=$((mport + 1))
 cat >"$work/session.lua" <<'LUA'
 dist.init_process_group{backend = "gloo"}

@@ -78,20 +78,7 @@ except OSError:
 print("challenge", len(got), "then", len(rest))
 PY
 # a free port for the store whose next port (the control port) is free too
-mport=$(python3 - <<'PY'
-import socket
-for _ in range(100):
-    a = socket.socket(); a.bind(("127.0.0.1", 0)); port = a.getsockname()[1]
-    b = socket.socket()
-    try:
-        b.bind(("127.0.0.1", port + 1)); break
-    except OSError:
-        pass
-    finally:
-        a.close(); b.close()
-print(port)
-PY
-)
+mport=$(python3 "$(dirname "$0")/free_port_pair.py")
 common=(--nnodes 2 --master-addr "$addr0" --master-port "$mport" -n 2)
 # node 0 first; the stranger knocks while it waits for node 1; then node 1's agent starts
 "${ns0[@]}" timeout 90 "$DDPLAB" "${common[@]}" --node-rank 0 "$work/nodes.lua" >"$work/out" \

@@ -53,3 +53,26 @@ ctrl_d_and_wait() {
     tmux -L "$SOCK" send-keys C-d
     for _ in $(seq 300); do [ -s "$WORK/status" ] && break; sleep 0.1; done
 }
+# Milliseconds since the epoch.
+now_ms() { date +%s%3N; }
+# Whether process $1 runs (a zombie waiting for its reaper does not).
+alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:.*zombie' "/proc/$1/status" 2>/dev/null; }
+# Forgets what the screen showed (counts of lines start from 0 again).
+reset_screen() { tmux -L "$SOCK" send-keys -R \; clear-history; }
+# Polls (bounded, about 60 s) until the last line on the screen is an empty prompt.
+wait_prompt() {
+    for _ in $(seq 1200); do
+        [ "$(screen | sed -e 's/ *$//' | grep -v '^$' | tail -1)" = "[all]>" ] && return 0
+        sleep 0.05
+    done
+    fail "waited for the prompt"
+}
+# For a session started under a shell that ran `stty -a > $WORK/stty` after ddplab:
+# presses Ctrl-D, waits for "ddplab-ended 0" and checks that the terminal is not raw.
+end_session_sane() {
+    tmux -L "$SOCK" send-keys C-d
+    wait_for "ddplab-ended 0"
+    for _ in $(seq 50); do [ -s "$WORK/stty" ] && break; sleep 0.1; done
+    grep -qE '(^| )icanon( |$)' "$WORK/stty" && grep -qE '(^| )echo( |$)' "$WORK/stty" ||
+        fail "the terminal was left raw after ddplab ended: $(cat "$WORK/stty")"
+}
