@@ -92,10 +92,12 @@ for ((k = 1; k <= KILLS; k++)); do
         chunk) chunk="while true do end" ;;
         collective)
             send "dist.init_process_group{backend = 'gloo'}"
+            record_pids # also waits until the set-up is over
             chunk="t = torch.ones(4); if rank >= 2 then while true do end end; dist.all_reduce(t); while true do end" ;;
         init) chunk="if rank >= 2 then while true do end end; dist.init_process_group{backend = 'gloo'}; while true do end" ;;
         backward)
             send "dist.init_process_group{backend = 'gloo'}; torch.manual_seed(0); m = nn.DistributedDataParallel(nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 1))); x = torch.randn(32, 16)"
+            record_pids # also waits until the set-up is over
             chunk="for i = 1, 1e9 do m(x):sum():backward() end" ;;
     esac
     [ -n "$chunk" ] && send "$chunk"

@@ -115,10 +115,12 @@ for ((k = 1; k <= KILLS; k++)); do
         collective)
             # every rank but `other` waits inside all_reduce; `other` never comes
             send "dist.init_process_group{backend = 'gloo'}"
+            sync_ranks # the set-up is over before the moment starts
             chunk="t = torch.ones(4); if rank == $other and rank ~= $victim then while true do end end; $die dist.all_reduce(t); while true do end" ;;
         init) chunk="if rank == $other and rank ~= $victim then while true do end end; $die dist.init_process_group{backend = 'gloo'}; while true do end" ;;
         backward)
             send "dist.init_process_group{backend = 'gloo'}; torch.manual_seed(0); m = nn.DistributedDataParallel(nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 1))); x = torch.randn(32, 16)"
+            sync_ranks
             chunk="for i = 1, 1e9 do local l = m(x):sum(); if i == 3 then $die end; l:backward() end" ;;
     esac
     if [ "$cause" = exit3 ] || [ "$moment" = idle ]; then
