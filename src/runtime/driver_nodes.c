@@ -252,7 +252,7 @@ int driver_nodes_expect_again(driver *d, int wait_s) {
     for (int k = 1; d->agents && k < d->opts.nnodes; k++) {
         bool went = d->agents[k].joined && d->agents[k].fd < 0;
         if (!went && !d->agents[k].gone) continue; /* in, or not come yet at the start */
-        d->agents[k].joined = false; /* admit takes its successor's hello */
+        d->agents[k].joined = false;               /* admit takes its successor's hello */
         d->agents[k].gone = true;
         fprintf(stderr,
                 "ddplab: node %d's agent (ddplab --node-rank %d) has gone away: start it again "
