@@ -85,6 +85,13 @@ local function forward_dot_call(self, var, args)
                       "%s.forward(%s) passes no module%s)", var, args, var, args, var, args, came))
 end
 
+-- The self check of a class's forward, the hot path: one lookup when self is one of cls.
+local function need_forward_self(self, cls, var, args)
+  if is_instance_of(self, cls) then return end
+  if not module_mts[getmetatable(self)] then forward_dot_call(self, var, args) end
+  need_instance(self, cls, "forward", var, args)
+end
+
 local function is_module(v)
   if type(v) ~= "table" then return false end
   local mt = getmetatable(v)
@@ -538,10 +545,7 @@ function Linear:__init(in_features, out_features, opts)
 end
 
 function Linear:forward(x)
-  if not is_instance_of(self, Linear) then
-    if not module_mts[getmetatable(self)] then forward_dot_call(self, "model", "x") end
-    need_instance(self, Linear, "forward", "model", "x")
-  end
+  need_forward_self(self, Linear, "model", "x")
   if self.weight == nil then -- PyTorch lets m.weight = None through and fails here too
     raise("Linear: weight is nil (was it set to nil?); give it a parameter again, e.g. " ..
           "m.weight = nn.Parameter(torch.randn(" .. self.out_features .. ", " .. self.in_features .. "))")
@@ -561,10 +565,7 @@ local function simple(name, forward, init, extra, var, args)
   local cls = Module:extend(name)
   var, args = var or "model", args or "x"
   cls.forward = function(self, a, b)
-    if not is_instance_of(self, cls) then
-      if not module_mts[getmetatable(self)] then forward_dot_call(self, var, args) end
-      need_instance(self, cls, "forward", var, args)
-    end
+    need_forward_self(self, cls, var, args)
     return forward(self, a, b)
   end
   if init then cls.__init = init end

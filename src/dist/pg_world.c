@@ -457,8 +457,6 @@ ddp_status pg_init(const pg_init_options *o) {
 }
 
 static ddp_status init_world(const pg_init_options *o) {
-    if (pg_W.initialized)
-        return DDP_FAIL(DDP_ERR_STATE, "trying to initialize the default process group twice!");
     int rank = o->rank, size = o->world_size;
     if (rank < 0 || size < 0) {
         ddp_status e = rank < 0 ? env_int("RANK", &rank) : DDP_OK;

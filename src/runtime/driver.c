@@ -456,10 +456,10 @@ static ddp_status wait_for_hellos(driver *d) {
         if (ready == d->world) break;
         int64_t left = deadline - ddp_now_ms();
         if (left <= 0) {
-            for (int r = 0; r < d->world; r++)
-                if (d->ranks[r].state != SLOT_IDLE && d->ranks[r].remote &&
-                    !driver_nodes_agent_in(d, r / d->nproc)) {
-                    int k = r / d->nproc;
+            for (int r = 0; r < d->world; r++) {
+                if (d->ranks[r].state == SLOT_IDLE) continue;
+                int k = r / d->nproc;
+                if (d->ranks[r].remote && !driver_nodes_agent_in(d, k)) {
                     char who[48];
                     if (d->nproc == 1)
                         snprintf(who, sizeof who, "rank %d", r);
@@ -471,15 +471,15 @@ static ddp_status wait_for_hellos(driver *d) {
                                       "within %d s, so %s cannot start (start it on that node, "
                                       "with the session's options)",
                                       k, k, timeout_ms / 1000, who);
-                    break;
-                } else if (d->ranks[r].state != SLOT_IDLE) {
+                } else {
                     result = DDP_FAIL(DDP_ERR_TIMEOUT,
                                       "rank %d did not start within %d s "
                                       "(it never %s)",
                                       r, timeout_ms / 1000,
                                       d->ranks[r].fd < 0 ? "connected" : "said hello");
-                    break;
                 }
+                break;
+            }
             break;
         }
         int n = 0;

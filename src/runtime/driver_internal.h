@@ -68,7 +68,6 @@ struct driver {
         int fd;
         proto_reader in;
         bool joined; /* it said hello once: fd < 0 now means it went away */
-        bool gone;   /* it went away and is expected anew (driver_nodes_expect_again) */
         int ending;  /* END_RANKS sent minus RANKS_ENDED back: while > 0, the RANK_EXITs
                       * it sends are about ranks of a world that is over */
     } * agents;      /* [nnodes]; entry 0 unused */

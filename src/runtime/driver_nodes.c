@@ -129,7 +129,6 @@ static void admit(driver *d, int fd, const char *who, proto_frame *f) {
             }
             d->agents[k].fd = fd;
             d->agents[k].joined = true;
-            d->agents[k].gone = false;
             proto_reader_init(&d->agents[k].in);
             return;
         }
@@ -250,10 +249,10 @@ ddp_status driver_nodes_check(driver *d) {
 int driver_nodes_expect_again(driver *d, int wait_s) {
     int n = 0;
     for (int k = 1; d->agents && k < d->opts.nnodes; k++) {
-        bool went = d->agents[k].joined && d->agents[k].fd < 0;
-        if (!went && !d->agents[k].gone) continue; /* in, or not come yet at the start */
-        d->agents[k].joined = false;               /* admit takes its successor's hello */
-        d->agents[k].gone = true;
+        /* a running session had every agent in: one not connected now went away (or has
+         * not come back since the last :restart) */
+        if (d->agents[k].fd >= 0) continue;
+        d->agents[k].joined = false; /* admit takes its successor's hello */
         fprintf(stderr,
                 "ddplab: node %d's agent (ddplab --node-rank %d) has gone away: start it again "
                 "on that node, with the session's options; the restart waits %d s for it "
