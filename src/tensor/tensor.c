@@ -131,6 +131,14 @@ bool tensor_is_integral(double v) {
     return v == floor(v) && fabs(v) < 9.2e18;
 }
 
+ddp_status tensor_check_same_device(const char *op, const tensor *a, const tensor *b) {
+    if (device_equal(a->storage->device, b->storage->device)) return DDP_OK;
+    char da[16], db[16];
+    return DDP_FAIL(DDP_ERR_ARG, "%s: tensors are on different devices (%s and %s)", op,
+                    device_name(a->storage->device, da, sizeof da),
+                    device_name(b->storage->device, db, sizeof db));
+}
+
 ddp_status tensor_check_cpu(const char *op, const tensor *t) {
     if (t->storage->device.type == DEVICE_CPU) return DDP_OK;
     char buf[16];

@@ -17,6 +17,7 @@
 
 #include "tensor/device.h"
 #include "tensor/tensor_internal.h"
+#include "tensor/tensor_kernels.h"
 
 /* The elements [*lo, *hi] of t's storage that its view touches (numel > 0). */
 static void view_span(const tensor *t, int64_t *lo, int64_t *hi) {
@@ -171,4 +172,56 @@ ddp_status tensor_device_unary(unary_op op, dtype compute, tensor *out, const te
     DDP_CHECK(describe(name, a, out, &args.a));
     if (args.numel == 0) return DDP_OK;
     return cuda_unary(&args, name);
+}
+
+/* ---- the kernel table of CUDA tensors ---------------------------------------------- */
+
+/* The ops whose CUDA kernels are not written yet say so, naming the op. */
+static ddp_status cuda_clamp_kernel(tensor *out, const tensor *a, bool has_lo, double lo,
+                                    bool has_hi, double hi) {
+    (void)out, (void)has_lo, (void)lo, (void)has_hi, (void)hi;
+    return tensor_check_cpu("clamp", a);
+}
+
+static ddp_status cuda_add_scaled_kernel(tensor *a, const tensor *b, double alpha) {
+    (void)b, (void)alpha;
+    return tensor_check_cpu("add_", a);
+}
+
+static ddp_status cuda_accumulate_kernel(reduce_op op, const tensor *t, const int64_t *keep,
+                                         tensor *r) {
+    (void)keep, (void)r;
+    return tensor_check_cpu(reduce_op_name(op), t);
+}
+
+static ddp_status cuda_extreme_kernel(const tensor *t, int d, bool is_min, tensor *values,
+                                      tensor *indices) {
+    (void)d, (void)values, (void)indices;
+    return tensor_check_cpu(is_min ? "min" : "max", t);
+}
+
+static ddp_status cuda_softmax_kernel(const tensor *t, int d, bool log_form, tensor *out) {
+    (void)d, (void)out;
+    return tensor_check_cpu(log_form ? "log_softmax" : "softmax", t);
+}
+
+static ddp_status cuda_gemm_kernel(bool ta, bool tb, double alpha, const tensor *a, const tensor *b,
+                                   double beta, tensor *c) {
+    (void)ta, (void)tb, (void)alpha, (void)b, (void)beta, (void)c;
+    return tensor_check_cpu("gemm", a);
+}
+
+const tensor_kernels tensor_cuda_kernels = {
+    .binary = tensor_device_binary,
+    .unary = tensor_device_unary,
+    .clamp = cuda_clamp_kernel,
+    .add_scaled = cuda_add_scaled_kernel,
+    .accumulate = cuda_accumulate_kernel,
+    .extreme = cuda_extreme_kernel,
+    .softmax = cuda_softmax_kernel,
+    .gemm = cuda_gemm_kernel,
+};
+
+const tensor_kernels *tensor_kernels_of(const tensor *t) {
+    return tensor_is_cpu(t) ? &tensor_cpu_kernels : &tensor_cuda_kernels;
 }

@@ -82,6 +82,13 @@ bool tensor_is_integral(double v);
 /* DDP_ERR_UNSUPPORTED naming `op` for a tensor off the CPU: "this build has no CUDA
  * support" in a CPU-only build, "this op does not run on CUDA tensors yet" otherwise. */
 ddp_status tensor_check_cpu(const char *op, const tensor *t);
+/* DDP_ERR_ARG naming `op` and both devices unless a and b are on the same device. */
+ddp_status tensor_check_same_device(const char *op, const tensor *a, const tensor *b);
+/* How a BLAS library (OpenBLAS, cuBLAS) reads the 2-D tensor t in place: row-major with
+ * strides (ld, 1), or stored transposed with strides (1, ld) (*trans). False when its
+ * strides are irregular (expanded, stepped): the caller copies it to contiguous first.
+ * Cannot fail. */
+bool tensor_blas_layout(const tensor *t, bool *trans, int64_t *ld);
 /* DDP_ERR_ARG when an op that computes `result` would store it in place into a tensor of
  * dtype `target` that cannot hold it (a float result into int64), as PyTorch refuses. */
 ddp_status tensor_check_inplace_dtype(const char *op, dtype result, dtype target);

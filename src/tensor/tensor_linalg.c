@@ -1,15 +1,11 @@
-/* tensor_linalg.c — matrix products and joining on CPU tensors: mm, matmul, gemm_ and
- * linear through OpenBLAS (sgemm for float32, dgemm for float64, plain loops for int64),
- * and cat, stack and index_select.
- *
- * A 2-D operand is handed to BLAS without copying whenever its layout allows: strides
- * (ld, 1) are a row-major matrix, strides (1, ld) a transposed one (CblasTrans with that
- * ld); only irregular strides (expanded, stepped) are copied to contiguous first. The
- * number of BLAS threads is left to the runtime. */
+/* tensor_linalg.c — matrix products and joining: mm, matmul, gemm_ and linear (their
+ * checks and shapes; each product is one GEMM, or one per batch, run by the device's
+ * kernel: OpenBLAS on the CPU, cuBLAS on a GPU, plain loops for int64), and cat, stack
+ * and index_select (CPU only so far). */
 #include "tensor/tensor.h"
 #include "tensor/tensor_internal.h"
+#include "tensor/tensor_kernels.h"
 
-#include <cblas.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <string.h>
@@ -30,75 +26,26 @@ static void slice_header(const tensor *t, int dim, int64_t index, tensor *hdr) {
     hdr->ndim = t->ndim - 1;
 }
 
-/* How BLAS reads a 2-D tensor: data, whether it is stored transposed, its ld. `owned`
- * holds a contiguous copy when the layout was irregular (release it after the call). */
-typedef struct {
-    const void *data;
-    bool trans;
-    int ld;
-    tensor *owned;
-} blas_operand;
-
-static ddp_status blas_operand_of(const tensor *t, blas_operand *op) {
+bool tensor_blas_layout(const tensor *t, bool *trans, int64_t *ld) {
     int64_t r = t->sizes[0], c = t->sizes[1], s0 = t->strides[0], s1 = t->strides[1];
-    op->owned = NULL;
-    op->data = tensor_data(t);
     if ((s1 == 1 || c == 1) && (r == 1 || s0 >= (c > 1 ? c : 1))) {
-        op->trans = false;
-        op->ld = (int)(r == 1 ? (c > 1 ? c : 1) : s0);
-        return DDP_OK;
+        *trans = false;
+        *ld = r == 1 ? (c > 1 ? c : 1) : s0;
+        return true;
     }
     if ((s0 == 1 || r == 1) && (c == 1 || s1 >= (r > 1 ? r : 1))) {
-        op->trans = true;
-        op->ld = (int)(c == 1 ? (r > 1 ? r : 1) : s1);
-        return DDP_OK;
+        *trans = true;
+        *ld = c == 1 ? (r > 1 ? r : 1) : s1;
+        return true;
     }
-    DDP_CHECK(tensor_clone(t, &op->owned));
-    op->data = tensor_data(op->owned);
-    op->trans = false;
-    op->ld = (int)(c > 1 ? c : 1);
-    return DDP_OK;
-}
-
-/* c = alpha * op(a) @ op(b) + beta * c for int64, by loops. The arithmetic is unsigned,
- * so that it wraps as PyTorch's int64 matmul does instead of overflowing (undefined). */
-static void gemm_int64(bool ta, bool tb, int64_t alpha, const tensor *a, const tensor *b,
-                       int64_t beta, tensor *c, int64_t m, int64_t n, int64_t k) {
-    const int64_t *ad = a->storage->data, *bd = b->storage->data;
-    int64_t *cd = tensor_data(c);
-    int64_t ai = ta ? a->strides[1] : a->strides[0], ak = ta ? a->strides[0] : a->strides[1];
-    int64_t bk = tb ? b->strides[1] : b->strides[0], bj = tb ? b->strides[0] : b->strides[1];
-    for (int64_t i = 0; i < m; i++) {
-        for (int64_t j = 0; j < n; j++) {
-            uint64_t acc = 0;
-            for (int64_t p = 0; p < k; p++)
-                acc += (uint64_t)ad[a->offset + i * ai + p * ak] *
-                       (uint64_t)bd[b->offset + p * bk + j * bj];
-            uint64_t r = (uint64_t)alpha * acc;
-            if (beta) r += (uint64_t)beta * (uint64_t)cd[i * n + j];
-            cd[i * n + j] = (int64_t)r;
-        }
-    }
-}
-
-/* c *= beta over its `count` elements (c contiguous float32 or float64), counting no
- * version: what is left of c = beta * c + a @ b when the product is empty. */
-static void scale_contiguous(tensor *c, double beta, int64_t count) {
-    if (c->dtype == DTYPE_FLOAT32) {
-        float *p = tensor_data(c), f = (float)beta;
-        for (int64_t i = 0; i < count; i++) p[i] *= f;
-    } else {
-        double *p = tensor_data(c);
-        for (int64_t i = 0; i < count; i++) p[i] *= beta;
-    }
+    return false;
 }
 
 ddp_status tensor_gemm_fresh(bool ta, bool tb, double alpha, const tensor *a, const tensor *b,
                              double beta, tensor *c) {
     char sa[128], sb[128], sc[128];
-    DDP_CHECK(tensor_check_cpu("gemm", a));
-    DDP_CHECK(tensor_check_cpu("gemm", b));
-    DDP_CHECK(tensor_check_cpu("gemm", c));
+    DDP_CHECK(tensor_check_same_device("gemm", a, c));
+    DDP_CHECK(tensor_check_same_device("gemm", b, c));
     if (a->ndim != 2 || b->ndim != 2 || c->ndim != 2)
         return DDP_FAIL(DDP_ERR_ARG, "gemm: expected 2-D tensors, got %s, %s and %s",
                         tensor_shape_str(a, sa, sizeof sa), tensor_shape_str(b, sb, sizeof sb),
@@ -121,35 +68,7 @@ ddp_status tensor_gemm_fresh(bool ta, bool tb, double alpha, const tensor *a, co
     if (m > INT_MAX || n > INT_MAX || k > INT_MAX)
         return DDP_FAIL(DDP_ERR_ARG, "gemm: sizes beyond %d are not supported", INT_MAX);
     if (m == 0 || n == 0) return DDP_OK;
-    if (a->dtype == DTYPE_INT64) {
-        gemm_int64(ta, tb, (int64_t)alpha, a, b, (int64_t)beta, c, m, n, k);
-        return DDP_OK;
-    }
-    if (k == 0) { /* BLAS may reject ld of an empty operand; the product is zero */
-        if (beta == 0) return tensor_fill_fresh(c, 0);
-        scale_contiguous(c, beta, m * n);
-        return DDP_OK;
-    }
-    blas_operand oa, ob;
-    DDP_CHECK(blas_operand_of(a, &oa));
-    ddp_status s = blas_operand_of(b, &ob);
-    if (s != DDP_OK) {
-        tensor_release(oa.owned);
-        return s;
-    }
-    /* op(a) reads the stored matrix transposed when exactly one of (ta, stored
-     * transposed) holds. */
-    enum CBLAS_TRANSPOSE tra = (ta != oa.trans) ? CblasTrans : CblasNoTrans;
-    enum CBLAS_TRANSPOSE trb = (tb != ob.trans) ? CblasTrans : CblasNoTrans;
-    if (a->dtype == DTYPE_FLOAT32)
-        cblas_sgemm(CblasRowMajor, tra, trb, (int)m, (int)n, (int)k, (float)alpha, oa.data, oa.ld,
-                    ob.data, ob.ld, (float)beta, tensor_data(c), (int)n);
-    else
-        cblas_dgemm(CblasRowMajor, tra, trb, (int)m, (int)n, (int)k, alpha, oa.data, oa.ld, ob.data,
-                    ob.ld, beta, tensor_data(c), (int)n);
-    tensor_release(oa.owned);
-    tensor_release(ob.owned);
-    return DDP_OK;
+    return tensor_kernels_of(c)->gemm(ta, tb, alpha, a, b, beta, c);
 }
 
 ddp_status tensor_gemm_(bool ta, bool tb, double alpha, const tensor *a, const tensor *b,
@@ -187,8 +106,7 @@ ddp_status tensor_mm(const tensor *a, const tensor *b, tensor **out) {
                         tensor_shape_str(a, sa, sizeof sa), tensor_shape_str(b, sb, sizeof sb));
     if (a->sizes[1] != b->sizes[0]) return inner_mismatch("mm", a, b, a->sizes[1], b->sizes[0]);
     DDP_CHECK(check_same_dtype("mm", a, b));
-    DDP_CHECK(tensor_check_cpu("mm", a));
-    DDP_CHECK(tensor_check_cpu("mm", b));
+    DDP_CHECK(tensor_check_same_device("mm", a, b));
     int64_t sizes[2] = {a->sizes[0], b->sizes[1]};
     tensor *r;
     DDP_CHECK(tensor_empty(sizes, 2, a->dtype, a->storage->device, &r));
@@ -291,8 +209,7 @@ ddp_status tensor_matmul(const tensor *a, const tensor *b, tensor **out) {
         return DDP_FAIL(DDP_ERR_ARG, "matmul: both arguments need at least 1 dim, got %s @ %s",
                         tensor_shape_str(a, sa, sizeof sa), tensor_shape_str(b, sb, sizeof sb));
     DDP_CHECK(check_same_dtype("matmul", a, b));
-    DDP_CHECK(tensor_check_cpu("matmul", a));
-    DDP_CHECK(tensor_check_cpu("matmul", b));
+    DDP_CHECK(tensor_check_same_device("matmul", a, b));
     if (a->ndim == 2 && b->ndim == 2) {
         if (a->sizes[1] != b->sizes[0])
             return inner_mismatch("matmul", a, b, a->sizes[1], b->sizes[0]);
@@ -352,9 +269,8 @@ ddp_status tensor_linear(const tensor *x, const tensor *w, const tensor *b, tens
             DDP_ERR_ARG, "linear: bias %s does not match weight %s (expected (%" PRId64 "))",
             tensor_shape_str(b, sb, sizeof sb), tensor_shape_str(w, sw, sizeof sw), nout);
     if (b) DDP_CHECK(check_same_dtype("linear", x, b));
-    DDP_CHECK(tensor_check_cpu("linear", x));
-    DDP_CHECK(tensor_check_cpu("linear", w));
-    if (b) DDP_CHECK(tensor_check_cpu("linear", b));
+    DDP_CHECK(tensor_check_same_device("linear", x, w));
+    if (b) DDP_CHECK(tensor_check_same_device("linear", x, b));
     tensor *x2;
     DDP_CHECK(as_rows(x, &x2));
     int64_t sizes[2] = {x2->sizes[0], nout};

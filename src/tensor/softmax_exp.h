@@ -1,0 +1,38 @@
+/* softmax_exp.h — the exp of float32 softmax rows, one definition for the CPU kernel
+ * (tensor_cpu_reduce.c) and the CUDA one (tensor_cuda.cu), so that both devices give the
+ * same bits. Read by gcc and nvcc. */
+#ifndef DDP_TENSOR_SOFTMAX_EXP_H
+#define DDP_TENSOR_SOFTMAX_EXP_H
+
+#include <stdint.h>
+
+#ifdef __CUDACC__
+#define DDP_HOST_DEVICE __host__ __device__
+#else
+#define DDP_HOST_DEVICE
+#endif
+
+/* exp for float32 softmax rows, where arguments are x - max <= 0 (or NaN): Cephes'
+ * expf polynomial on [-ln2/2, ln2/2] scaled by 2^n, within 2 ulp of expf, with no call
+ * so that rows vectorise. Below -87 the result is 0 (expf would give a denormal). */
+DDP_HOST_DEVICE static inline float softmax_expf(float x) {
+    float xc = x != x ? 0.0f : (x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x));
+    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
+    float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union {
+        uint32_t u;
+        float f;
+    } scale;
+    scale.u = (uint32_t)((int32_t)n + 127) << 23;
+    float y = p * scale.f;
+    return x != x ? x : (x < -87.0f ? 0.0f : y);
+}
+
+#endif
