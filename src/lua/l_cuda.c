@@ -202,6 +202,26 @@ static int l_cuda_empty_cache(lua_State *L) {
     return 0;
 }
 
+/* torch.backends.cuda.matmul.allow_tf32: read and set as a field, as in PyTorch. */
+static int l_matmul_index(lua_State *L) {
+    const char *key = luaL_checkstring(L, 2);
+    if (strcmp(key, "allow_tf32") != 0) return 0;
+    lua_pushboolean(L, cuda_allow_tf32());
+    return 1;
+}
+
+static int l_matmul_newindex(lua_State *L) {
+    const char *key = luaL_checkstring(L, 2);
+    if (strcmp(key, "allow_tf32") != 0)
+        return luaL_error(L, "torch.backends.cuda.matmul has no setting '%s' (it has allow_tf32)",
+                          key);
+    if (!lua_isboolean(L, 3))
+        return luaL_error(L, "torch.backends.cuda.matmul.allow_tf32 takes true or false, got %s",
+                          luaL_typename(L, 3));
+    cuda_set_allow_tf32(lua_toboolean(L, 3));
+    return 0;
+}
+
 static const luaL_Reg cuda_functions[] = {
     {"is_available", l_cuda_is_available},
     {"device_count", l_cuda_device_count},
@@ -228,9 +248,17 @@ void l_cuda_open(lua_State *L) {
     luaL_newlib(L, cuda_functions);
     lua_setfield(L, -2, "cuda");
     lua_createtable(L, 0, 1); /* torch.backends.cuda */
-    lua_createtable(L, 0, 1);
+    lua_createtable(L, 0, 2);
     lua_pushcfunction(L, l_cuda_is_built);
     lua_setfield(L, -2, "is_built");
+    lua_newtable(L); /* torch.backends.cuda.matmul: its one setting lives in C */
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, l_matmul_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_matmul_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, -2, "matmul");
     lua_setfield(L, -2, "cuda");
     lua_setfield(L, -2, "backends");
 }

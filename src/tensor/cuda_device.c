@@ -1,14 +1,21 @@
 /* cuda_device.c — the device layer over the CUDA runtime (device.h): GPU discovery, the
  * current device, one caching allocator per GPU over cudaMalloc/cudaFree, and copies.
- * The kernels (fills) are in tensor_cuda.cu.
+ * The kernels are in tensor_cuda.cu; GEMM goes to cuBLAS (one handle per GPU, made on
+ * first use, on the legacy default stream like everything else). cuBLAS is opened with
+ * dlopen at the first GEMM on a GPU, not linked: loading it costs every process about
+ * 70 ms and 200 MB of memory (its static initialisers), which a CPU-only session, or a
+ * rank that never multiplies matrices on a GPU, must not pay.
  *
  * CUDA starts lazily: nothing here calls the runtime before a GPU is asked for, so a
  * CPU-only session on a machine with the toolkit but no GPU pays nothing. A runtime
  * failure becomes a status with the op, the device and CUDA's own words; nothing aborts.
  * State is per process and guarded by one mutex (the collectives' helper threads may
  * free tensors); the current device is set on each calling thread before it works. */
+#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
+#include <dlfcn.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include "tensor/cuda_kernels.h"
@@ -84,8 +91,9 @@ static int current(void) {
     return d;
 }
 
-/* Points this thread's CUDA calls at GPU d. */
+/* Points this thread's CUDA calls at GPU d (none visible: the learner's message). */
 static ddp_status enter_device(const char *op, int d) {
+    DDP_CHECK(cuda_require());
     if (thread_device != d) {
         cudaError_t e = cudaSetDevice(d);
         if (e != cudaSuccess) return cuda_fail(e, op, d);
@@ -245,4 +253,107 @@ ddp_status cuda_unary(const ddp_cuda_ewise_args *args, const char *op) {
     DDP_CHECK(enter_device(op, d));
     int e = ddp_cuda_unary_launch(args);
     return e == 0 ? DDP_OK : cuda_fail((cudaError_t)e, op, d);
+}
+
+ddp_status cuda_reduce(cuda_reduction kind, const ddp_cuda_reduce_args *args, const char *op) {
+    int d = args->device;
+    DDP_CHECK(enter_device(op, d));
+    int e = kind == CUDA_ACCUMULATE ? ddp_cuda_accumulate_launch(args)
+            : kind == CUDA_EXTREME  ? ddp_cuda_extreme_launch(args)
+                                    : ddp_cuda_softmax_launch(args);
+    return e == 0 ? DDP_OK : cuda_fail((cudaError_t)e, op, d);
+}
+
+/* ---- GEMM through cuBLAS ----------------------------------------------------------- */
+
+static cublasHandle_t blas_handles[MAX_GPUS];
+static atomic_bool allow_tf32;
+
+void cuda_set_allow_tf32(bool allow) {
+    atomic_store(&allow_tf32, allow);
+}
+
+bool cuda_allow_tf32(void) {
+    return atomic_load(&allow_tf32);
+}
+
+/* The cuBLAS functions used, found in the library opened at the first GEMM. */
+static struct {
+    __typeof__(cublasCreate_v2) *create;
+    __typeof__(cublasSetMathMode) *set_math_mode;
+    __typeof__(cublasSgemm_v2) *sgemm;
+    __typeof__(cublasDgemm_v2) *dgemm;
+    __typeof__(cublasGetStatusString) *status_string;
+} blas;
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static char blas_error[256]; /* why it could not be opened; empty once it is */
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+static void open_blas(void) {
+    /* the soname of the major version the build was compiled against */
+    const char *name = "libcublas.so." STR(CUBLAS_VER_MAJOR);
+    void *lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+    if (lib) {
+        blas.create = (__typeof__(blas.create))dlsym(lib, "cublasCreate_v2");
+        blas.set_math_mode = (__typeof__(blas.set_math_mode))dlsym(lib, "cublasSetMathMode");
+        blas.sgemm = (__typeof__(blas.sgemm))dlsym(lib, "cublasSgemm_v2");
+        blas.dgemm = (__typeof__(blas.dgemm))dlsym(lib, "cublasDgemm_v2");
+        blas.status_string = (__typeof__(blas.status_string))dlsym(lib, "cublasGetStatusString");
+    }
+    if (lib && blas.create && blas.set_math_mode && blas.sgemm && blas.dgemm && blas.status_string)
+        return;
+    snprintf(blas_error, sizeof blas_error, "%s", lib ? "a cuBLAS function is missing" : dlerror());
+    blas.create = NULL;
+}
+
+static ddp_status blas_fail(cublasStatus_t st, const char *op, int d) {
+    return DDP_FAIL(st == CUBLAS_STATUS_ALLOC_FAILED ? DDP_ERR_NOMEM : DDP_ERR_STATE,
+                    "%s: cuBLAS error on cuda:%d: %s", op, d, blas.status_string(st));
+}
+
+/* GPU d's handle (the calling thread already points at d), cuBLAS opened first. */
+static ddp_status blas_handle(int d, const char *op, cublasHandle_t *out) {
+    pthread_once(&blas_once, open_blas);
+    if (!blas.create)
+        return DDP_FAIL(DDP_ERR_UNSUPPORTED,
+                        "%s: matrix products on CUDA tensors need cuBLAS, which could not be "
+                        "loaded (%s); put the CUDA toolkit's lib64 on LD_LIBRARY_PATH",
+                        op, blas_error);
+    pthread_mutex_lock(&lock);
+    cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
+    if (!blas_handles[d]) st = blas.create(&blas_handles[d]);
+    *out = blas_handles[d];
+    pthread_mutex_unlock(&lock);
+    return st == CUBLAS_STATUS_SUCCESS ? DDP_OK : blas_fail(st, op, d);
+}
+
+ddp_status cuda_gemm(int d, dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                     double alpha, cuda_matrix a, cuda_matrix b, double beta, void *c,
+                     const char *op) {
+    DDP_CHECK(enter_device(op, d));
+    cublasHandle_t h = NULL;
+    DDP_CHECK(blas_handle(d, op, &h));
+    /* cuBLAS is column-major: the row-major c (m x n) is the column-major c^T, and
+     * c^T = op(b)^T op(a)^T, so b comes first. A row-major matrix read column-major is
+     * its transpose, which is why each operand's flag is (op transposes) != (stored
+     * transposed), the same flag a row-major BLAS call would take. */
+    cublasOperation_t opa = (ta != a.trans) ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t opb = (tb != b.trans) ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasStatus_t st;
+    if (dt == DTYPE_FLOAT32) {
+        st = blas.set_math_mode(h, cuda_allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                     : CUBLAS_DEFAULT_MATH);
+        float fa = (float)alpha, fb = (float)beta;
+        if (st == CUBLAS_STATUS_SUCCESS)
+            st = blas.sgemm(h, opb, opa, (int)n, (int)m, (int)k, &fa, b.data, (int)b.ld, a.data,
+                            (int)a.ld, &fb, c, (int)n);
+    } else {
+        st = blas.set_math_mode(h, CUBLAS_DEFAULT_MATH);
+        if (st == CUBLAS_STATUS_SUCCESS)
+            st = blas.dgemm(h, opb, opa, (int)n, (int)m, (int)k, &alpha, b.data, (int)b.ld, a.data,
+                            (int)a.ld, &beta, c, (int)n);
+    }
+    return st == CUBLAS_STATUS_SUCCESS ? DDP_OK : blas_fail(st, op, d);
 }

@@ -75,4 +75,27 @@ ddp_status cuda_binary(const ddp_cuda_ewise_args *args, const char *op);
 /* The same for an element-wise unary kernel. */
 ddp_status cuda_unary(const ddp_cuda_ewise_args *args, const char *op);
 
+/* The reduction kernels of cuda_kernels.h, run on GPU args->device, asynchronous. */
+typedef enum { CUDA_ACCUMULATE, CUDA_EXTREME, CUDA_SOFTMAX } cuda_reduction;
+ddp_status cuda_reduce(cuda_reduction kind, const ddp_cuda_reduce_args *args, const char *op);
+
+/* One operand of a GEMM as cuBLAS reads it: device memory holding a row-major matrix
+ * with leading dimension ld, or its transpose (trans, see tensor_blas_layout). */
+typedef struct {
+    const void *data;
+    bool trans;
+    int64_t ld;
+} cuda_matrix;
+
+/* c = alpha * op(a) @ op(b) + beta * c through cuBLAS on GPU `index`: c is m x n,
+ * row-major and contiguous, op transposes when ta / tb; dt is float32 (TF32 tensor
+ * cores only when cuda_set_allow_tf32 said so) or float64. Sizes fit in int (the op
+ * layer checked). Asynchronous; a cuBLAS failure is DDP_ERR_STATE naming `op`. */
+ddp_status cuda_gemm(int index, dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                     double alpha, cuda_matrix a, cuda_matrix b, double beta, void *c,
+                     const char *op);
+/* torch.backends.cuda.matmul.allow_tf32: off until set, as in PyTorch. Cannot fail. */
+void cuda_set_allow_tf32(bool allow);
+bool cuda_allow_tf32(void);
+
 #endif

@@ -88,3 +88,27 @@ ddp_status cuda_unary(const ddp_cuda_ewise_args *args, const char *op) {
     (void)args, (void)op;
     return no_cuda();
 }
+
+ddp_status cuda_reduce(cuda_reduction kind, const ddp_cuda_reduce_args *args, const char *op) {
+    (void)kind, (void)args, (void)op;
+    return no_cuda();
+}
+
+ddp_status cuda_gemm(int index, dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                     double alpha, cuda_matrix a, cuda_matrix b, double beta, void *c,
+                     const char *op) {
+    (void)index, (void)dt, (void)ta, (void)tb, (void)m, (void)n, (void)k, (void)alpha;
+    (void)a, (void)b, (void)beta, (void)c, (void)op;
+    return no_cuda();
+}
+
+/* The flag is kept, as PyTorch keeps it without a GPU; nothing reads it here. */
+static bool allow_tf32;
+
+void cuda_set_allow_tf32(bool allow) {
+    allow_tf32 = allow;
+}
+
+bool cuda_allow_tf32(void) {
+    return allow_tf32;
+}

@@ -1,7 +1,11 @@
-/* tensor_cuda.cu — the CUDA kernels of the tensor layer (the GPU twin of the CPU loops).
- * Each kernel has a C launcher declared in cuda_kernels.h; the op layer (tensor_device.c,
- * cuda_device.c) checks shapes, dtypes and devices before calling one, so a launcher
- * only computes. Kept to this one file so that nvcc runs once per build. */
+/* tensor_cuda.cu — the CUDA kernels of the tensor layer, the GPU twin of tensor_cpu.c and
+ * tensor_cpu_reduce.c: fill, element-wise binary and unary ops (clamp and add_scaled
+ * among them), reductions, max/min along a dim, softmax. Each kernel has a C launcher
+ * declared in cuda_kernels.h; the op layer checks shapes, dtypes and devices and
+ * tensor_device.c describes the operands before one is called, so a launcher only
+ * computes. The arithmetic is the CPU's, step for step where the order is the same (the
+ * build turns off fused multiply-add so that it stays so). Kept to this one file so that
+ * nvcc runs once per build. */
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <string.h>
@@ -9,6 +13,7 @@
 #include <type_traits>
 
 #include "tensor/cuda_kernels.h"
+#include "tensor/softmax_exp.h"
 #include "tensor/tensor.h" /* the dtype and op enums (plain C) */
 
 /* Grid-stride fill: element i of dst is `value`. T is uint8/uint32/uint64, the element's
@@ -170,7 +175,15 @@ template <typename C> __global__ void binary_kernel(ddp_cuda_ewise_args args) {
             ao += c * args.a.strides[d];
             bo += c * args.b.strides[d];
         }
-        C r = apply_binary<C>(args.op, load_as<C>(args.a, ao), load_as<C>(args.b, bo));
+        C x = load_as<C>(args.a, ao), y = load_as<C>(args.b, bo), r;
+        if (args.op == DDP_CUDA_OP_ADD_SCALED) {
+            if constexpr (std::is_same<C, int64_t>::value) /* wraps, as the CPU's */
+                r = (int64_t)((uint64_t)x + (uint64_t)args.param_int[0] * (uint64_t)y);
+            else
+                r = x + (C)args.param[0] * y;
+        } else {
+            r = apply_binary<C>(args.op, x, y);
+        }
         store_as<C>(args.out, oo, r);
     }
 }
@@ -249,6 +262,21 @@ template <typename C> __device__ C apply_unary(int op, C x) {
     }
 }
 
+/* x clamped to the bounds that are set, as the CPU's clamp: NaN stays NaN (a comparison
+ * with NaN is false), int64 bounds compare exactly. */
+template <typename C> __device__ C clamp_value(const ddp_cuda_ewise_args &args, C x) {
+    for (int k = 0; k < 2; k++) {
+        if (!args.has_param[k]) continue;
+        C bound;
+        if constexpr (std::is_same<C, int64_t>::value)
+            bound = (C)args.param_int[k];
+        else
+            bound = (C)args.param[k];
+        if (k == 0 ? x < bound : x > bound) x = bound;
+    }
+    return x;
+}
+
 template <typename C> __global__ void unary_kernel(ddp_cuda_ewise_args args) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < args.numel;
          i += (int64_t)gridDim.x * blockDim.x) {
@@ -259,7 +287,11 @@ template <typename C> __global__ void unary_kernel(ddp_cuda_ewise_args args) {
             oo += c * args.out.strides[d];
             ao += c * args.a.strides[d];
         }
-        store_as<C>(args.out, oo, apply_unary<C>(args.op, load_as<C>(args.a, ao)));
+        C x = load_as<C>(args.a, ao);
+        if (args.op == DDP_CUDA_OP_CLAMP)
+            store_as<C>(args.out, oo, clamp_value<C>(args, x));
+        else
+            store_as<C>(args.out, oo, apply_unary<C>(args.op, x));
     }
 }
 
@@ -277,5 +309,211 @@ extern "C" int ddp_cuda_unary_launch(const ddp_cuda_ewise_args *args) {
         unary_kernel<int64_t><<<blocks, 256>>>(*args);
         break;
     }
+    return (int)cudaGetLastError();
+}
+
+/* ---- reductions ---------------------------------------------------------------------- */
+
+/* The offset (in elements) of output j's first element in t: j's row-major coordinates
+ * in the kept dims, through t's strides (or any other strides given). */
+__device__ int64_t kept_offset(const ddp_cuda_reduce_args &a, int64_t j, const int64_t *strides) {
+    int64_t off = 0;
+    for (int d = a.kdim - 1; d >= 0; d--) {
+        off += (j % a.ksizes[d]) * strides[d];
+        j /= a.ksizes[d];
+    }
+    return off;
+}
+
+/* The offset of the r-th reduced element (row-major over the reduced dims). */
+__device__ int64_t reduced_offset(const ddp_cuda_reduce_args &a, int64_t r) {
+    int64_t off = 0;
+    for (int d = a.rdim - 1; d >= 0; d--) {
+        off += (r % a.rsizes[d]) * a.rstrides[d];
+        r /= a.rsizes[d];
+    }
+    return off;
+}
+
+__device__ double load_f64(int dt, const void *base, int64_t off) {
+    switch (dt) {
+    case DTYPE_FLOAT32:
+        return ((const float *)base)[off];
+    case DTYPE_FLOAT64:
+        return ((const double *)base)[off];
+    case DTYPE_INT64:
+        return (double)((const int64_t *)base)[off];
+    default:
+        return ((const uint8_t *)base)[off] != 0;
+    }
+}
+
+__device__ int64_t load_i64(int dt, const void *base, int64_t off) {
+    if (dt == DTYPE_INT64) return ((const int64_t *)base)[off];
+    if (dt == DTYPE_BOOL) return ((const uint8_t *)base)[off] != 0;
+    return (int64_t)load_f64(dt, base, off); /* not reached: floats reduce in double */
+}
+
+__device__ void store_f64(int dt, void *base, int64_t off, double v) {
+    if (dt == DTYPE_FLOAT32)
+        ((float *)base)[off] = (float)v;
+    else if (dt == DTYPE_FLOAT64)
+        ((double *)base)[off] = v;
+    else if (dt == DTYPE_INT64)
+        ((int64_t *)base)[off] = to_int64(v);
+    else
+        ((uint8_t *)base)[off] = v != 0;
+}
+
+#define REDUCE_THREADS 256
+
+/* One block per output (grid-stride over outputs); each thread folds a strided share of
+ * the reduced elements, then the block folds the partials in shared memory. A is double
+ * for float results (sum, mean, norm and prod in double, as the CPU), uint64 for integer
+ * sums and products (wrapping). */
+template <typename A> __global__ void accumulate_kernel(ddp_cuda_reduce_args a) {
+    __shared__ A part[REDUCE_THREADS];
+    const bool prod = a.op == REDUCE_PROD, norm = a.op == REDUCE_NORM;
+    for (int64_t j = blockIdx.x; j < a.nout; j += gridDim.x) {
+        int64_t base = a.offset + kept_offset(a, j, a.kstrides);
+        A acc = prod ? (A)1 : (A)0;
+        for (int64_t r = threadIdx.x; r < a.count; r += blockDim.x) {
+            int64_t off = base + reduced_offset(a, r);
+            if constexpr (std::is_same<A, double>::value) {
+                double v = load_f64(a.in_dtype, a.in, off);
+                acc = prod ? acc * v : norm ? acc + v * v : acc + v;
+            } else {
+                uint64_t v = (uint64_t)load_i64(a.in_dtype, a.in, off);
+                acc = prod ? acc * v : acc + v;
+            }
+        }
+        part[threadIdx.x] = acc;
+        __syncthreads();
+        for (unsigned half = blockDim.x / 2; half > 0; half /= 2) {
+            if (threadIdx.x < half)
+                part[threadIdx.x] = prod ? part[threadIdx.x] * part[threadIdx.x + half]
+                                         : part[threadIdx.x] + part[threadIdx.x + half];
+            __syncthreads();
+        }
+        if (threadIdx.x == 0) {
+            if constexpr (std::is_same<A, double>::value) {
+                double v = part[0];
+                if (a.op == REDUCE_MEAN) v = a.count ? v / (double)a.count : NAN;
+                if (norm) v = sqrt(v);
+                store_f64(a.out_dtype, a.out, j, v);
+            } else {
+                ((int64_t *)a.out)[j] = (int64_t)part[0];
+            }
+        }
+        __syncthreads(); /* part is reused by the next output */
+    }
+}
+
+static unsigned reduce_blocks(int64_t nout) {
+    return (unsigned)(nout < 65535 ? (nout > 0 ? nout : 1) : 65535);
+}
+
+extern "C" int ddp_cuda_accumulate_launch(const ddp_cuda_reduce_args *args) {
+    if (args->nout <= 0) return 0;
+    if (args->out_dtype == DTYPE_INT64)
+        accumulate_kernel<uint64_t><<<reduce_blocks(args->nout), REDUCE_THREADS>>>(*args);
+    else
+        accumulate_kernel<double><<<reduce_blocks(args->nout), REDUCE_THREADS>>>(*args);
+    return (int)cudaGetLastError();
+}
+
+/* Is v a better extreme than best? NaN beats everything, as on the CPU. */
+__device__ bool better(double v, double best, bool is_min) {
+    if (best != best) return false;
+    if (v != v) return true;
+    return is_min ? v < best : v > best;
+}
+
+__global__ void extreme_kernel(ddp_cuda_reduce_args a) {
+    const bool ints = a.in_dtype == DTYPE_INT64 || a.in_dtype == DTYPE_BOOL;
+    const int64_t step = a.rstrides[0];
+    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < a.nout;
+         j += (int64_t)gridDim.x * blockDim.x) {
+        int64_t base = a.offset + kept_offset(a, j, a.kstrides), best_i = 0;
+        if (ints) {
+            int64_t best = load_i64(a.in_dtype, a.in, base);
+            for (int64_t k = 1; k < a.count; k++) {
+                int64_t v = load_i64(a.in_dtype, a.in, base + k * step);
+                if (a.is_min ? v < best : v > best) best = v, best_i = k;
+            }
+            if (a.out && a.out_dtype == DTYPE_INT64)
+                ((int64_t *)a.out)[j] = best;
+            else if (a.out)
+                ((uint8_t *)a.out)[j] = best != 0;
+        } else {
+            double best = load_f64(a.in_dtype, a.in, base);
+            for (int64_t k = 1; k < a.count; k++) {
+                double v = load_f64(a.in_dtype, a.in, base + k * step);
+                if (better(v, best, a.is_min)) best = v, best_i = k;
+            }
+            if (a.out) store_f64(a.out_dtype, a.out, j, best);
+        }
+        if (a.index) ((int64_t *)a.index)[j] = best_i;
+    }
+}
+
+extern "C" int ddp_cuda_extreme_launch(const ddp_cuda_reduce_args *args) {
+    if (args->nout <= 0) return 0;
+    extreme_kernel<<<blocks_for(args->nout), 256>>>(*args);
+    return (int)cudaGetLastError();
+}
+
+/* One row of length len, as the CPU's softmax_row_f32 / softmax_row_f64: the maximum
+ * first (NaN wins; all -inf gives NaN), then exp of the differences summed in double. */
+template <typename T>
+__device__ void softmax_row(const T *x, int64_t xs, T *o, int64_t os, int64_t len, bool log_form) {
+    T m = -INFINITY;
+    for (int64_t k = 0; k < len; k++) {
+        T v = x[k * xs];
+        if (v > m || v != v) m = v;
+    }
+    if (m == -INFINITY) m = 0;
+    double sum = 0;
+    if constexpr (std::is_same<T, float>::value) {
+        if (log_form) {
+            for (int64_t k = 0; k < len; k++) sum += softmax_expf(x[k * xs] - m);
+            float lse = (float)log(sum);
+            for (int64_t k = 0; k < len; k++) o[k * os] = (x[k * xs] - m) - lse;
+        } else {
+            for (int64_t k = 0; k < len; k++) o[k * os] = softmax_expf(x[k * xs] - m);
+            for (int64_t k = 0; k < len; k++) sum += o[k * os];
+            float inv = (float)(1.0 / sum);
+            for (int64_t k = 0; k < len; k++) o[k * os] *= inv;
+        }
+    } else {
+        for (int64_t k = 0; k < len; k++) {
+            double e = exp(x[k * xs] - m);
+            sum += e;
+            if (!log_form) o[k * os] = e;
+        }
+        if (log_form) {
+            double lse = log(sum);
+            for (int64_t k = 0; k < len; k++) o[k * os] = (x[k * xs] - m) - lse;
+        } else {
+            for (int64_t k = 0; k < len; k++) o[k * os] /= sum;
+        }
+    }
+}
+
+template <typename T> __global__ void softmax_kernel(ddp_cuda_reduce_args a) {
+    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < a.nout;
+         j += (int64_t)gridDim.x * blockDim.x) {
+        const T *x = (const T *)a.in + a.offset + kept_offset(a, j, a.kstrides);
+        T *o = (T *)a.out + kept_offset(a, j, a.out_kstrides);
+        softmax_row<T>(x, a.rstrides[0], o, a.out_step, a.count, a.log_form != 0);
+    }
+}
+
+extern "C" int ddp_cuda_softmax_launch(const ddp_cuda_reduce_args *args) {
+    if (args->nout <= 0 || args->count <= 0) return 0;
+    if (args->in_dtype == DTYPE_FLOAT32)
+        softmax_kernel<float><<<blocks_for(args->nout), 256>>>(*args);
+    else
+        softmax_kernel<double><<<blocks_for(args->nout), 256>>>(*args);
     return (int)cudaGetLastError();
 }

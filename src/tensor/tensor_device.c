@@ -140,20 +140,27 @@ static ddp_status describe(const char *op, const tensor *t, const tensor *out,
     return tensor_broadcast_strides(op, t, out->sizes, out->ndim, o->strides);
 }
 
+/* An element-wise kernel's work over out's shape, operands described (b may be NULL). */
+static ddp_status ewise_args(const char *name, int op, dtype compute, tensor *out, const tensor *a,
+                             const tensor *b, ddp_cuda_ewise_args *args) {
+    memset(args, 0, sizeof *args);
+    args->device = out->storage->device.index;
+    args->op = op;
+    args->compute = (int)compute;
+    args->ndim = out->ndim;
+    args->numel = tensor_numel(out);
+    for (int d = 0; d < out->ndim; d++) args->sizes[d] = out->sizes[d];
+    DDP_CHECK(describe(name, out, out, &args->out));
+    DDP_CHECK(describe(name, a, out, &args->a));
+    if (b) DDP_CHECK(describe(name, b, out, &args->b));
+    return DDP_OK;
+}
+
 ddp_status tensor_device_binary(binary_op op, dtype compute, tensor *out, const tensor *a,
                                 const tensor *b) {
     const char *name = binary_op_name(op);
     ddp_cuda_ewise_args args;
-    memset(&args, 0, sizeof args);
-    args.device = out->storage->device.index;
-    args.op = (int)op;
-    args.compute = (int)compute;
-    args.ndim = out->ndim;
-    args.numel = tensor_numel(out);
-    for (int d = 0; d < out->ndim; d++) args.sizes[d] = out->sizes[d];
-    DDP_CHECK(describe(name, out, out, &args.out));
-    DDP_CHECK(describe(name, a, out, &args.a));
-    DDP_CHECK(describe(name, b, out, &args.b));
+    DDP_CHECK(ewise_args(name, (int)op, compute, out, a, b, &args));
     if (args.numel == 0) return DDP_OK;
     return cuda_binary(&args, name);
 }
@@ -161,54 +168,152 @@ ddp_status tensor_device_binary(binary_op op, dtype compute, tensor *out, const 
 ddp_status tensor_device_unary(unary_op op, dtype compute, tensor *out, const tensor *a) {
     const char *name = unary_op_name(op);
     ddp_cuda_ewise_args args;
-    memset(&args, 0, sizeof args);
-    args.device = out->storage->device.index;
-    args.op = (int)op;
-    args.compute = (int)compute;
-    args.ndim = out->ndim;
-    args.numel = tensor_numel(out);
-    for (int d = 0; d < out->ndim; d++) args.sizes[d] = out->sizes[d];
-    DDP_CHECK(describe(name, out, out, &args.out));
-    DDP_CHECK(describe(name, a, out, &args.a));
+    DDP_CHECK(ewise_args(name, (int)op, compute, out, a, NULL, &args));
     if (args.numel == 0) return DDP_OK;
     return cuda_unary(&args, name);
 }
 
 /* ---- the kernel table of CUDA tensors ---------------------------------------------- */
 
-/* The ops whose CUDA kernels are not written yet say so, naming the op. */
-static ddp_status cuda_clamp_kernel(tensor *out, const tensor *a, bool has_lo, double lo,
-                                    bool has_hi, double hi) {
-    (void)out, (void)has_lo, (void)lo, (void)has_hi, (void)hi;
-    return tensor_check_cpu("clamp", a);
+static void set_param(ddp_cuda_ewise_args *args, int k, double v) {
+    args->has_param[k] = 1;
+    args->param[k] = v;
+    args->param_int[k] = tensor_is_integral(v) ? (long long)v : 0;
 }
 
+/* clamp computes in the result's float dtype, or in int64 (whole bounds, see clamp's
+ * dtype rule), as the CPU kernel does. */
+static ddp_status cuda_clamp_kernel(tensor *out, const tensor *a, bool has_lo, double lo,
+                                    bool has_hi, double hi) {
+    ddp_cuda_ewise_args args;
+    dtype compute = dtype_is_float(out->dtype) ? out->dtype : DTYPE_INT64;
+    DDP_CHECK(ewise_args("clamp", DDP_CUDA_OP_CLAMP, compute, out, a, NULL, &args));
+    if (has_lo) set_param(&args, 0, lo);
+    if (has_hi) set_param(&args, 1, hi);
+    if (args.numel == 0) return DDP_OK;
+    return cuda_unary(&args, "clamp");
+}
+
+/* a += alpha * b: float32 when both are (alpha rounded to float32, as the CPU's), int64
+ * for integers (alpha whole, checked), double otherwise. */
 static ddp_status cuda_add_scaled_kernel(tensor *a, const tensor *b, double alpha) {
-    (void)b, (void)alpha;
-    return tensor_check_cpu("add_", a);
+    dtype compute = a->dtype == DTYPE_FLOAT32 && b->dtype == DTYPE_FLOAT32 ? DTYPE_FLOAT32
+                    : dtype_is_float(a->dtype)                             ? DTYPE_FLOAT64
+                                                                           : DTYPE_INT64;
+    ddp_cuda_ewise_args args;
+    DDP_CHECK(ewise_args("add_", DDP_CUDA_OP_ADD_SCALED, compute, a, a, b, &args));
+    set_param(&args, 0, compute == DTYPE_FLOAT32 ? (double)(float)alpha : alpha);
+    if (args.numel == 0) return DDP_OK;
+    return cuda_binary(&args, "add_");
+}
+
+/* A reduction's work: t's dims split into kept (reduced[d] false) and reduced ones. */
+static void reduce_args(const tensor *t, const bool *reduced, tensor *out,
+                        ddp_cuda_reduce_args *a) {
+    memset(a, 0, sizeof *a);
+    a->device = t->storage->device.index;
+    a->in_dtype = (int)t->dtype;
+    a->in = t->storage->data;
+    a->offset = t->offset;
+    a->nout = 1;
+    a->count = 1;
+    if (out) {
+        a->out = out->storage->data;
+        a->out_dtype = (int)out->dtype;
+    }
+    for (int d = 0; d < t->ndim; d++) {
+        if (reduced[d]) {
+            a->rsizes[a->rdim] = t->sizes[d];
+            a->rstrides[a->rdim++] = t->strides[d];
+            a->count *= t->sizes[d];
+        } else {
+            a->ksizes[a->kdim] = t->sizes[d];
+            a->kstrides[a->kdim++] = t->strides[d];
+            a->nout *= t->sizes[d];
+        }
+    }
 }
 
 static ddp_status cuda_accumulate_kernel(reduce_op op, const tensor *t, const int64_t *keep,
                                          tensor *r) {
-    (void)keep, (void)r;
-    return tensor_check_cpu(reduce_op_name(op), t);
+    bool reduced[TENSOR_MAX_DIMS];
+    for (int d = 0; d < t->ndim; d++) reduced[d] = keep[d] == 1 && t->sizes[d] != 1;
+    ddp_cuda_reduce_args a;
+    reduce_args(t, reduced, r, &a);
+    a.op = (int)op;
+    if (a.nout == 0) return DDP_OK;
+    return cuda_reduce(CUDA_ACCUMULATE, &a, reduce_op_name(op));
 }
 
 static ddp_status cuda_extreme_kernel(const tensor *t, int d, bool is_min, tensor *values,
                                       tensor *indices) {
-    (void)d, (void)values, (void)indices;
-    return tensor_check_cpu(is_min ? "min" : "max", t);
+    bool reduced[TENSOR_MAX_DIMS] = {false};
+    reduced[d] = true;
+    ddp_cuda_reduce_args a;
+    reduce_args(t, reduced, values, &a);
+    a.index = indices ? indices->storage->data : NULL;
+    a.is_min = is_min;
+    if (a.nout == 0) return DDP_OK;
+    return cuda_reduce(CUDA_EXTREME, &a, is_min ? "min" : "max");
 }
 
 static ddp_status cuda_softmax_kernel(const tensor *t, int d, bool log_form, tensor *out) {
-    (void)d, (void)out;
-    return tensor_check_cpu(log_form ? "log_softmax" : "softmax", t);
+    const char *name = log_form ? "log_softmax" : "softmax";
+    bool reduced[TENSOR_MAX_DIMS] = {false};
+    if (t->ndim) reduced[d] = true;
+    ddp_cuda_reduce_args a;
+    reduce_args(t, reduced, out, &a);
+    a.log_form = log_form;
+    a.out_step = t->ndim ? out->strides[d] : 1;
+    if (!t->ndim) a.rstrides[0] = 1;
+    for (int i = 0, k = 0; i < t->ndim; i++)
+        if (i != d) a.out_kstrides[k++] = out->strides[i];
+    if (a.nout == 0 || a.count == 0) return DDP_OK;
+    return cuda_reduce(CUDA_SOFTMAX, &a, name);
+}
+
+/* c *= beta without counting a version (c is a GEMM's fresh output). */
+static ddp_status scale_fresh(tensor *c, double beta) {
+    ddp_cuda_ewise_args args;
+    DDP_CHECK(ewise_args("mm", BINARY_MUL, c->dtype, c, c, NULL, &args));
+    args.b.dtype = (int)c->dtype;
+    args.b.is_scalar = 1;
+    args.b.scalar = beta;
+    return cuda_binary(&args, "mm");
+}
+
+/* t as cuBLAS reads it; *copy holds a contiguous copy when t's layout is irregular. */
+static ddp_status blas_matrix(const tensor *t, cuda_matrix *m, tensor **copy) {
+    *copy = NULL;
+    if (!tensor_blas_layout(t, &m->trans, &m->ld)) {
+        DDP_CHECK(tensor_clone(t, copy));
+        t = *copy;
+        tensor_blas_layout(t, &m->trans, &m->ld);
+    }
+    m->data = tensor_device_data(t);
+    return DDP_OK;
 }
 
 static ddp_status cuda_gemm_kernel(bool ta, bool tb, double alpha, const tensor *a, const tensor *b,
                                    double beta, tensor *c) {
-    (void)ta, (void)tb, (void)alpha, (void)b, (void)beta, (void)c;
-    return tensor_check_cpu("gemm", a);
+    if (!dtype_is_float(c->dtype)) /* cuBLAS has no integer GEMM; PyTorch refuses it too */
+        return DDP_FAIL(DDP_ERR_UNSUPPORTED,
+                        "mm: matrix products of %s tensors do not run on CUDA (as in "
+                        "PyTorch); convert them with :float()",
+                        dtype_name(c->dtype));
+    int64_t m = c->sizes[0], n = c->sizes[1], k = ta ? a->sizes[0] : a->sizes[1];
+    if (k == 0) /* an empty product: c = beta * c (cuBLAS may refuse the empty operands) */
+        return beta == 0 ? tensor_fill_fresh(c, 0) : scale_fresh(c, beta);
+    cuda_matrix ma, mb;
+    tensor *ca, *cb = NULL;
+    DDP_CHECK(blas_matrix(a, &ma, &ca));
+    ddp_status s = blas_matrix(b, &mb, &cb);
+    if (s == DDP_OK)
+        s = cuda_gemm(c->storage->device.index, c->dtype, ta, tb, m, n, k, alpha, ma, mb, beta,
+                      tensor_device_data(c), "mm");
+    tensor_release(ca);
+    tensor_release(cb);
+    return s;
 }
 
 const tensor_kernels tensor_cuda_kernels = {

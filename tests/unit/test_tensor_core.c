@@ -569,8 +569,12 @@ static void test_cuda_tensors_refused(void **state) {
     fake.storage = &fake_storage;
     ERR_CONTAINS(tensor_binary(BINARY_ADD, cpu, &fake, &bad), DDP_ERR_ARG,
                  "add: tensors are on different devices (cpu and cuda:0)");
-    ERR_CONTAINS(tensor_add_scaled_(&fake, &fake, 2.0), DDP_ERR_UNSUPPORTED,
-                 "add_: " NO_KERNEL_MESSAGE);
+    ERR_CONTAINS(tensor_where(&fake, &fake, &fake, &bad), DDP_ERR_UNSUPPORTED,
+                 "where: " NO_KERNEL_MESSAGE);
+    tensor *pair[2] = {&fake, &fake};
+    ERR_CONTAINS(tensor_cat(pair, 2, 0, &bad), DDP_ERR_UNSUPPORTED, "cat: " NO_KERNEL_MESSAGE);
+    ERR_CONTAINS(tensor_matmul(cpu, &fake, &bad), DDP_ERR_ARG,
+                 "matmul: tensors are on different devices (cpu and cuda:0)");
     assert_null(tensor_data(&fake)); /* the host gets no address to read */
     assert_false(tensor_equal(cpu, &fake));
     if (cuda_device_count() == 0) {
@@ -578,7 +582,7 @@ static void test_cuda_tensors_refused(void **state) {
         ERR_CONTAINS(tensor_unary(UNARY_EXP, &fake, &bad), DDP_ERR_UNSUPPORTED, NO_GPU_MESSAGE);
         ERR_CONTAINS(tensor_binary_scalar(BINARY_ADD, &fake, 1.0, &bad), DDP_ERR_UNSUPPORTED,
                      NO_GPU_MESSAGE);
-        /* ops whose result is allocated before the kernel is chosen */
+        ERR_CONTAINS(tensor_add_scaled_(&fake, &fake, 2.0), DDP_ERR_UNSUPPORTED, NO_GPU_MESSAGE);
         ERR_CONTAINS(tensor_clamp(&fake, true, 0.0, false, 0.0, &bad), DDP_ERR_UNSUPPORTED,
                      NO_GPU_MESSAGE);
         ERR_CONTAINS(tensor_reduce_all(REDUCE_SUM, &fake, &bad), DDP_ERR_UNSUPPORTED,
