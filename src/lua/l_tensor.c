@@ -766,12 +766,14 @@ static int l_tensor_backward(lua_State *L) {
     static const char *const keys[] = {"retain_graph", NULL};
     if (opts) ddp_lua_check_option_keys(L, opts, "backward", keys);
     int retain = l_opt_boolean(L, opts, "retain_graph", 0);
-    /* A graph lives on one device (moves between devices are not recorded), so the root
-     * says where. The backward formulas have no CUDA path yet; some read memory from the
-     * host, so they must not be reached with GPU tensors. */
-    if (!tensor_is_cpu(t) || (grad && !tensor_is_cpu(grad)))
-        return luaL_error(L, "backward: autograd on CUDA tensors is not supported yet (train "
-                             "on the CPU for now: model:to(\"cpu\") and CPU data");
+    /* A graph lives on one device (moves between devices are not recorded): the
+     * gradient given must be on the root's. */
+    if (grad && !device_equal(t->storage->device, grad->storage->device)) {
+        char dt[16], dg[16];
+        return luaL_error(L, "backward: the gradient is on %s but the tensor is on %s",
+                          device_name(grad->storage->device, dg, sizeof dg),
+                          device_name(t->storage->device, dt, sizeof dt));
+    }
     lua_State *prev = l_grad_hook_enter(L);
     ddp_status s = ag_backward(t, grad, retain);
     l_grad_hook_leave(prev);

@@ -3,7 +3,9 @@
  * sum / mean / norm / max / min over all elements or one dim, with their backward
  * formulas (PyTorch's, from derivatives.yaml). Gradients flowing into a broadcast input
  * are returned in the output's shape; the engine sums them down (autograd.c). Also
- * holds ag_pointwise, the general element loop used by formulas no tensor op covers. */
+ * holds ag_pointwise, the general element loop used by formulas no tensor op covers; it
+ * runs on the host, so for CUDA tensors it copies its inputs over and its result back
+ * (correct and slow: those formulas get kernels of their own later). */
 #include "nn/autograd_internal.h"
 
 #include <math.h>
@@ -11,13 +13,14 @@
 
 /* ---- ag_pointwise ----------------------------------------------------------------- */
 
-/* Contiguous float tensor with x broadcast to sizes; int64/bool are read as float64. */
+/* Contiguous float CPU tensor with x broadcast to sizes; int64/bool are read as float64.
+ * A CUDA tensor comes across to the host (see ag_pointwise). */
 static ddp_status materialize(const tensor *x, const int64_t *sizes, int ndim, tensor **out) {
     *out = NULL;
     tensor *e, *c;
     DDP_CHECK(tensor_expand(x, sizes, ndim, &e));
     dtype dt = dtype_is_float(x->dtype) ? x->dtype : DTYPE_FLOAT64;
-    ddp_status s = tensor_to_dtype(e, dt, &c);
+    ddp_status s = tensor_to_device(e, DEVICE_CPU_VALUE, dt, &c);
     tensor_release(e);
     DDP_CHECK(s);
     s = tensor_contiguous(c, out);
@@ -37,7 +40,7 @@ ddp_status ag_pointwise(const tensor *const *xs, int k, const int64_t *sizes, in
     tensor *o = NULL;
     ddp_status s = DDP_OK;
     for (int j = 0; j < k && s == DDP_OK; j++) s = materialize(xs[j], sizes, ndim, &m[j]);
-    if (s == DDP_OK) s = tensor_empty(sizes, ndim, dt, xs[0]->storage->device, &o);
+    if (s == DDP_OK) s = tensor_empty(sizes, ndim, dt, DEVICE_CPU_VALUE, &o);
     if (s == DDP_OK) {
         const void *base[4];
         for (int j = 0; j < k; j++) base[j] = tensor_data(m[j]);
@@ -52,8 +55,8 @@ ddp_status ag_pointwise(const tensor *const *xs, int k, const int64_t *sizes, in
             else
                 ((double *)ob)[i] = r;
         }
-        *out = o;
-        o = NULL;
+        /* on the inputs' device (the same copy is a no-op for CPU inputs) */
+        s = tensor_to_device(o, xs[0]->storage->device, dt, out);
     }
     for (int j = 0; j < k; j++) tensor_release(m[j]);
     tensor_release(o);

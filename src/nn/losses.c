@@ -144,6 +144,11 @@ static void st(void *base, dtype dt, int64_t i, double v) {
 /* Checks the target against the input (N x C) or (C); *prob says which kind it is. */
 static ddp_status ce_check(const tensor *input, const tensor *target, bool *prob) {
     char a[64], b[64];
+    /* the per-sample loops below read the log-probabilities from the host */
+    if (!tensor_is_cpu(input) || !tensor_is_cpu(target))
+        return DDP_FAIL(DDP_ERR_UNSUPPORTED,
+                        "cross_entropy: this op does not run on CUDA tensors yet (move the "
+                        "logits and the targets to the CPU with :cpu())");
     if (!dtype_is_float(input->dtype))
         return DDP_FAIL(DDP_ERR_ARG,
                         "cross_entropy: input must hold float logits, got %s; convert with "

@@ -1,7 +1,8 @@
-/* optim.c — SGD and Adam/AdamW parameter updates, one loop over the elements each, with
- * the formulas of PyTorch's single-tensor implementations (see optim.h). Scalars that
- * PyTorch computes in Python (bias corrections, step size) are computed here in double
- * and then used in the parameter's own precision, as PyTorch does. */
+/* optim.c — SGD and Adam/AdamW parameter updates with the formulas of PyTorch's
+ * single-tensor implementations (see optim.h): the checks and the scalars PyTorch
+ * computes in Python (bias corrections, step size, in double) are here; the pass over
+ * the elements is the tensor layer's (tensor_sgd_update / tensor_adam_update: a loop on
+ * the CPU, a kernel on a GPU, one element formula for both in optim_math.h). */
 #include "nn/optim.h"
 
 #include <math.h>
@@ -15,7 +16,8 @@ static void count_writes(tensor *param, tensor *buf1, tensor *buf2) {
     tensor_bump_version(buf2);
 }
 
-/* All tensors of one step: contiguous CPU float tensors of the same shape and dtype. */
+/* All tensors of one step: contiguous float tensors of the parameter's shape, dtype and
+ * device. */
 static ddp_status check_same(const char *op, const char *what, const tensor *param,
                              const tensor *t) {
     char a[64], b[64];
@@ -26,14 +28,18 @@ static ddp_status check_same(const char *op, const char *what, const tensor *par
                         dtype_name(param->dtype), tensor_shape_str(param, b, sizeof b));
     if (!tensor_is_contiguous(t))
         return DDP_FAIL(DDP_ERR_ARG, "%s: %s must be contiguous", op, what);
-    if (!device_equal(t->storage->device, param->storage->device) ||
-        t->storage->device.type != DEVICE_CPU)
-        return DDP_FAIL(DDP_ERR_UNSUPPORTED, "%s: %s must be a CPU tensor like the parameter", op,
-                        what);
+    if (!device_equal(t->storage->device, param->storage->device)) {
+        char da[16], db[16];
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "%s: %s is on %s but the parameter is on %s; they must be on one "
+                        "device (build the optimizer after model:to(device))",
+                        op, what, device_name(t->storage->device, da, sizeof da),
+                        device_name(param->storage->device, db, sizeof db));
+    }
     return DDP_OK;
 }
 
-/* A parameter must be a contiguous CPU float tensor. */
+/* A parameter must be a contiguous float tensor. */
 static ddp_status check_param(const char *op, const tensor *param) {
     if (!dtype_is_float(param->dtype))
         return DDP_FAIL(DDP_ERR_ARG, "%s: parameters must be float tensors, got %s", op,
@@ -48,35 +54,8 @@ ddp_status sgd_step(tensor *param, const tensor *grad, tensor *momentum_buf, dou
     DDP_CHECK(check_same("sgd_step", "the gradient", param, grad));
     if (momentum != 0.0)
         DDP_CHECK(check_same("sgd_step", "the momentum buffer", param, momentum_buf));
-    int64_t n = tensor_numel(param);
-    if (param->dtype == DTYPE_FLOAT32) {
-        float *p = tensor_data(param), *buf = momentum != 0.0 ? tensor_data(momentum_buf) : 0;
-        const float *g = tensor_data(grad);
-        float flr = (float)lr, fm = (float)momentum, fd = (float)(1.0 - dampening),
-              fwd = (float)weight_decay;
-        for (int64_t i = 0; i < n; i++) {
-            float d = g[i];
-            if (weight_decay != 0.0) d += fwd * p[i];
-            if (momentum != 0.0) {
-                buf[i] = first_step ? d : fm * buf[i] + fd * d;
-                d = nesterov ? d + fm * buf[i] : buf[i];
-            }
-            p[i] -= flr * d;
-        }
-        count_writes(param, momentum != 0.0 ? momentum_buf : NULL, NULL);
-        return DDP_OK;
-    }
-    double *p = tensor_data(param), *buf = momentum != 0.0 ? tensor_data(momentum_buf) : 0;
-    const double *g = tensor_data(grad);
-    for (int64_t i = 0; i < n; i++) {
-        double d = g[i];
-        if (weight_decay != 0.0) d += weight_decay * p[i];
-        if (momentum != 0.0) {
-            buf[i] = first_step ? d : momentum * buf[i] + (1.0 - dampening) * d;
-            d = nesterov ? d + momentum * buf[i] : buf[i];
-        }
-        p[i] -= lr * d;
-    }
+    optim_sgd_scalars k = {lr, momentum, dampening, weight_decay, nesterov, first_step};
+    DDP_CHECK(tensor_sgd_update(param, grad, momentum != 0.0 ? momentum_buf : NULL, &k));
     count_writes(param, momentum != 0.0 ? momentum_buf : NULL, NULL);
     return DDP_OK;
 }
@@ -92,45 +71,17 @@ ddp_status adam_step(tensor *param, const tensor *grad, tensor *exp_avg, tensor 
     if (step < 1)
         return DDP_FAIL(DDP_ERR_ARG, "%s: step counts from 1, got %lld", op, (long long)step);
     /* Python-side scalars, in double as PyTorch computes them */
-    double bc1 = 1.0 - pow(beta1, (double)step);
-    double bc2 = 1.0 - pow(beta2, (double)step);
-    double step_size = lr / bc1;
-    double bc2_sqrt = sqrt(bc2);
-    double decay = decoupled ? 1.0 - lr * weight_decay : 1.0;
-    double l2 = decoupled ? 0.0 : weight_decay;
-    int64_t n = tensor_numel(param);
-    if (param->dtype == DTYPE_FLOAT32) {
-        float *p = tensor_data(param), *m = tensor_data(exp_avg), *v = tensor_data(exp_avg_sq);
-        const float *g = tensor_data(grad);
-        float b1 = (float)beta1, b2 = (float)beta2, fdecay = (float)decay, fl2 = (float)l2;
-        float ob1 = (float)(1.0 - beta1), ob2 = (float)(1.0 - beta2);
-        float fss = (float)step_size, fbc2 = (float)bc2_sqrt, feps = (float)eps;
-        for (int64_t i = 0; i < n; i++) {
-            float pi = p[i];
-            if (decoupled && weight_decay != 0.0) pi *= fdecay;
-            float gi = g[i];
-            if (l2 != 0.0) gi += fl2 * pi;
-            /* PyTorch 1.13: exp_avg.mul_(b1).add_(g, alpha=1 - b1) and
-             * exp_avg_sq.mul_(b2).addcmul_(g, g, value=1 - b2) */
-            m[i] = b1 * m[i] + ob1 * gi;
-            v[i] = b2 * v[i] + ob2 * gi * gi;
-            float denom = sqrtf(v[i]) / fbc2 + feps;
-            p[i] = pi - fss * (m[i] / denom);
-        }
-        count_writes(param, exp_avg, exp_avg_sq);
-        return DDP_OK;
-    }
-    double *p = tensor_data(param), *m = tensor_data(exp_avg), *v = tensor_data(exp_avg_sq);
-    const double *g = tensor_data(grad);
-    for (int64_t i = 0; i < n; i++) {
-        double pi = p[i];
-        if (decoupled && weight_decay != 0.0) pi *= decay;
-        double gi = g[i] + l2 * pi;
-        m[i] = beta1 * m[i] + (1.0 - beta1) * gi;
-        v[i] = beta2 * v[i] + (1.0 - beta2) * gi * gi;
-        double denom = sqrt(v[i]) / bc2_sqrt + eps;
-        p[i] = pi - step_size * (m[i] / denom);
-    }
+    optim_adam_scalars k = {
+        .beta1 = beta1,
+        .beta2 = beta2,
+        .eps = eps,
+        .step_size = lr / (1.0 - pow(beta1, (double)step)),
+        .bc2_sqrt = sqrt(1.0 - pow(beta2, (double)step)),
+        .decay = decoupled ? 1.0 - lr * weight_decay : 1.0,
+        .l2 = decoupled ? 0.0 : weight_decay,
+        .decoupled_decay = decoupled && weight_decay != 0.0,
+    };
+    DDP_CHECK(tensor_adam_update(param, grad, exp_avg, exp_avg_sq, &k));
     count_writes(param, exp_avg, exp_avg_sq);
     return DDP_OK;
 }

@@ -264,6 +264,13 @@ ddp_status cuda_reduce(cuda_reduction kind, const ddp_cuda_reduce_args *args, co
     return e == 0 ? DDP_OK : cuda_fail((cudaError_t)e, op, d);
 }
 
+ddp_status cuda_optim(const ddp_cuda_optim_args *args, const char *op) {
+    int d = args->device;
+    DDP_CHECK(enter_device(op, d));
+    int e = ddp_cuda_optim_launch(args);
+    return e == 0 ? DDP_OK : cuda_fail((cudaError_t)e, op, d);
+}
+
 /* ---- GEMM through cuBLAS ----------------------------------------------------------- */
 
 static cublasHandle_t blas_handles[MAX_GPUS];

@@ -7,6 +7,8 @@
 
 #include <stdint.h>
 
+#include "tensor/optim_math.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -89,6 +91,21 @@ int ddp_cuda_softmax_launch(const ddp_cuda_reduce_args *args);
 /* Sets n elements of elem_size bytes (1, 4 or 8) at dst to the low elem_size bytes of
  * `pattern` (the element's bytes, as the host wrote them). */
 int ddp_cuda_fill_launch(void *dst, int elem_size, int64_t n, uint64_t pattern);
+
+/* One optimizer step over n contiguous elements of dtype (float32 or float64): SGD when
+ * adam is 0 (m is the momentum buffer, or NULL), else Adam (m, v the moments). */
+typedef struct {
+    int device;
+    int dtype;
+    int adam;
+    int64_t n;
+    void *p, *m, *v;
+    const void *g;
+    optim_sgd_scalars sgd;
+    optim_adam_scalars adam_k;
+} ddp_cuda_optim_args;
+
+int ddp_cuda_optim_launch(const ddp_cuda_optim_args *args);
 
 #ifdef __cplusplus
 }

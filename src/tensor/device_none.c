@@ -94,6 +94,11 @@ ddp_status cuda_reduce(cuda_reduction kind, const ddp_cuda_reduce_args *args, co
     return no_cuda();
 }
 
+ddp_status cuda_optim(const ddp_cuda_optim_args *args, const char *op) {
+    (void)args, (void)op;
+    return no_cuda();
+}
+
 ddp_status cuda_gemm(int index, dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
                      double alpha, cuda_matrix a, cuda_matrix b, double beta, void *c,
                      const char *op) {

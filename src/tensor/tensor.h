@@ -28,6 +28,7 @@
 
 #include "base/generator.h"
 #include "base/status.h"
+#include "tensor/optim_math.h"
 
 #define TENSOR_MAX_DIMS 8
 /* Refuse single allocations larger than this (a hostile file must not ask for 1 PiB). */
@@ -201,6 +202,16 @@ ddp_status tensor_to_dtype(const tensor *t, dtype dt, tensor **out);
  * device that cannot be had. No autograd: the copy is a new leaf. */
 ddp_status tensor_to_device(const tensor *t, device dev, dtype dt, tensor **out);
 ddp_status tensor_fill_(tensor *t, double value);
+
+/* ---- optimizer steps ------------------------------------------------------------- */
+
+/* One SGD or Adam/AdamW step over element-wise matching tensors: p, g and the state
+ * tensors contiguous, of one shape, float dtype and device (src/nn/optim.c checks that
+ * and computes the scalars, see optim_math.h). One pass over the elements on the CPU,
+ * one kernel on a GPU, with the same arithmetic. Count no versions. */
+ddp_status tensor_sgd_update(tensor *p, const tensor *g, tensor *buf, const optim_sgd_scalars *k);
+ddp_status tensor_adam_update(tensor *p, const tensor *g, tensor *m, tensor *v,
+                              const optim_adam_scalars *k);
 
 /* ---- creation -------------------------------------------------------------------- */
 

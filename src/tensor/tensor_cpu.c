@@ -1,5 +1,6 @@
 /* tensor_cpu.c — the CPU kernels of the element-wise ops (tensor_kernels.h): binary ops
- * with broadcasting, the unary ops, clamp and add_scaled. The ops' checks, dtype rules
+ * with broadcasting, the unary ops, clamp and add_scaled, and the optimizer steps (their
+ * element formula shared with CUDA in optim_math.h). The ops' checks, dtype rules
  * and allocation are in tensor_elementwise.c and tensor_unary.c; the reductions' kernels
  * and GEMM are in tensor_cpu_reduce.c.
  *
@@ -589,6 +590,36 @@ ddp_status cpu_add_scaled(tensor *a, const tensor *b, double alpha) {
     return DDP_OK;
 }
 
+/* ---- optimizer steps -------------------------------------------------------------- */
+
+ddp_status cpu_sgd(tensor *p, const tensor *g, tensor *buf, const optim_sgd_scalars *k) {
+    int64_t n = tensor_numel(p);
+    if (p->dtype == DTYPE_FLOAT32) {
+        float *pp = tensor_data(p), *bp = buf ? tensor_data(buf) : NULL;
+        const float *gp = tensor_data(g);
+        for (int64_t i = 0; i < n; i++) sgd_element_f32(pp + i, gp + i, bp ? bp + i : NULL, k);
+    } else {
+        double *pp = tensor_data(p), *bp = buf ? tensor_data(buf) : NULL;
+        const double *gp = tensor_data(g);
+        for (int64_t i = 0; i < n; i++) sgd_element_f64(pp + i, gp + i, bp ? bp + i : NULL, k);
+    }
+    return DDP_OK;
+}
+
+ddp_status cpu_adam(tensor *p, const tensor *g, tensor *m, tensor *v, const optim_adam_scalars *k) {
+    int64_t n = tensor_numel(p);
+    if (p->dtype == DTYPE_FLOAT32) {
+        float *pp = tensor_data(p), *mp = tensor_data(m), *vp = tensor_data(v);
+        const float *gp = tensor_data(g);
+        for (int64_t i = 0; i < n; i++) adam_element_f32(pp + i, gp + i, mp + i, vp + i, k);
+    } else {
+        double *pp = tensor_data(p), *mp = tensor_data(m), *vp = tensor_data(v);
+        const double *gp = tensor_data(g);
+        for (int64_t i = 0; i < n; i++) adam_element_f64(pp + i, gp + i, mp + i, vp + i, k);
+    }
+    return DDP_OK;
+}
+
 /* ---- the kernel table of CPU tensors ------------------------------------------------ */
 
 const tensor_kernels tensor_cpu_kernels = {
@@ -600,4 +631,6 @@ const tensor_kernels tensor_cpu_kernels = {
     .extreme = cpu_extreme,
     .softmax = cpu_softmax,
     .gemm = cpu_gemm,
+    .sgd = cpu_sgd,
+    .adam = cpu_adam,
 };

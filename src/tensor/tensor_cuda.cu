@@ -1,6 +1,6 @@
 /* tensor_cuda.cu — the CUDA kernels of the tensor layer, the GPU twin of tensor_cpu.c and
  * tensor_cpu_reduce.c: fill, element-wise binary and unary ops (clamp and add_scaled
- * among them), reductions, max/min along a dim, softmax. Each kernel has a C launcher
+ * among them), reductions, max/min along a dim, softmax, the optimizer steps. Each kernel has a C launcher
  * declared in cuda_kernels.h; the op layer checks shapes, dtypes and devices and
  * tensor_device.c describes the operands before one is called, so a launcher only
  * computes. The arithmetic is the CPU's, step for step where the order is the same (the
@@ -515,5 +515,37 @@ extern "C" int ddp_cuda_softmax_launch(const ddp_cuda_reduce_args *args) {
         softmax_kernel<float><<<blocks_for(args->nout), 256>>>(*args);
     else
         softmax_kernel<double><<<blocks_for(args->nout), 256>>>(*args);
+    return (int)cudaGetLastError();
+}
+
+/* ---- optimizer steps ------------------------------------------------------------------ */
+
+/* One thread per element (grid-stride), each running optim_math.h's element formula,
+ * the CPU loop's own code. */
+template <typename T> __global__ void optim_kernel(ddp_cuda_optim_args a) {
+    T *p = (T *)a.p, *m = (T *)a.m, *v = (T *)a.v;
+    const T *g = (const T *)a.g;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < a.n;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        if constexpr (std::is_same<T, float>::value) {
+            if (a.adam)
+                adam_element_f32(p + i, g + i, m + i, v + i, &a.adam_k);
+            else
+                sgd_element_f32(p + i, g + i, m ? m + i : NULL, &a.sgd);
+        } else {
+            if (a.adam)
+                adam_element_f64(p + i, g + i, m + i, v + i, &a.adam_k);
+            else
+                sgd_element_f64(p + i, g + i, m ? m + i : NULL, &a.sgd);
+        }
+    }
+}
+
+extern "C" int ddp_cuda_optim_launch(const ddp_cuda_optim_args *args) {
+    if (args->n <= 0) return 0;
+    if (args->dtype == DTYPE_FLOAT32)
+        optim_kernel<float><<<blocks_for(args->n), 256>>>(*args);
+    else
+        optim_kernel<double><<<blocks_for(args->n), 256>>>(*args);
     return (int)cudaGetLastError();
 }

@@ -316,6 +316,34 @@ static ddp_status cuda_gemm_kernel(bool ta, bool tb, double alpha, const tensor 
     return s;
 }
 
+static void optim_args(tensor *p, const tensor *g, tensor *m, tensor *v, ddp_cuda_optim_args *a) {
+    memset(a, 0, sizeof *a);
+    a->device = p->storage->device.index;
+    a->dtype = (int)p->dtype;
+    a->n = tensor_numel(p);
+    a->p = tensor_device_data(p);
+    a->g = tensor_device_data(g);
+    a->m = m ? tensor_device_data(m) : NULL;
+    a->v = v ? tensor_device_data(v) : NULL;
+}
+
+static ddp_status cuda_sgd_kernel(tensor *p, const tensor *g, tensor *buf,
+                                  const optim_sgd_scalars *k) {
+    ddp_cuda_optim_args a;
+    optim_args(p, g, buf, NULL, &a);
+    a.sgd = *k;
+    return cuda_optim(&a, "sgd_step");
+}
+
+static ddp_status cuda_adam_kernel(tensor *p, const tensor *g, tensor *m, tensor *v,
+                                   const optim_adam_scalars *k) {
+    ddp_cuda_optim_args a;
+    optim_args(p, g, m, v, &a);
+    a.adam = 1;
+    a.adam_k = *k;
+    return cuda_optim(&a, "adam_step");
+}
+
 const tensor_kernels tensor_cuda_kernels = {
     .binary = tensor_device_binary,
     .unary = tensor_device_unary,
@@ -325,6 +353,8 @@ const tensor_kernels tensor_cuda_kernels = {
     .extreme = cuda_extreme_kernel,
     .softmax = cuda_softmax_kernel,
     .gemm = cuda_gemm_kernel,
+    .sgd = cuda_sgd_kernel,
+    .adam = cuda_adam_kernel,
 };
 
 const tensor_kernels *tensor_kernels_of(const tensor *t) {

@@ -225,6 +225,17 @@ ddp_status tensor_add_scaled_(tensor *a, const tensor *b, double alpha) {
     return DDP_OK;
 }
 
+/* ---- optimizer steps ------------------------------------------------------------- */
+
+ddp_status tensor_sgd_update(tensor *p, const tensor *g, tensor *buf, const optim_sgd_scalars *k) {
+    return tensor_kernels_of(p)->sgd(p, g, buf, k);
+}
+
+ddp_status tensor_adam_update(tensor *p, const tensor *g, tensor *m, tensor *v,
+                              const optim_adam_scalars *k) {
+    return tensor_kernels_of(p)->adam(p, g, m, v, k);
+}
+
 /* ---- where ---------------------------------------------------------------------- */
 
 ddp_status tensor_where(const tensor *cond, const tensor *a, const tensor *b, tensor **out) {

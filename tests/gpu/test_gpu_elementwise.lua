@@ -172,13 +172,15 @@ T.test("mixing devices names both; ops without a kernel say so", function()
   T.raises(function() return torch.where(g:gt(0), g, g) end,
            "where: this op does not run on CUDA tensors yet")
   T.raises(function() return torch.cat({g, g}) end, "cat: this op does not run on CUDA tensors yet")
-  -- forward ops record a graph on the GPU; backward refuses it instead of reading
-  -- device memory from the host
+  -- a graph on the GPU runs backward there; a gradient from another device is refused
   local x = torch.randn(3, {device = "cuda", requires_grad = true})
   local y = x:tanh() * 2
   T.eq(y.requires_grad, true)
-  T.raises(function() y:backward(torch.ones(3, {device = "cuda"})) end,
-           "backward: autograd on CUDA tensors is not supported yet")
+  T.raises(function() y:backward(torch.ones(3)) end,
+           "backward: the gradient is on cpu but the tensor is on cuda:")
+  T.raises(function() return nn.functional.cross_entropy(torch.randn(2, 3):cuda(),
+                                                         torch.tensor({0, 1}):cuda()) end,
+           "cross_entropy: this op does not run on CUDA tensors yet")
 end)
 
 T.done()
