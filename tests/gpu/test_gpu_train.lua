@@ -1,0 +1,88 @@
+-- test_gpu_train.lua — the tutorial's model, Linear(5,10)-ReLU-Linear(10,5) with MSE and
+-- Adam (and SGD with momentum), trained 25 steps on the GPU and on the CPU from the same
+-- start: the losses and the final parameters agree (float32 relative error under 1e-5;
+-- the optimizer's element formula is one definition for both devices, the GEMMs differ
+-- in summation order only). Also: model:to("cuda") moves the parameters, an optimizer
+-- built afterwards keeps its state on the GPU, and gradients land on the GPU.
+-- Skips (exit 77) where no GPU is visible.
+local T = require "support"
+
+if not torch.cuda.is_available() then
+  print("SKIP: no GPU is visible (torch.cuda.is_available() is false)")
+  os.exit(77)
+end
+
+local function rel_err(a, b)
+  local x, y = a:cpu():double(), b:cpu():double()
+  return (x - y):abs():max():item() / math.max(y:abs():max():item(), 1e-30)
+end
+
+local function model_from(seed)
+  torch.manual_seed(seed)
+  return nn.Sequential(nn.Linear(5, 10), nn.ReLU(), nn.Linear(10, 5))
+end
+
+-- Trains `steps` steps on `device` and returns the losses and the model.
+local function train(device, make_opt, steps)
+  local model = model_from(0)
+  model:to(device)
+  local opt = make_opt(model:parameters())
+  torch.manual_seed(1)
+  local x, y = torch.randn(64, 5), torch.randn(64, 5)
+  x, y = x:to(device), y:to(device)
+  local loss_fn = nn.MSELoss()
+  local losses = {}
+  for i = 1, steps do
+    opt:zero_grad()
+    local loss = loss_fn(model(x), y)
+    loss:backward()
+    opt:step()
+    losses[i] = loss:item()
+  end
+  return losses, model
+end
+
+local optimizers = {
+  Adam = function(ps) return optim.Adam(ps, {lr = 1e-2}) end,
+  SGD = function(ps) return optim.SGD(ps, {lr = 0.05, momentum = 0.9}) end,
+}
+
+for name, make in pairs(optimizers) do
+  T.test("25 steps with " .. name .. " on the GPU equal the CPU run", function()
+    local cpu_losses, cpu_model = train("cpu", make, 25)
+    local gpu_losses, gpu_model = train("cuda", make, 25)
+    for i = 1, 25 do
+      local err = math.abs(gpu_losses[i] - cpu_losses[i]) / math.abs(cpu_losses[i])
+      T.is_true(err < 1e-5, string.format("step %d: loss %.9g on the GPU, %.9g on the CPU", i,
+                                          gpu_losses[i], cpu_losses[i]))
+    end
+    T.is_true(cpu_losses[25] < cpu_losses[1], "the loss went down")
+    local gp, cp = gpu_model:parameters(), cpu_model:parameters()
+    for i = 1, #cp do
+      T.eq(gp[i].is_cuda, true, "parameter " .. i .. " stays on the GPU")
+      T.eq(gp[i].grad.is_cuda, true, "its gradient is on the GPU")
+      local err = rel_err(gp[i], cp[i])
+      T.is_true(err < 1e-5, string.format("parameter %d: relative error %.3g", i, err))
+    end
+  end)
+end
+
+T.test("the optimizer's state lives with the parameters", function()
+  local model = model_from(0)
+  model:to("cuda")
+  local opt = optim.Adam(model:parameters(), {lr = 1e-3})
+  local loss = model(torch.randn(8, 5):cuda()):pow(2):mean()
+  loss:backward()
+  opt:step()
+  for _, p in ipairs(model:parameters()) do T.eq(p.is_cuda, true) end
+  local state = opt:state_dict().state
+  local n = 0
+  for _, s in pairs(state) do
+    n = n + 1
+    T.eq(s.exp_avg.is_cuda, true, "exp_avg on the GPU")
+    T.eq(s.exp_avg_sq.is_cuda, true, "exp_avg_sq on the GPU")
+  end
+  T.eq(n, #model:parameters(), "one state per parameter")
+end)
+
+T.done()
