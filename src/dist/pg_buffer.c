@@ -44,7 +44,7 @@ ddp_status pg_buffer_from_tensor(const char *op, const tensor *t, pg_buffer *b) 
                         "narrowed view); collectives work in place on contiguous "
                         "memory: call :contiguous() first and use the result",
                         op, fp_shape(shape, sizeof shape, t->dtype, t->ndim, t->sizes));
-    b->data = tensor_data(t);
+    b->data = tensor_device_data(t); /* a device pointer for a CUDA tensor */
     b->dev = t->storage->device;
     b->dt = t->dtype;
     b->ndim = t->ndim;
