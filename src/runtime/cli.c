@@ -3,6 +3,7 @@
  * in lua.c. Errors are one line in the learner's words; main.c adds the hint to --help. */
 #include "runtime/cli.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -46,9 +47,40 @@ const char *cli_usage(void) {
     return usage_text;
 }
 
+int cli_count_gpus(const char *driver_dir, const char *visible) {
+    int n = 0;
+    DIR *d = opendir(driver_dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL)
+            if (e->d_name[0] != '.') n++;
+        closedir(d);
+    }
+    if (!visible) return n;
+    /* CUDA_VISIBLE_DEVICES: a comma-separated list; CUDA reads it up to the first entry
+     * that is not a device (so "" and "-1" hide every GPU) */
+    int listed = 0;
+    for (const char *p = visible; *p;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || (*end != ',' && *end != '\0')) {
+            /* a UUID ("GPU-...") names one device too */
+            if (strncmp(p, "GPU-", 4) != 0 && strncmp(p, "MIG-", 4) != 0) break;
+            end = strchr(p, ',');
+            if (!end) end = (char *)p + strlen(p);
+        }
+        listed++;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return listed < n ? listed : n;
+}
+
 int cli_default_nproc(void) {
-    /* Built without CUDA there are no GPUs to count; the GPU issue adds the count here. */
-    return 4;
+    if (!DDP_HAVE_CUDA) return 4;
+    /* counted from the driver's files, without starting CUDA (which takes a GPU machine
+     * tenths of a second, before every session) */
+    int n = cli_count_gpus("/proc/driver/nvidia/gpus", getenv("CUDA_VISIBLE_DEVICES"));
+    return n > 0 ? n : 4;
 }
 
 /* Parses a whole decimal int in [lo, hi] for option `name`. Fails with a learner's message. */

@@ -46,6 +46,10 @@ ddp_status cli_parse(int argc, char **argv, cli_options *out);
 /* The rank count when -n is not given: the number of GPUs when the build has CUDA and
  * there are some, else 4. Cannot fail. */
 int cli_default_nproc(void);
+/* The GPUs a process would see: the entries of the NVIDIA driver's folder driver_dir
+ * (/proc/driver/nvidia/gpus), limited to the devices CUDA_VISIBLE_DEVICES lists when
+ * `visible` is not NULL. 0 without a driver. Cannot fail. */
+int cli_count_gpus(const char *driver_dir, const char *visible);
 
 /* The --help text (a static string). */
 const char *cli_usage(void);

@@ -5,7 +5,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "runtime/cli.h"
 
@@ -39,6 +43,34 @@ static void test_defaults(void **state) {
     assert_int_equal(o.nchunks, 0);
     assert_null(o.script);
     assert_int_equal(cli_default_nproc(), 4);
+}
+
+/* The default -n counts the driver's GPU entries, limited by CUDA_VISIBLE_DEVICES as
+ * CUDA reads it. */
+static void test_count_gpus(void **state) {
+    (void)state;
+    char dir[] = "/tmp/ddp-gpus-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(cli_count_gpus("/nonexistent/driver", NULL), 0);
+    assert_int_equal(cli_count_gpus(dir, NULL), 0);
+    char path[64];
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/0000:%02d:00.0", dir, i);
+        assert_int_equal(mkdir(path, 0700), 0);
+    }
+    assert_int_equal(cli_count_gpus(dir, NULL), 4);
+    assert_int_equal(cli_count_gpus(dir, "0,1"), 2);
+    assert_int_equal(cli_count_gpus(dir, "3"), 1);
+    assert_int_equal(cli_count_gpus(dir, ""), 0);
+    assert_int_equal(cli_count_gpus(dir, "-1"), 0);
+    assert_int_equal(cli_count_gpus(dir, "1,-1,2"), 1); /* CUDA stops at the first bad one */
+    assert_int_equal(cli_count_gpus(dir, "GPU-8d1c,GPU-77aa"), 2);
+    assert_int_equal(cli_count_gpus(dir, "0,1,2,3,4,5"), 4); /* no more than exist */
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/0000:%02d:00.0", dir, i);
+        rmdir(path);
+    }
+    rmdir(dir);
 }
 
 static void test_every_option(void **state) {
@@ -139,9 +171,13 @@ static void test_bad_options(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),         cmocka_unit_test(test_every_option),
-        cmocka_unit_test(test_spellings),        cmocka_unit_test(test_script_and_its_arguments),
-        cmocka_unit_test(test_help_and_version), cmocka_unit_test(test_bad_options),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_count_gpus),
+        cmocka_unit_test(test_every_option),
+        cmocka_unit_test(test_spellings),
+        cmocka_unit_test(test_script_and_its_arguments),
+        cmocka_unit_test(test_help_and_version),
+        cmocka_unit_test(test_bad_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
