@@ -20,3 +20,11 @@ add_executable(bench_overhead EXCLUDE_FROM_ALL ${CMAKE_SOURCE_DIR}/bench/overhea
 target_compile_options(bench_overhead PRIVATE ${DDP_C_WARNINGS})
 target_include_directories(bench_overhead PRIVATE ${CMAKE_SOURCE_DIR}/src)
 target_link_libraries(bench_overhead PRIVATE ddp_runtime)
+
+# NCCL called straight from C, one rank (bench/gpu/run.sh): only in a build with NCCL.
+if(DDP_HAVE_NCCL)
+  add_executable(bench_nccl_raw EXCLUDE_FROM_ALL ${CMAKE_SOURCE_DIR}/bench/gpu/nccl_raw.c)
+  target_compile_options(bench_nccl_raw PRIVATE ${DDP_C_WARNINGS})
+  target_include_directories(bench_nccl_raw PRIVATE ${NCCL_INCLUDE_DIR})
+  target_link_libraries(bench_nccl_raw PRIVATE ${NCCL_LIBRARY} CUDA::cudart_static)
+endif()

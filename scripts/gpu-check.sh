@@ -3,8 +3,8 @@
 # DIR (default build-gpu/) is what scripts/gpu-pack.sh gathered on the development
 # machine: a CUDA build of ddplab and the .debs of the libraries the GPU machine lacks.
 # It unpacks those into a private sysroot (dpkg -x, nothing installed), checks that the
-# binary finds every library, runs each tests/gpu/test_*.lua on one rank, and prints a
-# short table last. Exit status 0 only when every GPU test passed (a skip is a failure
+# binary finds every library, runs each tests/gpu/test_*.lua on one rank, the course's
+# lessons and the GPU benchmark (bench/gpu/run.sh), and prints a short table last. Exit status 0 only when every GPU test passed (a skip is a failure
 # here: this script is for machines that have a GPU).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,8 @@ sysroot=$(mktemp -d /tmp/ddplab-sysroot.XXXXXX)
 for deb in "$dir"/debs/*.deb; do dpkg -x "$deb" "$sysroot"; done
 # Only ddplab gets the unpacked libraries (older than the machine's own, so other tools
 # must not load them).
-libs=$sysroot/usr/lib/x86_64-linux-gnu:$sysroot/lib/x86_64-linux-gnu:$sysroot/usr/lib
+# cuBLAS is opened at the first GPU matrix product (dlopen): the toolkit's lib64 too.
+libs=$sysroot/usr/lib/x86_64-linux-gnu:$sysroot/lib/x86_64-linux-gnu:$sysroot/usr/lib:/usr/local/cuda/lib64
 run() { LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$@"; }
 missing=$(run ldd "$bin" | grep 'not found')
 if [ -n "$missing" ]; then
@@ -60,6 +61,18 @@ echo "$out" | tail -5 | sed 's/^/  /'
 verdict=pass
 [ $rc = 0 ] || { verdict="FAIL($rc)"; failed=1; }
 rows+=("$(printf '%-22s %-9s %8s s' verify-lessons "$verdict" "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))")")
+# The benchmark against PyTorch on this GPU, and against NCCL from C (its own table).
+echo "== bench/gpu"
+start=$(date +%s%N)
+DDP_RUN_LIBS=$libs timeout 300 bench/gpu/run.sh "$bin" "$dir/bench_nccl_raw"
+rc=$?
+ms=$((($(date +%s%N) - start) / 1000000))
+case $rc in
+  0) verdict=met ;;
+  1) verdict=MISSED ;;
+  *) verdict="FAIL($rc)"; failed=1 ;;
+esac
+rows+=("$(printf '%-22s %-9s %8s s  %s' bench/gpu "$verdict" "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))" "targets: table above")")
 rm -rf "$sysroot" "$probe"
 
 echo

@@ -15,6 +15,9 @@ if ! grep -q '^#define DDP_HAVE_CUDA 1' "$build/generated/build_config.h" 2>/dev
 fi
 mkdir -p "$out/debs"
 cp "$build/ddplab" "$out/ddplab"
+# NCCL called from C, the reference of bench/gpu/run.sh
+cmake --build "$build" --target bench_nccl_raw >/dev/null
+cp "$build/bench_nccl_raw" "$out/bench_nccl_raw"
 cd "$out/debs"
 # Runtime packages only: the binary is built here, nothing is compiled there.
 apt-get download \
