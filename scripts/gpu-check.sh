@@ -34,9 +34,11 @@ declare -a rows
 failed=0
 for test in tests/gpu/test_*.lua; do
   name=$(basename "$test" .lua)
-  echo "== $name"
+  # a "-- ranks: N" first line asks for N ranks (default 1), as tests/tests.cmake reads it
+  ranks=$(sed -n '1s/^-- ranks: \([0-9][0-9]*\)$/\1/p' "$test")
+  echo "== $name (${ranks:-1} rank(s))"
   start=$(date +%s%N)
-  out=$(LUA_PATH="tests/lua/?.lua;;" NO_COLOR=1 run timeout 240 "$bin" -n 1 "$test" 2>&1)
+  out=$(LUA_PATH="tests/lua/?.lua;;" NO_COLOR=1 run timeout 240 "$bin" -n "${ranks:-1}" "$test" 2>&1)
   rc=$?
   ms=$((($(date +%s%N) - start) / 1000000))
   secs=$((ms / 1000)).$(printf '%03d' $((ms % 1000)))

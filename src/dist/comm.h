@@ -111,6 +111,9 @@ ddp_status comm_gloo_init(const comm_init_options *opts, comm **out);
  * DDP_ERR_UNSUPPORTED saying what the build lacks). Buffers are device memory of the
  * current GPU. */
 ddp_status comm_nccl_init(const comm_init_options *opts, comm **out);
+/* Wraps a Gloo communicator of `size` ranks so that its buffers may be CUDA device memory,
+ * staged through host memory (comm_staged.c). Takes inner (destroyed on failure). */
+ddp_status comm_staged_new(comm *inner, int size, comm **out);
 /* The NCCL library's version (ncclGetVersion), for --version and dist.nccl_version();
  * false in a build without NCCL. */
 bool comm_nccl_version(int *major, int *minor, int *patch);

@@ -8,13 +8,10 @@
 #include "dist/pg_internal.h"
 #include "tensor/device.h"
 
+/* Gloo takes CUDA tensors too (comm_staged.c moves them through host memory); NCCL
+ * takes CUDA tensors only. */
 ddp_status pg_buffer_check_device(const char *op, comm_backend backend, const pg_buffer *b) {
     bool cuda = b->dev.type == DEVICE_CUDA;
-    if (backend == COMM_BACKEND_GLOO && cuda)
-        return DDP_FAIL(DDP_ERR_ARG,
-                        "%s: the Gloo backend takes CPU tensors; move it with "
-                        ":to(\"cpu\") (or use backend=\"nccl\" for GPU tensors)",
-                        op);
     if (backend == COMM_BACKEND_NCCL && !cuda)
         return DDP_FAIL(DDP_ERR_ARG,
                         "%s: the NCCL backend takes CUDA tensors; move it with "

@@ -277,6 +277,10 @@ static ddp_status pg_connect_as(process_group *g, double rendezvous_timeout,
                            .abort_key = abort_key};
     ddp_status s = g->backend == COMM_BACKEND_NCCL ? comm_nccl_init(&o, &g->comm)
                                                    : comm_gloo_init(&o, &g->comm);
+    /* where there are GPUs, Gloo takes CUDA tensors too, through host memory */
+    if (s == DDP_OK && g->backend == COMM_BACKEND_GLOO && cuda_device_count() > 0)
+        s = comm_staged_new(g->comm, g->size, &g->comm);
+    if (s != DDP_OK) g->comm = NULL;
     g->broken = s != DDP_OK;
     return s;
 }
@@ -392,6 +396,10 @@ static ddp_status check_backend(const char *backend, int rank, comm_backend *out
                         "nccl: no GPU visible to rank %d; use backend=\"gloo\" (CPU tensors)",
                         rank);
     }
+    /* NCCL refuses two ranks on one GPU: with more ranks on this machine than GPUs, Gloo
+     * stands in (it takes CUDA tensors through host memory); the bindings say so */
+    const char *local = getenv("LOCAL_WORLD_SIZE");
+    if (local && atoi(local) > cuda_device_count()) *out = COMM_BACKEND_GLOO;
     return DDP_OK;
 }
 

@@ -20,6 +20,7 @@
 #include "build_config.h"
 #include "dist/process_group.h"
 #include "lua/bindings.h"
+#include "tensor/device.h"
 
 #define GROUP_MT "dist.ProcessGroup"
 #define WORK_MT "dist.Work"
@@ -290,6 +291,17 @@ static int l_init_process_group(lua_State *L) {
     }
     ddp_status s = pg_init(&o);
     if (s != DDP_OK) return ddp_lua_raise(L, s);
+    process_group *g = NULL;
+    if (o.backend && strcmp(o.backend, "nccl") == 0 && pg_default(&g) == DDP_OK &&
+        strcmp(pg_backend(g), "gloo") == 0) {
+        const char *local = getenv("LOCAL_WORLD_SIZE");
+        fprintf(stderr,
+                "init_process_group: %s ranks share %d GPU%s on this machine and NCCL needs a "
+                "GPU for each, so the Gloo backend runs instead (CUDA tensors go through host "
+                "memory; dist.get_backend() says \"gloo\")\n",
+                local ? local : "?", cuda_device_count(), cuda_device_count() == 1 ? "" : "s");
+        fflush(stderr);
+    }
     return 0;
 }
 

@@ -213,6 +213,16 @@ ddp_status cuda_empty_cache(void) {
 
 /* ---- copies ------------------------------------------------------------------------ */
 
+bool cuda_is_device_memory(const void *p) {
+    if (cuda_device_count() == 0) return false;
+    struct cudaPointerAttributes a;
+    if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
+}
+
 ddp_status cuda_memcpy(void *dst, const void *src, size_t n, const char *op) {
     int d = 0;
     DDP_CHECK(enter(op, &d));

@@ -64,6 +64,11 @@ ddp_status cuda_empty_cache(void) {
     return no_cuda();
 }
 
+bool cuda_is_device_memory(const void *p) {
+    (void)p;
+    return false;
+}
+
 ddp_status cuda_memcpy(void *dst, const void *src, size_t n, const char *op) {
     (void)dst, (void)src, (void)n, (void)op;
     return no_cuda();

@@ -24,6 +24,7 @@ typedef int (*rank_fn)(int rank, int size, comm *c);
 
 static int generation; /* each world's store keys are apart from the last one's */
 static rank_fn world_fn;
+static bool staged; /* wrap each communicator in comm_staged.c's (Gloo with CUDA tensors) */
 
 /* One rank of run_ranks: sets up its communicator and runs world_fn; its exit status. */
 static int comm_rank(int rank, int size, int port) {
@@ -38,7 +39,7 @@ static int comm_rank(int rank, int size, int port) {
                            .size = size,
                            .timeout_s = 5.0};
     comm *c;
-    if (comm_gloo_init(&o, &c) != DDP_OK) {
+    if (comm_gloo_init(&o, &c) != DDP_OK || (staged && comm_staged_new(c, size, &c) != DDP_OK)) {
         fprintf(stderr, "rank %d: init: %s\n", rank, ddp_last_error());
         return 2;
     }
@@ -354,6 +355,29 @@ static void test_ring_4(void **state) {
     run_ranks(4, ring_ranks);
 }
 
+/* ---- the staging wrapper --------------------------------------------------------- */
+
+/* comm_staged.c moves CUDA buffers through host memory; host buffers must pass through
+ * it untouched, with every call's arguments (roots, counts, the list, posted messages)
+ * handed on as they came: the same checks as above, through the wrapper. (Its device
+ * path needs a GPU: tests/gpu/test_gpu_gloo.lua.) */
+static int staged_ranks(int rank, int size, comm *c) {
+    CHILD_CHECK(strcmp(comm_backend_name(c), "gloo") == 0);
+    CHILD_CHECK(!comm_can_abort(c));
+    CHILD_CHECK(all_reduce_ranks(rank, size, c) == 0);
+    CHILD_CHECK(rooted_ranks(rank, size, c) == 0);
+    CHILD_CHECK(gather_list_ranks(rank, size, c) == 0);
+    CHILD_CHECK(ring_ranks(rank, size, c) == 0);
+    return 0;
+}
+
+static void test_staged_passes_host_buffers(void **state) {
+    (void)state;
+    staged = true;
+    run_ranks(3, staged_ranks);
+    staged = false;
+}
+
 /* ---- failures -------------------------------------------------------------------- */
 
 /* A receive whose sender is late ends with a timeout error within the bound (Gloo then
@@ -402,13 +426,19 @@ static void test_dead_peer(void **state) {
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_all_reduce_2),  cmocka_unit_test(test_all_reduce_4),
+        cmocka_unit_test(test_all_reduce_2),
+        cmocka_unit_test(test_all_reduce_4),
         cmocka_unit_test(test_all_reduce_pairwise),
         cmocka_unit_test(test_all_reduce_pairwise_mismatch),
-        cmocka_unit_test(test_rooted_2),      cmocka_unit_test(test_rooted_4),
-        cmocka_unit_test(test_gather_list_2), cmocka_unit_test(test_gather_list_3),
-        cmocka_unit_test(test_gather_list_4), cmocka_unit_test(test_ring_4),
-        cmocka_unit_test(test_recv_timeout),  cmocka_unit_test(test_dead_peer),
+        cmocka_unit_test(test_rooted_2),
+        cmocka_unit_test(test_rooted_4),
+        cmocka_unit_test(test_gather_list_2),
+        cmocka_unit_test(test_gather_list_3),
+        cmocka_unit_test(test_gather_list_4),
+        cmocka_unit_test(test_ring_4),
+        cmocka_unit_test(test_staged_passes_host_buffers),
+        cmocka_unit_test(test_recv_timeout),
+        cmocka_unit_test(test_dead_peer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
