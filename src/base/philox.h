@@ -43,4 +43,17 @@ void philox_normal_f64(philox_generator *g, double *out, int64_t n, double mean,
 /* Integers uniform in [lo, hi), hi > lo (randint, randperm). */
 void philox_randint(philox_generator *g, int64_t *out, int64_t n, int64_t lo, int64_t hi);
 
+/* The kinds of fill, for philox_take (and philox_words_used in philox_math.h). */
+enum {
+    PHILOX_UNIFORM_F32 = 0,
+    PHILOX_UNIFORM_F64 = 1,
+    PHILOX_RANDINT = 1,
+    PHILOX_NORMAL_F32 = 2,
+    PHILOX_NORMAL_F64 = 3
+};
+/* Reserves the words a fill of n elements of `kind` consumes and returns the position it
+ * starts at: what a CUDA kernel is given to compute the same values as the fills above.
+ * Cannot fail. */
+uint64_t philox_take(philox_generator *g, int kind, int64_t n);
+
 #endif

@@ -165,6 +165,48 @@ static int l_torch_seed(lua_State *L) {
     return 1;
 }
 
+/* torch._device_generator_preview(kind, n[, a, b]): the next n values the device
+ * generator (CUDA tensors' random numbers) would give a fill of `kind` ("rand", "randn",
+ * "rand64", "randn64" with bounds or mean and std a, b; "randint" in [a, b)), computed
+ * on the CPU by philox.c without moving the generator: the reference the GPU tests hold
+ * the CUDA kernels to. */
+static int l_device_generator_preview(lua_State *L) {
+    static const char *const kinds[] = {"rand", "randn", "rand64", "randn64", "randint", NULL};
+    int kind = luaL_checkoption(L, 1, NULL, kinds);
+    lua_Integer n = luaL_checkinteger(L, 2);
+    if (n < 0 || n > 10000000)
+        return luaL_error(L, "_device_generator_preview: n must be 0 to 10,000,000, got %I",
+                          (LUAI_UACINT)n);
+    double a = luaL_optnumber(L, 3, 0.0);
+    double b = luaL_optnumber(L, 4, kind == 4 ? 2.0 : 1.0);
+    if (kind == 4 && !(b > a && b - a < 9.0e18 && a > -9.0e18))
+        return luaL_error(L, "_device_generator_preview: randint needs low < high");
+    philox_generator copy = *philox_default();
+    int64_t len = (int64_t)n;
+    dtype dt = kind == 4 ? DTYPE_INT64 : kind >= 2 ? DTYPE_FLOAT64 : DTYPE_FLOAT32;
+    tensor **slot = l_new_box(L);
+    l_check(L, tensor_empty(&len, 1, dt, DEVICE_CPU_VALUE, slot));
+    void *v = tensor_data(*slot);
+    switch (kind) {
+    case 0:
+        philox_uniform_f32(&copy, v, len, a, b);
+        break;
+    case 1:
+        philox_normal_f32(&copy, v, len, a, b);
+        break;
+    case 2:
+        philox_uniform_f64(&copy, v, len, a, b);
+        break;
+    case 3:
+        philox_normal_f64(&copy, v, len, a, b);
+        break;
+    default:
+        philox_randint(&copy, v, len, (int64_t)a, (int64_t)b);
+        break;
+    }
+    return 1;
+}
+
 /* torch.initial_seed(): the seed of the default generator. */
 static int l_torch_initial_seed(lua_State *L) {
     lua_pushinteger(L, (lua_Integer)generator_initial_seed(generator_default()));
@@ -192,6 +234,7 @@ static const luaL_Reg random_functions[] = {
     {"manual_seed", l_torch_manual_seed},
     {"seed", l_torch_seed},
     {"initial_seed", l_torch_initial_seed},
+    {"_device_generator_preview", l_device_generator_preview},
     {"get_rng_state", l_torch_get_rng_state},
     {"set_rng_state", l_torch_set_rng_state},
     {NULL, NULL},

@@ -274,6 +274,13 @@ ddp_status cuda_reduce(cuda_reduction kind, const ddp_cuda_reduce_args *args, co
     return e == 0 ? DDP_OK : cuda_fail((cudaError_t)e, op, d);
 }
 
+ddp_status cuda_random(const ddp_cuda_random_args *args, const char *op) {
+    int d = args->device;
+    DDP_CHECK(enter_device(op, d));
+    int e = ddp_cuda_random_launch(args);
+    return e == 0 ? DDP_OK : cuda_fail((cudaError_t)e, op, d);
+}
+
 ddp_status cuda_optim(const ddp_cuda_optim_args *args, const char *op) {
     int d = args->device;
     DDP_CHECK(enter_device(op, d));

@@ -107,6 +107,24 @@ typedef struct {
 
 int ddp_cuda_optim_launch(const ddp_cuda_optim_args *args);
 
+/* A random fill of n contiguous elements from the device generator's stream (seed,
+ * starting word pos), with philox_math.h's arithmetic: kind PHILOX_UNIFORM_F32 / _F64
+ * (uniform in [a, b)), PHILOX_NORMAL_F32 / _F64 (mean a, std b), or randint (int64 out,
+ * is_int: lo + bits % range). */
+typedef struct {
+    int device;
+    int kind;
+    int is_int;
+    void *out;
+    int64_t n;
+    uint64_t seed, pos;
+    double a, b;
+    int64_t lo;
+    uint64_t range;
+} ddp_cuda_random_args;
+
+int ddp_cuda_random_launch(const ddp_cuda_random_args *args);
+
 #ifdef __cplusplus
 }
 #endif

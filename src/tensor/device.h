@@ -82,6 +82,8 @@ ddp_status cuda_unary(const ddp_cuda_ewise_args *args, const char *op);
 typedef enum { CUDA_ACCUMULATE, CUDA_EXTREME, CUDA_SOFTMAX } cuda_reduction;
 ddp_status cuda_reduce(cuda_reduction kind, const ddp_cuda_reduce_args *args, const char *op);
 
+/* A random fill's kernel (cuda_kernels.h) on GPU args->device, asynchronous. */
+ddp_status cuda_random(const ddp_cuda_random_args *args, const char *op);
 /* An optimizer step's kernel (cuda_kernels.h) on GPU args->device, asynchronous. */
 ddp_status cuda_optim(const ddp_cuda_optim_args *args, const char *op);
 

@@ -99,6 +99,11 @@ ddp_status cuda_reduce(cuda_reduction kind, const ddp_cuda_reduce_args *args, co
     return no_cuda();
 }
 
+ddp_status cuda_random(const ddp_cuda_random_args *args, const char *op) {
+    (void)args, (void)op;
+    return no_cuda();
+}
+
 ddp_status cuda_optim(const ddp_cuda_optim_args *args, const char *op) {
     (void)args, (void)op;
     return no_cuda();

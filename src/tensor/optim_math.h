@@ -10,7 +10,7 @@
 #include <math.h>
 #include <stdbool.h>
 
-#include "tensor/softmax_exp.h" /* DDP_HOST_DEVICE */
+#include "base/host_device.h"
 
 /* The scalars of an SGD step (see tensor_sgd_update in tensor.h). */
 typedef struct {

@@ -6,11 +6,7 @@
 
 #include <stdint.h>
 
-#ifdef __CUDACC__
-#define DDP_HOST_DEVICE __host__ __device__
-#else
-#define DDP_HOST_DEVICE
-#endif
+#include "base/host_device.h"
 
 /* exp for float32 softmax rows, where arguments are x - max <= 0 (or NaN): Cephes'
  * expf polynomial on [-ln2/2, ln2/2] scaled by 2^n, within 2 ulp of expf, with no call

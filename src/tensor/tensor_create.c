@@ -1,11 +1,14 @@
 /* tensor_create.c — tensors made from ranges and random numbers: arange, linspace, eye,
  * and the in-place random fills (uniform_, normal_, randint_) and randperm, all driven by
  * PyTorch's CPU generator of src/base/generator.h (g == NULL is the default generator),
- * so that the same seed gives PyTorch's tensors. A non-contiguous target is filled as
+ * so that the same seed gives PyTorch's tensors. A CUDA tensor is filled on its GPU from
+ * the device generator instead (philox.h, tensor_device_random), as PyTorch's CUDA
+ * numbers differ from its CPU ones too. A non-contiguous target is filled as
  * PyTorch fills it: values drawn in memory order (see fill_begin), and normal_ one value
  * at a time. */
 #include "tensor/tensor.h"
 #include "tensor/tensor_internal.h"
+#include "base/philox.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -132,10 +135,26 @@ static ddp_status need_float(const char *op, const tensor *t) {
     return DDP_OK;
 }
 
+/* A CUDA tensor draws from the device generator (philox.h), as PyTorch's CUDA tensors
+ * draw from theirs, not from a CPU generator. */
+static ddp_status check_generator(const char *op, const tensor *t, const ddp_generator *g) {
+    if (g && !tensor_is_cpu(t))
+        return DDP_FAIL(DDP_ERR_ARG,
+                        "%s: a CPU generator cannot fill a CUDA tensor (CUDA tensors draw "
+                        "from the device generator, which torch.manual_seed seeds)",
+                        op);
+    return DDP_OK;
+}
+
 ddp_status tensor_uniform_(tensor *t, double lo, double hi, ddp_generator *g) {
     DDP_CHECK(need_float("uniform_", t));
     if (!(lo <= hi))
         return DDP_FAIL(DDP_ERR_ARG, "uniform_: expects from <= to, got from=%g and to=%g", lo, hi);
+    DDP_CHECK(check_generator("uniform_", t, g));
+    if (!tensor_is_cpu(t))
+        return tensor_device_random(
+            t, t->dtype == DTYPE_FLOAT32 ? PHILOX_UNIFORM_F32 : PHILOX_UNIFORM_F64, lo, hi, 0, 0,
+            "uniform_");
     if (!g) g = generator_default();
     tensor *order, *buf;
     DDP_CHECK(fill_begin(t, t->dtype, &order, &buf));
@@ -150,6 +169,11 @@ ddp_status tensor_uniform_(tensor *t, double lo, double hi, ddp_generator *g) {
 ddp_status tensor_normal_(tensor *t, double mean, double std, ddp_generator *g) {
     DDP_CHECK(need_float("normal_", t));
     if (!(std >= 0)) return DDP_FAIL(DDP_ERR_ARG, "normal_: std must be non-negative, got %g", std);
+    DDP_CHECK(check_generator("normal_", t, g));
+    if (!tensor_is_cpu(t))
+        return tensor_device_random(
+            t, t->dtype == DTYPE_FLOAT32 ? PHILOX_NORMAL_F32 : PHILOX_NORMAL_F64, mean, std, 0, 0,
+            "normal_");
     if (!g) g = generator_default();
     tensor *order, *buf;
     DDP_CHECK(fill_begin(t, t->dtype, &order, &buf));
@@ -170,6 +194,8 @@ ddp_status tensor_randint_(tensor *t, int64_t lo, int64_t hi, ddp_generator *g) 
                         lo, hi);
     if (t->dtype == DTYPE_BOOL && (lo < 0 || hi > 2))
         return DDP_FAIL(DDP_ERR_ARG, "randint_: a bool tensor can only hold values in [0, 2)");
+    DDP_CHECK(check_generator("randint_", t, g));
+    if (!tensor_is_cpu(t)) return tensor_device_random(t, PHILOX_RANDINT, 0, 0, lo, hi, "randint_");
     if (!g) g = generator_default();
     tensor *order, *buf;
     DDP_CHECK(fill_begin(t, DTYPE_INT64, &order, &buf));

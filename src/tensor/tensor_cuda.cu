@@ -1,6 +1,7 @@
 /* tensor_cuda.cu — the CUDA kernels of the tensor layer, the GPU twin of tensor_cpu.c and
  * tensor_cpu_reduce.c: fill, element-wise binary and unary ops (clamp and add_scaled
- * among them), reductions, max/min along a dim, softmax, the optimizer steps. Each kernel has a C launcher
+ * among them), reductions, max/min along a dim, softmax, the optimizer steps, random
+ * fills from the device generator. Each kernel has a C launcher
  * declared in cuda_kernels.h; the op layer checks shapes, dtypes and devices and
  * tensor_device.c describes the operands before one is called, so a launcher only
  * computes. The arithmetic is the CPU's, step for step where the order is the same (the
@@ -12,6 +13,8 @@
 
 #include <type_traits>
 
+#include "base/philox.h"
+#include "base/philox_math.h"
 #include "tensor/cuda_kernels.h"
 #include "tensor/softmax_exp.h"
 #include "tensor/tensor.h" /* the dtype and op enums (plain C) */
@@ -547,5 +550,44 @@ extern "C" int ddp_cuda_optim_launch(const ddp_cuda_optim_args *args) {
         optim_kernel<float><<<blocks_for(args->n), 256>>>(*args);
     else
         optim_kernel<double><<<blocks_for(args->n), 256>>>(*args);
+    return (int)cudaGetLastError();
+}
+
+/* ---- random fills from the device generator ------------------------------------------ */
+
+/* One thread per element (a pair for the normal fills), each computing its value from
+ * (seed, pos, index) alone, as philox.c does in order on the CPU. */
+__global__ void random_kernel(ddp_cuda_random_args a) {
+    int64_t items = (a.kind == PHILOX_NORMAL_F32 || a.kind == PHILOX_NORMAL_F64) && !a.is_int
+                        ? (a.n + 1) / 2
+                        : a.n;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < items;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        if (a.is_int) {
+            ((int64_t *)a.out)[i] = philox_randint_at(a.seed, a.pos, i, a.lo, a.range);
+        } else if (a.kind == PHILOX_UNIFORM_F32) {
+            ((float *)a.out)[i] = philox_uniform_f32_at(a.seed, a.pos, i, a.a, a.b);
+        } else if (a.kind == PHILOX_UNIFORM_F64) {
+            ((double *)a.out)[i] = philox_uniform_f64_at(a.seed, a.pos, i, a.a, a.b);
+        } else {
+            double z0, z1;
+            if (a.kind == PHILOX_NORMAL_F32)
+                philox_normal_f32_pair(a.seed, a.pos, i, &z0, &z1);
+            else
+                philox_normal_f64_pair(a.seed, a.pos, i, &z0, &z1);
+            if (a.kind == PHILOX_NORMAL_F32) {
+                ((float *)a.out)[2 * i] = (float)(a.a + a.b * z0);
+                if (2 * i + 1 < a.n) ((float *)a.out)[2 * i + 1] = (float)(a.a + a.b * z1);
+            } else {
+                ((double *)a.out)[2 * i] = a.a + a.b * z0;
+                if (2 * i + 1 < a.n) ((double *)a.out)[2 * i + 1] = a.a + a.b * z1;
+            }
+        }
+    }
+}
+
+extern "C" int ddp_cuda_random_launch(const ddp_cuda_random_args *args) {
+    if (args->n <= 0) return 0;
+    random_kernel<<<blocks_for(args->n), 256>>>(*args);
     return (int)cudaGetLastError();
 }

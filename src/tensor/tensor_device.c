@@ -15,6 +15,7 @@
  * scalar tensor) travels by value. */
 #include <string.h>
 
+#include "base/philox.h"
 #include "tensor/device.h"
 #include "tensor/tensor_internal.h"
 #include "tensor/tensor_kernels.h"
@@ -121,6 +122,38 @@ ddp_status tensor_device_set(tensor *t, int64_t off, double v) {
     size_t es = dtype_size(t->dtype);
     tensor_store(t->dtype, buf, 0, v);
     return cuda_memcpy((char *)t->storage->data + off * (int64_t)es, buf, es, "__newindex");
+}
+
+ddp_status tensor_device_random(tensor *t, int kind, double a, double b, int64_t lo, int64_t hi,
+                                const char *op) {
+    bool is_int = hi > lo; /* randint */
+    dtype want = is_int ? DTYPE_INT64 : t->dtype;
+    int64_t n = tensor_numel(t);
+    if (n == 0) return DDP_OK;
+    /* the kernel writes n contiguous elements in order; any other target gets a copy */
+    bool direct = tensor_is_contiguous(t) && t->dtype == want;
+    tensor *buf = NULL;
+    if (direct)
+        buf = tensor_retain(t);
+    else
+        DDP_CHECK(tensor_empty(t->sizes, t->ndim, want, t->storage->device, &buf));
+    ddp_cuda_random_args args = {.device = t->storage->device.index,
+                                 .kind = kind,
+                                 .is_int = is_int,
+                                 .out = tensor_device_data(buf),
+                                 .n = n,
+                                 .a = a,
+                                 .b = b,
+                                 .lo = lo,
+                                 .range = (uint64_t)(hi - lo)};
+    philox_generator *g = philox_default();
+    args.seed = g->seed;
+    args.pos = philox_take(g, kind, n);
+    ddp_status s = cuda_random(&args, op);
+    if (s == DDP_OK && !direct) s = tensor_copy_fresh(t, buf);
+    tensor_release(buf);
+    if (s == DDP_OK) tensor_bump_version(t);
+    return s;
 }
 
 /* Describes t (broadcast to out's shape) as a kernel operand; a CPU 0-dim tensor becomes

@@ -68,6 +68,11 @@ ddp_status tensor_device_copy(tensor *dst, const tensor *src);
 ddp_status tensor_device_fill(tensor *t, double value);
 ddp_status tensor_device_get(const tensor *t, int64_t off, double *v, int64_t *iv);
 ddp_status tensor_device_set(tensor *t, int64_t off, double v);
+/* Fills the CUDA tensor t from the device generator (philox.h): kind is a PHILOX_* kind
+ * with a, b (uniform bounds, or normal mean and std), or, when hi > lo, integers in
+ * [lo, hi) (kind PHILOX_RANDINT). Counts one write to t's version. */
+ddp_status tensor_device_random(tensor *t, int kind, double a, double b, int64_t lo, int64_t hi,
+                                const char *op);
 /* out = a op b computed in `compute` on out's GPU; a and b are on that GPU or are CPU
  * 0-dim tensors (passed by value); the op layer checked everything else. */
 ddp_status tensor_device_binary(binary_op op, dtype compute, tensor *out, const tensor *a,
