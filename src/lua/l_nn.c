@@ -93,8 +93,14 @@ static tensor *l_state_tensor(lua_State *L, int list, lua_Integer i, const tenso
     return s;
 }
 
+/* An array of n optim_param on the Lua stack (a userdata, so an error cannot leak it). */
+static optim_param *param_array(lua_State *L, lua_Integer n) {
+    if (n > 1 << 24) luaL_error(L, "optimizer: %I parameters are too many", (LUAI_UACINT)n);
+    return lua_newuserdatauv(L, sizeof(optim_param) * (size_t)(n > 0 ? n : 1), 0);
+}
+
 /* _sgd_step(params, momentum_bufs, lr, momentum, dampening, weight_decay, nesterov):
- * updates every param that has a grad. */
+ * updates every param that has a grad, all in one call (sgd_steps). */
 static int l_sgd_step(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -102,20 +108,26 @@ static int l_sgd_step(lua_State *L) {
     double dampening = luaL_checknumber(L, 5), wd = luaL_checknumber(L, 6);
     int nesterov = lua_toboolean(L, 7);
     lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+    optim_param *ps = param_array(L, n);
+    int count = 0;
     for (lua_Integer i = 1; i <= n; i++) {
         tensor *p = l_list_tensor(L, 1, i, "parameter");
         if (!p || !p->grad) continue;
-        tensor *buf = NULL;
+        optim_param *q = &ps[count++];
+        memset(q, 0, sizeof *q);
+        q->param = p;
+        q->grad = p->grad;
         int first = 0;
-        if (momentum != 0.0) buf = l_state_tensor(L, 2, i, p, &first);
-        l_check(L, sgd_step(p, p->grad, buf, lr, momentum, dampening, wd, nesterov, first));
+        if (momentum != 0.0) q->momentum_buf = l_state_tensor(L, 2, i, p, &first);
+        q->first_step = first;
     }
+    l_check(L, sgd_steps(ps, count, lr, momentum, dampening, wd, nesterov));
     return 0;
 }
 
 /* _adam_step(params, exp_avgs, exp_avg_sqs, steps, lr, beta1, beta2, eps, weight_decay,
- * decoupled): Adam (decoupled false) or AdamW (true) on every param that has a grad;
- * steps[i] counts that param's updates. */
+ * decoupled): Adam (decoupled false) or AdamW (true) on every param that has a grad, all
+ * in one call (adam_steps); steps[i] counts that param's updates. */
 static int l_adam_step(lua_State *L) {
     for (int i = 1; i <= 4; i++) luaL_checktype(L, i, LUA_TTABLE);
     double lr = luaL_checknumber(L, 5), beta1 = luaL_checknumber(L, 6);
@@ -123,17 +135,28 @@ static int l_adam_step(lua_State *L) {
     double wd = luaL_checknumber(L, 9);
     int decoupled = lua_toboolean(L, 10);
     lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+    optim_param *ps = param_array(L, n);
+    int count = 0;
     for (lua_Integer i = 1; i <= n; i++) {
         tensor *p = l_list_tensor(L, 1, i, "parameter");
         if (!p || !p->grad) continue;
+        optim_param *q = &ps[count++];
+        memset(q, 0, sizeof *q);
+        q->param = p;
+        q->grad = p->grad;
         int fresh;
-        tensor *m = l_state_tensor(L, 2, i, p, &fresh);
-        tensor *v = l_state_tensor(L, 3, i, p, &fresh);
+        q->exp_avg = l_state_tensor(L, 2, i, p, &fresh);
+        q->exp_avg_sq = l_state_tensor(L, 3, i, p, &fresh);
         lua_rawgeti(L, 4, i);
-        lua_Integer step = lua_tointeger(L, -1) + 1;
+        q->step = lua_tointeger(L, -1) + 1;
         lua_pop(L, 1);
-        l_check(L, adam_step(p, p->grad, m, v, step, lr, beta1, beta2, eps, wd, decoupled));
-        lua_pushinteger(L, step);
+    }
+    l_check(L, adam_steps(ps, count, lr, beta1, beta2, eps, wd, decoupled));
+    /* the counts move only once every step was taken */
+    for (lua_Integer i = 1, k = 0; i <= n; i++) {
+        tensor *p = l_list_tensor(L, 1, i, "parameter");
+        if (!p || !p->grad) continue;
+        lua_pushinteger(L, ps[k++].step);
         lua_rawseti(L, 4, i);
     }
     return 0;

@@ -92,15 +92,19 @@ int ddp_cuda_softmax_launch(const ddp_cuda_reduce_args *args);
  * `pattern` (the element's bytes, as the host wrote them). */
 int ddp_cuda_fill_launch(void *dst, int elem_size, int64_t n, uint64_t pattern);
 
-/* One optimizer step over n contiguous elements of dtype (float32 or float64): SGD when
- * adam is 0 (m is the momentum buffer, or NULL), else Adam (m, v the moments). */
+/* One optimizer step over up to DDP_CUDA_OPTIM_MAX tensors at once (one launch), each of
+ * dtype (float32 or float64): tensor k's elements are [start[k], start[k + 1]) of the
+ * launch's index space. SGD when adam is 0 (m the momentum buffers, or NULL), else Adam
+ * (m, v the moments). */
+#define DDP_CUDA_OPTIM_MAX 32
 typedef struct {
     int device;
     int dtype;
     int adam;
-    int64_t n;
-    void *p, *m, *v;
-    const void *g;
+    int ntensors;
+    int64_t start[DDP_CUDA_OPTIM_MAX + 1];
+    void *p[DDP_CUDA_OPTIM_MAX], *m[DDP_CUDA_OPTIM_MAX], *v[DDP_CUDA_OPTIM_MAX];
+    const void *g[DDP_CUDA_OPTIM_MAX];
     optim_sgd_scalars sgd;
     optim_adam_scalars adam_k;
 } ddp_cuda_optim_args;

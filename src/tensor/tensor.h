@@ -205,13 +205,15 @@ ddp_status tensor_fill_(tensor *t, double value);
 
 /* ---- optimizer steps ------------------------------------------------------------- */
 
-/* One SGD or Adam/AdamW step over element-wise matching tensors: p, g and the state
- * tensors contiguous, of one shape, float dtype and device (src/nn/optim.c checks that
- * and computes the scalars, see optim_math.h). One pass over the elements on the CPU,
- * one kernel on a GPU, with the same arithmetic. Count no versions. */
-ddp_status tensor_sgd_update(tensor *p, const tensor *g, tensor *buf, const optim_sgd_scalars *k);
-ddp_status tensor_adam_update(tensor *p, const tensor *g, tensor *m, tensor *v,
-                              const optim_adam_scalars *k);
+/* One SGD or Adam/AdamW step over n parameters at once: p[i], g[i] and their state
+ * tensors contiguous and of one shape, all of one float dtype and one device
+ * (src/nn/optim.c checks that and computes the scalars, see optim_math.h). One pass over
+ * the elements on the CPU; on a GPU one kernel launch for up to 32 parameters, with the
+ * same arithmetic. bufs may be NULL (SGD without momentum). Count no versions. */
+ddp_status tensor_sgd_update(tensor *const *p, tensor *const *g, tensor *const *bufs, int n,
+                             const optim_sgd_scalars *k);
+ddp_status tensor_adam_update(tensor *const *p, tensor *const *g, tensor *const *m,
+                              tensor *const *v, int n, const optim_adam_scalars *k);
 
 /* ---- creation -------------------------------------------------------------------- */
 

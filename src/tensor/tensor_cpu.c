@@ -592,30 +592,39 @@ ddp_status cpu_add_scaled(tensor *a, const tensor *b, double alpha) {
 
 /* ---- optimizer steps -------------------------------------------------------------- */
 
-ddp_status cpu_sgd(tensor *p, const tensor *g, tensor *buf, const optim_sgd_scalars *k) {
-    int64_t n = tensor_numel(p);
-    if (p->dtype == DTYPE_FLOAT32) {
-        float *pp = tensor_data(p), *bp = buf ? tensor_data(buf) : NULL;
-        const float *gp = tensor_data(g);
-        for (int64_t i = 0; i < n; i++) sgd_element_f32(pp + i, gp + i, bp ? bp + i : NULL, k);
-    } else {
-        double *pp = tensor_data(p), *bp = buf ? tensor_data(buf) : NULL;
-        const double *gp = tensor_data(g);
-        for (int64_t i = 0; i < n; i++) sgd_element_f64(pp + i, gp + i, bp ? bp + i : NULL, k);
+ddp_status cpu_sgd(tensor *const *p, tensor *const *g, tensor *const *bufs, int n,
+                   const optim_sgd_scalars *k) {
+    for (int t = 0; t < n; t++) {
+        int64_t count = tensor_numel(p[t]);
+        tensor *buf = bufs ? bufs[t] : NULL;
+        if (p[t]->dtype == DTYPE_FLOAT32) {
+            float *pp = tensor_data(p[t]), *bp = buf ? tensor_data(buf) : NULL;
+            const float *gp = tensor_data(g[t]);
+            for (int64_t i = 0; i < count; i++)
+                sgd_element_f32(pp + i, gp + i, bp ? bp + i : NULL, k);
+        } else {
+            double *pp = tensor_data(p[t]), *bp = buf ? tensor_data(buf) : NULL;
+            const double *gp = tensor_data(g[t]);
+            for (int64_t i = 0; i < count; i++)
+                sgd_element_f64(pp + i, gp + i, bp ? bp + i : NULL, k);
+        }
     }
     return DDP_OK;
 }
 
-ddp_status cpu_adam(tensor *p, const tensor *g, tensor *m, tensor *v, const optim_adam_scalars *k) {
-    int64_t n = tensor_numel(p);
-    if (p->dtype == DTYPE_FLOAT32) {
-        float *pp = tensor_data(p), *mp = tensor_data(m), *vp = tensor_data(v);
-        const float *gp = tensor_data(g);
-        for (int64_t i = 0; i < n; i++) adam_element_f32(pp + i, gp + i, mp + i, vp + i, k);
-    } else {
-        double *pp = tensor_data(p), *mp = tensor_data(m), *vp = tensor_data(v);
-        const double *gp = tensor_data(g);
-        for (int64_t i = 0; i < n; i++) adam_element_f64(pp + i, gp + i, mp + i, vp + i, k);
+ddp_status cpu_adam(tensor *const *p, tensor *const *g, tensor *const *m, tensor *const *v, int n,
+                    const optim_adam_scalars *k) {
+    for (int t = 0; t < n; t++) {
+        int64_t count = tensor_numel(p[t]);
+        if (p[t]->dtype == DTYPE_FLOAT32) {
+            float *pp = tensor_data(p[t]), *mp = tensor_data(m[t]), *vp = tensor_data(v[t]);
+            const float *gp = tensor_data(g[t]);
+            for (int64_t i = 0; i < count; i++) adam_element_f32(pp + i, gp + i, mp + i, vp + i, k);
+        } else {
+            double *pp = tensor_data(p[t]), *mp = tensor_data(m[t]), *vp = tensor_data(v[t]);
+            const double *gp = tensor_data(g[t]);
+            for (int64_t i = 0; i < count; i++) adam_element_f64(pp + i, gp + i, mp + i, vp + i, k);
+        }
     }
     return DDP_OK;
 }

@@ -523,33 +523,45 @@ extern "C" int ddp_cuda_softmax_launch(const ddp_cuda_reduce_args *args) {
 
 /* ---- optimizer steps ------------------------------------------------------------------ */
 
-/* One thread per element (grid-stride), each running optim_math.h's element formula,
+/* One thread per element of all the launch's tensors (grid-stride), each finding its
+ * tensor by binary search over the starts and running optim_math.h's element formula,
  * the CPU loop's own code. */
 template <typename T> __global__ void optim_kernel(ddp_cuda_optim_args a) {
-    T *p = (T *)a.p, *m = (T *)a.m, *v = (T *)a.v;
-    const T *g = (const T *)a.g;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < a.n;
+    int64_t total = a.start[a.ntensors];
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
          i += (int64_t)gridDim.x * blockDim.x) {
+        int lo = 0, hi = a.ntensors - 1; /* the k with start[k] <= i < start[k + 1] */
+        while (lo < hi) {
+            int mid = (lo + hi + 1) / 2;
+            if (a.start[mid] <= i)
+                lo = mid;
+            else
+                hi = mid - 1;
+        }
+        int64_t e = i - a.start[lo];
+        T *p = (T *)a.p[lo] + e, *m = a.m[lo] ? (T *)a.m[lo] + e : NULL;
+        const T *g = (const T *)a.g[lo] + e;
         if constexpr (std::is_same<T, float>::value) {
             if (a.adam)
-                adam_element_f32(p + i, g + i, m + i, v + i, &a.adam_k);
+                adam_element_f32(p, g, m, (T *)a.v[lo] + e, &a.adam_k);
             else
-                sgd_element_f32(p + i, g + i, m ? m + i : NULL, &a.sgd);
+                sgd_element_f32(p, g, m, &a.sgd);
         } else {
             if (a.adam)
-                adam_element_f64(p + i, g + i, m + i, v + i, &a.adam_k);
+                adam_element_f64(p, g, m, (T *)a.v[lo] + e, &a.adam_k);
             else
-                sgd_element_f64(p + i, g + i, m ? m + i : NULL, &a.sgd);
+                sgd_element_f64(p, g, m, &a.sgd);
         }
     }
 }
 
 extern "C" int ddp_cuda_optim_launch(const ddp_cuda_optim_args *args) {
-    if (args->n <= 0) return 0;
+    int64_t total = args->ntensors > 0 ? args->start[args->ntensors] : 0;
+    if (total <= 0) return 0;
     if (args->dtype == DTYPE_FLOAT32)
-        optim_kernel<float><<<blocks_for(args->n), 256>>>(*args);
+        optim_kernel<float><<<blocks_for(total), 256>>>(*args);
     else
-        optim_kernel<double><<<blocks_for(args->n), 256>>>(*args);
+        optim_kernel<double><<<blocks_for(total), 256>>>(*args);
     return (int)cudaGetLastError();
 }
 

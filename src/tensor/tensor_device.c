@@ -349,32 +349,49 @@ static ddp_status cuda_gemm_kernel(bool ta, bool tb, double alpha, const tensor 
     return s;
 }
 
-static void optim_args(tensor *p, const tensor *g, tensor *m, tensor *v, ddp_cuda_optim_args *a) {
-    memset(a, 0, sizeof *a);
-    a->device = p->storage->device.index;
-    a->dtype = (int)p->dtype;
-    a->n = tensor_numel(p);
-    a->p = tensor_device_data(p);
-    a->g = tensor_device_data(g);
-    a->m = m ? tensor_device_data(m) : NULL;
-    a->v = v ? tensor_device_data(v) : NULL;
+/* Launches a step over tensors [first, first + count) of the lists (count at most
+ * DDP_CUDA_OPTIM_MAX); m and v may be NULL. */
+static ddp_status optim_launch(ddp_cuda_optim_args *a, tensor *const *p, tensor *const *g,
+                               tensor *const *m, tensor *const *v, int first, int count,
+                               const char *op) {
+    a->device = p[first]->storage->device.index;
+    a->dtype = (int)p[first]->dtype;
+    a->ntensors = count;
+    a->start[0] = 0;
+    for (int k = 0; k < count; k++) {
+        int t = first + k;
+        a->p[k] = tensor_device_data(p[t]);
+        a->g[k] = tensor_device_data(g[t]);
+        a->m[k] = m && m[t] ? tensor_device_data(m[t]) : NULL;
+        a->v[k] = v && v[t] ? tensor_device_data(v[t]) : NULL;
+        a->start[k + 1] = a->start[k] + tensor_numel(p[t]);
+    }
+    return cuda_optim(a, op);
 }
 
-static ddp_status cuda_sgd_kernel(tensor *p, const tensor *g, tensor *buf,
+static ddp_status cuda_sgd_kernel(tensor *const *p, tensor *const *g, tensor *const *bufs, int n,
                                   const optim_sgd_scalars *k) {
     ddp_cuda_optim_args a;
-    optim_args(p, g, buf, NULL, &a);
+    memset(&a, 0, sizeof a);
     a.sgd = *k;
-    return cuda_optim(&a, "sgd_step");
+    for (int first = 0; first < n; first += DDP_CUDA_OPTIM_MAX) {
+        int count = n - first < DDP_CUDA_OPTIM_MAX ? n - first : DDP_CUDA_OPTIM_MAX;
+        DDP_CHECK(optim_launch(&a, p, g, bufs, NULL, first, count, "sgd_step"));
+    }
+    return DDP_OK;
 }
 
-static ddp_status cuda_adam_kernel(tensor *p, const tensor *g, tensor *m, tensor *v,
-                                   const optim_adam_scalars *k) {
+static ddp_status cuda_adam_kernel(tensor *const *p, tensor *const *g, tensor *const *m,
+                                   tensor *const *v, int n, const optim_adam_scalars *k) {
     ddp_cuda_optim_args a;
-    optim_args(p, g, m, v, &a);
+    memset(&a, 0, sizeof a);
     a.adam = 1;
     a.adam_k = *k;
-    return cuda_optim(&a, "adam_step");
+    for (int first = 0; first < n; first += DDP_CUDA_OPTIM_MAX) {
+        int count = n - first < DDP_CUDA_OPTIM_MAX ? n - first : DDP_CUDA_OPTIM_MAX;
+        DDP_CHECK(optim_launch(&a, p, g, m, v, first, count, "adam_step"));
+    }
+    return DDP_OK;
 }
 
 const tensor_kernels tensor_cuda_kernels = {

@@ -227,13 +227,14 @@ ddp_status tensor_add_scaled_(tensor *a, const tensor *b, double alpha) {
 
 /* ---- optimizer steps ------------------------------------------------------------- */
 
-ddp_status tensor_sgd_update(tensor *p, const tensor *g, tensor *buf, const optim_sgd_scalars *k) {
-    return tensor_kernels_of(p)->sgd(p, g, buf, k);
+ddp_status tensor_sgd_update(tensor *const *p, tensor *const *g, tensor *const *bufs, int n,
+                             const optim_sgd_scalars *k) {
+    return n > 0 ? tensor_kernels_of(p[0])->sgd(p, g, bufs, n, k) : DDP_OK;
 }
 
-ddp_status tensor_adam_update(tensor *p, const tensor *g, tensor *m, tensor *v,
-                              const optim_adam_scalars *k) {
-    return tensor_kernels_of(p)->adam(p, g, m, v, k);
+ddp_status tensor_adam_update(tensor *const *p, tensor *const *g, tensor *const *m,
+                              tensor *const *v, int n, const optim_adam_scalars *k) {
+    return n > 0 ? tensor_kernels_of(p[0])->adam(p, g, m, v, n, k) : DDP_OK;
 }
 
 /* ---- where ---------------------------------------------------------------------- */

@@ -47,10 +47,12 @@ typedef struct {
      * old contents (NaN included), as BLAS does. */
     ddp_status (*gemm)(bool ta, bool tb, double alpha, const tensor *a, const tensor *b,
                        double beta, tensor *c);
-    /* The optimizer steps of tensor.h (buf NULL for SGD without momentum). */
-    ddp_status (*sgd)(tensor *p, const tensor *g, tensor *buf, const optim_sgd_scalars *k);
-    ddp_status (*adam)(tensor *p, const tensor *g, tensor *m, tensor *v,
-                       const optim_adam_scalars *k);
+    /* The optimizer steps of tensor.h over n parameters of one device and dtype (bufs
+     * NULL for SGD without momentum). */
+    ddp_status (*sgd)(tensor *const *p, tensor *const *g, tensor *const *bufs, int n,
+                      const optim_sgd_scalars *k);
+    ddp_status (*adam)(tensor *const *p, tensor *const *g, tensor *const *m, tensor *const *v,
+                       int n, const optim_adam_scalars *k);
 } tensor_kernels;
 
 extern const tensor_kernels tensor_cpu_kernels;  /* tensor_cpu.c, tensor_cpu_reduce.c */
@@ -72,7 +74,9 @@ ddp_status cpu_extreme(const tensor *t, int d, bool is_min, tensor *values, tens
 ddp_status cpu_softmax(const tensor *t, int d, bool log_form, tensor *out);
 ddp_status cpu_gemm(bool ta, bool tb, double alpha, const tensor *a, const tensor *b, double beta,
                     tensor *c);
-ddp_status cpu_sgd(tensor *p, const tensor *g, tensor *buf, const optim_sgd_scalars *k);
-ddp_status cpu_adam(tensor *p, const tensor *g, tensor *m, tensor *v, const optim_adam_scalars *k);
+ddp_status cpu_sgd(tensor *const *p, tensor *const *g, tensor *const *bufs, int n,
+                   const optim_sgd_scalars *k);
+ddp_status cpu_adam(tensor *const *p, tensor *const *g, tensor *const *m, tensor *const *v, int n,
+                    const optim_adam_scalars *k);
 
 #endif

@@ -2,7 +2,8 @@
  * computed by hand here, three steps each with a different gradient per step: SGD plain,
  * SGD with momentum + nesterov + weight decay, SGD with dampening, Adam with L2 weight
  * decay, AdamW with decoupled decay; in float64 (tight) and float32 (to float rounding);
- * and the argument errors. */
+ * adam_steps / sgd_steps over many parameters against one call each; and the argument
+ * errors. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -168,6 +169,62 @@ static void test_adam_and_adamw_differ(void **state) {
     assert_true(differ); /* the two decays are really different updates */
 }
 
+/* adam_steps and sgd_steps over many parameters (float32 and float64 mixed, different
+ * step counts, so several runs) give, bit for bit, what one call per parameter gives;
+ * and a bad parameter anywhere in the list stops the step before any is updated. */
+static void test_many_equal_one_by_one(void **state) {
+    (void)state;
+    enum { K = 5 };
+    set many[K], one[K];
+    optim_param ps[K];
+    for (int k = 0; k < K; k++) {
+        dtype dt = k % 2 ? DTYPE_FLOAT64 : DTYPE_FLOAT32;
+        many[k] = make_set(dt);
+        one[k] = make_set(dt);
+        load_grad(&many[k], k);
+        load_grad(&one[k], k);
+        int64_t step = 1 + (k >= 3); /* two step counts */
+        ps[k] = (optim_param){.param = many[k].p,
+                              .grad = many[k].g,
+                              .exp_avg = many[k].a,
+                              .exp_avg_sq = many[k].b,
+                              .step = step,
+                              .momentum_buf = many[k].a,
+                              .first_step = k < 2};
+        OK(adam_step(one[k].p, one[k].g, one[k].a, one[k].b, step, 0.01, 0.9, 0.99, 1e-8, 0.1,
+                     k == 4));
+    }
+    /* AdamW's decoupled flag is per call: run parameter 4 on its own, as above */
+    OK(adam_steps(ps, 4, 0.01, 0.9, 0.99, 1e-8, 0.1, false));
+    OK(adam_steps(ps + 4, 1, 0.01, 0.9, 0.99, 1e-8, 0.1, true));
+    for (int k = 0; k < K; k++) {
+        assert_true(tensor_equal(many[k].p, one[k].p));
+        assert_true(tensor_equal(many[k].a, one[k].a));
+        assert_true(tensor_equal(many[k].b, one[k].b));
+        assert_int_equal(many[k].p->storage->version, one[k].p->storage->version);
+    }
+    for (int k = 0; k < K; k++) {
+        OK(sgd_step(one[k].p, one[k].g, one[k].a, 0.05, 0.9, 0.1, 0.01, true, k < 2));
+    }
+    OK(sgd_steps(ps, K, 0.05, 0.9, 0.1, 0.01, true));
+    for (int k = 0; k < K; k++) {
+        assert_true(tensor_equal(many[k].p, one[k].p));
+        assert_true(tensor_equal(many[k].a, one[k].a));
+    }
+    /* a wrong gradient near the end: nothing before it moves */
+    tensor *before;
+    OK(tensor_clone(many[0].p, &before));
+    ps[K - 2].grad = many[0].g; /* float32 for a float64 parameter */
+    ERR_CONTAINS(adam_steps(ps, K, 0.01, 0.9, 0.99, 1e-8, 0.0, false), DDP_ERR_ARG,
+                 "the gradient is float32");
+    assert_true(tensor_equal(many[0].p, before));
+    tensor_release(before);
+    for (int k = 0; k < K; k++) {
+        free_set(&many[k]);
+        free_set(&one[k]);
+    }
+}
+
 static void test_argument_errors(void **state) {
     (void)state;
     set s = make_set(DTYPE_FLOAT32);
@@ -205,6 +262,7 @@ int main(void) {
         cmocka_unit_test(test_adam_weight_decay),
         cmocka_unit_test(test_adamw_weight_decay),
         cmocka_unit_test(test_adam_and_adamw_differ),
+        cmocka_unit_test(test_many_equal_one_by_one),
         cmocka_unit_test(test_argument_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
