@@ -297,6 +297,16 @@ static void take_side_frame(rank_slot *s, proto_frame *f) {
     case MSG_OUTPUT:
         remember_tail(s, f->data, f->len);
         break;
+    case MSG_DEVICE: {
+        char *fields[3] = {0};
+        if (proto_split(f->data, f->len, fields, 3) == 3) {
+            snprintf(s->device, sizeof s->device, "%s", fields[0]);
+            s->gpu_allocated = strtoll(fields[1], NULL, 10);
+            s->gpu_reserved = strtoll(fields[2], NULL, 10);
+            s->has_gpu = true;
+        }
+        break;
+    }
     case MSG_STATE:
         snprintf(s->activity, sizeof s->activity, "%s", f->data);
         if (strncmp(f->data, "in ", 3) == 0)

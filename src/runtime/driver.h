@@ -116,6 +116,11 @@ typedef struct {
                         * an idle rank adds its last collective: "idle (last: all_reduce #3
                         * float32[4])" */
     int64_t rss_bytes; /* resident memory */
+    /* the rank's GPU memory (torch.cuda.memory_allocated / memory_reserved of its current
+     * device), as it reported at the end of its last chunk; has_gpu false until it used
+     * a GPU */
+    bool has_gpu;
+    int64_t gpu_allocated, gpu_reserved;
 } rank_info;
 
 /* Fills info[world size] for the :ranks table. */

@@ -34,6 +34,8 @@ typedef struct {
     int wait_status; /* waitpid's, once reaped */
     char death[128]; /* "exited with status 3" */
     char host[64], device[16];
+    bool has_gpu; /* a DEVICE frame came: it used a GPU; the figures are from then */
+    int64_t gpu_allocated, gpu_reserved;
     char activity[96];        /* last STATE frame */
     char last_collective[96]; /* the last "in <collective>" activity seen, for :ranks */
     bool death_told;          /* its death was reported (driver_run or driver_check_idle) */

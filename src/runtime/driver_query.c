@@ -82,6 +82,9 @@ ddp_status driver_ranks(driver *d, rank_info *info) {
             snprintf(in->state, sizeof in->state, "%s",
                      s->state == SLOT_STARTING ? "starting" : "idle");
         in->rss_bytes = s->state == SLOT_DEAD || s->remote ? -1 : launcher_rss_bytes(s->pid);
+        in->has_gpu = s->has_gpu && s->state != SLOT_DEAD;
+        in->gpu_allocated = s->gpu_allocated;
+        in->gpu_reserved = s->gpu_reserved;
     }
     return DDP_OK;
 }

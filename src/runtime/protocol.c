@@ -39,6 +39,7 @@ static const char *const type_names[MSG_TYPE_END] = {
     [MSG_EVENT] = "EVENT",
     [MSG_GATHER] = "GATHER",
     [MSG_GATHERED] = "GATHERED",
+    [MSG_DEVICE] = "DEVICE",
 };
 
 static const char *const verdict_names[] = {"pass", "fail", "defect"};

@@ -56,6 +56,9 @@ typedef enum {
     MSG_GATHER,   /* rank -> driver: the value's bytes */
     MSG_GATHERED, /* driver -> rank: per global rank a u32 big-endian length (or
                    * PROTO_GATHER_MISSING: that rank sent nothing) and the bytes */
+    /* rank -> driver, at the end of a chunk in which it used a GPU (when it changed):
+     * "cuda:N\0allocated bytes\0reserved bytes" (decimal), for :ranks */
+    MSG_DEVICE,
     MSG_TYPE_END, /* one past the last valid type */
 } msg_type;
 

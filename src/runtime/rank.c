@@ -35,6 +35,7 @@
 #include "runtime/protocol.h"
 #include "runtime/rank_complete.h"
 #include "runtime/rank_events.h"
+#include "tensor/device.h"
 
 /* ---- the Lua side: running chunks and files, Ctrl-C (completion: rank_complete.c) -- */
 
@@ -549,6 +550,24 @@ static ddp_status connect_control(const char *path) {
     return DDP_OK;
 }
 
+/* Sends DEVICE (protocol.h) when this rank has used a GPU and its device or memory
+ * changed since the last report: what :ranks shows. Starts no CUDA in a rank that never
+ * touched a GPU. */
+static void report_device(void) {
+    static char last[96];
+    int index = 0;
+    cache_stats st;
+    if (!cuda_was_used() || cuda_current_device(&index) != DDP_OK ||
+        cuda_memory_stats(index, &st) != DDP_OK)
+        return;
+    char buf[96];
+    int n = snprintf(buf, sizeof buf, "cuda:%d%c%lld%c%lld", index, 0, (long long)st.allocated, 0,
+                     (long long)st.reserved);
+    if (n <= 0 || (size_t)n >= sizeof buf || memcmp(buf, last, (size_t)n + 1) == 0) return;
+    memcpy(last, buf, (size_t)n + 1);
+    (void)control_send(MSG_DEVICE, buf, (size_t)n);
+}
+
 /* Sends HELLO: "rank\0pid\0host\0device". */
 static ddp_status send_hello(int rank) {
     char host[64] = "?";
@@ -625,6 +644,7 @@ static void serve_run(lua_State *L, const proto_frame *f) {
     end_run(L);
     output_sync();
     report_last_collective();
+    report_device();
     if (res.outcome == RUN_OK)
         (void)control_send(MSG_DONE, NULL, 0);
     else

@@ -589,8 +589,18 @@ void render_activity(FILE *out, const rank_info *info, int n, const render_style
     free(set);
 }
 
+/* "12.0 MiB / 20.0 MiB": a rank's GPU memory allocated and reserved; "-" without. */
+static char *gpu_memory(const rank_info *in, char *buf, size_t size) {
+    char a[32], r[32];
+    if (!in->has_gpu) return human_bytes(-1, buf, size);
+    snprintf(buf, size, "%s / %s", human_bytes(in->gpu_allocated, a, sizeof a),
+             human_bytes(in->gpu_reserved, r, sizeof r));
+    return buf;
+}
+
 void render_ranks_table(FILE *out, const rank_info *info, int n, const render_style *style) {
-    int wr = 4, wh = 4, wp = 3, wd = 6, ws = 5;
+    int wr = 4, wh = 4, wp = 3, wd = 6, ws = 5, wm = 6;
+    bool gpus = false; /* the GPU column only where some rank used a GPU */
     char tmp[64];
     for (int i = 0; i < n; i++) {
         int w;
@@ -599,16 +609,21 @@ void render_ranks_table(FILE *out, const rank_info *info, int n, const render_st
         if ((w = snprintf(tmp, sizeof tmp, "%d", info[i].pid)) > wp) wp = w;
         if ((w = (int)strlen(info[i].device)) > wd) wd = w;
         if ((w = (int)strlen(info[i].state)) > ws) ws = w;
+        if ((w = (int)strlen(human_bytes(info[i].rss_bytes, tmp, sizeof tmp))) > wm) wm = w;
+        gpus = gpus || info[i].has_gpu;
     }
-    fprintf(out, "%s%-*s  %-*s  %*s  %-*s  %-*s  %s%s\n", style->color ? COLOR_DIM : "", wr, "rank",
-            wh, "host", wp, "pid", wd, "device", ws, "state", "memory",
-            style->color ? COLOR_RESET : "");
+    fprintf(out, "%s%-*s  %-*s  %*s  %-*s  %-*s  %-*s%s%s\n", style->color ? COLOR_DIM : "", wr,
+            "rank", wh, "host", wp, "pid", wd, "device", ws, "state", gpus ? wm : 0, "memory",
+            gpus ? "  gpu memory (allocated / reserved)" : "", style->color ? COLOR_RESET : "");
     for (int i = 0; i < n; i++) {
         bool dead = strncmp(info[i].state, "dead", 4) == 0;
-        fprintf(out, "%-*d  %-*s  %*d  %-*s  %s%-*s%s  %s\n", wr, info[i].rank, wh, info[i].host,
-                wp, info[i].pid, wd, info[i].device, dead && style->color ? COLOR_ERROR : "", ws,
-                info[i].state, dead && style->color ? COLOR_RESET : "",
-                human_bytes(dead ? -1 : info[i].rss_bytes, tmp, sizeof tmp));
+        char g[80];
+        fprintf(out, "%-*d  %-*s  %*d  %-*s  %s%-*s%s  %-*s%s%s\n", wr, info[i].rank, wh,
+                info[i].host, wp, info[i].pid, wd, info[i].device,
+                dead && style->color ? COLOR_ERROR : "", ws, info[i].state,
+                dead && style->color ? COLOR_RESET : "", gpus ? wm : 0,
+                human_bytes(dead ? -1 : info[i].rss_bytes, tmp, sizeof tmp), gpus ? "  " : "",
+                gpus ? gpu_memory(&info[i], g, sizeof g) : "");
     }
     fflush(out);
 }

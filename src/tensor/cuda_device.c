@@ -165,6 +165,14 @@ static void gpu_free(void *ctx, void *ptr) {
     thread_device = -1;
 }
 
+bool cuda_was_used(void) {
+    bool used = false;
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < MAX_GPUS && !used; i++) used = caches[i] != NULL;
+    pthread_mutex_unlock(&lock);
+    return used;
+}
+
 ddp_status cuda_allocator(int index, ddp_allocator **out) {
     *out = NULL;
     DDP_CHECK(check_index(index));

@@ -51,6 +51,9 @@ ddp_status cuda_synchronize(void);
  * device is checked to exist. The CPU passes unchanged. */
 ddp_status device_resolve(device *d);
 
+/* Whether this process has put anything on a GPU yet (an allocator exists). Touches no
+ * GPU and starts nothing. */
+bool cuda_was_used(void);
 /* The caching allocator of GPU `index` (created on first use). */
 ddp_status cuda_allocator(int index, ddp_allocator **out);
 ddp_status cuda_memory_stats(int index, cache_stats *out);

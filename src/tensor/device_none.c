@@ -43,6 +43,10 @@ ddp_status device_resolve(device *d) {
     return d->type == DEVICE_CPU ? DDP_OK : no_cuda();
 }
 
+bool cuda_was_used(void) {
+    return false;
+}
+
 ddp_status cuda_allocator(int index, ddp_allocator **out) {
     (void)index;
     *out = NULL;

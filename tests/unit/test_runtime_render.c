@@ -337,6 +337,34 @@ static void test_ranks_table(void **state) {
     free(text);
 }
 
+/* A rank that used a GPU adds the GPU memory column (allocated / reserved); the others
+ * show "-" there. */
+static void test_ranks_table_gpu(void **state) {
+    (void)state;
+    rank_info info[2] = {
+        {.rank = 0,
+         .pid = 10,
+         .host = "gpu1",
+         .device = "cuda:0",
+         .state = "idle",
+         .rss_bytes = 2048,
+         .has_gpu = true,
+         .gpu_allocated = 12 * 1024 * 1024,
+         .gpu_reserved = 20 * 1024 * 1024},
+        {.rank = 1, .pid = 11, .host = "gpu1", .device = "cpu", .state = "idle", .rss_bytes = 512},
+    };
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    render_ranks_table(f, info, 2, &PLAIN);
+    fclose(f);
+    assert_string_equal(
+        text, "rank  host  pid  device  state  memory   gpu memory (allocated / reserved)\n"
+              "0     gpu1   10  cuda:0  idle   2.0 KiB  12.0 MiB / 20.0 MiB\n"
+              "1     gpu1   11  cpu     idle   512 B    -\n");
+    free(text);
+}
+
 static void test_script_labels(void **state) {
     (void)state;
     char *text = NULL;
@@ -432,6 +460,7 @@ int main(void) {
         cmocka_unit_test(test_color_only_when_asked),
         cmocka_unit_test(test_show_columns_and_agreement),
         cmocka_unit_test(test_ranks_table),
+        cmocka_unit_test(test_ranks_table_gpu),
         cmocka_unit_test(test_script_labels),
         cmocka_unit_test(test_script_labels_long_line),
     };
