@@ -139,19 +139,6 @@ ddp_status tensor_check_same_device(const char *op, const tensor *a, const tenso
                     device_name(b->storage->device, db, sizeof db));
 }
 
-ddp_status tensor_check_cpu(const char *op, const tensor *t) {
-    if (t->storage->device.type == DEVICE_CPU) return DDP_OK;
-    char buf[16];
-    const char *dev = device_name(t->storage->device, buf, sizeof buf);
-    if (!cuda_built())
-        return DDP_FAIL(DDP_ERR_UNSUPPORTED, "%s: this build has no CUDA support (a tensor on %s)",
-                        op, dev);
-    return DDP_FAIL(DDP_ERR_UNSUPPORTED,
-                    "%s: this op does not run on CUDA tensors yet (a tensor on %s; move it to "
-                    "the CPU with :cpu())",
-                    op, dev);
-}
-
 /* ---- life cycle ------------------------------------------------------------------ */
 
 /* Drops a reference to s (NULL-safe); the last one hands the data block back to the

@@ -147,7 +147,8 @@ int64_t tensor_numel(const tensor *t);
 bool tensor_is_contiguous(const tensor *t);
 /* Address of element 0 of the view (storage data + offset) for a CPU tensor; NULL for a
  * tensor on another device, whose memory the host must not read (callers refuse such
- * tensors first: tensor_check_cpu inside this layer, a device check outside). */
+ * tensors first: the op layer hands them to their device's kernels, code outside this
+ * layer checks tensor_is_cpu). */
 void *tensor_data(const tensor *t);
 /* Address of element 0 of the view on its own device (a device pointer for CUDA). */
 void *tensor_device_data(const tensor *t);

@@ -8,7 +8,7 @@
  * of the result's device (tensor_kernels.h: tensor_cpu.c, or tensor_device.c for a CUDA
  * tensor, where a CPU 0-dim operand travels by value). Scalars become 0-dim tensors on
  * the stack, so tensor-op-scalar allocates only its result. where, equal and allclose
- * still run on the CPU only. */
+ * have no CUDA kernel: a GPU's operands come to the host for them (on_host). */
 #include "tensor/tensor.h"
 #include "tensor/tensor_internal.h"
 #include "tensor/tensor_kernels.h"
@@ -107,10 +107,11 @@ static ddp_status check_devices(const char *op, const tensor *a, const tensor *b
     return DDP_OK;
 }
 
-/* The ops below that have no CUDA kernel yet: both operands on the CPU. */
-static ddp_status check_cpu_pair(const char *op, const tensor *a, const tensor *b) {
-    DDP_CHECK(tensor_check_same_device(op, a, b));
-    return tensor_check_cpu(op, a);
+/* where, equal and allclose have no CUDA kernel yet: on a GPU their operands come to
+ * the host (one copy each), the CPU computes, and where's result goes back. Correct and
+ * slow; none of them is on a training step's path. */
+static ddp_status on_host(const tensor *t, tensor **out) {
+    return tensor_to_device(t, DEVICE_CPU_VALUE, t->dtype, out);
 }
 
 /* Where a binary op's result lives: with its operand that is not a number. */
@@ -241,8 +242,21 @@ ddp_status tensor_adam_update(tensor *const *p, tensor *const *g, tensor *const 
 
 ddp_status tensor_where(const tensor *cond, const tensor *a, const tensor *b, tensor **out) {
     *out = NULL;
-    DDP_CHECK(check_cpu_pair("where", cond, a));
-    DDP_CHECK(check_cpu_pair("where", a, b));
+    DDP_CHECK(tensor_check_same_device("where", cond, a));
+    DDP_CHECK(tensor_check_same_device("where", a, b));
+    if (!tensor_is_cpu(a)) {
+        tensor *hc = NULL, *ha = NULL, *hb = NULL, *r = NULL;
+        ddp_status s = on_host(cond, &hc);
+        if (s == DDP_OK) s = on_host(a, &ha);
+        if (s == DDP_OK) s = on_host(b, &hb);
+        if (s == DDP_OK) s = tensor_where(hc, ha, hb, &r);
+        if (s == DDP_OK) s = tensor_to_device(r, a->storage->device, r->dtype, out);
+        tensor_release(hc);
+        tensor_release(ha);
+        tensor_release(hb);
+        tensor_release(r);
+        return s;
+    }
     int64_t ab[TENSOR_MAX_DIMS], sizes[TENSOR_MAX_DIMS];
     int abn, n;
     DDP_CHECK(tensor_broadcast_shape("where", a, b, ab, &abn));
@@ -287,8 +301,14 @@ ddp_status tensor_where(const tensor *cond, const tensor *a, const tensor *b, te
 
 bool tensor_equal(const tensor *a, const tensor *b) {
     if (!tensor_same_shape(a, b)) return false;
-    if (a->storage->device.type != DEVICE_CPU || b->storage->device.type != DEVICE_CPU)
-        return false;
+    if (!device_equal(a->storage->device, b->storage->device)) return false;
+    if (!tensor_is_cpu(a)) { /* GPU tensors compare on the host (a failed copy: unequal) */
+        tensor *ha = NULL, *hb = NULL;
+        bool same = on_host(a, &ha) == DDP_OK && on_host(b, &hb) == DDP_OK && tensor_equal(ha, hb);
+        tensor_release(ha);
+        tensor_release(hb);
+        return same;
+    }
     const int64_t *strides[2] = {a->strides, b->strides};
     int64_t offsets[2] = {a->offset, b->offset};
     tensor_iter it;
@@ -311,7 +331,16 @@ bool tensor_equal(const tensor *a, const tensor *b) {
 
 ddp_status tensor_allclose(const tensor *a, const tensor *b, double rtol, double atol,
                            bool equal_nan, bool *result) {
-    DDP_CHECK(check_cpu_pair("allclose", a, b));
+    DDP_CHECK(tensor_check_same_device("allclose", a, b));
+    if (!tensor_is_cpu(a)) {
+        tensor *ha = NULL, *hb = NULL;
+        ddp_status s = on_host(a, &ha);
+        if (s == DDP_OK) s = on_host(b, &hb);
+        if (s == DDP_OK) s = tensor_allclose(ha, hb, rtol, atol, equal_nan, result);
+        tensor_release(ha);
+        tensor_release(hb);
+        return s;
+    }
     int64_t sizes[TENSOR_MAX_DIMS], as[TENSOR_MAX_DIMS], bs[TENSOR_MAX_DIMS];
     int n;
     DDP_CHECK(tensor_broadcast_shape("allclose", a, b, sizes, &n));

@@ -84,9 +84,6 @@ ddp_status tensor_device_unary(unary_op op, dtype compute, tensor *out, const te
  * operand, a bound, an arange step) tells an integer from a float. */
 bool tensor_is_integral(double v);
 
-/* DDP_ERR_UNSUPPORTED naming `op` for a tensor off the CPU: "this build has no CUDA
- * support" in a CPU-only build, "this op does not run on CUDA tensors yet" otherwise. */
-ddp_status tensor_check_cpu(const char *op, const tensor *t);
 /* DDP_ERR_ARG naming `op` and both devices unless a and b are on the same device. */
 ddp_status tensor_check_same_device(const char *op, const tensor *a, const tensor *b);
 /* How a BLAS library (OpenBLAS, cuBLAS) reads the 2-D tensor t in place: row-major with

@@ -1,7 +1,7 @@
 /* tensor_linalg.c — matrix products and joining: mm, matmul, gemm_ and linear (their
  * checks and shapes; each product is one GEMM, or one per batch, run by the device's
  * kernel: OpenBLAS on the CPU, cuBLAS on a GPU, plain loops for int64), and cat, stack
- * and index_select (CPU only so far). */
+ * and index_select, which copy slices with tensor_copy_ on either device. */
 #include "tensor/tensor.h"
 #include "tensor/tensor_internal.h"
 #include "tensor/tensor_kernels.h"
@@ -300,7 +300,7 @@ ddp_status tensor_cat(tensor *const *ts, int n, int64_t dim, tensor **out) {
         if (ts[i]->ndim == 0)
             return DDP_FAIL(DDP_ERR_ARG,
                             "cat: tensor %d is 0-dimensional and cannot be concatenated", i);
-        DDP_CHECK(tensor_check_cpu("cat", ts[i]));
+        DDP_CHECK(tensor_check_same_device("cat", ts[0], ts[i]));
     }
     int d = 0;
     DDP_CHECK(tensor_wrap_dim("cat", dim, first->ndim, &d));
@@ -360,7 +360,7 @@ ddp_status tensor_stack(tensor *const *ts, int n, int64_t dim, tensor **out) {
                             "and tensor 0 is %s",
                             i, tensor_shape_str(ts[i], si, sizeof si),
                             tensor_shape_str(first, s0, sizeof s0));
-        DDP_CHECK(tensor_check_cpu("stack", ts[i]));
+        DDP_CHECK(tensor_check_same_device("stack", ts[0], ts[i]));
         dt = dtype_promote(dt, ts[i]->dtype);
     }
     int64_t sizes[TENSOR_MAX_DIMS];
@@ -391,8 +391,7 @@ ddp_status tensor_index_select(const tensor *t, int64_t dim, const tensor *index
         return DDP_FAIL(DDP_ERR_ARG,
                         "index_select: the index must be a 1-D int64 tensor, got %s %s",
                         dtype_name(index->dtype), tensor_shape_str(index, si, sizeof si));
-    DDP_CHECK(tensor_check_cpu("index_select", t));
-    DDP_CHECK(tensor_check_cpu("index_select", index));
+    DDP_CHECK(tensor_check_same_device("index_select", t, index));
     int d = 0;
     DDP_CHECK(tensor_wrap_dim("index_select", dim, t->ndim, &d));
     int64_t count = tensor_numel(index);

@@ -2,8 +2,9 @@
 -- path on fresh random data (never zeros): every binary op (tensor-tensor with
 -- broadcasting, tensor-scalar both ways, in place, strided operands, mixed dtypes) and
 -- every unary op, clamp and add_ with alpha. The measure is the relative error max|gpu - cpu| / max|cpu|: float32
--- under 1e-5, float64 under 1e-12, integers and bools equal. Ops without a CUDA kernel
--- yet must say so. Skips (exit 77) where no GPU is visible.
+-- under 1e-5, float64 under 1e-12, integers and bools equal. The ops staged through the
+-- host (where, equal, allclose) and the copying ones (cat, stack, index_select) too.
+-- Skips (exit 77) where no GPU is visible.
 local T = require "support"
 
 if not torch.cuda.is_available() then
@@ -164,14 +165,26 @@ T.test("clamp and add_ with alpha", function()
   T.is_true(n[0]:item() ~= n[0]:item(), "NaN stays NaN through clamp")
 end)
 
-T.test("mixing devices names both; ops without a kernel say so", function()
+T.test("where, cat, stack, index_select, equal and allclose on CUDA tensors", function()
+  local a, b = random(torch.float32, {6, 5}), random(torch.float32, {6, 5})
+  local ga, gb = a:cuda(), b:cuda()
+  matches(torch.where(ga:gt(0), ga, gb), torch.where(a:gt(0), a, b), "where")
+  matches(torch.cat({ga, gb}, 1), torch.cat({a, b}, 1), "cat along dim 1")
+  matches(torch.stack({ga, gb:t():t()}), torch.stack({a, b}), "stack")
+  local idx = torch.tensor({4, 0, 0, 2})
+  matches(ga:index_select(0, idx:cuda()), a:index_select(0, idx), "index_select")
+  T.eq(torch.equal(ga, a:cuda()), true, "equal on the GPU")
+  T.eq(torch.equal(ga, gb), false, "unequal on the GPU")
+  T.eq(torch.allclose(ga, ga + 1e-9), true, "allclose on the GPU")
+end)
+
+T.test("mixing devices names both", function()
   local g = torch.randn(3):cuda()
   T.raises(function() return g + torch.randn(3) end,
            "add: tensors are on different devices (cuda:" .. torch.cuda.current_device() .. " and cpu)")
   T.raises(function() return torch.randn(3) + g end, "different devices (cpu and cuda:")
-  T.raises(function() return torch.where(g:gt(0), g, g) end,
-           "where: this op does not run on CUDA tensors yet")
-  T.raises(function() return torch.cat({g, g}) end, "cat: this op does not run on CUDA tensors yet")
+  T.raises(function() return torch.cat({g, torch.randn(3)}) end,
+           "cat: tensors are on different devices")
   -- a graph on the GPU runs backward there; a gradient from another device is refused
   local x = torch.randn(3, {device = "cuda", requires_grad = true})
   local y = x:tanh() * 2
