@@ -101,19 +101,50 @@ return function(nn)
     end)
   end
 
+  -- A device given as a number, a name or a torch.device: its index (nil when it names
+  -- no GPU).
+  local function device_index(d)
+    if math.type(d) == "integer" then return d end
+    if type(d) == "string" then
+      local ok, dev = pcall(torch.device, d)
+      return ok and dev.type == "cuda" and dev.index or nil
+    end
+    if type(d) == "userdata" and d.type == "cuda" then return d.index end
+  end
+
+  -- device_ids and output_device as PyTorch takes them: left out for a CPU module; for a
+  -- module on one GPU, nothing or that GPU (device_ids a list of exactly it).
+  local function check_devices(module, opts)
+    local ids, out = opts.device_ids, opts.output_device
+    if ids == nil and out == nil then return end
+    local first = module:parameters()[1]
+    if not (first and first.is_cuda) then
+      raise(string.format("DistributedDataParallel device_ids and output_device arguments only " ..
+                          "work with single-device/multiple-device GPU modules or CPU modules, but " ..
+                          "got device_ids %s, output_device %s, and module parameters {device(type='cpu')}. " ..
+                          "(Leave them out for a model on the CPU.)",
+                          util.describe(ids), util.describe(out)))
+    end
+    local index = first.device.index
+    local ok_ids = ids == nil or (type(ids) == "table" and #ids == 1 and device_index(ids[1]) == index)
+    if not ok_ids then
+      raise(string.format("DistributedDataParallel: device_ids %s do not name the module's GPU " ..
+                          "cuda:%d (a module on one GPU takes device_ids={%d}, or leave it out)",
+                          util.describe(ids), index, index))
+    end
+    if out ~= nil and device_index(out) ~= index then
+      raise(string.format("DistributedDataParallel: output_device %s is not the module's GPU " ..
+                          "cuda:%d", util.describe(out), index))
+    end
+  end
+
   function DDP:__init(module, opts)
     util.check_options(opts, "DistributedDataParallel", options)
     opts = opts or {}
     if not nn.is_module(module) then
       raise("DistributedDataParallel: expected a Module to wrap, got " .. util.describe(module))
     end
-    if opts.device_ids ~= nil or opts.output_device ~= nil then
-      raise(string.format("DistributedDataParallel device_ids and output_device arguments only " ..
-                          "work with single-device/multiple-device GPU modules or CPU modules, but " ..
-                          "got device_ids %s, output_device %s, and module parameters {device(type='cpu')}. " ..
-                          "(Leave them out for a model on the CPU.)",
-                          util.describe(opts.device_ids), util.describe(opts.output_device)))
-    end
+    check_devices(module, opts)
     if opts.dim ~= nil and opts.dim ~= 0 then raise("DistributedDataParallel: only dim=0 is supported") end
     if not dist.is_initialized() then
       raise("Default process group has not been initialized, please make sure to call " ..

@@ -184,11 +184,13 @@ ddp_status reducer_new(process_group *g, tensor *const *params, const char *cons
     char shape[96];
     for (int i = 0; i < n; i++) {
         const tensor *p = params[i];
-        const char *why = !dtype_is_float(p->dtype)               ? "is not a float tensor"
-                          : !p->requires_grad                     ? "does not require grad"
-                          : !tensor_is_contiguous(p)              ? "is not contiguous"
-                          : p->storage->device.type != DEVICE_CPU ? "is not on the CPU"
-                                                                  : NULL;
+        const char *why = !dtype_is_float(p->dtype)  ? "is not a float tensor"
+                          : !p->requires_grad        ? "does not require grad"
+                          : !tensor_is_contiguous(p) ? "is not contiguous"
+                          : !device_equal(p->storage->device, params[0]->storage->device)
+                              ? "is on another device than the first parameter (a module "
+                                "spread over devices is not supported)"
+                              : NULL;
         if (why)
             return DDP_FAIL(DDP_ERR_ARG, "DistributedDataParallel: parameter %s %s %s",
                             names && names[i] ? names[i] : "?",
@@ -371,7 +373,8 @@ static ddp_status copy_in(reducer *r, int i) {
     tensor *g = p->grad;
     if (!g) return tensor_fill_(view, 0.0);
     if (g == view) return scale == 1.0 ? DDP_OK : tensor_binary_scalar_(BINARY_MUL, view, scale);
-    if (g->dtype == view->dtype && tensor_is_contiguous(g) && tensor_same_shape(g, view)) {
+    if (g->dtype == view->dtype && tensor_is_contiguous(g) && tensor_same_shape(g, view) &&
+        tensor_is_cpu(g)) { /* the CPU's one pass; a GPU's goes through the ops below */
         int64_t n = tensor_numel(g);
         if (g->dtype == DTYPE_FLOAT32) {
             const float *src = tensor_data(g);
@@ -468,6 +471,7 @@ static ddp_status copy_out(reducer *r, int i) {
     }
     tensor *g = p->grad;
     if (g && g->dtype == view->dtype && tensor_same_shape(g, view) && tensor_is_contiguous(g)) {
+        if (!tensor_is_cpu(g)) return tensor_copy_(g, view); /* counts the write itself */
         memcpy(tensor_data(g), tensor_data(view), param_bytes(view));
         tensor_bump_version(g);
         return DDP_OK;
