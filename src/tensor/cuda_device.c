@@ -249,51 +249,46 @@ ddp_status cuda_memset_zero(int d, void *dst, size_t n, const char *op) {
     return e == cudaSuccess ? DDP_OK : cuda_fail(e, op, d);
 }
 
+/* The status of a kernel launch on GPU d: the launcher's CUDA error code, in words. */
+static ddp_status launched(int e, const char *op, int d) {
+    return e == 0 ? DDP_OK : cuda_fail((cudaError_t)e, op, d);
+}
+
 ddp_status cuda_fill(int d, void *dst, dtype dt, int64_t n, double value, const char *op) {
     DDP_CHECK(enter_device(op, d));
     if (n == 0) return DDP_OK;
     /* the value converted once on the host, exactly as a CPU fill converts it */
     uint64_t pattern = 0;
     tensor_store(dt, &pattern, 0, value);
-    int e = ddp_cuda_fill_launch(dst, (int)dtype_size(dt), n, pattern);
-    return e == 0 ? DDP_OK : cuda_fail((cudaError_t)e, op, d);
+    return launched(ddp_cuda_fill_launch(dst, (int)dtype_size(dt), n, pattern), op, d);
 }
 
 ddp_status cuda_binary(const ddp_cuda_ewise_args *args, const char *op) {
-    int d = args->device;
-    DDP_CHECK(enter_device(op, d));
-    int e = ddp_cuda_binary_launch(args);
-    return e == 0 ? DDP_OK : cuda_fail((cudaError_t)e, op, d);
+    DDP_CHECK(enter_device(op, args->device));
+    return launched(ddp_cuda_binary_launch(args), op, args->device);
 }
 
 ddp_status cuda_unary(const ddp_cuda_ewise_args *args, const char *op) {
-    int d = args->device;
-    DDP_CHECK(enter_device(op, d));
-    int e = ddp_cuda_unary_launch(args);
-    return e == 0 ? DDP_OK : cuda_fail((cudaError_t)e, op, d);
+    DDP_CHECK(enter_device(op, args->device));
+    return launched(ddp_cuda_unary_launch(args), op, args->device);
 }
 
 ddp_status cuda_reduce(cuda_reduction kind, const ddp_cuda_reduce_args *args, const char *op) {
-    int d = args->device;
-    DDP_CHECK(enter_device(op, d));
+    DDP_CHECK(enter_device(op, args->device));
     int e = kind == CUDA_ACCUMULATE ? ddp_cuda_accumulate_launch(args)
             : kind == CUDA_EXTREME  ? ddp_cuda_extreme_launch(args)
                                     : ddp_cuda_softmax_launch(args);
-    return e == 0 ? DDP_OK : cuda_fail((cudaError_t)e, op, d);
+    return launched(e, op, args->device);
 }
 
 ddp_status cuda_random(const ddp_cuda_random_args *args, const char *op) {
-    int d = args->device;
-    DDP_CHECK(enter_device(op, d));
-    int e = ddp_cuda_random_launch(args);
-    return e == 0 ? DDP_OK : cuda_fail((cudaError_t)e, op, d);
+    DDP_CHECK(enter_device(op, args->device));
+    return launched(ddp_cuda_random_launch(args), op, args->device);
 }
 
 ddp_status cuda_optim(const ddp_cuda_optim_args *args, const char *op) {
-    int d = args->device;
-    DDP_CHECK(enter_device(op, d));
-    int e = ddp_cuda_optim_launch(args);
-    return e == 0 ? DDP_OK : cuda_fail((cudaError_t)e, op, d);
+    DDP_CHECK(enter_device(op, args->device));
+    return launched(ddp_cuda_optim_launch(args), op, args->device);
 }
 
 /* ---- GEMM through cuBLAS ----------------------------------------------------------- */

@@ -16,7 +16,7 @@
 #include "base/alloc.h"
 #include "tensor/tensor_internal.h"
 #include "tensor/tensor_kernels.h"
-#include "tensor/softmax_exp.h"
+#include "tensor/softmax_math.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -176,50 +176,6 @@ ddp_status cpu_extreme(const tensor *t, int d, bool is_min, tensor *values, tens
 }
 
 /* ---- softmax family -------------------------------------------------------------- */
-
-/* One float32 row of length len: o = softmax(x) or log_softmax(x). */
-static void softmax_row_f32(const float *x, int64_t xs, float *o, int64_t os, int64_t len,
-                            bool log_form) {
-    float m = -INFINITY;
-    for (int64_t k = 0; k < len; k++) {
-        float v = x[k * xs];
-        if (v > m || v != v) m = v;
-    }
-    if (m == -INFINITY) m = 0; /* all -inf: the result is NaN, as in PyTorch */
-    double sum = 0;
-    if (log_form) {
-        for (int64_t k = 0; k < len; k++) sum += softmax_expf(x[k * xs] - m);
-        float lse = (float)log(sum);
-        for (int64_t k = 0; k < len; k++) o[k * os] = (x[k * xs] - m) - lse;
-    } else {
-        for (int64_t k = 0; k < len; k++) o[k * os] = softmax_expf(x[k * xs] - m);
-        for (int64_t k = 0; k < len; k++) sum += o[k * os];
-        float inv = (float)(1.0 / sum);
-        for (int64_t k = 0; k < len; k++) o[k * os] *= inv;
-    }
-}
-
-/* One float64 row of length len: o = softmax(x) or log_softmax(x), with libm's exp. */
-static void softmax_row_f64(const double *x, int64_t xs, double *o, int64_t os, int64_t len,
-                            bool log_form) {
-    double m = -INFINITY, sum = 0;
-    for (int64_t k = 0; k < len; k++) {
-        double v = x[k * xs];
-        if (v > m || v != v) m = v;
-    }
-    if (m == -INFINITY) m = 0; /* all -inf: the result is NaN, as in PyTorch */
-    for (int64_t k = 0; k < len; k++) {
-        double e = exp(x[k * xs] - m);
-        sum += e;
-        if (!log_form) o[k * os] = e;
-    }
-    if (log_form) {
-        double lse = log(sum);
-        for (int64_t k = 0; k < len; k++) o[k * os] = (x[k * xs] - m) - lse;
-    } else {
-        for (int64_t k = 0; k < len; k++) o[k * os] /= sum;
-    }
-}
 
 ddp_status cpu_softmax(const tensor *t, int d, bool log_form, tensor *out) {
     int64_t sizes[TENSOR_MAX_DIMS];

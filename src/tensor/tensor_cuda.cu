@@ -16,7 +16,7 @@
 #include "base/philox.h"
 #include "base/philox_math.h"
 #include "tensor/cuda_kernels.h"
-#include "tensor/softmax_exp.h"
+#include "tensor/softmax_math.h"
 #include "tensor/tensor.h" /* the dtype and op enums (plain C) */
 
 /* Grid-stride fill: element i of dst is `value`. T is uint8/uint32/uint64, the element's
@@ -466,49 +466,15 @@ extern "C" int ddp_cuda_extreme_launch(const ddp_cuda_reduce_args *args) {
     return (int)cudaGetLastError();
 }
 
-/* One row of length len, as the CPU's softmax_row_f32 / softmax_row_f64: the maximum
- * first (NaN wins; all -inf gives NaN), then exp of the differences summed in double. */
-template <typename T>
-__device__ void softmax_row(const T *x, int64_t xs, T *o, int64_t os, int64_t len, bool log_form) {
-    T m = -INFINITY;
-    for (int64_t k = 0; k < len; k++) {
-        T v = x[k * xs];
-        if (v > m || v != v) m = v;
-    }
-    if (m == -INFINITY) m = 0;
-    double sum = 0;
-    if constexpr (std::is_same<T, float>::value) {
-        if (log_form) {
-            for (int64_t k = 0; k < len; k++) sum += softmax_expf(x[k * xs] - m);
-            float lse = (float)log(sum);
-            for (int64_t k = 0; k < len; k++) o[k * os] = (x[k * xs] - m) - lse;
-        } else {
-            for (int64_t k = 0; k < len; k++) o[k * os] = softmax_expf(x[k * xs] - m);
-            for (int64_t k = 0; k < len; k++) sum += o[k * os];
-            float inv = (float)(1.0 / sum);
-            for (int64_t k = 0; k < len; k++) o[k * os] *= inv;
-        }
-    } else {
-        for (int64_t k = 0; k < len; k++) {
-            double e = exp(x[k * xs] - m);
-            sum += e;
-            if (!log_form) o[k * os] = e;
-        }
-        if (log_form) {
-            double lse = log(sum);
-            for (int64_t k = 0; k < len; k++) o[k * os] = (x[k * xs] - m) - lse;
-        } else {
-            for (int64_t k = 0; k < len; k++) o[k * os] /= sum;
-        }
-    }
-}
-
 template <typename T> __global__ void softmax_kernel(ddp_cuda_reduce_args a) {
     for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < a.nout;
          j += (int64_t)gridDim.x * blockDim.x) {
         const T *x = (const T *)a.in + a.offset + kept_offset(a, j, a.kstrides);
         T *o = (T *)a.out + kept_offset(a, j, a.out_kstrides);
-        softmax_row<T>(x, a.rstrides[0], o, a.out_step, a.count, a.log_form != 0);
+        if constexpr (std::is_same<T, float>::value) /* softmax_math.h: the CPU's rows */
+            softmax_row_f32(x, a.rstrides[0], o, a.out_step, a.count, a.log_form != 0);
+        else
+            softmax_row_f64(x, a.rstrides[0], o, a.out_step, a.count, a.log_form != 0);
     }
 }
 

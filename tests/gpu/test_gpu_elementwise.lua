@@ -1,51 +1,18 @@
 -- test_gpu_elementwise.lua — the CUDA kernels of the element-wise ops against the CPU
 -- path on fresh random data (never zeros): every binary op (tensor-tensor with
 -- broadcasting, tensor-scalar both ways, in place, strided operands, mixed dtypes) and
--- every unary op, clamp and add_ with alpha. The measure is the relative error max|gpu - cpu| / max|cpu|: float32
--- under 1e-5, float64 under 1e-12, integers and bools equal. The ops staged through the
+-- every unary op, clamp and add_ with alpha. The measure is the relative error
+-- max|gpu - cpu| / max|cpu|: float32 under 1e-5, float64 under 1e-12, integers and bools
+-- equal. The ops staged through the
 -- host (where, equal, allclose) and the copying ones (cat, stack, index_select) too.
 -- Skips (exit 77) where no GPU is visible.
 local T = require "support"
 
-if not torch.cuda.is_available() then
-  print("SKIP: no GPU is visible (torch.cuda.is_available() is false)")
-  os.exit(77)
-end
+local G = require "gpu_support"
+G.skip_without_gpu()
+local matches, random = G.matches, G.random
 
 torch.manual_seed(11)
-
-local TOL = {[tostring(torch.float32)] = 1e-5, [tostring(torch.float64)] = 1e-12}
-
--- gpu (a CUDA tensor) must match cpu (the CPU path's result) in shape, dtype, values.
-local function matches(gpu, cpu, what)
-  T.eq(gpu.is_cuda, true, what .. ": result on the GPU")
-  local g = gpu:cpu()
-  T.eq(tostring(g.shape), tostring(cpu.shape), what .. ": shape")
-  T.eq(g.dtype, cpu.dtype, what .. ": dtype")
-  if cpu:numel() == 0 then return end
-  local tol = TOL[tostring(cpu.dtype)]
-  if not tol then
-    T.is_true(torch.equal(g, cpu), what .. ": values differ")
-    return
-  end
-  local err = (g:double() - cpu:double()):abs():max():item()
-  local scale = math.max(cpu:double():abs():max():item(), 1e-30)
-  if err / scale > tol then
-    error(string.format("%s: relative error %.3g > %.0e", what, err / scale, tol), 2)
-  end
-end
-
--- fresh random data: floats away from zero (both signs), ints nonzero, bools mixed
-local function random(dtype, shape)
-  if dtype == torch.float32 or dtype == torch.float64 then
-    local x = torch.randn(shape, {dtype = dtype})
-    return x + x:sign() * 0.25
-  elseif dtype == torch.int64 then
-    local x = torch.randint(1, 50, shape)
-    return x * (torch.randint(0, 2, shape) * 2 - 1)
-  end
-  return torch.randint(0, 2, shape):to(torch.bool)
-end
 
 local binary = {"add", "sub", "mul", "div", "pow", "maximum", "minimum",
                 "eq", "ne", "lt", "le", "gt", "ge"}

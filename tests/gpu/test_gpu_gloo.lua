@@ -8,10 +8,7 @@
 -- scripts/gpu-check.sh read it). Skips (exit 77) where no GPU is visible.
 local T = require "support"
 
-if not torch.cuda.is_available() then
-  print("SKIP: no GPU is visible (torch.cuda.is_available() is false)")
-  os.exit(77)
-end
+require("gpu_support").skip_without_gpu()
 
 dist.init_process_group{backend = "gloo"}
 local rank, world = dist.get_rank(), dist.get_world_size()

@@ -7,10 +7,7 @@
 -- created again. Skips (exit 77) where no GPU is visible.
 local T = require "support"
 
-if not torch.cuda.is_available() then
-  print("SKIP: no GPU is visible (torch.cuda.is_available() is false)")
-  os.exit(77)
-end
+require("gpu_support").skip_without_gpu()
 
 T.eq(dist.is_nccl_available(), true, "this CUDA build has NCCL")
 dist.init_process_group{backend = "nccl"}

@@ -7,10 +7,7 @@
 -- repeats it; a CPU generator is refused for a CUDA tensor. Skips (exit 77) without a GPU.
 local T = require "support"
 
-if not torch.cuda.is_available() then
-  print("SKIP: no GPU is visible (torch.cuda.is_available() is false)")
-  os.exit(77)
-end
+require("gpu_support").skip_without_gpu()
 
 local function close(got, want, rel, what)
   local g, w = got:cpu():double(), want:double()

@@ -8,52 +8,16 @@
 -- float64 under 1e-12, integers and indices equal. Skips (exit 77) without a GPU.
 local T = require "support"
 
-if not torch.cuda.is_available() then
-  print("SKIP: no GPU is visible (torch.cuda.is_available() is false)")
-  os.exit(77)
-end
+local G = require "gpu_support"
+G.skip_without_gpu()
+local matches, random = G.matches, G.random
 
 torch.manual_seed(12)
-
-local function tolerance(dtype, tf32)
-  if dtype == torch.float32 then return tf32 and 1e-3 or 1e-5 end
-  if dtype == torch.float64 then return 1e-12 end
-end
-
-local function matches(gpu, cpu, what, tf32)
-  T.eq(gpu.is_cuda, true, what .. ": result on the GPU")
-  local g = gpu:cpu()
-  T.eq(tostring(g.shape), tostring(cpu.shape), what .. ": shape")
-  T.eq(g.dtype, cpu.dtype, what .. ": dtype")
-  if cpu:numel() == 0 then return end
-  local tol = tolerance(cpu.dtype, tf32)
-  if not tol then
-    T.is_true(torch.equal(g, cpu), what .. ": values differ")
-    return
-  end
-  local gd, cd = g:double(), cpu:double()
-  T.is_true(torch.equal(gd:ne(gd), cd:ne(cd)), what .. ": NaN in different places")
-  local finite = cd:eq(cd)
-  local err = torch.where(finite, gd - cd, torch.zeros_like(cd)):abs():max():item()
-  local scale = math.max(torch.where(finite, cd, torch.zeros_like(cd)):abs():max():item(), 1e-30)
-  if err / scale > tol then
-    error(string.format("%s: relative error %.3g > %.0e", what, err / scale, tol), 2)
-  end
-end
-
-local function random(dtype, shape)
-  if dtype == torch.int64 then
-    local x = torch.randint(1, 5, shape)
-    return x * (torch.randint(0, 2, shape) * 2 - 1)
-  end
-  local x = torch.randn(shape, {dtype = dtype})
-  return x + x:sign() * 0.25
-end
 
 T.test("reductions over everything and along each dim", function()
   local ops = {"sum", "mean", "prod", "norm", "max", "min", "argmax", "argmin"}
   for _, dt in ipairs{torch.float32, torch.float64, torch.int64} do
-    local a = random(dt, {6, 7, 5})
+    local a = random(dt, {6, 7, 5}, 5)
     if dt ~= torch.int64 then a = a * 0.5 + a:sign() * 0.6 end -- prod stays in range
     local ga = a:cuda()
     for _, op in ipairs(ops) do

@@ -7,10 +7,7 @@
 -- Skips (exit 77) where no GPU is visible.
 local T = require "support"
 
-if not torch.cuda.is_available() then
-  print("SKIP: no GPU is visible (torch.cuda.is_available() is false)")
-  os.exit(77)
-end
+require("gpu_support").skip_without_gpu()
 
 local function rel_err(a, b)
   local x, y = a:cpu():double(), b:cpu():double()
