@@ -141,14 +141,31 @@ static void st(void *base, dtype dt, int64_t i, double v) {
         ((double *)base)[i] = v;
 }
 
+/* t on the host: t itself (a new reference) on the CPU, else a copy. The per-sample
+ * loops of cross_entropy read memory directly, so a GPU's tensors come across for them
+ * (correct and slow; a kernel of its own later). */
+static ddp_status to_host(const tensor *t, tensor **out) {
+    return tensor_to_device(t, DEVICE_CPU_VALUE, t->dtype, out);
+}
+
+/* t viewed as (sizes, ndim) on device dev (a copy when dev is not t's). */
+static ddp_status view_on(tensor *t, const int64_t *sizes, int ndim, device dev, tensor **out) {
+    tensor *v;
+    DDP_CHECK(tensor_view(t, sizes, ndim, &v));
+    ddp_status s = tensor_to_device(v, dev, v->dtype, out);
+    tensor_release(v);
+    return s;
+}
+
 /* Checks the target against the input (N x C) or (C); *prob says which kind it is. */
 static ddp_status ce_check(const tensor *input, const tensor *target, bool *prob) {
     char a[64], b[64];
-    /* the per-sample loops below read the log-probabilities from the host */
-    if (!tensor_is_cpu(input) || !tensor_is_cpu(target))
-        return DDP_FAIL(DDP_ERR_UNSUPPORTED,
-                        "cross_entropy: this op does not run on CUDA tensors yet (move the "
-                        "logits and the targets to the CPU with :cpu())");
+    if (!device_equal(input->storage->device, target->storage->device)) {
+        char da[16], db[16];
+        return DDP_FAIL(DDP_ERR_ARG, "cross_entropy: the input is on %s but the target on %s",
+                        device_name(input->storage->device, da, sizeof da),
+                        device_name(target->storage->device, db, sizeof db));
+    }
     if (!dtype_is_float(input->dtype))
         return DDP_FAIL(DDP_ERR_ARG,
                         "cross_entropy: input must hold float logits, got %s; convert with "
@@ -231,8 +248,9 @@ static ddp_status ce_forward(const tensor *lsm, const tensor *target, bool prob,
 
 /* saved[0] = log_softmax(input) (N x C contiguous), saved[1] = target; op = reduction,
  * scalar = divisor of the mean, flag = probability target, length = C. */
-static ddp_status ce_backward(ag_node *n, const tensor *g, tensor **gi) {
-    const tensor *lsm = n->saved[0], *target = n->saved[1];
+/* ce_backward on host tensors; the gradients go to `dev`. */
+static ddp_status ce_backward_host(ag_node *n, const tensor *lsm, const tensor *target,
+                                   const tensor *g, device dev, tensor **gi) {
     int64_t c = n->length, nb = c == 0 ? 0 : tensor_numel(lsm) / c;
     loss_reduction r = (loss_reduction)n->op;
     double g0 = 0.0;
@@ -271,13 +289,26 @@ static ddp_status ce_backward(ag_node *n, const tensor *g, tensor **gi) {
         }
     }
     tensor_release(pc);
-    /* back to the input's shape ((C) for one sample) */
+    /* back to the input's shape ((C) for one sample), on the input's device */
     const ag_edge *e = &n->edges[0];
-    if (e->needed) s = tensor_view(gx, e->sizes, e->ndim, &gi[0]);
+    if (e->needed) s = view_on(gx, e->sizes, e->ndim, dev, &gi[0]);
     tensor_release(gx);
-    if (s == DDP_OK && gt) s = tensor_view(gt, n->edges[1].sizes, n->edges[1].ndim, &gi[1]);
+    if (s == DDP_OK && gt) s = view_on(gt, n->edges[1].sizes, n->edges[1].ndim, dev, &gi[1]);
     tensor_release(gt);
     return s;
+}
+
+static ddp_status ce_backward(ag_node *n, const tensor *g_in, tensor **gi) {
+    /* the loops run on the host: a GPU's tensors come across, the gradients go back */
+    tensor *lsm = NULL, *target = NULL, *g = NULL;
+    ddp_status hs = to_host(n->saved[0], &lsm);
+    if (hs == DDP_OK) hs = to_host(n->saved[1], &target);
+    if (hs == DDP_OK) hs = to_host(g_in, &g);
+    if (hs == DDP_OK) hs = ce_backward_host(n, lsm, target, g, n->saved[0]->storage->device, gi);
+    tensor_release(lsm);
+    tensor_release(target);
+    tensor_release(g);
+    return hs;
 }
 
 /* The grad_fn name PyTorch shows for cross_entropy's last node. */
@@ -303,9 +334,15 @@ ddp_status ag_cross_entropy(const tensor *input, const tensor *target, loss_redu
     if (s == DDP_OK) s = tensor_contiguous(lsm1, &lsm);
     tensor_release(lsm0);
     tensor_release(lsm1);
-    if (s == DDP_OK)
-        s = tensor_empty(rows, input->ndim - 1, lsm->dtype, lsm->storage->device, &each);
-    if (s == DDP_OK) s = ce_forward(lsm, target, prob, nb, c, each, &count);
+    tensor *lsm_h = NULL, *target_h = NULL, *each_h = NULL;
+    if (s == DDP_OK) s = to_host(lsm, &lsm_h);
+    if (s == DDP_OK) s = to_host(target, &target_h);
+    if (s == DDP_OK) s = tensor_empty(rows, input->ndim - 1, lsm->dtype, DEVICE_CPU_VALUE, &each_h);
+    if (s == DDP_OK) s = ce_forward(lsm_h, target_h, prob, nb, c, each_h, &count);
+    if (s == DDP_OK) s = tensor_to_device(each_h, lsm->storage->device, each_h->dtype, &each);
+    tensor_release(lsm_h);
+    tensor_release(target_h);
+    tensor_release(each_h);
     if (s == DDP_OK) {
         s = reduce_loss(each, r, count, &y);
         each = NULL;

@@ -3,7 +3,8 @@
 -- start: the losses and the final parameters agree (float32 relative error under 1e-5;
 -- the optimizer's element formula is one definition for both devices, the GEMMs differ
 -- in summation order only). Also: model:to("cuda") moves the parameters, an optimizer
--- built afterwards keeps its state on the GPU, and gradients land on the GPU.
+-- built afterwards keeps its state on the GPU, and gradients land on the GPU;
+-- cross_entropy (class indices and probabilities, every reduction) and its backward.
 -- Skips (exit 77) where no GPU is visible.
 local T = require "support"
 
@@ -63,6 +64,30 @@ for name, make in pairs(optimizers) do
     end
   end)
 end
+
+T.test("cross_entropy and its backward on the GPU equal the CPU's", function()
+  torch.manual_seed(4)
+  for _, reduction in ipairs{"mean", "sum", "none"} do
+    local logits = torch.randn(16, 7)
+    local classes = torch.randint(0, 7, {16})
+    local probs = torch.randn(16, 7):softmax(1)
+    for _, target in ipairs{classes, probs} do
+      local x = logits:clone():requires_grad_()
+      local gx = logits:cuda():requires_grad_()
+      local loss = nn.functional.cross_entropy(x, target, {reduction = reduction})
+      local gloss = nn.functional.cross_entropy(gx, target:cuda(), {reduction = reduction})
+      T.eq(gloss.is_cuda, true)
+      T.is_true(rel_err(gloss, loss) < 1e-5, "loss, reduction " .. reduction)
+      local seed = torch.ones_like(loss)
+      loss:backward(seed)
+      gloss:backward(seed:cuda())
+      T.eq(gx.grad.is_cuda, true, "the gradient lands on the GPU")
+      T.is_true(rel_err(gx.grad, x.grad) < 1e-5, "gradient, reduction " .. reduction)
+    end
+  end
+  T.raises(function() nn.functional.cross_entropy(torch.randn(2, 3):cuda(), torch.tensor({0, 1})) end,
+           "the input is on cuda:")
+end)
 
 T.test("the optimizer's state lives with the parameters", function()
   local model = model_from(0)
