@@ -796,23 +796,14 @@ static int l_to_dtype(lua_State *L, dtype dt) {
 }
 
 /* Moves self to dev as dtype dt (plain "cuda" is the current GPU), or converts its
- * dtype when the device stays. A move is no autograd op yet: a tensor that requires grad
- * is refused while grad mode is on (module:to() moves detached parameters). */
+ * dtype when the device stays. Differentiable, as in PyTorch: the gradient of the copy
+ * flows back to self's device (module:to() moves detached parameters instead). */
 static int l_to_device(lua_State *L, device dev, dtype dt) {
     tensor *t = l_check_self(L);
     l_check(L, device_resolve(&dev));
     if (device_equal(dev, t->storage->device)) return l_to_dtype(L, dt);
-    if (t->requires_grad && grad_mode_enabled()) {
-        char a[32], b[32];
-        return luaL_error(L,
-                          "to: moving a tensor that requires grad from %s to %s is not "
-                          "recorded by autograd yet; move it inside torch.no_grad(), or "
-                          "detach() it first",
-                          device_name(t->storage->device, a, sizeof a),
-                          device_name(dev, b, sizeof b));
-    }
     tensor **slot = l_new_box(L);
-    l_check(L, tensor_to_device(t, dev, dt, slot));
+    l_check(L, ag_to_device(t, dev, dt, slot));
     return 1;
 }
 

@@ -10,8 +10,8 @@ static ddp_status reshape_backward(ag_node *n, const tensor *g, tensor **gi) {
     return tensor_reshape(g, n->edges[0].sizes, n->edges[0].ndim, &gi[0]);
 }
 
-/* identity: clone, contiguous, to_dtype (the engine converts the dtype), expand (the
- * engine sums over the broadcast dims) */
+/* identity: clone, contiguous, to_dtype and to_device (the engine converts the dtype and
+ * moves the device), expand (the engine sums over the broadcast dims) */
 static ddp_status identity_backward(ag_node *n, const tensor *g, tensor **gi) {
     (void)n;
     gi[0] = tensor_retain((tensor *)g);
@@ -186,6 +186,14 @@ ddp_status ag_to_dtype(const tensor *t, dtype dt, tensor **out) {
     *out = NULL;
     DDP_CHECK(tensor_to_dtype(t, dt, &y));
     ag_node *n; /* nothing is recorded for a non-float result or when y == t */
+    return ag_record("ToCopyBackward0", identity_backward, &t, 1, y, out, &n);
+}
+
+ddp_status ag_to_device(const tensor *t, device dev, dtype dt, tensor **out) {
+    tensor *y;
+    *out = NULL;
+    DDP_CHECK(tensor_to_device(t, dev, dt, &y));
+    ag_node *n; /* the engine moves the gradient back to t's device and dtype */
     return ag_record("ToCopyBackward0", identity_backward, &t, 1, y, out, &n);
 }
 

@@ -103,6 +103,7 @@ ddp_status ag_record(const char *name, ag_backward_fn backward, const tensor *co
         if (!in) continue;
         ag_edge *e = &edges[i];
         e->dtype = in->dtype;
+        e->device = in->storage->device;
         e->ndim = in->ndim;
         memcpy(e->sizes, in->sizes, sizeof e->sizes);
         if (!in->requires_grad) continue;
@@ -269,8 +270,9 @@ static ddp_status node_list_push(node_list *l, ag_node *n) {
     return DDP_OK;
 }
 
-/* Brings a gradient to the shape and dtype of the input it flows into: sums over the
- * dims that were broadcast, converts float32 <-> float64. Takes ownership of g. */
+/* Brings a gradient to the shape, dtype and device of the input it flows into: sums over
+ * the dims that were broadcast, converts float32 <-> float64, moves it back across a
+ * device move (t:to("cuda")). Takes ownership of g. */
 static ddp_status conform_grad(tensor *g, const ag_edge *e, tensor **out) {
     *out = NULL;
     bool same_shape = g->ndim == e->ndim;
@@ -282,9 +284,9 @@ static ddp_status conform_grad(tensor *g, const ag_edge *e, tensor **out) {
         DDP_CHECK(st);
         g = s;
     }
-    if (g->dtype != e->dtype) {
+    if (g->dtype != e->dtype || !device_equal(g->storage->device, e->device)) {
         tensor *c;
-        ddp_status st = tensor_to_dtype(g, e->dtype, &c);
+        ddp_status st = tensor_to_device(g, e->device, e->dtype, &c);
         tensor_release(g);
         DDP_CHECK(st);
         g = c;

@@ -64,6 +64,9 @@ ddp_status ag_select(const tensor *t, int64_t dim, int64_t index, tensor **out);
 ddp_status ag_contiguous(const tensor *t, tensor **out);
 ddp_status ag_clone(const tensor *t, tensor **out);
 ddp_status ag_to_dtype(const tensor *t, dtype dt, tensor **out);
+/* t copied to device dev as dtype dt (tensor_to_device), recorded: the gradient goes
+ * back to t's device, as PyTorch's ToCopyBackward0. */
+ddp_status ag_to_device(const tensor *t, device dev, dtype dt, tensor **out);
 ddp_status ag_cat(tensor *const *ts, int n, int64_t dim, tensor **out);
 ddp_status ag_stack(tensor *const *ts, int n, int64_t dim, tensor **out);
 ddp_status ag_softmax(const tensor *t, int64_t dim, tensor **out);

@@ -31,7 +31,9 @@ typedef struct {
     ag_node *node; /* retained grad_fn of the input, or NULL */
     tensor *leaf;  /* retained leaf tensor that requires grad, or NULL */
     bool needed;   /* node or leaf is set: a gradient must flow here */
-    dtype dtype;   /* the input's dtype and shape, for summing / converting its grad */
+    dtype dtype;   /* the input's dtype, shape and device, for summing / converting /
+                    * moving its grad */
+    device device;
     int ndim;
     int64_t sizes[TENSOR_MAX_DIMS];
 } ag_edge;

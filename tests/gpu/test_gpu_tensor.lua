@@ -1,8 +1,8 @@
 -- test_gpu_tensor.lua — CUDA tensors on a real GPU: creation on the device, copies
 -- host <-> device and device <-> device bit-exact on fresh random data (never zeros),
 -- strided views and dtype changes across devices, fills, printing, the current device,
--- model:to("cuda"), and the clear refusals of ops that have no CUDA kernel yet
--- (test_gpu_elementwise.lua checks the ops that have one).
+-- model:to("cuda"), and a move that autograd records (the other test_gpu_*.lua files
+-- check the ops).
 -- Skips (exit 77, ctest's SKIP_RETURN_CODE) where no GPU is visible.
 local T = require "support"
 
@@ -133,7 +133,7 @@ T.test("item, tolist, indexing and printing read through a copy", function()
        "tensor([0, 0], device='cuda:" .. torch.cuda.current_device() .. "')")
 end)
 
-T.test("model:to('cuda') moves parameters; ops without a kernel say so", function()
+T.test("model:to('cuda') moves parameters; a move is differentiable", function()
   local m = nn.Linear(4, 3)
   local w = m.weight:clone()
   m:to("cuda")
@@ -145,10 +145,15 @@ T.test("model:to('cuda') moves parameters; ops without a kernel say so", functio
   T.eq(m.weight.is_cuda, false)
   same(m.weight:detach(), w, "weight moved back")
   local d = torch.randn(3):cuda()
-  T.raises(function() return d:sum() end, "sum: this op does not run on CUDA tensors yet")
   T.raises(function() return d + torch.randn(3) end, "cpu")
-  T.raises(function() return torch.randn(2, {requires_grad = true}):cuda() end,
-           "not recorded by autograd yet")
+  -- the gradient of a copy to the GPU flows back to the CPU leaf (ToCopyBackward0)
+  local x = torch.randn(2, {requires_grad = true})
+  local y = x:cuda()
+  T.eq(y.grad_fn:name(), "ToCopyBackward0")
+  local total = (y * 3):sum()
+  total:backward()
+  T.eq(x.grad.is_cuda, false, "the leaf's gradient is on its own device")
+  same(x.grad, torch.full({2}, 3.0), "d(3 * sum(x))/dx")
 end)
 
 T.done()
