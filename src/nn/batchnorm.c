@@ -234,8 +234,6 @@ static ddp_status check_args(const tensor *x, const tensor *weight, const tensor
     if (!dtype_is_float(x->dtype))
         return DDP_FAIL(DDP_ERR_ARG, "batch_norm: needs a floating point input, got %s",
                         dtype_name(x->dtype));
-    if (x->storage->device.type != DEVICE_CPU)
-        return DDP_FAIL(DDP_ERR_UNSUPPORTED, "batch_norm: runs on CPU tensors only (for now)");
     const struct {
         const tensor *t;
         const char *name;
@@ -252,6 +250,12 @@ static ddp_status check_args(const tensor *x, const tensor *weight, const tensor
         if (p->dtype != x->dtype)
             return DDP_FAIL(DDP_ERR_ARG, "batch_norm: %s is %s but the input is %s", params[i].name,
                             dtype_name(p->dtype), dtype_name(x->dtype));
+        if (!device_equal(p->storage->device, x->storage->device)) {
+            char da[16], db[16];
+            return DDP_FAIL(DDP_ERR_ARG, "batch_norm: %s is on %s but the input is on %s",
+                            params[i].name, device_name(p->storage->device, da, sizeof da),
+                            device_name(x->storage->device, db, sizeof db));
+        }
     }
     int64_t per_channel = tensor_numel(x) / (x->sizes[1] ? x->sizes[1] : 1);
     if (training && per_channel <= 1)
@@ -260,6 +264,34 @@ static ddp_status check_args(const tensor *x, const tensor *weight, const tensor
                         "input size %s",
                         tensor_shape_str(x, a, sizeof a));
     return DDP_OK;
+}
+
+/* The op on a GPU's tensors: the CPU op on host copies, joined to the graph by device
+ * moves (ag_to_device: the gradients of x, weight and bias go back to the GPU), the
+ * running statistics copied back after. Correct and slow (a kernel of its own later). */
+static ddp_status batch_norm_via_host(const tensor *x, const tensor *weight, const tensor *bias,
+                                      tensor *running_mean, tensor *running_var, bool training,
+                                      double momentum, double eps, const bn_reducer *reducer,
+                                      tensor **out) {
+    const device cpu = DEVICE_CPU_VALUE;
+    tensor *hx = NULL, *hw = NULL, *hb = NULL, *hm = NULL, *hv = NULL, *hy = NULL;
+    ddp_status st = ag_to_device(x, cpu, x->dtype, &hx);
+    if (st == DDP_OK && weight) st = ag_to_device(weight, cpu, weight->dtype, &hw);
+    if (st == DDP_OK && bias) st = ag_to_device(bias, cpu, bias->dtype, &hb);
+    if (st == DDP_OK && running_mean)
+        st = tensor_to_device(running_mean, cpu, running_mean->dtype, &hm);
+    if (st == DDP_OK && running_var)
+        st = tensor_to_device(running_var, cpu, running_var->dtype, &hv);
+    if (st == DDP_OK)
+        st = ag_batch_norm(hx, hw, hb, hm, hv, training, momentum, eps, reducer, &hy);
+    else
+        reducer_release(reducer);
+    if (st == DDP_OK && hm) st = tensor_copy_(running_mean, hm);
+    if (st == DDP_OK && hv) st = tensor_copy_(running_var, hv);
+    if (st == DDP_OK) st = ag_to_device(hy, x->storage->device, hy->dtype, out);
+    tensor *all[] = {hx, hw, hb, hm, hv, hy};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tensor_release(all[i]);
+    return st;
 }
 
 ddp_status ag_batch_norm(const tensor *x_in, const tensor *weight, const tensor *bias,
@@ -271,6 +303,9 @@ ddp_status ag_batch_norm(const tensor *x_in, const tensor *weight, const tensor 
         reducer_release(reducer);
         return st;
     }
+    if (!tensor_is_cpu(x_in))
+        return batch_norm_via_host(x_in, weight, bias, running_mean, running_var, training,
+                                   momentum, eps, reducer, out);
     bool batch_stats = training || !running_mean || !running_var;
     tensor *x = NULL, *y = NULL, *mean_t = NULL, *invstd_t = NULL;
     bn_shape s = {x_in->sizes[0], x_in->sizes[1], x_in->ndim == 3 ? x_in->sizes[2] : 1};

@@ -4,7 +4,8 @@
 -- the optimizer's element formula is one definition for both devices, the GEMMs differ
 -- in summation order only). Also: model:to("cuda") moves the parameters, an optimizer
 -- built afterwards keeps its state on the GPU, and gradients land on the GPU;
--- cross_entropy (class indices and probabilities, every reduction) and its backward.
+-- cross_entropy (class indices and probabilities, every reduction) and its backward;
+-- BatchNorm1d (forward, backward, running statistics, eval).
 -- Skips (exit 77) where no GPU is visible.
 local T = require "support"
 
@@ -87,6 +88,28 @@ T.test("cross_entropy and its backward on the GPU equal the CPU's", function()
   end
   T.raises(function() nn.functional.cross_entropy(torch.randn(2, 3):cuda(), torch.tensor({0, 1})) end,
            "the input is on cuda:")
+end)
+
+T.test("BatchNorm1d on the GPU equals the CPU's, running statistics included", function()
+  torch.manual_seed(9)
+  local cpu_bn, gpu_bn = nn.BatchNorm1d(4), nn.BatchNorm1d(4)
+  gpu_bn:to("cuda")
+  local x = torch.randn(8, 4) * 3 + 1
+  local xc, xg = x:clone():requires_grad_(), x:cuda():requires_grad_()
+  local yc, yg = cpu_bn(xc), gpu_bn(xg)
+  T.eq(yg.is_cuda, true)
+  T.is_true(rel_err(yg, yc) < 1e-5, "output")
+  yc:pow(2):sum():backward()
+  yg:pow(2):sum():backward()
+  T.is_true(rel_err(xg.grad, xc.grad) < 1e-5, "input gradient")
+  T.eq(gpu_bn.weight.grad.is_cuda, true)
+  T.is_true(rel_err(gpu_bn.weight.grad, cpu_bn.weight.grad) < 1e-5, "weight gradient")
+  T.is_true(rel_err(gpu_bn.running_mean, cpu_bn.running_mean) < 1e-6, "running mean")
+  T.is_true(rel_err(gpu_bn.running_var, cpu_bn.running_var) < 1e-6, "running var")
+  T.eq(gpu_bn.running_mean.is_cuda, true, "the buffers stay on the GPU")
+  gpu_bn:eval()
+  cpu_bn:eval()
+  T.is_true(rel_err(gpu_bn(x:cuda()), cpu_bn(x)) < 1e-5, "eval mode")
 end)
 
 T.test("the optimizer's state lives with the parameters", function()
