@@ -288,6 +288,13 @@ ddp_status io_sink_write_tensor(io_sink *o, const tensor *t) {
     size_t esize = dtype_size(t->dtype);
     int64_t numel = tensor_numel(t);
     if (numel == 0) return DDP_OK;
+    if (!tensor_is_cpu(t)) { /* a GPU's tensor is written from a host copy, as PyTorch does */
+        tensor *h;
+        DDP_CHECK(tensor_to_device(t, DEVICE_CPU_VALUE, t->dtype, &h));
+        ddp_status s = io_sink_write_tensor(o, h);
+        tensor_release(h);
+        return s;
+    }
     if (tensor_is_contiguous(t)) return io_sink_write(o, tensor_data(t), (size_t)numel * esize);
     unsigned char buf[1 << 16];
     size_t used = 0;
@@ -313,10 +320,5 @@ ddp_status io_sink_write_tensor(io_sink *o, const tensor *t) {
 
 ddp_status io_check_savable(const char *path, const char *what, const tensor *t) {
     if (!t) return DDP_FAIL(DDP_ERR_ARG, "cannot save '%s': %s is not a tensor", path, what);
-    if (t->storage->device.type != DEVICE_CPU)
-        return DDP_FAIL(
-            DDP_ERR_ARG,
-            "cannot save '%s': %s is on the GPU; move it to the CPU first (t:to(\"cpu\"))", path,
-            what);
     return DDP_OK;
 }

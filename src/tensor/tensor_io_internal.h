@@ -80,7 +80,8 @@ ddp_status io_sink_write_tensor(io_sink *o, const tensor *t);
  * finishing itself failed. */
 ddp_status io_sink_finish(io_sink *o, ddp_status s);
 
-/* DDP_ERR_ARG unless t is a CPU tensor; `what` names it in the message. */
+/* DDP_ERR_ARG when t is missing (not a tensor); `what` names it in the message. A GPU's
+ * tensor is savable: io_sink_write_tensor writes it from a host copy. */
 ddp_status io_check_savable(const char *path, const char *what, const tensor *t);
 
 #endif

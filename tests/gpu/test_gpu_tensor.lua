@@ -156,4 +156,22 @@ T.test("model:to('cuda') moves parameters; a move is differentiable", function()
   same(x.grad, torch.full({2}, 3.0), "d(3 * sum(x))/dx")
 end)
 
+T.test("a GPU model's state_dict saves and loads back", function()
+  local m = nn.Linear(4, 3)
+  m:to("cuda")
+  local path = os.tmpname() .. ".safetensors"
+  torch.save(m:state_dict(), path)
+  local back = torch.load(path)
+  os.remove(path)
+  T.eq(back.weight.is_cuda, false, "a file loads onto the CPU, as in PyTorch with map_location")
+  same(back.weight, m.weight:detach():cpu(), "weight through the file")
+  local m2 = nn.Linear(4, 3):to("cuda")
+  m2:load_state_dict(back)
+  same(m2.weight:detach():cpu(), m.weight:detach():cpu(), "loaded into a GPU model")
+  local npy = os.tmpname() .. ".npy"
+  torch.save(torch.arange(0, 6):view(2, 3):t():cuda(), npy) -- a strided GPU view
+  same(torch.load(npy), torch.arange(0, 6):view(2, 3):t():contiguous(), "an .npy of a GPU view")
+  os.remove(npy)
+end)
+
 T.done()
