@@ -277,8 +277,9 @@ static ddp_status pg_connect_as(process_group *g, double rendezvous_timeout,
                            .abort_key = abort_key};
     ddp_status s = g->backend == COMM_BACKEND_NCCL ? comm_nccl_init(&o, &g->comm)
                                                    : comm_gloo_init(&o, &g->comm);
-    /* where there are GPUs, Gloo takes CUDA tensors too, through host memory */
-    if (s == DDP_OK && g->backend == COMM_BACKEND_GLOO && cuda_device_count() > 0)
+    /* in a CUDA build, Gloo takes CUDA tensors too, through host memory (asking nothing of
+     * CUDA here: a CPU session on a GPU machine must not start it) */
+    if (s == DDP_OK && g->backend == COMM_BACKEND_GLOO && cuda_built())
         s = comm_staged_new(g->comm, g->size, &g->comm);
     if (s != DDP_OK) g->comm = NULL;
     g->broken = s != DDP_OK;

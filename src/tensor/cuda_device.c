@@ -222,7 +222,9 @@ ddp_status cuda_empty_cache(void) {
 /* ---- copies ------------------------------------------------------------------------ */
 
 bool cuda_is_device_memory(const void *p) {
-    if (cuda_device_count() == 0) return false;
+    /* only a process that allocated on a GPU holds device pointers; asking CUDA before
+     * that would start it (a context per rank) in a session that never uses a GPU */
+    if (!cuda_was_used()) return false;
     struct cudaPointerAttributes a;
     if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
         (void)cudaGetLastError();

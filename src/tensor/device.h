@@ -61,8 +61,8 @@ ddp_status cuda_reset_peak_memory_stats(int index);
 /* Returns every GPU's cached blocks to the driver (live tensors keep theirs). */
 ddp_status cuda_empty_cache(void);
 
-/* Whether p points into device memory (cudaPointerGetAttributes); false without a GPU.
- * Cannot fail. */
+/* Whether p points into device memory (cudaPointerGetAttributes); false, without asking
+ * CUDA, in a process that has not put anything on a GPU. Cannot fail. */
 bool cuda_is_device_memory(const void *p);
 /* Copies n bytes; either pointer may be host memory or device memory from a CUDA
  * allocator (unified addressing tells which). Returns when the copy is done. `op` names
