@@ -444,8 +444,10 @@ function Module:to(target)
       if p ~= nil and p.dtype.is_floating_point then
         local q = p:detach():to(target)
         if q.dtype ~= p.dtype or q.device ~= p.device then
-          local np = nn.Parameter(q:clone(), p.requires_grad)
-          m._parameters[name] = np
+          -- in place, as PyTorch's module.to: the Parameter object stays the same, so an
+          -- optimizer built before the move still holds it
+          p.data = q
+          if p.grad ~= nil then p.grad = p.grad:to(target) end
         end
       end
     end

@@ -328,7 +328,7 @@ static void l_set_row(lua_State *L, tensor *t) {
     lua_pop(L, 1);
 }
 
-/* __newindex: requires_grad, grad, and integer rows; anything else is refused. */
+/* __newindex: requires_grad, grad, data, and integer rows; anything else is refused. */
 static int l_tensor_newindex(lua_State *L) {
     tensor *t = l_check_self(L);
     if (lua_type(L, 2) == LUA_TNUMBER) {
@@ -342,10 +342,21 @@ static int l_tensor_newindex(lua_State *L) {
         l_check(L, ag_set_requires_grad(t, lua_toboolean(L, 3)));
     } else if (strcmp(k, "grad") == 0) {
         l_set_grad(L, t);
+    } else if (strcmp(k, "data") == 0) {
+        /* t.data = src: t now holds src's values, on src's device and dtype (what
+         * module:to does to each parameter, as PyTorch does) */
+        tensor *src = ddp_lua_check_tensor(L, 3);
+        if (t->grad_fn)
+            luaL_error(L, "data: only a leaf tensor's data can be replaced (this one was "
+                          "computed; use detach())");
+        if (t->requires_grad && !dtype_is_float(src->dtype))
+            luaL_error(L, "data: a tensor that requires grad needs float data, got %s",
+                       dtype_name(src->dtype));
+        tensor_set_data(t, src);
     } else {
         luaL_error(L,
                    "cannot set field '%s' of a tensor (settable: requires_grad, grad, "
-                   "t[i])",
+                   "data, t[i])",
                    k);
     }
     return 0;

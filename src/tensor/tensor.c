@@ -178,6 +178,18 @@ static tensor *tensor_header(storage *s, dtype dt) {
     return t;
 }
 
+void tensor_set_data(tensor *t, const tensor *src) {
+    if (t == src) return;
+    src->storage->refcount++;
+    storage_release(t->storage);
+    t->storage = src->storage;
+    t->dtype = src->dtype;
+    t->ndim = src->ndim;
+    memcpy(t->sizes, src->sizes, sizeof t->sizes);
+    memcpy(t->strides, src->strides, sizeof t->strides);
+    t->offset = src->offset;
+}
+
 bool tensor_sizes_overflow(const int64_t *sizes, int ndim) {
     int64_t product = 1;
     for (int d = 0; d < ndim; d++) {

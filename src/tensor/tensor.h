@@ -107,6 +107,11 @@ typedef struct tensor {
 
 /* ---- life cycle ------------------------------------------------------------------ */
 
+/* t takes src's data: a new reference to its storage, its dtype and geometry (PyTorch's
+ * `t.data = src`); t's own autograd fields stay. Other views of t's old storage keep it.
+ * Cannot fail. */
+void tensor_set_data(tensor *t, const tensor *src);
+
 /* Uninitialised contiguous tensor. Fails (DDP_ERR_ARG) on a negative size or too many
  * dims or a GPU that does not exist, (DDP_ERR_NOMEM) when the bytes cannot be had,
  * (DDP_ERR_UNSUPPORTED) for CUDA in a build without it or without a visible GPU. ndim 0

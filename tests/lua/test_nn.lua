@@ -230,4 +230,29 @@ T.test("nn.ModuleList of a module list takes every child, and of itself ends (AP
   T.eq(#a, 4)
 end)
 
+T.test("model:to moves parameters in place, as PyTorch: an optimizer built before keeps them", function()
+  torch.manual_seed(0)
+  local model = nn.Sequential(nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 1))
+  local w = model[0].weight -- nn.Sequential indexes from 0, as PyTorch
+  local opt = optim.SGD(model:parameters(), {lr = 0.1})
+  model(torch.randn(4, 3)):sum():backward()
+  model:double()
+  T.is_true(rawequal(model[0].weight, w), "the same Parameter object")
+  T.eq(w.dtype, torch.float64)
+  T.eq(w.grad.dtype, torch.float64, "its gradient moved with it")
+  T.eq(w.requires_grad, true)
+  local before = w:clone()
+  opt:step() -- the optimizer built before the move updates the moved parameter
+  T.is_true(not torch.equal(w, before), "the step reached the parameter")
+  -- t.data = src, as PyTorch
+  local t = torch.zeros(2, {requires_grad = true})
+  t.data = torch.ones(3, {dtype = torch.float64})
+  T.eq(tostring(t.shape), "torch.Size([3])")
+  T.eq(t.requires_grad, true, "autograd fields stay")
+  T.raises(function() t.data = torch.ones(2, {dtype = torch.int64}) end, "needs float data")
+  local y = t * 2
+  T.raises(function() y.data = torch.ones(3) end, "only a leaf tensor's data")
+  T.raises(function() t.data = 3 end, "tensor")
+end)
+
 T.done()
