@@ -207,8 +207,20 @@ void driver_mark_dead(rank_slot *s) {
     drain_output(s, -1, NULL);
     close_slot_fd(s);
     s->state = SLOT_DEAD;
+    if (s->remote && !s->reaped && s->owner) {
+        /* its agent may have said how it ended, or have gone away itself: take in what
+         * the agents sent first */
+        driver_nodes_poll(s->owner, 0);
+    }
     if (s->remote && !s->reaped) {
-        snprintf(s->death, sizeof s->death, "lost its connection (exit status unknown)");
+        int k = s->owner ? s->rank / s->owner->nproc : -1;
+        if (k > 0 && !driver_nodes_agent_in(s->owner, k))
+            snprintf(s->death, sizeof s->death,
+                     "lost with node %d's agent (ddplab --node-rank %d), which has gone away "
+                     "(exit status unknown)",
+                     k, k);
+        else
+            snprintf(s->death, sizeof s->death, "lost its connection (exit status unknown)");
         return;
     }
     if (!s->reaped) {
