@@ -97,12 +97,15 @@ local function median(from, to)
   return t[(#t + 1) // 2]
 end
 -- a slowdown that comes from the program grows steadily: the median of each third of the
--- blocks is higher than the one before, the last more than twice the first (a loaded
--- machine makes single blocks, even a whole third, slower, but not such a staircase)
+-- blocks is at least a quarter higher than the one before, the last more than twice the
+-- first (work that grows with the step count gives that, or more). A loaded machine makes
+-- single blocks, even a whole third, slower, but not such a staircase: the ranks spin
+-- while they wait for a peer, so CPU time follows the machine's load in a step (seen in a
+-- full parallel make test: 0.015, 0.042, then 0.043 s when other tests started beside it)
 local third = #blocks // 3
 local early, middle, late = median(1, third), median(third + 1, 2 * third),
                             median(2 * third + 1, #blocks)
-if late > 2 * early and middle > early and late > middle then
+if late > 2 * early and middle > 1.25 * early and late > 1.25 * middle then
   bad[#bad + 1] = ("blocks of %d steps slowed down: median %.3f, %.3f, then %.3f CPU s")
                   :format(SAMPLE, early, middle, late)
 end
