@@ -21,12 +21,12 @@ static int cmp(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-#define CHECK(call, what)                                                                      \
-    do {                                                                                       \
-        if (!(call)) {                                                                         \
-            fprintf(stderr, "nccl_raw: %s failed\n", what);                                    \
-            return 2;                                                                          \
-        }                                                                                      \
+#define CHECK(call, what)                                                                          \
+    do {                                                                                           \
+        if (!(call)) {                                                                             \
+            fprintf(stderr, "nccl_raw: %s failed\n", what);                                        \
+            return 2;                                                                              \
+        }                                                                                          \
     } while (0)
 
 int main(void) {
