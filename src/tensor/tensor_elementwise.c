@@ -16,6 +16,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+
 const char *binary_op_name(binary_op op) {
     static const char *names[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum",
                                   "eq",  "ne",  "lt",  "le",  "gt",  "ge"};
