@@ -165,12 +165,12 @@ static void gpu_free(void *ctx, void *ptr) {
     thread_device = -1;
 }
 
+/* Set once the first GPU allocator exists: cuda_was_used is asked for every buffer of
+ * every Gloo call (comm_staged.c), so it reads one flag instead of taking the lock. */
+static atomic_bool any_allocator;
+
 bool cuda_was_used(void) {
-    bool used = false;
-    pthread_mutex_lock(&lock);
-    for (int i = 0; i < MAX_GPUS && !used; i++) used = caches[i] != NULL;
-    pthread_mutex_unlock(&lock);
-    return used;
+    return atomic_load_explicit(&any_allocator, memory_order_acquire);
 }
 
 ddp_status cuda_allocator(int index, ddp_allocator **out) {
@@ -181,6 +181,7 @@ ddp_status cuda_allocator(int index, ddp_allocator **out) {
         snprintf(cache_names[index], sizeof cache_names[index], "cuda:%d", index);
         cache_backend b = {(void *)(intptr_t)index, gpu_alloc, gpu_free};
         caches[index] = cache_alloc_new(b, (device){DEVICE_CUDA, index}, cache_names[index]);
+        if (caches[index]) atomic_store_explicit(&any_allocator, true, memory_order_release);
     }
     cache_alloc *c = caches[index];
     pthread_mutex_unlock(&lock);
