@@ -23,15 +23,6 @@ REPORT_LIMIT_MS=${DDP_FAULT_REPORT_MS:-2000}
 RANDOM=$SEED
 echo "test_agent_faults: $KILLS agent kills, seed $SEED"
 
-# Bounded polling (about 60 s) for a screen line matching the extended regex $1.
-wait_re() {
-    for _ in $(seq 1200); do
-        screen | grep -qE -- "$1" && return 0
-        sleep 0.05
-    done
-    fail "waited for a line matching: $1"
-}
-
 # a free port for the store whose next port (the control port) is free too
 PORT=$(python3 "$(dirname "$0")/free_port_pair.py")
 SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')

@@ -23,15 +23,6 @@ REPORT_LIMIT_MS=${DDP_FAULT_REPORT_MS:-2000}
 RANDOM=$SEED
 echo "test_fault_inject: $KILLS kills, seed $SEED"
 
-# Bounded polling (about 60 s: the machine may be loaded) for a screen line matching the
-# extended regex $1 at least $2 times.
-wait_re_count() {
-    for _ in $(seq 1200); do
-        [ "$(screen | grep -cE -- "$1")" -ge "$2" ] && return 0
-        sleep 0.05
-    done
-    fail "waited for $2 x a line matching: $1"
-}
 # Every rank answers (bounded: 60 s; the line is typed again once after 30 s, in case the
 # terminal lost it on a loaded machine).
 SYNC=0
@@ -71,7 +62,7 @@ check_world_works() {
     reset_screen
     send "dist.init_process_group{backend = 'gloo'}; t = torch.ones(1); dist.all_reduce(t); ok$GOOD = t:item()"
     send "=ok$GOOD + 0.5"
-    wait_re_count "^\\[[^]]*\\] $WORLD\\.5\$" 1
+    wait_re "^\\[[^]]*\\] $WORLD\\.5\$" 1
     send 'dist.destroy_process_group()'
 }
 
@@ -136,7 +127,7 @@ for ((k = 1; k <= KILLS; k++)); do
         t0=$(now_ms)
         kill -$sig "${PIDS[$victim]}"
     fi
-    wait_re_count "rank $victim( died:)? $want" 1
+    wait_re "rank $victim( died:)? $want" 1
     took=$(($(now_ms) - t0))
     [ $took -gt $worst_ms ] && worst_ms=$took
     line="kill $k: world $WORLD rank $victim $cause at $moment: reported in ${took} ms"

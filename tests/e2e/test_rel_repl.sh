@@ -8,15 +8,7 @@
 # number.
 . "$(dirname "$0")/tmux_lib.sh"
 
-# Polls the screen (bounded, as wait_for) until a line matches the extended regex $1
-# (tabs reach the screen as spaces).
-wait_re() {
-    for _ in $(seq 300); do
-        screen | grep -qE -- "$1" && return 0
-        sleep 0.1
-    done
-    fail "waited for a line matching: $1"
-}
+# wait_re (tmux_lib.sh) matches screen lines: tabs reach the screen as spaces.
 
 SYNC=0
 sync_ranks() {

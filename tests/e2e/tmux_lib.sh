@@ -38,6 +38,15 @@ wait_count() {
     done
     fail "waited for $2 x: $1"
 }
+# Polls (bounded: about 60 s, the machine may be loaded) until at least $2 (default 1)
+# screen lines match the extended regex $1.
+wait_re() {
+    for _ in $(seq 1200); do
+        [ "$(screen | grep -cE -- "$1")" -ge "${2:-1}" ] && return 0
+        sleep 0.05
+    done
+    fail "waited for ${2:-1} x a line matching: $1"
+}
 # Types $1 literally (no Enter); send also presses Enter.
 keys() { tmux -L "$SOCK" send-keys -l -- "$1"; }
 send() { keys "$1"; tmux -L "$SOCK" send-keys Enter; }
