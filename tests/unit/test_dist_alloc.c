@@ -87,13 +87,19 @@ static int run_store(int *bad) {
     return nomem;
 }
 
-static void test_store_client(void **state) {
-    (void)state;
+/* Starts the store server of the walks and holds a "probe" key in it (what probe reads
+ * back after a failure). */
+static void start_server(void) {
     assert_int_equal(store_server_start("127.0.0.1", 0, &server), DDP_OK);
     store_client *c;
     assert_int_equal(store_connect("127.0.0.1", store_server_port(server), 2.0, &c), DDP_OK);
     assert_int_equal(store_set(c, "probe", "alive", 5), DDP_OK);
     store_close(c);
+}
+
+static void test_store_client(void **state) {
+    (void)state;
+    start_server();
     int bad = 0;
     ddp_alloc_fail_at(0);
     assert_int_equal(run_store(&bad), 0);
@@ -158,11 +164,7 @@ static int run_store_against_server(int *bad) {
 
 static void test_store_server(void **state) {
     (void)state;
-    assert_int_equal(store_server_start("127.0.0.1", 0, &server), DDP_OK);
-    store_client *c;
-    assert_int_equal(store_connect("127.0.0.1", store_server_port(server), 2.0, &c), DDP_OK);
-    assert_int_equal(store_set(c, "probe", "alive", 5), DDP_OK);
-    store_close(c);
+    start_server();
     int bad = 0;
     ddp_alloc_fail_shared_at(0);
     assert_int_equal(run_store_against_server(&bad), 0);
@@ -179,6 +181,7 @@ static void test_store_server(void **state) {
             fail_msg("server allocation %ld of %ld: a call failed without a clear error", k,
                      needed);
         /* the server goes on: a new connection gets its answers */
+        store_client *c;
         assert_int_equal(store_connect("127.0.0.1", store_server_port(server), 2.0, &c), DDP_OK);
         assert_int_equal(probe(c), 0);
         store_close(c);
