@@ -7,6 +7,8 @@
 -- torch.time(), a monotonic wall clock, as time.perf_counter is on PyTorch's side; the
 -- RESULT lines name it, and bench/run.sh prints that name.
 
+local lib = dofile((arg[0]:match("(.*/)") or "./") .. "bench_lib.lua")
+
 local quick = os.getenv("DDP_BENCH_QUICK") == "1"
 local clock, clock_name = torch.time, "torch.time"
 
@@ -16,25 +18,10 @@ local cases = {
       steps = 4 },
 }
 
-local function build(sizes)
-    local layers = {}
-    for i = 1, #sizes - 1 do
-        layers[#layers + 1] = nn.Linear(sizes[i], sizes[i + 1])
-        if i < #sizes - 1 then layers[#layers + 1] = nn.ReLU() end
-    end
-    return nn.Sequential(table.unpack(layers))
-end
-
-local function median(xs)
-    table.sort(xs)
-    local n = #xs
-    return n % 2 == 1 and xs[(n + 1) // 2] or (xs[n // 2] + xs[n // 2 + 1]) / 2
-end
-
 torch.manual_seed(0)
 for _, c in ipairs(cases) do
     if quick then c.warmup, c.windows, c.steps = 2, 3, 2 end
-    local model = build(c.sizes)
+    local model = lib.mlp(c.sizes)
     local x = torch.randn(c.batch, c.sizes[1])
     local y = torch.randn(c.batch, c.sizes[#c.sizes])
     local criterion = nn.MSELoss()
@@ -52,5 +39,5 @@ for _, c in ipairs(cases) do
         for _ = 1, c.steps do step() end
         per_step[w] = (clock() - t0) / c.steps
     end
-    print(string.format("RESULT %s %.9g %s", c.name, median(per_step), clock_name))
+    print(string.format("RESULT %s %.9g %s", c.name, lib.median(per_step), clock_name))
 end

@@ -9,6 +9,8 @@
 -- Run: OPENBLAS_NUM_THREADS=1 build/ddplab -n 2 bench/ddp/ddp_step.lua
 -- (DDP_BENCH_QUICK=1 shrinks the windows; the last step's timeline of each case goes to
 -- stdout with DDP_BENCH_TIMELINE=1.)
+
+local lib = dofile((arg[0]:match("(.*/)") or "./") .. "../bench_lib.lua")
 local quick = os.getenv("DDP_BENCH_QUICK") == "1"
 local show = os.getenv("DDP_BENCH_TIMELINE") == "1"
 local clock = torch.time
@@ -23,25 +25,10 @@ local cases = {
 dist.init_process_group{backend = "gloo"}
 local rank = dist.get_rank()
 
-local function build(sizes)
-  local layers = {}
-  for i = 1, #sizes - 1 do
-    layers[#layers + 1] = nn.Linear(sizes[i], sizes[i + 1])
-    if i < #sizes - 1 then layers[#layers + 1] = nn.ReLU() end
-  end
-  return nn.Sequential(table.unpack(layers))
-end
-
-local function median(xs)
-  table.sort(xs)
-  local n = #xs
-  return n % 2 == 1 and xs[(n + 1) // 2] or (xs[n // 2] + xs[n // 2 + 1]) / 2
-end
-
 torch.manual_seed(0)
 for _, c in ipairs(cases) do
   if quick then c.warmup, c.windows, c.steps = 2, 3, 2 end
-  local ddp = nn.DistributedDataParallel(build(c.sizes), {bucket_cap_mb = c.cap})
+  local ddp = nn.DistributedDataParallel(lib.mlp(c.sizes), {bucket_cap_mb = c.cap})
   local x = torch.randn(c.batch, c.sizes[1])
   local y = torch.randn(c.batch, c.sizes[#c.sizes])
   local criterion = nn.MSELoss()
@@ -61,6 +48,6 @@ for _, c in ipairs(cases) do
   end
   if show then ddp(x) ddp:summary() end
   if rank == 0 then
-    print(string.format("RESULT %s %.9g torch.time %d", c.name, median(per_step), #ddp:buckets()))
+    print(string.format("RESULT %s %.9g torch.time %d", c.name, lib.median(per_step), #ddp:buckets()))
   end
 end

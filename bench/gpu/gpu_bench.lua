@@ -10,18 +10,14 @@
 -- Seconds per call for all of them; run.sh turns adam and copy into bandwidth.
 -- DDP_BENCH_QUICK=1 shrinks everything to check the script (figures mean nothing);
 -- DDP_BENCH_DEVICE=cpu runs the same code on the CPU (for that check where no GPU is).
+
+local lib = dofile((arg[0]:match("(.*/)") or "./") .. "../bench_lib.lua")
 local quick = os.getenv("DDP_BENCH_QUICK") == "1"
 local device = os.getenv("DDP_BENCH_DEVICE") or "cuda"
 local on_gpu = device ~= "cpu"
 
 local function sync()
   if on_gpu then torch.cuda.synchronize() end
-end
-
-local function median(xs)
-  table.sort(xs)
-  local n = #xs
-  return n % 2 == 1 and xs[(n + 1) // 2] or (xs[n // 2] + xs[n // 2 + 1]) / 2
 end
 
 -- Median seconds per call of fn over `windows` windows of `calls` calls each.
@@ -36,25 +32,16 @@ local function time(fn, warmup, windows, calls)
     sync()
     per[w] = (torch.time() - t0) / calls
   end
-  return median(per)
+  return lib.median(per)
 end
 
 local function result(name, seconds)
   print(string.format("RESULT %s %.9g s", name, seconds))
 end
 
-local function mlp(sizes)
-  local layers = {}
-  for i = 1, #sizes - 1 do
-    layers[#layers + 1] = nn.Linear(sizes[i], sizes[i + 1])
-    if i < #sizes - 1 then layers[#layers + 1] = nn.ReLU() end
-  end
-  return nn.Sequential(table.unpack(layers)):to(device)
-end
-
 local function train_step_case(name, sizes, batch, warmup, windows, calls)
   torch.manual_seed(0)
-  local model = mlp(sizes)
+  local model = lib.mlp(sizes):to(device)
   local opt = optim.Adam(model:parameters(), {lr = 1e-3})
   local x = torch.randn(batch, sizes[1]):to(device)
   local y = torch.randn(batch, sizes[#sizes]):to(device)
