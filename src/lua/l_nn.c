@@ -136,10 +136,12 @@ static int l_adam_step(lua_State *L) {
     int decoupled = lua_toboolean(L, 10);
     lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
     optim_param *ps = param_array(L, n);
+    lua_Integer *at = lua_newuserdatauv(L, sizeof(lua_Integer) * (size_t)(n > 0 ? n : 1), 0);
     int count = 0;
     for (lua_Integer i = 1; i <= n; i++) {
         tensor *p = l_list_tensor(L, 1, i, "parameter");
         if (!p || !p->grad) continue;
+        at[count] = i; /* where its step count goes back */
         optim_param *q = &ps[count++];
         memset(q, 0, sizeof *q);
         q->param = p;
@@ -153,11 +155,9 @@ static int l_adam_step(lua_State *L) {
     }
     l_check(L, adam_steps(ps, count, lr, beta1, beta2, eps, wd, decoupled));
     /* the counts move only once every step was taken */
-    for (lua_Integer i = 1, k = 0; i <= n; i++) {
-        tensor *p = l_list_tensor(L, 1, i, "parameter");
-        if (!p || !p->grad) continue;
-        lua_pushinteger(L, ps[k++].step);
-        lua_rawseti(L, 4, i);
+    for (int k = 0; k < count; k++) {
+        lua_pushinteger(L, ps[k].step);
+        lua_rawseti(L, 4, at[k]);
     }
     return 0;
 }
