@@ -8,6 +8,7 @@
 #include "tensor/allocator.h"
 #include "tensor/device.h"
 #include "tensor/tensor_internal.h"
+#include "tensor/scalar_math.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -435,13 +436,6 @@ static int64_t flat_to_offset(const tensor *t, int64_t flat) {
         flat /= size;
     }
     return off;
-}
-
-/* double -> int64 without undefined behaviour: out of range and NaN give INT64_MIN, the
- * value x86's conversion (and so PyTorch on x86) produces for them. */
-static int64_t double_to_int64(double v) {
-    if (v >= -9223372036854775808.0 && v < 9223372036854775808.0) return (int64_t)v;
-    return INT64_MIN;
 }
 
 double tensor_load(dtype dt, const void *base, int64_t off) {

@@ -14,6 +14,7 @@
  * computes in integers), which is exact for the float32 results of + - * /. */
 #include "tensor/tensor_internal.h"
 #include "tensor/tensor_kernels.h"
+#include "tensor/scalar_math.h"
 
 #include <math.h>
 #include <string.h>
@@ -140,18 +141,6 @@ static void f64_apply(binary_op op, double *r, const double *x, const double *y,
     }
 }
 
-/* Integer power by squaring; negative exponents give 0 except for bases 1 and -1. */
-static int64_t ipow(int64_t base, int64_t e) {
-    if (e < 0) return base == 1 ? 1 : base == -1 ? (e % 2 ? -1 : 1) : 0;
-    uint64_t result = 1, b = (uint64_t)base; /* unsigned: wraps like PyTorch, no UB */
-    while (e) {
-        if (e & 1) result *= b;
-        b *= b;
-        e >>= 1;
-    }
-    return (int64_t)result;
-}
-
 static void i64_apply(binary_op op, int64_t *r, const int64_t *x, const int64_t *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         int64_t a = x[i], b = y[i];
@@ -169,7 +158,7 @@ static void i64_apply(binary_op op, int64_t *r, const int64_t *x, const int64_t 
             r[i] = b ? a / b : 0;
             break; /* not reached: division is float */
         case BINARY_POW:
-            r[i] = ipow(a, b);
+            r[i] = int64_pow(a, b);
             break;
         case BINARY_MAXIMUM:
             r[i] = a > b ? a : b;

@@ -16,6 +16,7 @@
 #include "base/philox.h"
 #include "base/philox_math.h"
 #include "tensor/cuda_kernels.h"
+#include "tensor/scalar_math.h"
 #include "tensor/softmax_math.h"
 #include "tensor/tensor.h" /* the dtype and op enums (plain C) */
 
@@ -75,12 +76,6 @@ template <typename C> __device__ C load_as(const ddp_cuda_operand &o, int64_t of
     }
 }
 
-/* double -> int64 as the CPU path converts: out of range and NaN give INT64_MIN. */
-__device__ int64_t to_int64(double v) {
-    if (v >= -9223372036854775808.0 && v < 9223372036854775808.0) return (int64_t)v;
-    return INT64_MIN;
-}
-
 template <typename C> __device__ void store_as(const ddp_cuda_operand &o, int64_t off, C v) {
     switch (o.dtype) {
     case DTYPE_FLOAT32:
@@ -93,25 +88,12 @@ template <typename C> __device__ void store_as(const ddp_cuda_operand &o, int64_
         if constexpr (std::is_same<C, int64_t>::value)
             ((int64_t *)o.data)[off] = v;
         else
-            ((int64_t *)o.data)[off] = to_int64((double)v);
+            ((int64_t *)o.data)[off] = double_to_int64((double)v);
         break;
     default:
         ((uint8_t *)o.data)[off] = v != (C)0;
         break;
     }
-}
-
-/* Integer power by squaring, as the CPU's ipow: wraps, and negative exponents give 0
- * except for bases 1 and -1. */
-__device__ int64_t ipow_dev(int64_t base, int64_t e) {
-    if (e < 0) return base == 1 ? 1 : base == -1 ? (e % 2 ? -1 : 1) : 0;
-    uint64_t result = 1, b = (uint64_t)base;
-    while (e) {
-        if (e & 1) result *= b;
-        b *= b;
-        e >>= 1;
-    }
-    return (int64_t)result;
 }
 
 /* x op y in C, with the CPU kernels' rules: NaN propagates through maximum/minimum,
@@ -141,7 +123,7 @@ template <typename C> __device__ C apply_binary(int op, C x, C y) {
             return x / y;
     case BINARY_POW:
         if constexpr (is_int)
-            return ipow_dev(x, y);
+            return int64_pow(x, y);
         else if constexpr (std::is_same<C, float>::value)
             return powf(x, y);
         else
@@ -363,7 +345,7 @@ __device__ void store_f64(int dt, void *base, int64_t off, double v) {
     else if (dt == DTYPE_FLOAT64)
         ((double *)base)[off] = v;
     else if (dt == DTYPE_INT64)
-        ((int64_t *)base)[off] = to_int64(v);
+        ((int64_t *)base)[off] = double_to_int64(v);
     else
         ((uint8_t *)base)[off] = v != 0;
 }
