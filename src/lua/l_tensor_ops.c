@@ -556,13 +556,13 @@ static int l_tensor_split(lua_State *L) {
 /* ---- metamethods ------------------------------------------------------------------- */
 
 /* __add, __sub and __unm; alpha never applies to operators. */
-static int l_mm_add(lua_State *L) {
+static int l_meta_add(lua_State *L) {
     return l_binary_common(L, BINARY_ADD, 1, 1.0);
 }
-static int l_mm_sub(lua_State *L) {
+static int l_meta_sub(lua_State *L) {
     return l_binary_common(L, BINARY_SUB, 1, 1.0);
 }
-static int l_mm_unm(lua_State *L) {
+static int l_meta_unm(lua_State *L) {
     return l_unary(L, UNARY_NEG);
 }
 /* The value at idx when it is a number or a one-element tensor (a loss, say). */
@@ -588,10 +588,10 @@ static int compare(lua_State *L, bool or_equal) {
                          "give a tensor in Lua (Lua makes every comparison true or false): use "
                          "the methods, e.g. t:gt(0) for t > 0 (also :lt, :le, :ge, :eq, :ne)");
 }
-static int l_mm_lt(lua_State *L) {
+static int l_meta_lt(lua_State *L) {
     return compare(L, false);
 }
-static int l_mm_le(lua_State *L) {
+static int l_meta_le(lua_State *L) {
     return compare(L, true);
 }
 
@@ -656,8 +656,9 @@ static const luaL_Reg ops_methods[] = {
 };
 
 static const luaL_Reg ops_metamethods[] = {
-    {"__add", l_mm_add}, {"__sub", l_mm_sub}, {"__mul", l_mul},  {"__div", l_div}, {"__pow", l_pow},
-    {"__unm", l_mm_unm}, {"__lt", l_mm_lt},   {"__le", l_mm_le}, {NULL, NULL},
+    {"__add", l_meta_add}, {"__sub", l_meta_sub}, {"__mul", l_mul},
+    {"__div", l_div},      {"__pow", l_pow},      {"__unm", l_meta_unm},
+    {"__lt", l_meta_lt},   {"__le", l_meta_le},   {NULL, NULL},
 };
 
 /* See l_internal.h. */
